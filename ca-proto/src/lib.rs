@@ -1,0 +1,170 @@
+//! Wire types of the jit-ssh CA's HTTP API (`/v1`), shared by the server and the
+//! client so that both sides agree on every field and on the exact bytes of the
+//! proof of possession.
+//!
+//! The API is documented for humans in `docs/api.md`; this crate is its
+//! machine-checked form. Request bodies reject unknown fields: a client that
+//! sends a field the server does not understand gets an error rather than a
+//! certificate that silently ignores what it asked for.
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+/// The SSHSIG namespace of the proof-of-possession signature.
+///
+/// A signature made for any other purpose (git commit signing uses `git`,
+/// `ssh-keygen -Y sign` users pick their own) can never be replayed here.
+pub const PROOF_NAMESPACE: &str = "jit-ssh-pop-v1@jit-ssh";
+
+/// First line of the proof-of-possession message; versions the format.
+const PROOF_HEADER: &str = "jit-ssh-pop-v1";
+
+/// `POST /v1/certs/user` request body.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UserCertRequest {
+    /// The subject public key, one OpenSSH line (`ssh-ed25519 AAAA... comment`).
+    pub public_key: String,
+    /// Principals asked for; empty means "everything I am entitled to".
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub principals: Vec<String>,
+    /// Requested lifetime in seconds; absent means the server's default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ttl: Option<u64>,
+    /// Armored SSHSIG (`-----BEGIN SSH SIGNATURE-----`) by the subject key over
+    /// [`proof_message`] in namespace [`PROOF_NAMESPACE`].
+    pub proof: String,
+}
+
+/// `POST /v1/certs/user` success body.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserCertResponse {
+    /// The certificate, one OpenSSH line (`ssh-ed25519-cert-v01@openssh.com AAAA...`).
+    pub certificate: String,
+    /// Certificate serial as a decimal string (64-bit values do not survive
+    /// JSON numbers in every language).
+    pub serial: String,
+    /// The key ID written into the certificate; sshd logs it on every login.
+    pub key_id: String,
+    /// Principals the certificate carries.
+    pub principals: Vec<String>,
+    /// Start of validity, seconds since the Unix epoch.
+    pub valid_after: u64,
+    /// End of validity (exclusive), seconds since the Unix epoch.
+    pub valid_before: u64,
+}
+
+/// `GET /v1/config` body: everything a client needs to log in with no other
+/// configuration than the CA's URL.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CaConfig {
+    /// Identity providers whose ID tokens this CA accepts.
+    pub issuers: Vec<IssuerInfo>,
+    /// Every trusted user-CA public key, OpenSSH lines; the first signs.
+    pub user_ca_keys: Vec<String>,
+    /// Every trusted host-CA public key, OpenSSH lines; the first signs.
+    pub host_ca_keys: Vec<String>,
+    /// Namespace of the proof-of-possession signature ([`PROOF_NAMESPACE`]).
+    pub proof_namespace: String,
+    /// Lifetime the CA gives when the client does not ask, in seconds.
+    pub default_ttl: u64,
+    /// Longest lifetime the CA ever gives, in seconds.
+    pub max_ttl: u64,
+}
+
+/// One trusted OpenID provider as published to clients.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IssuerInfo {
+    /// Short name used in key IDs, audit records and `jit-ssh login --issuer`.
+    pub name: String,
+    /// The issuer URL (`iss`), also the base of OpenID discovery.
+    pub issuer: String,
+    /// OAuth client ID the client must use; ID tokens must carry it in `aud`.
+    pub client_id: String,
+    /// Scopes clients should request.
+    pub scopes: Vec<String>,
+}
+
+/// Error body of every non-2xx response: `{"error":{"code":..,"message":..}}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    /// The error.
+    pub error: ErrorDetail,
+}
+
+/// A stable machine-readable `code` and a message safe to show to the user.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorDetail {
+    /// Stable identifier, e.g. `invalid_token`, `weak_key`, `replayed_token`.
+    pub code: String,
+    /// Human-readable explanation.
+    pub message: String,
+}
+
+/// The OIDC `nonce` a client must request for a given subject key:
+/// base64url (no padding) of SHA-256 over the key's SSH wire-format blob.
+///
+/// Binding the nonce to the key means an ID token obtained for one key cannot
+/// certify another, even before its single use is recorded.
+pub fn nonce_for_key(public_key_blob: &[u8]) -> String {
+    URL_SAFE_NO_PAD.encode(Sha256::digest(public_key_blob))
+}
+
+/// SHA-256 of the ID token's compact serialisation, as base64url without padding.
+pub fn token_digest(id_token: &str) -> String {
+    URL_SAFE_NO_PAD.encode(Sha256::digest(id_token.as_bytes()))
+}
+
+/// The exact bytes the subject key signs as proof of possession:
+///
+/// ```text
+/// jit-ssh-pop-v1\n
+/// <base64url(SHA-256(id_token))>\n
+/// <base64url(SHA-256(public key blob))>\n
+/// ```
+pub fn proof_message(id_token: &str, public_key_blob: &[u8]) -> Vec<u8> {
+    format!(
+        "{PROOF_HEADER}\n{}\n{}\n",
+        token_digest(id_token),
+        nonce_for_key(public_key_blob)
+    )
+    .into_bytes()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn proof_message_binds_token_and_key() {
+        let a = proof_message("token-a", b"key-1");
+        assert_eq!(a, proof_message("token-a", b"key-1"));
+        assert_ne!(a, proof_message("token-b", b"key-1"));
+        assert_ne!(a, proof_message("token-a", b"key-2"));
+        let text = String::from_utf8(a).expect("ascii");
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines[0], "jit-ssh-pop-v1");
+        assert_eq!(lines[2], nonce_for_key(b"key-1"));
+        assert!(text.ends_with('\n'));
+    }
+
+    #[test]
+    fn nonce_is_base64url_sha256() {
+        // SHA-256("") = e3b0c442...; base64url without padding is 43 characters.
+        assert_eq!(
+            nonce_for_key(b""),
+            "47DEQpj8HBSa-_TImW-5JCeuQeRkm5NMpJWZG3hSuFU"
+        );
+    }
+
+    #[test]
+    fn request_rejects_unknown_fields() {
+        let err = serde_json::from_str::<UserCertRequest>(
+            r#"{"public_key":"k","proof":"p","force_command":"sh"}"#,
+        )
+        .expect_err("unknown field must be refused");
+        assert!(err.to_string().contains("force_command"));
+    }
+}

@@ -1,0 +1,65 @@
+//! `jit-ssh-ca audit`: the issuance record as people and scripts read it.
+
+use std::fmt::Write as _;
+
+use crate::store::AuditEntry;
+
+/// Renders entries as an aligned text table, oldest first.
+pub fn render_table(entries: &[AuditEntry]) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{:<20}  {:<6}  {:<24}  {:<20}  {:<16}  {:<20}  DETAIL",
+        "TIME (UTC)", "EVENT", "IDENTITY", "SERIAL", "PRINCIPALS", "VALID UNTIL (UTC)"
+    );
+    for e in entries {
+        let principals = e.principals.as_ref().map(|p| p.join(",")).unwrap_or_default();
+        let until = e.valid_before.map(format_utc).unwrap_or_default();
+        let _ = writeln!(
+            out,
+            "{:<20}  {:<6}  {:<24}  {:<20}  {:<16}  {:<20}  {}",
+            format_utc(e.at),
+            e.event,
+            e.identity,
+            e.serial.as_deref().unwrap_or("-"),
+            principals,
+            until,
+            e.detail
+        );
+    }
+    out
+}
+
+/// `YYYY-MM-DD HH:MM:SS` in UTC, without a time-zone library.
+pub fn format_utc(unix: u64) -> String {
+    let days = (unix / 86_400) as i64;
+    let secs = unix % 86_400;
+    // Civil-from-days (Howard Hinnant's algorithm), proleptic Gregorian.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02}",
+        secs / 3600,
+        (secs % 3600) / 60,
+        secs % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formats_utc() {
+        assert_eq!(format_utc(0), "1970-01-01 00:00:00");
+        assert_eq!(format_utc(951_782_400), "2000-02-29 00:00:00");
+        assert_eq!(format_utc(1_796_083_199), "2026-11-30 23:59:59");
+    }
+}

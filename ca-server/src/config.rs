@@ -1,0 +1,483 @@
+//! The server configuration: a TOML file read once at start-up into a checked
+//! [`Config`].
+//!
+//! Unknown keys are errors (a misspelt `max_ttl` must not silently mean the
+//! default), relative paths are resolved against the file's own directory, and
+//! every limit is checked here so the rest of the server can trust it.
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::duration::parse_duration;
+
+/// Longest certificate lifetime the CA will ever be configured to sign.
+pub const MAX_TTL_CEILING: Duration = Duration::from_secs(60 * 60);
+/// Largest clock-skew allowance for ID tokens.
+pub const MAX_TOKEN_LEEWAY: Duration = Duration::from_secs(60);
+
+/// Errors reading the configuration; each renders as one line.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config {path}: {source}")]
+    Read {
+        /// The config file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML for this schema (unknown key, wrong type...).
+    #[error("config {path}: {message}")]
+    Parse {
+        /// The config file.
+        path: PathBuf,
+        /// toml's message, including line and column.
+        message: String,
+    },
+    /// The values parse but do not make sense together.
+    #[error("config {path}: {message}")]
+    Invalid {
+        /// The config file.
+        path: PathBuf,
+        /// What is wrong and how to fix it.
+        message: String,
+    },
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    listen: String,
+    data_dir: PathBuf,
+    #[serde(default = "default_policy_dir")]
+    policy_dir: PathBuf,
+    passphrase_file: Option<PathBuf>,
+    tls: Option<RawTls>,
+    #[serde(default)]
+    oidc: Vec<RawIssuer>,
+    #[serde(default)]
+    certs: RawCerts,
+    #[serde(default = "default_token_leeway")]
+    token_leeway: String,
+    #[serde(default = "default_request_timeout")]
+    request_timeout: String,
+    #[serde(default = "default_max_in_flight")]
+    max_in_flight: usize,
+    #[serde(default = "default_discovery_attempts")]
+    discovery_attempts: u32,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTls {
+    cert: PathBuf,
+    key: PathBuf,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawIssuer {
+    name: String,
+    issuer: String,
+    client_id: String,
+    #[serde(default = "default_username_claim")]
+    username_claim: String,
+    #[serde(default = "default_groups_claim")]
+    groups_claim: String,
+    #[serde(default = "default_scopes")]
+    scopes: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCerts {
+    #[serde(default = "default_ttl")]
+    default_ttl: String,
+    #[serde(default = "default_max_ttl")]
+    max_ttl: String,
+    #[serde(default = "default_backdate")]
+    backdate: String,
+}
+
+impl Default for RawCerts {
+    fn default() -> Self {
+        RawCerts {
+            default_ttl: default_ttl(),
+            max_ttl: default_max_ttl(),
+            backdate: default_backdate(),
+        }
+    }
+}
+
+fn default_policy_dir() -> PathBuf {
+    PathBuf::from("policies")
+}
+fn default_token_leeway() -> String {
+    "60s".into()
+}
+fn default_request_timeout() -> String {
+    "10s".into()
+}
+fn default_max_in_flight() -> usize {
+    1024
+}
+fn default_discovery_attempts() -> u32 {
+    5
+}
+fn default_username_claim() -> String {
+    "preferred_username".into()
+}
+fn default_groups_claim() -> String {
+    "groups".into()
+}
+fn default_scopes() -> Vec<String> {
+    ["openid", "email", "profile", "groups", "offline_access"]
+        .map(String::from)
+        .to_vec()
+}
+fn default_ttl() -> String {
+    "5m".into()
+}
+fn default_max_ttl() -> String {
+    "60m".into()
+}
+fn default_backdate() -> String {
+    "60s".into()
+}
+
+/// The checked configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Address to listen on.
+    pub listen: SocketAddr,
+    /// Directory holding the CA keys and the database.
+    pub data_dir: PathBuf,
+    /// Directory of `*.toml` policy files.
+    pub policy_dir: PathBuf,
+    /// Where the CA key passphrase is read from; `None` means the environment.
+    pub passphrase_file: Option<PathBuf>,
+    /// TLS certificate and key, when serving HTTPS.
+    pub tls: Option<TlsFiles>,
+    /// Trusted OpenID providers.
+    pub issuers: Vec<IssuerConfig>,
+    /// Certificate lifetimes.
+    pub certs: CertSettings,
+    /// Clock skew allowed on `exp`, `nbf` and `iat`.
+    pub token_leeway: Duration,
+    /// Longest time one request may take before it is answered 503.
+    pub request_timeout: Duration,
+    /// Requests processed at once; more are answered 429.
+    pub max_in_flight: usize,
+    /// Attempts at OpenID discovery per issuer before start-up fails.
+    pub discovery_attempts: u32,
+}
+
+/// PEM files for HTTPS.
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    /// Certificate chain.
+    pub cert: PathBuf,
+    /// Private key.
+    pub key: PathBuf,
+}
+
+/// Which claim names the user.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UsernameClaim {
+    /// `preferred_username`.
+    PreferredUsername,
+    /// `email` (its local part), which then requires `email_verified: true`.
+    Email,
+}
+
+/// One trusted OpenID provider.
+#[derive(Debug, Clone)]
+pub struct IssuerConfig {
+    /// Short name used in key IDs and records.
+    pub name: String,
+    /// Issuer URL, compared exactly with `iss`.
+    pub issuer: String,
+    /// The audience ID tokens must carry.
+    pub client_id: String,
+    /// Which claim names the user.
+    pub username_claim: UsernameClaim,
+    /// Claim holding group names.
+    pub groups_claim: String,
+    /// Scopes clients should request.
+    pub scopes: Vec<String>,
+}
+
+/// Certificate lifetimes.
+#[derive(Debug, Clone, Copy)]
+pub struct CertSettings {
+    /// Lifetime when the client does not ask for one.
+    pub default_ttl: Duration,
+    /// Longest lifetime ever signed.
+    pub max_ttl: Duration,
+    /// How far before "now" `valid_after` is set, for clients with slow clocks.
+    pub backdate: Duration,
+}
+
+impl Default for CertSettings {
+    fn default() -> Self {
+        CertSettings {
+            default_ttl: Duration::from_secs(5 * 60),
+            max_ttl: MAX_TTL_CEILING,
+            backdate: Duration::from_secs(60),
+        }
+    }
+}
+
+impl Config {
+    /// Reads and checks the config file at `path`.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        Config::parse(&text, base).map_err(|e| match e {
+            ParseError::Syntax(message) => ConfigError::Parse {
+                path: path.to_path_buf(),
+                message,
+            },
+            ParseError::Invalid(message) => ConfigError::Invalid {
+                path: path.to_path_buf(),
+                message,
+            },
+        })
+    }
+
+    /// Parses config text; relative paths are taken from `base`.
+    fn parse(text: &str, base: &Path) -> Result<Config, ParseError> {
+        let raw: RawConfig =
+            toml::from_str(text).map_err(|e| ParseError::Syntax(one_line(&e.to_string())))?;
+        raw.check(base).map_err(ParseError::Invalid)
+    }
+}
+
+enum ParseError {
+    Syntax(String),
+    Invalid(String),
+}
+
+fn one_line(message: &str) -> String {
+    message
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.chars().all(|c| c == '|' || c == '^' || c == ' '))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn duration_field(name: &str, value: &str) -> Result<Duration, String> {
+    parse_duration(value).map_err(|e| format!("{name}: {e}"))
+}
+
+impl RawConfig {
+    fn check(self, base: &Path) -> Result<Config, String> {
+        let listen: SocketAddr = self.listen.parse().map_err(|_| {
+            format!(
+                "listen: {:?} is not an address:port (e.g. \"127.0.0.1:8443\")",
+                self.listen
+            )
+        })?;
+        if self.tls.is_none() && !listen.ip().is_loopback() {
+            return Err(format!(
+                "listen: {listen} is not a loopback address, and plain HTTP would send ID tokens \
+                 in clear text: add a [tls] section or listen on 127.0.0.1"
+            ));
+        }
+        if self.oidc.is_empty() {
+            return Err("no [[oidc]] issuer: the CA needs at least one identity provider".into());
+        }
+        let mut names = HashSet::new();
+        let mut issuer_urls = HashSet::new();
+        let mut issuers = Vec::new();
+        for raw in self.oidc {
+            let issuer = raw.check()?;
+            if !names.insert(issuer.name.clone()) {
+                return Err(format!("[[oidc]] name {:?} is used twice", issuer.name));
+            }
+            if !issuer_urls.insert(issuer.issuer.clone()) {
+                return Err(format!("[[oidc]] issuer {:?} is listed twice", issuer.issuer));
+            }
+            issuers.push(issuer);
+        }
+        let certs = CertSettings {
+            default_ttl: duration_field("certs.default_ttl", &self.certs.default_ttl)?,
+            max_ttl: duration_field("certs.max_ttl", &self.certs.max_ttl)?,
+            backdate: duration_field("certs.backdate", &self.certs.backdate)?,
+        };
+        if certs.max_ttl > MAX_TTL_CEILING || certs.max_ttl.is_zero() {
+            return Err(format!(
+                "certs.max_ttl must be between 1s and {}m",
+                MAX_TTL_CEILING.as_secs() / 60
+            ));
+        }
+        if certs.default_ttl.is_zero() || certs.default_ttl > certs.max_ttl {
+            return Err("certs.default_ttl must be at least 1s and at most certs.max_ttl".into());
+        }
+        if certs.backdate > Duration::from_secs(600) {
+            return Err("certs.backdate must be at most 10m".into());
+        }
+        let token_leeway = duration_field("token_leeway", &self.token_leeway)?;
+        if token_leeway > MAX_TOKEN_LEEWAY {
+            return Err("token_leeway must be at most 60s".into());
+        }
+        let request_timeout = duration_field("request_timeout", &self.request_timeout)?;
+        if request_timeout.is_zero() {
+            return Err("request_timeout must be at least 1s".into());
+        }
+        if self.max_in_flight == 0 {
+            return Err("max_in_flight must be at least 1".into());
+        }
+        if self.discovery_attempts == 0 || self.discovery_attempts > 20 {
+            return Err("discovery_attempts must be between 1 and 20".into());
+        }
+        Ok(Config {
+            listen,
+            data_dir: base.join(self.data_dir),
+            policy_dir: base.join(self.policy_dir),
+            passphrase_file: self.passphrase_file.map(|p| base.join(p)),
+            tls: self.tls.map(|t| TlsFiles {
+                cert: base.join(t.cert),
+                key: base.join(t.key),
+            }),
+            issuers,
+            certs,
+            token_leeway,
+            request_timeout,
+            max_in_flight: self.max_in_flight,
+            discovery_attempts: self.discovery_attempts,
+        })
+    }
+}
+
+impl RawIssuer {
+    fn check(self) -> Result<IssuerConfig, String> {
+        let name_ok = !self.name.is_empty()
+            && self.name.len() <= 32
+            && self
+                .name
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_');
+        if !name_ok {
+            return Err(format!(
+                "[[oidc]] name {:?}: use 1-32 of a-z, 0-9, '-', '_'",
+                self.name
+            ));
+        }
+        let url_ok = self.issuer.starts_with("https://")
+            || self.issuer.starts_with("http://127.0.0.1")
+            || self.issuer.starts_with("http://localhost")
+            || self.issuer.starts_with("http://[::1]");
+        if !url_ok {
+            return Err(format!(
+                "[[oidc]] {}: issuer {:?} must be an https:// URL (plain http only on loopback)",
+                self.name, self.issuer
+            ));
+        }
+        if self.client_id.is_empty() {
+            return Err(format!("[[oidc]] {}: client_id is empty", self.name));
+        }
+        let username_claim = match self.username_claim.as_str() {
+            "preferred_username" => UsernameClaim::PreferredUsername,
+            "email" => UsernameClaim::Email,
+            other => {
+                return Err(format!(
+                    "[[oidc]] {}: username_claim {other:?} is not supported \
+                     (use \"preferred_username\" or \"email\")",
+                    self.name
+                ))
+            }
+        };
+        if !self.scopes.iter().any(|s| s == "openid") {
+            return Err(format!(
+                "[[oidc]] {}: scopes must include \"openid\"",
+                self.name
+            ));
+        }
+        Ok(IssuerConfig {
+            name: self.name,
+            issuer: self.issuer,
+            client_id: self.client_id,
+            username_claim,
+            groups_claim: self.groups_claim,
+            scopes: self.scopes,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = r#"
+listen = "127.0.0.1:8443"
+data_dir = "data"
+[[oidc]]
+name = "corp"
+issuer = "https://idp.example.com"
+client_id = "jit-ssh"
+"#;
+
+    fn parse(text: &str) -> Result<Config, String> {
+        Config::parse(text, Path::new("/etc/jit")).map_err(|e| match e {
+            ParseError::Syntax(m) | ParseError::Invalid(m) => m,
+        })
+    }
+
+    #[test]
+    fn minimal_config_gets_defaults() {
+        let config = parse(MINIMAL).expect("valid");
+        assert_eq!(config.data_dir, PathBuf::from("/etc/jit/data"));
+        assert_eq!(config.policy_dir, PathBuf::from("/etc/jit/policies"));
+        assert_eq!(config.certs.default_ttl, Duration::from_secs(300));
+        assert_eq!(config.certs.max_ttl, Duration::from_secs(3600));
+        assert_eq!(config.token_leeway, Duration::from_secs(60));
+        let issuer = &config.issuers[0];
+        assert_eq!(issuer.username_claim, UsernameClaim::PreferredUsername);
+        assert_eq!(issuer.groups_claim, "groups");
+        assert!(issuer.scopes.contains(&"offline_access".to_string()));
+    }
+
+    #[test]
+    fn unknown_keys_are_refused_with_their_name() {
+        let err = parse(&format!("{MINIMAL}\nmax_ttl = \"5m\"\n")).expect_err("unknown key");
+        assert!(err.contains("max_ttl"), "{err}");
+        let err = parse(&MINIMAL.replace("client_id", "clientid")).expect_err("unknown key");
+        assert!(err.contains("clientid"), "{err}");
+    }
+
+    #[test]
+    fn plain_http_only_on_loopback() {
+        let err = parse(&MINIMAL.replace("127.0.0.1:8443", "0.0.0.0:8443")).expect_err("public");
+        assert!(err.contains("[tls]"), "{err}");
+        let with_tls = format!("{MINIMAL}\n[tls]\ncert = \"c.pem\"\nkey = \"k.pem\"\n")
+            .replace("127.0.0.1:8443", "0.0.0.0:8443");
+        assert!(parse(&with_tls).is_ok());
+    }
+
+    #[test]
+    fn bad_values_are_refused() {
+        let cases = [
+            MINIMAL.replace("https://idp.example.com", "http://idp.example.com"),
+            MINIMAL.replace("\"corp\"", "\"Corp Inc\""),
+            format!("{MINIMAL}\n[certs]\nmax_ttl = \"2h\"\n"),
+            format!("{MINIMAL}\n[certs]\ndefault_ttl = \"10m\"\nmax_ttl = \"5m\"\n"),
+            format!("{MINIMAL}\n[certs]\ndefault_ttl = \"5\"\n"),
+            format!("{MINIMAL}\n[[oidc]]\nname = \"corp\"\nissuer = \"https://b\"\nclient_id = \"x\"\n"),
+            MINIMAL.replace("client_id = \"jit-ssh\"", "client_id = \"jit-ssh\"\nusername_claim = \"sub\""),
+            "listen = \"127.0.0.1:1\"\ndata_dir = \"d\"\n".to_string(),
+        ];
+        for case in cases {
+            assert!(parse(&case).is_err(), "should be refused:\n{case}");
+        }
+    }
+}

@@ -1,0 +1,34 @@
+//! jit-ssh-ca: an SSH certificate authority that turns a verified OpenID Connect
+//! ID token into an SSH user certificate valid for minutes.
+//!
+//! The domain is plain Rust with no HTTP in it: [`oidc`] verifies tokens into an
+//! [`identity::Identity`], [`policy`] decides what that identity gets, [`cert`]
+//! builds the certificate and [`ca_keys`] signs it, [`store`] records it durably.
+//! [`authority::Authority`] runs those steps in order; [`http`] is the thin axum
+//! layer in front of it.
+
+pub mod audit;
+pub mod authority;
+pub mod ca_keys;
+pub mod cert;
+pub mod config;
+pub mod duration;
+pub mod http;
+pub mod identity;
+pub mod oidc;
+pub mod policy;
+pub mod secret;
+pub mod server;
+pub mod store;
+pub mod subject_key;
+
+/// Seconds since the Unix epoch, read once at the edge and passed inwards.
+pub type UnixTime = u64;
+
+/// The current time as [`UnixTime`].
+pub fn unix_now() -> UnixTime {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}

@@ -1,0 +1,206 @@
+//! `jit-ssh-ca`: parses arguments, sets up logging, and calls the library.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{bail, Context as _};
+use ca_server::ca_keys::{self, CaKeyType};
+use ca_server::config::Config;
+use ca_server::duration::parse_duration;
+use ca_server::secret::Passphrase;
+use ca_server::store::{read_audit, AuditFilter, DATABASE_FILE};
+use ca_server::{audit, server, unix_now};
+use clap::{Parser, Subcommand, ValueEnum};
+
+#[derive(Parser)]
+#[command(name = "jit-ssh-ca", version, about = "SSH certificate authority for just-in-time access")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Create the user and host CA keys (encrypted) and an example config.
+    Init {
+        /// Directory for keys and the database (created 0700).
+        #[arg(long)]
+        data_dir: PathBuf,
+        /// Algorithm of the CA keys.
+        #[arg(long, value_enum, default_value_t = KeyTypeArg::Ed25519)]
+        key_type: KeyTypeArg,
+        /// Read the passphrase from this file instead of JIT_SSH_CA_PASSPHRASE.
+        #[arg(long)]
+        passphrase_file: Option<PathBuf>,
+    },
+    /// Run the CA.
+    Serve {
+        /// The TOML configuration file.
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// List issued certificates and denials from the database.
+    Audit {
+        /// The TOML configuration file (for its data_dir).
+        #[arg(long)]
+        config: PathBuf,
+        /// Only events newer than this, e.g. "1h", "30m".
+        #[arg(long)]
+        since: Option<String>,
+        /// Only this identity ("alice" or "alice@corp").
+        #[arg(long)]
+        identity: Option<String>,
+        /// Print a JSON array instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum KeyTypeArg {
+    Ed25519,
+    EcdsaP256,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("jit-ssh-ca: error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Init {
+            data_dir,
+            key_type,
+            passphrase_file,
+        } => init(&data_dir, key_type, passphrase_file.as_deref()),
+        Command::Serve { config } => serve(&config),
+        Command::Audit {
+            config,
+            since,
+            identity,
+            json,
+        } => audit(&config, since.as_deref(), identity, json),
+    }
+}
+
+fn init(data_dir: &Path, key_type: KeyTypeArg, passphrase_file: Option<&Path>) -> anyhow::Result<()> {
+    let passphrase = Passphrase::load(passphrase_file).map_err(anyhow::Error::msg)?;
+    let key_type = match key_type {
+        KeyTypeArg::Ed25519 => CaKeyType::Ed25519,
+        KeyTypeArg::EcdsaP256 => CaKeyType::EcdsaP256,
+    };
+    ca_keys::init(data_dir, key_type, &passphrase)?;
+    let data_dir = std::fs::canonicalize(data_dir).context("resolving the data directory")?;
+    let example = data_dir.join("jit-ssh-ca.example.toml");
+    if !example.exists() {
+        std::fs::write(&example, example_config(&data_dir, passphrase_file))
+            .with_context(|| format!("writing {}", example.display()))?;
+    }
+    let user_pub = std::fs::read_to_string(data_dir.join("keys/user-ca-1.pub"))?;
+    println!("Created CA keys in {}", data_dir.display());
+    println!("  user CA: {}", user_pub.trim());
+    println!("Example config: {}", example.display());
+    println!("Hosts trust the user CA with:  TrustedUserCAKeys <file with the line above>");
+    Ok(())
+}
+
+fn example_config(data_dir: &Path, passphrase_file: Option<&Path>) -> String {
+    let passphrase = match passphrase_file {
+        Some(path) => format!("passphrase_file = {:?}", path.display().to_string()),
+        None => "# passphrase_file = \"/run/secrets/jit-ssh-ca-passphrase\"   # else env JIT_SSH_CA_PASSPHRASE".into(),
+    };
+    format!(
+        r#"# jit-ssh-ca configuration (see docs/deploy.md). Start with:
+#   jit-ssh-ca serve --config THIS_FILE
+
+# Plain HTTP is allowed only on loopback; anything else needs [tls].
+listen = "127.0.0.1:8443"
+data_dir = {data_dir:?}
+policy_dir = "policies"
+{passphrase}
+# token_leeway = "60s"      # clock skew allowed on exp/nbf/iat (at most 60s)
+# request_timeout = "10s"
+# max_in_flight = 1024      # more concurrent requests are answered 429
+
+# [tls]
+# cert = "/etc/jit-ssh-ca/tls.crt"
+# key  = "/etc/jit-ssh-ca/tls.key"
+
+# [certs]
+# default_ttl = "5m"        # when the client does not ask
+# max_ttl = "60m"           # never more than this (hard ceiling 60m)
+# backdate = "60s"          # valid_after = now - backdate, for slow client clocks
+
+# One block per trusted OpenID provider.
+[[oidc]]
+name = "corp"
+issuer = "https://idp.example.com"
+client_id = "jit-ssh"                     # the audience ID tokens must carry
+username_claim = "preferred_username"     # or "email" (then email_verified must be true)
+groups_claim = "groups"
+scopes = ["openid", "email", "profile", "groups", "offline_access"]
+"#,
+        data_dir = data_dir.display().to_string()
+    )
+}
+
+fn serve(config_path: &Path) -> anyhow::Result<()> {
+    let config = Config::load(config_path)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(async {
+        let state = server::build_state(&config).await?;
+        server::serve(&config, state, shutdown_signal()).await?;
+        Ok(())
+    })
+}
+
+async fn shutdown_signal() {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(term) => term,
+        Err(_) => return std::future::pending().await,
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}
+
+fn audit(config_path: &Path, since: Option<&str>, identity: Option<String>, json: bool) -> anyhow::Result<()> {
+    let config = Config::load(config_path)?;
+    let since = match since {
+        Some(text) => {
+            let age = parse_duration(text).map_err(anyhow::Error::msg).context("--since")?;
+            Some(unix_now().saturating_sub(age.as_secs()))
+        }
+        None => None,
+    };
+    let db = config.data_dir.join(DATABASE_FILE);
+    if !db.exists() {
+        bail!("no database at {} (has the CA run yet?)", db.display());
+    }
+    let entries = read_audit(&db, &AuditFilter { since, identity })?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&entries)?);
+    } else {
+        print!("{}", audit::render_table(&entries));
+    }
+    Ok(())
+}

@@ -1,0 +1,589 @@
+//! ID token verification: the security core of the CA.
+//!
+//! OpenID discovery (through the `openidconnect` crate) finds each trusted
+//! issuer's JWKS at start-up. A token is then accepted only if, in this order:
+//! its header names an asymmetric algorithm (`none` and HMAC are refused before
+//! any key is looked at); its `iss` is exactly a configured issuer; its
+//! signature verifies with a key from that issuer's JWKS (the set is refetched
+//! on an unknown `kid`, at most once per [`MIN_JWKS_REFRESH`]); `aud` contains
+//! the configured `client_id` (and `azp` equals it when present or when there
+//! are several audiences); `exp`, `nbf` and `iat` hold within the configured
+//! leeway; a `nonce`, when present, equals the one derived from the subject
+//! key; and the username claim yields a Unix login name (an `email` only when
+//! `email_verified` is true). Single use is enforced by the store, which
+//! records [`VerifiedToken::digest`] in the same transaction as the certificate.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwap;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
+use jsonwebtoken::jwk::Jwk;
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use openidconnect::core::CoreProviderMetadata;
+use openidconnect::IssuerUrl;
+use serde::Deserialize;
+use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq as _;
+
+use crate::config::{IssuerConfig, UsernameClaim};
+use crate::identity::{login_name_from_claim, Identity};
+use crate::UnixTime;
+
+/// Shortest time between two JWKS fetches of one issuer, so that a flood of
+/// tokens with made-up `kid`s cannot turn the CA into a load generator
+/// against the identity provider.
+pub const MIN_JWKS_REFRESH: Duration = Duration::from_secs(30);
+/// Longest ID token accepted, in bytes.
+pub const MAX_TOKEN_LEN: usize = 16 * 1024;
+/// Largest discovery document or JWKS read from an issuer.
+const MAX_METADATA_LEN: usize = 1024 * 1024;
+
+/// Why a token was refused. Messages are safe to return to the caller: they
+/// never echo the token.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum TokenError {
+    /// Not a compact JWS, or claims of the wrong type.
+    #[error("ID token is malformed: {0}")]
+    Malformed(String),
+    /// `alg: none`.
+    #[error("ID token is unsigned (alg \"none\")")]
+    Unsigned,
+    /// HS256 and friends: the "key" would be a shared secret or a public key
+    /// misused as one.
+    #[error("ID token uses a symmetric algorithm ({0}); only RS*, PS*, ES256/384 and EdDSA are accepted")]
+    SymmetricAlgorithm(String),
+    /// Any other algorithm name.
+    #[error("ID token algorithm {0:?} is not accepted")]
+    UnsupportedAlgorithm(String),
+    /// A `crit` header this verifier cannot honour.
+    #[error("ID token has critical header parameters, which are not supported")]
+    CriticalHeader,
+    /// `iss` is not a configured issuer.
+    #[error("ID token issuer is not trusted by this CA")]
+    UntrustedIssuer,
+    /// No key of the issuer matches the token's `kid` and algorithm.
+    #[error("ID token is signed with a key the issuer does not publish")]
+    UnknownKey,
+    /// The signature does not verify.
+    #[error("ID token signature is invalid")]
+    BadSignature,
+    /// `exp` is past.
+    #[error("ID token has expired")]
+    Expired,
+    /// `nbf` is in the future.
+    #[error("ID token is not valid yet")]
+    NotYetValid,
+    /// `iat` is in the future.
+    #[error("ID token was issued in the future; check clocks")]
+    IssuedInFuture,
+    /// `aud` does not contain the client ID.
+    #[error("ID token audience does not include this CA's client_id")]
+    WrongAudience,
+    /// `azp` is not the client ID.
+    #[error("ID token authorized party (azp) is not this CA's client_id")]
+    WrongAuthorizedParty,
+    /// The `nonce` was made for another key.
+    #[error("ID token nonce does not match the public key (it was obtained for another key)")]
+    NonceMismatch,
+    /// A required claim is absent.
+    #[error("ID token lacks the {0} claim")]
+    MissingClaim(&'static str),
+    /// `email` is the username claim but is not verified.
+    #[error("ID token email is not verified (email_verified must be true)")]
+    EmailNotVerified,
+    /// The username claim is not usable as a login name.
+    #[error("the username claim cannot be a Unix login name (letters, digits, '.', '_', '-', at most 32)")]
+    InvalidUsername,
+    /// The issuer's keys cannot be fetched right now.
+    #[error("identity provider {0} is unavailable")]
+    IssuerUnavailable(String),
+}
+
+/// Why start-up discovery failed.
+#[derive(Debug, thiserror::Error)]
+#[error("OpenID discovery for issuer {name} ({issuer}) failed after {attempts} attempts: {reason}")]
+pub struct DiscoveryError {
+    name: String,
+    issuer: String,
+    attempts: u32,
+    reason: String,
+}
+
+/// A token that passed every check.
+#[derive(Debug, Clone)]
+pub struct VerifiedToken {
+    /// Who it names.
+    pub identity: Identity,
+    /// Its `exp`; its digest must be remembered at least this long.
+    pub expires_at: UnixTime,
+    /// SHA-256 of the compact token, the key of single use.
+    pub digest: [u8; 32],
+}
+
+/// Verifies ID tokens from the configured issuers.
+pub struct TokenVerifier {
+    by_issuer_url: HashMap<String, Arc<TrustedIssuer>>,
+    issuers: Vec<Arc<TrustedIssuer>>,
+    leeway: u64,
+}
+
+struct TrustedIssuer {
+    config: IssuerConfig,
+    jwks_uri: String,
+    keys: ArcSwap<Vec<IssuerKey>>,
+    refresh: tokio::sync::Mutex<RefreshState>,
+    http: reqwest::Client,
+    min_refresh: Duration,
+}
+
+struct RefreshState {
+    last_fetch: Instant,
+    generation: u64,
+}
+
+struct IssuerKey {
+    kid: Option<String>,
+    algorithm: Option<Algorithm>,
+    key: DecodingKey,
+}
+
+#[derive(Deserialize)]
+struct Header {
+    alg: String,
+    kid: Option<String>,
+    crit: Option<Value>,
+}
+
+#[derive(Deserialize)]
+struct UnverifiedIssuer {
+    iss: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct Claims {
+    iss: String,
+    sub: Option<String>,
+    aud: Option<Audience>,
+    azp: Option<String>,
+    exp: Option<i64>,
+    iat: Option<i64>,
+    nbf: Option<i64>,
+    nonce: Option<String>,
+    #[serde(flatten)]
+    other: Map<String, Value>,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Audience {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl TokenVerifier {
+    /// Runs OpenID discovery and fetches the JWKS of every issuer, retrying
+    /// each up to `attempts` times with backoff. Fails if any issuer stays
+    /// unreachable: a CA that silently trusts fewer issuers than configured
+    /// would lock people out with no clue why.
+    pub async fn discover(
+        issuers: &[IssuerConfig],
+        leeway: Duration,
+        attempts: u32,
+        http: reqwest::Client,
+    ) -> Result<TokenVerifier, DiscoveryError> {
+        let mut trusted = Vec::new();
+        for config in issuers {
+            let mut delay = Duration::from_millis(250);
+            let mut attempt = 1;
+            let issuer = loop {
+                match TrustedIssuer::discover(config, &http).await {
+                    Ok(issuer) => break issuer,
+                    Err(reason) if attempt >= attempts => {
+                        return Err(DiscoveryError {
+                            name: config.name.clone(),
+                            issuer: config.issuer.clone(),
+                            attempts,
+                            reason,
+                        })
+                    }
+                    Err(reason) => {
+                        tracing::warn!(issuer = %config.name, attempt, %reason, "OpenID discovery failed; retrying");
+                        tokio::time::sleep(delay).await;
+                        delay = (delay * 2).min(Duration::from_secs(4));
+                        attempt += 1;
+                    }
+                }
+            };
+            tracing::info!(issuer = %config.name, url = %config.issuer, keys = issuer.keys.load().len(), "trusting OpenID provider");
+            trusted.push(Arc::new(issuer));
+        }
+        Ok(TokenVerifier::from_issuers(trusted, leeway))
+    }
+
+    fn from_issuers(issuers: Vec<Arc<TrustedIssuer>>, leeway: Duration) -> TokenVerifier {
+        TokenVerifier {
+            by_issuer_url: issuers
+                .iter()
+                .map(|i| (i.config.issuer.clone(), i.clone()))
+                .collect(),
+            issuers,
+            leeway: leeway.as_secs(),
+        }
+    }
+
+    /// The trusted issuers, in configuration order.
+    pub fn issuers(&self) -> impl Iterator<Item = &IssuerConfig> {
+        self.issuers.iter().map(|i| &i.config)
+    }
+
+    /// Verifies `token` at time `now` for a subject key whose nonce is
+    /// `expected_nonce`.
+    pub async fn verify(
+        &self,
+        token: &str,
+        expected_nonce: &str,
+        now: UnixTime,
+    ) -> Result<VerifiedToken, TokenError> {
+        if token.len() > MAX_TOKEN_LEN {
+            return Err(TokenError::Malformed("too long".into()));
+        }
+        let mut parts = token.split('.');
+        let (Some(header), Some(payload), Some(_signature), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return Err(TokenError::Malformed("not a compact JWS".into()));
+        };
+        let header: Header = decode_segment(header)?;
+        if header.crit.is_some() {
+            return Err(TokenError::CriticalHeader);
+        }
+        let algorithm = accepted_algorithm(&header.alg)?;
+        let unverified: UnverifiedIssuer = decode_segment(payload)?;
+        let issuer = unverified
+            .iss
+            .and_then(|iss| self.by_issuer_url.get(&iss))
+            .ok_or(TokenError::UntrustedIssuer)?;
+        let claims = issuer
+            .verify_signature(token, header.kid.as_deref(), algorithm)
+            .await?;
+        issuer.check_claims(claims, expected_nonce, now, self.leeway, token)
+    }
+}
+
+fn decode_segment<T: serde::de::DeserializeOwned>(segment: &str) -> Result<T, TokenError> {
+    let bytes = URL_SAFE_NO_PAD
+        .decode(segment)
+        .map_err(|_| TokenError::Malformed("bad base64url".into()))?;
+    serde_json::from_slice(&bytes).map_err(|e| TokenError::Malformed(e.to_string()))
+}
+
+fn accepted_algorithm(name: &str) -> Result<Algorithm, TokenError> {
+    match name {
+        "RS256" => Ok(Algorithm::RS256),
+        "RS384" => Ok(Algorithm::RS384),
+        "RS512" => Ok(Algorithm::RS512),
+        "PS256" => Ok(Algorithm::PS256),
+        "PS384" => Ok(Algorithm::PS384),
+        "PS512" => Ok(Algorithm::PS512),
+        "ES256" => Ok(Algorithm::ES256),
+        "ES384" => Ok(Algorithm::ES384),
+        "EdDSA" => Ok(Algorithm::EdDSA),
+        n if n.eq_ignore_ascii_case("none") => Err(TokenError::Unsigned),
+        n if n.starts_with("HS") => Err(TokenError::SymmetricAlgorithm(n.into())),
+        n => Err(TokenError::UnsupportedAlgorithm(n.chars().take(16).collect())),
+    }
+}
+
+impl TrustedIssuer {
+    async fn discover(config: &IssuerConfig, http: &reqwest::Client) -> Result<Self, String> {
+        let url = IssuerUrl::new(config.issuer.clone()).map_err(|e| e.to_string())?;
+        let client = |request| oidc_http(http, request);
+        let metadata = CoreProviderMetadata::discover_async(url, &client)
+            .await
+            .map_err(|e| error_chain(&e))?;
+        let jwks_uri = metadata.jwks_uri().url().to_string();
+        let keys = fetch_jwks(http, &jwks_uri).await?;
+        if keys.is_empty() {
+            return Err(format!("JWKS at {jwks_uri} has no usable signing key"));
+        }
+        Ok(TrustedIssuer {
+            config: config.clone(),
+            jwks_uri,
+            keys: ArcSwap::from_pointee(keys),
+            refresh: tokio::sync::Mutex::new(RefreshState {
+                last_fetch: Instant::now(),
+                generation: 0,
+            }),
+            http: http.clone(),
+            min_refresh: MIN_JWKS_REFRESH,
+        })
+    }
+
+    async fn verify_signature(
+        &self,
+        token: &str,
+        kid: Option<&str>,
+        algorithm: Algorithm,
+    ) -> Result<Claims, TokenError> {
+        let generation = self.refresh.lock().await.generation;
+        match self.try_keys(token, kid, algorithm) {
+            Err(TokenError::UnknownKey) => {
+                self.refresh_keys(generation).await?;
+                self.try_keys(token, kid, algorithm)
+            }
+            other => other,
+        }
+    }
+
+    fn try_keys(
+        &self,
+        token: &str,
+        kid: Option<&str>,
+        algorithm: Algorithm,
+    ) -> Result<Claims, TokenError> {
+        let keys = self.keys.load();
+        let mut candidates = keys.iter().filter(|k| {
+            kid.is_none_or(|kid| k.kid.as_deref() == Some(kid))
+                && k.algorithm.is_none_or(|a| a == algorithm)
+                && k.key.family() == algorithm.family()
+        });
+        let Some(first) = candidates.next() else {
+            return Err(TokenError::UnknownKey);
+        };
+        let mut validation = Validation::new(algorithm);
+        validation.required_spec_claims.clear();
+        validation.validate_exp = false;
+        validation.validate_nbf = false;
+        validation.validate_aud = false;
+        let mut result = jsonwebtoken::decode::<Claims>(token, &first.key, &validation);
+        // Without a `kid`, every key of the right type is a candidate.
+        for key in candidates {
+            if result.is_ok() {
+                break;
+            }
+            result = jsonwebtoken::decode::<Claims>(token, &key.key, &validation);
+        }
+        result.map(|data| data.claims).map_err(|e| match e.kind() {
+            jsonwebtoken::errors::ErrorKind::InvalidSignature => TokenError::BadSignature,
+            jsonwebtoken::errors::ErrorKind::Json(e) => TokenError::Malformed(e.to_string()),
+            _ => TokenError::BadSignature,
+        })
+    }
+
+    /// Refetches the JWKS unless another request already did since
+    /// `seen_generation`, or the last fetch was too recent.
+    async fn refresh_keys(&self, seen_generation: u64) -> Result<(), TokenError> {
+        let mut state = self.refresh.lock().await;
+        if state.generation != seen_generation {
+            return Ok(());
+        }
+        if state.last_fetch.elapsed() < self.min_refresh {
+            return Err(TokenError::UnknownKey);
+        }
+        state.last_fetch = Instant::now();
+        match fetch_jwks(&self.http, &self.jwks_uri).await {
+            Ok(keys) if !keys.is_empty() => {
+                tracing::info!(issuer = %self.config.name, keys = keys.len(), "refreshed JWKS");
+                self.keys.store(Arc::new(keys));
+                state.generation += 1;
+                Ok(())
+            }
+            Ok(_) => Err(TokenError::UnknownKey),
+            Err(reason) => {
+                tracing::warn!(issuer = %self.config.name, %reason, "JWKS refresh failed");
+                Err(TokenError::IssuerUnavailable(self.config.name.clone()))
+            }
+        }
+    }
+
+    fn check_claims(
+        &self,
+        claims: Claims,
+        expected_nonce: &str,
+        now: UnixTime,
+        leeway: u64,
+        token: &str,
+    ) -> Result<VerifiedToken, TokenError> {
+        let config = &self.config;
+        if claims.iss != config.issuer {
+            return Err(TokenError::UntrustedIssuer);
+        }
+        let audiences = match claims.aud {
+            Some(Audience::One(aud)) => vec![aud],
+            Some(Audience::Many(auds)) => auds,
+            None => return Err(TokenError::MissingClaim("aud")),
+        };
+        if !audiences.iter().any(|a| *a == config.client_id) {
+            return Err(TokenError::WrongAudience);
+        }
+        match claims.azp {
+            Some(azp) if azp != config.client_id => return Err(TokenError::WrongAuthorizedParty),
+            None if audiences.len() > 1 => return Err(TokenError::WrongAuthorizedParty),
+            _ => {}
+        }
+        let now = i64::try_from(now).unwrap_or(i64::MAX);
+        let leeway = i64::try_from(leeway).unwrap_or(0);
+        let exp = claims.exp.ok_or(TokenError::MissingClaim("exp"))?;
+        if now >= exp.saturating_add(leeway) {
+            return Err(TokenError::Expired);
+        }
+        if claims.nbf.is_some_and(|nbf| nbf > now.saturating_add(leeway)) {
+            return Err(TokenError::NotYetValid);
+        }
+        let iat = claims.iat.ok_or(TokenError::MissingClaim("iat"))?;
+        if iat > now.saturating_add(leeway) {
+            return Err(TokenError::IssuedInFuture);
+        }
+        if let Some(nonce) = &claims.nonce {
+            if !bool::from(nonce.as_bytes().ct_eq(expected_nonce.as_bytes())) {
+                return Err(TokenError::NonceMismatch);
+            }
+        }
+        let subject = claims
+            .sub
+            .filter(|s| !s.is_empty())
+            .ok_or(TokenError::MissingClaim("sub"))?;
+        let other = claims.other;
+        let email = other.get("email").and_then(Value::as_str).map(String::from);
+        let username = match config.username_claim {
+            UsernameClaim::PreferredUsername => {
+                let value = other
+                    .get("preferred_username")
+                    .and_then(Value::as_str)
+                    .ok_or(TokenError::MissingClaim("preferred_username"))?;
+                login_name_from_claim(value, false)
+            }
+            UsernameClaim::Email => {
+                let value = email.as_deref().ok_or(TokenError::MissingClaim("email"))?;
+                if other.get("email_verified") != Some(&Value::Bool(true)) {
+                    return Err(TokenError::EmailNotVerified);
+                }
+                login_name_from_claim(value, true)
+            }
+        }
+        .ok_or(TokenError::InvalidUsername)?;
+        let groups = match other.get(&config.groups_claim) {
+            Some(Value::Array(items)) => items
+                .iter()
+                .filter_map(Value::as_str)
+                .map(String::from)
+                .collect(),
+            Some(Value::String(one)) => vec![one.clone()],
+            _ => Vec::new(),
+        };
+        Ok(VerifiedToken {
+            identity: Identity {
+                issuer_name: config.name.clone(),
+                issuer: config.issuer.clone(),
+                subject,
+                username,
+                email,
+                groups,
+                claims: other,
+            },
+            expires_at: u64::try_from(exp).unwrap_or(0),
+            digest: Sha256::digest(token.as_bytes()).into(),
+        })
+    }
+}
+
+async fn fetch_jwks(http: &reqwest::Client, url: &str) -> Result<Vec<IssuerKey>, String> {
+    let response = http
+        .get(url)
+        .send()
+        .await
+        .map_err(|e| format!("GET {url}: {}", error_chain(&e)))?;
+    if !response.status().is_success() {
+        return Err(format!("GET {url}: HTTP {}", response.status()));
+    }
+    let body = read_limited(response).await?;
+    #[derive(Deserialize)]
+    struct RawSet {
+        keys: Vec<Value>,
+    }
+    let set: RawSet =
+        serde_json::from_slice(&body).map_err(|e| format!("JWKS at {url} is not JSON: {e}"))?;
+    // Keys this verifier cannot use (encryption keys, unknown types) are
+    // skipped rather than failing the whole set.
+    Ok(set
+        .keys
+        .into_iter()
+        .filter_map(|value| serde_json::from_value::<Jwk>(value).ok())
+        .filter(|jwk| {
+            !matches!(
+                jwk.common.public_key_use,
+                Some(jsonwebtoken::jwk::PublicKeyUse::Encryption)
+            )
+        })
+        .filter_map(|jwk| {
+            let algorithm = jwk
+                .common
+                .key_algorithm
+                .and_then(|a| accepted_algorithm(&a.to_string()).ok());
+            let key = DecodingKey::from_jwk(&jwk).ok()?;
+            if matches!(key.family(), jsonwebtoken::AlgorithmFamily::Hmac) {
+                return None;
+            }
+            Some(IssuerKey {
+                kid: jwk.common.key_id,
+                algorithm,
+                key,
+            })
+        })
+        .collect())
+}
+
+async fn read_limited(mut response: reqwest::Response) -> Result<Vec<u8>, String> {
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(|e| error_chain(&e))? {
+        if body.len() + chunk.len() > MAX_METADATA_LEN {
+            return Err("response too large".into());
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+/// Adapts reqwest to the HTTP client interface of `openidconnect`.
+async fn oidc_http(
+    http: &reqwest::Client,
+    request: openidconnect::HttpRequest,
+) -> Result<openidconnect::HttpResponse, HttpError> {
+    let (parts, body) = request.into_parts();
+    let response = http
+        .request(parts.method, parts.uri.to_string())
+        .headers(parts.headers)
+        .body(body)
+        .send()
+        .await
+        .map_err(|e| HttpError(error_chain(&e)))?;
+    let mut builder = openidconnect::http::Response::builder().status(response.status());
+    for (name, value) in response.headers() {
+        builder = builder.header(name, value);
+    }
+    let body = read_limited(response).await.map_err(HttpError)?;
+    builder.body(body).map_err(|e| HttpError(e.to_string()))
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct HttpError(String);
+
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}

@@ -1,0 +1,143 @@
+//! Start-up and serving: turns a checked [`Config`] into a running CA.
+//!
+//! Start-up fails with one clear line rather than serving in a half-working
+//! state: keys that cannot be decrypted or are readable by others, a database
+//! that cannot be opened, an issuer whose discovery keeps failing.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum_server::tls_rustls::RustlsConfig;
+use tokio::sync::Semaphore;
+
+use crate::authority::Authority;
+use crate::ca_keys;
+use crate::config::Config;
+use crate::http::{app, AppState};
+use crate::oidc::TokenVerifier;
+use crate::policy::UsernamePolicy;
+use crate::secret::Passphrase;
+use crate::store::{Store, DATABASE_FILE};
+
+/// Why the server could not start or stopped.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ServerError {
+    /// The passphrase could not be read.
+    #[error("{0}")]
+    Passphrase(String),
+    /// CA keys could not be loaded.
+    #[error(transparent)]
+    Keys(#[from] ca_keys::KeyError),
+    /// The database could not be opened.
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+    /// An issuer could not be discovered.
+    #[error(transparent)]
+    Discovery(#[from] crate::oidc::DiscoveryError),
+    /// TLS files could not be loaded.
+    #[error("TLS: {0}")]
+    Tls(String),
+    /// Listening failed.
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The HTTP client for the identity providers could not be built.
+    #[error("HTTP client: {0}")]
+    HttpClient(String),
+}
+
+/// The HTTP client the CA uses towards identity providers: bounded in time,
+/// never following redirects (discovery and JWKS URLs are taken literally).
+pub fn idp_http_client() -> Result<reqwest::Client, ServerError> {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .connect_timeout(Duration::from_secs(5))
+        .timeout(Duration::from_secs(10))
+        .user_agent(concat!("jit-ssh-ca/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .map_err(|e| ServerError::HttpClient(e.to_string()))
+}
+
+/// Loads keys, opens the store and discovers issuers: everything but the socket.
+pub async fn build_state(config: &Config) -> Result<AppState, ServerError> {
+    let passphrase =
+        Passphrase::load(config.passphrase_file.as_deref()).map_err(ServerError::Passphrase)?;
+    let keys = ca_keys::load(&config.data_dir, &passphrase)?;
+    drop(passphrase);
+    tracing::info!(
+        user_ca = %keys.user.signer().fingerprint(),
+        host_ca = %keys.host.signer().fingerprint(),
+        "loaded CA keys"
+    );
+    let store = Store::open(&config.data_dir.join(DATABASE_FILE))?;
+    let verifier = TokenVerifier::discover(
+        &config.issuers,
+        config.token_leeway,
+        config.discovery_attempts,
+        idp_http_client()?,
+    )
+    .await?;
+    let policy = Arc::new(UsernamePolicy::new(config.certs));
+    let authority = Authority::new(verifier, policy, keys, store, config.certs);
+    Ok(AppState {
+        authority: Arc::new(authority),
+        in_flight: Arc::new(Semaphore::new(config.max_in_flight)),
+        request_timeout: config.request_timeout,
+    })
+}
+
+/// Serves until `shutdown` completes, then drains requests in flight.
+pub async fn serve(
+    config: &Config,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServerError> {
+    let listener = std::net::TcpListener::bind(config.listen).map_err(|source| {
+        ServerError::Listen {
+            addr: config.listen,
+            source,
+        }
+    })?;
+    let listen_err = |source| ServerError::Listen {
+        addr: config.listen,
+        source,
+    };
+    listener.set_nonblocking(true).map_err(listen_err)?;
+    let local = listener.local_addr().map_err(listen_err)?;
+    let app = app(state).into_make_service_with_connect_info::<SocketAddr>();
+    let handle = axum_server::Handle::new();
+    let drain = handle.clone();
+    tokio::spawn(async move {
+        shutdown.await;
+        tracing::info!("shutting down");
+        drain.graceful_shutdown(Some(Duration::from_secs(10)));
+    });
+    match &config.tls {
+        Some(tls) => {
+            let rustls = RustlsConfig::from_pem_file(&tls.cert, &tls.key)
+                .await
+                .map_err(|e| ServerError::Tls(format!("{}: {e}", tls.cert.display())))?;
+            tracing::info!("listening on https://{local}");
+            axum_server::from_tcp_rustls(listener, rustls)
+                .handle(handle)
+                .serve(app)
+                .await
+                .map_err(listen_err)
+        }
+        None => {
+            tracing::info!("listening on http://{local}");
+            axum_server::from_tcp(listener)
+                .handle(handle)
+                .serve(app)
+                .await
+                .map_err(listen_err)
+        }
+    }
+}

@@ -1,0 +1,236 @@
+//! The key a certificate is issued for: parsing the OpenSSH line a client sends,
+//! refusing keys too weak to trust, and checking the client holds its private half.
+
+use ca_proto::{proof_message, PROOF_NAMESPACE};
+use ssh_key::public::KeyData;
+use ssh_key::{Algorithm, EcdsaCurve, HashAlg, PublicKey, SshSig};
+
+/// Shortest RSA modulus accepted.
+pub const MIN_RSA_BITS: usize = 2048;
+/// Longest RSA modulus accepted: bigger keys only cost the CA verification time.
+pub const MAX_RSA_BITS: usize = 8192;
+/// Longest OpenSSH public key line accepted.
+const MAX_LINE_LEN: usize = 4096;
+
+/// Why a subject key or its proof was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum KeyRejection {
+    /// Not an OpenSSH public key line.
+    #[error("public_key is not an OpenSSH public key line ({0})")]
+    Malformed(String),
+    /// A certificate was sent where a plain key belongs.
+    #[error("public_key is a certificate; send the plain public key (the .pub file, not -cert.pub)")]
+    CertificateOffered,
+    /// DSA keys are broken and disabled in OpenSSH.
+    #[error("DSA keys are not accepted; use Ed25519 (ssh-keygen -t ed25519)")]
+    Dsa,
+    /// RSA modulus outside the accepted range.
+    #[error("RSA key of {bits} bits is not accepted: RSA keys must have {MIN_RSA_BITS} to {MAX_RSA_BITS} bits")]
+    RsaSize {
+        /// The key's modulus size.
+        bits: usize,
+    },
+    /// An algorithm this CA does not certify.
+    #[error("{0} keys are not accepted; use Ed25519, ECDSA or RSA (2048+ bits)")]
+    Unsupported(String),
+    /// The proof of possession is not a valid SSH signature.
+    #[error("proof is not an armored SSH signature ({0})")]
+    ProofMalformed(String),
+    /// The proof was made by another key.
+    #[error("proof was signed by a different key than public_key")]
+    ProofWrongKey,
+    /// The proof is for another namespace.
+    #[error("proof has namespace {0:?}, expected {PROOF_NAMESPACE:?}")]
+    ProofWrongNamespace(String),
+    /// The signature does not verify over the expected message.
+    #[error("proof does not verify: it must sign the message bound to this token and key (see docs/api.md)")]
+    ProofInvalid,
+}
+
+/// A public key accepted for certification.
+#[derive(Debug, Clone)]
+pub struct SubjectKey {
+    key: PublicKey,
+    blob: Vec<u8>,
+}
+
+impl SubjectKey {
+    /// Parses and vets one OpenSSH public key line.
+    pub fn parse(line: &str) -> Result<SubjectKey, KeyRejection> {
+        let line = line.trim();
+        if line.len() > MAX_LINE_LEN {
+            return Err(KeyRejection::Malformed("line too long".into()));
+        }
+        let kind = line.split_whitespace().next().unwrap_or_default();
+        if kind.ends_with("-cert-v01@openssh.com") {
+            return Err(KeyRejection::CertificateOffered);
+        }
+        if kind == "ssh-dss" {
+            return Err(KeyRejection::Dsa);
+        }
+        let key = PublicKey::from_openssh(line)
+            .map_err(|e| KeyRejection::Malformed(e.to_string()))?;
+        match key.key_data() {
+            KeyData::Ed25519(_) => {}
+            KeyData::Ecdsa(ecdsa) => match ecdsa.curve() {
+                EcdsaCurve::NistP256 | EcdsaCurve::NistP384 | EcdsaCurve::NistP521 => {}
+            },
+            KeyData::Rsa(rsa) => {
+                let bits = mpint_bits(rsa.n.as_positive_bytes().unwrap_or_default());
+                if !(MIN_RSA_BITS..=MAX_RSA_BITS).contains(&bits) {
+                    return Err(KeyRejection::RsaSize { bits });
+                }
+            }
+            KeyData::Dsa(_) => return Err(KeyRejection::Dsa),
+            other => {
+                return Err(KeyRejection::Unsupported(other.algorithm().to_string()));
+            }
+        }
+        let blob = key
+            .to_bytes()
+            .map_err(|e| KeyRejection::Malformed(e.to_string()))?;
+        Ok(SubjectKey { key, blob })
+    }
+
+    /// The public key.
+    pub fn public_key(&self) -> &PublicKey {
+        &self.key
+    }
+
+    /// The key in SSH wire format, the input of the nonce and the proof.
+    pub fn blob(&self) -> &[u8] {
+        &self.blob
+    }
+
+    /// The OIDC nonce a token for this key must carry.
+    pub fn expected_nonce(&self) -> String {
+        ca_proto::nonce_for_key(&self.blob)
+    }
+
+    /// `SHA256:...` fingerprint, as `ssh-keygen -l` prints it.
+    pub fn fingerprint(&self) -> String {
+        self.key.fingerprint(HashAlg::Sha256).to_string()
+    }
+
+    /// The algorithm, e.g. `ssh-ed25519`.
+    pub fn algorithm(&self) -> Algorithm {
+        self.key.algorithm()
+    }
+
+    /// Checks `armored_proof` is this key's signature over the proof message
+    /// for `id_token`.
+    pub fn verify_proof(&self, id_token: &str, armored_proof: &str) -> Result<(), KeyRejection> {
+        let proof = SshSig::from_pem(armored_proof.trim())
+            .map_err(|e| KeyRejection::ProofMalformed(e.to_string()))?;
+        if proof.public_key() != self.key.key_data() {
+            return Err(KeyRejection::ProofWrongKey);
+        }
+        if proof.namespace() != PROOF_NAMESPACE {
+            return Err(KeyRejection::ProofWrongNamespace(proof.namespace().into()));
+        }
+        let message = proof_message(id_token, &self.blob);
+        self.key
+            .verify(PROOF_NAMESPACE, &message, &proof)
+            .map_err(|_| KeyRejection::ProofInvalid)
+    }
+}
+
+fn mpint_bits(bytes: &[u8]) -> usize {
+    match bytes.iter().position(|b| *b != 0) {
+        Some(first) => (bytes.len() - first) * 8 - bytes[first].leading_zeros() as usize,
+        None => 0,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ssh_key::{LineEnding, PrivateKey};
+
+    fn random(algorithm: Algorithm) -> PrivateKey {
+        PrivateKey::random(&mut rand_core::OsRng, algorithm).expect("keygen")
+    }
+
+    fn sign_proof(key: &PrivateKey, token: &str, namespace: &str) -> String {
+        let blob = key.public_key().to_bytes().expect("blob");
+        key.sign(namespace, HashAlg::Sha512, &proof_message(token, &blob))
+            .expect("sign")
+            .to_pem(LineEnding::LF)
+            .expect("pem")
+    }
+
+    #[test]
+    fn accepts_ed25519_and_ecdsa() {
+        for algorithm in [
+            Algorithm::Ed25519,
+            Algorithm::Ecdsa {
+                curve: EcdsaCurve::NistP256,
+            },
+            Algorithm::Ecdsa {
+                curve: EcdsaCurve::NistP384,
+            },
+        ] {
+            let key = random(algorithm);
+            let line = key.public_key().to_openssh().expect("line");
+            let subject = SubjectKey::parse(&line).expect("accepted");
+            assert!(subject.fingerprint().starts_with("SHA256:"));
+        }
+    }
+
+    #[test]
+    fn refuses_garbage_certificates_and_dsa() {
+        assert!(matches!(
+            SubjectKey::parse("not a key"),
+            Err(KeyRejection::Malformed(_))
+        ));
+        assert!(matches!(
+            SubjectKey::parse("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBROKEN"),
+            Err(KeyRejection::Malformed(_))
+        ));
+        assert!(matches!(
+            SubjectKey::parse("ssh-ed25519-cert-v01@openssh.com AAAA x"),
+            Err(KeyRejection::CertificateOffered)
+        ));
+        assert!(matches!(
+            SubjectKey::parse("ssh-dss AAAAB3NzaC1kc3M= x"),
+            Err(KeyRejection::Dsa)
+        ));
+        assert!(SubjectKey::parse(&"A".repeat(5000)).is_err());
+    }
+
+    #[test]
+    fn proof_of_possession_binds_key_token_and_namespace() {
+        let key = random(Algorithm::Ed25519);
+        let subject =
+            SubjectKey::parse(&key.public_key().to_openssh().expect("line")).expect("key");
+        let good = sign_proof(&key, "token-1", PROOF_NAMESPACE);
+        assert_eq!(subject.verify_proof("token-1", &good), Ok(()));
+        assert_eq!(
+            subject.verify_proof("token-2", &good),
+            Err(KeyRejection::ProofInvalid)
+        );
+        let other_ns = sign_proof(&key, "token-1", "git");
+        assert!(matches!(
+            subject.verify_proof("token-1", &other_ns),
+            Err(KeyRejection::ProofWrongNamespace(_))
+        ));
+        let other_key = random(Algorithm::Ed25519);
+        let stolen = sign_proof(&other_key, "token-1", PROOF_NAMESPACE);
+        assert_eq!(
+            subject.verify_proof("token-1", &stolen),
+            Err(KeyRejection::ProofWrongKey)
+        );
+        assert!(matches!(
+            subject.verify_proof("token-1", "garbage"),
+            Err(KeyRejection::ProofMalformed(_))
+        ));
+    }
+
+    #[test]
+    fn rsa_bit_count() {
+        assert_eq!(mpint_bits(&[0x01, 0x00]), 9);
+        assert_eq!(mpint_bits(&[0x80; 256]), 2048);
+        assert_eq!(mpint_bits(&[0x00, 0x7f]), 7);
+    }
+}
