@@ -133,13 +133,15 @@ impl IntoResponse for ApiError {
                 "send the ID token as `Authorization: Bearer <token>`".to_string(),
             ),
             ApiError::Body(rejection) => {
-                let status = rejection.status();
-                let code = if status == StatusCode::PAYLOAD_TOO_LARGE {
-                    "body_too_large"
+                if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                    (
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                        "body_too_large",
+                        format!("request bodies are limited to {MAX_BODY_BYTES} bytes"),
+                    )
                 } else {
-                    "invalid_request"
-                };
-                (status, code, rejection.body_text())
+                    (StatusCode::BAD_REQUEST, "invalid_request", rejection.body_text())
+                }
             }
             ApiError::Overloaded => (
                 StatusCode::TOO_MANY_REQUESTS,
