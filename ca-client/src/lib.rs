@@ -130,7 +130,10 @@ async fn decode<T: serde::de::DeserializeOwned>(
     };
     let response = response.map_err(|e| transport(error_chain(&e)))?;
     let status = response.status();
-    let body = response.bytes().await.map_err(|e| transport(e.to_string()))?;
+    let body = response
+        .bytes()
+        .await
+        .map_err(|e| transport(e.to_string()))?;
     if status.is_success() {
         return serde_json::from_slice(&body).map_err(|e| transport(e.to_string()));
     }

@@ -14,7 +14,11 @@ use ssh_key::{Algorithm, LineEnding, PrivateKey};
 use zeroize::Zeroizing;
 
 #[derive(Parser)]
-#[command(name = "jit-ssh", version, about = "Short-lived SSH certificates from a jit-ssh CA")]
+#[command(
+    name = "jit-ssh",
+    version,
+    about = "Short-lived SSH certificates from a jit-ssh CA"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -66,7 +70,14 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             principals,
             ttl,
             ca_cert,
-        } => issue(&ca, &id_token_file, &key, &principals, ttl, ca_cert.as_deref()),
+        } => issue(
+            &ca,
+            &id_token_file,
+            &key,
+            &principals,
+            ttl,
+            ca_cert.as_deref(),
+        ),
     }
 }
 
@@ -134,7 +145,10 @@ fn load_or_create_key(path: &Path) -> anyhow::Result<PrivateKey> {
         let key = PrivateKey::from_openssh(text.as_bytes())
             .with_context(|| format!("{} is not an OpenSSH private key", path.display()))?;
         if key.is_encrypted() {
-            bail!("{} is encrypted; use an unencrypted key for `issue`", path.display());
+            bail!(
+                "{} is encrypted; use an unencrypted key for `issue`",
+                path.display()
+            );
         }
         return Ok(key);
     }
@@ -150,6 +164,9 @@ fn load_or_create_key(path: &Path) -> anyhow::Result<PrivateKey> {
     file.write_all(pem.as_bytes())?;
     let mut pub_path = path.as_os_str().to_owned();
     pub_path.push(".pub");
-    std::fs::write(PathBuf::from(pub_path), format!("{}\n", key.public_key().to_openssh()?))?;
+    std::fs::write(
+        PathBuf::from(pub_path),
+        format!("{}\n", key.public_key().to_openssh()?),
+    )?;
     Ok(key)
 }

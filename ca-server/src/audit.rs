@@ -13,7 +13,11 @@ pub fn render_table(entries: &[AuditEntry]) -> String {
         "TIME (UTC)", "EVENT", "IDENTITY", "SERIAL", "PRINCIPALS", "VALID UNTIL (UTC)"
     );
     for e in entries {
-        let principals = e.principals.as_ref().map(|p| p.join(",")).unwrap_or_default();
+        let principals = e
+            .principals
+            .as_ref()
+            .map(|p| p.join(","))
+            .unwrap_or_default();
         let until = e.valid_before.map(format_utc).unwrap_or_default();
         let _ = writeln!(
             out,

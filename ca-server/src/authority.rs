@@ -241,7 +241,9 @@ fn checked_request(
         )));
     }
     if request.ttl == Some(0) {
-        return Err(IssueError::InvalidRequest("ttl must be at least 1 second".into()));
+        return Err(IssueError::InvalidRequest(
+            "ttl must be at least 1 second".into(),
+        ));
     }
     let principals: BTreeSet<&String> = request.principals.iter().collect();
     Ok(CertRequest {

@@ -448,7 +448,9 @@ mod tests {
             .mode();
         assert_eq!(mode & 0o777, 0o600);
         let text = fs::read_to_string(data.join("keys/user-ca-1")).expect("read");
-        assert!(PrivateKey::from_openssh(&text).expect("parse").is_encrypted());
+        assert!(PrivateKey::from_openssh(&text)
+            .expect("parse")
+            .is_encrypted());
         let keys = load(&data, &passphrase()).expect("load");
         assert_eq!(keys.user.trusted().len(), 1);
         assert_ne!(
@@ -466,7 +468,10 @@ mod tests {
         let before = fs::read(dir.path().join("keys/user-ca-1")).expect("read");
         let err = init(dir.path(), CaKeyType::Ed25519, &passphrase()).expect_err("overwrite");
         assert!(matches!(err, KeyError::AlreadyExists(_)), "{err}");
-        assert_eq!(before, fs::read(dir.path().join("keys/user-ca-1")).expect("read"));
+        assert_eq!(
+            before,
+            fs::read(dir.path().join("keys/user-ca-1")).expect("read")
+        );
     }
 
     #[test]
@@ -487,7 +492,11 @@ mod tests {
     #[test]
     fn short_passphrase_is_refused() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let err = init(dir.path(), CaKeyType::Ed25519, &Passphrase::new("short".into()));
+        let err = init(
+            dir.path(),
+            CaKeyType::Ed25519,
+            &Passphrase::new("short".into()),
+        );
         assert!(matches!(err, Err(KeyError::WeakPassphrase)));
         assert!(!dir.path().join(MANIFEST).exists());
     }
@@ -502,7 +511,10 @@ mod tests {
         let manifest = fs::read_to_string(dir.path().join(MANIFEST)).expect("read");
         let manifest = manifest
             .replace("active = \"user-ca-1\"", "active = \"user-ca-2\"")
-            .replace("trusted = [\"user-ca-1\"]", "trusted = [\"user-ca-2\", \"user-ca-1\"]");
+            .replace(
+                "trusted = [\"user-ca-1\"]",
+                "trusted = [\"user-ca-2\", \"user-ca-1\"]",
+            );
         fs::write(dir.path().join(MANIFEST), manifest).expect("write");
         let keys = load(dir.path(), &passphrase()).expect("load");
         let lines = keys.user.trusted_lines();

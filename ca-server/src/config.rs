@@ -305,7 +305,10 @@ impl RawConfig {
                 return Err(format!("[[oidc]] name {:?} is used twice", issuer.name));
             }
             if !issuer_urls.insert(issuer.issuer.clone()) {
-                return Err(format!("[[oidc]] issuer {:?} is listed twice", issuer.issuer));
+                return Err(format!(
+                    "[[oidc]] issuer {:?} is listed twice",
+                    issuer.issuer
+                ));
             }
             issuers.push(issuer);
         }
@@ -472,8 +475,13 @@ client_id = "jit-ssh"
             format!("{MINIMAL}\n[certs]\nmax_ttl = \"2h\"\n"),
             format!("{MINIMAL}\n[certs]\ndefault_ttl = \"10m\"\nmax_ttl = \"5m\"\n"),
             format!("{MINIMAL}\n[certs]\ndefault_ttl = \"5\"\n"),
-            format!("{MINIMAL}\n[[oidc]]\nname = \"corp\"\nissuer = \"https://b\"\nclient_id = \"x\"\n"),
-            MINIMAL.replace("client_id = \"jit-ssh\"", "client_id = \"jit-ssh\"\nusername_claim = \"sub\""),
+            format!(
+                "{MINIMAL}\n[[oidc]]\nname = \"corp\"\nissuer = \"https://b\"\nclient_id = \"x\"\n"
+            ),
+            MINIMAL.replace(
+                "client_id = \"jit-ssh\"",
+                "client_id = \"jit-ssh\"\nusername_claim = \"sub\"",
+            ),
             "listen = \"127.0.0.1:1\"\ndata_dir = \"d\"\n".to_string(),
         ];
         for case in cases {

@@ -27,7 +27,9 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
             _ => return Err(format!("invalid duration {text:?}: unexpected {ch:?} (use e.g. \"5m\", \"90s\", \"1h30m\")")),
         };
         if digits.is_empty() || rank <= last_unit_rank {
-            return Err(format!("invalid duration {text:?} (use e.g. \"5m\", \"90s\", \"1h30m\")"));
+            return Err(format!(
+                "invalid duration {text:?} (use e.g. \"5m\", \"90s\", \"1h30m\")"
+            ));
         }
         let value: u64 = digits
             .parse()
@@ -78,7 +80,16 @@ mod tests {
 
     #[test]
     fn refuses_ambiguous_or_malformed() {
-        for bad in ["", "5", "m", "5d", "1m1h", "5m5m", "-5m", "99999999999999999999h"] {
+        for bad in [
+            "",
+            "5",
+            "m",
+            "5d",
+            "1m1h",
+            "5m5m",
+            "-5m",
+            "99999999999999999999h",
+        ] {
             assert!(parse_duration(bad).is_err(), "{bad:?} should be refused");
         }
     }

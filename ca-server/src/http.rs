@@ -140,7 +140,11 @@ impl IntoResponse for ApiError {
                         format!("request bodies are limited to {MAX_BODY_BYTES} bytes"),
                     )
                 } else {
-                    (StatusCode::BAD_REQUEST, "invalid_request", rejection.body_text())
+                    (
+                        StatusCode::BAD_REQUEST,
+                        "invalid_request",
+                        rejection.body_text(),
+                    )
                 }
             }
             ApiError::Overloaded => (
@@ -196,9 +200,11 @@ fn issue_error_parts(error: IssueError) -> (StatusCode, &'static str, String) {
             (StatusCode::BAD_REQUEST, code, message)
         }
         IssueError::Proof(_) => (StatusCode::UNAUTHORIZED, "invalid_proof", message),
-        IssueError::Token(TokenError::IssuerUnavailable(_)) => {
-            (StatusCode::SERVICE_UNAVAILABLE, "issuer_unavailable", message)
-        }
+        IssueError::Token(TokenError::IssuerUnavailable(_)) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "issuer_unavailable",
+            message,
+        ),
         IssueError::Token(_) => (StatusCode::UNAUTHORIZED, "invalid_token", message),
         IssueError::Replayed => (StatusCode::UNAUTHORIZED, "replayed_token", message),
         IssueError::Denied(_) => (StatusCode::FORBIDDEN, "denied", message),

@@ -41,7 +41,8 @@ pub fn is_login_name(name: &str) -> bool {
         _ => return false,
     }
     name.len() <= MAX_LOGIN_NAME
-        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '_' | '.' | '-'))
+        && chars
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '_' | '.' | '-'))
 }
 
 /// Turns a username claim into a login name: the local part of an email,
@@ -70,14 +71,26 @@ mod tests {
     fn login_names() {
         assert!(is_login_name("alice"));
         assert!(is_login_name("_svc-deploy.1"));
-        for bad in ["", "1abc", "-rf", "a b", "root;", "ALICE", "a/b", &"a".repeat(33)] {
+        for bad in [
+            "",
+            "1abc",
+            "-rf",
+            "a b",
+            "root;",
+            "ALICE",
+            "a/b",
+            &"a".repeat(33),
+        ] {
             assert!(!is_login_name(bad), "{bad:?}");
         }
     }
 
     #[test]
     fn claims_become_login_names_or_are_refused() {
-        assert_eq!(login_name_from_claim("Alice", false).as_deref(), Some("alice"));
+        assert_eq!(
+            login_name_from_claim("Alice", false).as_deref(),
+            Some("alice")
+        );
         assert_eq!(
             login_name_from_claim("Bob.Smith@example.com", true).as_deref(),
             Some("bob.smith")

@@ -1,5 +1,6 @@
 //! `jit-ssh-ca`: parses arguments, sets up logging, and calls the library.
 
+use std::io::IsTerminal as _;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -13,7 +14,11 @@ use ca_server::{audit, server, unix_now};
 use clap::{Parser, Subcommand, ValueEnum};
 
 #[derive(Parser)]
-#[command(name = "jit-ssh-ca", version, about = "SSH certificate authority for just-in-time access")]
+#[command(
+    name = "jit-ssh-ca",
+    version,
+    about = "SSH certificate authority for just-in-time access"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -70,6 +75,7 @@ fn main() -> ExitCode {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_target(false)
         .init();
     match run(cli) {
@@ -98,7 +104,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
-fn init(data_dir: &Path, key_type: KeyTypeArg, passphrase_file: Option<&Path>) -> anyhow::Result<()> {
+fn init(
+    data_dir: &Path,
+    key_type: KeyTypeArg,
+    passphrase_file: Option<&Path>,
+) -> anyhow::Result<()> {
     let passphrase = Passphrase::load(passphrase_file).map_err(anyhow::Error::msg)?;
     let key_type = match key_type {
         KeyTypeArg::Ed25519 => CaKeyType::Ed25519,
@@ -183,11 +193,18 @@ async fn shutdown_signal() {
     }
 }
 
-fn audit(config_path: &Path, since: Option<&str>, identity: Option<String>, json: bool) -> anyhow::Result<()> {
+fn audit(
+    config_path: &Path,
+    since: Option<&str>,
+    identity: Option<String>,
+    json: bool,
+) -> anyhow::Result<()> {
     let config = Config::load(config_path)?;
     let since = match since {
         Some(text) => {
-            let age = parse_duration(text).map_err(anyhow::Error::msg).context("--since")?;
+            let age = parse_duration(text)
+                .map_err(anyhow::Error::msg)
+                .context("--since")?;
             Some(unix_now().saturating_sub(age.as_secs()))
         }
         None => None,

@@ -295,7 +295,9 @@ fn accepted_algorithm(name: &str) -> Result<Algorithm, TokenError> {
         "EdDSA" => Ok(Algorithm::EdDSA),
         n if n.eq_ignore_ascii_case("none") => Err(TokenError::Unsigned),
         n if n.starts_with("HS") => Err(TokenError::SymmetricAlgorithm(n.into())),
-        n => Err(TokenError::UnsupportedAlgorithm(n.chars().take(16).collect())),
+        n => Err(TokenError::UnsupportedAlgorithm(
+            n.chars().take(16).collect(),
+        )),
     }
 }
 
@@ -418,7 +420,7 @@ impl TrustedIssuer {
             Some(Audience::Many(auds)) => auds,
             None => return Err(TokenError::MissingClaim("aud")),
         };
-        if !audiences.iter().any(|a| *a == config.client_id) {
+        if !audiences.contains(&config.client_id) {
             return Err(TokenError::WrongAudience);
         }
         match claims.azp {
@@ -432,7 +434,10 @@ impl TrustedIssuer {
         if now >= exp.saturating_add(leeway) {
             return Err(TokenError::Expired);
         }
-        if claims.nbf.is_some_and(|nbf| nbf > now.saturating_add(leeway)) {
+        if claims
+            .nbf
+            .is_some_and(|nbf| nbf > now.saturating_add(leeway))
+        {
             return Err(TokenError::NotYetValid);
         }
         let iat = claims.iat.ok_or(TokenError::MissingClaim("iat"))?;

@@ -149,7 +149,8 @@ mod tests {
     #[test]
     fn never_exceeds_max_ttl() {
         let policy = UsernamePolicy::new(CertSettings::default());
-        let Decision::Allow(grant) = policy.evaluate(&alice(), &request(&["alice"], Some(86400)), 0)
+        let Decision::Allow(grant) =
+            policy.evaluate(&alice(), &request(&["alice"], Some(86400)), 0)
         else {
             panic!("allowed");
         };
@@ -159,7 +160,8 @@ mod tests {
     #[test]
     fn denies_any_other_principal_naming_it() {
         let policy = UsernamePolicy::new(CertSettings::default());
-        let Decision::Deny(denial) = policy.evaluate(&alice(), &request(&["alice", "root"], None), 0)
+        let Decision::Deny(denial) =
+            policy.evaluate(&alice(), &request(&["alice", "root"], None), 0)
         else {
             panic!("root must be denied");
         };

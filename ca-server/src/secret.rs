@@ -43,9 +43,7 @@ impl Passphrase {
                 let mut text = Zeroizing::new(String::new());
                 std::fs::File::open(path)
                     .and_then(|mut f| f.read_to_string(&mut text))
-                    .map_err(|e| {
-                        format!("cannot read passphrase file {}: {e}", path.display())
-                    })?;
+                    .map_err(|e| format!("cannot read passphrase file {}: {e}", path.display()))?;
                 Passphrase::new(std::mem::take(&mut *text))
             }
             None => match std::env::var(PASSPHRASE_ENV) {

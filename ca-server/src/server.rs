@@ -99,12 +99,11 @@ pub async fn serve(
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServerError> {
-    let listener = std::net::TcpListener::bind(config.listen).map_err(|source| {
-        ServerError::Listen {
+    let listener =
+        std::net::TcpListener::bind(config.listen).map_err(|source| ServerError::Listen {
             addr: config.listen,
             source,
-        }
-    })?;
+        })?;
     let listen_err = |source| ServerError::Listen {
         addr: config.listen,
         source,

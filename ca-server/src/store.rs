@@ -506,12 +506,18 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join(DATABASE_FILE);
         let store = Store::open(&path).expect("open");
-        store.record_issuance(record("1", 1)).await.expect("recorded");
+        store
+            .record_issuance(record("1", 1))
+            .await
+            .expect("recorded");
         // A second, independent connection sees the committed row.
         let entries = read_audit(&path, &AuditFilter::default()).expect("read");
         assert_eq!(entries.len(), 1);
         assert_eq!(entries[0].serial.as_deref(), Some("1"));
-        assert_eq!(entries[0].principals.as_deref(), Some(&["alice".to_string()][..]));
+        assert_eq!(
+            entries[0].principals.as_deref(),
+            Some(&["alice".to_string()][..])
+        );
     }
 
     #[tokio::test]
@@ -529,7 +535,10 @@ mod tests {
             Err(StoreError::DuplicateSerial)
         ));
         // The failed duplicate-serial job must not have spent token 2.
-        store.record_issuance(record("3", 2)).await.expect("token 2 unspent");
+        store
+            .record_issuance(record("3", 2))
+            .await
+            .expect("token 2 unspent");
         let serials: Vec<_> = read_audit(&path, &AuditFilter::default())
             .expect("read")
             .into_iter()
@@ -559,7 +568,12 @@ mod tests {
             }
         }
         assert_eq!(ok, 200 - 19);
-        assert_eq!(read_audit(&path, &AuditFilter::default()).expect("read").len(), ok);
+        assert_eq!(
+            read_audit(&path, &AuditFilter::default())
+                .expect("read")
+                .len(),
+            ok
+        );
     }
 
     #[tokio::test]
@@ -583,7 +597,10 @@ mod tests {
             identity: Some(identity.into()),
         };
         assert_eq!(read_audit(&path, &only("alice")).expect("read").len(), 1);
-        assert_eq!(read_audit(&path, &only("alice@corp")).expect("read").len(), 1);
+        assert_eq!(
+            read_audit(&path, &only("alice@corp")).expect("read").len(),
+            1
+        );
         assert_eq!(read_audit(&path, &only("ali")).expect("read").len(), 0);
         let bob = read_audit(&path, &only("bob")).expect("read");
         assert_eq!(bob[0].event, "denied");

@@ -20,7 +20,9 @@ pub enum KeyRejection {
     #[error("public_key is not an OpenSSH public key line ({0})")]
     Malformed(String),
     /// A certificate was sent where a plain key belongs.
-    #[error("public_key is a certificate; send the plain public key (the .pub file, not -cert.pub)")]
+    #[error(
+        "public_key is a certificate; send the plain public key (the .pub file, not -cert.pub)"
+    )]
     CertificateOffered,
     /// DSA keys are broken and disabled in OpenSSH.
     #[error("DSA keys are not accepted; use Ed25519 (ssh-keygen -t ed25519)")]
@@ -69,8 +71,8 @@ impl SubjectKey {
         if kind == "ssh-dss" {
             return Err(KeyRejection::Dsa);
         }
-        let key = PublicKey::from_openssh(line)
-            .map_err(|e| KeyRejection::Malformed(e.to_string()))?;
+        let key =
+            PublicKey::from_openssh(line).map_err(|e| KeyRejection::Malformed(e.to_string()))?;
         match key.key_data() {
             KeyData::Ed25519(_) => {}
             KeyData::Ecdsa(ecdsa) => match ecdsa.curve() {

@@ -87,7 +87,10 @@ async fn real_tokens_get_certificates_that_openssh_accepts() {
 
     let listing = ssh_keygen_list(&cert_path);
     assert!(listing.contains("user certificate"), "{listing}");
-    assert!(listing.contains(&format!("Serial: {}", issued.serial)), "{listing}");
+    assert!(
+        listing.contains(&format!("Serial: {}", issued.serial)),
+        "{listing}"
+    );
     assert!(listing.contains("user=alice issuer=corp"), "{listing}");
     assert!(listing.contains("permit-pty"), "{listing}");
     assert!(!listing.contains("forever"), "{listing}");
@@ -100,7 +103,10 @@ async fn real_tokens_get_certificates_that_openssh_accepts() {
 
     let only_bob = Sshd::start(&user_ca, &["bob"]);
     let (ok, _) = only_bob.login(&key_path, &cert_path);
-    assert!(!ok, "sshd must refuse a principal the certificate does not carry");
+    assert!(
+        !ok,
+        "sshd must refuse a principal the certificate does not carry"
+    );
 
     // A certificate from another CA is refused by the same sshd.
     let other_ca = Sshd::start(&host_ca, &["alice"]);
@@ -113,7 +119,12 @@ async fn real_tokens_get_certificates_that_openssh_accepts() {
         .await
         .unwrap();
     let short = client
-        .request_user_certificate(&tokens.id_token, &short_key, &["alice".into()], Some(Duration::from_secs(2)))
+        .request_user_certificate(
+            &tokens.id_token,
+            &short_key,
+            &["alice".into()],
+            Some(Duration::from_secs(2)),
+        )
         .await
         .unwrap();
     assert!(short.valid_before <= now() + 2);
@@ -155,7 +166,12 @@ async fn every_token_algorithm_of_the_idp_is_verified_against_its_jwks() {
         let public_line = std::fs::read_to_string(fixture(&format!("{name}.pub"))).unwrap();
         let public = ssh_key::PublicKey::from_openssh(public_line.trim()).unwrap();
         let blob = public.to_bytes().unwrap();
-        let claims = idp.claims("carol", "jit-ssh", Some(&ca_proto::nonce_for_key(&blob)), now());
+        let claims = idp.claims(
+            "carol",
+            "jit-ssh",
+            Some(&ca_proto::nonce_for_key(&blob)),
+            now(),
+        );
         let token = idp.sign("RS256", &claims);
         let proof = ssh_keygen_sign(
             &fixture(name),
@@ -175,12 +191,20 @@ async fn every_token_algorithm_of_the_idp_is_verified_against_its_jwks() {
             .send()
             .await
             .unwrap();
-        assert_eq!(response.status(), 200, "{name}: {}", response.text().await.unwrap());
+        assert_eq!(
+            response.status(),
+            200,
+            "{name}: {}",
+            response.text().await.unwrap()
+        );
         let issued: ca_proto::UserCertResponse = response.json().await.unwrap();
         let dir = tempfile::tempdir().unwrap();
         let cert = write_cert(dir.path(), &fixture(name), &issued.certificate);
         let listing = ssh_keygen_list(&cert);
-        assert!(listing.lines().any(|l| l.trim() == "carol"), "{name}: {listing}");
+        assert!(
+            listing.lines().any(|l| l.trim() == "carol"),
+            "{name}: {listing}"
+        );
     }
 }
 
@@ -197,7 +221,10 @@ async fn bad_tokens_are_refused_and_change_nothing() {
 
     let mut cases: Vec<(&str, String)> = Vec::new();
     // A real token from another (untrusted) provider.
-    let foreign = untrusted.login("alice", "jit-ssh", Some(&nonce)).await.unwrap();
+    let foreign = untrusted
+        .login("alice", "jit-ssh", Some(&nonce))
+        .await
+        .unwrap();
     cases.push(("untrusted issuer", foreign.id_token));
     // A real token issued to another client.
     let other_app = idp.login("alice", "other-app", Some(&nonce)).await.unwrap();
@@ -225,7 +252,11 @@ async fn bad_tokens_are_refused_and_change_nothing() {
     let wrong_nonce = idp.claims("alice", "jit-ssh", Some(&nonce_for(&other_key).unwrap()), t);
     cases.push(("nonce of another key", idp.sign("RS256", &wrong_nonce)));
     // A real token with its payload changed (alice -> root) after signing.
-    let real = idp.login("alice", "jit-ssh", Some(&nonce)).await.unwrap().id_token;
+    let real = idp
+        .login("alice", "jit-ssh", Some(&nonce))
+        .await
+        .unwrap()
+        .id_token;
     let parts: Vec<&str> = real.split('.').collect();
     let mut payload: Value =
         serde_json::from_slice(&URL_SAFE_NO_PAD.decode(parts[1]).unwrap()).unwrap();
@@ -239,12 +270,16 @@ async fn bad_tokens_are_refused_and_change_nothing() {
     cases.push(("tampered payload", tampered));
     // alg none, with and without a signature part.
     let none_header = URL_SAFE_NO_PAD.encode(br#"{"alg":"none","typ":"JWT"}"#);
-    let claims_b64 = URL_SAFE_NO_PAD.encode(
-        serde_json::to_vec(&idp.claims("alice", "jit-ssh", Some(&nonce), t)).unwrap(),
-    );
+    let claims_b64 = URL_SAFE_NO_PAD
+        .encode(serde_json::to_vec(&idp.claims("alice", "jit-ssh", Some(&nonce), t)).unwrap());
     cases.push(("alg none", format!("{none_header}.{claims_b64}.")));
     // HS256 keyed with the issuer's public JWKS (the classic confusion attack).
-    let jwks = reqwest::get(format!("{}/jwks", idp.issuer)).await.unwrap().text().await.unwrap();
+    let jwks = reqwest::get(format!("{}/jwks", idp.issuer))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     let hs = jsonwebtoken::encode(
         &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
         &idp.claims("alice", "jit-ssh", Some(&nonce), t),
@@ -255,7 +290,9 @@ async fn bad_tokens_are_refused_and_change_nothing() {
     // A made-up kid.
     let mut unknown_kid = idp.sign("RS256", &idp.claims("alice", "jit-ssh", Some(&nonce), t));
     let mut header: Value = serde_json::from_slice(
-        &URL_SAFE_NO_PAD.decode(unknown_kid.split('.').next().unwrap()).unwrap(),
+        &URL_SAFE_NO_PAD
+            .decode(unknown_kid.split('.').next().unwrap())
+            .unwrap(),
     )
     .unwrap();
     header["kid"] = Value::from("no-such-kid");
@@ -269,27 +306,50 @@ async fn bad_tokens_are_refused_and_change_nothing() {
     cases.push(("garbage", "not-a-jwt".into()));
 
     for (name, token) in &cases {
-        let (status, code) = refused_code(client.request_user_certificate(token, &key, &[], None).await);
+        let (status, code) = refused_code(
+            client
+                .request_user_certificate(token, &key, &[], None)
+                .await,
+        );
         assert_eq!((status, code.as_str()), (401, "invalid_token"), "{name}");
     }
     assert_eq!(issued_count(&setup), 0, "a refused token must not issue");
 
     // A real token works once, and its replay is refused.
-    let first = client.request_user_certificate(&real, &key, &[], None).await.unwrap();
+    let first = client
+        .request_user_certificate(&real, &key, &[], None)
+        .await
+        .unwrap();
     assert_eq!(first.principals, ["alice"]);
-    let (status, code) = refused_code(client.request_user_certificate(&real, &key, &[], None).await);
+    let (status, code) = refused_code(
+        client
+            .request_user_certificate(&real, &key, &[], None)
+            .await,
+    );
     assert_eq!((status, code.as_str()), (401, "replayed_token"));
     // Even for a different key (its nonce would not match either).
-    let (status, _) = refused_code(client.request_user_certificate(&real, &other_key, &[], None).await);
+    let (status, _) = refused_code(
+        client
+            .request_user_certificate(&real, &other_key, &[], None)
+            .await,
+    );
     assert_eq!(status, 401);
 
     // Asking for a principal nobody granted: 403 naming it, and on record.
-    let token = idp.login("alice", "jit-ssh", Some(&nonce)).await.unwrap().id_token;
+    let token = idp
+        .login("alice", "jit-ssh", Some(&nonce))
+        .await
+        .unwrap()
+        .id_token;
     let refused = client
         .request_user_certificate(&token, &key, &["root".into()], None)
         .await;
     match refused {
-        Err(ClientError::Refused { status, code, message }) => {
+        Err(ClientError::Refused {
+            status,
+            code,
+            message,
+        }) => {
             assert_eq!((status, code.as_str()), (403, "denied"));
             assert!(message.contains("\"root\""), "{message}");
         }
@@ -324,7 +384,10 @@ async fn bad_keys_proofs_and_bodies_are_refused() {
         assert_eq!(response.status().as_u16(), status);
         let body: Value = response.json().await.unwrap();
         assert_eq!(body["error"]["code"], code, "{body}");
-        assert!(body["error"]["message"].as_str().unwrap().len() > 10, "{body}");
+        assert!(
+            body["error"]["message"].as_str().unwrap().len() > 10,
+            "{body}"
+        );
     };
     let body_for = |public_key: String| {
         serde_json::to_value(UserCertRequest {
@@ -345,30 +408,65 @@ async fn bad_keys_proofs_and_bodies_are_refused() {
         (String::new(), "invalid_key"),
     ];
     for (line, code) in cases {
-        expect(post(body_for(line), Some(token.clone())).await.unwrap(), 400, code).await;
+        expect(
+            post(body_for(line), Some(token.clone())).await.unwrap(),
+            400,
+            code,
+        )
+        .await;
     }
     let good_line = key.public_key().to_openssh().unwrap();
     // Unknown field.
     let mut unknown = body_for(good_line.clone());
     unknown["force_command"] = Value::from("/bin/sh");
-    expect(post(unknown, Some(token.clone())).await.unwrap(), 400, "invalid_request").await;
+    expect(
+        post(unknown, Some(token.clone())).await.unwrap(),
+        400,
+        "invalid_request",
+    )
+    .await;
     // ttl 0 and a principal that is not a login name.
     let mut zero = body_for(good_line.clone());
     zero["ttl"] = Value::from(0);
-    expect(post(zero, Some(token.clone())).await.unwrap(), 400, "invalid_request").await;
+    expect(
+        post(zero, Some(token.clone())).await.unwrap(),
+        400,
+        "invalid_request",
+    )
+    .await;
     let mut bad_principal = body_for(good_line.clone());
     bad_principal["principals"] = serde_json::json!(["root; rm -rf /"]);
-    expect(post(bad_principal, Some(token.clone())).await.unwrap(), 400, "invalid_request").await;
+    expect(
+        post(bad_principal, Some(token.clone())).await.unwrap(),
+        400,
+        "invalid_request",
+    )
+    .await;
     // No bearer token.
-    expect(post(body_for(good_line.clone()), None).await.unwrap(), 401, "missing_token").await;
+    expect(
+        post(body_for(good_line.clone()), None).await.unwrap(),
+        401,
+        "missing_token",
+    )
+    .await;
     // Proof by another key / over another token.
     let other = PrivateKey::random(&mut rand_core::OsRng, ssh_key::Algorithm::Ed25519).unwrap();
     let mut stolen = body_for(good_line.clone());
     stolen["proof"] = Value::from(sign_proof(&other, &token).unwrap());
-    expect(post(stolen, Some(token.clone())).await.unwrap(), 401, "invalid_proof").await;
+    expect(
+        post(stolen, Some(token.clone())).await.unwrap(),
+        401,
+        "invalid_proof",
+    )
+    .await;
     let mut stale = body_for(good_line.clone());
     stale["proof"] = Value::from(sign_proof(&key, "another-token").unwrap());
-    expect(post(stale, Some(token.clone())).await.unwrap(), 401, "invalid_proof").await;
+    expect(
+        post(stale, Some(token.clone())).await.unwrap(),
+        401,
+        "invalid_proof",
+    )
+    .await;
     // Oversized body.
     let huge = http
         .post(&url)
@@ -389,13 +487,20 @@ async fn bad_keys_proofs_and_bodies_are_refused() {
         .await
         .unwrap();
     expect(malformed, 400, "invalid_request").await;
-    let missing = http.get(format!("{}/v1/nope", ca.url)).send().await.unwrap();
+    let missing = http
+        .get(format!("{}/v1/nope", ca.url))
+        .send()
+        .await
+        .unwrap();
     expect(missing, 404, "not_found").await;
 
     assert_eq!(issued_count(&setup), 0);
     // The same token still works: none of the refusals spent it.
     let client = CaClient::new(&ca.url, None).unwrap();
-    client.request_user_certificate(&token, &key, &[], None).await.unwrap();
+    client
+        .request_user_certificate(&token, &key, &[], None)
+        .await
+        .unwrap();
     assert_eq!(issued_count(&setup), 1);
 }
 
@@ -408,8 +513,14 @@ async fn every_returned_certificate_survives_kill_9() {
     let mut serials = Vec::new();
     for user in ["alice", "bob", "carol"] {
         let key = PrivateKey::random(&mut rand_core::OsRng, ssh_key::Algorithm::Ed25519).unwrap();
-        let token = idp.sign("RS256", &idp.claims(user, "jit-ssh", Some(&nonce_for(&key).unwrap()), now()));
-        let issued = client.request_user_certificate(&token, &key, &[], None).await.unwrap();
+        let token = idp.sign(
+            "RS256",
+            &idp.claims(user, "jit-ssh", Some(&nonce_for(&key).unwrap()), now()),
+        );
+        let issued = client
+            .request_user_certificate(&token, &key, &[], None)
+            .await
+            .unwrap();
         serials.push(issued.serial);
     }
     // Killed right after the last response, with no chance to flush anything.
@@ -445,7 +556,10 @@ fn startup_refuses_bad_setups_with_one_clear_line() {
     let config = std::fs::read_to_string(&wrong_pass.config_path).unwrap();
     std::fs::write(
         &wrong_pass.config_path,
-        format!("passphrase_file = {:?}\n{config}", pass_file.display().to_string()),
+        format!(
+            "passphrase_file = {:?}\n{config}",
+            pass_file.display().to_string()
+        ),
     )
     .unwrap();
     let err = wrong_pass.expect_start_failure();
@@ -499,8 +613,14 @@ async fn serves_https_with_rustls() {
     let root = std::fs::read(root_path).unwrap();
     let client = CaClient::new(&ca.url, Some(&root)).unwrap();
     let key = PrivateKey::random(&mut rand_core::OsRng, ssh_key::Algorithm::Ed25519).unwrap();
-    let token = idp.sign("EdDSA", &idp.claims("alice", "jit-ssh", Some(&nonce_for(&key).unwrap()), now()));
-    let issued = client.request_user_certificate(&token, &key, &[], None).await.unwrap();
+    let token = idp.sign(
+        "EdDSA",
+        &idp.claims("alice", "jit-ssh", Some(&nonce_for(&key).unwrap()), now()),
+    );
+    let issued = client
+        .request_user_certificate(&token, &key, &[], None)
+        .await
+        .unwrap();
     assert_eq!(issued.principals, ["alice"]);
     // Without the private root, the client refuses the server.
     let untrusting = CaClient::new(&ca.url, None).unwrap();

@@ -117,7 +117,10 @@ pub fn wait_with_timeout(child: &mut Child, timeout: Duration) -> anyhow::Result
 }
 
 /// Runs a command to completion with a deadline; returns (status, stdout, stderr).
-pub fn run(command: &mut Command, timeout: Duration) -> anyhow::Result<(ExitStatus, String, String)> {
+pub fn run(
+    command: &mut Command,
+    timeout: Duration,
+) -> anyhow::Result<(ExitStatus, String, String)> {
     let mut child = command
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -226,7 +229,12 @@ impl Idp {
 
     /// Logs `user` in through the real authorization-code + PKCE flow of
     /// `client_id`, exactly as a browser would, and redeems the code.
-    pub async fn login(&self, user: &str, client_id: &str, nonce: Option<&str>) -> anyhow::Result<Tokens> {
+    pub async fn login(
+        &self,
+        user: &str,
+        client_id: &str,
+        nonce: Option<&str>,
+    ) -> anyhow::Result<Tokens> {
         let http = reqwest::Client::builder()
             .cookie_store(true)
             .redirect(reqwest::redirect::Policy::none())
@@ -287,7 +295,11 @@ impl Idp {
             .send()
             .await?;
         if !response.status().is_success() {
-            bail!("token endpoint: {} {}", response.status(), response.text().await?);
+            bail!(
+                "token endpoint: {} {}",
+                response.status(),
+                response.text().await?
+            );
         }
         Ok(response.json().await?)
     }
@@ -440,7 +452,8 @@ impl CaSetup {
 
     /// Starts `jit-ssh-ca serve`; panics with its log if it does not come up.
     pub fn start(&self) -> Ca {
-        self.try_start().unwrap_or_else(|(e, log)| panic!("CA did not start: {e}\n{log}"))
+        self.try_start()
+            .unwrap_or_else(|(e, log)| panic!("CA did not start: {e}\n{log}"))
     }
 
     /// Starts `jit-ssh-ca serve`; on failure returns the error and its log.
@@ -483,7 +496,10 @@ impl CaSetup {
             STARTUP,
         )
         .unwrap();
-        assert!(!status.success(), "serve should have refused to start:\n{err}");
+        assert!(
+            !status.success(),
+            "serve should have refused to start:\n{err}"
+        );
         err
     }
 
@@ -530,11 +546,17 @@ pub fn ssh_keygen(dir: &Path, name: &str, args: &[&str]) -> (PathBuf, ssh_key::P
 /// `ssh-keygen -L -f CERT` output.
 pub fn ssh_keygen_list(cert_path: &Path) -> String {
     let (status, out, err) = run(
-        Command::new("ssh-keygen").arg("-L").arg("-f").arg(cert_path),
+        Command::new("ssh-keygen")
+            .arg("-L")
+            .arg("-f")
+            .arg(cert_path),
         Duration::from_secs(10),
     )
     .unwrap();
-    assert!(status.success(), "ssh-keygen -L refused the certificate: {err}");
+    assert!(
+        status.success(),
+        "ssh-keygen -L refused the certificate: {err}"
+    );
     out
 }
 
@@ -617,7 +639,12 @@ impl Sshd {
         let (status, out, err) = run(
             Command::new("ssh")
                 .args(["-F", "/dev/null", "-o", "BatchMode=yes"])
-                .args(["-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null"])
+                .args([
+                    "-o",
+                    "StrictHostKeyChecking=no",
+                    "-o",
+                    "UserKnownHostsFile=/dev/null",
+                ])
                 .args(["-o", "IdentitiesOnly=yes", "-o", "IdentityAgent=none"])
                 .args(["-o", "ConnectTimeout=10", "-o", "LogLevel=ERROR"])
                 .arg("-i")
@@ -699,7 +726,8 @@ pub fn tls_files(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
     .map(|s| s.split(' ').map(String::from).collect())
     .collect();
     for args in steps {
-        let (status, _, err) = run(Command::new("openssl").args(&args), Duration::from_secs(30)).unwrap();
+        let (status, _, err) =
+            run(Command::new("openssl").args(&args), Duration::from_secs(30)).unwrap();
         assert!(status.success(), "openssl {args:?}: {err}");
     }
     (root, cert, key)
