@@ -1,162 +1,22 @@
-//! Client side of the jit-ssh CA API: fetch the CA's published configuration
-//! and exchange an ID token plus a proof of possession for a certificate.
+//! `jit-ssh`, the client of a jit-ssh CA, as a library: sign in with the
+//! identity provider the CA trusts (browser or device flow), certify a fresh
+//! key, load it into the ssh-agent with a lifetime, renew it silently with a
+//! refresh token, and clean up at logout.
 //!
-//! The interactive login, agent and renewal live on top of this; scripts and
-//! workloads (a CI job holding an ID token) can use it directly.
+//! Modules, from the wire up: [`ca`] (the CA's HTTP API), [`oidc`] (the
+//! identity provider), [`agent`] (ssh-agent protocol), [`session`] and
+//! [`paths`] (what is kept on disk, 0600), [`app`] (the commands), [`error`]
+//! (one-line errors and exit codes), [`ui`] (stderr only).
 
-use std::time::Duration;
+pub mod agent;
+pub mod app;
+pub mod ca;
+pub mod duration;
+pub mod error;
+pub mod oidc;
+pub mod paths;
+pub mod secret;
+pub mod session;
+pub mod ui;
 
-use ca_proto::{
-    proof_message, CaConfig, ErrorBody, UserCertRequest, UserCertResponse, PROOF_NAMESPACE,
-};
-use ssh_key::{HashAlg, LineEnding, PrivateKey};
-
-/// Errors talking to the CA.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum ClientError {
-    /// The CA could not be reached or answered garbage.
-    #[error("cannot reach the CA at {url}: {message}")]
-    Transport {
-        /// The URL.
-        url: String,
-        /// What went wrong.
-        message: String,
-    },
-    /// The CA refused, with its stable error code.
-    #[error("the CA refused ({status} {code}): {message}")]
-    Refused {
-        /// HTTP status.
-        status: u16,
-        /// Stable error code from the body.
-        code: String,
-        /// The CA's explanation.
-        message: String,
-    },
-    /// The key could not be encoded or could not sign the proof.
-    #[error("key: {0}")]
-    Key(#[from] ssh_key::Error),
-}
-
-/// A connection to one CA.
-#[derive(Debug, Clone)]
-pub struct CaClient {
-    base: String,
-    http: reqwest::Client,
-}
-
-impl CaClient {
-    /// A client for the CA at `base_url` (e.g. `https://ca.example.com`),
-    /// trusting the system roots plus `extra_root_pem` when given.
-    pub fn new(base_url: &str, extra_root_pem: Option<&[u8]>) -> Result<Self, ClientError> {
-        let transport = |message: String| ClientError::Transport {
-            url: base_url.to_string(),
-            message,
-        };
-        let mut builder = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .connect_timeout(Duration::from_secs(10))
-            .timeout(Duration::from_secs(30))
-            .user_agent(concat!("jit-ssh/", env!("CARGO_PKG_VERSION")));
-        if let Some(pem) = extra_root_pem {
-            let root = reqwest::Certificate::from_pem(pem).map_err(|e| transport(e.to_string()))?;
-            builder = builder.add_root_certificate(root);
-        }
-        let http = builder.build().map_err(|e| transport(e.to_string()))?;
-        Ok(CaClient {
-            base: base_url.trim_end_matches('/').to_string(),
-            http,
-        })
-    }
-
-    /// `GET /v1/config`.
-    pub async fn config(&self) -> Result<CaConfig, ClientError> {
-        let url = format!("{}/v1/config", self.base);
-        let response = self.http.get(&url).send().await;
-        decode(&url, response).await
-    }
-
-    /// Certifies `key` with `id_token`, signing the proof of possession.
-    /// `principals` empty means everything the policy grants; `ttl` `None`
-    /// means the CA's default.
-    pub async fn request_user_certificate(
-        &self,
-        id_token: &str,
-        key: &PrivateKey,
-        principals: &[String],
-        ttl: Option<Duration>,
-    ) -> Result<UserCertResponse, ClientError> {
-        let request = UserCertRequest {
-            public_key: key.public_key().to_openssh()?,
-            principals: principals.to_vec(),
-            ttl: ttl.map(|t| t.as_secs()),
-            proof: sign_proof(key, id_token)?,
-        };
-        let url = format!("{}/v1/certs/user", self.base);
-        let response = self
-            .http
-            .post(&url)
-            .bearer_auth(id_token)
-            .json(&request)
-            .send()
-            .await;
-        decode(&url, response).await
-    }
-}
-
-/// The OIDC nonce to request for `key`.
-pub fn nonce_for(key: &PrivateKey) -> Result<String, ClientError> {
-    Ok(ca_proto::nonce_for_key(&key.public_key().to_bytes()?))
-}
-
-/// The armored SSHSIG proof that `key` was meant to be certified with `id_token`.
-pub fn sign_proof(key: &PrivateKey, id_token: &str) -> Result<String, ClientError> {
-    let blob = key.public_key().to_bytes()?;
-    let signature = key.sign(
-        PROOF_NAMESPACE,
-        HashAlg::Sha512,
-        &proof_message(id_token, &blob),
-    )?;
-    Ok(signature.to_pem(LineEnding::LF)?)
-}
-
-async fn decode<T: serde::de::DeserializeOwned>(
-    url: &str,
-    response: Result<reqwest::Response, reqwest::Error>,
-) -> Result<T, ClientError> {
-    let transport = |message: String| ClientError::Transport {
-        url: url.to_string(),
-        message,
-    };
-    let response = response.map_err(|e| transport(error_chain(&e)))?;
-    let status = response.status();
-    let body = response
-        .bytes()
-        .await
-        .map_err(|e| transport(e.to_string()))?;
-    if status.is_success() {
-        return serde_json::from_slice(&body).map_err(|e| transport(e.to_string()));
-    }
-    match serde_json::from_slice::<ErrorBody>(&body) {
-        Ok(error) => Err(ClientError::Refused {
-            status: status.as_u16(),
-            code: error.error.code,
-            message: error.error.message,
-        }),
-        Err(_) => Err(transport(format!("HTTP {status}"))),
-    }
-}
-
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.contains(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
-        source = cause.source();
-    }
-    text
-}
+pub use ca::{http_client, nonce_for, sign_proof, CaClient, ClientError, FetchedConfig};

@@ -1,172 +1,372 @@
-//! `jit-ssh`: get short-lived SSH certificates from a jit-ssh CA.
+//! `jit-ssh`: short-lived SSH certificates from a jit-ssh CA. Parses
+//! arguments, reads the environment once, calls `ca_client::app`, prints, and
+//! maps errors to the exit codes listed in `--help`.
 
-use std::fs::OpenOptions;
-use std::io::Write as _;
-use std::os::unix::fs::OpenOptionsExt as _;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use anyhow::{bail, Context as _};
-use ca_client::CaClient;
-use clap::{Parser, Subcommand};
-use ssh_key::{Algorithm, LineEnding, PrivateKey};
-use zeroize::Zeroizing;
+use ca_client::app::{
+    self, CaTarget, EnsureOptions, Ensured, Env, Flow, LoginOptions, TokenSource,
+};
+use ca_client::duration::parse_duration;
+use ca_client::error::{CliError, Failure, EXIT_CODES_HELP};
+use ca_client::paths::Dirs;
+use ca_client::secret::Secret;
+use ca_client::ui::Ui;
+use clap::{Args, Parser, Subcommand, ValueEnum};
 
 #[derive(Parser)]
 #[command(
     name = "jit-ssh",
     version,
-    about = "Short-lived SSH certificates from a jit-ssh CA"
+    about = "Short-lived SSH certificates from a jit-ssh CA",
+    long_about = "Short-lived SSH certificates from a jit-ssh CA.\n\n\
+        `jit-ssh login` once; then `jit-ssh ssh-config --install` and plain `ssh` renews on demand.",
+    after_help = EXIT_CODES_HELP
 )]
 struct Cli {
+    #[command(flatten)]
+    ca: CaArgs,
     #[command(subcommand)]
     command: Command,
 }
 
+#[derive(Args)]
+struct CaArgs {
+    /// Base URL of the CA (else JIT_SSH_CA, else `ca` in ~/.config/jit-ssh/config.toml).
+    #[arg(long, env = "JIT_SSH_CA", global = true)]
+    ca: Option<String>,
+    /// PEM file of a private root that signed the CA's (and IdP's) TLS certificate.
+    #[arg(long, global = true)]
+    ca_cert: Option<PathBuf>,
+    /// Print nothing but errors and warnings on stderr.
+    #[arg(long, short, global = true)]
+    quiet: bool,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum FlowArg {
+    /// Authorization code + PKCE, redirect to a loopback port.
+    Browser,
+    /// Device authorization (a code to enter on another device).
+    Device,
+}
+
+#[derive(Args)]
+struct InteractiveArgs {
+    /// Sign-in flow; default: browser when a display is likely, else device.
+    #[arg(long, value_enum)]
+    flow: Option<FlowArg>,
+    /// How long to wait for the sign-in to finish (e.g. 90s, 5m).
+    #[arg(long, default_value = "5m", value_parser = parse_duration)]
+    timeout: Duration,
+}
+
 #[derive(Subcommand)]
 enum Command {
-    /// Exchange an ID token you already hold (e.g. a CI job's OIDC token) for a
-    /// certificate on KEY, written to KEY-cert.pub.
-    Issue {
-        /// Base URL of the CA.
-        #[arg(long, env = "JIT_SSH_CA")]
-        ca: String,
-        /// File holding the ID token.
+    /// Sign in and load a fresh certificate into the ssh-agent.
+    Login {
+        #[command(flatten)]
+        interactive: InteractiveArgs,
+        /// Identity provider name at the CA, when it trusts several.
         #[arg(long)]
-        id_token_file: PathBuf,
-        /// Private key to certify (OpenSSH, unencrypted); a new Ed25519 key is
-        /// created there if the file does not exist.
+        issuer: Option<String>,
+        /// Use the ID token in FILE (a workload's token) instead of signing in.
+        #[arg(long, conflicts_with = "id_token_env")]
+        id_token_file: Option<PathBuf>,
+        /// Use the ID token in environment variable VAR instead of signing in.
         #[arg(long)]
-        key: PathBuf,
+        id_token_env: Option<String>,
         /// Principal to ask for (repeatable); default: all the policy grants.
         #[arg(long = "principal")]
         principals: Vec<String>,
-        /// Lifetime in seconds; default: the CA's.
+        /// Lifetime to ask for (e.g. 10m); default: the CA's.
+        #[arg(long, value_parser = parse_duration)]
+        ttl: Option<Duration>,
+        /// Write key and certificate under ~/.ssh/jit-ssh/<ca>/ instead of the agent.
         #[arg(long)]
-        ttl: Option<u64>,
-        /// PEM file of a private root that signed the CA's TLS certificate.
+        no_agent: bool,
+        /// Make the agent ask for confirmation at each use of the key.
         #[arg(long)]
-        ca_cert: Option<PathBuf>,
+        confirm: bool,
+        /// Print the result as JSON on stdout.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Exit 0 at once when a certificate valid for another minute is loaded;
+    /// else renew silently; else sign in. Meant for `Match exec`.
+    Ensure {
+        #[command(flatten)]
+        interactive: InteractiveArgs,
+        /// Fail (exit 14) instead of starting an interactive sign-in.
+        #[arg(long)]
+        no_login: bool,
+    },
+    /// The jit-ssh certificates in the agent and on disk.
+    Status {
+        /// Print JSON on stdout.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print (or --install into ~/.ssh/config) the block that makes plain ssh renew on demand.
+    SshConfig {
+        /// Add it to ~/.ssh/config (idempotent, original backed up) and the host CA to known_hosts.
+        #[arg(long)]
+        install: bool,
+    },
+    /// `ensure`, then run ssh with these arguments.
+    Ssh {
+        /// Arguments for ssh.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// Remove the certificate from the agent and disk, and end the sign-in session.
+    Logout {
+        /// Print JSON on stdout.
+        #[arg(long)]
+        json: bool,
     },
 }
 
 fn main() -> ExitCode {
-    match run(Cli::parse()) {
-        Ok(()) => ExitCode::SUCCESS,
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => code,
         Err(error) => {
-            eprintln!("jit-ssh: error: {error:#}");
-            ExitCode::FAILURE
+            eprintln!("jit-ssh: {error}");
+            ExitCode::from(error.failure.exit_code())
         }
     }
 }
 
-fn run(cli: Cli) -> anyhow::Result<()> {
-    match cli.command {
-        Command::Issue {
-            ca,
-            id_token_file,
-            key,
-            principals,
-            ttl,
-            ca_cert,
-        } => issue(
-            &ca,
-            &id_token_file,
-            &key,
-            &principals,
-            ttl,
-            ca_cert.as_deref(),
-        ),
-    }
+fn var(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.is_empty())
 }
 
-fn issue(
-    ca: &str,
-    id_token_file: &Path,
-    key_path: &Path,
-    principals: &[String],
-    ttl: Option<u64>,
-    ca_cert: Option<&Path>,
-) -> anyhow::Result<()> {
-    let token = Zeroizing::new(
-        std::fs::read_to_string(id_token_file)
-            .with_context(|| format!("reading {}", id_token_file.display()))?,
-    );
-    let token = token.trim();
-    if token.is_empty() {
-        bail!("{} is empty", id_token_file.display());
-    }
-    let key = load_or_create_key(key_path)?;
-    let root = match ca_cert {
-        Some(path) => {
-            Some(std::fs::read(path).with_context(|| format!("reading {}", path.display()))?)
-        }
+fn target(args: &CaArgs, dirs: &Dirs) -> Result<CaTarget, CliError> {
+    let url = match &args.ca {
+        Some(url) => url.clone(),
+        None => config_file_ca(dirs)?.ok_or_else(|| {
+            CliError::other(
+                "no CA given: pass --ca URL, set JIT_SSH_CA, or put `ca = \"URL\"` in ~/.config/jit-ssh/config.toml",
+            )
+        })?,
+    };
+    let root_pem = match &args.ca_cert {
+        Some(path) => Some(std::fs::read(path).map_err(|e| {
+            CliError::other(format!("cannot read --ca-cert {}: {e}", path.display()))
+        })?),
         None => None,
     };
-    let client = CaClient::new(ca, root.as_deref())?;
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    let issued = runtime.block_on(client.request_user_certificate(
-        token,
-        &key,
-        principals,
-        ttl.map(Duration::from_secs),
-    ))?;
-    let mut cert_path = key_path.as_os_str().to_owned();
-    cert_path.push("-cert.pub");
-    let cert_path = PathBuf::from(cert_path);
-    std::fs::write(&cert_path, format!("{}\n", issued.certificate))
-        .with_context(|| format!("writing {}", cert_path.display()))?;
-    eprintln!(
-        "Certificate {} for {} written to {} (serial {}, valid for {}s)",
-        issued.key_id,
-        issued.principals.join(","),
-        cert_path.display(),
-        issued.serial,
-        issued.valid_before.saturating_sub(ca_client_now()),
-    );
+    Ok(CaTarget { url, root_pem })
+}
+
+fn config_file_ca(dirs: &Dirs) -> Result<Option<String>, CliError> {
+    #[derive(serde::Deserialize)]
+    struct File {
+        ca: Option<String>,
+    }
+    let path = dirs.config_file();
+    let Ok(text) = std::fs::read_to_string(&path) else {
+        return Ok(None);
+    };
+    let file: File =
+        toml::from_str(&text).map_err(|e| CliError::other(format!("{}: {e}", path.display())))?;
+    Ok(file.ca)
+}
+
+fn default_flow(choice: Option<FlowArg>) -> Flow {
+    match choice {
+        Some(FlowArg::Browser) => Flow::Browser,
+        Some(FlowArg::Device) => Flow::Device,
+        None if var("BROWSER").is_some()
+            || var("DISPLAY").is_some()
+            || var("WAYLAND_DISPLAY").is_some()
+            || cfg!(target_os = "macos") =>
+        {
+            Flow::Browser
+        }
+        None => Flow::Device,
+    }
+}
+
+fn print_json(value: &impl serde::Serialize) -> Result<(), CliError> {
+    let text = serde_json::to_string_pretty(value).map_err(|e| CliError::other(e.to_string()))?;
+    println!("{text}");
     Ok(())
 }
 
-fn ca_client_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
+fn read_token(file: Option<PathBuf>, env_var: Option<String>) -> Result<Option<Secret>, CliError> {
+    let text = match (file, env_var) {
+        (Some(path), _) => std::fs::read_to_string(&path).map_err(|e| {
+            CliError::other(format!("cannot read the ID token {}: {e}", path.display()))
+        })?,
+        (None, Some(name)) => std::env::var(&name).map_err(|_| {
+            CliError::other(format!("environment variable {name} holds no ID token"))
+        })?,
+        (None, None) => return Ok(None),
+    };
+    let token = Secret::new(text.trim().to_string());
+    if token.expose_secret().is_empty() {
+        return Err(CliError::other("the ID token is empty"));
+    }
+    Ok(Some(token))
 }
 
-fn load_or_create_key(path: &Path) -> anyhow::Result<PrivateKey> {
-    if path.exists() {
-        let text = Zeroizing::new(
-            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?,
-        );
-        let key = PrivateKey::from_openssh(text.as_bytes())
-            .with_context(|| format!("{} is not an OpenSSH private key", path.display()))?;
-        if key.is_encrypted() {
-            bail!(
-                "{} is encrypted; use an unencrypted key for `issue`",
-                path.display()
-            );
+fn run(cli: Cli) -> Result<ExitCode, CliError> {
+    let dirs = Dirs::from_env(var).map_err(CliError::other)?;
+    let env = Env {
+        dirs: dirs.clone(),
+        browser: var("BROWSER"),
+        auth_sock: var("SSH_AUTH_SOCK").map(PathBuf::from),
+        ui: Ui::detect(cli.ca.quiet),
+    };
+    match cli.command {
+        Command::Login {
+            interactive,
+            issuer,
+            id_token_file,
+            id_token_env,
+            principals,
+            ttl,
+            no_agent,
+            confirm,
+            json,
+        } => {
+            let target = target(&cli.ca, &dirs)?;
+            let source = match read_token(id_token_file, id_token_env)? {
+                Some(token) => TokenSource::Given(token),
+                None => TokenSource::Interactive {
+                    flow: default_flow(interactive.flow),
+                    timeout: interactive.timeout,
+                },
+            };
+            let issued = app::login(
+                &env,
+                &target,
+                LoginOptions {
+                    issuer,
+                    source,
+                    principals,
+                    ttl,
+                    no_agent,
+                    confirm,
+                },
+            )?;
+            if json {
+                print_json(&issued)?;
+            } else {
+                env.ui.info(&app::describe(&issued, app::unix_now()));
+            }
         }
-        return Ok(key);
+        Command::Ensure {
+            interactive,
+            no_login,
+        } => {
+            let target = target(&cli.ca, &dirs)?;
+            ensure(&env, &target, &interactive, no_login)?;
+        }
+        Command::Status { json } => {
+            let status = app::status(&env);
+            if json {
+                print_json(&status)?;
+            } else {
+                print!("{}", app::describe_status(&status));
+            }
+        }
+        Command::SshConfig { install } => {
+            let target = target(&cli.ca, &dirs)?;
+            let exe = std::env::current_exe()
+                .map_err(|e| CliError::other(format!("cannot find this program's path: {e}")))?;
+            let text = app::ssh_config(&env, &target, &exe, install)?;
+            if install {
+                env.ui.info(text.trim_end());
+            } else {
+                print!("{text}");
+            }
+        }
+        Command::Ssh { args } => {
+            let target = target(&cli.ca, &dirs)?;
+            let interactive = InteractiveArgs {
+                flow: None,
+                timeout: Duration::from_secs(300),
+            };
+            ensure(&env, &target, &interactive, false)?;
+            return exec_ssh(&env, &target, &args);
+        }
+        Command::Logout { json } => {
+            let target = target(&cli.ca, &dirs)?;
+            let out = app::logout(&env, &target)?;
+            if json {
+                print_json(&out)?;
+            } else {
+                env.ui.info(&format!(
+                    "Logged out: {} certificate(s) removed from the agent{}{}{}.",
+                    out.agent_removed,
+                    if out.files_removed {
+                        ", key files deleted"
+                    } else {
+                        ""
+                    },
+                    if out.session_removed {
+                        ", sign-in session deleted"
+                    } else {
+                        ""
+                    },
+                    match out.refresh_token_revoked {
+                        Some(true) => ", refresh token revoked at the identity provider",
+                        _ => "",
+                    }
+                ));
+                for note in &out.notes {
+                    env.ui.info(&format!("Note: {note}"));
+                }
+            }
+        }
     }
-    let mut key = PrivateKey::random(&mut rand_core::OsRng, Algorithm::Ed25519)?;
-    key.set_comment("jit-ssh");
-    let pem = key.to_openssh(LineEnding::LF)?;
-    let mut file = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-        .with_context(|| format!("creating {}", path.display()))?;
-    file.write_all(pem.as_bytes())?;
-    let mut pub_path = path.as_os_str().to_owned();
-    pub_path.push(".pub");
-    std::fs::write(
-        PathBuf::from(pub_path),
-        format!("{}\n", key.public_key().to_openssh()?),
-    )?;
-    Ok(key)
+    Ok(ExitCode::SUCCESS)
+}
+
+fn ensure(
+    env: &Env,
+    target: &CaTarget,
+    interactive: &InteractiveArgs,
+    no_login: bool,
+) -> Result<(), CliError> {
+    let options = EnsureOptions {
+        no_login,
+        flow: default_flow(interactive.flow),
+        timeout: interactive.timeout,
+    };
+    match app::ensure(env, target, &options)? {
+        Ensured::Fresh => {}
+        Ensured::Renewed(issued) => env.ui.info(&format!(
+            "Renewed: {}",
+            app::describe(&issued, app::unix_now())
+        )),
+        Ensured::LoggedIn(issued) => env.ui.info(&app::describe(&issued, app::unix_now())),
+    }
+    Ok(())
+}
+
+fn exec_ssh(env: &Env, target: &CaTarget, args: &[String]) -> Result<ExitCode, CliError> {
+    use std::os::unix::process::CommandExt as _;
+    let mut command = std::process::Command::new("ssh");
+    let slug = target.slug()?;
+    let cert = env.dirs.files_dir(&slug).join("id_ed25519-cert.pub");
+    if cert.exists() {
+        let key = env.dirs.files_dir(&slug).join("id_ed25519");
+        command
+            .arg("-i")
+            .arg(&key)
+            .arg("-o")
+            .arg(format!("CertificateFile={}", cert.display()));
+    }
+    command.args(args);
+    let error = command.exec();
+    Err(CliError::new(
+        Failure::Other,
+        format!("cannot run ssh: {error}: is OpenSSH installed?"),
+    ))
 }

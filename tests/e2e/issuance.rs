@@ -626,6 +626,6 @@ async fn serves_https_with_rustls() {
     let untrusting = CaClient::new(&ca.url, None).unwrap();
     assert!(matches!(
         untrusting.config().await,
-        Err(ClientError::Transport { .. })
+        Err(ClientError::Tls { .. })
     ));
 }

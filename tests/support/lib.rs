@@ -7,6 +7,8 @@
 
 #![allow(clippy::unwrap_used, missing_docs)]
 
+pub mod client;
+
 use std::io::{BufRead as _, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
