@@ -135,7 +135,7 @@ impl Authority {
         let grant = match self.policy.evaluate(&identity, &cert_request, now) {
             Decision::Allow(grant) => grant,
             Decision::Deny(denial) => {
-                self.record_denial(&identity, client_addr, now, &denial.reason)
+                self.record_denial(&identity, client_addr, now, &denial.reason, &denial.rules)
                     .await?;
                 return Err(IssueError::Denied(denial.reason));
             }
@@ -166,7 +166,7 @@ impl Authority {
                 valid_before: certificate.valid_before(),
                 key_fingerprint: subject.fingerprint(),
                 client_addr: client_addr.to_string(),
-                rule: grant.rule.clone(),
+                rule: grant.rules.join(","),
                 issued_at: now,
                 certificate: line.clone(),
                 token_digest: verified.digest,
@@ -178,6 +178,7 @@ impl Authority {
                         serial = %serial,
                         identity = %identity.display_name(),
                         principals = ?grant.principals,
+                        rules = %grant.rules.join(","),
                         key = %subject.fingerprint(),
                         valid_before = certificate.valid_before(),
                         client = %client_addr,
@@ -194,7 +195,7 @@ impl Authority {
                 }
                 Err(StoreError::DuplicateSerial) => continue,
                 Err(StoreError::Replayed) => {
-                    self.record_denial(&identity, client_addr, now, "replayed ID token")
+                    self.record_denial(&identity, client_addr, now, "replayed ID token", &[])
                         .await?;
                     return Err(IssueError::Replayed);
                 }
@@ -210,8 +211,9 @@ impl Authority {
         client_addr: IpAddr,
         now: UnixTime,
         reason: &str,
+        rules: &[String],
     ) -> Result<(), IssueError> {
-        tracing::info!(identity = %identity.display_name(), client = %client_addr, %reason, "denied certificate");
+        tracing::info!(identity = %identity.display_name(), client = %client_addr, %reason, rules = %rules.join(","), "denied certificate");
         self.store
             .record_denial(DenialRecord {
                 at: now,
@@ -219,6 +221,7 @@ impl Authority {
                 issuer: identity.issuer_name.clone(),
                 client_addr: client_addr.to_string(),
                 reason: reason.into(),
+                rules: rules.to_vec(),
             })
             .await
             .map_err(IssueError::Store)

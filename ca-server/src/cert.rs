@@ -38,11 +38,14 @@ impl std::fmt::Display for Serial {
     }
 }
 
-/// The key ID written into a certificate.
-pub fn key_id(identity: &Identity, serial: Serial, rule: &str) -> String {
+/// The key ID written into a certificate; `rules` are the policy rules that
+/// decided, comma-separated.
+pub fn key_id(identity: &Identity, serial: Serial, rules: &[String]) -> String {
     format!(
-        "jit-ssh user={} issuer={} serial={serial} rule={rule}",
-        identity.username, identity.issuer_name
+        "jit-ssh user={} issuer={} serial={serial} rule={}",
+        identity.username,
+        identity.issuer_name,
+        rules.join(",")
     )
 }
 
@@ -88,7 +91,7 @@ pub fn sign_user_certificate(
     builder
         .serial(spec.serial.0)?
         .cert_type(CertType::User)?
-        .key_id(key_id(spec.identity, spec.serial, &spec.grant.rule))?
+        .key_id(key_id(spec.identity, spec.serial, &spec.grant.rules))?
         .comment(comment(spec.identity))?;
     for principal in &spec.grant.principals {
         builder.valid_principal(principal.clone())?;
@@ -129,7 +132,7 @@ mod tests {
             ttl: Duration::from_secs(300),
             extensions: DEFAULT_EXTENSIONS.map(String::from).to_vec(),
             critical_options: vec![],
-            rule: USERNAME_RULE.into(),
+            rules: vec![USERNAME_RULE.into(), "second-rule".into()],
         };
         let now = 1_800_000_000;
         let spec = CertificateSpec {
@@ -145,7 +148,9 @@ mod tests {
         assert_eq!(cert.valid_before(), now + 300);
         assert_eq!(cert.valid_principals(), ["alice"]);
         assert_eq!(cert.serial(), 42);
-        assert!(cert.key_id().contains("user=alice issuer=corp serial=42"));
+        assert!(cert
+            .key_id()
+            .ends_with("user=alice issuer=corp serial=42 rule=builtin-username,second-rule"));
         let ca_fp = signer.public_key().fingerprint(HashAlg::Sha256);
         cert.validate_at(now, &[ca_fp]).expect("valid now");
         assert!(cert.validate_at(now + 301, &[ca_fp]).is_err());

@@ -59,7 +59,63 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Check policy files, or explain a decision (see docs/policies.md).
+    Policy {
+        #[command(subcommand)]
+        command: PolicyCommand,
+    },
 }
+
+#[derive(Subcommand)]
+enum PolicyCommand {
+    /// Parse and validate every policy file as the server would.
+    /// Exit 0 when valid, 1 when not.
+    Check {
+        /// The TOML configuration file (its policy_dir, issuers and lifetimes).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Check this directory instead of the config's policy_dir.
+        #[arg(long)]
+        policy_dir: Option<PathBuf>,
+    },
+    /// Print the decision and its trace for a token's claims, without signing.
+    /// Exit 0 when allowed, 3 when denied, 1 on error.
+    Explain {
+        /// The TOML configuration file.
+        #[arg(long)]
+        config: PathBuf,
+        /// Use this directory instead of the config's policy_dir.
+        #[arg(long)]
+        policy_dir: Option<PathBuf>,
+        /// JSON file with the ID token's claims (its decoded payload).
+        #[arg(long)]
+        claims: PathBuf,
+        /// A principal to ask for (repeatable); none asks for everything granted.
+        #[arg(long)]
+        principal: Vec<String>,
+        /// Lifetime to ask for, e.g. "10m".
+        #[arg(long)]
+        ttl: Option<String>,
+        /// Evaluate at this time (RFC 3339) instead of now.
+        #[arg(long)]
+        at: Option<String>,
+        /// The client address the request comes from.
+        #[arg(long, default_value = "127.0.0.1")]
+        from: std::net::IpAddr,
+    },
+}
+
+/// Ends the process with this exit code, after the command printed its output.
+#[derive(Debug)]
+struct Exit(u8);
+
+impl std::fmt::Display for Exit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "exit {}", self.0)
+    }
+}
+
+impl std::error::Error for Exit {}
 
 #[derive(Clone, Copy, ValueEnum)]
 enum KeyTypeArg {
@@ -81,6 +137,9 @@ fn main() -> ExitCode {
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
+            if let Some(Exit(code)) = error.downcast_ref::<Exit>() {
+                return ExitCode::from(*code);
+            }
             eprintln!("jit-ssh-ca: error: {error:#}");
             ExitCode::FAILURE
         }
@@ -101,6 +160,85 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             identity,
             json,
         } => audit(&config, since.as_deref(), identity, json),
+        Command::Policy { command } => policy(command),
+    }
+}
+
+fn policy(command: PolicyCommand) -> anyhow::Result<()> {
+    use ca_server::policy::{cli, load_dir, CertRequest, Decision};
+    match command {
+        PolicyCommand::Check { config, policy_dir } => {
+            let config = config.as_deref().map(Config::load).transpose()?;
+            let dir = match (policy_dir, &config) {
+                (Some(dir), _) => dir,
+                (None, Some(config)) => config.policy_dir.clone(),
+                (None, None) => bail!("give --config FILE (or --policy-dir DIR)"),
+            };
+            let report = cli::check(&dir, &cli::context(config.as_ref()));
+            if report.ok {
+                print!("{}", report.text);
+                Ok(())
+            } else {
+                eprint!("{}", report.text);
+                Err(Exit(1).into())
+            }
+        }
+        PolicyCommand::Explain {
+            config,
+            policy_dir,
+            claims,
+            principal,
+            ttl,
+            at,
+            from,
+        } => {
+            let config = Config::load(&config)?;
+            let dir = policy_dir.unwrap_or_else(|| config.policy_dir.clone());
+            let (set, _) = load_dir(&dir, &cli::context(Some(&config))).map_err(|diagnostics| {
+                let lines: Vec<String> = diagnostics.iter().map(ToString::to_string).collect();
+                anyhow::anyhow!(
+                    "the policy is invalid (run `policy check`):\n{}",
+                    lines.join("\n")
+                )
+            })?;
+            let text = std::fs::read_to_string(&claims)
+                .with_context(|| format!("reading {}", claims.display()))?;
+            let claims_json: serde_json::Value = serde_json::from_str(&text)
+                .with_context(|| format!("{} is not JSON", claims.display()))?;
+            let identity = cli::identity_from_claims(&config.issuers, &claims_json)
+                .map_err(anyhow::Error::msg)?;
+            let mut principals: Vec<String> = principal;
+            principals.sort();
+            principals.dedup();
+            if let Some(bad) = principals
+                .iter()
+                .find(|p| !ca_server::identity::is_login_name(p))
+            {
+                bail!("--principal {bad:?} is not a valid login name");
+            }
+            let ttl = ttl
+                .map(|t| {
+                    parse_duration(&t)
+                        .map_err(anyhow::Error::msg)
+                        .context("--ttl")
+                })
+                .transpose()?;
+            let now = match at {
+                Some(at) => cli::parse_at(&at).map_err(anyhow::Error::msg)?,
+                None => unix_now(),
+            };
+            let request = CertRequest {
+                principals,
+                ttl,
+                client_addr: from,
+            };
+            let (decision, text) = cli::explain(&set, &identity, &request, now);
+            print!("{text}");
+            match decision {
+                Decision::Allow(_) => Ok(()),
+                Decision::Deny(_) => Err(Exit(3).into()),
+            }
+        }
     }
 }
 

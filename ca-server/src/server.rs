@@ -17,7 +17,7 @@ use crate::ca_keys;
 use crate::config::Config;
 use crate::http::{app, AppState};
 use crate::oidc::TokenVerifier;
-use crate::policy::UsernamePolicy;
+use crate::policy::{cli as policy_cli, reload, ReloadablePolicy};
 use crate::secret::Passphrase;
 use crate::store::{Store, DATABASE_FILE};
 
@@ -51,6 +51,9 @@ pub enum ServerError {
     /// The HTTP client for the identity providers could not be built.
     #[error("HTTP client: {0}")]
     HttpClient(String),
+    /// The policy files are missing or invalid.
+    #[error("policy: {0}")]
+    Policy(String),
 }
 
 /// The HTTP client the CA uses towards identity providers: bounded in time,
@@ -67,6 +70,13 @@ pub fn idp_http_client() -> Result<reqwest::Client, ServerError> {
 
 /// Loads keys, opens the store and discovers issuers: everything but the socket.
 pub async fn build_state(config: &Config) -> Result<AppState, ServerError> {
+    // The policy first: a broken one should fail start-up before anything slow.
+    let context = policy_cli::context(Some(config));
+    let policy = ReloadablePolicy::load(&config.policy_dir, context).map_err(|diagnostics| {
+        let lines: Vec<String> = diagnostics.iter().map(ToString::to_string).collect();
+        ServerError::Policy(lines.join("; "))
+    })?;
+    let policy = Arc::new(policy);
     let passphrase =
         Passphrase::load(config.passphrase_file.as_deref()).map_err(ServerError::Passphrase)?;
     let keys = ca_keys::load(&config.data_dir, &passphrase)?;
@@ -84,7 +94,12 @@ pub async fn build_state(config: &Config) -> Result<AppState, ServerError> {
         idp_http_client()?,
     )
     .await?;
-    let policy = Arc::new(UsernamePolicy::new(config.certs));
+    tracing::info!(
+        dir = %config.policy_dir.display(),
+        rules = policy.current().allow_rules().len() + policy.current().deny_rules().len(),
+        "loaded policy"
+    );
+    reload::spawn_watcher(policy.clone(), reload::POLL_INTERVAL);
     let authority = Authority::new(verifier, policy, keys, store, config.certs);
     Ok(AppState {
         authority: Arc::new(authority),

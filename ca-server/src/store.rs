@@ -24,7 +24,8 @@ const MAX_BATCH: usize = 512;
 const PURGE_INTERVAL: Duration = Duration::from_secs(60);
 
 /// Schema migrations; `PRAGMA user_version` counts those applied.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE certificates (
     serial          TEXT PRIMARY KEY,
     key_id          TEXT NOT NULL,
@@ -56,7 +57,12 @@ CREATE TABLE used_tokens (
     digest     BLOB PRIMARY KEY,
     expires_at INTEGER NOT NULL
 ) WITHOUT ROWID;
-"#];
+"#,
+    // 2: the policy rules that decided each event, as a JSON array.
+    r#"
+ALTER TABLE audit_events ADD COLUMN rules TEXT NOT NULL DEFAULT '[]';
+"#,
+];
 
 /// File name of the database inside the data directory.
 pub const DATABASE_FILE: &str = "jit-ssh-ca.db";
@@ -110,7 +116,7 @@ pub struct IssuanceRecord {
     pub key_fingerprint: String,
     /// Client address as seen by the CA.
     pub client_addr: String,
-    /// Deciding rule.
+    /// Deciding rules, comma-separated.
     pub rule: String,
     /// Signing time.
     pub issued_at: UnixTime,
@@ -135,6 +141,8 @@ pub struct DenialRecord {
     pub client_addr: String,
     /// Why.
     pub reason: String,
+    /// Policy rules that decided (empty when no rule applied).
+    pub rules: Vec<String>,
 }
 
 enum Job {
@@ -354,15 +362,17 @@ fn insert_issuance(
         return Err(StoreError::DuplicateSerial);
     }
     tx.execute(
-        "INSERT INTO audit_events (at, kind, identity, issuer, serial, client_addr, detail) \
-         VALUES (?1, 'issued', ?2, ?3, ?4, ?5, ?6)",
+        "INSERT INTO audit_events (at, kind, identity, issuer, serial, client_addr, detail, rules) \
+         VALUES (?1, 'issued', ?2, ?3, ?4, ?5, ?6, ?7)",
         params![
             r.issued_at as i64,
             r.identity,
             r.issuer,
             r.serial,
             r.client_addr,
-            r.key_id
+            r.key_id,
+            serde_json::to_string(&r.rule.split(',').filter(|s| !s.is_empty()).collect::<Vec<_>>())
+                .unwrap_or_else(|_| "[]".into())
         ],
     )
     .map_err(&err)?;
@@ -375,9 +385,16 @@ fn insert_denial(
     path: &Path,
 ) -> Result<(), StoreError> {
     tx.execute(
-        "INSERT INTO audit_events (at, kind, identity, issuer, serial, client_addr, detail) \
-         VALUES (?1, 'denied', ?2, ?3, NULL, ?4, ?5)",
-        params![r.at as i64, r.identity, r.issuer, r.client_addr, r.reason],
+        "INSERT INTO audit_events (at, kind, identity, issuer, serial, client_addr, detail, rules) \
+         VALUES (?1, 'denied', ?2, ?3, NULL, ?4, ?5, ?6)",
+        params![
+            r.at as i64,
+            r.identity,
+            r.issuer,
+            r.client_addr,
+            r.reason,
+            serde_json::to_string(&r.rules).unwrap_or_else(|_| "[]".into())
+        ],
     )
     .map_err(sqlite_error(path))?;
     Ok(())
@@ -413,6 +430,8 @@ pub struct AuditEntry {
     pub client_addr: String,
     /// Key ID for issuances, reason for denials.
     pub detail: String,
+    /// Policy rules that decided.
+    pub rules: Vec<String>,
 }
 
 /// Which audit entries to list.
@@ -449,7 +468,7 @@ pub fn read_audit(path: &Path, filter: &AuditFilter) -> Result<Vec<AuditEntry>, 
     let mut statement = conn
         .prepare(
             "SELECT e.at, e.kind, e.identity, e.issuer, e.serial, c.principals, c.valid_after, \
-             c.valid_before, c.key_fingerprint, e.client_addr, e.detail \
+             c.valid_before, c.key_fingerprint, e.client_addr, e.detail, e.rules \
              FROM audit_events e LEFT JOIN certificates c ON c.serial = e.serial \
              WHERE e.at >= ?1 AND (?2 IS NULL OR e.identity = ?2 OR instr(e.identity, ?2 || '@') = 1) \
              ORDER BY e.at, e.id",
@@ -471,6 +490,7 @@ pub fn read_audit(path: &Path, filter: &AuditFilter) -> Result<Vec<AuditEntry>, 
                 key_fingerprint: row.get(8)?,
                 client_addr: row.get(9)?,
                 detail: row.get(10)?,
+                rules: serde_json::from_str(&row.get::<_, String>(11)?).unwrap_or_default(),
             })
         })
         .map_err(&err)?;
@@ -589,6 +609,7 @@ mod tests {
                 issuer: "corp".into(),
                 client_addr: "127.0.0.1".into(),
                 reason: "principal \"root\" is not granted".into(),
+                rules: vec!["contractors-no-root".into()],
             })
             .await
             .expect("denied");
@@ -604,6 +625,9 @@ mod tests {
         assert_eq!(read_audit(&path, &only("ali")).expect("read").len(), 0);
         let bob = read_audit(&path, &only("bob")).expect("read");
         assert_eq!(bob[0].event, "denied");
+        assert_eq!(bob[0].rules, ["contractors-no-root"]);
+        let alice = read_audit(&path, &only("alice")).expect("read");
+        assert_eq!(alice[0].rules, ["builtin-username"]);
         let recent = AuditFilter {
             since: Some(300),
             identity: None,

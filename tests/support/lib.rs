@@ -443,6 +443,21 @@ impl CaSetup {
             ));
         }
         config.push_str(extra_tables);
+        // The CA refuses to start without a policy. Unless a test points
+        // `policy_dir` elsewhere (tests/e2e/policy.rs uses the shipped
+        // policies/), every identity of the configured issuers gets its own
+        // login, as the issuance tests expect.
+        let issuer_names: Vec<String> = issuers.iter().map(|(n, _)| format!("{n:?}")).collect();
+        std::fs::create_dir(dir.path().join("policies")).unwrap();
+        std::fs::write(
+            dir.path().join("policies/test-own-login.toml"),
+            format!(
+                "[[rule]]\nname = \"test-own-login\"\nprincipals = [\"{{username}}\"]\n\
+                 default_ttl = \"5m\"\nmax_ttl = \"60m\"\n[rule.match]\nissuer = [{}]\n",
+                issuer_names.join(", ")
+            ),
+        )
+        .unwrap();
         let config_path = dir.path().join("jit-ssh-ca.toml");
         std::fs::write(&config_path, config).unwrap();
         CaSetup {

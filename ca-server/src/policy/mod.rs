@@ -2,17 +2,37 @@
 //!
 //! [`Policy::evaluate`] sees only the verified identity, the request and the
 //! time; it never touches keys or the store, and the signer never reads
-//! policy. Until admin-written policy files exist, [`UsernamePolicy`] grants
-//! each person exactly one principal, their own login name.
+//! policy. The server runs admin-written policy files ([`file`] parses them
+//! into an immutable [`PolicySet`], [`engine`] evaluates it, [`reload`] swaps
+//! it atomically when the files change); [`UsernamePolicy`] is the fixed
+//! one-rule policy of dev mode. docs/policies.md describes the language.
+
+pub mod cli;
+pub mod engine;
+pub mod file;
+pub mod glob;
+pub mod reload;
+pub mod restrict;
+pub mod template;
+pub mod window;
+
+#[cfg(test)]
+mod suite;
 
 use std::net::IpAddr;
 use std::time::Duration;
+
+pub use engine::PolicySet;
+pub use file::{compile, load_dir, Diagnostic, PolicyContext};
+pub use reload::ReloadablePolicy;
 
 use crate::config::CertSettings;
 use crate::identity::Identity;
 use crate::UnixTime;
 
-/// OpenSSH's usual extensions, granted unless policy narrows them.
+/// OpenSSH's usual extensions, which the dev-mode [`UsernamePolicy`] grants.
+/// Policy files grant [`restrict::DEFAULT_RULE_EXTENSIONS`] unless a rule
+/// names more.
 pub const DEFAULT_EXTENSIONS: [&str; 5] = [
     "permit-X11-forwarding",
     "permit-agent-forwarding",
@@ -43,15 +63,18 @@ pub struct Grant {
     pub extensions: Vec<String>,
     /// Critical options, name and value.
     pub critical_options: Vec<(String, String)>,
-    /// Name of the rule that decided, for the key ID and the audit record.
-    pub rule: String,
+    /// Names of the rules that decided, for the key ID and the audit record.
+    pub rules: Vec<String>,
 }
 
 /// Why a request was refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Denial {
-    /// Human-readable reason naming the principal and rule involved.
+    /// Human-readable reason naming the principal and rule involved; it names
+    /// only rules that apply to the requester.
     pub reason: String,
+    /// Names of the rules that decided (empty when none grants the principal).
+    pub rules: Vec<String>,
 }
 
 /// The outcome of [`Policy::evaluate`].
@@ -95,6 +118,7 @@ impl Policy for UsernamePolicy {
                     identity.display_name(),
                     identity.username
                 ),
+                rules: vec![USERNAME_RULE.into()],
             });
         }
         let ttl = request
@@ -106,7 +130,7 @@ impl Policy for UsernamePolicy {
             ttl,
             extensions: DEFAULT_EXTENSIONS.map(String::from).to_vec(),
             critical_options: Vec::new(),
-            rule: USERNAME_RULE.into(),
+            rules: vec![USERNAME_RULE.into()],
         })
     }
 }
@@ -143,7 +167,7 @@ mod tests {
         };
         assert_eq!(grant.principals, ["alice"]);
         assert_eq!(grant.ttl, Duration::from_secs(300));
-        assert_eq!(grant.rule, USERNAME_RULE);
+        assert_eq!(grant.rules, [USERNAME_RULE]);
     }
 
     #[test]

@@ -1,0 +1,287 @@
+//! Time windows: "Mon–Fri 09:00–17:00 Europe/Berlin".
+//!
+//! Windows are wall-clock times in an IANA time zone (through `jiff` and the
+//! system's tz database, with a bundled copy as fallback), so "09:00" stays
+//! 09:00 local across daylight-saving changes. Where a local time does not
+//! exist or exists twice, the window is taken in its narrower reading: it
+//! starts at the later instant and ends at the earlier one. A window whose end
+//! is not after its start (`22:00`–`06:00`) runs overnight into the next day;
+//! `days` name the day it starts.
+
+use std::fmt;
+
+use jiff::civil::{Time, Weekday};
+use jiff::tz::TimeZone;
+use jiff::Timestamp;
+
+use crate::UnixTime;
+
+/// One recurring window.
+#[derive(Debug, Clone)]
+pub struct TimeWindow {
+    days: [bool; 7],
+    start: Time,
+    /// `None` is 24:00, the end of the day.
+    end: Option<Time>,
+    zone_name: String,
+    zone: TimeZone,
+}
+
+impl TimeWindow {
+    /// Builds a window from its parts as written in a policy file.
+    pub fn parse(days: &[String], from: &str, to: &str, time_zone: &str) -> Result<Self, String> {
+        let zone = TimeZone::get(time_zone).map_err(|_| {
+            format!("unknown time zone {time_zone:?} (use an IANA name such as \"Europe/Berlin\" or \"UTC\")")
+        })?;
+        // Without allow_24, parse_time never returns None.
+        let start = parse_time(from, false)?.unwrap_or(Time::midnight());
+        let end = parse_time(to, true)?;
+        if Some(start) == end {
+            return Err(format!(
+                "window {from}–{to} is empty; leave out [[window]] for a rule that applies at any time"
+            ));
+        }
+        let mut day_set = [false; 7];
+        if days.is_empty() {
+            day_set = [true; 7];
+        }
+        for entry in days {
+            let (first, last) = match entry.split_once('-') {
+                Some((a, b)) => (parse_day(a)?, parse_day(b)?),
+                None => {
+                    let d = parse_day(entry)?;
+                    (d, d)
+                }
+            };
+            let mut d = first;
+            loop {
+                day_set[d] = true;
+                if d == last {
+                    break;
+                }
+                d = (d + 1) % 7;
+            }
+        }
+        Ok(TimeWindow {
+            days: day_set,
+            start,
+            end,
+            zone_name: time_zone.to_string(),
+            zone,
+        })
+    }
+
+    /// When `now` is inside an occurrence of this window, that occurrence's
+    /// end (Unix seconds); otherwise `None`.
+    pub fn end_if_open(&self, now: UnixTime) -> Option<UnixTime> {
+        let now_ts = Timestamp::from_second(i64::try_from(now).ok()?).ok()?;
+        let today = self.zone.to_datetime(now_ts).date();
+        let mut best: Option<i64> = None;
+        // An occurrence that began yesterday may still be open (overnight).
+        for start_day in [today.yesterday().ok()?, today] {
+            if !self.days[day_index(start_day.weekday())] {
+                continue;
+            }
+            let start = self
+                .zone
+                .to_ambiguous_timestamp(start_day.to_datetime(self.start))
+                .later()
+                .ok()?;
+            let end_day_time = match self.end {
+                Some(end) if end > self.start => start_day.to_datetime(end),
+                Some(end) => start_day.tomorrow().ok()?.to_datetime(end),
+                None => start_day.tomorrow().ok()?.to_datetime(Time::midnight()),
+            };
+            let end = self
+                .zone
+                .to_ambiguous_timestamp(end_day_time)
+                .earlier()
+                .ok()?;
+            if start <= now_ts && now_ts < end {
+                best = Some(best.map_or(end.as_second(), |b| b.max(end.as_second())));
+            }
+        }
+        best.and_then(|b| u64::try_from(b).ok())
+    }
+}
+
+impl fmt::Display for TimeWindow {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        const NAMES: [&str; 7] = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"];
+        let days: Vec<&str> = (0..7).filter(|&d| self.days[d]).map(|d| NAMES[d]).collect();
+        let days = if days.len() == 7 {
+            "daily".to_string()
+        } else {
+            days.join(",")
+        };
+        let end = match self.end {
+            Some(end) => end.strftime("%H:%M").to_string(),
+            None => "24:00".into(),
+        };
+        write!(
+            f,
+            "{days} {}–{end} {}",
+            self.start.strftime("%H:%M"),
+            self.zone_name
+        )
+    }
+}
+
+fn day_index(weekday: Weekday) -> usize {
+    (weekday.to_monday_zero_offset() as usize) % 7
+}
+
+fn parse_day(text: &str) -> Result<usize, String> {
+    let index = match text.trim().to_ascii_lowercase().as_str() {
+        "mon" => 0,
+        "tue" => 1,
+        "wed" => 2,
+        "thu" => 3,
+        "fri" => 4,
+        "sat" => 5,
+        "sun" => 6,
+        other => {
+            return Err(format!(
+                "unknown day {other:?} (use mon, tue, wed, thu, fri, sat, sun or a range like \"mon-fri\")"
+            ))
+        }
+    };
+    Ok(index)
+}
+
+/// `HH:MM`, 00:00–23:59, and 24:00 when `allow_24` (returned as `None`).
+fn parse_time(text: &str, allow_24: bool) -> Result<Option<Time>, String> {
+    let bad = || format!("invalid time {text:?} (use 24-hour \"HH:MM\", e.g. \"09:00\")");
+    let (h, m) = text.split_once(':').ok_or_else(bad)?;
+    if h.len() != 2 || m.len() != 2 {
+        return Err(bad());
+    }
+    let h: i8 = h.parse().map_err(|_| bad())?;
+    let m: i8 = m.parse().map_err(|_| bad())?;
+    if allow_24 && h == 24 && m == 0 {
+        return Ok(None);
+    }
+    Time::new(h, m, 0, 0).map(Some).map_err(|_| bad())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(rfc3339: &str) -> UnixTime {
+        let ts: Timestamp = rfc3339.parse().expect("timestamp");
+        ts.as_second() as UnixTime
+    }
+
+    fn berlin_office() -> TimeWindow {
+        TimeWindow::parse(&["mon-fri".into()], "09:00", "17:00", "Europe/Berlin").expect("window")
+    }
+
+    #[test]
+    fn inside_and_outside_table() {
+        let w = berlin_office();
+        // 2026-07-06 is a Monday; Berlin is UTC+2 in summer.
+        let cases: &[(&str, Option<&str>)] = &[
+            ("2026-07-06T07:00:00Z", Some("2026-07-06T15:00:00Z")),
+            ("2026-07-06T06:59:59Z", None),
+            ("2026-07-06T14:59:59Z", Some("2026-07-06T15:00:00Z")),
+            ("2026-07-06T15:00:00Z", None),
+            ("2026-07-04T10:00:00Z", None), // Saturday
+            ("2026-07-10T10:00:00Z", Some("2026-07-10T15:00:00Z")), // Friday
+            // Winter: UTC+1, so 09:00 local is 08:00Z.
+            ("2026-01-05T07:30:00Z", None),
+            ("2026-01-05T08:00:00Z", Some("2026-01-05T16:00:00Z")),
+        ];
+        for (now, end) in cases {
+            assert_eq!(w.end_if_open(at(now)), end.map(at), "at {now}");
+        }
+    }
+
+    #[test]
+    fn dst_change_keeps_wall_clock_times() {
+        let w = TimeWindow::parse(&[], "01:00", "04:00", "Europe/Berlin").expect("window");
+        // 2026-03-29: clocks go 02:00 CET -> 03:00 CEST. 01:00 CET = 00:00Z,
+        // 04:00 CEST = 02:00Z: a two-hour window that day.
+        assert_eq!(
+            w.end_if_open(at("2026-03-29T00:00:00Z")),
+            Some(at("2026-03-29T02:00:00Z"))
+        );
+        assert_eq!(w.end_if_open(at("2026-03-29T02:00:00Z")), None);
+        // 2026-10-25: 03:00 CEST -> 02:00 CET. 01:00 CEST = 23:00Z the day
+        // before, 04:00 CET = 03:00Z: a four-hour window.
+        assert_eq!(
+            w.end_if_open(at("2026-10-24T23:00:00Z")),
+            Some(at("2026-10-25T03:00:00Z"))
+        );
+        assert_eq!(
+            w.end_if_open(at("2026-10-25T02:59:59Z")),
+            Some(at("2026-10-25T03:00:00Z"))
+        );
+        // An end inside the spring gap (02:30 does not exist) is read with
+        // the summer offset: 00:30Z, before the gap, never after it.
+        let gap = TimeWindow::parse(&[], "01:00", "02:30", "Europe/Berlin").expect("window");
+        assert_eq!(
+            gap.end_if_open(at("2026-03-29T00:10:00Z")),
+            Some(at("2026-03-29T00:30:00Z"))
+        );
+        assert_eq!(gap.end_if_open(at("2026-03-29T00:30:00Z")), None);
+        // An end in the autumn fold (02:30 happens twice) takes the first one.
+        assert_eq!(
+            gap.end_if_open(at("2026-10-24T23:30:00Z")),
+            Some(at("2026-10-25T00:30:00Z"))
+        );
+    }
+
+    #[test]
+    fn overnight_and_midnight_windows() {
+        let night = TimeWindow::parse(&["fri".into()], "22:00", "06:00", "UTC").expect("window");
+        // Friday 2026-07-10 22:00 to Saturday 06:00.
+        assert_eq!(
+            night.end_if_open(at("2026-07-10T23:00:00Z")),
+            Some(at("2026-07-11T06:00:00Z"))
+        );
+        assert_eq!(
+            night.end_if_open(at("2026-07-11T05:00:00Z")),
+            Some(at("2026-07-11T06:00:00Z"))
+        );
+        assert_eq!(night.end_if_open(at("2026-07-11T22:30:00Z")), None); // Saturday night
+        let evening = TimeWindow::parse(&["sun-mon".into()], "18:00", "24:00", "UTC").expect("w");
+        assert_eq!(
+            evening.end_if_open(at("2026-07-12T19:00:00Z")),
+            Some(at("2026-07-13T00:00:00Z"))
+        );
+        assert_eq!(evening.end_if_open(at("2026-07-14T19:00:00Z")), None); // Tuesday
+    }
+
+    #[test]
+    fn bad_windows_are_refused() {
+        let cases = [
+            (
+                vec![],
+                "09:00",
+                "17:00",
+                "Europe/Berlinn",
+                "unknown time zone",
+            ),
+            (vec![], "9:00", "17:00", "UTC", "invalid time"),
+            (vec![], "09:00", "25:00", "UTC", "invalid time"),
+            (vec![], "24:00", "17:00", "UTC", "invalid time"),
+            (vec![], "09:00", "09:00", "UTC", "empty"),
+            (
+                vec!["monday".to_string()],
+                "09:00",
+                "17:00",
+                "UTC",
+                "unknown day",
+            ),
+        ];
+        for (days, from, to, tz, why) in cases {
+            let err = TimeWindow::parse(&days, from, to, tz).expect_err(why);
+            assert!(err.contains(why), "{err}");
+        }
+        assert_eq!(
+            berlin_office().to_string(),
+            "Mon,Tue,Wed,Thu,Fri 09:00–17:00 Europe/Berlin"
+        );
+    }
+}

@@ -1,0 +1,457 @@
+//! End-to-end: the shipped policies/ decide, from the real IdP's `groups`
+//! claim, what a real sshd lets in; `policy check` and `policy explain`
+//! output and exit codes are pinned; the running CA picks up policy edits and
+//! refuses broken ones without losing the last good policy.
+
+#![allow(clippy::unwrap_used)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use ca_client::{nonce_for, CaClient, ClientError};
+use e2e::*;
+use ssh_key::PrivateKey;
+
+fn shipped_policies() -> PathBuf {
+    repo_root().join("policies")
+}
+
+fn policy_dir_line(dir: &Path) -> String {
+    format!("policy_dir = {:?}", dir.display().to_string())
+}
+
+fn write_cert(dir: &Path, key_path: &Path, certificate: &str) -> PathBuf {
+    let cert_path = dir.join(format!(
+        "{}-cert.pub",
+        key_path.file_name().unwrap().to_string_lossy()
+    ));
+    std::fs::write(&cert_path, format!("{certificate}\n")).unwrap();
+    cert_path
+}
+
+fn refusal(result: Result<ca_proto::UserCertResponse, ClientError>) -> (u16, String, String) {
+    match result {
+        Err(ClientError::Refused {
+            status,
+            code,
+            message,
+        }) => (status, code, message),
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn group_membership_from_the_idp_decides_what_sshd_lets_in() {
+    let idp = Idp::start();
+    let github = Idp::start();
+    let setup = CaSetup::new(
+        &[("corp", &idp.issuer), ("github", &github.issuer)],
+        &policy_dir_line(&shipped_policies()),
+        "",
+    );
+    let ca = setup.start();
+    let client = CaClient::new(&ca.url, None).unwrap();
+    let user_ca = client.config().await.unwrap().user_ca_keys.join("\n");
+    let deploy_host = Sshd::start(&user_ca, &["deploy"]);
+    let dir = tempfile::tempdir().unwrap();
+
+    // bob is in eng and sre (the IdP's groups claim): his own login and deploy.
+    let (bob_path, bob_key) = ssh_keygen(dir.path(), "bob", &["-t", "ed25519"]);
+    let tokens = idp
+        .login("bob", "jit-ssh", Some(&nonce_for(&bob_key).unwrap()))
+        .await
+        .unwrap();
+    let issued = client
+        .request_user_certificate(&tokens.id_token, &bob_key, &[], None)
+        .await
+        .unwrap_or_else(|e| panic!("bob: {e}\n{}", ca.process.stderr.text()));
+    assert_eq!(issued.principals, ["bob", "deploy"]);
+    assert_eq!(issued.valid_before - issued.valid_after, 300 + 60);
+    let bob_cert = write_cert(dir.path(), &bob_path, &issued.certificate);
+    let listing = ssh_keygen_list(&bob_cert);
+    assert!(
+        listing.contains("rule=eng-own-login,sre-deploy"),
+        "{listing}"
+    );
+    assert!(listing.contains("permit-pty"), "{listing}");
+    assert!(!listing.contains("permit-port-forwarding"), "{listing}");
+    assert!(!listing.contains("permit-agent-forwarding"), "{listing}");
+    let (ok, err) = deploy_host.login(&bob_path, &bob_cert);
+    assert!(
+        ok,
+        "sshd refused bob as deploy: {err}\n{}",
+        deploy_host.log()
+    );
+
+    // alice is only in eng: her own login, which the deploy host refuses.
+    let (alice_path, alice_key) = ssh_keygen(dir.path(), "alice", &["-t", "ed25519"]);
+    let nonce = nonce_for(&alice_key).unwrap();
+    let tokens = idp.login("alice", "jit-ssh", Some(&nonce)).await.unwrap();
+    let issued = client
+        .request_user_certificate(&tokens.id_token, &alice_key, &[], None)
+        .await
+        .unwrap();
+    assert_eq!(issued.principals, ["alice"]);
+    let alice_cert = write_cert(dir.path(), &alice_path, &issued.certificate);
+    assert!(
+        !deploy_host.login(&alice_path, &alice_cert).0,
+        "alice must not get in as deploy"
+    );
+    // Asking for deploy is denied, naming it, without naming sre's rules.
+    let tokens = idp.login("alice", "jit-ssh", Some(&nonce)).await.unwrap();
+    let (status, code, message) = refusal(
+        client
+            .request_user_certificate(
+                &tokens.id_token,
+                &alice_key,
+                &["alice".into(), "deploy".into()],
+                None,
+            )
+            .await,
+    );
+    assert_eq!((status, code.as_str()), (403, "denied"));
+    assert_eq!(
+        message,
+        "principal \"deploy\" is not granted to alice@corp: no rule grants it"
+    );
+
+    // root needs an approval nobody can hold yet.
+    let key = PrivateKey::random(&mut rand_core::OsRng, ssh_key::Algorithm::Ed25519).unwrap();
+    let tokens = idp
+        .login("bob", "jit-ssh", Some(&nonce_for(&key).unwrap()))
+        .await
+        .unwrap();
+    let (status, _, message) = refusal(
+        client
+            .request_user_certificate(&tokens.id_token, &key, &["root".into()], None)
+            .await,
+    );
+    assert_eq!(status, 403);
+    assert!(
+        message.contains("requires an approved access request (rule sre-root-with-approval)"),
+        "{message}"
+    );
+
+    // carol is only in sre-leads: nothing.
+    let tokens = idp
+        .login("carol", "jit-ssh", Some(&nonce_for(&key).unwrap()))
+        .await
+        .unwrap();
+    let (status, _, message) = refusal(
+        client
+            .request_user_certificate(&tokens.id_token, &key, &[], None)
+            .await,
+    );
+    assert_eq!(
+        (status, message.as_str()),
+        (403, "no rule grants carol@corp any principal")
+    );
+
+    // A contractor in sre still gets deploy, never root.
+    let mut claims = idp.claims("cody", "jit-ssh", Some(&nonce_for(&key).unwrap()), now());
+    claims["groups"] = serde_json::json!(["eng", "sre", "contractors"]);
+    let issued = client
+        .request_user_certificate(&idp.sign("RS256", &claims), &key, &[], None)
+        .await
+        .unwrap();
+    assert_eq!(issued.principals, ["cody", "deploy"]);
+    claims["iat"] = serde_json::json!(now() + 1);
+    let (_, _, message) = refusal(
+        client
+            .request_user_certificate(&idp.sign("ES256", &claims), &key, &["root".into()], None)
+            .await,
+    );
+    assert!(
+        message.contains("denied to cody@corp by rule contractors-never-root"),
+        "{message}"
+    );
+
+    // The CI workload: a GitHub-style token from the other issuer.
+    let (ci_path, ci_key) = ssh_keygen(dir.path(), "ci", &["-t", "ed25519"]);
+    let mut ci = github.claims("ci", "jit-ssh", Some(&nonce_for(&ci_key).unwrap()), now());
+    ci["repository"] = "acme/app".into();
+    ci["ref"] = "refs/heads/main".into();
+    ci["groups"] = serde_json::json!([]);
+    let issued = client
+        .request_user_certificate(&github.sign("RS256", &ci), &ci_key, &[], None)
+        .await
+        .unwrap();
+    assert_eq!(issued.principals, ["deploy"]);
+    let listing = ssh_keygen_list(&write_cert(dir.path(), &ci_path, &issued.certificate));
+    assert!(
+        listing.contains("force-command /usr/local/bin/deploy-acme-app"),
+        "{listing}"
+    );
+    assert!(listing.contains("source-address 127.0.0.1/32"), "{listing}");
+    assert!(!listing.contains("permit-pty"), "{listing}");
+    ci["ref"] = "refs/heads/feature".into();
+    ci["iat"] = serde_json::json!(now() + 1);
+    let (status, _, _) = refusal(
+        client
+            .request_user_certificate(&github.sign("RS256", &ci), &ci_key, &[], None)
+            .await,
+    );
+    assert_eq!(status, 403);
+
+    // Every decision is on record with the rules that decided.
+    let audit = setup.audit(&[]);
+    let rules: Vec<(String, Vec<String>)> = audit
+        .iter()
+        .map(|e| {
+            (
+                e["event"].as_str().unwrap().to_string(),
+                serde_json::from_value(e["rules"].clone()).unwrap(),
+            )
+        })
+        .collect();
+    let expected: Vec<(&str, Vec<&str>)> = vec![
+        ("issued", vec!["eng-own-login", "sre-deploy"]),
+        ("issued", vec!["eng-own-login"]),
+        ("denied", vec![]),
+        ("denied", vec!["sre-root-with-approval"]),
+        ("denied", vec![]),
+        ("issued", vec!["eng-own-login", "sre-deploy"]),
+        ("denied", vec!["contractors-never-root"]),
+        ("issued", vec!["ci-acme-app-deploy"]),
+        ("denied", vec![]),
+    ];
+    let expected: Vec<(String, Vec<String>)> = expected
+        .into_iter()
+        .map(|(e, r)| (e.to_string(), r.into_iter().map(String::from).collect()))
+        .collect();
+    assert_eq!(rules, expected);
+}
+
+fn ca_cli(args: &[&str]) -> (i32, String, String) {
+    let (status, out, err) = run(Command::new(bin("jit-ssh-ca")).args(args), STARTUP).unwrap();
+    (status.code().unwrap_or(-1), out, err)
+}
+
+#[test]
+fn policy_check_and_explain_output_and_exit_codes() {
+    let setup = CaSetup::new(
+        &[
+            ("corp", "https://idp.example.com"),
+            ("github", "https://token.actions.githubusercontent.com"),
+        ],
+        &policy_dir_line(&shipped_policies()),
+        "",
+    );
+    let config = setup.config_path.to_str().unwrap();
+
+    let (code, out, err) = ca_cli(&["policy", "check", "--config", config]);
+    assert_eq!(code, 0, "{err}");
+    let first = out.lines().next().unwrap();
+    assert_eq!(
+        first,
+        "policy OK: 5 file(s), 5 allow rule(s), 1 deny rule(s)"
+    );
+    assert!(
+        out.contains("allow sre-root-with-approval") && out.contains("needs approval"),
+        "{out}"
+    );
+    assert!(out.contains("deny  contractors-never-root"), "{out}");
+
+    let broken = setup.dir.path().join("broken");
+    std::fs::create_dir(&broken).unwrap();
+    std::fs::write(
+        broken.join("a.toml"),
+        "[[rule]]\nname = \"a\"\npricipals = [\"x\"]\n",
+    )
+    .unwrap();
+    std::fs::write(
+        broken.join("b.toml"),
+        "[[rule]]\nname = \"b\"\nprincipals = [\"{username}@corp\"]\nmax_ttl = \"1d\"\n[rule.match]\ngroups_any = [\"eng\"]\n[[rule.window]]\nfrom = \"09:00\"\nto = \"17:00\"\ntime_zone = \"Europe/Berln\"\n",
+    )
+    .unwrap();
+    let (code, out, err) = ca_cli(&[
+        "policy",
+        "check",
+        "--config",
+        config,
+        "--policy-dir",
+        broken.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 1, "{out}{err}");
+    let b = broken.display();
+    for needle in [
+        format!("error: {b}/a.toml:3:1: unknown field `pricipals`"),
+        format!("error: {b}/b.toml:3:15: template \"{{username}}@corp\" can never expand to a login name"),
+        format!("error: {b}/b.toml:4:11: max_ttl: invalid duration \"1d\""),
+        format!("error: {b}/b.toml:7:1: window: unknown time zone \"Europe/Berln\""),
+        "4 error(s); the CA would refuse this policy".to_string(),
+    ] {
+        assert!(err.contains(&needle), "missing {needle:?} in\n{err}");
+    }
+    let (code, _, err) = ca_cli(&["policy", "check"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("give --config FILE"), "{err}");
+
+    let claims = |name: &str, value: serde_json::Value| {
+        let path = setup.dir.path().join(format!("{name}.json"));
+        std::fs::write(&path, value.to_string()).unwrap();
+        path.display().to_string()
+    };
+    let bob = claims(
+        "bob",
+        serde_json::json!({"iss": "https://idp.example.com", "preferred_username": "bob", "groups": ["eng", "sre"]}),
+    );
+    let (code, out, err) = ca_cli(&[
+        "policy",
+        "explain",
+        "--config",
+        config,
+        "--claims",
+        &bob,
+        "--principal",
+        "deploy",
+        "--ttl",
+        "1h",
+        "--at",
+        "2026-07-06T12:00:00+02:00",
+        "--from",
+        "192.0.2.7",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("identity: bob@corp (groups: eng, sre)\nat: 2026-07-06T10:00:00Z  from: 192.0.2.7\ndecision: ALLOW\nprincipals: deploy\nvalid for: 10m (until 2026-07-06T10:10:00Z)\nrules: sre-deploy\n"), "{out}");
+    assert!(
+        out.contains("lifetime: 10m asked for (at most 10m, set by max_ttl of rule sre-deploy)"),
+        "{out}"
+    );
+
+    let (code, out, _) = ca_cli(&[
+        "policy",
+        "explain",
+        "--config",
+        config,
+        "--claims",
+        &bob,
+        "--principal",
+        "root",
+    ]);
+    assert_eq!(code, 3);
+    assert!(
+        out.contains(
+            "decision: DENY\nreason: principal \"root\" requires an approved access request"
+        ),
+        "{out}"
+    );
+
+    let rm = claims(
+        "rm",
+        serde_json::json!({"iss": "https://idp.example.com", "preferred_username": "rita", "groups": ["release-managers"]}),
+    );
+    let (code, out, _) = ca_cli(&[
+        "policy",
+        "explain",
+        "--config",
+        config,
+        "--claims",
+        &rm,
+        "--at",
+        "2026-07-06T16:55:00+02:00",
+    ]);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("valid for: 5m (until 2026-07-06T15:00:00Z)"),
+        "a cert asked for at 16:55 ends at 17:00:\n{out}"
+    );
+    let (code, out, _) = ca_cli(&[
+        "policy",
+        "explain",
+        "--config",
+        config,
+        "--claims",
+        &rm,
+        "--at",
+        "2026-07-04T12:00:00+02:00",
+    ]);
+    assert_eq!(code, 3, "{out}");
+    assert!(
+        out.contains("rule release-weekdays: matches, but not now"),
+        "{out}"
+    );
+
+    let (code, _, err) = ca_cli(&[
+        "policy",
+        "explain",
+        "--config",
+        config,
+        "--claims",
+        &rm,
+        "--at",
+        "yesterday",
+    ]);
+    assert_eq!(code, 1);
+    assert!(err.contains("--at \"yesterday\""), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_running_ca_reloads_edits_and_keeps_the_last_good_policy() {
+    let idp = Idp::start();
+    let policies = tempfile::tempdir().unwrap();
+    for entry in std::fs::read_dir(shipped_policies()).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "toml") {
+            std::fs::copy(&path, policies.path().join(path.file_name().unwrap())).unwrap();
+        }
+    }
+    let setup = CaSetup::new(
+        &[("corp", &idp.issuer)],
+        &policy_dir_line(policies.path()),
+        "",
+    );
+    let ca = setup.start();
+    let client = CaClient::new(&ca.url, None).unwrap();
+    let key = PrivateKey::random(&mut rand_core::OsRng, ssh_key::Algorithm::Ed25519).unwrap();
+    let nonce = nonce_for(&key).unwrap();
+    let alice_gets = || async {
+        let tokens = idp.login("alice", "jit-ssh", Some(&nonce)).await.unwrap();
+        client
+            .request_user_certificate(&tokens.id_token, &key, &[], None)
+            .await
+            .map(|c| c.principals)
+    };
+    assert_eq!(alice_gets().await.unwrap(), ["alice"]);
+
+    std::fs::write(
+        policies.path().join("50-shared.toml"),
+        "[[rule]]\nname = \"eng-shared\"\nprincipals = [\"shared\"]\n[rule.match]\ngroups_any = [\"eng\"]\n",
+    )
+    .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if alice_gets().await.unwrap() == ["alice", "shared"] {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "edit not picked up:\n{}",
+            ca.process.stderr.text()
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+
+    // A broken edit is refused and logged; the last good policy stays.
+    std::fs::write(
+        policies.path().join("50-shared.toml"),
+        "[[rule]]\nname = \"eng-shared\"\nprincipals = [\"Shared\"]\n",
+    )
+    .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !ca.process.stderr.text().contains("policy reload refused") {
+        assert!(
+            Instant::now() < deadline,
+            "broken edit not reported:\n{}",
+            ca.process.stderr.text()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let log = ca.process.stderr.text();
+    assert!(
+        log.contains("50-shared.toml:3:15: principal \"Shared\" is not a Unix login name"),
+        "{log}"
+    );
+    assert_eq!(alice_gets().await.unwrap(), ["alice", "shared"]);
+}
