@@ -27,7 +27,7 @@ fn policy_text(n: usize) -> String {
                 "[[rule]]\nname = \"ci-{i}\"\nprincipals = [\"deploy-{i}\"]\nforce_command = \"/bin/deploy\"\nsource_address = [\"{{client_ip}}\"]\n[rule.match]\nissuer = [\"corp\"]\nclaims = {{ repository = \"acme/app-{i}\", ref = \"refs/heads/*\" }}\n"
             )),
             k if k % 5 == 2 => text.push_str(&format!(
-                "[[rule]]\nname = \"window-{i}\"\nprincipals = [\"release-{i}\"]\n[rule.match]\ngroups_any = [\"rm-{i}\", \"eng\"]\n[[rule.window]]\ndays = [\"mon-fri\"]\nfrom = \"09:00\"\nto = \"17:00\"\ntime_zone = \"Europe/Berlin\"\n"
+                "[[rule]]\nname = \"window-{i}\"\nprincipals = [\"release-{i}\"]\n[rule.match]\ngroups_any = [\"rm-{i}\"]\n[[rule.window]]\ndays = [\"mon-fri\"]\nfrom = \"09:00\"\nto = \"17:00\"\ntime_zone = \"Europe/Berlin\"\n"
             )),
             _ => text.push_str(&format!(
                 "[[rule]]\nname = \"team-{i}\"\nprincipals = [\"{{username}}\", \"team-{i}\"]\nmax_ttl = \"15m\"\n[rule.match]\ngroups_any = [\"team-{i}\", \"other-{i}\"]\n"
@@ -51,7 +51,13 @@ fn bench(c: &mut Criterion) {
         subject: "user-bob".into(),
         username: "bob".into(),
         email: Some("bob@example.com".into()),
-        groups: vec!["eng".into(), "sre".into(), "team-3".into(), "team-7".into()],
+        groups: vec![
+            "eng".into(),
+            "sre".into(),
+            "team-3".into(),
+            "team-7".into(),
+            "rm-2".into(),
+        ],
         claims,
     };
     let request = CertRequest {

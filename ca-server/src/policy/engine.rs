@@ -343,9 +343,11 @@ impl PolicySet {
         mut trace: Option<&mut Trace>,
     ) -> Decision {
         let who = identity.display_name();
-        let mut note = |line: String| {
+        // Lazy: the server evaluates without a trace and must not pay for
+        // formatting lines nobody reads.
+        let mut note = |line: &dyn Fn() -> String| {
             if let Some(t) = trace.as_deref_mut() {
-                t.push(line);
+                t.push(line());
             }
         };
 
@@ -353,18 +355,22 @@ impl PolicySet {
         let mut denies: Vec<&DenyRule> = Vec::new();
         for rule in &self.deny {
             match rule.conditions.check(identity) {
-                Err(failed) => note(format!(
-                    "deny {}: does not apply: {}",
-                    rule.name,
-                    rule.conditions.describe(failed, identity)
-                )),
-                Ok(()) if open_window(&rule.windows, now).is_none() => note(format!(
-                    "deny {}: does not apply now: only {}",
-                    rule.name,
-                    windows_text(&rule.windows)
-                )),
+                Err(failed) => note(&|| {
+                    format!(
+                        "deny {}: does not apply: {}",
+                        rule.name,
+                        rule.conditions.describe(failed, identity)
+                    )
+                }),
+                Ok(()) if open_window(&rule.windows, now).is_none() => note(&|| {
+                    format!(
+                        "deny {}: does not apply now: only {}",
+                        rule.name,
+                        windows_text(&rule.windows)
+                    )
+                }),
                 Ok(()) => {
-                    note(format!("deny {}: applies", rule.name));
+                    note(&|| format!("deny {}: applies", rule.name));
                     if rule.principals.is_empty() {
                         return deny(
                             format!("{who} is denied every certificate by rule {}", rule.name),
@@ -382,32 +388,38 @@ impl PolicySet {
         let mut outside_window: Vec<&AllowRule> = Vec::new();
         for rule in &self.allow {
             if let Err(failed) = rule.conditions.check(identity) {
-                note(format!(
-                    "rule {}: does not apply: {}",
-                    rule.name,
-                    rule.conditions.describe(failed, identity)
-                ));
+                note(&|| {
+                    format!(
+                        "rule {}: does not apply: {}",
+                        rule.name,
+                        rule.conditions.describe(failed, identity)
+                    )
+                });
                 continue;
             }
             let Some(window_end) = open_window(&rule.windows, now) else {
-                note(format!(
-                    "rule {}: matches, but not now: only {}",
-                    rule.name,
-                    windows_text(&rule.windows)
-                ));
+                note(&|| {
+                    format!(
+                        "rule {}: matches, but not now: only {}",
+                        rule.name,
+                        windows_text(&rule.windows)
+                    )
+                });
                 outside_window.push(rule);
                 continue;
             };
             let principals = self.expand(rule, identity, &mut note);
             if let Some(approval) = &rule.approval {
-                note(format!(
+                note(&|| {
+                    format!(
                     "rule {}: matches; {:?} need an approved access request (approvers: {:?}); none is held",
                     rule.name, principals, approval.approver_groups
-                ));
+                )
+                });
                 needs_approval.push((rule, principals));
                 continue;
             }
-            note(format!("rule {}: grants {:?}", rule.name, principals));
+            note(&|| format!("rule {}: grants {:?}", rule.name, principals));
             candidates.push(Candidate {
                 rule,
                 principals,
@@ -429,7 +441,7 @@ impl PolicySet {
             for p in granted.keys() {
                 match denied_by(p) {
                     Some(d) => {
-                        note(format!("principal {p:?}: removed by deny {}", d.name));
+                        note(&|| format!("principal {p:?}: removed by deny {}", d.name));
                         removed.get_or_insert((p.to_string(), d));
                     }
                     None => chosen.push(p.to_string()),
@@ -485,7 +497,7 @@ impl PolicySet {
                     );
                 }
                 if let Some(rule) = outside_window.iter().find(|r| {
-                    let mut quiet = |_: String| {};
+                    let mut quiet = |_: &dyn Fn() -> String| {};
                     self.expand(r, identity, &mut quiet).contains(p)
                 }) {
                     return deny(
@@ -544,16 +556,18 @@ impl PolicySet {
         }
         let asked = request.ttl.unwrap_or(default);
         let ttl = asked.min(cap);
-        note(format!(
-            "lifetime: {} {} (at most {}, set by {cap_by})",
-            format_duration(ttl),
-            if request.ttl.is_some() {
-                "asked for"
-            } else {
-                "default"
-            },
-            format_duration(cap)
-        ));
+        note(&|| {
+            format!(
+                "lifetime: {} {} (at most {}, set by {cap_by})",
+                format_duration(ttl),
+                if request.ttl.is_some() {
+                    "asked for"
+                } else {
+                    "default"
+                },
+                format_duration(cap)
+            )
+        });
 
         // Restrictions: strictest of all deciding rules.
         let mut extensions: Vec<String> = deciding
@@ -615,9 +629,11 @@ impl PolicySet {
             let list: Vec<String> = nets.iter().map(ToString::to_string).collect();
             critical_options.push(("source-address".to_string(), list.join(",")));
         }
-        note(format!(
+        note(&|| {
+            format!(
             "allow {chosen:?} by {rules:?}, extensions {extensions:?}, critical options {critical_options:?}"
-        ));
+        )
+        });
         Decision::Allow(Grant {
             principals: chosen,
             ttl,
@@ -631,17 +647,13 @@ impl PolicySet {
         &self,
         rule: &AllowRule,
         identity: &Identity,
-        note: &mut impl FnMut(String),
+        note: &mut impl FnMut(&dyn Fn() -> String),
     ) -> Vec<String> {
         let mut out: Vec<String> = Vec::new();
         for template in &rule.principals {
             let expansion = template.expand(identity);
             for dropped in expansion.dropped {
-                note(format!(
-                    "rule {}: {}: {dropped}",
-                    rule.name,
-                    template.as_str()
-                ));
+                note(&|| format!("rule {}: {}: {dropped}", rule.name, template.as_str()));
             }
             for p in expansion.principals {
                 if !out.contains(&p) {

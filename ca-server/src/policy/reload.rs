@@ -309,6 +309,33 @@ mod tests {
         assert_eq!(policy.current().allow_rules()[0].name, "a-1");
     }
 
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sighup_reloads_at_once() {
+        // Registered first, so the signal can never hit the default action.
+        let _hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+            .expect("SIGHUP handler");
+        let root = tempfile::tempdir().expect("tempdir");
+        write_version(root.path(), "1");
+        let policy = Arc::new(ReloadablePolicy::load(root.path(), context()).expect("loads"));
+        // An interval far longer than the test: only SIGHUP can reload.
+        spawn_watcher(policy.clone(), Duration::from_secs(3600));
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        write_version(root.path(), "2");
+        let status = std::process::Command::new("kill")
+            .args(["-HUP", &std::process::id().to_string()])
+            .status()
+            .expect("kill");
+        assert!(status.success());
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while policy.current().allow_rules()[0].name != "a-2" {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "SIGHUP did not reload"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     #[test]
     fn unchanged_files_are_not_reparsed_and_force_reports_again() {
         let root = tempfile::tempdir().expect("tempdir");
