@@ -15,6 +15,7 @@ use crate::config::CertSettings;
 use crate::identity::{is_login_name, Identity};
 use crate::oidc::{TokenError, TokenVerifier};
 use crate::policy::{CertRequest, Decision, Policy};
+use crate::rate_limit::{RateLimits, RetryAfter};
 use crate::secret::BearerToken;
 use crate::store::{DenialRecord, IssuanceRecord, Store, StoreError};
 use crate::subject_key::{KeyRejection, SubjectKey};
@@ -52,6 +53,9 @@ pub enum IssueError {
     /// Signing failed.
     #[error("signing failed")]
     Signing(#[source] ssh_key::Error),
+    /// This identity sent more requests than its limit allows.
+    #[error("too many certificate requests for this identity; retry in {}s", .0.seconds())]
+    RateLimited(RetryAfter),
 }
 
 /// The CA: verifier, policy, keys and store, wired together.
@@ -61,6 +65,7 @@ pub struct Authority {
     keys: CaKeys,
     store: Store,
     certs: CertSettings,
+    rate_limits: Arc<RateLimits>,
 }
 
 impl Authority {
@@ -78,7 +83,15 @@ impl Authority {
             keys,
             store,
             certs,
+            rate_limits: Arc::new(RateLimits::disabled()),
         }
+    }
+
+    /// Applies `limits` per identity (the per-address limit is the HTTP
+    /// layer's, before any token is looked at).
+    pub fn with_rate_limits(mut self, limits: Arc<RateLimits>) -> Self {
+        self.rate_limits = limits;
+        self
     }
 
     /// What `GET /v1/config` publishes.
@@ -129,6 +142,9 @@ impl Authority {
             .await
             .map_err(IssueError::Token)?;
         let identity = verified.identity;
+        self.rate_limits
+            .check_identity(&identity.display_name())
+            .map_err(IssueError::RateLimited)?;
         subject
             .verify_proof(token.expose_secret(), &request.proof)
             .map_err(IssueError::Proof)?;

@@ -70,6 +70,10 @@ struct RawConfig {
     max_in_flight: usize,
     #[serde(default = "default_discovery_attempts")]
     discovery_attempts: u32,
+    #[serde(default = "default_rate_limit_per_identity")]
+    rate_limit_per_identity: u32,
+    #[serde(default = "default_rate_limit_per_address")]
+    rate_limit_per_address: u32,
 }
 
 #[derive(Debug, Deserialize)]
@@ -129,6 +133,17 @@ fn default_max_in_flight() -> usize {
 fn default_discovery_attempts() -> u32 {
     5
 }
+fn default_rate_limit_per_identity() -> u32 {
+    DEFAULT_RATE_LIMIT_PER_IDENTITY
+}
+fn default_rate_limit_per_address() -> u32 {
+    DEFAULT_RATE_LIMIT_PER_ADDRESS
+}
+
+/// Certificate requests per minute one identity may make by default.
+pub const DEFAULT_RATE_LIMIT_PER_IDENTITY: u32 = 30;
+/// Certificate requests per minute one client address may make by default.
+pub const DEFAULT_RATE_LIMIT_PER_ADDRESS: u32 = 600;
 fn default_username_claim() -> String {
     "preferred_username".into()
 }
@@ -175,6 +190,10 @@ pub struct Config {
     pub max_in_flight: usize,
     /// Attempts at OpenID discovery per issuer before start-up fails.
     pub discovery_attempts: u32,
+    /// Certificate requests per minute per identity (0: unlimited).
+    pub rate_limit_per_identity: u32,
+    /// Certificate requests per minute per client address (0: unlimited).
+    pub rate_limit_per_address: u32,
 }
 
 /// PEM files for HTTPS.
@@ -358,6 +377,8 @@ impl RawConfig {
             request_timeout,
             max_in_flight: self.max_in_flight,
             discovery_attempts: self.discovery_attempts,
+            rate_limit_per_identity: self.rate_limit_per_identity,
+            rate_limit_per_address: self.rate_limit_per_address,
         })
     }
 }

@@ -2,20 +2,25 @@
 //! [`Authority`], and map the result. Errors become HTTP here and nowhere else.
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::extract::rejection::JsonRejection;
-use axum::extract::{ConnectInfo, DefaultBodyLimit, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::extract::{ConnectInfo, DefaultBodyLimit, MatchedPath, Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use ca_proto::{ErrorBody, ErrorDetail, UserCertRequest};
 use tokio::sync::Semaphore;
+use tracing::Instrument as _;
 
 use crate::authority::{Authority, IssueError};
+use crate::metrics::Metrics;
 use crate::oidc::TokenError;
+use crate::rate_limit::{RateLimits, RetryAfter};
 use crate::secret::BearerToken;
 use crate::store::StoreError;
 use crate::subject_key::KeyRejection;
@@ -32,23 +37,108 @@ pub struct AppState {
     pub in_flight: Arc<Semaphore>,
     /// Longest time one issuance may take.
     pub request_timeout: Duration,
+    /// Counters and histograms served at `/metrics`.
+    pub metrics: Metrics,
+    /// What `/readyz` answers; cleared first when shutting down.
+    pub ready: Arc<AtomicBool>,
+    /// Per-address and per-identity request limits.
+    pub rate_limits: Arc<RateLimits>,
 }
 
 /// The router; tests drive it without a socket.
 pub fn app(state: AppState) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
         .route("/v1/config", get(config))
         .route("/v1/ca/user.pub", get(user_ca))
         .route("/v1/ca/host.pub", get(host_ca))
         .route("/v1/certs/user", post(issue_user_cert))
+        .route_layer(middleware::from_fn_with_state(state.clone(), observe))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)
 }
 
+/// Gives every request an id (the client's `x-request-id` when it is short
+/// and plain, else a fresh one) carried by every log line of the request and
+/// returned in the response, and records latency and outcome metrics.
+async fn observe(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let id = request
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| {
+            !v.is_empty()
+                && v.len() <= 64
+                && v.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
+        })
+        .map(String::from)
+        .unwrap_or_else(new_request_id);
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_default();
+    let span = tracing::info_span!("request", id = %id);
+    let mut response = next.run(request).instrument(span).await;
+    let status = response.status();
+    if route == "/v1/certs/user" {
+        if status.is_success() {
+            state.metrics.issued.inc();
+        } else if let Some(ErrorCode(code)) = response.extensions().get::<ErrorCode>() {
+            state.metrics.denied.with_label_values(&[code]).inc();
+        }
+    }
+    state
+        .metrics
+        .request_seconds
+        .with_label_values(&[route.as_str(), status.as_str()])
+        .observe(started.elapsed().as_secs_f64());
+    if let Ok(value) = HeaderValue::from_str(&id) {
+        response.headers_mut().insert("x-request-id", value);
+    }
+    response
+}
+
+fn new_request_id() -> String {
+    let mut bytes = [0u8; 8];
+    rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut bytes);
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The stable error code of a response, for metrics.
+#[derive(Debug, Clone, Copy)]
+struct ErrorCode(&'static str);
+
 async fn healthz() -> Json<serde_json::Value> {
     Json(serde_json::json!({ "status": "ok" }))
+}
+
+async fn readyz(State(state): State<AppState>) -> Response {
+    if state.ready.load(Ordering::Relaxed) {
+        Json(serde_json::json!({ "status": "ready" })).into_response()
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(serde_json::json!({ "status": "shutting down" })),
+        )
+            .into_response()
+    }
+}
+
+async fn metrics(State(state): State<AppState>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        state.metrics.render(),
+    )
+        .into_response()
 }
 
 async fn config(State(state): State<AppState>) -> Json<ca_proto::CaConfig> {
@@ -79,6 +169,10 @@ async fn issue_user_cert(
     headers: HeaderMap,
     body: Result<Json<UserCertRequest>, JsonRejection>,
 ) -> Result<Json<ca_proto::UserCertResponse>, ApiError> {
+    state
+        .rate_limits
+        .check_address(peer.ip())
+        .map_err(ApiError::RateLimited)?;
     let Ok(_permit) = state.in_flight.try_acquire() else {
         return Err(ApiError::Overloaded);
     };
@@ -118,6 +212,8 @@ pub enum ApiError {
     Issue(IssueError),
     /// Too many requests in flight.
     Overloaded,
+    /// Too many requests from this client address.
+    RateLimited(RetryAfter),
     /// The request took longer than the configured timeout.
     Timeout,
     /// No such route.
@@ -126,6 +222,12 @@ pub enum ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        let retry_after = match &self {
+            ApiError::RateLimited(wait) | ApiError::Issue(IssueError::RateLimited(wait)) => {
+                Some(wait.seconds())
+            }
+            _ => None,
+        };
         let (status, code, message) = match self {
             ApiError::MissingToken => (
                 StatusCode::UNAUTHORIZED,
@@ -147,6 +249,14 @@ impl IntoResponse for ApiError {
                     )
                 }
             }
+            ApiError::RateLimited(wait) => (
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limited",
+                format!(
+                    "too many requests from this address; retry in {}s",
+                    wait.seconds()
+                ),
+            ),
             ApiError::Overloaded => (
                 StatusCode::TOO_MANY_REQUESTS,
                 "overloaded",
@@ -171,6 +281,12 @@ impl IntoResponse for ApiError {
             },
         };
         let mut response = (status, Json(body)).into_response();
+        response.extensions_mut().insert(ErrorCode(code));
+        if let Some(seconds) = retry_after {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
         if status == StatusCode::UNAUTHORIZED {
             response.headers_mut().insert(
                 header::WWW_AUTHENTICATE,
@@ -207,6 +323,7 @@ fn issue_error_parts(error: IssueError) -> (StatusCode, &'static str, String) {
         ),
         IssueError::Token(_) => (StatusCode::UNAUTHORIZED, "invalid_token", message),
         IssueError::Replayed => (StatusCode::UNAUTHORIZED, "replayed_token", message),
+        IssueError::RateLimited(_) => (StatusCode::TOO_MANY_REQUESTS, "rate_limited", message),
         IssueError::Denied(_) => (StatusCode::FORBIDDEN, "denied", message),
         IssueError::Store(StoreError::Replayed) => {
             (StatusCode::UNAUTHORIZED, "replayed_token", message)

@@ -7,9 +7,10 @@ use std::process::ExitCode;
 use anyhow::{bail, Context as _};
 use ca_server::ca_keys::{self, CaKeyType};
 use ca_server::config::Config;
+use ca_server::dev::DevOptions;
 use ca_server::duration::parse_duration;
 use ca_server::secret::Passphrase;
-use ca_server::store::{read_audit, AuditFilter, DATABASE_FILE};
+use ca_server::store::{self, read_audit, AuditFilter, DATABASE_FILE};
 use ca_server::{audit, server, unix_now};
 use clap::{Parser, Subcommand, ValueEnum};
 
@@ -22,6 +23,15 @@ use clap::{Parser, Subcommand, ValueEnum};
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// Log format on stderr: `text` for people, `json` for log pipelines.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Subcommand)]
@@ -38,11 +48,37 @@ enum Command {
         #[arg(long)]
         passphrase_file: Option<PathBuf>,
     },
+    /// Run a throw-away CA with a built-in identity provider, for trying
+    /// jit-ssh and for tests. Loopback only; never for real access.
+    Dev {
+        /// Loopback address to listen on.
+        #[arg(long, default_value = "127.0.0.1:8443")]
+        listen: std::net::SocketAddr,
+        /// Keep keys and database here (default: a temporary directory).
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        /// A dev user and its groups, e.g. `alice:eng,sre` (repeatable;
+        /// default: alice:eng, bob:eng,sre, carol:sre-leads).
+        #[arg(long = "user")]
+        users: Vec<ca_server::dev::idp::DevUser>,
+        /// Sign every login in as this user with no page (demos, scripts).
+        #[arg(long)]
+        auto_login: Option<String>,
+    },
     /// Run the CA.
     Serve {
         /// The TOML configuration file.
         #[arg(long)]
         config: PathBuf,
+    },
+    /// Write a consistent copy of the database while the CA runs.
+    Backup {
+        /// The TOML configuration file (for its data_dir).
+        #[arg(long)]
+        config: PathBuf,
+        /// Where to write the copy (must not exist; created 0600).
+        #[arg(long)]
+        out: PathBuf,
     },
     /// List issued certificates and denials from the database.
     Audit {
@@ -125,15 +161,17 @@ enum KeyTypeArg {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_target(false)
-        .init();
+        .with_target(false);
+    match cli.log_format {
+        LogFormat::Json => logs.json().with_current_span(true).init(),
+        LogFormat::Text => logs.with_ansi(std::io::stderr().is_terminal()).init(),
+    }
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
@@ -153,6 +191,17 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             key_type,
             passphrase_file,
         } => init(&data_dir, key_type, passphrase_file.as_deref()),
+        Command::Dev {
+            listen,
+            data_dir,
+            users,
+            auto_login,
+        } => dev(DevOptions {
+            listen,
+            data_dir,
+            users,
+            auto_login,
+        }),
         Command::Serve { config } => serve(&config),
         Command::Audit {
             config,
@@ -160,6 +209,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             identity,
             json,
         } => audit(&config, since.as_deref(), identity, json),
+        Command::Backup { config, out } => backup(&config, &out),
         Command::Policy { command } => policy(command),
     }
 }
@@ -320,6 +370,19 @@ fn serve(config_path: &Path) -> anyhow::Result<()> {
     })
 }
 
+fn dev(options: DevOptions) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(ca_server::dev::run(
+        options,
+        |banner| println!("{banner}"),
+        shutdown_signal(),
+    ))?;
+    Ok(())
+}
+
 async fn shutdown_signal() {
     let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
         Ok(term) => term,
@@ -357,5 +420,23 @@ fn audit(
     } else {
         print!("{}", audit::render_table(&entries));
     }
+    Ok(())
+}
+
+fn backup(config_path: &Path, out: &Path) -> anyhow::Result<()> {
+    let config = Config::load(config_path)?;
+    let db = config.data_dir.join(DATABASE_FILE);
+    if !db.exists() {
+        bail!("no database at {} (has the CA run yet?)", db.display());
+    }
+    if out.exists() {
+        bail!("{} exists: refusing to overwrite it", out.display());
+    }
+    let certificates = store::backup(&db, out)?;
+    println!(
+        "Backed up {} ({certificates} certificates) to {}",
+        db.display(),
+        out.display()
+    );
     Ok(())
 }

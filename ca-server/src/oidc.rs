@@ -31,6 +31,7 @@ use subtle::ConstantTimeEq as _;
 
 use crate::config::{IssuerConfig, UsernameClaim};
 use crate::identity::{login_name_from_claim, Identity};
+use crate::metrics::Metrics;
 use crate::UnixTime;
 
 /// Shortest time between two JWKS fetches of one issuer, so that a flood of
@@ -134,6 +135,7 @@ pub struct TokenVerifier {
 
 struct TrustedIssuer {
     config: IssuerConfig,
+    metrics: Metrics,
     jwks_uri: String,
     keys: ArcSwap<Vec<IssuerKey>>,
     refresh: tokio::sync::Mutex<RefreshState>,
@@ -195,13 +197,14 @@ impl TokenVerifier {
         leeway: Duration,
         attempts: u32,
         http: reqwest::Client,
+        metrics: &Metrics,
     ) -> Result<TokenVerifier, DiscoveryError> {
         let mut trusted = Vec::new();
         for config in issuers {
             let mut delay = Duration::from_millis(250);
             let mut attempt = 1;
             let issuer = loop {
-                match TrustedIssuer::discover(config, &http).await {
+                match TrustedIssuer::discover(config, &http, metrics).await {
                     Ok(issuer) => break issuer,
                     Err(reason) if attempt >= attempts => {
                         return Err(DiscoveryError {
@@ -223,6 +226,21 @@ impl TokenVerifier {
             trusted.push(Arc::new(issuer));
         }
         Ok(TokenVerifier::from_issuers(trusted, leeway))
+    }
+
+    /// A verifier for one issuer whose metadata is known in-process (the dev
+    /// mode's embedded provider): `jwks` is its current key set, `jwks_uri`
+    /// where to refetch it on an unknown `kid`. No discovery request is made.
+    pub fn with_known_issuer(
+        config: IssuerConfig,
+        jwks_uri: String,
+        jwks: &[u8],
+        leeway: Duration,
+        http: reqwest::Client,
+        metrics: &Metrics,
+    ) -> Result<TokenVerifier, String> {
+        let issuer = TrustedIssuer::new(config, jwks_uri, parse_jwks(jwks)?, http, metrics);
+        Ok(TokenVerifier::from_issuers(vec![Arc::new(issuer)], leeway))
     }
 
     fn from_issuers(issuers: Vec<Arc<TrustedIssuer>>, leeway: Duration) -> TokenVerifier {
@@ -302,28 +320,55 @@ fn accepted_algorithm(name: &str) -> Result<Algorithm, TokenError> {
 }
 
 impl TrustedIssuer {
-    async fn discover(config: &IssuerConfig, http: &reqwest::Client) -> Result<Self, String> {
+    async fn discover(
+        config: &IssuerConfig,
+        http: &reqwest::Client,
+        metrics: &Metrics,
+    ) -> Result<Self, String> {
         let url = IssuerUrl::new(config.issuer.clone()).map_err(|e| e.to_string())?;
         let client = |request| oidc_http(http, request);
         let metadata = CoreProviderMetadata::discover_async(url, &client)
             .await
             .map_err(|e| error_chain(&e))?;
         let jwks_uri = metadata.jwks_uri().url().to_string();
-        let keys = fetch_jwks(http, &jwks_uri).await?;
+        let keys = fetch_jwks(http, &jwks_uri).await;
+        let result = if keys.is_ok() { "ok" } else { "error" };
+        metrics
+            .jwks_fetches
+            .with_label_values(&[config.name.as_str(), result])
+            .inc();
+        let keys = keys?;
         if keys.is_empty() {
             return Err(format!("JWKS at {jwks_uri} has no usable signing key"));
         }
-        Ok(TrustedIssuer {
-            config: config.clone(),
+        Ok(TrustedIssuer::new(
+            config.clone(),
+            jwks_uri,
+            keys,
+            http.clone(),
+            metrics,
+        ))
+    }
+
+    fn new(
+        config: IssuerConfig,
+        jwks_uri: String,
+        keys: Vec<IssuerKey>,
+        http: reqwest::Client,
+        metrics: &Metrics,
+    ) -> Self {
+        TrustedIssuer {
+            metrics: metrics.clone(),
+            config,
             jwks_uri,
             keys: ArcSwap::from_pointee(keys),
             refresh: tokio::sync::Mutex::new(RefreshState {
                 last_fetch: Instant::now(),
                 generation: 0,
             }),
-            http: http.clone(),
+            http,
             min_refresh: MIN_JWKS_REFRESH,
-        })
+        }
     }
 
     async fn verify_signature(
@@ -388,7 +433,13 @@ impl TrustedIssuer {
             return Err(TokenError::UnknownKey);
         }
         state.last_fetch = Instant::now();
-        match fetch_jwks(&self.http, &self.jwks_uri).await {
+        let fetched = fetch_jwks(&self.http, &self.jwks_uri).await;
+        let result = if fetched.is_ok() { "ok" } else { "error" };
+        self.metrics
+            .jwks_fetches
+            .with_label_values(&[self.config.name.as_str(), result])
+            .inc();
+        match fetched {
             Ok(keys) if !keys.is_empty() => {
                 tracing::info!(issuer = %self.config.name, keys = keys.len(), "refreshed JWKS");
                 self.keys.store(Arc::new(keys));
@@ -507,14 +558,18 @@ async fn fetch_jwks(http: &reqwest::Client, url: &str) -> Result<Vec<IssuerKey>,
         return Err(format!("GET {url}: HTTP {}", response.status()));
     }
     let body = read_limited(response).await?;
+    parse_jwks(&body).map_err(|e| format!("JWKS at {url}: {e}"))
+}
+
+/// Parses a JWKS document into the keys this verifier can use. Keys it cannot
+/// use (encryption keys, unknown types, symmetric keys) are skipped rather
+/// than failing the whole set.
+fn parse_jwks(body: &[u8]) -> Result<Vec<IssuerKey>, String> {
     #[derive(Deserialize)]
     struct RawSet {
         keys: Vec<Value>,
     }
-    let set: RawSet =
-        serde_json::from_slice(&body).map_err(|e| format!("JWKS at {url} is not JSON: {e}"))?;
-    // Keys this verifier cannot use (encryption keys, unknown types) are
-    // skipped rather than failing the whole set.
+    let set: RawSet = serde_json::from_slice(body).map_err(|e| format!("not a JWKS: {e}"))?;
     Ok(set
         .keys
         .into_iter()

@@ -6,18 +6,22 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::Router;
 use axum_server::tls_rustls::RustlsConfig;
 use tokio::sync::Semaphore;
 
 use crate::authority::Authority;
 use crate::ca_keys;
-use crate::config::Config;
+use crate::config::{Config, TlsFiles};
 use crate::http::{app, AppState};
+use crate::metrics::Metrics;
 use crate::oidc::TokenVerifier;
 use crate::policy::{cli as policy_cli, reload, ReloadablePolicy};
+use crate::rate_limit::RateLimits;
 use crate::secret::Passphrase;
 use crate::store::{Store, DATABASE_FILE};
 
@@ -86,12 +90,14 @@ pub async fn build_state(config: &Config) -> Result<AppState, ServerError> {
         host_ca = %keys.host.signer().fingerprint(),
         "loaded CA keys"
     );
-    let store = Store::open(&config.data_dir.join(DATABASE_FILE))?;
+    let metrics = Metrics::new();
+    let store = Store::open(&config.data_dir.join(DATABASE_FILE), &metrics)?;
     let verifier = TokenVerifier::discover(
         &config.issuers,
         config.token_leeway,
         config.discovery_attempts,
         idp_http_client()?,
+        &metrics,
     )
     .await?;
     tracing::info!(
@@ -100,12 +106,32 @@ pub async fn build_state(config: &Config) -> Result<AppState, ServerError> {
         "loaded policy"
     );
     reload::spawn_watcher(policy.clone(), reload::POLL_INTERVAL);
-    let authority = Authority::new(verifier, policy, keys, store, config.certs);
+    let rate_limits = Arc::new(RateLimits::new(
+        config.rate_limit_per_identity,
+        config.rate_limit_per_address,
+    ));
+    spawn_rate_limit_sweeper(rate_limits.clone());
+    let authority = Authority::new(verifier, policy, keys, store, config.certs)
+        .with_rate_limits(rate_limits.clone());
     Ok(AppState {
         authority: Arc::new(authority),
         in_flight: Arc::new(Semaphore::new(config.max_in_flight)),
         request_timeout: config.request_timeout,
+        metrics,
+        ready: Arc::new(AtomicBool::new(true)),
+        rate_limits,
     })
+}
+
+/// Forgets idle rate-limit keys once a minute so memory stays bounded.
+pub fn spawn_rate_limit_sweeper(limits: Arc<RateLimits>) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(60));
+        loop {
+            tick.tick().await;
+            limits.forget_idle();
+        }
+    });
 }
 
 /// Serves until `shutdown` completes, then drains requests in flight.
@@ -114,26 +140,53 @@ pub async fn serve(
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServerError> {
-    let listener =
-        std::net::TcpListener::bind(config.listen).map_err(|source| ServerError::Listen {
-            addr: config.listen,
+    let listener = bind(config.listen)?;
+    let ready = state.ready.clone();
+    serve_router(listener, config.tls.as_ref(), app(state), ready, shutdown).await
+}
+
+/// Longest time requests in flight get to finish after a shutdown signal.
+pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Binds a listening socket ready for [`serve_router`].
+pub fn bind(addr: SocketAddr) -> Result<std::net::TcpListener, ServerError> {
+    let listen_err = |source| ServerError::Listen { addr, source };
+    let listener = std::net::TcpListener::bind(addr).map_err(listen_err)?;
+    listener.set_nonblocking(true).map_err(listen_err)?;
+    Ok(listener)
+}
+
+/// Serves `router` on `listener` (HTTPS when `tls` is given) until
+/// `shutdown` completes. Then `ready` turns false (so `/readyz` fails), new
+/// connections are refused, and requests in flight, with their database
+/// commits, get up to [`DRAIN_TIMEOUT`] to finish.
+pub async fn serve_router(
+    listener: std::net::TcpListener,
+    tls: Option<&TlsFiles>,
+    router: Router,
+    ready: Arc<AtomicBool>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServerError> {
+    let local = listener
+        .local_addr()
+        .map_err(|source| ServerError::Listen {
+            addr: SocketAddr::from(([0, 0, 0, 0], 0)),
             source,
         })?;
     let listen_err = |source| ServerError::Listen {
-        addr: config.listen,
+        addr: local,
         source,
     };
-    listener.set_nonblocking(true).map_err(listen_err)?;
-    let local = listener.local_addr().map_err(listen_err)?;
-    let app = app(state).into_make_service_with_connect_info::<SocketAddr>();
+    let service = router.into_make_service_with_connect_info::<SocketAddr>();
     let handle = axum_server::Handle::new();
     let drain = handle.clone();
     tokio::spawn(async move {
         shutdown.await;
-        tracing::info!("shutting down");
-        drain.graceful_shutdown(Some(Duration::from_secs(10)));
+        ready.store(false, Ordering::SeqCst);
+        tracing::info!("shutting down: finishing requests in flight");
+        drain.graceful_shutdown(Some(DRAIN_TIMEOUT));
     });
-    match &config.tls {
+    match tls {
         Some(tls) => {
             let rustls = RustlsConfig::from_pem_file(&tls.cert, &tls.key)
                 .await
@@ -141,7 +194,7 @@ pub async fn serve(
             tracing::info!("listening on https://{local}");
             axum_server::from_tcp_rustls(listener, rustls)
                 .handle(handle)
-                .serve(app)
+                .serve(service)
                 .await
                 .map_err(listen_err)
         }
@@ -149,7 +202,7 @@ pub async fn serve(
             tracing::info!("listening on http://{local}");
             axum_server::from_tcp(listener)
                 .handle(handle)
-                .serve(app)
+                .serve(service)
                 .await
                 .map_err(listen_err)
         }

@@ -16,6 +16,7 @@ use rusqlite::{params, Connection, OpenFlags, OptionalExtension as _};
 use serde::Serialize;
 use tokio::sync::oneshot;
 
+use crate::metrics::Metrics;
 use crate::UnixTime;
 
 /// Most requests committed in one transaction.
@@ -159,13 +160,21 @@ pub struct Store {
 impl Store {
     /// Opens (creating and migrating as needed) the database at `path` and
     /// starts its writer thread.
-    pub fn open(path: &Path) -> Result<Store, StoreError> {
+    pub fn open(path: &Path, metrics: &Metrics) -> Result<Store, StoreError> {
         let conn = open_connection(path, false)?;
         let (jobs, queue) = mpsc::channel();
         let path = path.to_path_buf();
+        let metrics = metrics.clone();
         std::thread::Builder::new()
             .name("jit-ssh-ca-db".into())
-            .spawn(move || Writer { conn, path }.run(queue))
+            .spawn(move || {
+                Writer {
+                    conn,
+                    path,
+                    metrics,
+                }
+                .run(queue)
+            })
             .map_err(|_| StoreError::Closed)?;
         Ok(Store { jobs })
     }
@@ -236,6 +245,7 @@ pub fn open_connection(path: &Path, read_only: bool) -> Result<Connection, Store
 struct Writer {
     conn: Connection,
     path: PathBuf,
+    metrics: Metrics,
 }
 
 impl Writer {
@@ -267,6 +277,7 @@ impl Writer {
     }
 
     fn commit_batch(&mut self, batch: Vec<Job>) {
+        let started = std::time::Instant::now();
         let path = self.path.clone();
         let err = sqlite_error(&path);
         let mut results = Vec::with_capacity(batch.len());
@@ -293,6 +304,10 @@ impl Writer {
         if let Err(error) = &outcome {
             tracing::error!(%error, "database commit failed");
         }
+        self.metrics
+            .commit_seconds
+            .observe(started.elapsed().as_secs_f64());
+        self.metrics.commit_batch_size.observe(batch.len() as f64);
         let mut results = results.into_iter();
         for job in batch {
             let result = match &outcome {
@@ -398,6 +413,48 @@ fn insert_denial(
     )
     .map_err(sqlite_error(path))?;
     Ok(())
+}
+
+/// Writes a consistent copy of the database at `path` to `out` while the CA
+/// may be running (SQLite's online backup), refusing to overwrite `out`.
+/// Returns the number of issued certificates in the copy.
+pub fn backup(path: &Path, out: &Path) -> Result<u64, StoreError> {
+    let err = sqlite_error(path);
+    if out.exists() {
+        return Err(StoreError::Sqlite {
+            path: out.to_path_buf(),
+            source: rusqlite::Error::InvalidPath(out.to_path_buf()),
+        });
+    }
+    let source = open_connection(path, true)?;
+    {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        // Created 0600 before SQLite writes into it: the record names people.
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(out)
+            .map_err(|_| StoreError::Sqlite {
+                path: out.to_path_buf(),
+                source: rusqlite::Error::InvalidPath(out.to_path_buf()),
+            })?;
+    }
+    let mut target = Connection::open(out).map_err(sqlite_error(out))?;
+    {
+        let backup = rusqlite::backup::Backup::new(&source, &mut target).map_err(&err)?;
+        backup
+            .run_to_completion(256, Duration::from_millis(5), None)
+            .map_err(&err)?;
+    }
+    // The copy keeps no WAL: one self-contained file.
+    target
+        .execute_batch("PRAGMA journal_mode = DELETE;")
+        .map_err(sqlite_error(out))?;
+    let count: i64 = target
+        .query_row("SELECT count(*) FROM certificates", [], |row| row.get(0))
+        .map_err(sqlite_error(out))?;
+    Ok(count as u64)
 }
 
 /// One line of `jit-ssh-ca audit`.
@@ -525,7 +582,7 @@ mod tests {
     async fn issuances_are_on_disk_when_acknowledged() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join(DATABASE_FILE);
-        let store = Store::open(&path).expect("open");
+        let store = Store::open(&path, &Metrics::new()).expect("open");
         store
             .record_issuance(record("1", 1))
             .await
@@ -544,7 +601,7 @@ mod tests {
     async fn replayed_token_and_duplicate_serial_leave_no_rows() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join(DATABASE_FILE);
-        let store = Store::open(&path).expect("open");
+        let store = Store::open(&path, &Metrics::new()).expect("open");
         store.record_issuance(record("1", 1)).await.expect("first");
         assert!(matches!(
             store.record_issuance(record("2", 1)).await,
@@ -571,7 +628,7 @@ mod tests {
     async fn concurrent_requests_share_transactions_but_fail_alone() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join(DATABASE_FILE);
-        let store = Store::open(&path).expect("open");
+        let store = Store::open(&path, &Metrics::new()).expect("open");
         let mut tasks = Vec::new();
         for i in 0..200u32 {
             let store = store.clone();
@@ -597,10 +654,31 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn backup_is_a_consistent_private_copy() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join(DATABASE_FILE);
+        let store = Store::open(&path, &Metrics::new()).expect("open");
+        store.record_issuance(record("1", 1)).await.expect("issued");
+        store.record_issuance(record("2", 2)).await.expect("issued");
+        let out = dir.path().join("backup.db");
+        assert_eq!(backup(&path, &out).expect("backup"), 2);
+        let mode = std::fs::metadata(&out).expect("stat").permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        assert_eq!(
+            read_audit(&out, &AuditFilter::default())
+                .expect("read")
+                .len(),
+            2
+        );
+        assert!(backup(&path, &out).is_err(), "never overwrites");
+    }
+
+    #[tokio::test]
     async fn audit_filters_by_identity_and_time() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join(DATABASE_FILE);
-        let store = Store::open(&path).expect("open");
+        let store = Store::open(&path, &Metrics::new()).expect("open");
         store.record_issuance(record("1", 1)).await.expect("issued");
         store
             .record_denial(DenialRecord {

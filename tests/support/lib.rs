@@ -24,6 +24,8 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 use tempfile::TempDir;
 
+pub mod dev;
+
 /// Passphrase the test CAs are created with.
 pub const PASSPHRASE: &str = "e2e test passphrase";
 /// How long any one process gets to become ready.
@@ -62,7 +64,7 @@ pub struct Lines(Arc<Mutex<Vec<String>>>);
 impl Lines {
     /// Starts draining `stream` into the collection; returns a channel that
     /// sees each line as it arrives.
-    fn drain(stream: impl Read + Send + 'static) -> (Lines, mpsc::Receiver<String>) {
+    pub(crate) fn drain(stream: impl Read + Send + 'static) -> (Lines, mpsc::Receiver<String>) {
         let lines = Lines::default();
         let (tx, rx) = mpsc::channel();
         let sink = lines.clone();
@@ -83,7 +85,7 @@ impl Lines {
 }
 
 /// Waits for a line containing `needle`, up to `timeout`.
-fn wait_for_line(
+pub(crate) fn wait_for_line(
     rx: &mpsc::Receiver<String>,
     needle: &str,
     timeout: Duration,
@@ -139,12 +141,24 @@ pub fn run(
 
 /// A running child that is killed on drop.
 pub struct Running {
-    child: Child,
+    pub(crate) child: Child,
     /// Its stderr, as read so far.
     pub stderr: Lines,
 }
 
 impl Running {
+    /// Sends SIGTERM, as a service manager stopping the process would.
+    pub fn terminate(&self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+    }
+
+    /// Waits up to `timeout` for the process to exit by itself.
+    pub fn wait_exit(&mut self, timeout: Duration) -> anyhow::Result<ExitStatus> {
+        wait_with_timeout(&mut self.child, timeout)
+    }
+
     /// Kills the process with SIGKILL, as a crash would.
     pub fn kill_hard(&mut self) {
         let _ = self.child.kill();
@@ -475,12 +489,22 @@ impl CaSetup {
 
     /// Starts `jit-ssh-ca serve`; on failure returns the error and its log.
     pub fn try_start(&self) -> Result<Ca, (anyhow::Error, String)> {
+        self.try_start_with(&[], "info")
+    }
+
+    /// Starts `jit-ssh-ca [GLOBAL_ARGS] serve` with `RUST_LOG=log_filter`.
+    pub fn try_start_with(
+        &self,
+        global_args: &[&str],
+        log_filter: &str,
+    ) -> Result<Ca, (anyhow::Error, String)> {
         let mut child = Command::new(bin("jit-ssh-ca"))
+            .args(global_args)
             .arg("serve")
             .arg("--config")
             .arg(&self.config_path)
             .env("JIT_SSH_CA_PASSPHRASE", PASSPHRASE)
-            .env("RUST_LOG", "info")
+            .env("RUST_LOG", log_filter)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -490,11 +514,14 @@ impl CaSetup {
         let process = Running { child, stderr };
         match wait_for_line(&rx, "listening on ", STARTUP) {
             Ok(line) => {
+                // Text or JSON log line: the URL ends at a space or quote.
                 let url = line
                     .split("listening on ")
                     .nth(1)
                     .unwrap()
-                    .trim()
+                    .split(|c: char| c.is_whitespace() || c == '"')
+                    .next()
+                    .unwrap()
                     .to_string();
                 Ok(Ca { url, process })
             }
@@ -708,10 +735,19 @@ pub fn ssh_keygen_sign(key: &Path, namespace: &str, message: &[u8]) -> String {
     let dir = tempfile::tempdir().unwrap();
     let message_path = dir.path().join("message");
     std::fs::write(&message_path, message).unwrap();
+    // ssh-keygen refuses private keys readable by others, and a git checkout
+    // leaves fixtures 0644: sign with a 0600 copy.
+    let private_copy = dir.path().join("key");
+    std::fs::copy(key, &private_copy).unwrap();
+    std::fs::set_permissions(
+        &private_copy,
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .unwrap();
     let (status, _, err) = run(
         Command::new("ssh-keygen")
             .args(["-Y", "sign", "-n", namespace, "-f"])
-            .arg(key)
+            .arg(&private_copy)
             .arg(&message_path),
         Duration::from_secs(30),
     )

@@ -1,0 +1,134 @@
+//! Micro-benchmarks of the per-certificate work: building and signing a
+//! certificate, verifying an ID token, verifying the proof of possession.
+//! The whole-server load benchmark is `scripts/bench-issuance`.
+
+#![allow(missing_docs, clippy::unwrap_used)]
+
+use std::time::Duration;
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
+use ca_proto::{proof_message, PROOF_NAMESPACE};
+use ca_server::ca_keys::CaSigner;
+use ca_server::cert::{sign_user_certificate, CertificateSpec, Serial};
+use ca_server::config::{IssuerConfig, UsernameClaim};
+use ca_server::identity::Identity;
+use ca_server::oidc::TokenVerifier;
+use ca_server::policy::{Grant, DEFAULT_EXTENSIONS};
+use ca_server::subject_key::SubjectKey;
+use criterion::{criterion_group, criterion_main, Criterion};
+use ed25519_dalek::Signer as _;
+use serde_json::json;
+use ssh_key::{Algorithm, EcdsaCurve, HashAlg, LineEnding, PrivateKey};
+
+fn identity() -> Identity {
+    Identity {
+        issuer_name: "bench".into(),
+        issuer: "http://127.0.0.1:1".into(),
+        subject: "bench-alice".into(),
+        username: "alice".into(),
+        email: None,
+        groups: vec!["eng".into()],
+        claims: Default::default(),
+    }
+}
+
+fn certificate_signing(c: &mut Criterion) {
+    let user = PrivateKey::random(&mut rand_core::OsRng, Algorithm::Ed25519).unwrap();
+    let subject = SubjectKey::parse(&user.public_key().to_openssh().unwrap()).unwrap();
+    let identity = identity();
+    let grant = Grant {
+        principals: vec!["alice".into()],
+        ttl: Duration::from_secs(300),
+        extensions: DEFAULT_EXTENSIONS.map(String::from).to_vec(),
+        critical_options: vec![],
+        rules: vec!["bench".into()],
+    };
+    for (name, algorithm) in [
+        ("ed25519", Algorithm::Ed25519),
+        (
+            "ecdsa-p256",
+            Algorithm::Ecdsa {
+                curve: EcdsaCurve::NistP256,
+            },
+        ),
+    ] {
+        let ca =
+            CaSigner::new(PrivateKey::random(&mut rand_core::OsRng, algorithm).unwrap()).unwrap();
+        let mut serial = 0;
+        c.bench_function(&format!("certificate build+sign ({name} CA)"), |b| {
+            b.iter(|| {
+                serial += 1;
+                let spec = CertificateSpec {
+                    subject: &subject,
+                    identity: &identity,
+                    grant: &grant,
+                    serial: Serial(serial),
+                    now: 1_800_000_000,
+                    backdate: Duration::from_secs(60),
+                };
+                sign_user_certificate(&ca, &spec, &mut rand_core::OsRng).unwrap()
+            })
+        });
+    }
+}
+
+fn token_verification(c: &mut Criterion) {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let issuer_key = ed25519_dalek::SigningKey::generate(&mut rand_core::OsRng);
+    let issuer = "http://127.0.0.1:1";
+    let jwks = json!({"keys": [{"kty": "OKP", "crv": "Ed25519", "alg": "EdDSA", "kid": "k1",
+        "x": URL_SAFE_NO_PAD.encode(issuer_key.verifying_key().as_bytes())}]});
+    let verifier = TokenVerifier::with_known_issuer(
+        IssuerConfig {
+            name: "bench".into(),
+            issuer: issuer.into(),
+            client_id: "jit-ssh".into(),
+            username_claim: UsernameClaim::PreferredUsername,
+            groups_claim: "groups".into(),
+            scopes: vec!["openid".into()],
+        },
+        format!("{issuer}/jwks"),
+        jwks.to_string().as_bytes(),
+        Duration::from_secs(60),
+        reqwest::Client::new(),
+        &ca_server::metrics::Metrics::new(),
+    )
+    .unwrap();
+    let now = ca_server::unix_now();
+    let header = URL_SAFE_NO_PAD.encode(json!({"alg": "EdDSA", "kid": "k1"}).to_string());
+    let claims = URL_SAFE_NO_PAD.encode(
+        json!({"iss": issuer, "sub": "s", "aud": "jit-ssh", "iat": now, "exp": now + 3600,
+               "nonce": "n", "preferred_username": "alice", "groups": ["eng"]})
+        .to_string(),
+    );
+    let input = format!("{header}.{claims}");
+    let token = format!(
+        "{input}.{}",
+        URL_SAFE_NO_PAD.encode(issuer_key.sign(input.as_bytes()).to_bytes())
+    );
+    c.bench_function("ID token verification (EdDSA)", |b| {
+        b.iter(|| runtime.block_on(verifier.verify(&token, "n", now)).unwrap())
+    });
+
+    let user = PrivateKey::random(&mut rand_core::OsRng, Algorithm::Ed25519).unwrap();
+    let subject = SubjectKey::parse(&user.public_key().to_openssh().unwrap()).unwrap();
+    let blob = user.public_key().to_bytes().unwrap();
+    let proof = user
+        .sign(
+            PROOF_NAMESPACE,
+            HashAlg::Sha256,
+            &proof_message(&token, &blob),
+        )
+        .unwrap()
+        .to_pem(LineEnding::LF)
+        .unwrap();
+    c.bench_function("proof of possession verification (Ed25519)", |b| {
+        b.iter(|| subject.verify_proof(&token, &proof).unwrap())
+    });
+}
+
+criterion_group!(benches, certificate_signing, token_verification);
+criterion_main!(benches);

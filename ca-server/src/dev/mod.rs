@@ -1,0 +1,253 @@
+//! `jit-ssh-ca dev`: a complete CA in one process with nothing to prepare,
+//! like `vault server -dev`, and loud about being unsafe.
+//!
+//! Fresh CA keys and a SQLite database in a temporary directory (or a kept
+//! `--data-dir`), an embedded OpenID provider ([`idp`]) on the same loopback
+//! listener, plain HTTP on loopback only. Everything else is the production
+//! code path: the same verifier, policy, signer, store and router.
+
+pub mod idp;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::Semaphore;
+
+use crate::authority::Authority;
+use crate::ca_keys::{self, CaKeyType};
+use crate::config::{
+    CertSettings, IssuerConfig, UsernameClaim, DEFAULT_RATE_LIMIT_PER_ADDRESS,
+    DEFAULT_RATE_LIMIT_PER_IDENTITY,
+};
+use crate::http::{app, AppState};
+use crate::metrics::Metrics;
+use crate::oidc::TokenVerifier;
+use crate::policy::UsernamePolicy;
+use crate::rate_limit::RateLimits;
+use crate::secret::Passphrase;
+use crate::server::{bind, idp_http_client, serve_router, spawn_rate_limit_sweeper, ServerError};
+use crate::store::{Store, DATABASE_FILE};
+use idp::{DevIdp, DevUser};
+
+/// File in a kept dev data directory holding its (throw-away) passphrase.
+pub const DEV_PASSPHRASE_FILE: &str = "dev-passphrase";
+
+/// What `jit-ssh-ca dev` was asked for.
+#[derive(Debug, Clone)]
+pub struct DevOptions {
+    /// Loopback address to listen on.
+    pub listen: SocketAddr,
+    /// Keep keys and database here instead of a temporary directory.
+    pub data_dir: Option<PathBuf>,
+    /// Dev users; empty means [`idp::default_users`].
+    pub users: Vec<DevUser>,
+    /// Sign every login in as this user, with no page.
+    pub auto_login: Option<String>,
+}
+
+/// Why dev mode could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DevError {
+    /// A non-loopback listen address.
+    #[error("dev mode listens on loopback only; {0} is not a loopback address")]
+    NotLoopback(SocketAddr),
+    /// Bad options.
+    #[error("{0}")]
+    Invalid(String),
+    /// The data directory could not be prepared.
+    #[error("data directory {path}: {message}")]
+    DataDir {
+        /// The directory.
+        path: PathBuf,
+        /// What went wrong.
+        message: String,
+    },
+    /// Starting or serving failed.
+    #[error(transparent)]
+    Server(#[from] ServerError),
+}
+
+/// Runs the dev CA until `shutdown` completes. `on_ready` receives the banner
+/// text once the listener is bound.
+pub async fn run(
+    options: DevOptions,
+    on_ready: impl FnOnce(String),
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), DevError> {
+    if !options.listen.ip().is_loopback() {
+        return Err(DevError::NotLoopback(options.listen));
+    }
+    let users = if options.users.is_empty() {
+        idp::default_users()
+    } else {
+        options.users.clone()
+    };
+    let temporary;
+    let (data_dir, kept) = match &options.data_dir {
+        Some(dir) => (dir.clone(), true),
+        None => {
+            temporary = tempfile::Builder::new()
+                .prefix("jit-ssh-ca-dev-")
+                .tempdir()
+                .map_err(|e| {
+                    DevError::Invalid(format!("cannot create a temporary directory: {e}"))
+                })?;
+            (temporary.path().to_path_buf(), false)
+        }
+    };
+    let passphrase = dev_passphrase(&data_dir)?;
+    let listener = bind(options.listen)?;
+    let local = listener
+        .local_addr()
+        .map_err(|e| DevError::Invalid(e.to_string()))?;
+    let ca_url = format!("http://{local}");
+    let provider = Arc::new(
+        DevIdp::new(
+            format!("{ca_url}{}", idp::PREFIX),
+            users,
+            options.auto_login.clone(),
+        )
+        .map_err(DevError::Invalid)?,
+    );
+
+    let keys = ca_keys::load(&data_dir, &passphrase).map_err(ServerError::from)?;
+    let metrics = Metrics::new();
+    let store = Store::open(&data_dir.join(DATABASE_FILE), &metrics).map_err(ServerError::from)?;
+    let issuer = IssuerConfig {
+        name: "dev".into(),
+        issuer: provider.issuer().to_string(),
+        client_id: idp::CLIENT_ID.into(),
+        username_claim: UsernameClaim::PreferredUsername,
+        groups_claim: "groups".into(),
+        scopes: ["openid", "email", "profile", "groups", "offline_access"]
+            .map(String::from)
+            .to_vec(),
+    };
+    let jwks = provider.jwks().to_string();
+    let verifier = TokenVerifier::with_known_issuer(
+        issuer,
+        provider.jwks_uri(),
+        jwks.as_bytes(),
+        Duration::from_secs(60),
+        idp_http_client()?,
+        &metrics,
+    )
+    .map_err(DevError::Invalid)?;
+    let certs = CertSettings::default();
+    let banner = banner(
+        &ca_url,
+        &provider,
+        &keys.user.trusted_lines(),
+        &data_dir,
+        kept,
+    );
+    let rate_limits = Arc::new(RateLimits::new(
+        DEFAULT_RATE_LIMIT_PER_IDENTITY,
+        DEFAULT_RATE_LIMIT_PER_ADDRESS,
+    ));
+    spawn_rate_limit_sweeper(rate_limits.clone());
+    let authority = Authority::new(
+        verifier,
+        Arc::new(UsernamePolicy::new(certs)),
+        keys,
+        store,
+        certs,
+    )
+    .with_rate_limits(rate_limits.clone());
+    let state = AppState {
+        authority: Arc::new(authority),
+        in_flight: Arc::new(Semaphore::new(1024)),
+        request_timeout: Duration::from_secs(10),
+        metrics,
+        ready: Arc::new(AtomicBool::new(true)),
+        rate_limits,
+    };
+    let ready = state.ready.clone();
+    let router = app(state).merge(idp::router(provider));
+    on_ready(banner);
+    serve_router(listener, None, router, ready, shutdown).await?;
+    Ok(())
+}
+
+/// Creates the CA keys on first use, protected by a random passphrase kept
+/// beside them: dev keys are throw-away by definition.
+fn dev_passphrase(data_dir: &Path) -> Result<Passphrase, DevError> {
+    let data_err = |message: String| DevError::DataDir {
+        path: data_dir.to_path_buf(),
+        message,
+    };
+    let passphrase_path = data_dir.join(DEV_PASSPHRASE_FILE);
+    if data_dir.join(ca_keys::MANIFEST).exists() {
+        if !passphrase_path.exists() {
+            return Err(data_err(
+                "holds CA keys that are not from dev mode; dev mode never touches real keys".into(),
+            ));
+        }
+        return Passphrase::load(Some(&passphrase_path)).map_err(data_err);
+    }
+    let mut bytes = [0u8; 24];
+    rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut bytes);
+    let passphrase = Passphrase::new(base64::Engine::encode(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+        bytes,
+    ));
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .create(data_dir)
+        .map_err(|e| data_err(e.to_string()))?;
+    {
+        use std::io::Write as _;
+        use std::os::unix::fs::OpenOptionsExt as _;
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&passphrase_path)
+            .map_err(|e| data_err(e.to_string()))?;
+        file.write_all(passphrase.expose_secret().as_bytes())
+            .map_err(|e| data_err(e.to_string()))?;
+    }
+    ca_keys::init(data_dir, CaKeyType::Ed25519, &passphrase)
+        .map_err(|e| data_err(e.to_string()))?;
+    Ok(passphrase)
+}
+
+fn banner(
+    ca_url: &str,
+    provider: &DevIdp,
+    user_ca_keys: &[String],
+    data_dir: &Path,
+    kept: bool,
+) -> String {
+    let users: Vec<String> = provider
+        .users()
+        .iter()
+        .map(|u| format!("{} [{}]", u.name, u.groups.join(",")))
+        .collect();
+    let storage = if kept {
+        format!("{} (kept)", data_dir.display())
+    } else {
+        format!(
+            "{} (deleted on exit; --data-dir keeps it)",
+            data_dir.display()
+        )
+    };
+    format!(
+        "\n  jit-ssh-ca DEVELOPMENT MODE: throw-away CA keys and a built-in identity provider\n  \
+         with no passwords. Never trust this CA on a machine that matters.\n\n  \
+         CA                 {ca_url}\n  \
+         Identity provider  {issuer}\n  \
+         Users              {users}\n  \
+         Data               {storage}\n\n  \
+         Log in:\n    jit-ssh login --ca {ca_url}\n\n  \
+         Trust this CA in a test sshd (sshd_config: TrustedUserCAKeys FILE, FILE holding):\n    {keys}\n",
+        issuer = provider.issuer(),
+        users = users.join(", "),
+        keys = user_ca_keys.join("\n    ")
+    )
+}

@@ -1,0 +1,125 @@
+//! Per-identity and per-address request limits, so that one runaway script or
+//! one noisy network cannot slow everybody else down.
+//!
+//! Each key (an identity such as `alice@corp`, or a client address) has its
+//! own token bucket refilled at the configured rate per minute, with a burst
+//! of the same size. Requests over the limit are refused at once with the time
+//! after which a retry can succeed; nothing is queued.
+
+use std::hash::Hash;
+use std::net::IpAddr;
+use std::num::NonZeroU32;
+use std::time::Duration;
+
+use governor::clock::{Clock as _, DefaultClock};
+use governor::{DefaultKeyedRateLimiter, Quota};
+
+/// How long a refused client should wait.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryAfter(pub Duration);
+
+impl RetryAfter {
+    /// Whole seconds, rounded up, at least 1 (for the `Retry-After` header).
+    pub fn seconds(self) -> u64 {
+        self.0.as_secs() + u64::from(self.0.subsec_nanos() > 0)
+    }
+}
+
+/// The limits of one server.
+pub struct RateLimits {
+    per_identity: Option<DefaultKeyedRateLimiter<String>>,
+    per_address: Option<DefaultKeyedRateLimiter<IpAddr>>,
+    clock: DefaultClock,
+}
+
+impl RateLimits {
+    /// Limits of `per_identity` and `per_address` requests per minute; 0
+    /// turns a limit off.
+    pub fn new(per_identity: u32, per_address: u32) -> RateLimits {
+        RateLimits {
+            per_identity: keyed_limiter(per_identity),
+            per_address: keyed_limiter(per_address),
+            clock: DefaultClock::default(),
+        }
+    }
+
+    /// No limits.
+    pub fn disabled() -> RateLimits {
+        RateLimits::new(0, 0)
+    }
+
+    /// Counts a request from `address`.
+    pub fn check_address(&self, address: IpAddr) -> Result<(), RetryAfter> {
+        self.check(self.per_address.as_ref(), &address)
+    }
+
+    /// Counts a request by `identity`.
+    pub fn check_identity(&self, identity: &str) -> Result<(), RetryAfter> {
+        self.check(self.per_identity.as_ref(), &identity.to_string())
+    }
+
+    fn check<K: Hash + Eq + Clone>(
+        &self,
+        limiter: Option<&DefaultKeyedRateLimiter<K>>,
+        key: &K,
+    ) -> Result<(), RetryAfter> {
+        match limiter {
+            Some(limiter) => limiter
+                .check_key(key)
+                .map_err(|not_until| RetryAfter(not_until.wait_time_from(self.clock.now()))),
+            None => Ok(()),
+        }
+    }
+
+    /// Drops the state of keys whose buckets are full again, bounding memory.
+    pub fn forget_idle(&self) {
+        if let Some(limiter) = &self.per_identity {
+            limiter.retain_recent();
+            limiter.shrink_to_fit();
+        }
+        if let Some(limiter) = &self.per_address {
+            limiter.retain_recent();
+            limiter.shrink_to_fit();
+        }
+    }
+}
+
+fn keyed_limiter<K: Hash + Eq + Clone>(per_minute: u32) -> Option<DefaultKeyedRateLimiter<K>> {
+    NonZeroU32::new(per_minute).map(|n| DefaultKeyedRateLimiter::keyed(Quota::per_minute(n)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_identity_over_its_limit_does_not_affect_another() {
+        let limits = RateLimits::new(3, 0);
+        for _ in 0..3 {
+            assert_eq!(limits.check_identity("alice@corp"), Ok(()));
+        }
+        let refused = limits
+            .check_identity("alice@corp")
+            .expect_err("fourth in a minute");
+        assert!(
+            refused.0 <= Duration::from_secs(20) && refused.seconds() >= 1,
+            "{refused:?}"
+        );
+        assert_eq!(limits.check_identity("bob@corp"), Ok(()));
+        assert_eq!(
+            limits.check_address(IpAddr::from([10, 0, 0, 1])),
+            Ok(()),
+            "off"
+        );
+    }
+
+    #[test]
+    fn addresses_are_limited_separately() {
+        let limits = RateLimits::new(0, 1);
+        let a = IpAddr::from([192, 0, 2, 1]);
+        assert_eq!(limits.check_address(a), Ok(()));
+        assert!(limits.check_address(a).is_err());
+        assert_eq!(limits.check_address(IpAddr::from([192, 0, 2, 2])), Ok(()));
+        limits.forget_idle();
+    }
+}

@@ -1,0 +1,334 @@
+//! End-to-end: `jit-ssh-ca dev` is a complete CA. Its embedded identity
+//! provider runs real OpenID flows, its certificates are accepted by a real
+//! sshd trusting the key its banner prints, and it refuses to be anything but
+//! a loopback toy.
+
+#![allow(clippy::unwrap_used)]
+
+use std::process::Command;
+use std::time::Duration;
+
+use ca_client::{nonce_for, CaClient};
+use e2e::client::{ssh_with_agent, ClientHome, SshAgent};
+use e2e::dev::{dev_login, device_authorize, device_poll, DevCa};
+use e2e::*;
+use serde_json::Value;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dev_mode_login_page_flow_gives_a_certificate_sshd_accepts() {
+    let dev = DevCa::start(&[]);
+    assert!(dev.banner.contains("DEVELOPMENT MODE"), "{}", dev.banner);
+    assert!(dev
+        .banner
+        .contains(&format!("jit-ssh login --ca {}", dev.url)));
+    let dir = tempfile::tempdir().unwrap();
+    let (key_path, key) = ssh_keygen(dir.path(), "bob", &["-t", "ed25519"]);
+    let nonce = nonce_for(&key).unwrap();
+    let tokens = dev_login(
+        &dev.issuer,
+        Some("bob"),
+        &nonce,
+        "openid groups offline_access",
+    )
+    .await
+    .unwrap();
+    let id_token = tokens["id_token"].as_str().unwrap();
+    let client = CaClient::new(&dev.url, None).unwrap();
+    let issued = client
+        .request_user_certificate(id_token, &key, &[], None)
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", dev.process.stderr.text()));
+    assert_eq!(issued.principals, ["bob"]);
+    let cert_path = dir.path().join("bob-cert.pub");
+    std::fs::write(&cert_path, format!("{}\n", issued.certificate)).unwrap();
+    let sshd = Sshd::start(&format!("{}\n", dev.user_ca_line), &["bob"]);
+    let (ok, err) = sshd.login(&key_path, &cert_path);
+    assert!(
+        ok,
+        "sshd refused the dev certificate: {err}\n{}",
+        sshd.log()
+    );
+
+    // The refresh token rotates and the refreshed ID token keeps the nonce,
+    // so it certifies the same key again (once).
+    let refresh = tokens["refresh_token"].as_str().unwrap();
+    let http = reqwest::Client::new();
+    let refresh_with = |token: String| {
+        let http = http.clone();
+        let url = format!("{}/token", dev.issuer);
+        async move {
+            http.post(url)
+                .form(&[
+                    ("grant_type", "refresh_token"),
+                    ("refresh_token", token.as_str()),
+                    ("client_id", "jit-ssh"),
+                ])
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    let renewed: Value = refresh_with(refresh.to_string())
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_ne!(renewed["refresh_token"], tokens["refresh_token"]);
+    let again = client
+        .request_user_certificate(renewed["id_token"].as_str().unwrap(), &key, &[], None)
+        .await
+        .unwrap();
+    assert_eq!(again.principals, ["bob"]);
+    let spent = refresh_with(refresh.to_string()).await;
+    assert_eq!(spent.status(), 400, "a rotated refresh token must be spent");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auto_login_and_device_flow_need_no_page() {
+    let dev = DevCa::start(&["--user", "erin:ops", "--auto-login", "erin"]);
+    let key =
+        ssh_key::PrivateKey::random(&mut rand_core::OsRng, ssh_key::Algorithm::Ed25519).unwrap();
+    let nonce = nonce_for(&key).unwrap();
+    let tokens = dev_login(&dev.issuer, None, &nonce, "openid")
+        .await
+        .unwrap();
+    assert!(
+        tokens.get("refresh_token").is_none(),
+        "no offline_access, no refresh token"
+    );
+    let client = CaClient::new(&dev.url, None).unwrap();
+    let issued = client
+        .request_user_certificate(tokens["id_token"].as_str().unwrap(), &key, &[], None)
+        .await
+        .unwrap();
+    assert_eq!(issued.principals, ["erin"]);
+
+    // Device flow: with --auto-login it completes at the first poll, and a
+    // poll faster than the interval is told to slow down.
+    let http = reqwest::Client::new();
+    let device = device_authorize(&http, &dev.issuer, "openid groups")
+        .await
+        .unwrap();
+    assert!(device["verification_uri_complete"]
+        .as_str()
+        .unwrap()
+        .contains(device["user_code"].as_str().unwrap()));
+    let first = device_poll(&http, &dev.issuer, &device).await.unwrap();
+    assert!(first["id_token"].is_string(), "{first}");
+    let reused = device_poll(&http, &dev.issuer, &device).await.unwrap();
+    assert_eq!(reused["error"], "invalid_grant");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn device_flow_waits_for_the_user_and_enforces_the_interval() {
+    let dev = DevCa::start(&[]);
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let device = device_authorize(&http, &dev.issuer, "openid offline_access")
+        .await
+        .unwrap();
+    let interval = device["interval"].as_u64().unwrap();
+    let pending = device_poll(&http, &dev.issuer, &device).await.unwrap();
+    assert_eq!(pending["error"], "authorization_pending");
+    let hurried = device_poll(&http, &dev.issuer, &device).await.unwrap();
+    assert_eq!(hurried["error"], "slow_down");
+    // The user opens verification_uri_complete and picks carol.
+    let page = http
+        .get(device["verification_uri_complete"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("carol"), "{page}");
+    let done = http
+        .post(format!("{}/device", dev.issuer))
+        .form(&[
+            ("user_code", device["user_code"].as_str().unwrap()),
+            ("user", "carol"),
+        ])
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(done.contains("device-success"), "{done}");
+    tokio::time::sleep(Duration::from_secs(interval + 1)).await;
+    let tokens = device_poll(&http, &dev.issuer, &device).await.unwrap();
+    assert!(tokens["refresh_token"].is_string(), "{tokens}");
+    let claims: Value = serde_json::from_slice(
+        &base64::Engine::decode(
+            &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+            tokens["id_token"]
+                .as_str()
+                .unwrap()
+                .split('.')
+                .nth(1)
+                .unwrap(),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(claims["preferred_username"], "carol");
+    assert_eq!(claims["groups"], serde_json::json!(["sre-leads"]));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dev_provider_refuses_what_a_real_one_refuses() {
+    let dev = DevCa::start(&[]);
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let authorize = |params: &[(&str, &str)]| {
+        http.get(format!("{}/authorize", dev.issuer))
+            .query(params)
+            .send()
+    };
+    let base = [
+        ("client_id", "jit-ssh"),
+        ("response_type", "code"),
+        ("redirect_uri", "http://127.0.0.1:1/cb"),
+        ("scope", "openid"),
+        ("state", "s"),
+        ("code_challenge", "abc"),
+        ("code_challenge_method", "S256"),
+    ];
+    let with = |name: &str, value: &'static str| {
+        base.iter()
+            .map(|(k, v)| if *k == name { (*k, value) } else { (*k, *v) })
+            .collect::<Vec<_>>()
+    };
+    // A redirect to a non-loopback host is never followed.
+    let evil = authorize(&with("redirect_uri", "https://evil.example/cb"))
+        .await
+        .unwrap();
+    assert_eq!(evil.status(), 400);
+    let other_client = authorize(&with("client_id", "someone-else")).await.unwrap();
+    assert_eq!(other_client.status(), 400);
+    // Without PKCE S256 the error goes back to the client.
+    let plain = authorize(&with("code_challenge_method", "plain"))
+        .await
+        .unwrap();
+    let location = plain.headers()["location"].to_str().unwrap().to_string();
+    assert!(location.contains("error=invalid_request"), "{location}");
+    // A wrong PKCE verifier or a replayed code gets no tokens.
+    let token = http
+        .post(format!("{}/token", dev.issuer))
+        .form(&[
+            ("grant_type", "authorization_code"),
+            ("code", "made-up"),
+            ("redirect_uri", "http://127.0.0.1:1/cb"),
+            ("client_id", "jit-ssh"),
+            ("code_verifier", "x"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(token.status(), 400);
+}
+
+#[test]
+fn dev_mode_refuses_non_loopback_and_real_data_dirs() {
+    let (status, _, err) = run(
+        Command::new(bin("jit-ssh-ca")).args(["dev", "--listen", "0.0.0.0:0"]),
+        STARTUP,
+    )
+    .unwrap();
+    assert!(!status.success());
+    assert!(err.contains("loopback only"), "{err}");
+
+    // A data directory with real (non-dev) keys is never opened by dev mode.
+    let real = CaSetup::new(&[("corp", "https://idp.example.com")], "", "");
+    let (status, _, err) = run(
+        Command::new(bin("jit-ssh-ca"))
+            .args(["dev", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(&real.data_dir),
+        STARTUP,
+    )
+    .unwrap();
+    assert!(!status.success());
+    assert!(err.contains("not from dev mode"), "{err}");
+}
+
+#[test]
+fn the_client_logs_in_to_dev_mode_with_both_flows_and_ssh_works() {
+    let dev = DevCa::start(&[]);
+    let sshd = Sshd::start(&format!("{}\n", dev.user_ca_line), &["alice", "bob"]);
+    for (flow, user) in [("browser", "alice"), ("device", "bob")] {
+        let agent = SshAgent::start();
+        let home = ClientHome::new(user, Some(&agent));
+        // 30 s is under ensure's one-minute margin: ensure must renew.
+        let login = home.run(&[
+            "--ca", &dev.url, "login", "--flow", flow, "--ttl", "30s", "--json",
+        ]);
+        assert!(
+            login.status.success(),
+            "{flow} login: {}\n{}",
+            login.stderr,
+            dev.process.stderr.text()
+        );
+        assert_eq!(
+            login.json()["principals"],
+            serde_json::json!([user]),
+            "{flow}"
+        );
+        assert_eq!(agent.certificates().len(), 1, "{flow}");
+        let (ok, err) = ssh_with_agent(&sshd, &agent.socket);
+        assert!(
+            ok,
+            "{flow}: ssh with the dev certificate: {err}\n{}",
+            sshd.log()
+        );
+        // Renewal goes through the dev provider's refresh token, no browser.
+        let runs = home.browser_runs();
+        let renewed = home.run(&["--ca", &dev.url, "ensure", "--no-login"]);
+        assert!(
+            renewed.status.success(),
+            "{flow} ensure: {}",
+            renewed.stderr
+        );
+        assert!(
+            renewed.stderr.contains("Renewed"),
+            "{flow}: {}",
+            renewed.stderr
+        );
+        assert_eq!(
+            home.browser_runs(),
+            runs,
+            "{flow}: renewal opened the browser"
+        );
+    }
+}
+
+#[test]
+fn readme_quick_start_works_as_written() {
+    let readme = std::fs::read_to_string(repo_root().join("README.md")).unwrap();
+    // The set-up commands and the walk-through, exactly as a newcomer copies them.
+    for line in [
+        "cargo build --release --locked && target/release/jit-ssh-ca dev",
+        "scripts/test",
+        "$ jit-ssh login --ca http://127.0.0.1:8443",
+        "TrustedUserCAKeys",
+    ] {
+        assert!(readme.contains(line), "README lacks {line:?}");
+    }
+    // The same steps, on a free port instead of 8443.
+    let dev = DevCa::start(&[]);
+    let sshd = Sshd::start(&format!("{}\n", dev.user_ca_line), &["alice"]);
+    let agent = SshAgent::start();
+    let home = ClientHome::new("alice", Some(&agent));
+    let login = home.run(&["login", "--ca", &dev.url]);
+    assert!(login.status.success(), "{}", login.stderr);
+    assert!(
+        login.stderr.contains("Certificate for alice"),
+        "{}",
+        login.stderr
+    );
+    let (ok, err) = ssh_with_agent(&sshd, &agent.socket);
+    assert!(ok, "ssh after the README login: {err}");
+}

@@ -1,0 +1,188 @@
+//! `jit-ssh-ca dev` under test: started as a user would start it, with its
+//! banner parsed for the CA URL and the `TrustedUserCAKeys` line.
+
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use anyhow::{anyhow, bail};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
+use sha2::{Digest, Sha256};
+
+use crate::{bin, rand_bytes, wait_for_line, Lines, Running, STARTUP};
+
+/// A running `jit-ssh-ca dev`.
+pub struct DevCa {
+    /// The CA URL from the banner.
+    pub url: String,
+    /// The identity provider URL from the banner.
+    pub issuer: String,
+    /// The user-CA key line from the banner.
+    pub user_ca_line: String,
+    /// The whole banner.
+    pub banner: String,
+    /// The process.
+    pub process: Running,
+}
+
+impl DevCa {
+    /// Runs `jit-ssh-ca dev --listen 127.0.0.1:0 ARGS...`.
+    pub fn start(args: &[&str]) -> DevCa {
+        let mut child = Command::new(bin("jit-ssh-ca"))
+            .args(["dev", "--listen", "127.0.0.1:0"])
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let (stdout, stdout_rx) = Lines::drain(child.stdout.take().unwrap());
+        let (stderr, rx) = Lines::drain(child.stderr.take().unwrap());
+        let process = Running { child, stderr };
+        // The banner ends with the CA key line; serving starts after it.
+        let ready = wait_for_line(&stdout_rx, "ssh-ed25519 ", STARTUP)
+            .and_then(|_| wait_for_line(&rx, "listening on ", STARTUP));
+        if let Err(e) = ready {
+            panic!("dev CA did not start: {e}\n{}", process.stderr.text());
+        }
+        let banner = stdout.text();
+        let field = |label: &str| {
+            banner
+                .lines()
+                .find_map(|l| l.trim().strip_prefix(label).map(|v| v.trim().to_string()))
+                .unwrap_or_else(|| panic!("banner lacks {label}:\n{banner}"))
+        };
+        let url = field("CA ");
+        let issuer = field("Identity provider ");
+        let user_ca_line = banner
+            .lines()
+            .map(str::trim)
+            .find(|l| l.starts_with("ssh-ed25519 "))
+            .unwrap_or_else(|| panic!("banner lacks the CA key:\n{banner}"))
+            .to_string();
+        DevCa {
+            url,
+            issuer,
+            user_ca_line,
+            banner,
+            process,
+        }
+    }
+}
+
+/// Runs the authorization-code flow against the dev provider the way a
+/// redirect-following browser does. With `user`, it clicks that user on the
+/// login page; without, it expects `--auto-login` to skip the page.
+pub async fn dev_login(
+    issuer: &str,
+    user: Option<&str>,
+    nonce: &str,
+    scope: &str,
+) -> anyhow::Result<serde_json::Value> {
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(10))
+        .build()?;
+    let verifier = URL_SAFE_NO_PAD.encode(rand_bytes::<32>());
+    let challenge = URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()));
+    let redirect_uri = "http://127.0.0.1:45678/callback";
+    let response = http
+        .get(format!("{issuer}/authorize"))
+        .query(&[
+            ("client_id", "jit-ssh"),
+            ("response_type", "code"),
+            ("redirect_uri", redirect_uri),
+            ("scope", scope),
+            ("state", "st-1"),
+            ("nonce", nonce),
+            ("code_challenge", &challenge),
+            ("code_challenge_method", "S256"),
+        ])
+        .send()
+        .await?;
+    let response = match user {
+        None => response,
+        Some(user) => {
+            let page = response.text().await?;
+            let request_id = page
+                .split("name=\"request_id\" value=\"")
+                .nth(1)
+                .and_then(|rest| rest.split('"').next())
+                .ok_or_else(|| anyhow!("no login page: {page}"))?
+                .to_string();
+            http.post(format!("{issuer}/authorize"))
+                .form(&[("request_id", request_id.as_str()), ("user", user)])
+                .send()
+                .await?
+        }
+    };
+    let location = response
+        .headers()
+        .get("location")
+        .ok_or_else(|| anyhow!("no redirect: {}", response.status()))?
+        .to_str()?
+        .to_string();
+    let url = reqwest::Url::parse(&location)?;
+    let param = |name: &str| {
+        url.query_pairs()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.to_string())
+    };
+    if param("state").as_deref() != Some("st-1") {
+        bail!("state not returned: {location}");
+    }
+    let code = param("code").ok_or_else(|| anyhow!("no code: {location}"))?;
+    let tokens = http
+        .post(format!("{issuer}/token"))
+        .form(&[
+            ("grant_type", "authorization_code"),
+            ("code", &code),
+            ("redirect_uri", redirect_uri),
+            ("client_id", "jit-ssh"),
+            ("code_verifier", &verifier),
+        ])
+        .send()
+        .await?;
+    if !tokens.status().is_success() {
+        bail!("token: {} {}", tokens.status(), tokens.text().await?);
+    }
+    Ok(tokens.json().await?)
+}
+
+/// Starts a device authorization at the dev provider.
+pub async fn device_authorize(
+    http: &reqwest::Client,
+    issuer: &str,
+    scope: &str,
+) -> anyhow::Result<serde_json::Value> {
+    Ok(http
+        .post(format!("{issuer}/device_authorization"))
+        .form(&[("client_id", "jit-ssh"), ("scope", scope)])
+        .send()
+        .await?
+        .json()
+        .await?)
+}
+
+/// Polls the token endpoint once for `device` (a device authorization
+/// response); returns the JSON body, tokens or an OAuth error.
+pub async fn device_poll(
+    http: &reqwest::Client,
+    issuer: &str,
+    device: &serde_json::Value,
+) -> anyhow::Result<serde_json::Value> {
+    let device_code = device["device_code"]
+        .as_str()
+        .ok_or_else(|| anyhow!("no device_code in {device}"))?;
+    Ok(http
+        .post(format!("{issuer}/token"))
+        .form(&[
+            ("grant_type", "urn:ietf:params:oauth:grant-type:device_code"),
+            ("device_code", device_code),
+            ("client_id", "jit-ssh"),
+        ])
+        .send()
+        .await?
+        .json()
+        .await?)
+}
