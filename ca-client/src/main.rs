@@ -66,6 +66,11 @@ struct InteractiveArgs {
 #[derive(Subcommand)]
 enum Command {
     /// Sign in and load a fresh certificate into the ssh-agent.
+    #[command(after_help = "Examples:\n  \
+        jit-ssh login --ca https://ca.example.com\n  \
+        jit-ssh login --flow device                 # on a machine without a browser\n  \
+        jit-ssh login --principal deploy --ttl 10m\n  \
+        jit-ssh login --id-token-env ACTIONS_ID_TOKEN --no-agent --json   # a CI job")]
     Login {
         #[command(flatten)]
         interactive: InteractiveArgs,
@@ -96,6 +101,9 @@ enum Command {
     },
     /// Exit 0 at once when a certificate valid for another minute is loaded;
     /// else renew silently; else sign in. Meant for `Match exec`.
+    #[command(after_help = "Examples:\n  \
+        jit-ssh ensure && ssh host\n  \
+        jit-ssh ensure --no-login || echo 'sign in again with jit-ssh login'")]
     Ensure {
         #[command(flatten)]
         interactive: InteractiveArgs,
@@ -104,28 +112,47 @@ enum Command {
         no_login: bool,
     },
     /// The jit-ssh certificates in the agent and on disk.
+    #[command(
+        after_help = "Examples:\n  jit-ssh status\n  jit-ssh status --json | jq '.[0].valid_before'"
+    )]
     Status {
         /// Print JSON on stdout.
         #[arg(long)]
         json: bool,
     },
     /// Print (or --install into ~/.ssh/config) the block that makes plain ssh renew on demand.
+    #[command(
+        after_help = "Examples:\n  jit-ssh ssh-config            # show what would be added\n  jit-ssh ssh-config --install  # add it (idempotent; backs up ~/.ssh/config)"
+    )]
     SshConfig {
         /// Add it to ~/.ssh/config (idempotent, original backed up) and the host CA to known_hosts.
         #[arg(long)]
         install: bool,
     },
     /// `ensure`, then run ssh with these arguments.
+    #[command(
+        after_help = "Examples:\n  jit-ssh ssh alice@db1.example.com\n  jit-ssh ssh -p 2222 deploy@127.0.0.1 uptime"
+    )]
     Ssh {
         /// Arguments for ssh.
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
     /// Remove the certificate from the agent and disk, and end the sign-in session.
+    #[command(after_help = "Example:\n  jit-ssh logout")]
     Logout {
         /// Print JSON on stdout.
         #[arg(long)]
         json: bool,
+    },
+    /// Print a shell completion script.
+    #[command(after_help = "Examples:\n  \
+        jit-ssh completions bash > ~/.local/share/bash-completion/completions/jit-ssh\n  \
+        jit-ssh completions zsh > \"${fpath[1]}/_jit-ssh\"\n  \
+        jit-ssh completions fish > ~/.config/fish/completions/jit-ssh.fish")]
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
     },
 }
 
@@ -223,6 +250,13 @@ fn run(cli: Cli) -> Result<ExitCode, CliError> {
         ui: Ui::detect(cli.ca.quiet),
     };
     match cli.command {
+        Command::Completions { shell } => {
+            let mut command = <Cli as clap::CommandFactory>::command();
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut command, "jit-ssh", &mut script);
+            // A closed pipe (`| head`) is not an error worth a message.
+            let _ = std::io::Write::write_all(&mut std::io::stdout(), &script);
+        }
         Command::Login {
             interactive,
             issuer,

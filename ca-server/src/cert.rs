@@ -108,7 +108,7 @@ pub fn sign_user_certificate(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::policy::{DEFAULT_EXTENSIONS, USERNAME_RULE};
+    use crate::policy::DEFAULT_EXTENSIONS;
     use ssh_key::{Algorithm, HashAlg, PrivateKey};
 
     #[test]
@@ -132,7 +132,7 @@ mod tests {
             ttl: Duration::from_secs(300),
             extensions: DEFAULT_EXTENSIONS.map(String::from).to_vec(),
             critical_options: vec![],
-            rules: vec![USERNAME_RULE.into(), "second-rule".into()],
+            rules: vec!["eng-own-login".into(), "second-rule".into()],
         };
         let now = 1_800_000_000;
         let spec = CertificateSpec {
@@ -150,7 +150,7 @@ mod tests {
         assert_eq!(cert.serial(), 42);
         assert!(cert
             .key_id()
-            .ends_with("user=alice issuer=corp serial=42 rule=builtin-username,second-rule"));
+            .ends_with("user=alice issuer=corp serial=42 rule=eng-own-login,second-rule"));
         let ca_fp = signer.public_key().fingerprint(HashAlg::Sha256);
         cert.validate_at(now, &[ca_fp]).expect("valid now");
         assert!(cert.validate_at(now + 301, &[ca_fp]).is_err());

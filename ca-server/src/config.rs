@@ -253,6 +253,31 @@ impl Default for CertSettings {
 }
 
 impl Config {
+    /// A configuration with every default, as an empty file would give,
+    /// for the given essentials (dev mode builds its own this way).
+    pub fn with_defaults(
+        listen: SocketAddr,
+        data_dir: PathBuf,
+        policy_dir: PathBuf,
+        issuers: Vec<IssuerConfig>,
+    ) -> Config {
+        Config {
+            listen,
+            data_dir,
+            policy_dir,
+            passphrase_file: None,
+            tls: None,
+            issuers,
+            certs: CertSettings::default(),
+            token_leeway: MAX_TOKEN_LEEWAY,
+            request_timeout: Duration::from_secs(10),
+            max_in_flight: default_max_in_flight(),
+            discovery_attempts: default_discovery_attempts(),
+            rate_limit_per_identity: DEFAULT_RATE_LIMIT_PER_IDENTITY,
+            rate_limit_per_address: DEFAULT_RATE_LIMIT_PER_ADDRESS,
+        }
+    }
+
     /// Reads and checks the config file at `path`.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
@@ -469,6 +494,18 @@ client_id = "jit-ssh"
         assert_eq!(issuer.username_claim, UsernameClaim::PreferredUsername);
         assert_eq!(issuer.groups_claim, "groups");
         assert!(issuer.scopes.contains(&"offline_access".to_string()));
+    }
+
+    #[test]
+    fn built_in_defaults_match_an_empty_file() {
+        let parsed = parse(MINIMAL).expect("valid");
+        let built = Config::with_defaults(
+            parsed.listen,
+            parsed.data_dir.clone(),
+            parsed.policy_dir.clone(),
+            parsed.issuers.clone(),
+        );
+        assert_eq!(format!("{built:?}"), format!("{parsed:?}"));
     }
 
     #[test]

@@ -37,6 +37,9 @@ enum LogFormat {
 #[derive(Subcommand)]
 enum Command {
     /// Create the user and host CA keys (encrypted) and an example config.
+    #[command(after_help = "Examples:\n  \
+        JIT_SSH_CA_PASSPHRASE=... jit-ssh-ca init --data-dir /var/lib/jit-ssh-ca\n  \
+        jit-ssh-ca init --data-dir /var/lib/jit-ssh-ca --passphrase-file /etc/jit-ssh-ca/passphrase --key-type ecdsa-p256")]
     Init {
         /// Directory for keys and the database (created 0700).
         #[arg(long)]
@@ -50,6 +53,11 @@ enum Command {
     },
     /// Run a throw-away CA with a built-in identity provider, for trying
     /// jit-ssh and for tests. Loopback only; never for real access.
+    #[command(after_help = "Examples:\n  \
+        jit-ssh-ca dev\n  \
+        jit-ssh-ca dev --listen 127.0.0.1:9000 --user dana:eng,sre --user erin:release-managers\n  \
+        jit-ssh-ca dev --auto-login alice       # no login page: for demos and scripts\n  \
+        jit-ssh-ca dev --data-dir /tmp/jit-dev   # keep keys, records and policies")]
     Dev {
         /// Loopback address to listen on.
         #[arg(long, default_value = "127.0.0.1:8443")]
@@ -64,14 +72,25 @@ enum Command {
         /// Sign every login in as this user with no page (demos, scripts).
         #[arg(long)]
         auto_login: Option<String>,
+        /// Policy directory (default: the example policies, copied into the
+        /// data directory where edits are reloaded).
+        #[arg(long)]
+        policy_dir: Option<PathBuf>,
     },
     /// Run the CA.
+    #[command(after_help = "Examples:\n  \
+        jit-ssh-ca serve --config /etc/jit-ssh-ca/jit-ssh-ca.toml\n  \
+        jit-ssh-ca --log-format json serve --config /etc/jit-ssh-ca/jit-ssh-ca.toml\n\n\
+        SIGHUP reloads the policy; SIGTERM drains requests in flight and exits 0.")]
     Serve {
         /// The TOML configuration file.
         #[arg(long)]
         config: PathBuf,
     },
     /// Write a consistent copy of the database while the CA runs.
+    #[command(
+        after_help = "Example:\n  jit-ssh-ca backup --config /etc/jit-ssh-ca/jit-ssh-ca.toml --out /backup/jit-ssh-ca-$(date +%F).db"
+    )]
     Backup {
         /// The TOML configuration file (for its data_dir).
         #[arg(long)]
@@ -81,6 +100,9 @@ enum Command {
         out: PathBuf,
     },
     /// List issued certificates and denials from the database.
+    #[command(after_help = "Examples:\n  \
+        jit-ssh-ca audit --config /etc/jit-ssh-ca/jit-ssh-ca.toml --since 1h\n  \
+        jit-ssh-ca audit --config /etc/jit-ssh-ca/jit-ssh-ca.toml --identity alice --json")]
     Audit {
         /// The TOML configuration file (for its data_dir).
         #[arg(long)]
@@ -106,6 +128,9 @@ enum Command {
 enum PolicyCommand {
     /// Parse and validate every policy file as the server would.
     /// Exit 0 when valid, 1 when not.
+    #[command(after_help = "Examples:\n  \
+        jit-ssh-ca policy check --config /etc/jit-ssh-ca/jit-ssh-ca.toml\n  \
+        jit-ssh-ca policy check --policy-dir ./policies")]
     Check {
         /// The TOML configuration file (its policy_dir, issuers and lifetimes).
         #[arg(long)]
@@ -116,6 +141,8 @@ enum PolicyCommand {
     },
     /// Print the decision and its trace for a token's claims, without signing.
     /// Exit 0 when allowed, 3 when denied, 1 on error.
+    #[command(after_help = "Example:\n  \
+        jit-ssh-ca policy explain --config jit-ssh-ca.toml --claims bob.json --principal deploy --at 2026-12-01T18:55:00+01:00")]
     Explain {
         /// The TOML configuration file.
         #[arg(long)]
@@ -196,11 +223,13 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             data_dir,
             users,
             auto_login,
+            policy_dir,
         } => dev(DevOptions {
             listen,
             data_dir,
             users,
             auto_login,
+            policy_dir,
         }),
         Command::Serve { config } => serve(&config),
         Command::Audit {
@@ -309,10 +338,17 @@ fn init(
         std::fs::write(&example, example_config(&data_dir, passphrase_file))
             .with_context(|| format!("writing {}", example.display()))?;
     }
+    let policies = data_dir.join("policies");
+    ca_server::policy::write_examples(&policies)
+        .with_context(|| format!("writing example policies to {}", policies.display()))?;
     let user_pub = std::fs::read_to_string(data_dir.join("keys/user-ca-1.pub"))?;
     println!("Created CA keys in {}", data_dir.display());
     println!("  user CA: {}", user_pub.trim());
     println!("Example config: {}", example.display());
+    println!(
+        "Example policies: {} (edit them: see docs/policies.md)",
+        policies.display()
+    );
     println!("Hosts trust the user CA with:  TrustedUserCAKeys <file with the line above>");
     Ok(())
 }

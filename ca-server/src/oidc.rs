@@ -500,52 +500,66 @@ impl TrustedIssuer {
                 return Err(TokenError::NonceMismatch);
             }
         }
-        let subject = claims
-            .sub
-            .filter(|s| !s.is_empty())
-            .ok_or(TokenError::MissingClaim("sub"))?;
-        let other = claims.other;
-        let email = other.get("email").and_then(Value::as_str).map(String::from);
-        let username = match config.username_claim {
-            UsernameClaim::PreferredUsername => {
-                let value = other
-                    .get("preferred_username")
-                    .and_then(Value::as_str)
-                    .ok_or(TokenError::MissingClaim("preferred_username"))?;
-                login_name_from_claim(value, false)
-            }
-            UsernameClaim::Email => {
-                let value = email.as_deref().ok_or(TokenError::MissingClaim("email"))?;
-                if other.get("email_verified") != Some(&Value::Bool(true)) {
-                    return Err(TokenError::EmailNotVerified);
-                }
-                login_name_from_claim(value, true)
-            }
-        }
-        .ok_or(TokenError::InvalidUsername)?;
-        let groups = match other.get(&config.groups_claim) {
-            Some(Value::Array(items)) => items
-                .iter()
-                .filter_map(Value::as_str)
-                .map(String::from)
-                .collect(),
-            Some(Value::String(one)) => vec![one.clone()],
-            _ => Vec::new(),
-        };
         Ok(VerifiedToken {
-            identity: Identity {
-                issuer_name: config.name.clone(),
-                issuer: config.issuer.clone(),
-                subject,
-                username,
-                email,
-                groups,
-                claims: other,
-            },
+            identity: identity_from_claims(config, claims.sub, claims.other)?,
             expires_at: u64::try_from(exp).unwrap_or(0),
             digest: Sha256::digest(token.as_bytes()).into(),
         })
     }
+}
+
+/// Maps the claims of a token already verified to be from `config`'s issuer
+/// to an [`Identity`]: `sub`, the username (a Unix login name, from
+/// `preferred_username` or a verified `email`), email and groups. `claims`
+/// holds every claim but the registered ones. `policy explain` uses the same
+/// mapping, so it decides exactly as the server would.
+pub fn identity_from_claims(
+    config: &IssuerConfig,
+    subject: Option<String>,
+    claims: Map<String, Value>,
+) -> Result<Identity, TokenError> {
+    let subject = subject
+        .filter(|s| !s.is_empty())
+        .ok_or(TokenError::MissingClaim("sub"))?;
+    let email = claims
+        .get("email")
+        .and_then(Value::as_str)
+        .map(String::from);
+    let username = match config.username_claim {
+        UsernameClaim::PreferredUsername => {
+            let value = claims
+                .get("preferred_username")
+                .and_then(Value::as_str)
+                .ok_or(TokenError::MissingClaim("preferred_username"))?;
+            login_name_from_claim(value, false)
+        }
+        UsernameClaim::Email => {
+            let value = email.as_deref().ok_or(TokenError::MissingClaim("email"))?;
+            if claims.get("email_verified") != Some(&Value::Bool(true)) {
+                return Err(TokenError::EmailNotVerified);
+            }
+            login_name_from_claim(value, true)
+        }
+    }
+    .ok_or(TokenError::InvalidUsername)?;
+    let groups = match claims.get(&config.groups_claim) {
+        Some(Value::Array(items)) => items
+            .iter()
+            .filter_map(Value::as_str)
+            .map(String::from)
+            .collect(),
+        Some(Value::String(one)) => vec![one.clone()],
+        _ => Vec::new(),
+    };
+    Ok(Identity {
+        issuer_name: config.name.clone(),
+        issuer: config.issuer.clone(),
+        subject,
+        username,
+        email,
+        groups,
+        claims,
+    })
 }
 
 async fn fetch_jwks(http: &reqwest::Client, url: &str) -> Result<Vec<IssuerKey>, String> {

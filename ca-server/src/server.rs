@@ -15,7 +15,7 @@ use axum_server::tls_rustls::RustlsConfig;
 use tokio::sync::Semaphore;
 
 use crate::authority::Authority;
-use crate::ca_keys;
+use crate::ca_keys::{self, CaKeys};
 use crate::config::{Config, TlsFiles};
 use crate::http::{app, AppState};
 use crate::metrics::Metrics;
@@ -72,24 +72,15 @@ pub fn idp_http_client() -> Result<reqwest::Client, ServerError> {
         .map_err(|e| ServerError::HttpClient(e.to_string()))
 }
 
-/// Loads keys, opens the store and discovers issuers: everything but the socket.
+/// Loads policy and keys, opens the store and discovers issuers: everything
+/// but the socket.
 pub async fn build_state(config: &Config) -> Result<AppState, ServerError> {
     // The policy first: a broken one should fail start-up before anything slow.
-    let context = policy_cli::context(Some(config));
-    let policy = ReloadablePolicy::load(&config.policy_dir, context).map_err(|diagnostics| {
-        let lines: Vec<String> = diagnostics.iter().map(ToString::to_string).collect();
-        ServerError::Policy(lines.join("; "))
-    })?;
-    let policy = Arc::new(policy);
+    let policy = load_policy(config)?;
     let passphrase =
         Passphrase::load(config.passphrase_file.as_deref()).map_err(ServerError::Passphrase)?;
     let keys = ca_keys::load(&config.data_dir, &passphrase)?;
     drop(passphrase);
-    tracing::info!(
-        user_ca = %keys.user.signer().fingerprint(),
-        host_ca = %keys.host.signer().fingerprint(),
-        "loaded CA keys"
-    );
     let metrics = Metrics::new();
     let store = Store::open(&config.data_dir.join(DATABASE_FILE), &metrics)?;
     let verifier = TokenVerifier::discover(
@@ -100,31 +91,86 @@ pub async fn build_state(config: &Config) -> Result<AppState, ServerError> {
         &metrics,
     )
     .await?;
+    Ok(assemble(
+        CaParts {
+            verifier,
+            policy,
+            keys,
+            store,
+            metrics,
+        },
+        config,
+    ))
+}
+
+/// Loads the policy directory of `config`; refuses a broken or empty one.
+pub fn load_policy(config: &Config) -> Result<Arc<ReloadablePolicy>, ServerError> {
+    let context = policy_cli::context(Some(config));
+    let policy = ReloadablePolicy::load(&config.policy_dir, context).map_err(|diagnostics| {
+        let lines: Vec<String> = diagnostics.iter().map(ToString::to_string).collect();
+        ServerError::Policy(lines.join("; "))
+    })?;
+    let current = policy.current();
     tracing::info!(
         dir = %config.policy_dir.display(),
-        rules = policy.current().allow_rules().len() + policy.current().deny_rules().len(),
+        rules = current.allow_rules().len() + current.deny_rules().len(),
         "loaded policy"
     );
-    reload::spawn_watcher(policy.clone(), reload::POLL_INTERVAL);
+    Ok(Arc::new(policy))
+}
+
+/// What `serve` and `dev` each set up their own way.
+pub struct CaParts {
+    /// Verifies ID tokens.
+    pub verifier: TokenVerifier,
+    /// Decides grants; reloaded when its files change.
+    pub policy: Arc<ReloadablePolicy>,
+    /// The CA keys.
+    pub keys: CaKeys,
+    /// The durable record.
+    pub store: Store,
+    /// Shared by every part that counts.
+    pub metrics: Metrics,
+}
+
+/// Wires the parts into the handlers' state, and starts the policy watcher
+/// and the rate-limit sweeper (so it must run inside the runtime).
+pub fn assemble(parts: CaParts, config: &Config) -> AppState {
+    tracing::info!(
+        user_ca = %parts.keys.user.signer().fingerprint(),
+        host_ca = %parts.keys.host.signer().fingerprint(),
+        "loaded CA keys"
+    );
+    reload::spawn_watcher(
+        parts.policy.clone(),
+        reload::POLL_INTERVAL,
+        parts.metrics.clone(),
+    );
     let rate_limits = Arc::new(RateLimits::new(
         config.rate_limit_per_identity,
         config.rate_limit_per_address,
     ));
     spawn_rate_limit_sweeper(rate_limits.clone());
-    let authority = Authority::new(verifier, policy, keys, store, config.certs)
-        .with_rate_limits(rate_limits.clone());
-    Ok(AppState {
+    let authority = Authority::new(
+        parts.verifier,
+        parts.policy,
+        parts.keys,
+        parts.store,
+        config.certs,
+    )
+    .with_rate_limits(rate_limits.clone());
+    AppState {
         authority: Arc::new(authority),
         in_flight: Arc::new(Semaphore::new(config.max_in_flight)),
         request_timeout: config.request_timeout,
-        metrics,
+        metrics: parts.metrics,
         ready: Arc::new(AtomicBool::new(true)),
         rate_limits,
-    })
+    }
 }
 
 /// Forgets idle rate-limit keys once a minute so memory stays bounded.
-pub fn spawn_rate_limit_sweeper(limits: Arc<RateLimits>) {
+fn spawn_rate_limit_sweeper(limits: Arc<RateLimits>) {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(60));
         loop {

@@ -352,3 +352,35 @@ fn ca_down_exits_3_and_ensure_without_login_exits_14() {
         help.stdout.contains("Exit codes:") && help.stdout.contains("  6  the CA's policy denied")
     );
 }
+
+#[test]
+fn shell_completions_and_help_examples() {
+    for shell in ["bash", "zsh", "fish"] {
+        let (status, out, err) = run(
+            std::process::Command::new(bin("jit-ssh")).args(["completions", shell]),
+            Duration::from_secs(10),
+        )
+        .unwrap();
+        assert!(status.success(), "{shell}: {err}");
+        assert!(
+            out.contains("login") && out.contains("ssh-config"),
+            "{shell}: {out}"
+        );
+    }
+    for (binary, args) in [
+        ("jit-ssh", vec!["login", "--help"]),
+        ("jit-ssh-ca", vec!["dev", "--help"]),
+        ("jit-ssh-ca", vec!["serve", "--help"]),
+    ] {
+        let (status, out, _) = run(
+            std::process::Command::new(bin(binary)).args(&args),
+            Duration::from_secs(10),
+        )
+        .unwrap();
+        assert!(status.success());
+        assert!(
+            out.contains("Example"),
+            "{binary} {args:?} --help has no example:\n{out}"
+        );
+    }
+}

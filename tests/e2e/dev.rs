@@ -38,7 +38,7 @@ async fn dev_mode_login_page_flow_gives_a_certificate_sshd_accepts() {
         .request_user_certificate(id_token, &key, &[], None)
         .await
         .unwrap_or_else(|e| panic!("{e}\n{}", dev.process.stderr.text()));
-    assert_eq!(issued.principals, ["bob"]);
+    assert_eq!(issued.principals, ["bob", "deploy"]);
     let cert_path = dir.path().join("bob-cert.pub");
     std::fs::write(&cert_path, format!("{}\n", issued.certificate)).unwrap();
     let sshd = Sshd::start(&format!("{}\n", dev.user_ca_line), &["bob"]);
@@ -78,14 +78,14 @@ async fn dev_mode_login_page_flow_gives_a_certificate_sshd_accepts() {
         .request_user_certificate(renewed["id_token"].as_str().unwrap(), &key, &[], None)
         .await
         .unwrap();
-    assert_eq!(again.principals, ["bob"]);
+    assert_eq!(again.principals, ["bob", "deploy"]);
     let spent = refresh_with(refresh.to_string()).await;
     assert_eq!(spent.status(), 400, "a rotated refresh token must be spent");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn auto_login_and_device_flow_need_no_page() {
-    let dev = DevCa::start(&["--user", "erin:ops", "--auto-login", "erin"]);
+    let dev = DevCa::start(&["--user", "erin:eng", "--auto-login", "erin"]);
     let key =
         ssh_key::PrivateKey::random(&mut rand_core::OsRng, ssh_key::Algorithm::Ed25519).unwrap();
     let nonce = nonce_for(&key).unwrap();
@@ -259,7 +259,11 @@ fn dev_mode_refuses_non_loopback_and_real_data_dirs() {
 fn the_client_logs_in_to_dev_mode_with_both_flows_and_ssh_works() {
     let dev = DevCa::start(&[]);
     let sshd = Sshd::start(&format!("{}\n", dev.user_ca_line), &["alice", "bob"]);
-    for (flow, user) in [("browser", "alice"), ("device", "bob")] {
+    // The example policies: alice (eng) gets her login, bob (eng, sre) also deploy.
+    for (flow, user, principals) in [
+        ("browser", "alice", vec!["alice"]),
+        ("device", "bob", vec!["bob", "deploy"]),
+    ] {
         let agent = SshAgent::start();
         let home = ClientHome::new(user, Some(&agent));
         // 30 s is under ensure's one-minute margin: ensure must renew.
@@ -274,7 +278,7 @@ fn the_client_logs_in_to_dev_mode_with_both_flows_and_ssh_works() {
         );
         assert_eq!(
             login.json()["principals"],
-            serde_json::json!([user]),
+            serde_json::json!(principals),
             "{flow}"
         );
         assert_eq!(agent.certificates().len(), 1, "{flow}");

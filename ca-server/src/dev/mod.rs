@@ -11,25 +11,17 @@ pub mod idp;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
-use std::time::Duration;
 
-use tokio::sync::Semaphore;
-
-use crate::authority::Authority;
 use crate::ca_keys::{self, CaKeyType};
-use crate::config::{
-    CertSettings, IssuerConfig, UsernameClaim, DEFAULT_RATE_LIMIT_PER_ADDRESS,
-    DEFAULT_RATE_LIMIT_PER_IDENTITY,
-};
-use crate::http::{app, AppState};
+use crate::config::{Config, IssuerConfig, UsernameClaim};
+use crate::http::app;
 use crate::metrics::Metrics;
 use crate::oidc::TokenVerifier;
-use crate::policy::UsernamePolicy;
-use crate::rate_limit::RateLimits;
 use crate::secret::Passphrase;
-use crate::server::{bind, idp_http_client, serve_router, spawn_rate_limit_sweeper, ServerError};
+use crate::server::{
+    assemble, bind, idp_http_client, load_policy, serve_router, CaParts, ServerError,
+};
 use crate::store::{Store, DATABASE_FILE};
 use idp::{DevIdp, DevUser};
 
@@ -47,6 +39,9 @@ pub struct DevOptions {
     pub users: Vec<DevUser>,
     /// Sign every login in as this user, with no page.
     pub auto_login: Option<String>,
+    /// Policy directory; default: the example policies, copied into the data
+    /// directory.
+    pub policy_dir: Option<PathBuf>,
 }
 
 /// Why dev mode could not start.
@@ -115,9 +110,6 @@ pub async fn run(
         .map_err(DevError::Invalid)?,
     );
 
-    let keys = ca_keys::load(&data_dir, &passphrase).map_err(ServerError::from)?;
-    let metrics = Metrics::new();
-    let store = Store::open(&data_dir.join(DATABASE_FILE), &metrics).map_err(ServerError::from)?;
     let issuer = IssuerConfig {
         name: "dev".into(),
         issuer: provider.issuer().to_string(),
@@ -128,50 +120,61 @@ pub async fn run(
             .map(String::from)
             .to_vec(),
     };
-    let jwks = provider.jwks().to_string();
+    let policy_dir = match &options.policy_dir {
+        Some(dir) => dir.clone(),
+        None => example_policy_dir(&data_dir)?,
+    };
+    let config = Config::with_defaults(local, data_dir.clone(), policy_dir, vec![issuer.clone()]);
+    let policy = load_policy(&config)?;
+    let keys = ca_keys::load(&data_dir, &passphrase).map_err(ServerError::from)?;
+    let metrics = Metrics::new();
+    let store = Store::open(&data_dir.join(DATABASE_FILE), &metrics).map_err(ServerError::from)?;
     let verifier = TokenVerifier::with_known_issuer(
         issuer,
         provider.jwks_uri(),
-        jwks.as_bytes(),
-        Duration::from_secs(60),
+        provider.jwks().to_string().as_bytes(),
+        config.token_leeway,
         idp_http_client()?,
         &metrics,
     )
     .map_err(DevError::Invalid)?;
-    let certs = CertSettings::default();
     let banner = banner(
         &ca_url,
         &provider,
         &keys.user.trusted_lines(),
-        &data_dir,
+        &config,
         kept,
     );
-    let rate_limits = Arc::new(RateLimits::new(
-        DEFAULT_RATE_LIMIT_PER_IDENTITY,
-        DEFAULT_RATE_LIMIT_PER_ADDRESS,
-    ));
-    spawn_rate_limit_sweeper(rate_limits.clone());
-    let authority = Authority::new(
-        verifier,
-        Arc::new(UsernamePolicy::new(certs)),
-        keys,
-        store,
-        certs,
-    )
-    .with_rate_limits(rate_limits.clone());
-    let state = AppState {
-        authority: Arc::new(authority),
-        in_flight: Arc::new(Semaphore::new(1024)),
-        request_timeout: Duration::from_secs(10),
-        metrics,
-        ready: Arc::new(AtomicBool::new(true)),
-        rate_limits,
-    };
+    let state = assemble(
+        CaParts {
+            verifier,
+            policy,
+            keys,
+            store,
+            metrics,
+        },
+        &config,
+    );
     let ready = state.ready.clone();
     let router = app(state).merge(idp::router(provider));
     on_ready(banner);
     serve_router(listener, None, router, ready, shutdown).await?;
     Ok(())
+}
+
+/// `DATA_DIR/policies`, holding the example policies (written on first use,
+/// then left alone: edit them there and dev mode reloads them).
+fn example_policy_dir(data_dir: &Path) -> Result<PathBuf, DevError> {
+    let dir = data_dir.join("policies");
+    if dir.is_dir() {
+        return Ok(dir);
+    }
+    let data_err = |message: String| DevError::DataDir {
+        path: dir.clone(),
+        message,
+    };
+    crate::policy::write_examples(&dir).map_err(|e| data_err(e.to_string()))?;
+    Ok(dir)
 }
 
 /// Creates the CA keys on first use, protected by a random passphrase kept
@@ -221,9 +224,10 @@ fn banner(
     ca_url: &str,
     provider: &DevIdp,
     user_ca_keys: &[String],
-    data_dir: &Path,
+    config: &Config,
     kept: bool,
 ) -> String {
+    let data_dir = &config.data_dir;
     let users: Vec<String> = provider
         .users()
         .iter()
@@ -243,10 +247,12 @@ fn banner(
          CA                 {ca_url}\n  \
          Identity provider  {issuer}\n  \
          Users              {users}\n  \
-         Data               {storage}\n\n  \
+         Data               {storage}\n  \
+         Policies           {policies} (edits are reloaded)\n\n  \
          Log in:\n    jit-ssh login --ca {ca_url}\n\n  \
          Trust this CA in a test sshd (sshd_config: TrustedUserCAKeys FILE, FILE holding):\n    {keys}\n",
         issuer = provider.issuer(),
+        policies = config.policy_dir.display(),
         users = users.join(", "),
         keys = user_ca_keys.join("\n    ")
     )

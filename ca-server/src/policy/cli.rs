@@ -10,9 +10,9 @@ use serde_json::{Map, Value};
 use super::engine::Trace;
 use super::file::{load_dir, PolicyContext};
 use super::{CertRequest, Decision};
-use crate::config::{CertSettings, Config, IssuerConfig, UsernameClaim};
+use crate::config::{CertSettings, Config, IssuerConfig};
 use crate::duration::format_duration;
-use crate::identity::{login_name_from_claim, Identity};
+use crate::identity::Identity;
 use crate::UnixTime;
 
 /// The check context of a config, or a config-less one (issuer names then go
@@ -113,52 +113,18 @@ pub fn identity_from_claims(issuers: &[IssuerConfig], claims: &Value) -> Result<
         None if issuers.len() == 1 => &issuers[0],
         None => return Err("the claims have no iss, and the config has several issuers".into()),
     };
-    let subject = map
-        .get("sub")
-        .and_then(Value::as_str)
-        .unwrap_or("explain")
-        .to_string();
+    let subject = Some(
+        map.get("sub")
+            .and_then(Value::as_str)
+            .unwrap_or("explain")
+            .to_string(),
+    );
+    // The same split the verifier makes: registered claims out, the rest kept.
     let mut other: Map<String, Value> = map.clone();
-    for registered in [
-        "iss", "sub", "aud", "exp", "iat", "nbf", "nonce", "azp", "jti",
-    ] {
+    for registered in ["iss", "sub", "aud", "azp", "exp", "iat", "nbf", "nonce"] {
         other.remove(registered);
     }
-    let email = other.get("email").and_then(Value::as_str).map(String::from);
-    let username = match issuer.username_claim {
-        UsernameClaim::PreferredUsername => {
-            let value = other
-                .get("preferred_username")
-                .and_then(Value::as_str)
-                .ok_or("the claims have no preferred_username")?;
-            login_name_from_claim(value, false)
-        }
-        UsernameClaim::Email => {
-            if other.get("email_verified") != Some(&Value::Bool(true)) {
-                return Err("username_claim is email, and email_verified is not true".into());
-            }
-            login_name_from_claim(email.as_deref().ok_or("the claims have no email")?, true)
-        }
-    }
-    .ok_or("the username claim is not a Unix login name")?;
-    let groups = match other.get(&issuer.groups_claim) {
-        Some(Value::Array(items)) => items
-            .iter()
-            .filter_map(Value::as_str)
-            .map(String::from)
-            .collect(),
-        Some(Value::String(one)) => vec![one.clone()],
-        _ => Vec::new(),
-    };
-    Ok(Identity {
-        issuer_name: issuer.name.clone(),
-        issuer: issuer.issuer.clone(),
-        subject,
-        username,
-        email,
-        groups,
-        claims: other,
-    })
+    crate::oidc::identity_from_claims(issuer, subject, other).map_err(|e| e.to_string())
 }
 
 /// Evaluates with a trace and renders decision and trace for people.

@@ -4,8 +4,8 @@
 //! time; it never touches keys or the store, and the signer never reads
 //! policy. The server runs admin-written policy files ([`file`] parses them
 //! into an immutable [`PolicySet`], [`engine`] evaluates it, [`reload`] swaps
-//! it atomically when the files change); [`UsernamePolicy`] is the fixed
-//! one-rule policy of dev mode. docs/policies.md describes the language.
+//! it atomically when the files change). docs/policies.md describes the
+//! language.
 
 pub mod cli;
 pub mod engine;
@@ -26,12 +26,11 @@ pub use engine::PolicySet;
 pub use file::{compile, load_dir, Diagnostic, PolicyContext};
 pub use reload::ReloadablePolicy;
 
-use crate::config::CertSettings;
 use crate::identity::Identity;
 use crate::UnixTime;
 
-/// OpenSSH's usual extensions, which the dev-mode [`UsernamePolicy`] grants.
-/// Policy files grant [`restrict::DEFAULT_RULE_EXTENSIONS`] unless a rule
+/// OpenSSH's usual extensions (what `ssh-keygen -s` grants by default).
+/// Policy files grant only [`restrict::DEFAULT_RULE_EXTENSIONS`] unless a rule
 /// names more.
 pub const DEFAULT_EXTENSIONS: [&str; 5] = [
     "permit-X11-forwarding",
@@ -92,104 +91,67 @@ pub trait Policy: Send + Sync {
     fn evaluate(&self, identity: &Identity, request: &CertRequest, now: UnixTime) -> Decision;
 }
 
-/// The built-in policy: one principal, the user's own login name, for at most
-/// the configured maximum lifetime.
-#[derive(Debug, Clone)]
-pub struct UsernamePolicy {
-    settings: CertSettings,
-}
+/// The example policies shipped in `policies/`, built into the binary so that
+/// `jit-ssh-ca dev` and `init` work from any directory.
+pub const EXAMPLE_POLICIES: [(&str, &str); 5] = [
+    (
+        "10-engineers.toml",
+        include_str!("../../../policies/10-engineers.toml"),
+    ),
+    ("20-sre.toml", include_str!("../../../policies/20-sre.toml")),
+    (
+        "30-release.toml",
+        include_str!("../../../policies/30-release.toml"),
+    ),
+    ("40-ci.toml", include_str!("../../../policies/40-ci.toml")),
+    (
+        "90-deny.toml",
+        include_str!("../../../policies/90-deny.toml"),
+    ),
+];
 
-/// Rule name [`UsernamePolicy`] reports.
-pub const USERNAME_RULE: &str = "builtin-username";
-
-impl UsernamePolicy {
-    /// A policy with the given lifetimes.
-    pub fn new(settings: CertSettings) -> Self {
-        UsernamePolicy { settings }
-    }
-}
-
-impl Policy for UsernamePolicy {
-    fn evaluate(&self, identity: &Identity, request: &CertRequest, _now: UnixTime) -> Decision {
-        if let Some(other) = request.principals.iter().find(|p| **p != identity.username) {
-            return Decision::Deny(Denial {
-                reason: format!(
-                    "principal {other:?} is not granted to {}: rule {USERNAME_RULE} grants only {:?}",
-                    identity.display_name(),
-                    identity.username
-                ),
-                rules: vec![USERNAME_RULE.into()],
-            });
+/// Writes [`EXAMPLE_POLICIES`] into `dir` (created if needed), never
+/// replacing a file that is already there.
+pub fn write_examples(dir: &std::path::Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    for (name, text) in EXAMPLE_POLICIES {
+        let path = dir.join(name);
+        if !path.exists() {
+            std::fs::write(path, text)?;
         }
-        let ttl = request
-            .ttl
-            .unwrap_or(self.settings.default_ttl)
-            .min(self.settings.max_ttl);
-        Decision::Allow(Grant {
-            principals: vec![identity.username.clone()],
-            ttl,
-            extensions: DEFAULT_EXTENSIONS.map(String::from).to_vec(),
-            critical_options: Vec::new(),
-            rules: vec![USERNAME_RULE.into()],
-        })
     }
+    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn alice() -> Identity {
-        Identity {
-            issuer_name: "corp".into(),
-            issuer: "https://idp".into(),
-            subject: "user-alice".into(),
-            username: "alice".into(),
-            email: None,
-            groups: vec!["eng".into()],
-            claims: Default::default(),
-        }
-    }
-
-    fn request(principals: &[&str], ttl: Option<u64>) -> CertRequest {
-        CertRequest {
-            principals: principals.iter().map(|p| p.to_string()).collect(),
-            ttl: ttl.map(Duration::from_secs),
-            client_addr: IpAddr::from([127, 0, 0, 1]),
-        }
-    }
+    use std::path::Path;
 
     #[test]
-    fn grants_own_username_with_default_ttl() {
-        let policy = UsernamePolicy::new(CertSettings::default());
-        let Decision::Allow(grant) = policy.evaluate(&alice(), &request(&[], None), 0) else {
-            panic!("alice should get her own name");
-        };
-        assert_eq!(grant.principals, ["alice"]);
-        assert_eq!(grant.ttl, Duration::from_secs(300));
-        assert_eq!(grant.rules, [USERNAME_RULE]);
-    }
-
-    #[test]
-    fn never_exceeds_max_ttl() {
-        let policy = UsernamePolicy::new(CertSettings::default());
-        let Decision::Allow(grant) =
-            policy.evaluate(&alice(), &request(&["alice"], Some(86400)), 0)
-        else {
-            panic!("allowed");
-        };
-        assert_eq!(grant.ttl, Duration::from_secs(3600));
-    }
-
-    #[test]
-    fn denies_any_other_principal_naming_it() {
-        let policy = UsernamePolicy::new(CertSettings::default());
-        let Decision::Deny(denial) =
-            policy.evaluate(&alice(), &request(&["alice", "root"], None), 0)
-        else {
-            panic!("root must be denied");
-        };
-        assert!(denial.reason.contains("\"root\""), "{}", denial.reason);
-        assert!(denial.reason.contains(USERNAME_RULE));
+    fn embedded_example_policies_are_the_shipped_files() {
+        let shipped_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies");
+        let mut shipped: Vec<(String, String)> = std::fs::read_dir(&shipped_dir)
+            .expect("policies/")
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+            .map(|p| {
+                let name = p.file_name().map(|n| n.to_string_lossy().to_string());
+                (
+                    name.unwrap_or_default(),
+                    std::fs::read_to_string(&p).expect("read"),
+                )
+            })
+            .collect();
+        shipped.sort();
+        let embedded: Vec<(String, String)> = EXAMPLE_POLICIES
+            .iter()
+            .map(|(n, t)| (n.to_string(), t.to_string()))
+            .collect();
+        assert_eq!(
+            embedded, shipped,
+            "dev mode must embed exactly the files in policies/ (update EXAMPLE_POLICIES)"
+        );
     }
 }

@@ -12,6 +12,7 @@
 //! no extra dependency, and, unlike inotify, also sees edits on network file
 //! systems, bind mounts and Kubernetes ConfigMap symlink swaps.
 
+use crate::metrics::Metrics;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -104,14 +105,16 @@ impl ReloadablePolicy {
         }
     }
 
-    /// Reloads and logs the outcome.
-    pub fn reload_and_log(&self, force: bool) {
+    /// Reloads, logs the outcome and counts it in `metrics`.
+    pub fn reload_and_log(&self, force: bool, metrics: &Metrics) {
         match self.reload(force) {
             ReloadOutcome::Unchanged => {}
             ReloadOutcome::Reloaded { rules } => {
+                metrics.policy_reloads.with_label_values(&["ok"]).inc();
                 tracing::info!(dir = %self.dir.display(), rules, "policy reloaded")
             }
             ReloadOutcome::Refused(diagnostics) => {
+                metrics.policy_reloads.with_label_values(&["error"]).inc();
                 for d in &diagnostics {
                     tracing::error!("policy reload refused: {d}");
                 }
@@ -148,7 +151,7 @@ impl Policy for ReloadablePolicy {
 
 /// Reloads `policy` on SIGHUP and whenever its files change, until the
 /// runtime stops.
-pub fn spawn_watcher(policy: Arc<ReloadablePolicy>, interval: Duration) {
+pub fn spawn_watcher(policy: Arc<ReloadablePolicy>, interval: Duration, metrics: Metrics) {
     tokio::spawn(async move {
         let mut hangup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
         {
@@ -174,8 +177,9 @@ pub fn spawn_watcher(policy: Arc<ReloadablePolicy>, interval: Duration) {
                     true
                 }
             };
-            let policy = policy.clone();
-            let _ = tokio::task::spawn_blocking(move || policy.reload_and_log(force)).await;
+            let (policy, metrics) = (policy.clone(), metrics.clone());
+            let _ =
+                tokio::task::spawn_blocking(move || policy.reload_and_log(force, &metrics)).await;
         }
     });
 }
@@ -318,7 +322,7 @@ mod tests {
         write_version(root.path(), "1");
         let policy = Arc::new(ReloadablePolicy::load(root.path(), context()).expect("loads"));
         // An interval far longer than the test: only SIGHUP can reload.
-        spawn_watcher(policy.clone(), Duration::from_secs(3600));
+        spawn_watcher(policy.clone(), Duration::from_secs(3600), Metrics::new());
         tokio::time::sleep(Duration::from_millis(200)).await;
         write_version(root.path(), "2");
         let status = std::process::Command::new("kill")
