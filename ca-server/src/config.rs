@@ -206,12 +206,18 @@ pub struct TlsFiles {
 }
 
 /// Which claim names the user.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum UsernameClaim {
-    /// `preferred_username`.
+    /// `preferred_username`, which must be a Unix login name.
     PreferredUsername,
-    /// `email` (its local part), which then requires `email_verified: true`.
+    /// `email` (its local part, a Unix login name), which then requires
+    /// `email_verified: true`.
     Email,
+    /// Any other claim, for workloads whose tokens name no person (GitHub
+    /// Actions: `repository`). Its value names the identity in key IDs and
+    /// records; it need not be a login name, and policy templates that
+    /// expand it to something that is not one grant nothing.
+    Claim(String),
 }
 
 /// One trusted OpenID provider.
@@ -438,13 +444,14 @@ impl RawIssuer {
         let username_claim = match self.username_claim.as_str() {
             "preferred_username" => UsernameClaim::PreferredUsername,
             "email" => UsernameClaim::Email,
-            other => {
+            "" | "iss" | "aud" | "azp" | "exp" | "iat" | "nbf" | "nonce" | "sub" => {
                 return Err(format!(
-                    "[[oidc]] {}: username_claim {other:?} is not supported \
-                     (use \"preferred_username\" or \"email\")",
-                    self.name
+                    "[[oidc]] {}: username_claim {:?} cannot name a user \
+                     (use \"preferred_username\", \"email\", or a claim such as \"repository\")",
+                    self.name, self.username_claim
                 ))
             }
+            other => UsernameClaim::Claim(other.to_string()),
         };
         if !self.scopes.iter().any(|s| s == "openid") {
             return Err(format!(

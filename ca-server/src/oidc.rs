@@ -98,7 +98,7 @@ pub enum TokenError {
     #[error("ID token email is not verified (email_verified must be true)")]
     EmailNotVerified,
     /// The username claim is not usable as a login name.
-    #[error("the username claim cannot be a Unix login name (letters, digits, '.', '_', '-', at most 32)")]
+    #[error("the username claim cannot name a user (preferred_username and email must be Unix login names: letters, digits, '.', '_', '-', at most 32)")]
     InvalidUsername,
     /// The issuer's keys cannot be fetched right now.
     #[error("identity provider {0} is unavailable")]
@@ -525,7 +525,7 @@ pub fn identity_from_claims(
         .get("email")
         .and_then(Value::as_str)
         .map(String::from);
-    let username = match config.username_claim {
+    let username = match &config.username_claim {
         UsernameClaim::PreferredUsername => {
             let value = claims
                 .get("preferred_username")
@@ -539,6 +539,13 @@ pub fn identity_from_claims(
                 return Err(TokenError::EmailNotVerified);
             }
             login_name_from_claim(value, true)
+        }
+        UsernameClaim::Claim(name) => {
+            let value = claims
+                .get(name.as_str())
+                .and_then(Value::as_str)
+                .ok_or(TokenError::MissingClaim("username_claim"))?;
+            workload_name(value)
         }
     }
     .ok_or(TokenError::InvalidUsername)?;
@@ -560,6 +567,15 @@ pub fn identity_from_claims(
         groups,
         claims,
     })
+}
+
+/// A workload's name from an arbitrary claim: printable ASCII without spaces
+/// (it goes into key IDs and log lines), at most 128 characters.
+fn workload_name(value: &str) -> Option<String> {
+    let ok = !value.is_empty()
+        && value.len() <= 128
+        && value.bytes().all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\');
+    ok.then(|| value.to_string())
 }
 
 async fn fetch_jwks(http: &reqwest::Client, url: &str) -> Result<Vec<IssuerKey>, String> {
@@ -660,4 +676,92 @@ fn error_chain(error: &dyn std::error::Error) -> String {
         source = cause.source();
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn issuer(username_claim: UsernameClaim) -> IssuerConfig {
+        IssuerConfig {
+            name: "corp".into(),
+            issuer: "https://idp.example.com".into(),
+            client_id: "jit-ssh".into(),
+            username_claim,
+            groups_claim: "groups".into(),
+            scopes: vec!["openid".into()],
+        }
+    }
+
+    fn claims(value: Value) -> Map<String, Value> {
+        value.as_object().cloned().unwrap_or_default()
+    }
+
+    #[test]
+    fn preferred_username_must_be_a_login_name() {
+        let config = issuer(UsernameClaim::PreferredUsername);
+        let identity = identity_from_claims(
+            &config,
+            Some("u1".into()),
+            claims(json!({"preferred_username": "Alice", "groups": ["eng", 3, "sre"]})),
+        )
+        .expect("valid");
+        assert_eq!(identity.username, "alice");
+        assert_eq!(identity.groups, ["eng", "sre"]);
+        assert_eq!(identity.display_name(), "alice@corp");
+        for bad in [json!({"preferred_username": "alice@corp"}), json!({"preferred_username": "a b"}), json!({})] {
+            assert!(identity_from_claims(&config, Some("u1".into()), claims(bad)).is_err());
+        }
+        assert_eq!(
+            identity_from_claims(&config, None, claims(json!({"preferred_username": "alice"})))
+                .map(|i| i.username),
+            Err(TokenError::MissingClaim("sub"))
+        );
+    }
+
+    #[test]
+    fn email_needs_email_verified_true() {
+        let config = issuer(UsernameClaim::Email);
+        let ok = identity_from_claims(
+            &config,
+            Some("u1".into()),
+            claims(json!({"email": "Bob.Smith@example.com", "email_verified": true, "groups": "ops"})),
+        )
+        .expect("valid");
+        assert_eq!(ok.username, "bob.smith");
+        assert_eq!(ok.groups, ["ops"]);
+        for verified in [json!(false), json!("true"), Value::Null] {
+            let result = identity_from_claims(
+                &config,
+                Some("u1".into()),
+                claims(json!({"email": "bob@example.com", "email_verified": verified})),
+            );
+            assert_eq!(result.map(|i| i.username), Err(TokenError::EmailNotVerified));
+        }
+    }
+
+    #[test]
+    fn workloads_are_named_by_their_claim() {
+        let config = issuer(UsernameClaim::Claim("repository".into()));
+        let github = claims(json!({"repository": "acme/app", "ref": "refs/heads/main"}));
+        let identity =
+            identity_from_claims(&config, Some("repo:acme/app:ref:refs/heads/main".into()), github)
+                .expect("valid");
+        assert_eq!(identity.display_name(), "acme/app@corp");
+        assert_eq!(identity.claims["ref"], "refs/heads/main");
+        for bad in [json!({"repository": "acme app"}), json!({"repository": ""}), json!({"repository": 7})] {
+            assert!(identity_from_claims(&config, Some("s".into()), claims(bad)).is_err());
+        }
+    }
+
+    #[test]
+    fn only_asymmetric_algorithms_are_accepted() {
+        assert_eq!(accepted_algorithm("RS256"), Ok(Algorithm::RS256));
+        assert_eq!(accepted_algorithm("EdDSA"), Ok(Algorithm::EdDSA));
+        assert_eq!(accepted_algorithm("none"), Err(TokenError::Unsigned));
+        assert_eq!(accepted_algorithm("NONE"), Err(TokenError::Unsigned));
+        assert!(matches!(accepted_algorithm("HS256"), Err(TokenError::SymmetricAlgorithm(_))));
+        assert!(matches!(accepted_algorithm("ES512"), Err(TokenError::UnsupportedAlgorithm(_))));
+    }
 }

@@ -45,10 +45,16 @@ fn refusal(result: Result<ca_proto::UserCertResponse, ClientError>) -> (u16, Str
 async fn group_membership_from_the_idp_decides_what_sshd_lets_in() {
     let idp = Idp::start();
     let github = Idp::start();
+    // GitHub Actions tokens name no person: the workload issuer takes its
+    // identity from `repository`.
     let setup = CaSetup::new(
-        &[("corp", &idp.issuer), ("github", &github.issuer)],
+        &[("corp", &idp.issuer)],
         &policy_dir_line(&shipped_policies()),
-        "",
+        &format!(
+            "[[oidc]]\nname = \"github\"\nissuer = {:?}\nclient_id = \"jit-ssh\"\n\
+             username_claim = \"repository\"\n",
+            github.issuer
+        ),
     );
     let ca = setup.start();
     let client = CaClient::new(&ca.url, None).unwrap();
@@ -169,15 +175,25 @@ async fn group_membership_from_the_idp_decides_what_sshd_lets_in() {
 
     // The CI workload: a GitHub-style token from the other issuer.
     let (ci_path, ci_key) = ssh_keygen(dir.path(), "ci", &["-t", "ed25519"]);
-    let mut ci = github.claims("ci", "jit-ssh", Some(&nonce_for(&ci_key).unwrap()), now());
-    ci["repository"] = "acme/app".into();
-    ci["ref"] = "refs/heads/main".into();
-    ci["groups"] = serde_json::json!([]);
+    // Shaped like GitHub's: no preferred_username, email, groups or nonce.
+    let mut ci = serde_json::json!({
+        "iss": github.issuer,
+        "sub": "repo:acme/app:ref:refs/heads/main",
+        "aud": "jit-ssh",
+        "iat": now(),
+        "exp": now() + 300,
+        "repository": "acme/app",
+        "repository_owner": "acme",
+        "ref": "refs/heads/main",
+        "actor": "octocat",
+        "event_name": "push",
+    });
     let issued = client
         .request_user_certificate(&github.sign("RS256", &ci), &ci_key, &[], None)
         .await
         .unwrap();
     assert_eq!(issued.principals, ["deploy"]);
+    assert!(issued.key_id.contains("user=acme/app issuer=github"), "{}", issued.key_id);
     let listing = ssh_keygen_list(&write_cert(dir.path(), &ci_path, &issued.certificate));
     assert!(
         listing.contains("force-command /usr/local/bin/deploy-acme-app"),
