@@ -9,8 +9,8 @@ pub fn render_table(entries: &[AuditEntry]) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "{:<20}  {:<6}  {:<24}  {:<20}  {:<16}  {:<20}  DETAIL",
-        "TIME (UTC)", "EVENT", "IDENTITY", "SERIAL", "PRINCIPALS", "VALID UNTIL (UTC)"
+        "{:<20}  {:<6}  {:<24}  {:<20}  {:<16}  {:<20}  {:<24}  DETAIL",
+        "TIME (UTC)", "EVENT", "IDENTITY", "SERIAL", "PRINCIPALS", "VALID UNTIL (UTC)", "RULES"
     );
     for e in entries {
         let principals = e
@@ -21,13 +21,18 @@ pub fn render_table(entries: &[AuditEntry]) -> String {
         let until = e.valid_before.map(format_utc).unwrap_or_default();
         let _ = writeln!(
             out,
-            "{:<20}  {:<6}  {:<24}  {:<20}  {:<16}  {:<20}  {}",
+            "{:<20}  {:<6}  {:<24}  {:<20}  {:<16}  {:<20}  {:<24}  {}",
             format_utc(e.at),
             e.event,
             e.identity,
             e.serial.as_deref().unwrap_or("-"),
             principals,
             until,
+            if e.rules.is_empty() {
+                "-".to_string()
+            } else {
+                e.rules.join(",")
+            },
             e.detail
         );
     }
@@ -59,6 +64,39 @@ pub fn format_utc(unix: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn table_shows_one_line_per_event_with_its_rules() {
+        let issued = AuditEntry {
+            at: 1_796_083_199,
+            event: "issued".into(),
+            identity: "bob@corp".into(),
+            issuer: "corp".into(),
+            serial: Some("42".into()),
+            principals: Some(vec!["bob".into(), "deploy".into()]),
+            valid_after: Some(1_796_083_139),
+            valid_before: Some(1_796_083_499),
+            key_fingerprint: Some("SHA256:x".into()),
+            client_addr: "127.0.0.1".into(),
+            detail: "jit-ssh user=bob".into(),
+            rules: vec!["eng-own-login".into(), "sre-deploy".into()],
+        };
+        let denied = AuditEntry {
+            event: "denied".into(),
+            serial: None,
+            principals: None,
+            valid_before: None,
+            rules: vec![],
+            detail: "principal \"root\" is not granted".into(),
+            ..issued.clone()
+        };
+        let table = render_table(&[issued, denied]);
+        let lines: Vec<&str> = table.lines().collect();
+        assert_eq!(lines.len(), 3);
+        assert!(lines[0].contains("RULES"));
+        assert!(lines[1].contains("bob,deploy") && lines[1].contains("eng-own-login,sre-deploy"));
+        assert!(lines[2].contains("denied") && lines[2].contains("not granted"));
+    }
 
     #[test]
     fn formats_utc() {
