@@ -376,9 +376,11 @@ impl CaSigner {
     pub fn new(key: PrivateKey) -> Result<Self, String> {
         let public = key.public_key().clone();
         let kind = match key.key_data() {
-            KeypairData::Ed25519(pair) => SignerKind::Ed25519(
-                ed25519_dalek::SigningKey::from_bytes(&pair.private.to_bytes()),
-            ),
+            KeypairData::Ed25519(pair) => {
+                // The seed copy is wiped once the signing key is built.
+                let seed = Zeroizing::new(pair.private.to_bytes());
+                SignerKind::Ed25519(ed25519_dalek::SigningKey::from_bytes(&seed))
+            }
             KeypairData::Ecdsa(_) => SignerKind::Other(key),
             _ => {
                 return Err(format!(
