@@ -52,7 +52,7 @@ impl CaTarget {
         CaSlug::from_url(&self.url).map_err(CliError::other)
     }
 
-    fn client(&self) -> Result<CaClient, CliError> {
+    pub(crate) fn client(&self) -> Result<CaClient, CliError> {
         Ok(CaClient::new(&self.url, self.root_pem.as_deref())?)
     }
 }
@@ -705,6 +705,8 @@ pub struct LoggedOut {
     pub session_removed: bool,
     /// The refresh token was revoked at the identity provider.
     pub refresh_token_revoked: Option<bool>,
+    /// Serials of this CA's unexpired certificates revoked at the CA.
+    pub certificates_revoked: Vec<String>,
     /// Notes for the person (best-effort steps that did not happen).
     pub notes: Vec<String>,
 }
@@ -713,6 +715,10 @@ pub struct LoggedOut {
 pub fn logout(env: &Env, target: &CaTarget) -> Result<LoggedOut, CliError> {
     let slug = target.slug()?;
     let mut notes = Vec::new();
+    // First, while the keys are still at hand: revoke this CA's unexpired
+    // certificates at the CA, so that hosts refuse them once their KRL is
+    // synced, instead of at expiry.
+    let certificates_revoked = revoke_own_certificates(env, target, &slug, &mut notes);
     let mut agent_removed = 0;
     if let Some(sock) = &env.auth_sock {
         match Agent::connect(sock) {
@@ -752,18 +758,93 @@ pub fn logout(env: &Env, target: &CaTarget) -> Result<LoggedOut, CliError> {
     let session_removed = session_files.delete().map_err(CliError::other)?;
     // ~/.config/jit-ssh itself, when nothing else (config.toml, other CAs) is left.
     let _ = std::fs::remove_dir(&env.dirs.config);
-    notes.push(
-        "the CA does not offer certificate revocation yet: issued certificates end at their \
-         expiry (minutes)"
-            .into(),
-    );
     Ok(LoggedOut {
         agent_removed,
         files_removed,
         session_removed,
         refresh_token_revoked: revoked,
+        certificates_revoked,
         notes,
     })
+}
+
+/// Revokes, best effort, every unexpired certificate of this CA whose key
+/// `logout` can sign with (the key files, or the session key for what the
+/// agent holds). Returns the serials revoked; failures become notes.
+fn revoke_own_certificates(
+    env: &Env,
+    target: &CaTarget,
+    slug: &CaSlug,
+    notes: &mut Vec<String>,
+) -> Vec<String> {
+    let now = unix_now();
+    let mut pairs: Vec<(Certificate, PrivateKey)> = Vec::new();
+    let files_dir = env.dirs.files_dir(slug);
+    let file_key = std::fs::read_to_string(files_dir.join("id_ed25519"))
+        .ok()
+        .and_then(|pem| PrivateKey::from_openssh(pem).ok());
+    let file_cert = std::fs::read_to_string(files_dir.join("id_ed25519-cert.pub"))
+        .ok()
+        .and_then(|line| Certificate::from_openssh(line.trim()).ok());
+    if let (Some(key), Some(cert)) = (file_key, file_cert) {
+        pairs.push((cert, key));
+    }
+    let session_key = SessionFiles::new(env.dirs.session_dir(slug))
+        .load()
+        .ok()
+        .flatten()
+        .map(|s| s.key);
+    if let Some(sock) = &env.auth_sock {
+        if let Ok(entries) = Agent::connect(sock).and_then(|mut a| a.jit_entries()) {
+            for entry in entries.into_iter().filter(|e| e.is_from(slug)) {
+                let cert = entry.certificate;
+                if cert.valid_before() <= now
+                    || pairs.iter().any(|(c, _)| c.serial() == cert.serial())
+                {
+                    continue;
+                }
+                match &session_key {
+                    Some(key) if key.public_key().key_data() == cert.public_key() => {
+                        pairs.push((cert, key.clone()));
+                    }
+                    _ => notes.push(format!(
+                        "certificate {} is held only by the agent: not revoked at the CA \
+                         (it ends at its expiry)",
+                        cert.serial()
+                    )),
+                }
+            }
+        }
+    }
+    pairs.retain(|(cert, _)| cert.valid_before() > now);
+    if pairs.is_empty() {
+        return Vec::new();
+    }
+    let result = runtime().and_then(|rt| {
+        rt.block_on(async {
+            let ca = target.client()?;
+            let mut revoked = Vec::new();
+            for (cert, key) in &pairs {
+                let serial = cert.serial().to_string();
+                match ca.revoke_own(&serial, key).await {
+                    Ok(_) => revoked.push(serial),
+                    Err(e) => notes.push(format!(
+                        "could not revoke certificate {serial} at the CA ({e}); it ends at its expiry"
+                    )),
+                }
+            }
+            Ok::<_, CliError>(revoked)
+        })
+    });
+    match result {
+        Ok(revoked) => revoked,
+        Err(e) => {
+            notes.push(format!(
+                "could not revoke at the CA ({e}); certificates end at their expiry"
+            ));
+            Vec::new()
+        }
+    }
 }
 
 /// Markers around the block `ssh-config --install` manages.

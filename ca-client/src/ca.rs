@@ -9,7 +9,9 @@
 use std::time::{Duration, SystemTime};
 
 use ca_proto::{
-    proof_message, CaConfig, ErrorBody, UserCertRequest, UserCertResponse, PROOF_NAMESPACE,
+    own_revocation_message, proof_message, CaConfig, ErrorBody, OwnRevocationRequest,
+    RevocationResponse, UserCertRequest, UserCertResponse, OWN_REVOCATION_NAMESPACE,
+    PROOF_NAMESPACE,
 };
 use ssh_key::{HashAlg, LineEnding, PrivateKey};
 
@@ -157,6 +159,60 @@ impl CaClient {
             .send()
             .await;
         decode(&url, response).await
+    }
+
+    /// `POST /v1/revocations/own`: revokes the certificate `serial` of `key`,
+    /// proving possession of the key by an SSHSIG over the serial.
+    pub async fn revoke_own(
+        &self,
+        serial: &str,
+        key: &PrivateKey,
+    ) -> Result<RevocationResponse, ClientError> {
+        let signature = key.sign(
+            OWN_REVOCATION_NAMESPACE,
+            HashAlg::Sha512,
+            &own_revocation_message(serial),
+        )?;
+        let request = OwnRevocationRequest {
+            serial: serial.to_string(),
+            signature: signature.to_pem(LineEnding::LF)?,
+        };
+        let url = format!("{}/v1/revocations/own", self.base);
+        let response = self.http.post(&url).json(&request).send().await;
+        decode(&url, response).await
+    }
+
+    /// `GET /v1/krl`: the KRL bytes and the armored SSHSIG the CA sent with
+    /// them (none when the header is missing).
+    pub async fn krl(&self) -> Result<(Vec<u8>, Option<String>), ClientError> {
+        let url = format!("{}/v1/krl", self.base);
+        let transport = |message: String| ClientError::Transport {
+            url: url.clone(),
+            message,
+        };
+        let response = self
+            .http
+            .get(&url)
+            .send()
+            .await
+            .map_err(|e| transport(error_chain(&e)))?;
+        let status = response.status();
+        if !status.is_success() {
+            return Err(transport(format!("HTTP {status}")));
+        }
+        let signature = response
+            .headers()
+            .get(ca_proto::krl::KRL_SIGNATURE_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| {
+                base64::Engine::decode(&base64::engine::general_purpose::STANDARD, v).ok()
+            })
+            .and_then(|pem| String::from_utf8(pem).ok());
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(|e| transport(e.to_string()))?;
+        Ok((bytes.to_vec(), signature))
     }
 }
 

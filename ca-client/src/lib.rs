@@ -13,6 +13,7 @@ pub mod app;
 pub mod ca;
 pub mod duration;
 pub mod error;
+pub mod host;
 pub mod oidc;
 pub mod paths;
 pub mod secret;

@@ -145,6 +145,11 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Commands for the hosts that accept jit-ssh certificates.
+    Host {
+        #[command(subcommand)]
+        command: HostCommand,
+    },
     /// Print a shell completion script.
     #[command(after_help = "Examples:\n  \
         jit-ssh completions bash > ~/.local/share/bash-completion/completions/jit-ssh\n  \
@@ -153,6 +158,28 @@ enum Command {
     Completions {
         /// The shell.
         shell: clap_complete::Shell,
+    },
+}
+
+#[derive(Subcommand)]
+enum HostCommand {
+    /// Fetch the CA's KRL (revoked certificates) for sshd's `RevokedKeys`:
+    /// checked and signature-verified before it atomically replaces the file;
+    /// on any failure the last good file stays (docs/hosts.md).
+    #[command(after_help = "Examples:\n  \
+        jit-ssh host sync-krl --ca https://ca.example.com --out /etc/ssh/jit-ssh.krl \\\n      \
+        --trusted-ca-keys /etc/ssh/jit-ssh-user-ca.pub")]
+    SyncKrl {
+        /// The KRL file sshd's `RevokedKeys` names.
+        #[arg(long)]
+        out: PathBuf,
+        /// Verify the KRL's signature with these user-CA keys (e.g. the file
+        /// `TrustedUserCAKeys` names); default: the keys the CA publishes.
+        #[arg(long)]
+        trusted_ca_keys: Option<PathBuf>,
+        /// Print the result as JSON on stdout.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -329,6 +356,37 @@ fn run(cli: Cli) -> Result<ExitCode, CliError> {
             ensure(&env, &target, &interactive, false)?;
             return exec_ssh(&env, &target, &args);
         }
+        Command::Host {
+            command:
+                HostCommand::SyncKrl {
+                    out,
+                    trusted_ca_keys,
+                    json,
+                },
+        } => {
+            let target = target(&cli.ca, &dirs)?;
+            let trusted = match &trusted_ca_keys {
+                Some(path) => Some(
+                    std::fs::read_to_string(path)
+                        .map_err(|e| CliError::other(format!("reading {}: {e}", path.display())))?,
+                ),
+                None => None,
+            };
+            let synced = ca_client::host::sync_krl(&target, &out, trusted.as_deref())?;
+            if json {
+                print_json(&synced)?;
+            } else {
+                env.ui.info(&format!(
+                    "{} {} (KRL version {}, {} revoked certificate(s), {} revoked key(s), signed by {})",
+                    if synced.changed { "Updated" } else { "Unchanged:" },
+                    synced.path.display(),
+                    synced.version,
+                    synced.serials,
+                    synced.keys,
+                    synced.signed_by
+                ));
+            }
+        }
         Command::Logout { json } => {
             let target = target(&cli.ca, &dirs)?;
             let out = app::logout(&env, &target)?;
@@ -353,6 +411,12 @@ fn run(cli: Cli) -> Result<ExitCode, CliError> {
                         _ => "",
                     }
                 ));
+                if !out.certificates_revoked.is_empty() {
+                    env.ui.info(&format!(
+                        "Revoked at the CA: certificate(s) {}.",
+                        out.certificates_revoked.join(", ")
+                    ));
+                }
                 for note in &out.notes {
                     env.ui.info(&format!("Note: {note}"));
                 }

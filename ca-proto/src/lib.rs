@@ -12,6 +12,8 @@ use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+pub mod krl;
+
 /// The SSHSIG namespace of the proof-of-possession signature.
 ///
 /// A signature made for any other purpose (git commit signing uses `git`,
@@ -101,6 +103,64 @@ pub struct ErrorDetail {
     pub code: String,
     /// Human-readable explanation.
     pub message: String,
+}
+
+/// SSHSIG namespace of an owner's request to revoke their own certificate.
+pub const OWN_REVOCATION_NAMESPACE: &str = "jit-ssh-revoke-v1@jit-ssh";
+
+/// `POST /v1/revocations` (revoke) and `POST /v1/revocations/lift`
+/// (unrevoke) request body: exactly one target and a reason. Admin only.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RevocationRequest {
+    /// One certificate, by decimal serial.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub serial: Option<String>,
+    /// Every unexpired certificate of `user@issuer`, and no new ones until lifted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub identity: Option<String>,
+    /// Every certificate for the key `SHA256:...`, and no new ones until lifted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_fingerprint: Option<String>,
+    /// Why; recorded in the audit log.
+    pub reason: String,
+}
+
+/// `POST /v1/revocations/own` request body: the holder of a certificate's
+/// key revokes that certificate, without an ID token.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OwnRevocationRequest {
+    /// The certificate's decimal serial.
+    pub serial: String,
+    /// Armored SSHSIG by the certificate's key over
+    /// [`own_revocation_message`] in namespace [`OWN_REVOCATION_NAMESPACE`].
+    pub signature: String,
+}
+
+/// Success body of the revocation endpoints.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RevocationResponse {
+    /// `serial`, `identity` or `key`.
+    pub kind: String,
+    /// The serial, identity or fingerprint.
+    pub value: String,
+    /// Serials now listed in the KRL because of this call (revocations only).
+    pub revoked_serials: Vec<String>,
+    /// The KRL version that includes this change.
+    pub krl_version: u64,
+}
+
+/// The exact bytes signed to revoke one's own certificate:
+///
+/// ```text
+/// jit-ssh-revoke-v1\n
+/// <decimal serial>\n
+/// ```
+///
+/// Replaying it can only revoke that same certificate again.
+pub fn own_revocation_message(serial: &str) -> Vec<u8> {
+    format!("jit-ssh-revoke-v1\n{serial}\n").into_bytes()
 }
 
 /// The OIDC `nonce` a client must request for a given subject key:

@@ -9,7 +9,7 @@ pub fn render_table(entries: &[AuditEntry]) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "{:<20}  {:<6}  {:<24}  {:<20}  {:<16}  {:<20}  {:<24}  DETAIL",
+        "{:<20}  {:<9}  {:<24}  {:<20}  {:<16}  {:<20}  {:<24}  DETAIL",
         "TIME (UTC)", "EVENT", "IDENTITY", "SERIAL", "PRINCIPALS", "VALID UNTIL (UTC)", "RULES"
     );
     for e in entries {
@@ -21,7 +21,7 @@ pub fn render_table(entries: &[AuditEntry]) -> String {
         let until = e.valid_before.map(format_utc).unwrap_or_default();
         let _ = writeln!(
             out,
-            "{:<20}  {:<6}  {:<24}  {:<20}  {:<16}  {:<20}  {:<24}  {}",
+            "{:<20}  {:<9}  {:<24}  {:<20}  {:<16}  {:<20}  {:<24}  {}",
             format_utc(e.at),
             e.event,
             e.identity,

@@ -7,17 +7,25 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ca_proto::{CaConfig, IssuerInfo, UserCertRequest, UserCertResponse, PROOF_NAMESPACE};
+use ca_proto::{
+    own_revocation_message, CaConfig, IssuerInfo, OwnRevocationRequest, RevocationRequest,
+    RevocationResponse, UserCertRequest, UserCertResponse, OWN_REVOCATION_NAMESPACE,
+    PROOF_NAMESPACE,
+};
+use ssh_key::{Certificate, HashAlg, SshSig};
 
 use crate::ca_keys::CaKeys;
 use crate::cert::{self, CertificateSpec, Serial};
 use crate::config::CertSettings;
 use crate::identity::{is_login_name, Identity};
+use crate::krl::SignedKrl;
 use crate::oidc::{TokenError, TokenVerifier};
 use crate::policy::{CertRequest, Decision, Policy};
 use crate::rate_limit::{RateLimits, RetryAfter};
 use crate::secret::BearerToken;
-use crate::store::{DenialRecord, IssuanceRecord, Store, StoreError};
+use crate::store::{
+    DenialRecord, IssuanceRecord, RevocationRecord, RevocationTarget, Revoked, Store, StoreError,
+};
 use crate::subject_key::{KeyRejection, SubjectKey};
 use crate::UnixTime;
 
@@ -56,6 +64,116 @@ pub enum IssueError {
     /// This identity sent more requests than its limit allows.
     #[error("too many certificate requests for this identity; retry in {}s", .0.seconds())]
     RateLimited(RetryAfter),
+    /// The identity is revoked until an admin lifts it.
+    #[error("identity {0} is revoked: no certificates until an administrator lifts it (jit-ssh-ca unrevoke)")]
+    RevokedIdentity(String),
+    /// The subject key is revoked.
+    #[error("key {0} is revoked: log in again to certify a fresh key")]
+    RevokedKey(String),
+}
+
+/// Why a revocation, lift or KRL request failed. Mapped to HTTP in
+/// [`crate::http`], once.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RevokeError {
+    /// The request body makes no sense.
+    #[error("{0}")]
+    InvalidRequest(String),
+    /// The ID token failed verification.
+    #[error(transparent)]
+    Token(TokenError),
+    /// The ID token was already spent.
+    #[error("this ID token was already used; get a fresh one (log in again)")]
+    Replayed,
+    /// The caller is not an administrator.
+    #[error("{0} is not an administrator: no [[admin]] rule of the policy applies")]
+    NotAdmin(String),
+    /// The owner's signature does not prove possession of the certificate's key.
+    #[error("the signature does not prove possession of this certificate's key: {0}")]
+    NotOwner(String),
+    /// No such certificate.
+    #[error("no certificate with serial {0} was issued by this CA")]
+    UnknownCertificate(String),
+    /// Nothing to lift.
+    #[error("{0} is not revoked")]
+    NotRevoked(String),
+    /// The database failed.
+    #[error("the revocation could not be recorded")]
+    Store(#[source] StoreError),
+    /// Signing the KRL (or reading a recorded certificate) failed.
+    #[error("signing the KRL failed")]
+    Signing(#[source] ssh_key::Error),
+    /// This identity sent more requests than its limit allows.
+    #[error("too many requests for this identity; retry in {}s", .0.seconds())]
+    RateLimited(RetryAfter),
+}
+
+impl From<StoreError> for RevokeError {
+    fn from(error: StoreError) -> Self {
+        match error {
+            StoreError::Replayed => RevokeError::Replayed,
+            StoreError::UnknownCertificate(serial) => RevokeError::UnknownCertificate(serial),
+            StoreError::NotRevoked(what) => RevokeError::NotRevoked(what),
+            other => RevokeError::Store(other),
+        }
+    }
+}
+
+/// Longest revocation reason accepted.
+pub const MAX_REASON_LEN: usize = 500;
+
+/// Checks a revocation request's target and reason.
+pub fn revocation_target(request: &RevocationRequest) -> Result<RevocationTarget, RevokeError> {
+    let reason = request.reason.trim();
+    if reason.is_empty() || reason.len() > MAX_REASON_LEN {
+        return Err(RevokeError::InvalidRequest(format!(
+            "reason must be 1 to {MAX_REASON_LEN} characters"
+        )));
+    }
+    let target = match (&request.serial, &request.identity, &request.key_fingerprint) {
+        (Some(serial), None, None) => {
+            RevocationTarget::Serial(serial.trim().parse().map_err(|_| {
+                RevokeError::InvalidRequest("serial must be a decimal 64-bit number".into())
+            })?)
+        }
+        (None, Some(identity), None) => {
+            let identity = identity.trim();
+            let valid = identity.split_once('@').is_some_and(|(user, issuer)| {
+                is_login_name(user) && !issuer.is_empty() && !issuer.contains('@')
+            });
+            if !valid {
+                return Err(RevokeError::InvalidRequest(
+                    "identity must be user@issuer (as in the audit log), e.g. alice@corp".into(),
+                ));
+            }
+            RevocationTarget::Identity(identity.to_string())
+        }
+        (None, None, Some(fingerprint)) => {
+            let fingerprint = fingerprint.trim();
+            if crate::krl::fingerprint_hash(fingerprint).is_none() {
+                return Err(RevokeError::InvalidRequest(
+                    "key_fingerprint must be a SHA256:... fingerprint (ssh-keygen -lf)".into(),
+                ));
+            }
+            RevocationTarget::Key(fingerprint.to_string())
+        }
+        _ => {
+            return Err(RevokeError::InvalidRequest(
+                "name exactly one of serial, identity, key_fingerprint".into(),
+            ))
+        }
+    };
+    Ok(target)
+}
+
+fn revocation_response(target: &RevocationTarget, revoked: Revoked) -> RevocationResponse {
+    RevocationResponse {
+        kind: target.kind().into(),
+        value: target.value(),
+        revoked_serials: revoked.serials,
+        krl_version: revoked.krl_version,
+    }
 }
 
 /// The CA: verifier, policy, keys and store, wired together.
@@ -210,6 +328,16 @@ impl Authority {
                     });
                 }
                 Err(StoreError::DuplicateSerial) => continue,
+                Err(StoreError::RevokedIdentity(who)) => {
+                    self.record_denial(&identity, client_addr, now, "revoked identity", &[])
+                        .await?;
+                    return Err(IssueError::RevokedIdentity(who));
+                }
+                Err(StoreError::RevokedKey(key)) => {
+                    self.record_denial(&identity, client_addr, now, "revoked key", &[])
+                        .await?;
+                    return Err(IssueError::RevokedKey(key));
+                }
                 Err(StoreError::Replayed) => {
                     self.record_denial(&identity, client_addr, now, "replayed ID token", &[])
                         .await?;
@@ -219,6 +347,128 @@ impl Authority {
             }
         }
         Err(IssueError::Store(StoreError::DuplicateSerial))
+    }
+
+    /// An administrator revokes (`lift` false) or unrevokes (`lift` true) a
+    /// target. The ID token is verified without nonce binding (there is no
+    /// subject key), must meet an `[[admin]]` rule, and is spent in the same
+    /// transaction as the change, so a token works for one action only.
+    pub async fn admin_revocation(
+        &self,
+        token: &BearerToken,
+        request: RevocationRequest,
+        lift: bool,
+        client_addr: IpAddr,
+        now: UnixTime,
+    ) -> Result<RevocationResponse, RevokeError> {
+        let target = revocation_target(&request)?;
+        let verified = self
+            .verifier
+            .verify_unbound(token.expose_secret(), now)
+            .await
+            .map_err(RevokeError::Token)?;
+        let identity = verified.identity;
+        self.rate_limits
+            .check_identity(&identity.display_name())
+            .map_err(RevokeError::RateLimited)?;
+        let Some(rule) = self.policy.admin(&identity) else {
+            let reason = format!(
+                "not an administrator: {} {target} refused",
+                if lift { "unrevoke" } else { "revoke" }
+            );
+            self.store
+                .record_denial(DenialRecord {
+                    at: now,
+                    identity: identity.display_name(),
+                    issuer: identity.issuer_name.clone(),
+                    client_addr: client_addr.to_string(),
+                    reason,
+                    rules: Vec::new(),
+                })
+                .await?;
+            return Err(RevokeError::NotAdmin(identity.display_name()));
+        };
+        let record = RevocationRecord {
+            target: target.clone(),
+            reason: request.reason.trim().to_string(),
+            actor: identity.display_name(),
+            actor_issuer: identity.issuer_name.clone(),
+            client_addr: client_addr.to_string(),
+            rules: vec![rule],
+            at: now,
+            spent_token: Some((verified.digest, verified.expires_at)),
+        };
+        let revoked = if lift {
+            self.store.lift(record).await?
+        } else {
+            self.store.revoke(record).await?
+        };
+        tracing::info!(admin = %identity.display_name(), %target, lift, "revocation changed");
+        Ok(revocation_response(&target, revoked))
+    }
+
+    /// The holder of a certificate's key revokes that certificate: the
+    /// signature over [`own_revocation_message`] must verify with the
+    /// certificate's key. No ID token: logging out must work after it expired.
+    pub async fn revoke_own(
+        &self,
+        request: OwnRevocationRequest,
+        client_addr: IpAddr,
+        now: UnixTime,
+    ) -> Result<RevocationResponse, RevokeError> {
+        let serial: u64 = request.serial.trim().parse().map_err(|_| {
+            RevokeError::InvalidRequest("serial must be a decimal 64-bit number".into())
+        })?;
+        let serial_text = serial.to_string();
+        let entry = self
+            .store
+            .certificate(&serial_text)
+            .await?
+            .ok_or_else(|| RevokeError::UnknownCertificate(serial_text.clone()))?;
+        let certificate =
+            Certificate::from_openssh(&entry.certificate).map_err(RevokeError::Signing)?;
+        let signature = SshSig::from_pem(request.signature.trim())
+            .map_err(|e| RevokeError::NotOwner(format!("not an armored SSH signature ({e})")))?;
+        if signature.public_key() != certificate.public_key() {
+            return Err(RevokeError::NotOwner(
+                "signed by another key than the certificate's".into(),
+            ));
+        }
+        if signature.namespace() != OWN_REVOCATION_NAMESPACE {
+            return Err(RevokeError::NotOwner(format!(
+                "namespace must be {OWN_REVOCATION_NAMESPACE}"
+            )));
+        }
+        let key = ssh_key::PublicKey::from(certificate.public_key().clone());
+        key.verify(
+            OWN_REVOCATION_NAMESPACE,
+            &own_revocation_message(&serial_text),
+            &signature,
+        )
+        .map_err(|_| {
+            RevokeError::NotOwner("it does not verify over this serial's message".into())
+        })?;
+        let target = RevocationTarget::Serial(serial);
+        let record = RevocationRecord {
+            target: target.clone(),
+            reason: "revoked by its owner".into(),
+            actor: entry.identity.clone(),
+            actor_issuer: entry.issuer.clone(),
+            client_addr: client_addr.to_string(),
+            rules: Vec::new(),
+            at: now,
+            spent_token: None,
+        };
+        let revoked = self.store.revoke(record).await?;
+        tracing::info!(owner = %entry.identity, serial = %serial_text, key = %key.fingerprint(HashAlg::Sha256), "certificate revoked by its owner");
+        Ok(revocation_response(&target, revoked))
+    }
+
+    /// The current KRL, signed by the active user-CA key.
+    pub async fn krl(&self, now: UnixTime) -> Result<SignedKrl, RevokeError> {
+        let set = self.store.revoked_set(now).await?;
+        crate::krl::build_signed(&set, self.keys.user.trusted(), self.keys.user.signer(), now)
+            .map_err(RevokeError::Signing)
     }
 
     async fn record_denial(

@@ -13,11 +13,14 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use ca_proto::{ErrorBody, ErrorDetail, UserCertRequest};
+use ca_proto::{
+    ErrorBody, ErrorDetail, OwnRevocationRequest, RevocationRequest, RevocationResponse,
+    UserCertRequest,
+};
 use tokio::sync::Semaphore;
 use tracing::Instrument as _;
 
-use crate::authority::{Authority, IssueError};
+use crate::authority::{Authority, IssueError, RevokeError};
 use crate::metrics::Metrics;
 use crate::oidc::TokenError;
 use crate::rate_limit::{RateLimits, RetryAfter};
@@ -55,6 +58,10 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/ca/user.pub", get(user_ca))
         .route("/v1/ca/host.pub", get(host_ca))
         .route("/v1/certs/user", post(issue_user_cert))
+        .route("/v1/krl", get(krl))
+        .route("/v1/revocations", post(revoke))
+        .route("/v1/revocations/lift", post(lift))
+        .route("/v1/revocations/own", post(revoke_own))
         .route_layer(middleware::from_fn_with_state(state.clone(), observe))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
@@ -188,6 +195,94 @@ async fn issue_user_cert(
     }
 }
 
+async fn krl(State(state): State<AppState>) -> Result<Response, ApiError> {
+    let krl = state
+        .authority
+        .krl(crate::unix_now())
+        .await
+        .map_err(ApiError::Revoke)?;
+    let signature = base64::Engine::encode(
+        &base64::engine::general_purpose::STANDARD,
+        krl.signature.as_bytes(),
+    );
+    let mut response = (
+        [(header::CONTENT_TYPE, "application/octet-stream")],
+        krl.bytes,
+    )
+        .into_response();
+    if let Ok(value) = HeaderValue::from_str(&signature) {
+        response
+            .headers_mut()
+            .insert(ca_proto::krl::KRL_SIGNATURE_HEADER, value);
+    }
+    if let Ok(value) = HeaderValue::from_str(&krl.version.to_string()) {
+        response
+            .headers_mut()
+            .insert("x-jit-ssh-krl-version", value);
+    }
+    Ok(response)
+}
+
+async fn revoke(
+    state: State<AppState>,
+    peer: ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: Result<Json<RevocationRequest>, JsonRejection>,
+) -> Result<Json<RevocationResponse>, ApiError> {
+    admin_revocation(state, peer, headers, body, false).await
+}
+
+async fn lift(
+    state: State<AppState>,
+    peer: ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: Result<Json<RevocationRequest>, JsonRejection>,
+) -> Result<Json<RevocationResponse>, ApiError> {
+    admin_revocation(state, peer, headers, body, true).await
+}
+
+async fn admin_revocation(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: Result<Json<RevocationRequest>, JsonRejection>,
+    lift: bool,
+) -> Result<Json<RevocationResponse>, ApiError> {
+    state
+        .rate_limits
+        .check_address(peer.ip())
+        .map_err(ApiError::RateLimited)?;
+    let token = bearer_token(&headers)?;
+    let Json(request) = body.map_err(ApiError::Body)?;
+    let change =
+        state
+            .authority
+            .admin_revocation(&token, request, lift, peer.ip(), crate::unix_now());
+    match tokio::time::timeout(state.request_timeout, change).await {
+        Ok(result) => result.map(Json).map_err(ApiError::Revoke),
+        Err(_) => Err(ApiError::Timeout),
+    }
+}
+
+async fn revoke_own(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    body: Result<Json<OwnRevocationRequest>, JsonRejection>,
+) -> Result<Json<RevocationResponse>, ApiError> {
+    state
+        .rate_limits
+        .check_address(peer.ip())
+        .map_err(ApiError::RateLimited)?;
+    let Json(request) = body.map_err(ApiError::Body)?;
+    let change = state
+        .authority
+        .revoke_own(request, peer.ip(), crate::unix_now());
+    match tokio::time::timeout(state.request_timeout, change).await {
+        Ok(result) => result.map(Json).map_err(ApiError::Revoke),
+        Err(_) => Err(ApiError::Timeout),
+    }
+}
+
 fn bearer_token(headers: &HeaderMap) -> Result<BearerToken, ApiError> {
     let value = headers
         .get(header::AUTHORIZATION)
@@ -210,6 +305,8 @@ pub enum ApiError {
     Body(JsonRejection),
     /// The domain refused.
     Issue(IssueError),
+    /// A revocation, lift or KRL request failed.
+    Revoke(RevokeError),
     /// Too many requests in flight.
     Overloaded,
     /// Too many requests from this client address.
@@ -223,9 +320,9 @@ pub enum ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let retry_after = match &self {
-            ApiError::RateLimited(wait) | ApiError::Issue(IssueError::RateLimited(wait)) => {
-                Some(wait.seconds())
-            }
+            ApiError::RateLimited(wait)
+            | ApiError::Issue(IssueError::RateLimited(wait))
+            | ApiError::Revoke(RevokeError::RateLimited(wait)) => Some(wait.seconds()),
             _ => None,
         };
         let (status, code, message) = match self {
@@ -273,6 +370,7 @@ impl IntoResponse for ApiError {
                 "no such endpoint; see docs/api.md".to_string(),
             ),
             ApiError::Issue(error) => issue_error_parts(error),
+            ApiError::Revoke(error) => revoke_error_parts(error),
         };
         let body = ErrorBody {
             error: ErrorDetail {
@@ -325,6 +423,8 @@ fn issue_error_parts(error: IssueError) -> (StatusCode, &'static str, String) {
         IssueError::Replayed => (StatusCode::UNAUTHORIZED, "replayed_token", message),
         IssueError::RateLimited(_) => (StatusCode::TOO_MANY_REQUESTS, "rate_limited", message),
         IssueError::Denied(_) => (StatusCode::FORBIDDEN, "denied", message),
+        IssueError::RevokedIdentity(_) => (StatusCode::FORBIDDEN, "revoked_identity", message),
+        IssueError::RevokedKey(_) => (StatusCode::FORBIDDEN, "revoked_key", message),
         IssueError::Store(StoreError::Replayed) => {
             (StatusCode::UNAUTHORIZED, "replayed_token", message)
         }
@@ -338,6 +438,43 @@ fn issue_error_parts(error: IssueError) -> (StatusCode, &'static str, String) {
         }
         IssueError::Signing(error) => {
             tracing::error!(%error, "signing failed");
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "internal error".into(),
+            )
+        }
+    }
+}
+
+fn revoke_error_parts(error: RevokeError) -> (StatusCode, &'static str, String) {
+    let message = error.to_string();
+    match error {
+        RevokeError::InvalidRequest(_) => (StatusCode::BAD_REQUEST, "invalid_request", message),
+        RevokeError::Token(TokenError::IssuerUnavailable(_)) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "issuer_unavailable",
+            message,
+        ),
+        RevokeError::Token(_) => (StatusCode::UNAUTHORIZED, "invalid_token", message),
+        RevokeError::Replayed => (StatusCode::UNAUTHORIZED, "replayed_token", message),
+        RevokeError::NotAdmin(_) => (StatusCode::FORBIDDEN, "not_admin", message),
+        RevokeError::NotOwner(_) => (StatusCode::FORBIDDEN, "not_owner", message),
+        RevokeError::UnknownCertificate(_) => {
+            (StatusCode::NOT_FOUND, "unknown_certificate", message)
+        }
+        RevokeError::NotRevoked(_) => (StatusCode::NOT_FOUND, "not_revoked", message),
+        RevokeError::RateLimited(_) => (StatusCode::TOO_MANY_REQUESTS, "rate_limited", message),
+        RevokeError::Store(error) => {
+            tracing::error!(%error, "revocation store failure");
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "store_unavailable",
+                "the CA cannot read or record revocations right now; nothing changed".into(),
+            )
+        }
+        RevokeError::Signing(error) => {
+            tracing::error!(%error, "KRL signing failed");
             (
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "internal",

@@ -16,6 +16,7 @@ pub mod dev;
 pub mod duration;
 pub mod http;
 pub mod identity;
+pub mod krl;
 pub mod metrics;
 pub mod oidc;
 pub mod policy;

@@ -28,6 +28,31 @@ struct Cli {
     log_format: LogFormat,
 }
 
+#[derive(clap::Args)]
+#[group(skip)]
+#[command(group(
+    clap::ArgGroup::new("target")
+        .required(true)
+        .args(["serial", "identity", "key_fingerprint"])
+))]
+struct RevocationArgs {
+    /// The TOML configuration file (for its data_dir).
+    #[arg(long)]
+    config: PathBuf,
+    /// One certificate, by serial (decimal, as in `jit-ssh-ca audit`).
+    #[arg(long)]
+    serial: Option<String>,
+    /// Every certificate of an identity, user@issuer as in `jit-ssh-ca audit`.
+    #[arg(long)]
+    identity: Option<String>,
+    /// Every certificate for a key, by SHA256:... fingerprint.
+    #[arg(long)]
+    key_fingerprint: Option<String>,
+    /// Why (recorded in the audit log).
+    #[arg(long)]
+    reason: String,
+}
+
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum LogFormat {
     Text,
@@ -116,6 +141,25 @@ enum Command {
         /// Print a JSON array instead of a table.
         #[arg(long)]
         json: bool,
+    },
+    /// Revoke a certificate, an identity or a key (listed in the KRL at
+    /// GET /v1/krl; an identity or key also gets no new certificates until
+    /// `unrevoke`). Writes the database directly, audited as operator@local.
+    #[command(after_help = "Examples:\n  \
+        jit-ssh-ca revoke --config /etc/jit-ssh-ca/jit-ssh-ca.toml --serial 3653105375103083682 --reason \"laptop stolen\"\n  \
+        jit-ssh-ca revoke --config /etc/jit-ssh-ca/jit-ssh-ca.toml --identity bob@corp --reason \"left the company\"\n  \
+        jit-ssh-ca revoke --config /etc/jit-ssh-ca/jit-ssh-ca.toml --key-fingerprint SHA256:abc... --reason \"key leaked\"")]
+    Revoke {
+        #[command(flatten)]
+        target: RevocationArgs,
+    },
+    /// Lift a revocation: an identity or key may get certificates again
+    /// (certificates revoked with it stay revoked); a serial leaves the KRL.
+    #[command(after_help = "Examples:\n  \
+        jit-ssh-ca unrevoke --config /etc/jit-ssh-ca/jit-ssh-ca.toml --identity bob@corp --reason \"back from leave\"")]
+    Unrevoke {
+        #[command(flatten)]
+        target: RevocationArgs,
     },
     /// Check policy files, or explain a decision (see docs/policies.md).
     Policy {
@@ -239,6 +283,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             json,
         } => audit(&config, since.as_deref(), identity, json),
         Command::Backup { config, out } => backup(&config, &out),
+        Command::Revoke { target } => revocation(target, false),
+        Command::Unrevoke { target } => revocation(target, true),
         Command::Policy { command } => policy(command),
     }
 }
@@ -455,6 +501,52 @@ fn audit(
         println!("{}", serde_json::to_string_pretty(&entries)?);
     } else {
         print!("{}", audit::render_table(&entries));
+    }
+    Ok(())
+}
+
+fn revocation(args: RevocationArgs, lift: bool) -> anyhow::Result<()> {
+    let config = Config::load(&args.config)?;
+    let request = ca_proto::RevocationRequest {
+        serial: args.serial,
+        identity: args.identity,
+        key_fingerprint: args.key_fingerprint,
+        reason: args.reason,
+    };
+    let target = ca_server::authority::revocation_target(&request)?;
+    let db = config.data_dir.join(DATABASE_FILE);
+    if !db.exists() {
+        bail!("no database at {} (has the CA run yet?)", db.display());
+    }
+    let record = store::RevocationRecord {
+        target: target.clone(),
+        reason: request.reason.trim().to_string(),
+        actor: "operator@local".into(),
+        actor_issuer: "local".into(),
+        client_addr: "local".into(),
+        rules: Vec::new(),
+        at: unix_now(),
+        spent_token: None,
+    };
+    if lift {
+        let done = store::lift_offline(&db, &record)?;
+        println!(
+            "Lifted the revocation of {target} (KRL version {}).",
+            done.krl_version
+        );
+    } else {
+        let done = store::revoke_offline(&db, &record)?;
+        println!(
+            "Revoked {target}: {} unexpired certificate(s) newly listed in the KRL (version {}){}.",
+            done.serials.len(),
+            done.krl_version,
+            if matches!(target, store::RevocationTarget::Serial(_)) {
+                ""
+            } else {
+                "; no new certificates until `jit-ssh-ca unrevoke`"
+            }
+        );
+        println!("Hosts refuse them once `jit-ssh host sync-krl` has run (docs/hosts.md).");
     }
     Ok(())
 }

@@ -267,6 +267,28 @@ impl TokenVerifier {
         expected_nonce: &str,
         now: UnixTime,
     ) -> Result<VerifiedToken, TokenError> {
+        self.verify_inner(token, Some(expected_nonce), now).await
+    }
+
+    /// Verifies `token` at time `now` where no subject key is involved (admin
+    /// calls): every check of [`TokenVerifier::verify`] except the nonce,
+    /// which binds a token to the key it was obtained for and so says nothing
+    /// here. Callers must spend the token (single use) with their action, so
+    /// that a token seen once cannot be replayed.
+    pub async fn verify_unbound(
+        &self,
+        token: &str,
+        now: UnixTime,
+    ) -> Result<VerifiedToken, TokenError> {
+        self.verify_inner(token, None, now).await
+    }
+
+    async fn verify_inner(
+        &self,
+        token: &str,
+        expected_nonce: Option<&str>,
+        now: UnixTime,
+    ) -> Result<VerifiedToken, TokenError> {
         if token.len() > MAX_TOKEN_LEN {
             return Err(TokenError::Malformed("too long".into()));
         }
@@ -457,7 +479,7 @@ impl TrustedIssuer {
     fn check_claims(
         &self,
         claims: Claims,
-        expected_nonce: &str,
+        expected_nonce: Option<&str>,
         now: UnixTime,
         leeway: u64,
         token: &str,
@@ -495,7 +517,7 @@ impl TrustedIssuer {
         if iat > now.saturating_add(leeway) {
             return Err(TokenError::IssuedInFuture);
         }
-        if let Some(nonce) = &claims.nonce {
+        if let (Some(nonce), Some(expected_nonce)) = (&claims.nonce, expected_nonce) {
             if !bool::from(nonce.as_bytes().ct_eq(expected_nonce.as_bytes())) {
                 return Err(TokenError::NonceMismatch);
             }
@@ -574,7 +596,9 @@ pub fn identity_from_claims(
 fn workload_name(value: &str) -> Option<String> {
     let ok = !value.is_empty()
         && value.len() <= 128
-        && value.bytes().all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\');
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\');
     ok.then(|| value.to_string())
 }
 
@@ -710,12 +734,20 @@ mod tests {
         assert_eq!(identity.username, "alice");
         assert_eq!(identity.groups, ["eng", "sre"]);
         assert_eq!(identity.display_name(), "alice@corp");
-        for bad in [json!({"preferred_username": "alice@corp"}), json!({"preferred_username": "a b"}), json!({})] {
+        for bad in [
+            json!({"preferred_username": "alice@corp"}),
+            json!({"preferred_username": "a b"}),
+            json!({}),
+        ] {
             assert!(identity_from_claims(&config, Some("u1".into()), claims(bad)).is_err());
         }
         assert_eq!(
-            identity_from_claims(&config, None, claims(json!({"preferred_username": "alice"})))
-                .map(|i| i.username),
+            identity_from_claims(
+                &config,
+                None,
+                claims(json!({"preferred_username": "alice"}))
+            )
+            .map(|i| i.username),
             Err(TokenError::MissingClaim("sub"))
         );
     }
@@ -726,7 +758,9 @@ mod tests {
         let ok = identity_from_claims(
             &config,
             Some("u1".into()),
-            claims(json!({"email": "Bob.Smith@example.com", "email_verified": true, "groups": "ops"})),
+            claims(
+                json!({"email": "Bob.Smith@example.com", "email_verified": true, "groups": "ops"}),
+            ),
         )
         .expect("valid");
         assert_eq!(ok.username, "bob.smith");
@@ -737,7 +771,10 @@ mod tests {
                 Some("u1".into()),
                 claims(json!({"email": "bob@example.com", "email_verified": verified})),
             );
-            assert_eq!(result.map(|i| i.username), Err(TokenError::EmailNotVerified));
+            assert_eq!(
+                result.map(|i| i.username),
+                Err(TokenError::EmailNotVerified)
+            );
         }
     }
 
@@ -745,12 +782,19 @@ mod tests {
     fn workloads_are_named_by_their_claim() {
         let config = issuer(UsernameClaim::Claim("repository".into()));
         let github = claims(json!({"repository": "acme/app", "ref": "refs/heads/main"}));
-        let identity =
-            identity_from_claims(&config, Some("repo:acme/app:ref:refs/heads/main".into()), github)
-                .expect("valid");
+        let identity = identity_from_claims(
+            &config,
+            Some("repo:acme/app:ref:refs/heads/main".into()),
+            github,
+        )
+        .expect("valid");
         assert_eq!(identity.display_name(), "acme/app@corp");
         assert_eq!(identity.claims["ref"], "refs/heads/main");
-        for bad in [json!({"repository": "acme app"}), json!({"repository": ""}), json!({"repository": 7})] {
+        for bad in [
+            json!({"repository": "acme app"}),
+            json!({"repository": ""}),
+            json!({"repository": 7}),
+        ] {
             assert!(identity_from_claims(&config, Some("s".into()), claims(bad)).is_err());
         }
     }
@@ -761,7 +805,13 @@ mod tests {
         assert_eq!(accepted_algorithm("EdDSA"), Ok(Algorithm::EdDSA));
         assert_eq!(accepted_algorithm("none"), Err(TokenError::Unsigned));
         assert_eq!(accepted_algorithm("NONE"), Err(TokenError::Unsigned));
-        assert!(matches!(accepted_algorithm("HS256"), Err(TokenError::SymmetricAlgorithm(_))));
-        assert!(matches!(accepted_algorithm("ES512"), Err(TokenError::UnsupportedAlgorithm(_))));
+        assert!(matches!(
+            accepted_algorithm("HS256"),
+            Err(TokenError::SymmetricAlgorithm(_))
+        ));
+        assert!(matches!(
+            accepted_algorithm("ES512"),
+            Err(TokenError::UnsupportedAlgorithm(_))
+        ));
     }
 }

@@ -63,6 +63,25 @@ CREATE TABLE used_tokens (
     r#"
 ALTER TABLE audit_events ADD COLUMN rules TEXT NOT NULL DEFAULT '[]';
 "#,
+    // 3: revocations. `kind` is serial, identity or key; a serial row lists
+    // one certificate in the KRL until `expires_at` (its valid_before); an
+    // identity or key row bans issuance (and a key row lists the key's hash
+    // in the KRL) until lifted.
+    r#"
+CREATE TABLE revocations (
+    id          INTEGER PRIMARY KEY,
+    kind        TEXT NOT NULL CHECK (kind IN ('serial', 'identity', 'key')),
+    value       TEXT NOT NULL,
+    reason      TEXT NOT NULL,
+    revoked_by  TEXT NOT NULL,
+    revoked_at  INTEGER NOT NULL,
+    expires_at  INTEGER,
+    lifted_by   TEXT,
+    lifted_at   INTEGER
+);
+CREATE UNIQUE INDEX revocations_active ON revocations (kind, value) WHERE lifted_at IS NULL;
+CREATE INDEX certificates_key ON certificates (key_fingerprint);
+"#,
 ];
 
 /// File name of the database inside the data directory.
@@ -92,6 +111,109 @@ pub enum StoreError {
     /// The writer thread is gone.
     #[error("the database writer has stopped")]
     Closed,
+    /// The identity is revoked: no certificate may be issued to it.
+    #[error("identity {0} is revoked")]
+    RevokedIdentity(String),
+    /// The subject key is revoked: no certificate may be issued for it.
+    #[error("key {0} is revoked")]
+    RevokedKey(String),
+    /// No certificate with this serial was issued here.
+    #[error("no certificate with serial {0} was issued by this CA")]
+    UnknownCertificate(String),
+    /// Nothing to lift: the target is not revoked.
+    #[error("{0} is not revoked")]
+    NotRevoked(String),
+}
+
+/// What a revocation names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RevocationTarget {
+    /// One certificate.
+    Serial(u64),
+    /// Every certificate of `user@issuer`, and future issuance to it.
+    Identity(String),
+    /// Every certificate for the key with this `SHA256:...` fingerprint, and
+    /// future issuance for it.
+    Key(String),
+}
+
+impl RevocationTarget {
+    /// `serial`, `identity` or `key`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            RevocationTarget::Serial(_) => "serial",
+            RevocationTarget::Identity(_) => "identity",
+            RevocationTarget::Key(_) => "key",
+        }
+    }
+
+    /// The serial (decimal), identity or fingerprint.
+    pub fn value(&self) -> String {
+        match self {
+            RevocationTarget::Serial(serial) => serial.to_string(),
+            RevocationTarget::Identity(v) | RevocationTarget::Key(v) => v.clone(),
+        }
+    }
+}
+
+impl std::fmt::Display for RevocationTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}", self.kind(), self.value())
+    }
+}
+
+/// Who revokes or lifts what, and why.
+#[derive(Debug, Clone)]
+pub struct RevocationRecord {
+    /// What.
+    pub target: RevocationTarget,
+    /// Why.
+    pub reason: String,
+    /// Who: `user@issuer`, or `operator@local` for the CLI on the CA host.
+    pub actor: String,
+    /// The actor's issuer short name (`local` for the CLI).
+    pub actor_issuer: String,
+    /// Client address (`local` for the CLI).
+    pub client_addr: String,
+    /// The admin rule that authorised it (empty for owners and the CLI).
+    pub rules: Vec<String>,
+    /// When.
+    pub at: UnixTime,
+    /// The admin's ID token, spent in the same transaction (single use).
+    pub spent_token: Option<([u8; 32], UnixTime)>,
+}
+
+/// What a revocation changed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Revoked {
+    /// Serials newly listed in the KRL.
+    pub serials: Vec<String>,
+    /// KRL version after the change.
+    pub krl_version: u64,
+}
+
+/// The revocation state a KRL is made from.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RevokedSet {
+    /// Increases with every revocation and lift.
+    pub version: u64,
+    /// Revoked serials of certificates not yet expired.
+    pub serials: Vec<u64>,
+    /// `SHA256:...` fingerprints of revoked keys.
+    pub key_fingerprints: Vec<String>,
+}
+
+/// A recorded certificate, as owner revocation needs it.
+#[derive(Debug, Clone)]
+pub struct CertificateEntry {
+    /// `user@issuer`.
+    pub identity: String,
+    /// Issuer short name.
+    pub issuer: String,
+    /// The certificate, one OpenSSH line.
+    pub certificate: String,
+    /// End of validity.
+    pub valid_before: UnixTime,
 }
 
 /// One issued certificate, as recorded.
@@ -146,9 +268,15 @@ pub struct DenialRecord {
     pub rules: Vec<String>,
 }
 
+type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
+
 enum Job {
-    Issue(Box<IssuanceRecord>, oneshot::Sender<Result<(), StoreError>>),
-    Deny(DenialRecord, oneshot::Sender<Result<(), StoreError>>),
+    Issue(Box<IssuanceRecord>, Reply<()>),
+    Deny(DenialRecord, Reply<()>),
+    Revoke(Box<RevocationRecord>, Reply<Revoked>),
+    Lift(Box<RevocationRecord>, Reply<Revoked>),
+    RevokedSet(UnixTime, Reply<RevokedSet>),
+    Certificate(String, Reply<Option<CertificateEntry>>),
 }
 
 /// Handle to the database writer; cheap to clone.
@@ -196,6 +324,258 @@ impl Store {
             .map_err(|_| StoreError::Closed)?;
         result.await.map_err(|_| StoreError::Closed)?
     }
+
+    /// Revokes `record.target`; returns once committed.
+    pub async fn revoke(&self, record: RevocationRecord) -> Result<Revoked, StoreError> {
+        self.ask(|done| Job::Revoke(Box::new(record), done)).await
+    }
+
+    /// Lifts the revocation of `record.target`; returns once committed.
+    pub async fn lift(&self, record: RevocationRecord) -> Result<Revoked, StoreError> {
+        self.ask(|done| Job::Lift(Box::new(record), done)).await
+    }
+
+    /// The current revocation state, without certificates expired at `now`.
+    pub async fn revoked_set(&self, now: UnixTime) -> Result<RevokedSet, StoreError> {
+        self.ask(|done| Job::RevokedSet(now, done)).await
+    }
+
+    /// The recorded certificate with this serial.
+    pub async fn certificate(&self, serial: &str) -> Result<Option<CertificateEntry>, StoreError> {
+        self.ask(|done| Job::Certificate(serial.to_string(), done))
+            .await
+    }
+
+    async fn ask<T>(&self, job: impl FnOnce(Reply<T>) -> Job) -> Result<T, StoreError> {
+        let (done, result) = oneshot::channel();
+        self.jobs.send(job(done)).map_err(|_| StoreError::Closed)?;
+        result.await.map_err(|_| StoreError::Closed)?
+    }
+}
+
+/// Revokes directly in the database file (`jit-ssh-ca revoke` on the CA
+/// host), safe while the server runs: SQLite serialises the writers.
+pub fn revoke_offline(path: &Path, record: &RevocationRecord) -> Result<Revoked, StoreError> {
+    let mut conn = open_connection(path, false)?;
+    let tx = conn.transaction().map_err(sqlite_error(path))?;
+    let revoked = revoke_in(&tx, record, path)?;
+    tx.commit().map_err(sqlite_error(path))?;
+    Ok(revoked)
+}
+
+/// Lifts directly in the database file (`jit-ssh-ca unrevoke`).
+pub fn lift_offline(path: &Path, record: &RevocationRecord) -> Result<Revoked, StoreError> {
+    let mut conn = open_connection(path, false)?;
+    let tx = conn.transaction().map_err(sqlite_error(path))?;
+    let lifted = lift_in(&tx, record, path)?;
+    tx.commit().map_err(sqlite_error(path))?;
+    Ok(lifted)
+}
+
+fn krl_version(conn: &Connection) -> rusqlite::Result<u64> {
+    // Audit ids only grow (rows are never deleted), so the id of the latest
+    // revoke or lift is a version that increases with every change.
+    conn.query_row(
+        "SELECT coalesce(max(id), 0) FROM audit_events WHERE kind IN ('revoked', 'unrevoked')",
+        [],
+        |row| row.get::<_, i64>(0),
+    )
+    .map(|v| v as u64)
+}
+
+fn revoke_in(
+    tx: &rusqlite::Transaction<'_>,
+    r: &RevocationRecord,
+    path: &Path,
+) -> Result<Revoked, StoreError> {
+    let err = sqlite_error(path);
+    spend_token(tx, r, path)?;
+    let at = r.at as i64;
+    // The certificates this revocation lists: one serial, or every unexpired
+    // certificate of the identity or key.
+    let certificates: Vec<(String, i64)> = match &r.target {
+        RevocationTarget::Serial(serial) => {
+            let serial = serial.to_string();
+            let found: Option<i64> = tx
+                .query_row(
+                    "SELECT valid_before FROM certificates WHERE serial = ?1",
+                    [&serial],
+                    |row| row.get(0),
+                )
+                .optional()
+                .map_err(&err)?;
+            match found {
+                Some(valid_before) => vec![(serial, valid_before)],
+                None => return Err(StoreError::UnknownCertificate(serial)),
+            }
+        }
+        RevocationTarget::Identity(identity) => {
+            unexpired(tx, "identity", identity, at).map_err(&err)?
+        }
+        RevocationTarget::Key(fingerprint) => {
+            unexpired(tx, "key_fingerprint", fingerprint, at).map_err(&err)?
+        }
+    };
+    let insert =
+        "INSERT INTO revocations (kind, value, reason, revoked_by, revoked_at, expires_at) \
+                  VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT DO NOTHING";
+    let mut serials = Vec::new();
+    for (serial, valid_before) in &certificates {
+        let inserted = tx
+            .execute(
+                insert,
+                params!["serial", serial, r.reason, r.actor, at, valid_before],
+            )
+            .map_err(&err)?;
+        if inserted > 0 {
+            serials.push(serial.clone());
+        }
+    }
+    if !matches!(r.target, RevocationTarget::Serial(_)) {
+        tx.execute(
+            insert,
+            params![
+                r.target.kind(),
+                r.target.value(),
+                r.reason,
+                r.actor,
+                at,
+                None::<i64>
+            ],
+        )
+        .map_err(&err)?;
+    }
+    let detail = format!(
+        "{}: {} ({} certificate(s) newly listed)",
+        r.target,
+        r.reason,
+        serials.len()
+    );
+    audit_revocation(tx, "revoked", r, &detail, path)?;
+    Ok(Revoked {
+        serials,
+        krl_version: krl_version(tx).map_err(&err)?,
+    })
+}
+
+fn lift_in(
+    tx: &rusqlite::Transaction<'_>,
+    r: &RevocationRecord,
+    path: &Path,
+) -> Result<Revoked, StoreError> {
+    let err = sqlite_error(path);
+    spend_token(tx, r, path)?;
+    let lifted = tx
+        .execute(
+            "UPDATE revocations SET lifted_by = ?1, lifted_at = ?2 \
+             WHERE kind = ?3 AND value = ?4 AND lifted_at IS NULL",
+            params![r.actor, r.at as i64, r.target.kind(), r.target.value()],
+        )
+        .map_err(&err)?;
+    if lifted == 0 {
+        return Err(StoreError::NotRevoked(r.target.to_string()));
+    }
+    let detail = format!("{}: {}", r.target, r.reason);
+    audit_revocation(tx, "unrevoked", r, &detail, path)?;
+    Ok(Revoked {
+        serials: Vec::new(),
+        krl_version: krl_version(tx).map_err(&err)?,
+    })
+}
+
+fn unexpired(
+    tx: &rusqlite::Transaction<'_>,
+    column: &str,
+    value: &str,
+    now: i64,
+) -> rusqlite::Result<Vec<(String, i64)>> {
+    let mut statement = tx.prepare(&format!(
+        "SELECT serial, valid_before FROM certificates WHERE {column} = ?1 AND valid_before > ?2"
+    ))?;
+    let rows = statement.query_map(params![value, now], |row| Ok((row.get(0)?, row.get(1)?)))?;
+    rows.collect()
+}
+
+fn spend_token(
+    tx: &rusqlite::Transaction<'_>,
+    r: &RevocationRecord,
+    path: &Path,
+) -> Result<(), StoreError> {
+    let Some((digest, expires_at)) = r.spent_token else {
+        return Ok(());
+    };
+    let inserted = tx
+        .execute(
+            "INSERT INTO used_tokens (digest, expires_at) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
+            params![&digest[..], expires_at as i64],
+        )
+        .map_err(sqlite_error(path))?;
+    if inserted == 0 {
+        return Err(StoreError::Replayed);
+    }
+    Ok(())
+}
+
+fn audit_revocation(
+    tx: &rusqlite::Transaction<'_>,
+    kind: &str,
+    r: &RevocationRecord,
+    detail: &str,
+    path: &Path,
+) -> Result<(), StoreError> {
+    let serial = match &r.target {
+        RevocationTarget::Serial(serial) => Some(serial.to_string()),
+        _ => None,
+    };
+    tx.execute(
+        "INSERT INTO audit_events (at, kind, identity, issuer, serial, client_addr, detail, rules) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        params![
+            r.at as i64,
+            kind,
+            r.actor,
+            r.actor_issuer,
+            serial,
+            r.client_addr,
+            detail,
+            serde_json::to_string(&r.rules).unwrap_or_else(|_| "[]".into())
+        ],
+    )
+    .map_err(sqlite_error(path))?;
+    Ok(())
+}
+
+/// The revocation state at `now`, read from `conn`.
+pub fn read_revoked_set(
+    conn: &Connection,
+    now: UnixTime,
+    path: &Path,
+) -> Result<RevokedSet, StoreError> {
+    let err = sqlite_error(path);
+    let mut statement = conn
+        .prepare_cached(
+            "SELECT kind, value FROM revocations WHERE lifted_at IS NULL \
+             AND (kind = 'key' OR (kind = 'serial' AND expires_at > ?1)) ORDER BY kind, value",
+        )
+        .map_err(&err)?;
+    let rows = statement
+        .query_map([now as i64], |row| {
+            Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?))
+        })
+        .map_err(&err)?;
+    let mut set = RevokedSet {
+        version: krl_version(conn).map_err(&err)?,
+        ..RevokedSet::default()
+    };
+    for row in rows {
+        let (kind, value) = row.map_err(&err)?;
+        if kind == "key" {
+            set.key_fingerprints.push(value);
+        } else if let Ok(serial) = value.parse() {
+            set.serials.push(serial);
+        }
+    }
+    Ok(set)
 }
 
 fn sqlite_error(path: &Path) -> impl Fn(rusqlite::Error) -> StoreError + '_ {
@@ -261,14 +641,27 @@ impl Writer {
                 }
                 Err(mpsc::RecvTimeoutError::Disconnected) => return,
             };
-            let mut batch = vec![first];
-            while batch.len() < MAX_BATCH {
-                match queue.try_recv() {
-                    Ok(job) => batch.push(job),
-                    Err(_) => break,
+            // Issuances and denials are group-committed; the rare revocation
+            // jobs run alone, in order with the batches around them.
+            let mut batch = Vec::new();
+            let mut next = Some(first);
+            while let Some(job) = next.take() {
+                match job {
+                    Job::Issue(..) | Job::Deny(..) => batch.push(job),
+                    other => {
+                        if !batch.is_empty() {
+                            self.commit_batch(std::mem::take(&mut batch));
+                        }
+                        self.other_job(other);
+                    }
+                }
+                if batch.len() < MAX_BATCH {
+                    next = queue.try_recv().ok();
                 }
             }
-            self.commit_batch(batch);
+            if !batch.is_empty() {
+                self.commit_batch(batch);
+            }
             if last_purge.elapsed() >= PURGE_INTERVAL {
                 self.purge_spent_tokens();
                 last_purge = std::time::Instant::now();
@@ -290,6 +683,11 @@ impl Writer {
                 let result = match job {
                     Job::Issue(record, _) => insert_issuance(&tx, record, &path),
                     Job::Deny(record, _) => insert_denial(&tx, record, &path),
+                    // `run` hands these to `other_job`, never to a batch.
+                    Job::Revoke(..)
+                    | Job::Lift(..)
+                    | Job::RevokedSet(..)
+                    | Job::Certificate(..) => Err(StoreError::Closed),
                 };
                 if result.is_err() {
                     cached(&tx, "ROLLBACK TO job", []).map_err(&err)?;
@@ -314,10 +712,66 @@ impl Writer {
             };
             let done = match job {
                 Job::Issue(_, done) | Job::Deny(_, done) => done,
+                Job::Revoke(..) | Job::Lift(..) | Job::RevokedSet(..) | Job::Certificate(..) => {
+                    continue
+                }
             };
             // The requester may have timed out; its record stands regardless.
             let _ = done.send(result);
         }
+    }
+
+    fn other_job(&mut self, job: Job) {
+        let path = self.path.clone();
+        let err = sqlite_error(&path);
+        match job {
+            Job::Revoke(record, done) => {
+                let result = self.in_transaction(|tx| revoke_in(tx, &record, &path));
+                let _ = done.send(result);
+            }
+            Job::Lift(record, done) => {
+                let result = self.in_transaction(|tx| lift_in(tx, &record, &path));
+                let _ = done.send(result);
+            }
+            Job::RevokedSet(now, done) => {
+                let _ = done.send(read_revoked_set(&self.conn, now, &path));
+            }
+            Job::Certificate(serial, done) => {
+                let result = self
+                    .conn
+                    .query_row(
+                        "SELECT identity, issuer, certificate, valid_before FROM certificates \
+                         WHERE serial = ?1",
+                        [&serial],
+                        |row| {
+                            Ok(CertificateEntry {
+                                identity: row.get(0)?,
+                                issuer: row.get(1)?,
+                                certificate: row.get(2)?,
+                                valid_before: row.get::<_, i64>(3)? as UnixTime,
+                            })
+                        },
+                    )
+                    .optional()
+                    .map_err(&err);
+                let _ = done.send(result);
+            }
+            Job::Issue(_, done) | Job::Deny(_, done) => {
+                let _ = done.send(Err(StoreError::Closed));
+            }
+        }
+    }
+
+    fn in_transaction<T>(
+        &mut self,
+        work: impl FnOnce(&rusqlite::Transaction<'_>) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let path = self.path.clone();
+        let err = sqlite_error(&path);
+        let tx = self.conn.transaction().map_err(&err)?;
+        let value = work(&tx)?;
+        tx.commit().map_err(&err)?;
+        Ok(value)
     }
 
     fn purge_spent_tokens(&self) {
@@ -350,6 +804,23 @@ fn insert_issuance(
     path: &Path,
 ) -> Result<(), StoreError> {
     let err = sqlite_error(path);
+    // Checked in the issuing transaction, so that no certificate slips out
+    // between a revocation's commit and this one.
+    let banned: Option<String> = tx
+        .prepare_cached(
+            "SELECT kind FROM revocations WHERE lifted_at IS NULL AND \
+             ((kind = 'identity' AND value = ?1) OR (kind = 'key' AND value = ?2)) LIMIT 1",
+        )
+        .and_then(|mut s| {
+            s.query_row(params![r.identity, r.key_fingerprint], |row| row.get(0))
+                .optional()
+        })
+        .map_err(&err)?;
+    match banned.as_deref() {
+        Some("identity") => return Err(StoreError::RevokedIdentity(r.identity.clone())),
+        Some(_) => return Err(StoreError::RevokedKey(r.key_fingerprint.clone())),
+        None => {}
+    }
     let inserted = cached(
         tx,
         "INSERT INTO used_tokens (digest, expires_at) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
@@ -473,7 +944,7 @@ pub fn backup(path: &Path, out: &Path) -> Result<u64, StoreError> {
 pub struct AuditEntry {
     /// When (Unix seconds).
     pub at: UnixTime,
-    /// `issued` or `denied`.
+    /// `issued`, `denied`, `revoked` or `unrevoked`.
     pub event: String,
     /// `username@issuer`.
     pub identity: String,
@@ -683,6 +1154,137 @@ mod tests {
             2
         );
         assert!(backup(&path, &out).is_err(), "never overwrites");
+    }
+
+    fn revocation(target: RevocationTarget, at: UnixTime) -> RevocationRecord {
+        RevocationRecord {
+            target,
+            reason: "test".into(),
+            actor: "carol@corp".into(),
+            actor_issuer: "corp".into(),
+            client_addr: "127.0.0.1".into(),
+            rules: vec!["admins".into()],
+            at,
+            spent_token: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn revocations_list_serials_until_expiry_and_ban_until_lifted() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join(DATABASE_FILE);
+        let store = Store::open(&path, &Metrics::new()).expect("open");
+        store.record_issuance(record("1", 1)).await.expect("issued");
+        store.record_issuance(record("2", 2)).await.expect("issued");
+        assert!(matches!(
+            store
+                .revoke(revocation(RevocationTarget::Serial(9), 200))
+                .await,
+            Err(StoreError::UnknownCertificate(s)) if s == "9"
+        ));
+        let one = store
+            .revoke(revocation(RevocationTarget::Serial(1), 200))
+            .await
+            .expect("revoked");
+        assert_eq!(one.serials, ["1"]);
+        // The identity: the remaining unexpired certificate, and a ban.
+        let all = store
+            .revoke(revocation(
+                RevocationTarget::Identity("alice@corp".into()),
+                210,
+            ))
+            .await
+            .expect("revoked");
+        assert_eq!(all.serials, ["2"]);
+        assert!(all.krl_version > one.krl_version, "versions increase");
+        let set = store.revoked_set(300).await.expect("set");
+        assert_eq!(set.serials, [1, 2]);
+        assert_eq!(set.version, all.krl_version);
+        // Expired certificates (valid_before 400) drop out of the KRL.
+        assert!(store
+            .revoked_set(400)
+            .await
+            .expect("set")
+            .serials
+            .is_empty());
+        // Banned: no issuance, and the token is not spent.
+        assert!(matches!(
+            store.record_issuance(record("3", 3)).await,
+            Err(StoreError::RevokedIdentity(who)) if who == "alice@corp"
+        ));
+        assert!(matches!(
+            store
+                .lift(revocation(
+                    RevocationTarget::Identity("bob@corp".into()),
+                    220
+                ))
+                .await,
+            Err(StoreError::NotRevoked(_))
+        ));
+        store
+            .lift(revocation(
+                RevocationTarget::Identity("alice@corp".into()),
+                220,
+            ))
+            .await
+            .expect("lifted");
+        store
+            .record_issuance(record("3", 3))
+            .await
+            .expect("token 3 unspent");
+        // A key ban lists the key and refuses it.
+        store
+            .revoke(revocation(RevocationTarget::Key("SHA256:abc".into()), 230))
+            .await
+            .expect("revoked");
+        assert_eq!(
+            store.revoked_set(300).await.expect("set").key_fingerprints,
+            ["SHA256:abc"]
+        );
+        assert!(matches!(
+            store.record_issuance(record("4", 4)).await,
+            Err(StoreError::RevokedKey(_))
+        ));
+        // Every change is audited under the actor, with the deciding rule.
+        let events: Vec<_> = read_audit(&path, &AuditFilter::default())
+            .expect("read")
+            .into_iter()
+            .filter(|e| e.event.contains("revoked"))
+            .map(|e| (e.event, e.identity, e.rules))
+            .collect();
+        assert_eq!(events.len(), 4);
+        assert!(events
+            .iter()
+            .all(|(_, who, rules)| who == "carol@corp" && rules == &["admins"]));
+    }
+
+    #[tokio::test]
+    async fn an_admin_token_is_spent_with_its_revocation() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join(DATABASE_FILE);
+        let store = Store::open(&path, &Metrics::new()).expect("open");
+        store.record_issuance(record("1", 1)).await.expect("issued");
+        let mut r = revocation(RevocationTarget::Serial(1), 200);
+        r.spent_token = Some(([7; 32], u64::MAX / 4));
+        store.revoke(r.clone()).await.expect("revoked");
+        assert!(matches!(store.revoke(r).await, Err(StoreError::Replayed)));
+        // Nor can it then get a certificate.
+        assert!(matches!(
+            store.record_issuance(record("2", 7)).await,
+            Err(StoreError::Replayed)
+        ));
+        // The CLI path writes the same rows through its own connection.
+        let offline = revoke_offline(
+            &path,
+            &revocation(RevocationTarget::Identity("bob@corp".into()), 300),
+        )
+        .expect("offline");
+        assert!(offline.serials.is_empty());
+        assert!(lift_offline(
+            &path,
+            &revocation(RevocationTarget::Identity("bob@corp".into()), 301)
+        )
+        .is_ok());
     }
 
     #[tokio::test]

@@ -193,7 +193,11 @@ async fn group_membership_from_the_idp_decides_what_sshd_lets_in() {
         .await
         .unwrap();
     assert_eq!(issued.principals, ["deploy"]);
-    assert!(issued.key_id.contains("user=acme/app issuer=github"), "{}", issued.key_id);
+    assert!(
+        issued.key_id.contains("user=acme/app issuer=github"),
+        "{}",
+        issued.key_id
+    );
     let listing = ssh_keygen_list(&write_cert(dir.path(), &ci_path, &issued.certificate));
     assert!(
         listing.contains("force-command /usr/local/bin/deploy-acme-app"),
@@ -261,8 +265,9 @@ fn policy_check_and_explain_output_and_exit_codes() {
     let first = out.lines().next().unwrap();
     assert_eq!(
         first,
-        "policy OK: 5 file(s), 5 allow rule(s), 1 deny rule(s)"
+        "policy OK: 6 file(s), 5 allow rule(s), 1 deny rule(s), 1 admin rule(s)"
     );
+    assert!(out.contains("admin sre-leads-admin"), "{out}");
     assert!(
         out.contains("allow sre-root-with-approval") && out.contains("needs approval"),
         "{out}"

@@ -616,6 +616,12 @@ impl Sshd {
     /// Starts sshd trusting `ca_keys` (OpenSSH lines) and mapping the current
     /// user to `principals` (`AuthorizedPrincipalsFile`).
     pub fn start(ca_keys: &str, principals: &[&str]) -> Sshd {
+        Sshd::start_with(ca_keys, principals, "")
+    }
+
+    /// [`Sshd::start`] with `extra_config` lines appended to sshd_config
+    /// (e.g. `RevokedKeys /path/to.krl`).
+    pub fn start_with(ca_keys: &str, principals: &[&str], extra_config: &str) -> Sshd {
         let sshd = ["/usr/sbin/sshd", "/usr/local/sbin/sshd"]
             .into_iter()
             .find(|p| Path::new(p).exists())
@@ -649,7 +655,8 @@ impl Sshd {
                  PermitRootLogin prohibit-password\n\
                  StrictModes no\n\
                  UsePAM no\n\
-                 LogLevel VERBOSE\n",
+                 LogLevel VERBOSE\n\
+                 {extra_config}\n",
                 host = host_key.display(),
                 dir = dir.path().display()
             );

@@ -40,10 +40,11 @@ pub fn check(dir: &Path, context: &PolicyContext) -> CheckReport {
         Ok((set, _)) => {
             let _ = writeln!(
                 text,
-                "policy OK: {} file(s), {} allow rule(s), {} deny rule(s)",
+                "policy OK: {} file(s), {} allow rule(s), {} deny rule(s), {} admin rule(s)",
                 set.files().len(),
                 set.allow_rules().len(),
-                set.deny_rules().len()
+                set.deny_rules().len(),
+                set.admin_rules().len()
             );
             for rule in set.allow_rules() {
                 let _ = writeln!(
@@ -79,6 +80,13 @@ pub fn check(dir: &Path, context: &PolicyContext) -> CheckReport {
                     } else {
                         principals.join(", ")
                     }
+                );
+            }
+            for rule in set.admin_rules() {
+                let _ = writeln!(
+                    text,
+                    "  admin {:<28} {} -> revoke and unrevoke any certificate, identity or key",
+                    rule.name, rule.location
                 );
             }
             CheckReport { text, ok: true }

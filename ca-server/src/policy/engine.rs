@@ -275,11 +275,24 @@ impl DenyRule {
     }
 }
 
+/// Who may act as an administrator (revoke and unrevoke other people's
+/// certificates and identities): an `[[admin]]` block.
+#[derive(Debug, Clone)]
+pub struct AdminRule {
+    /// Unique name, recorded in the audit log of every admin action.
+    pub name: String,
+    /// Where it is defined.
+    pub location: Location,
+    /// Who it applies to; never empty.
+    pub conditions: Conditions,
+}
+
 /// A checked, immutable policy: every rule of every file in `policy_dir`.
 #[derive(Debug, Clone)]
 pub struct PolicySet {
     pub(crate) allow: Vec<AllowRule>,
     pub(crate) deny: Vec<DenyRule>,
+    pub(crate) admin: Vec<AdminRule>,
     pub(crate) certs: CertSettings,
     pub(crate) files: Vec<PathBuf>,
     pub(crate) warnings: Vec<super::file::Diagnostic>,
@@ -322,6 +335,18 @@ impl PolicySet {
     /// The deny rules.
     pub fn deny_rules(&self) -> &[DenyRule] {
         &self.deny
+    }
+
+    /// The admin rules.
+    pub fn admin_rules(&self) -> &[AdminRule] {
+        &self.admin
+    }
+
+    /// The first admin rule whose conditions `identity` meets, if any.
+    pub fn admin_rule(&self, identity: &Identity) -> Option<&AdminRule> {
+        self.admin
+            .iter()
+            .find(|rule| !rule.conditions.is_empty() && rule.conditions.check(identity).is_ok())
     }
 
     /// Problems that do not stop it from loading (e.g. an unknown issuer).
@@ -670,6 +695,10 @@ fn deny(reason: String, rules: Vec<String>) -> Decision {
 }
 
 impl super::Policy for PolicySet {
+    fn admin(&self, identity: &Identity) -> Option<String> {
+        self.admin_rule(identity).map(|rule| rule.name.clone())
+    }
+
     fn evaluate(&self, identity: &Identity, request: &CertRequest, now: UnixTime) -> Decision {
         self.decide(identity, request, now, None)
     }

@@ -17,7 +17,9 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use toml::Spanned;
 
-use super::engine::{AllowRule, Approval, ClaimMatch, Conditions, DenyRule, Location, PolicySet};
+use super::engine::{
+    AdminRule, AllowRule, Approval, ClaimMatch, Conditions, DenyRule, Location, PolicySet,
+};
 use super::glob::Glob;
 use super::restrict::{check_extension, SourceEntry, DEFAULT_RULE_EXTENSIONS};
 use super::template::{is_claim_name, Template};
@@ -136,6 +138,18 @@ struct RawFile {
     rule: Vec<RawAllow>,
     #[serde(default)]
     deny: Vec<RawDeny>,
+    #[serde(default)]
+    admin: Vec<RawAdmin>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAdmin {
+    name: Spanned<String>,
+    #[allow(dead_code)]
+    description: Option<String>,
+    #[serde(rename = "match")]
+    conditions: Option<Spanned<RawMatch>>,
 }
 
 type Strings = Vec<Spanned<String>>;
@@ -567,6 +581,32 @@ impl Compiler<'_> {
         }
     }
 
+    fn admin(&mut self, raw: &RawAdmin) -> AdminRule {
+        self.name(&raw.name);
+        let conditions = self.conditions(&raw.conditions);
+        if raw.conditions.is_none() || conditions.is_empty() {
+            self.error(
+                raw.name.span(),
+                "admin rule has no [admin.match] conditions; admin rights never go to everyone \
+                 implicitly (name a group, e.g. `groups_any = [\"sre-leads\"]`)",
+            );
+        }
+        if !conditions.claims.is_empty() && conditions.issuers.is_empty() {
+            if let Some(m) = &raw.conditions {
+                self.error(
+                    m.span(),
+                    "claims conditions need an `issuer` condition too: otherwise any trusted issuer \
+                     could vouch for the claim",
+                );
+            }
+        }
+        AdminRule {
+            name: raw.name.get_ref().clone(),
+            location: self.locator.at(raw.name.span()),
+            conditions,
+        }
+    }
+
     fn deny(&mut self, raw: &RawDeny) -> DenyRule {
         self.name(&raw.name);
         let conditions = self.conditions(&raw.conditions);
@@ -601,6 +641,7 @@ pub fn compile(sources: &[Source], context: &PolicyContext) -> Result<PolicySet,
     let mut warnings = Vec::new();
     let mut allow = Vec::new();
     let mut deny = Vec::new();
+    let mut admin = Vec::new();
     for source in sources {
         let locator = Locator::new(source);
         let raw: RawFile = match toml::from_str(&source.text) {
@@ -625,12 +666,16 @@ pub fn compile(sources: &[Source], context: &PolicyContext) -> Result<PolicySet,
         for rule in &raw.deny {
             deny.push(compiler.deny(rule));
         }
+        for rule in &raw.admin {
+            admin.push(compiler.admin(rule));
+        }
     }
     let mut seen: HashMap<&str, &Location> = HashMap::new();
     let named = allow
         .iter()
         .map(|r| (&r.name, &r.location))
-        .chain(deny.iter().map(|r| (&r.name, &r.location)));
+        .chain(deny.iter().map(|r| (&r.name, &r.location)))
+        .chain(admin.iter().map(|r| (&r.name, &r.location)));
     let mut order: Vec<(&String, &Location)> = named.collect();
     order.sort_by(|a, b| (a.1.file.as_ref(), a.1.line).cmp(&(b.1.file.as_ref(), b.1.line)));
     for (name, location) in order {
@@ -668,6 +713,7 @@ pub fn compile(sources: &[Source], context: &PolicyContext) -> Result<PolicySet,
     Ok(PolicySet {
         allow,
         deny,
+        admin,
         certs: context.certs,
         files: sources.iter().map(|s| s.path.clone()).collect(),
         warnings,

@@ -89,11 +89,18 @@ pub enum Decision {
 pub trait Policy: Send + Sync {
     /// Evaluates `request` by `identity` at `now`.
     fn evaluate(&self, identity: &Identity, request: &CertRequest, now: UnixTime) -> Decision;
+
+    /// The name of the `[[admin]]` rule that makes `identity` an
+    /// administrator, or `None` (the default: nobody is).
+    fn admin(&self, identity: &Identity) -> Option<String> {
+        let _ = identity;
+        None
+    }
 }
 
 /// The example policies shipped in `policies/`, built into the binary so that
 /// `jit-ssh-ca dev` and `init` work from any directory.
-pub const EXAMPLE_POLICIES: [(&str, &str); 5] = [
+pub const EXAMPLE_POLICIES: [(&str, &str); 6] = [
     (
         "10-engineers.toml",
         include_str!("../../../policies/10-engineers.toml"),
@@ -107,6 +114,10 @@ pub const EXAMPLE_POLICIES: [(&str, &str); 5] = [
     (
         "90-deny.toml",
         include_str!("../../../policies/90-deny.toml"),
+    ),
+    (
+        "95-admins.toml",
+        include_str!("../../../policies/95-admins.toml"),
     ),
 ];
 

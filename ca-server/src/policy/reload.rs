@@ -147,6 +147,10 @@ impl Policy for ReloadablePolicy {
         let set = self.current.load();
         set.evaluate(identity, request, now)
     }
+
+    fn admin(&self, identity: &Identity) -> Option<String> {
+        self.current.load().admin(identity)
+    }
 }
 
 /// Reloads `policy` on SIGHUP and whenever its files change, until the

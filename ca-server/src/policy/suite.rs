@@ -290,7 +290,7 @@ claims = { admin = true }
 #[test]
 fn shipped_examples_load_and_decide_as_documented() {
     let set = shipped();
-    assert_eq!(set.files().len(), 5);
+    assert_eq!(set.files().len(), 6);
     assert!(set.warnings().is_empty(), "{:?}", set.warnings());
     let alice = person("alice", &["eng"], json!({}));
     let bob = person("bob", &["eng", "sre"], json!({}));
@@ -590,6 +590,78 @@ from = "00:00"
 to = "24:00"
 time_zone = "UTC"
 "#,
+    );
+}
+
+#[test]
+fn admin_rules_match_like_allow_rules_and_are_checked_like_them() {
+    let set = policy(
+        r#"
+[[rule]]
+name = "own"
+principals = ["{username}"]
+[rule.match]
+issuer = ["corp"]
+
+[[admin]]
+name = "leads"
+[admin.match]
+groups_any = ["sre-leads"]
+
+[[admin]]
+name = "root-of-trust"
+[admin.match]
+issuer = ["corp"]
+claims.admin = true
+"#,
+    );
+    let carol = person("carol", &["sre-leads"], json!({}));
+    let alice = person("alice", &["eng"], json!({}));
+    let flagged = person("dana", &[], json!({"admin": true}));
+    assert_eq!(
+        set.admin_rule(&carol).map(|r| r.name.as_str()),
+        Some("leads")
+    );
+    assert_eq!(
+        set.admin_rule(&flagged).map(|r| r.name.as_str()),
+        Some("root-of-trust")
+    );
+    assert!(set.admin_rule(&alice).is_none());
+    // The shipped example makes sre-leads admins and nobody else.
+    let shipped = shipped();
+    assert!(shipped.admin_rule(&carol).is_some());
+    assert!(shipped
+        .admin_rule(&person("bob", &["eng", "sre"], json!({})))
+        .is_none());
+
+    let own = "[[rule]]\nname = \"own\"\nprincipals = [\"x\"]\n[rule.match]\nissuer = [\"corp\"]\n";
+    let no_match = errors(&format!("{own}[[admin]]\nname = \"everyone\"\n"));
+    assert!(
+        no_match
+            .iter()
+            .any(|e| e.starts_with("p.toml:7:8: admin rule has no [admin.match]")),
+        "{no_match:?}"
+    );
+    let claims = errors(&format!(
+        "{own}[[admin]]\nname = \"c\"\n[admin.match]\nclaims.x = true\n"
+    ));
+    assert!(
+        claims.iter().any(|e| e.contains("need an `issuer`")),
+        "{claims:?}"
+    );
+    let duplicate = errors(&format!(
+        "{own}[[admin]]\nname = \"own\"\n[admin.match]\ngroups_any = [\"a\"]\n"
+    ));
+    assert!(
+        duplicate.iter().any(|e| e.contains("duplicate rule name")),
+        "{duplicate:?}"
+    );
+    let unknown = errors(&format!(
+        "{own}[[admin]]\nname = \"a\"\ntoken = \"s3cret\"\n"
+    ));
+    assert!(
+        unknown.iter().any(|e| e.starts_with("p.toml:8:1:")),
+        "{unknown:?}"
     );
 }
 

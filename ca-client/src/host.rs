@@ -1,0 +1,142 @@
+//! `jit-ssh host sync-krl`: keeps a host's `RevokedKeys` file in step with
+//! the CA's KRL.
+//!
+//! sshd refuses every public key login when its `RevokedKeys` file is
+//! missing or unreadable, so the file is only ever replaced, never removed
+//! or truncated: the new KRL is fetched, parsed, its CA signature checked,
+//! refused when older than the file in place, written to a temporary file in
+//! the same directory, fsynced, renamed over the old one, and the directory
+//! fsynced. Any failure leaves the last good file exactly as it was.
+
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+use ssh_key::{PublicKey, SshSig};
+
+use ca_proto::krl::{self, KRL_SIGNATURE_NAMESPACE};
+
+use crate::app::CaTarget;
+use crate::error::{CliError, Failure};
+use crate::paths::write_atomic;
+
+/// What `sync-krl` did; `--json` prints this.
+#[derive(Debug, Clone, Serialize)]
+pub struct SyncedKrl {
+    /// The file written (or left unchanged).
+    pub path: PathBuf,
+    /// KRL version now in the file.
+    pub version: u64,
+    /// Certificate serials it lists (per CA key).
+    pub serials: usize,
+    /// Revoked keys it lists.
+    pub keys: usize,
+    /// Whether the file changed.
+    pub changed: bool,
+    /// Fingerprint of the CA key whose signature verified.
+    pub signed_by: String,
+}
+
+/// Fetches the KRL from `target` and installs it at `out`. The signature
+/// must verify with one of `trusted_keys` (OpenSSH lines; the host's
+/// `TrustedUserCAKeys` file is the natural choice), or, when none are given,
+/// with one of the user-CA keys the CA publishes at `/v1/config`.
+pub fn sync_krl(
+    target: &CaTarget,
+    out: &Path,
+    trusted_keys: Option<&str>,
+) -> Result<SyncedKrl, CliError> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| CliError::other(format!("starting the runtime: {e}")))?;
+    let ca = target.client()?;
+    let (bytes, signature, published) = runtime.block_on(async {
+        let (bytes, signature) = ca.krl().await?;
+        let published = match trusted_keys {
+            Some(_) => Vec::new(),
+            None => ca.config().await?.user_ca_keys,
+        };
+        Ok::<_, CliError>((bytes, signature, published))
+    })?;
+    let refused = |why: String| {
+        CliError::new(
+            Failure::CaRefused,
+            format!("{why}; {} left unchanged", out.display()),
+        )
+    };
+    let summary =
+        krl::parse(&bytes).map_err(|e| refused(format!("the CA sent no valid KRL ({e})")))?;
+    let lines: Vec<String> = match trusted_keys {
+        Some(text) => text.lines().map(str::to_string).collect(),
+        None => published,
+    };
+    let keys: Vec<PublicKey> = lines
+        .iter()
+        .map(|l| l.trim())
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .filter_map(|l| PublicKey::from_openssh(l).ok())
+        .collect();
+    if keys.is_empty() {
+        return Err(refused(
+            "no trusted user-CA key to check the KRL's signature with".into(),
+        ));
+    }
+    let signature =
+        signature.ok_or_else(|| refused("the KRL came without the CA's signature".into()))?;
+    let signature = SshSig::from_pem(signature.trim())
+        .map_err(|e| refused(format!("the KRL's signature is unreadable ({e})")))?;
+    let signer = keys
+        .iter()
+        .find(|k| {
+            k.verify(KRL_SIGNATURE_NAMESPACE, &bytes, &signature)
+                .is_ok()
+        })
+        .ok_or_else(|| {
+            refused("the KRL's signature does not verify with a trusted user-CA key".into())
+        })?;
+    let current = std::fs::read(out).ok();
+    if let Some(old) = current.as_deref().and_then(|b| krl::parse(b).ok()) {
+        if old.version > summary.version {
+            return Err(refused(format!(
+                "the CA sent KRL version {}, older than version {} in place",
+                summary.version, old.version
+            )));
+        }
+    }
+    // A KRL is regenerated on every fetch; only its generated_date differs
+    // when nothing else changed, and then the file is left alone.
+    let changed = current
+        .as_deref()
+        .is_none_or(|old| without_date(old) != without_date(&bytes));
+    if changed {
+        write_atomic(out, &bytes, 0o644)
+            .and_then(|()| sync_dir(out))
+            .map_err(|e| CliError::other(format!("writing {}: {e}", out.display())))?;
+    }
+    Ok(SyncedKrl {
+        path: out.to_path_buf(),
+        version: summary.version,
+        serials: summary.serials.len() / summary.certificate_sections.max(1),
+        keys: summary.keys,
+        changed,
+        signed_by: signer.fingerprint(ssh_key::HashAlg::Sha256).to_string(),
+    })
+}
+
+/// The KRL with its `generated_date` field (bytes 20..28) blanked.
+fn without_date(krl: &[u8]) -> Vec<u8> {
+    let mut copy = krl.to_vec();
+    if let Some(date) = copy.get_mut(20..28) {
+        date.fill(0);
+    }
+    copy
+}
+
+/// Makes the rename durable.
+fn sync_dir(file: &Path) -> std::io::Result<()> {
+    let dir = match file.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    std::fs::File::open(dir)?.sync_all()
+}
