@@ -184,7 +184,16 @@ pub struct Authority {
     store: Store,
     certs: CertSettings,
     rate_limits: Arc<RateLimits>,
+    /// The last KRL built, with its generation time: hosts poll every
+    /// minute, and thousands of them must not each cost a database read and
+    /// a signature. Cleared by every revocation made through this CA.
+    krl_cache: std::sync::Mutex<Option<Arc<SignedKrl>>>,
 }
+
+/// How long a generated KRL is served before it is rebuilt. Revocations made
+/// through the API clear it at once; `jit-ssh-ca revoke` (another process)
+/// shows within this delay.
+pub const KRL_CACHE_SECONDS: u64 = 5;
 
 impl Authority {
     /// Wires the parts together.
@@ -202,6 +211,7 @@ impl Authority {
             store,
             certs,
             rate_limits: Arc::new(RateLimits::disabled()),
+            krl_cache: std::sync::Mutex::new(None),
         }
     }
 
@@ -403,6 +413,7 @@ impl Authority {
         } else {
             self.store.revoke(record).await?
         };
+        self.forget_krl();
         tracing::info!(admin = %identity.display_name(), %target, lift, "revocation changed");
         Ok(revocation_response(&target, revoked))
     }
@@ -460,15 +471,39 @@ impl Authority {
             spent_token: None,
         };
         let revoked = self.store.revoke(record).await?;
+        self.forget_krl();
         tracing::info!(owner = %entry.identity, serial = %serial_text, key = %key.fingerprint(HashAlg::Sha256), "certificate revoked by its owner");
         Ok(revocation_response(&target, revoked))
     }
 
     /// The current KRL, signed by the active user-CA key.
-    pub async fn krl(&self, now: UnixTime) -> Result<SignedKrl, RevokeError> {
+    pub async fn krl(&self, now: UnixTime) -> Result<Arc<SignedKrl>, RevokeError> {
+        if let Some(cached) = self.cached_krl(now) {
+            return Ok(cached);
+        }
         let set = self.store.revoked_set(now).await?;
-        crate::krl::build_signed(&set, self.keys.user.trusted(), self.keys.user.signer(), now)
-            .map_err(RevokeError::Signing)
+        let krl =
+            crate::krl::build_signed(&set, self.keys.user.trusted(), self.keys.user.signer(), now)
+                .map_err(RevokeError::Signing)?;
+        let krl = Arc::new(krl);
+        if let Ok(mut cache) = self.krl_cache.lock() {
+            *cache = Some(krl.clone());
+        }
+        Ok(krl)
+    }
+
+    fn cached_krl(&self, now: UnixTime) -> Option<Arc<SignedKrl>> {
+        let cache = self.krl_cache.lock().ok()?;
+        cache
+            .as_ref()
+            .filter(|k| now >= k.generated && now < k.generated + KRL_CACHE_SECONDS)
+            .cloned()
+    }
+
+    fn forget_krl(&self) {
+        if let Ok(mut cache) = self.krl_cache.lock() {
+            *cache = None;
+        }
     }
 
     async fn record_denial(

@@ -207,7 +207,7 @@ async fn krl(State(state): State<AppState>) -> Result<Response, ApiError> {
     );
     let mut response = (
         [(header::CONTENT_TYPE, "application/octet-stream")],
-        krl.bytes,
+        krl.bytes.clone(),
     )
         .into_response();
     if let Ok(value) = HeaderValue::from_str(&signature) {

@@ -26,6 +26,8 @@ pub struct SignedKrl {
     pub signature: String,
     /// The KRL version.
     pub version: u64,
+    /// When it was generated.
+    pub generated: UnixTime,
 }
 
 /// The raw SHA-256 hash of a `SHA256:...` fingerprint.
@@ -65,6 +67,7 @@ pub fn build_signed(
         signature: signature.to_pem(ssh_key::LineEnding::LF)?,
         bytes,
         version: set.version,
+        generated: now,
     })
 }
 

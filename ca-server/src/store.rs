@@ -373,17 +373,25 @@ pub fn lift_offline(path: &Path, record: &RevocationRecord) -> Result<Revoked, S
 }
 
 fn krl_version(conn: &Connection) -> rusqlite::Result<u64> {
-    // Audit ids only grow (rows are never deleted), so the id of the latest
-    // revoke or lift is a version that increases with every change.
+    // The time of the latest revoke or lift: it grows with every change made
+    // in a later second, and, unlike a counter, keeps growing after the
+    // database is restored from a backup, so hosts (which refuse a KRL older
+    // than theirs) accept the first change made after a restore.
     conn.query_row(
-        "SELECT coalesce(max(id), 0) FROM audit_events WHERE kind IN ('revoked', 'unrevoked')",
+        "SELECT coalesce(max(at), 0) FROM audit_events WHERE kind IN ('revoked', 'unrevoked')",
         [],
         |row| row.get::<_, i64>(0),
     )
     .map(|v| v as u64)
 }
 
-fn revoke_in(
+/// Revokes `r.target` inside `tx`: lists the certificate(s) in the KRL,
+/// bans an identity or key from issuance, spends `r.spent_token`, and writes
+/// the `revoked` audit event, all or nothing with the rest of `tx`. Ending an
+/// access grant early (`jit-ssh done`) calls this once per serial issued under
+/// the grant, in the same transaction that ends it; a serial already revoked
+/// or expired is accepted and lists nothing new.
+pub(crate) fn revoke_in(
     tx: &rusqlite::Transaction<'_>,
     r: &RevocationRecord,
     path: &Path,
@@ -420,7 +428,8 @@ fn revoke_in(
         "INSERT INTO revocations (kind, value, reason, revoked_by, revoked_at, expires_at) \
                   VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT DO NOTHING";
     let mut serials = Vec::new();
-    for (serial, valid_before) in &certificates {
+    // An expired certificate needs no listing: sshd refuses it anyway.
+    for (serial, valid_before) in certificates.iter().filter(|(_, until)| *until > at) {
         let inserted = tx
             .execute(
                 insert,
@@ -1245,6 +1254,12 @@ mod tests {
             store.record_issuance(record("4", 4)).await,
             Err(StoreError::RevokedKey(_))
         ));
+        let expired = store
+            .revoke(revocation(RevocationTarget::Serial(3), 400))
+            .await
+            .expect("accepted");
+        assert!(expired.serials.is_empty(), "expired: nothing to list");
+        assert_eq!(expired.krl_version, 400, "the time of the latest change");
         // Every change is audited under the actor, with the deciding rule.
         let events: Vec<_> = read_audit(&path, &AuditFilter::default())
             .expect("read")
@@ -1252,7 +1267,7 @@ mod tests {
             .filter(|e| e.event.contains("revoked"))
             .map(|e| (e.event, e.identity, e.rules))
             .collect();
-        assert_eq!(events.len(), 4);
+        assert_eq!(events.len(), 5);
         assert!(events
             .iter()
             .all(|(_, who, rules)| who == "carol@corp" && rules == &["admins"]));
