@@ -45,32 +45,47 @@ pub fn sync_krl(
     out: &Path,
     trusted_keys: Option<&str>,
 ) -> Result<SyncedKrl, CliError> {
+    let unchanged = |e: CliError| CliError {
+        message: format!("{}; {} left unchanged", e.message, out.display()),
+        failure: e.failure,
+    };
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .map_err(|e| CliError::other(format!("starting the runtime: {e}")))?;
-    let ca = target.client()?;
-    let (bytes, signature, published) = runtime.block_on(async {
-        let (bytes, signature) = ca.krl().await?;
-        let published = match trusted_keys {
-            Some(_) => Vec::new(),
-            None => ca.config().await?.user_ca_keys,
-        };
-        Ok::<_, CliError>((bytes, signature, published))
-    })?;
-    let refused = |why: String| {
-        CliError::new(
-            Failure::CaRefused,
-            format!("{why}; {} left unchanged", out.display()),
-        )
-    };
-    let summary =
-        krl::parse(&bytes).map_err(|e| refused(format!("the CA sent no valid KRL ({e})")))?;
+        .map_err(|e| CliError::other(format!("starting the runtime: {e}")))
+        .map_err(unchanged)?;
+    let ca = target.client().map_err(unchanged)?;
+    let (bytes, signature, published) = runtime
+        .block_on(async {
+            let (bytes, signature) = ca.krl().await?;
+            let published = match trusted_keys {
+                Some(_) => Vec::new(),
+                None => ca.config().await?.user_ca_keys,
+            };
+            Ok::<_, CliError>((bytes, signature, published))
+        })
+        .map_err(unchanged)?;
     let lines: Vec<String> = match trusted_keys {
         Some(text) => text.lines().map(str::to_string).collect(),
         None => published,
     };
-    let keys: Vec<PublicKey> = lines
+    install_krl(&bytes, signature.as_deref(), &lines, out).map_err(unchanged)
+}
+
+/// Installs downloaded KRL `bytes` at `out` if they parse, `signature`
+/// (armored SSHSIG) verifies with one of `trusted_lines` (OpenSSH public key
+/// lines), and the version is not older than the file in place. On any error
+/// the file in place is untouched.
+pub fn install_krl(
+    bytes: &[u8],
+    signature: Option<&str>,
+    trusted_lines: &[String],
+    out: &Path,
+) -> Result<SyncedKrl, CliError> {
+    let refused = |why: String| CliError::new(Failure::CaRefused, why);
+    let summary =
+        krl::parse(bytes).map_err(|e| refused(format!("the CA sent no valid KRL ({e})")))?;
+    let keys: Vec<PublicKey> = trusted_lines
         .iter()
         .map(|l| l.trim())
         .filter(|l| !l.is_empty() && !l.starts_with('#'))
@@ -87,10 +102,7 @@ pub fn sync_krl(
         .map_err(|e| refused(format!("the KRL's signature is unreadable ({e})")))?;
     let signer = keys
         .iter()
-        .find(|k| {
-            k.verify(KRL_SIGNATURE_NAMESPACE, &bytes, &signature)
-                .is_ok()
-        })
+        .find(|k| k.verify(KRL_SIGNATURE_NAMESPACE, bytes, &signature).is_ok())
         .ok_or_else(|| {
             refused("the KRL's signature does not verify with a trusted user-CA key".into())
         })?;
@@ -107,9 +119,9 @@ pub fn sync_krl(
     // when nothing else changed, and then the file is left alone.
     let changed = current
         .as_deref()
-        .is_none_or(|old| without_date(old) != without_date(&bytes));
+        .is_none_or(|old| without_date(old) != without_date(bytes));
     if changed {
-        write_atomic(out, &bytes, 0o644)
+        write_atomic(out, bytes, 0o644)
             .and_then(|()| sync_dir(out))
             .map_err(|e| CliError::other(format!("writing {}: {e}", out.display())))?;
     }
@@ -139,4 +151,82 @@ fn sync_dir(file: &Path) -> std::io::Result<()> {
         _ => Path::new("."),
     };
     std::fs::File::open(dir)?.sync_all()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ca_proto::krl::KrlContents;
+    use ssh_key::{Algorithm, HashAlg, LineEnding, PrivateKey};
+
+    fn signed(
+        key: &PrivateKey,
+        version: u64,
+        generated: u64,
+        serials: &[u64],
+    ) -> (Vec<u8>, String) {
+        let bytes = KrlContents {
+            version,
+            generated,
+            ca_keys: vec![key.public_key().to_bytes().expect("blob")],
+            serials: serials.to_vec(),
+            ..KrlContents::default()
+        }
+        .encode();
+        let signature = key
+            .sign(KRL_SIGNATURE_NAMESPACE, HashAlg::Sha512, &bytes)
+            .expect("sign")
+            .to_pem(LineEnding::LF)
+            .expect("pem");
+        (bytes, signature)
+    }
+
+    #[test]
+    fn installs_verified_krls_and_refuses_rollback_and_forgery() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let out = dir.path().join("jit-ssh.krl");
+        let ca = PrivateKey::random(&mut rand_core::OsRng, Algorithm::Ed25519).expect("key");
+        let other = PrivateKey::random(&mut rand_core::OsRng, Algorithm::Ed25519).expect("key");
+        let trusted = vec![ca.public_key().to_openssh().expect("line")];
+
+        let (v2, sig2) = signed(&ca, 2, 100, &[5]);
+        let done = install_krl(&v2, Some(&sig2), &trusted, &out).expect("installed");
+        assert!(done.changed);
+        assert_eq!((done.version, done.serials), (2, 1));
+        assert_eq!(std::fs::read(&out).expect("read"), v2);
+
+        // The same content generated later: the file is not rewritten.
+        let (v2_later, sig) = signed(&ca, 2, 160, &[5]);
+        assert!(
+            !install_krl(&v2_later, Some(&sig), &trusted, &out)
+                .expect("ok")
+                .changed
+        );
+        assert_eq!(std::fs::read(&out).expect("read"), v2);
+
+        // Older, forged, unsigned, garbage: refused, file untouched.
+        let (v1, sig1) = signed(&ca, 1, 200, &[]);
+        let (forged, forged_sig) = signed(&other, 3, 200, &[]);
+        let refusals = [
+            install_krl(&v1, Some(&sig1), &trusted, &out),
+            install_krl(&forged, Some(&forged_sig), &trusted, &out),
+            install_krl(&v2, None, &trusted, &out),
+            install_krl(&v2, Some(&sig1), &trusted, &out),
+            install_krl(b"garbage", Some(&sig2), &trusted, &out),
+            install_krl(&v2, Some(&sig2), &[], &out),
+        ];
+        for (i, refused) in refusals.into_iter().enumerate() {
+            assert!(refused.is_err(), "case {i} accepted");
+            assert_eq!(std::fs::read(&out).expect("read"), v2, "case {i}");
+        }
+        // A newer one replaces it, leaving no temporary file behind.
+        let (v3, sig3) = signed(&ca, 3, 300, &[5, 6]);
+        assert!(
+            install_krl(&v3, Some(&sig3), &trusted, &out)
+                .expect("ok")
+                .changed
+        );
+        assert_eq!(std::fs::read(&out).expect("read"), v3);
+        assert_eq!(std::fs::read_dir(dir.path()).expect("dir").count(), 1);
+    }
 }

@@ -337,6 +337,10 @@ fn policy_check_and_explain_output_and_exit_codes() {
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("identity: bob@corp (groups: eng, sre)\nat: 2026-07-06T10:00:00Z  from: 192.0.2.7\ndecision: ALLOW\nprincipals: deploy\nvalid for: 10m (until 2026-07-06T10:10:00Z)\nrules: sre-deploy\n"), "{out}");
     assert!(
+        out.contains("admin: no (no [[admin]] rule applies)\n"),
+        "{out}"
+    );
+    assert!(
         out.contains("lifetime: 10m asked for (at most 10m, set by max_ttl of rule sre-deploy)"),
         "{out}"
     );

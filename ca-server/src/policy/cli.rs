@@ -181,6 +181,17 @@ pub fn explain(
             let _ = writeln!(out, "rules: {}", list_or_none(&denial.rules));
         }
     }
+    let _ = writeln!(
+        out,
+        "admin: {}",
+        match set.admin_rule(identity) {
+            Some(rule) => format!(
+                "yes, by [[admin]] rule {} ({}): may revoke and unrevoke others' certificates",
+                rule.name, rule.location
+            ),
+            None => "no (no [[admin]] rule applies)".into(),
+        }
+    );
     let _ = writeln!(out, "trace:");
     for line in trace {
         let _ = writeln!(out, "  {line}");

@@ -627,6 +627,11 @@ claims.admin = true
         Some("root-of-trust")
     );
     assert!(set.admin_rule(&alice).is_none());
+    let (_, text) = super::cli::explain(&set, &carol, &ask(&[]), MONDAY_NOON_BERLIN);
+    assert!(
+        text.contains("admin: yes, by [[admin]] rule leads (test.toml:"),
+        "{text}"
+    );
     // The shipped example makes sre-leads admins and nobody else.
     let shipped = shipped();
     assert!(shipped.admin_rule(&carol).is_some());
