@@ -630,3 +630,48 @@ async fn serves_https_with_rustls() {
         Err(ClientError::Tls { .. })
     ));
 }
+
+/// docs/api.md shows how to make the proof of possession with OpenSSH alone;
+/// this runs that snippet exactly as printed, so the documentation cannot rot.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_documented_shell_proof_of_possession_works() {
+    let api_doc = std::fs::read_to_string(repo_root().join("docs/api.md")).unwrap();
+    let snippet = api_doc
+        .split("With OpenSSH alone:")
+        .nth(1)
+        .and_then(|rest| rest.split("```sh\n").nth(1))
+        .and_then(|rest| rest.split("```").next())
+        .expect("docs/api.md has the OpenSSH proof snippet");
+    let idp = Idp::start();
+    let setup = CaSetup::new(&[("corp", &idp.issuer)], "", "");
+    let ca = setup.start();
+    let dir = tempfile::tempdir().unwrap();
+    let (_, key) = ssh_keygen(dir.path(), "key", &["-t", "ed25519"]);
+    let token = idp.sign(
+        "RS256",
+        &idp.claims("alice", "jit-ssh", Some(&nonce_for(&key).unwrap()), now()),
+    );
+    let (status, _, err) = run(
+        Command::new("bash")
+            .args(["-euo", "pipefail", "-c", snippet])
+            .current_dir(dir.path())
+            .env("TOKEN", &token),
+        Duration::from_secs(30),
+    )
+    .unwrap();
+    assert!(status.success(), "the documented snippet failed: {err}");
+    let proof = std::fs::read_to_string(dir.path().join("message.sig")).unwrap();
+    let response = reqwest::Client::new()
+        .post(format!("{}/v1/certs/user", ca.url))
+        .bearer_auth(&token)
+        .json(&UserCertRequest {
+            public_key: std::fs::read_to_string(dir.path().join("key.pub")).unwrap(),
+            principals: vec![],
+            ttl: None,
+            proof,
+        })
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200, "{}", response.text().await.unwrap());
+}
