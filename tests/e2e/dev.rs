@@ -336,3 +336,88 @@ fn readme_quick_start_works_as_written() {
     let (ok, err) = ssh_with_agent(&sshd, &agent.socket);
     assert!(ok, "ssh after the README login: {err}");
 }
+
+/// docs/getting-started.md step 2 (a host that trusts the CA), run exactly as
+/// written but in a temporary directory and on a free port, then steps 3 and
+/// 4 against it.
+#[test]
+fn getting_started_host_setup_works_as_written() {
+    let guide = std::fs::read_to_string(repo_root().join("docs/getting-started.md")).unwrap();
+    let after = |marker: &str, fence: &str| -> String {
+        guide
+            .split(marker)
+            .nth(1)
+            .and_then(|rest| rest.split(fence).nth(1))
+            .and_then(|rest| rest.split("```").next())
+            .unwrap_or_else(|| panic!("getting-started.md lacks the block after {marker:?}"))
+            .to_string()
+    };
+    let config = after("Write `/tmp/jit-sshd/sshd_config`:", "```\n");
+    let commands = after("then:", "```sh\n");
+    let dev = DevCa::start(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let localize = |text: &str| {
+        text.replace("/tmp/jit-sshd", &dir.path().display().to_string())
+            .replace("127.0.0.1:2222", &format!("127.0.0.1:{port}"))
+            .replace("http://127.0.0.1:8443", &dev.url)
+    };
+    std::fs::write(dir.path().join("sshd_config"), localize(&config)).unwrap();
+    // Everything but the last line (sshd in the foreground), as a script.
+    let commands = localize(&commands);
+    let (setup, sshd_line) = commands.trim_end().rsplit_once('\n').unwrap();
+    let (status, _, err) = run(
+        Command::new("bash").args(["-euo", "pipefail", "-c", setup]),
+        STARTUP,
+    )
+    .unwrap();
+    assert!(status.success(), "getting-started step 2 failed: {err}");
+    assert!(
+        sshd_line.starts_with("/usr/sbin/sshd -D -e -f "),
+        "{sshd_line}"
+    );
+    std::fs::create_dir_all("/run/sshd").ok();
+    let mut words = sshd_line.split_whitespace();
+    let child = Command::new(words.next().unwrap())
+        .args(words)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (sshd, lines) = Running::new(child);
+    wait_for_line(&lines, "Server listening on", STARTUP).unwrap_or_else(|e| {
+        panic!(
+            "sshd from the guide did not start: {e}\n{}",
+            sshd.stderr.text()
+        )
+    });
+
+    let agent = SshAgent::start();
+    let home = ClientHome::new("alice", Some(&agent));
+    let login = home.run(&["login", "--ca", &dev.url]);
+    assert!(login.status.success(), "{}", login.stderr);
+    let (_, user, _) = run(Command::new("id").arg("-un"), STARTUP).unwrap();
+    let (status, out, err) = run(
+        Command::new("ssh")
+            .args(["-F", "/dev/null", "-o", "BatchMode=yes"])
+            .args([
+                "-o",
+                "StrictHostKeyChecking=no",
+                "-o",
+                "UserKnownHostsFile=/dev/null",
+            ])
+            .arg("-o")
+            .arg(format!("IdentityAgent={}", agent.socket.display()))
+            .args(["-o", "IdentityFile=none", "-p", &port.to_string()])
+            .arg(format!("{}@127.0.0.1", user.trim()))
+            .arg("echo jit-ssh-ok"),
+        Duration::from_secs(30),
+    )
+    .unwrap();
+    assert!(
+        status.success() && out.contains("jit-ssh-ok"),
+        "ssh as in step 4: {err}\n{}",
+        sshd.stderr.text()
+    );
+}

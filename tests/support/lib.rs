@@ -85,7 +85,7 @@ impl Lines {
 }
 
 /// Waits for a line containing `needle`, up to `timeout`.
-pub(crate) fn wait_for_line(
+pub fn wait_for_line(
     rx: &mpsc::Receiver<String>,
     needle: &str,
     timeout: Duration,
@@ -147,6 +147,13 @@ pub struct Running {
 }
 
 impl Running {
+    /// Takes over `child`, whose stderr must be piped, draining its stderr;
+    /// the channel sees each line as it arrives.
+    pub fn new(mut child: Child) -> (Running, mpsc::Receiver<String>) {
+        let (stderr, lines) = Lines::drain(child.stderr.take().expect("stderr piped"));
+        (Running { child, stderr }, lines)
+    }
+
     /// Sends SIGTERM, as a service manager stopping the process would.
     pub fn terminate(&self) {
         let _ = Command::new("kill")
