@@ -43,6 +43,7 @@ fn certificate_signing(c: &mut Criterion) {
         extensions: DEFAULT_EXTENSIONS.map(String::from).to_vec(),
         critical_options: vec![],
         rules: vec!["bench".into()],
+        request_ids: Vec::new(),
     };
     for (name, algorithm) in [
         ("ed25519", Algorithm::Ed25519),

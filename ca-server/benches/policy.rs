@@ -64,6 +64,7 @@ fn bench(c: &mut Criterion) {
         principals: vec![],
         ttl: None,
         client_addr: IpAddr::from([192, 0, 2, 10]),
+        approved: Vec::new(),
     };
     // Monday 2026-07-06 12:00 Berlin: the window rules are open.
     let now = 1_783_332_000;

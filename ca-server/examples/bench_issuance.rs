@@ -309,6 +309,7 @@ fn raw_limits(runtime: &tokio::runtime::Runtime, issuer: &Issuer) -> (f64, f64, 
         extensions: DEFAULT_EXTENSIONS.map(String::from).to_vec(),
         critical_options: vec![],
         rules: vec!["bench".into()],
+        request_ids: Vec::new(),
     };
     let now = ca_server::unix_now();
     let signing = rate(window, |i| {

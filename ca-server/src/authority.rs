@@ -20,7 +20,7 @@ use crate::config::CertSettings;
 use crate::identity::{is_login_name, Identity};
 use crate::krl::SignedKrl;
 use crate::oidc::{TokenError, TokenVerifier};
-use crate::policy::{CertRequest, Decision, Policy};
+use crate::policy::{ApprovedAccess, CertRequest, Decision, Policy};
 use crate::rate_limit::{RateLimits, RetryAfter};
 use crate::secret::BearerToken;
 use crate::store::{
@@ -262,7 +262,7 @@ impl Authority {
         client_addr: IpAddr,
         now: UnixTime,
     ) -> Result<UserCertResponse, IssueError> {
-        let cert_request = checked_request(&request, client_addr)?;
+        let mut cert_request = checked_request(&request, client_addr)?;
         let subject = SubjectKey::parse(&request.public_key).map_err(IssueError::SubjectKey)?;
         let verified = self
             .verifier
@@ -276,6 +276,22 @@ impl Authority {
         subject
             .verify_proof(token.expose_secret(), &request.proof)
             .map_err(IssueError::Proof)?;
+        // Approved access requests with open windows let `[rule.approval]`
+        // rules grant their principals; the policy still decides.
+        cert_request.approved = self
+            .store
+            .open_grants(identity.display_name(), now)
+            .await
+            .map_err(IssueError::Store)?
+            .into_iter()
+            .filter_map(|r| {
+                Some(ApprovedAccess {
+                    id: r.id,
+                    window_end: r.window_end?,
+                    principals: r.principals,
+                })
+            })
+            .collect();
         let grant = match self.policy.evaluate(&identity, &cert_request, now) {
             Decision::Allow(grant) => grant,
             Decision::Deny(denial) => {
@@ -315,6 +331,7 @@ impl Authority {
                 certificate: line.clone(),
                 token_digest: verified.digest,
                 token_expires_at: verified.expires_at,
+                request_ids: grant.request_ids.clone(),
             };
             match self.store.record_issuance(record).await {
                 Ok(()) => {
@@ -554,5 +571,6 @@ fn checked_request(
         principals: principals.into_iter().cloned().collect(),
         ttl: request.ttl.map(Duration::from_secs),
         client_addr,
+        approved: Vec::new(),
     })
 }

@@ -133,6 +133,7 @@ mod tests {
             extensions: DEFAULT_EXTENSIONS.map(String::from).to_vec(),
             critical_options: vec![],
             rules: vec!["eng-own-login".into(), "second-rule".into()],
+            request_ids: Vec::new(),
         };
         let now = 1_800_000_000;
         let spec = CertificateSpec {

@@ -7,6 +7,7 @@
 //! [`authority::Authority`] runs those steps in order; [`http`] is the thin axum
 //! layer in front of it.
 
+pub mod access;
 pub mod audit;
 pub mod authority;
 pub mod ca_keys;

@@ -356,6 +356,7 @@ fn policy(command: PolicyCommand) -> anyhow::Result<()> {
                 principals,
                 ttl,
                 client_addr: from,
+                approved: Vec::new(),
             };
             let (decision, text) = cli::explain(&set, &identity, &request, now);
             print!("{text}");

@@ -16,6 +16,7 @@ use rusqlite::{params, Connection, OpenFlags, OptionalExtension as _};
 use serde::Serialize;
 use tokio::sync::oneshot;
 
+use crate::access::{AccessRequest, Approval, RequestError, RequestStatus};
 use crate::metrics::Metrics;
 use crate::UnixTime;
 
@@ -82,6 +83,42 @@ CREATE TABLE revocations (
 CREATE UNIQUE INDEX revocations_active ON revocations (kind, value) WHERE lifted_at IS NULL;
 CREATE INDEX certificates_key ON certificates (key_fingerprint);
 "#,
+    // 4: access requests. `status` holds what was decided; `expired`, and
+    // `ended` at the window's end, follow from the times (crate::access).
+    // `request_certificates` records which certificates carried principals
+    // granted by which request, so that ending it early revokes them.
+    r#"
+CREATE TABLE access_requests (
+    id            INTEGER PRIMARY KEY,
+    requester     TEXT NOT NULL,
+    issuer        TEXT NOT NULL,
+    principals    TEXT NOT NULL,
+    reason        TEXT NOT NULL,
+    window_secs   INTEGER NOT NULL,
+    rules         TEXT NOT NULL,
+    status        TEXT NOT NULL CHECK (status IN ('pending', 'approved', 'denied', 'expired', 'ended')),
+    created_at    INTEGER NOT NULL,
+    expires_at    INTEGER NOT NULL,
+    window_start  INTEGER,
+    window_end    INTEGER,
+    closed_by     TEXT,
+    closed_reason TEXT
+);
+CREATE INDEX access_requests_requester ON access_requests (requester, created_at);
+CREATE INDEX access_requests_status ON access_requests (status, expires_at);
+CREATE TABLE request_approvals (
+    request_id INTEGER NOT NULL REFERENCES access_requests (id),
+    approver   TEXT NOT NULL,
+    at         INTEGER NOT NULL,
+    comment    TEXT NOT NULL,
+    PRIMARY KEY (request_id, approver)
+) WITHOUT ROWID;
+CREATE TABLE request_certificates (
+    request_id INTEGER NOT NULL REFERENCES access_requests (id),
+    serial     TEXT NOT NULL REFERENCES certificates (serial),
+    PRIMARY KEY (request_id, serial)
+) WITHOUT ROWID;
+"#,
 ];
 
 /// File name of the database inside the data directory.
@@ -123,6 +160,9 @@ pub enum StoreError {
     /// Nothing to lift: the target is not revoked.
     #[error("{0} is not revoked")]
     NotRevoked(String),
+    /// An access request transition the rules refuse.
+    #[error(transparent)]
+    Request(#[from] RequestError),
 }
 
 /// What a revocation names.
@@ -249,6 +289,8 @@ pub struct IssuanceRecord {
     pub token_digest: [u8; 32],
     /// Until when that digest must be remembered.
     pub token_expires_at: UnixTime,
+    /// Approved access requests whose principals the certificate carries.
+    pub request_ids: Vec<u64>,
 }
 
 /// A refused request by an authenticated identity.
@@ -268,7 +310,88 @@ pub struct DenialRecord {
     pub rules: Vec<String>,
 }
 
+/// A new access request, as recorded.
+#[derive(Debug, Clone)]
+pub struct NewRequest {
+    /// `user@issuer` of the requester.
+    pub requester: String,
+    /// The requester's issuer short name.
+    pub issuer: String,
+    /// Principals asked for, never empty.
+    pub principals: Vec<String>,
+    /// Why.
+    pub reason: String,
+    /// Window length asked for, seconds.
+    pub window_secs: u64,
+    /// The policy rules whose approvers decide it.
+    pub rules: Vec<String>,
+    /// When.
+    pub at: UnixTime,
+    /// When it expires unless decided.
+    pub expires_at: UnixTime,
+    /// Client address.
+    pub client_addr: String,
+    /// The requester's ID token, spent in the same transaction.
+    pub spent_token: Option<([u8; 32], UnixTime)>,
+}
+
+/// What is done to an existing access request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum RequestChange {
+    /// Adds an approval; the request is approved, and its window opens, once
+    /// it has `required` approvals.
+    Approve {
+        /// Approvals needed (at least 1).
+        required: u32,
+        /// Optional comment.
+        comment: String,
+    },
+    /// Denies it.
+    Deny {
+        /// Why.
+        reason: String,
+    },
+    /// Withdraws it while pending, or closes its window early and revokes the
+    /// certificates issued under it.
+    End {
+        /// Why.
+        reason: String,
+    },
+}
+
+/// Who changes which access request, when.
+#[derive(Debug, Clone)]
+pub struct RequestAction {
+    /// The request.
+    pub id: u64,
+    /// What.
+    pub change: RequestChange,
+    /// Who: `user@issuer`.
+    pub actor: String,
+    /// The actor's issuer short name.
+    pub actor_issuer: String,
+    /// Client address.
+    pub client_addr: String,
+    /// The policy rules that authorised it.
+    pub rules: Vec<String>,
+    /// When.
+    pub at: UnixTime,
+    /// The actor's ID token, spent in the same transaction.
+    pub spent_token: Option<([u8; 32], UnixTime)>,
+}
+
+/// The outcome of a [`RequestAction`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestChanged {
+    /// The request after the change.
+    pub request: AccessRequest,
+    /// What ending it revoked (empty otherwise).
+    pub revoked: Revoked,
+}
+
 type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
+type Work = Box<dyn FnOnce(&mut Connection, &Path) + Send>;
 
 enum Job {
     Issue(Box<IssuanceRecord>, Reply<()>),
@@ -277,6 +400,8 @@ enum Job {
     Lift(Box<RevocationRecord>, Reply<Revoked>),
     RevokedSet(UnixTime, Reply<RevokedSet>),
     Certificate(String, Reply<Option<CertificateEntry>>),
+    /// Any other work on the writer's connection; it answers for itself.
+    Run(Work),
 }
 
 /// Handle to the database writer; cheap to clone.
@@ -344,6 +469,90 @@ impl Store {
     pub async fn certificate(&self, serial: &str) -> Result<Option<CertificateEntry>, StoreError> {
         self.ask(|done| Job::Certificate(serial.to_string(), done))
             .await
+    }
+
+    /// Records a new access request (spending the requester's token);
+    /// returns it once committed.
+    pub async fn create_request(&self, new: NewRequest) -> Result<AccessRequest, StoreError> {
+        self.run(move |conn, path| {
+            let tx = conn.transaction().map_err(sqlite_error(path))?;
+            let request = create_request_in(&tx, &new, path)?;
+            tx.commit().map_err(sqlite_error(path))?;
+            Ok(request)
+        })
+        .await
+    }
+
+    /// Applies `action` if the request's state allows it at `action.at`
+    /// (checked inside the transaction that records it); returns the request
+    /// after the change.
+    pub async fn change_request(
+        &self,
+        action: RequestAction,
+    ) -> Result<RequestChanged, StoreError> {
+        self.run(move |conn, path| {
+            let tx = conn.transaction().map_err(sqlite_error(path))?;
+            let changed = change_request_in(&tx, &action, path)?;
+            tx.commit().map_err(sqlite_error(path))?;
+            Ok(changed)
+        })
+        .await
+    }
+
+    /// The access request with this id.
+    pub async fn request(&self, id: u64) -> Result<Option<AccessRequest>, StoreError> {
+        self.run(move |conn, path| read_request(conn, id, path))
+            .await
+    }
+
+    /// Access requests made since `since`, newest first: those of
+    /// `requester`, or everyone's when `None`.
+    pub async fn requests(
+        &self,
+        requester: Option<String>,
+        since: UnixTime,
+    ) -> Result<Vec<AccessRequest>, StoreError> {
+        self.run(move |conn, path| read_requests(conn, requester.as_deref(), since, path))
+            .await
+    }
+
+    /// Approved access requests of `requester` whose window is open at `now`.
+    pub async fn open_grants(
+        &self,
+        requester: String,
+        now: UnixTime,
+    ) -> Result<Vec<AccessRequest>, StoreError> {
+        self.run(move |conn, path| {
+            let err = sqlite_error(path);
+            let mut statement = conn
+                .prepare_cached(&format!(
+                    "SELECT {REQUEST_COLUMNS} FROM access_requests \
+                     WHERE requester = ?1 AND status = 'approved' AND window_end > ?2"
+                ))
+                .map_err(&err)?;
+            let rows = statement
+                .query_map(params![requester, now as i64], request_row)
+                .map_err(&err)?;
+            let open = rows.collect::<rusqlite::Result<Vec<_>>>().map_err(&err)?;
+            Ok(open
+                .into_iter()
+                .filter(|r| r.status_at(now) == RequestStatus::Approved)
+                .collect())
+        })
+        .await
+    }
+
+    async fn run<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&mut Connection, &Path) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        self.ask(move |done: Reply<T>| {
+            Job::Run(Box::new(move |conn, path| {
+                // The caller may have timed out; what was committed stands.
+                let _ = done.send(work(conn, path));
+            }))
+        })
+        .await
     }
 
     async fn ask<T>(&self, job: impl FnOnce(Reply<T>) -> Job) -> Result<T, StoreError> {
@@ -492,6 +701,278 @@ fn lift_in(
     })
 }
 
+fn create_request_in(
+    tx: &rusqlite::Transaction<'_>,
+    new: &NewRequest,
+    path: &Path,
+) -> Result<AccessRequest, StoreError> {
+    let err = sqlite_error(path);
+    spend(tx, new.spent_token, path)?;
+    tx.execute(
+        "INSERT INTO access_requests (requester, issuer, principals, reason, window_secs, \
+         rules, status, created_at, expires_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'pending', ?7, ?8)",
+        params![
+            new.requester,
+            new.issuer,
+            serde_json::to_string(&new.principals).unwrap_or_else(|_| "[]".into()),
+            new.reason,
+            new.window_secs as i64,
+            serde_json::to_string(&new.rules).unwrap_or_else(|_| "[]".into()),
+            new.at as i64,
+            new.expires_at as i64
+        ],
+    )
+    .map_err(&err)?;
+    let id = tx.last_insert_rowid() as u64;
+    let detail = format!(
+        "request {id}: principals {} for {}s: {}",
+        new.principals.join(","),
+        new.window_secs,
+        new.reason
+    );
+    audit_request(
+        tx,
+        "request_created",
+        (&new.requester, &new.issuer, &new.client_addr),
+        new.at,
+        &detail,
+        &new.rules,
+        path,
+    )?;
+    read_request(tx, id, path)?.ok_or(StoreError::Request(RequestError::Unknown(id)))
+}
+
+fn change_request_in(
+    tx: &rusqlite::Transaction<'_>,
+    a: &RequestAction,
+    path: &Path,
+) -> Result<RequestChanged, StoreError> {
+    let err = sqlite_error(path);
+    let request = read_request(tx, a.id, path)?.ok_or(RequestError::Unknown(a.id))?;
+    let at = a.at as i64;
+    let mut revoked = Revoked {
+        serials: Vec::new(),
+        krl_version: 0,
+    };
+    let (kind, detail) = match &a.change {
+        RequestChange::Approve { required, comment } => {
+            request.check_approval(&a.actor, a.at)?;
+            tx.execute(
+                "INSERT INTO request_approvals (request_id, approver, at, comment) \
+                 VALUES (?1, ?2, ?3, ?4)",
+                params![a.id as i64, a.actor, at, comment],
+            )
+            .map_err(&err)?;
+            let approvals = request.approvals.len() + 1;
+            if approvals >= (*required).max(1) as usize {
+                let end = a.at.saturating_add(request.window_secs) as i64;
+                tx.execute(
+                    "UPDATE access_requests SET status = 'approved', window_start = ?2, \
+                     window_end = ?3 WHERE id = ?1",
+                    params![a.id as i64, at, end],
+                )
+                .map_err(&err)?;
+                (
+                    "request_approved",
+                    format!("request {}: approved: {comment}", a.id),
+                )
+            } else {
+                (
+                    "request_approval",
+                    format!(
+                        "request {}: approval {approvals} of {required}: {comment}",
+                        a.id
+                    ),
+                )
+            }
+        }
+        RequestChange::Deny { reason } => {
+            request.check_denial(a.at)?;
+            tx.execute(
+                "UPDATE access_requests SET status = 'denied', closed_by = ?2, \
+                 closed_reason = ?3 WHERE id = ?1",
+                params![a.id as i64, a.actor, reason],
+            )
+            .map_err(&err)?;
+            (
+                "request_denied",
+                format!("request {}: denied: {reason}", a.id),
+            )
+        }
+        RequestChange::End { reason } => {
+            request.check_end(a.at)?;
+            // A window closed early ends now; a withdrawn request never opened.
+            tx.execute(
+                "UPDATE access_requests SET status = 'ended', closed_by = ?2, closed_reason = ?3, \
+                 window_end = CASE WHEN window_end IS NULL THEN NULL ELSE min(window_end, ?4) END \
+                 WHERE id = ?1",
+                params![a.id as i64, a.actor, reason, at],
+            )
+            .map_err(&err)?;
+            let serials: Vec<String> = {
+                let mut statement = tx
+                    .prepare("SELECT serial FROM request_certificates WHERE request_id = ?1")
+                    .map_err(&err)?;
+                let rows = statement
+                    .query_map([a.id as i64], |row| row.get(0))
+                    .map_err(&err)?;
+                rows.collect::<rusqlite::Result<_>>().map_err(&err)?
+            };
+            for serial in serials {
+                let Ok(serial) = serial.parse() else { continue };
+                let record = RevocationRecord {
+                    target: RevocationTarget::Serial(serial),
+                    reason: format!("access request {} ended: {reason}", a.id),
+                    actor: a.actor.clone(),
+                    actor_issuer: a.actor_issuer.clone(),
+                    client_addr: a.client_addr.clone(),
+                    rules: a.rules.clone(),
+                    at: a.at,
+                    spent_token: None,
+                };
+                let one = revoke_in(tx, &record, path)?;
+                revoked.serials.extend(one.serials);
+                revoked.krl_version = one.krl_version;
+            }
+            (
+                "request_ended",
+                format!(
+                    "request {}: ended: {reason} ({} certificate(s) revoked)",
+                    a.id,
+                    revoked.serials.len()
+                ),
+            )
+        }
+    };
+    // Spent last: a refused change leaves the token unspent only because the
+    // whole transaction rolls back anyway.
+    spend(tx, a.spent_token, path)?;
+    audit_request(
+        tx,
+        kind,
+        (&a.actor, &a.actor_issuer, &a.client_addr),
+        a.at,
+        &detail,
+        &a.rules,
+        path,
+    )?;
+    let request = read_request(tx, a.id, path)?.ok_or(RequestError::Unknown(a.id))?;
+    Ok(RequestChanged { request, revoked })
+}
+
+fn audit_request(
+    tx: &rusqlite::Transaction<'_>,
+    kind: &str,
+    (identity, issuer, client_addr): (&str, &str, &str),
+    at: UnixTime,
+    detail: &str,
+    rules: &[String],
+    path: &Path,
+) -> Result<(), StoreError> {
+    tx.execute(
+        "INSERT INTO audit_events (at, kind, identity, issuer, serial, client_addr, detail, rules) \
+         VALUES (?1, ?2, ?3, ?4, NULL, ?5, ?6, ?7)",
+        params![
+            at as i64,
+            kind,
+            identity,
+            issuer,
+            client_addr,
+            detail,
+            serde_json::to_string(rules).unwrap_or_else(|_| "[]".into())
+        ],
+    )
+    .map_err(sqlite_error(path))?;
+    Ok(())
+}
+
+const REQUEST_COLUMNS: &str = "id, requester, principals, reason, window_secs, status, \
+     created_at, expires_at, window_start, window_end, closed_by, closed_reason, rules";
+
+fn request_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<AccessRequest> {
+    let principals: String = row.get(2)?;
+    let status: String = row.get(5)?;
+    let rules: String = row.get(12)?;
+    Ok(AccessRequest {
+        id: row.get::<_, i64>(0)? as u64,
+        requester: row.get(1)?,
+        principals: serde_json::from_str(&principals).unwrap_or_default(),
+        reason: row.get(3)?,
+        window_secs: row.get::<_, i64>(4)? as u64,
+        // The CHECK constraint admits only names `parse` knows.
+        status: RequestStatus::parse(&status).unwrap_or(RequestStatus::Ended),
+        created_at: row.get::<_, i64>(6)? as u64,
+        expires_at: row.get::<_, i64>(7)? as u64,
+        window_start: row.get::<_, Option<i64>>(8)?.map(|t| t as u64),
+        window_end: row.get::<_, Option<i64>>(9)?.map(|t| t as u64),
+        approvals: Vec::new(),
+        closed_by: row.get(10)?,
+        closed_reason: row.get(11)?,
+        rules: serde_json::from_str(&rules).unwrap_or_default(),
+    })
+}
+
+fn approvals_of(conn: &Connection, id: u64) -> rusqlite::Result<Vec<Approval>> {
+    let mut statement = conn.prepare_cached(
+        "SELECT approver, at, comment FROM request_approvals WHERE request_id = ?1 ORDER BY at",
+    )?;
+    let rows = statement.query_map([id as i64], |row| {
+        Ok(Approval {
+            approver: row.get(0)?,
+            at: row.get::<_, i64>(1)? as u64,
+            comment: row.get(2)?,
+        })
+    })?;
+    rows.collect()
+}
+
+/// The access request with this id, with its approvals.
+pub fn read_request(
+    conn: &Connection,
+    id: u64,
+    path: &Path,
+) -> Result<Option<AccessRequest>, StoreError> {
+    let err = sqlite_error(path);
+    let found = conn
+        .query_row(
+            &format!("SELECT {REQUEST_COLUMNS} FROM access_requests WHERE id = ?1"),
+            [id as i64],
+            request_row,
+        )
+        .optional()
+        .map_err(&err)?;
+    let Some(mut request) = found else {
+        return Ok(None);
+    };
+    request.approvals = approvals_of(conn, id).map_err(&err)?;
+    Ok(Some(request))
+}
+
+/// Access requests created at or after `since`, newest first: those of
+/// `requester`, or everyone's.
+pub fn read_requests(
+    conn: &Connection,
+    requester: Option<&str>,
+    since: UnixTime,
+    path: &Path,
+) -> Result<Vec<AccessRequest>, StoreError> {
+    let err = sqlite_error(path);
+    let mut statement = conn
+        .prepare_cached(&format!(
+            "SELECT {REQUEST_COLUMNS} FROM access_requests \
+             WHERE (?1 IS NULL OR requester = ?1) AND created_at >= ?2 ORDER BY id DESC"
+        ))
+        .map_err(&err)?;
+    let rows = statement
+        .query_map(params![requester, since as i64], request_row)
+        .map_err(&err)?;
+    let mut requests = rows.collect::<rusqlite::Result<Vec<_>>>().map_err(&err)?;
+    for request in &mut requests {
+        request.approvals = approvals_of(conn, request.id).map_err(&err)?;
+    }
+    Ok(requests)
+}
+
 fn unexpired(
     tx: &rusqlite::Transaction<'_>,
     column: &str,
@@ -510,7 +991,15 @@ fn spend_token(
     r: &RevocationRecord,
     path: &Path,
 ) -> Result<(), StoreError> {
-    let Some((digest, expires_at)) = r.spent_token else {
+    spend(tx, r.spent_token, path)
+}
+
+fn spend(
+    tx: &rusqlite::Transaction<'_>,
+    token: Option<([u8; 32], UnixTime)>,
+    path: &Path,
+) -> Result<(), StoreError> {
+    let Some((digest, expires_at)) = token else {
         return Ok(());
     };
     let inserted = tx
@@ -696,7 +1185,8 @@ impl Writer {
                     Job::Revoke(..)
                     | Job::Lift(..)
                     | Job::RevokedSet(..)
-                    | Job::Certificate(..) => Err(StoreError::Closed),
+                    | Job::Certificate(..)
+                    | Job::Run(..) => Err(StoreError::Closed),
                 };
                 if result.is_err() {
                     cached(&tx, "ROLLBACK TO job", []).map_err(&err)?;
@@ -721,9 +1211,11 @@ impl Writer {
             };
             let done = match job {
                 Job::Issue(_, done) | Job::Deny(_, done) => done,
-                Job::Revoke(..) | Job::Lift(..) | Job::RevokedSet(..) | Job::Certificate(..) => {
-                    continue
-                }
+                Job::Revoke(..)
+                | Job::Lift(..)
+                | Job::RevokedSet(..)
+                | Job::Certificate(..)
+                | Job::Run(..) => continue,
             };
             // The requester may have timed out; its record stands regardless.
             let _ = done.send(result);
@@ -765,6 +1257,7 @@ impl Writer {
                     .map_err(&err);
                 let _ = done.send(result);
             }
+            Job::Run(work) => work(&mut self.conn, &path),
             Job::Issue(_, done) | Job::Deny(_, done) => {
                 let _ = done.send(Err(StoreError::Closed));
             }
@@ -864,6 +1357,14 @@ fn insert_issuance(
     .map_err(&err)?;
     if inserted == 0 {
         return Err(StoreError::DuplicateSerial);
+    }
+    for request_id in &r.request_ids {
+        cached(
+            tx,
+            "INSERT INTO request_certificates (request_id, serial) VALUES (?1, ?2)",
+            params![*request_id as i64, r.serial],
+        )
+        .map_err(&err)?;
     }
     cached(
         tx,
@@ -1066,6 +1567,7 @@ mod tests {
             certificate: "ssh-ed25519-cert-v01@openssh.com AAAA".into(),
             token_digest: [digest; 32],
             token_expires_at: u64::MAX / 4,
+            request_ids: Vec::new(),
         }
     }
 
@@ -1339,5 +1841,231 @@ mod tests {
             identity: None,
         };
         assert_eq!(read_audit(&path, &recent).expect("read").len(), 1);
+    }
+
+    fn new_request(at: UnixTime) -> NewRequest {
+        NewRequest {
+            requester: "bob@corp".into(),
+            issuer: "corp".into(),
+            principals: vec!["root".into()],
+            reason: "INC-1234: disk full".into(),
+            window_secs: 1800,
+            rules: vec!["sre-root-with-approval".into()],
+            at,
+            expires_at: at + 3600,
+            client_addr: "127.0.0.1".into(),
+            spent_token: Some(([9; 32], u64::MAX / 4)),
+        }
+    }
+
+    fn action(id: u64, actor: &str, change: RequestChange, at: UnixTime) -> RequestAction {
+        RequestAction {
+            id,
+            change,
+            actor: actor.into(),
+            actor_issuer: "corp".into(),
+            client_addr: "127.0.0.1".into(),
+            rules: vec!["sre-root-with-approval".into()],
+            at,
+            spent_token: None,
+        }
+    }
+
+    fn approve(required: u32) -> RequestChange {
+        RequestChange::Approve {
+            required,
+            comment: "ok".into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn access_requests_move_through_approval_and_survive_restarts() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join(DATABASE_FILE);
+        let store = Store::open(&path, &Metrics::new()).expect("open");
+        let created = store
+            .create_request(new_request(100))
+            .await
+            .expect("created");
+        assert_eq!(created.status, RequestStatus::Pending);
+        assert_eq!(created.expires_at, 3700);
+        // The requester's token is spent with it.
+        assert!(matches!(
+            store.create_request(new_request(101)).await,
+            Err(StoreError::Replayed)
+        ));
+        let id = created.id;
+        assert!(matches!(
+            store
+                .change_request(action(id, "bob@corp", approve(2), 110))
+                .await,
+            Err(StoreError::Request(RequestError::OwnRequest))
+        ));
+        let first = store
+            .change_request(action(id, "carol@corp", approve(2), 120))
+            .await
+            .expect("first approval");
+        assert_eq!(first.request.status, RequestStatus::Pending, "1 of 2");
+        assert!(matches!(
+            store
+                .change_request(action(id, "carol@corp", approve(2), 121))
+                .await,
+            Err(StoreError::Request(RequestError::AlreadyApproved(_)))
+        ));
+        let second = store
+            .change_request(action(id, "dave@corp", approve(2), 130))
+            .await
+            .expect("second approval");
+        let r = &second.request;
+        assert_eq!(r.status, RequestStatus::Approved);
+        assert_eq!((r.window_start, r.window_end), (Some(130), Some(1930)));
+        assert_eq!(r.approvals.len(), 2);
+        assert!(matches!(
+            store
+                .change_request(action(
+                    id,
+                    "erin@corp",
+                    RequestChange::Deny {
+                        reason: "no".into()
+                    },
+                    140
+                ))
+                .await,
+            Err(StoreError::Request(RequestError::NotPending { .. }))
+        ));
+        assert_eq!(
+            store
+                .open_grants("bob@corp".into(), 1929)
+                .await
+                .expect("open")
+                .len(),
+            1
+        );
+        assert!(store
+            .open_grants("bob@corp".into(), 1930)
+            .await
+            .expect("open")
+            .is_empty());
+        drop(store);
+        // A restarted CA sees the same request, approvals and audit trail.
+        let store = Store::open(&path, &Metrics::new()).expect("reopen");
+        let again = store.request(id).await.expect("read").expect("exists");
+        assert_eq!(&again, r);
+        let kinds: Vec<String> = read_audit(&path, &AuditFilter::default())
+            .expect("audit")
+            .into_iter()
+            .map(|e| e.event)
+            .collect();
+        assert_eq!(
+            kinds,
+            ["request_created", "request_approval", "request_approved"]
+        );
+        assert!(store.request(id + 1).await.expect("read").is_none());
+    }
+
+    #[tokio::test]
+    async fn expired_and_denied_requests_cannot_be_decided() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join(DATABASE_FILE);
+        let store = Store::open(&path, &Metrics::new()).expect("open");
+        let mut new = new_request(100);
+        new.spent_token = None;
+        let expiring = store.create_request(new.clone()).await.expect("created");
+        assert!(matches!(
+            store
+                .change_request(action(expiring.id, "carol@corp", approve(1), 3700))
+                .await,
+            Err(StoreError::Request(RequestError::NotPending {
+                status: RequestStatus::Expired,
+                ..
+            }))
+        ));
+        let denied = store.create_request(new).await.expect("created");
+        let deny = RequestChange::Deny {
+            reason: "use the runbook".into(),
+        };
+        let changed = store
+            .change_request(action(denied.id, "carol@corp", deny, 200))
+            .await
+            .expect("denied");
+        assert_eq!(changed.request.status, RequestStatus::Denied);
+        assert_eq!(
+            changed.request.closed_reason.as_deref(),
+            Some("use the runbook")
+        );
+        assert!(matches!(
+            store
+                .change_request(action(denied.id, "dave@corp", approve(1), 201))
+                .await,
+            Err(StoreError::Request(RequestError::NotPending {
+                status: RequestStatus::Denied,
+                ..
+            }))
+        ));
+        assert!(matches!(
+            store
+                .change_request(action(99, "dave@corp", approve(1), 201))
+                .await,
+            Err(StoreError::Request(RequestError::Unknown(99)))
+        ));
+        let all = store
+            .requests(Some("bob@corp".into()), 0)
+            .await
+            .expect("list");
+        assert_eq!(all.len(), 2);
+        assert!(store
+            .requests(Some("alice@corp".into()), 0)
+            .await
+            .expect("list")
+            .is_empty());
+    }
+
+    #[tokio::test]
+    async fn ending_a_grant_revokes_the_certificates_issued_under_it() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join(DATABASE_FILE);
+        let store = Store::open(&path, &Metrics::new()).expect("open");
+        let mut new = new_request(100);
+        new.spent_token = None;
+        let id = store.create_request(new).await.expect("created").id;
+        store
+            .change_request(action(id, "carol@corp", approve(1), 150))
+            .await
+            .expect("approved");
+        let mut under = record("1", 1);
+        under.identity = "bob@corp".into();
+        under.request_ids = vec![id];
+        store.record_issuance(under).await.expect("issued");
+        let mut plain = record("2", 2);
+        plain.identity = "bob@corp".into();
+        store.record_issuance(plain).await.expect("issued");
+        let end = RequestChange::End {
+            reason: "fixed".into(),
+        };
+        let changed = store
+            .change_request(action(id, "bob@corp", end.clone(), 200))
+            .await
+            .expect("ended");
+        assert_eq!(changed.request.status, RequestStatus::Ended);
+        assert_eq!(changed.request.window_end, Some(200));
+        assert_eq!(
+            changed.revoked.serials,
+            ["1"],
+            "only the one issued under it"
+        );
+        assert_eq!(
+            store.revoked_set(200).await.expect("set").serials,
+            [1],
+            "listed in the KRL"
+        );
+        assert!(store
+            .open_grants("bob@corp".into(), 201)
+            .await
+            .expect("open")
+            .is_empty());
+        assert!(matches!(
+            store.change_request(action(id, "bob@corp", end, 201)).await,
+            Err(StoreError::Request(RequestError::Closed { .. }))
+        ));
     }
 }

@@ -31,7 +31,7 @@ use super::glob::Glob;
 use super::restrict::{intersect, Cidr, SourceEntry};
 use super::template::{verified_email, Template};
 use super::window::TimeWindow;
-use super::{CertRequest, Decision, Denial, Grant};
+use super::{AccessTerms, CertRequest, Decision, Denial, Grant};
 use crate::config::CertSettings;
 use crate::duration::format_duration;
 use crate::identity::Identity;
@@ -223,8 +223,26 @@ fn claim_matches(value: Option<&Value>, matcher: &ClaimMatch) -> bool {
 pub struct Approval {
     /// Groups whose members may approve.
     pub approver_groups: Vec<String>,
+    /// Identities (`user@issuer`) who may approve.
+    pub approver_users: Vec<String>,
     /// Distinct approvals needed.
     pub min_approvals: u32,
+    /// Longest window an approved request may open.
+    pub max_window: Duration,
+    /// Whether a request must give a reason.
+    pub reason_required: bool,
+}
+
+impl Approval {
+    /// Whether `identity` is one of this rule's approvers.
+    pub fn approver(&self, identity: &Identity) -> bool {
+        let name = identity.display_name();
+        self.approver_users.contains(&name)
+            || identity
+                .groups
+                .iter()
+                .any(|g| self.approver_groups.contains(g))
+    }
 }
 
 /// A rule that grants principals.
@@ -305,6 +323,8 @@ struct Candidate<'a> {
     rule: &'a AllowRule,
     principals: Vec<String>,
     window_end: Option<UnixTime>,
+    /// The approved access request that lets `rule` grant `principals`.
+    request_id: Option<u64>,
 }
 
 fn open_window(windows: &[TimeWindow], now: UnixTime) -> Option<Option<UnixTime>> {
@@ -435,13 +455,42 @@ impl PolicySet {
             };
             let principals = self.expand(rule, identity, &mut note);
             if let Some(approval) = &rule.approval {
-                note(&|| {
-                    format!(
-                    "rule {}: matches; {:?} need an approved access request (approvers: {:?}); none is held",
-                    rule.name, principals, approval.approver_groups
-                )
-                });
-                needs_approval.push((rule, principals));
+                // Each open approved request grants the rule's principals it
+                // names, until the earlier of its window's end and the rule's.
+                let mut unapproved = principals.clone();
+                for access in &request.approved {
+                    let covered: Vec<String> = principals
+                        .iter()
+                        .filter(|p| access.principals.contains(p))
+                        .cloned()
+                        .collect();
+                    if covered.is_empty() || access.window_end <= now {
+                        continue;
+                    }
+                    note(&|| {
+                        format!(
+                            "rule {}: grants {:?} by approved access request {} until {}",
+                            rule.name, covered, access.id, access.window_end
+                        )
+                    });
+                    unapproved.retain(|p| !covered.contains(p));
+                    let end = window_end.map_or(access.window_end, |e| e.min(access.window_end));
+                    candidates.push(Candidate {
+                        rule,
+                        principals: covered,
+                        window_end: Some(end),
+                        request_id: Some(access.id),
+                    });
+                }
+                if !unapproved.is_empty() {
+                    note(&|| {
+                        format!(
+                            "rule {}: matches; {:?} need an approved access request (approvers: groups {:?}, users {:?}); none is held",
+                            rule.name, unapproved, approval.approver_groups, approval.approver_users
+                        )
+                    });
+                    needs_approval.push((rule, unapproved));
+                }
                 continue;
             }
             note(&|| format!("rule {}: grants {:?}", rule.name, principals));
@@ -449,6 +498,7 @@ impl PolicySet {
                 rule,
                 principals,
                 window_end,
+                request_id: None,
             });
         }
 
@@ -482,7 +532,7 @@ impl PolicySet {
                 if let Some((rule, principals)) = needs_approval.first() {
                     return deny(
                         format!(
-                            "{who} has no principal without approval: {principals:?} (rule {}) need an approved access request, and access requests are not available yet",
+                            "{who} has no principal without approval: {principals:?} (rule {}) need an approved access request (`jit-ssh request --principal ...`)",
                             rule.name
                         ),
                         vec![rule.name.clone()],
@@ -515,7 +565,7 @@ impl PolicySet {
                 if let Some((rule, _)) = needs_approval.iter().find(|(_, ps)| ps.contains(p)) {
                     return deny(
                         format!(
-                            "principal {p:?} requires an approved access request (rule {}); access requests are not available yet, so it is never granted without one",
+                            "principal {p:?} requires an approved access request (rule {}); ask with `jit-ssh request --principal {p}`",
                             rule.name
                         ),
                         vec![rule.name.clone()],
@@ -559,7 +609,15 @@ impl PolicySet {
         deciding.sort_unstable();
         deciding.dedup();
         let deciding: Vec<&Candidate<'_>> = deciding.iter().map(|&i| &candidates[i]).collect();
-        let rules: Vec<String> = deciding.iter().map(|c| c.rule.name.clone()).collect();
+        let mut rules: Vec<String> = Vec::new();
+        for c in &deciding {
+            if !rules.contains(&c.rule.name) {
+                rules.push(c.rule.name.clone());
+            }
+        }
+        let mut request_ids: Vec<u64> = deciding.iter().filter_map(|c| c.request_id).collect();
+        request_ids.sort_unstable();
+        request_ids.dedup();
 
         // Lifetime.
         let mut cap = self.certs.max_ttl;
@@ -574,7 +632,10 @@ impl PolicySet {
                 let left = Duration::from_secs(end.saturating_sub(now));
                 if left < cap {
                     cap = left;
-                    cap_by = format!("end of rule {}'s window", c.rule.name);
+                    cap_by = match c.request_id {
+                        Some(id) => format!("end of access request {id}'s window"),
+                        None => format!("end of rule {}'s window", c.rule.name),
+                    };
                 }
             }
             default = default.min(c.rule.default_ttl);
@@ -665,7 +726,90 @@ impl PolicySet {
             extensions,
             critical_options,
             rules,
+            request_ids,
         })
+    }
+
+    /// The terms on which `identity` may ask for `principals` by access
+    /// request at `now`: every principal must be one that a rule with
+    /// `[rule.approval]` applying to `identity` would grant, and no deny
+    /// rule may take it away.
+    pub fn access_terms(
+        &self,
+        identity: &Identity,
+        principals: &[String],
+        now: UnixTime,
+    ) -> Result<AccessTerms, String> {
+        let who = identity.display_name();
+        if principals.is_empty() {
+            return Err("name at least one principal".into());
+        }
+        let mut quiet = |_: &dyn Fn() -> String| {};
+        let mut terms: Option<AccessTerms> = None;
+        for p in principals {
+            let denied = self.deny.iter().find(|d| {
+                d.conditions.check(identity).is_ok()
+                    && open_window(&d.windows, now).is_some()
+                    && d.denies(p)
+            });
+            if let Some(d) = denied {
+                return Err(format!(
+                    "principal {p:?} is denied to {who} by rule {}",
+                    d.name
+                ));
+            }
+            let covering: Vec<(&AllowRule, &Approval)> = self
+                .allow
+                .iter()
+                .filter_map(|rule| rule.approval.as_ref().map(|a| (rule, a)))
+                .filter(|(rule, _)| {
+                    rule.conditions.check(identity).is_ok()
+                        && self.expand(rule, identity, &mut quiet).contains(p)
+                })
+                .collect();
+            if covering.is_empty() {
+                return Err(format!(
+                    "no rule with [rule.approval] lets {who} ask for principal {p:?}"
+                ));
+            }
+            for (rule, approval) in covering {
+                let t = terms.get_or_insert_with(|| AccessTerms {
+                    rules: Vec::new(),
+                    max_window: approval.max_window,
+                    reason_required: false,
+                    min_approvals: 1,
+                });
+                if !t.rules.contains(&rule.name) {
+                    t.rules.push(rule.name.clone());
+                }
+                t.max_window = t.max_window.min(approval.max_window);
+                t.reason_required |= approval.reason_required;
+                t.min_approvals = t.min_approvals.max(approval.min_approvals);
+            }
+        }
+        terms.ok_or_else(|| "name at least one principal".into())
+    }
+
+    /// The approvals needed when `approver` is an approver of every rule in
+    /// `rules` (each must still exist and have `[rule.approval]`); `None`
+    /// when they are not.
+    pub fn approval_rights(&self, approver: &Identity, rules: &[String]) -> Option<u32> {
+        if rules.is_empty() {
+            return None;
+        }
+        let mut needed = 1;
+        for name in rules {
+            let approval = self
+                .allow
+                .iter()
+                .find(|rule| &rule.name == name)
+                .and_then(|rule| rule.approval.as_ref())?;
+            if !approval.approver(approver) {
+                return None;
+            }
+            needed = needed.max(approval.min_approvals);
+        }
+        Some(needed)
     }
 
     fn expand(
@@ -701,5 +845,18 @@ impl super::Policy for PolicySet {
 
     fn evaluate(&self, identity: &Identity, request: &CertRequest, now: UnixTime) -> Decision {
         self.decide(identity, request, now, None)
+    }
+
+    fn access_terms(
+        &self,
+        identity: &Identity,
+        principals: &[String],
+        now: UnixTime,
+    ) -> Result<AccessTerms, String> {
+        PolicySet::access_terms(self, identity, principals, now)
+    }
+
+    fn approval_rights(&self, approver: &Identity, rules: &[String]) -> Option<u32> {
+        PolicySet::approval_rights(self, approver, rules)
     }
 }

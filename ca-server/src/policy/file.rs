@@ -219,10 +219,18 @@ struct RawWindow {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawApproval {
-    approver_groups: Spanned<Strings>,
+    approver_groups: Option<Spanned<Strings>>,
+    approver_users: Option<Spanned<Strings>>,
     #[serde(default = "one")]
     min_approvals: Spanned<u32>,
+    max_window: Option<Spanned<String>>,
+    reason_required: Option<bool>,
 }
+
+/// Longest access window of a rule that names no `max_window`.
+pub const DEFAULT_MAX_WINDOW: Duration = Duration::from_secs(3600);
+/// No approval rule may allow a longer window than this.
+pub const MAX_WINDOW_CEILING: Duration = Duration::from_secs(7 * 24 * 3600);
 
 fn one() -> Spanned<u32> {
     Spanned::new(0..0, 1)
@@ -544,11 +552,35 @@ impl Compiler<'_> {
         });
         let approval = raw.approval.as_ref().map(|a| {
             let r = a.get_ref();
-            if r.approver_groups.get_ref().is_empty() {
+            let list = |v: &Option<Spanned<Strings>>| -> Vec<String> {
+                v.as_ref()
+                    .map(|l| l.get_ref().iter().map(|g| g.get_ref().clone()).collect())
+                    .unwrap_or_default()
+            };
+            let approver_groups = list(&r.approver_groups);
+            let approver_users = list(&r.approver_users);
+            if approver_groups.is_empty() && approver_users.is_empty() {
+                let (span, field) = match (&r.approver_groups, &r.approver_users) {
+                    (Some(g), _) => (g.span(), "approver_groups"),
+                    (None, Some(u)) => (u.span(), "approver_users"),
+                    (None, None) => (a.span(), "approver_groups"),
+                };
                 self.error(
-                    r.approver_groups.span(),
-                    "approval.approver_groups is empty: nobody could approve",
+                    span,
+                    format!("approval.{field} is empty: nobody could approve"),
                 );
+            }
+            for user in r.approver_users.iter().flat_map(|l| l.get_ref()) {
+                let valid = user
+                    .get_ref()
+                    .split_once('@')
+                    .is_some_and(|(name, issuer)| !name.is_empty() && !issuer.is_empty());
+                if !valid {
+                    self.error(
+                        user.span(),
+                        "approval.approver_users entries are `user@issuer` (the issuer's short name)",
+                    );
+                }
             }
             if *r.min_approvals.get_ref() == 0 || *r.min_approvals.get_ref() > 10 {
                 self.error(
@@ -556,14 +588,32 @@ impl Compiler<'_> {
                     "approval.min_approvals must be between 1 and 10",
                 );
             }
+            let max_window = match &r.max_window {
+                None => DEFAULT_MAX_WINDOW,
+                Some(w) => match parse_duration(w.get_ref()) {
+                    Ok(d) if d >= Duration::from_secs(60) && d <= MAX_WINDOW_CEILING => d,
+                    Ok(_) => {
+                        self.error(
+                            w.span(),
+                            format!(
+                                "approval.max_window must be between 1m and {}",
+                                format_duration(MAX_WINDOW_CEILING)
+                            ),
+                        );
+                        DEFAULT_MAX_WINDOW
+                    }
+                    Err(e) => {
+                        self.error(w.span(), format!("approval.max_window: {e}"));
+                        DEFAULT_MAX_WINDOW
+                    }
+                },
+            };
             Approval {
-                approver_groups: r
-                    .approver_groups
-                    .get_ref()
-                    .iter()
-                    .map(|g| g.get_ref().clone())
-                    .collect(),
+                approver_groups,
+                approver_users,
                 min_approvals: *r.min_approvals.get_ref(),
+                max_window,
+                reason_required: r.reason_required.unwrap_or(true),
             }
         });
         AllowRule {

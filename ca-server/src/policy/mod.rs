@@ -49,6 +49,20 @@ pub struct CertRequest {
     pub ttl: Option<Duration>,
     /// Where the request came from.
     pub client_addr: IpAddr,
+    /// The requester's approved access requests whose windows are open.
+    pub approved: Vec<ApprovedAccess>,
+}
+
+/// An approved access request, as policy sees it: it lets a rule with
+/// `[rule.approval]` grant these principals until `window_end`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApprovedAccess {
+    /// The request.
+    pub id: u64,
+    /// Principals it names.
+    pub principals: Vec<String>,
+    /// End of its window.
+    pub window_end: UnixTime,
 }
 
 /// What the certificate will carry.
@@ -64,6 +78,9 @@ pub struct Grant {
     pub critical_options: Vec<(String, String)>,
     /// Names of the rules that decided, for the key ID and the audit record.
     pub rules: Vec<String>,
+    /// Approved access requests the certificate's principals come from
+    /// (ending one revokes the certificate).
+    pub request_ids: Vec<u64>,
 }
 
 /// Why a request was refused.
@@ -96,6 +113,39 @@ pub trait Policy: Send + Sync {
         let _ = identity;
         None
     }
+
+    /// The terms on which `identity` may ask for `principals` by access
+    /// request at `now`, or why it may not (the default: nobody may).
+    fn access_terms(
+        &self,
+        identity: &Identity,
+        principals: &[String],
+        now: UnixTime,
+    ) -> Result<AccessTerms, String> {
+        let _ = (identity, principals, now);
+        Err("this policy has no rule with [rule.approval]".into())
+    }
+
+    /// The approvals needed when `approver` may decide requests made under
+    /// all of `rules`; `None` when they may not (the default).
+    fn approval_rights(&self, approver: &Identity, rules: &[String]) -> Option<u32> {
+        let _ = (approver, rules);
+        None
+    }
+}
+
+/// What the policy says about one access request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccessTerms {
+    /// The `[rule.approval]` rules that cover the principals; their
+    /// approvers decide.
+    pub rules: Vec<String>,
+    /// Longest window: the smallest `max_window` of those rules.
+    pub max_window: Duration,
+    /// Whether a reason is required (any rule requires one).
+    pub reason_required: bool,
+    /// Approvals needed: the largest `min_approvals` of those rules.
+    pub min_approvals: u32,
 }
 
 /// The example policies shipped in `policies/`, built into the binary so that

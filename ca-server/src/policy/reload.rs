@@ -151,6 +151,19 @@ impl Policy for ReloadablePolicy {
     fn admin(&self, identity: &Identity) -> Option<String> {
         self.current.load().admin(identity)
     }
+
+    fn access_terms(
+        &self,
+        identity: &Identity,
+        principals: &[String],
+        now: UnixTime,
+    ) -> Result<super::AccessTerms, String> {
+        self.current.load().access_terms(identity, principals, now)
+    }
+
+    fn approval_rights(&self, approver: &Identity, rules: &[String]) -> Option<u32> {
+        self.current.load().approval_rights(approver, rules)
+    }
 }
 
 /// Reloads `policy` on SIGHUP and whenever its files change, until the
@@ -270,6 +283,7 @@ mod tests {
                         principals: vec![],
                         ttl: Some(Duration::from_secs(3600)),
                         client_addr: [127, 0, 0, 1].into(),
+                        approved: Vec::new(),
                     };
                     while !stop.load(Ordering::Relaxed) {
                         let Decision::Allow(grant) =

@@ -79,6 +79,7 @@ fn ask(principals: &[&str]) -> CertRequest {
         principals: principals.iter().map(|p| p.to_string()).collect(),
         ttl: None,
         client_addr: IpAddr::from([192, 0, 2, 10]),
+        approved: Vec::new(),
     }
 }
 
@@ -410,6 +411,106 @@ fn shipped_examples_load_and_decide_as_documented() {
 }
 
 #[test]
+fn approved_access_grants_its_principals_until_the_window_ends() {
+    let set = shipped();
+    let bob = person("bob", &["eng", "sre"], json!({}));
+    let now = MONDAY_NOON_BERLIN;
+    let access = |end: UnixTime| ApprovedAccess {
+        id: 42,
+        principals: vec!["root".into()],
+        window_end: end,
+    };
+    // Asked for explicitly: granted, capped at the window's end.
+    let g = allowed(set.evaluate(
+        &bob,
+        &CertRequest {
+            approved: vec![access(now + 120)],
+            ..ask(&["root"])
+        },
+        now,
+    ));
+    assert_eq!(g.principals, ["root"]);
+    assert_eq!(g.ttl, Duration::from_secs(120), "never past the window");
+    assert_eq!(g.request_ids, [42]);
+    assert_eq!(g.rules, ["sre-root-with-approval"]);
+    // Asked for everything: root joins bob's usual principals, minute-scale.
+    let g = allowed(set.evaluate(
+        &bob,
+        &CertRequest {
+            approved: vec![access(now + 3600)],
+            ..ask(&[])
+        },
+        now,
+    ));
+    assert_eq!(g.principals, ["bob", "deploy", "root"]);
+    assert_eq!(g.ttl, Duration::from_secs(300));
+    assert_eq!(g.request_ids, [42]);
+    // Without it, or once it ended, nothing changes.
+    let g = allowed(set.evaluate(&bob, &ask(&[]), now));
+    assert_eq!(g.principals, ["bob", "deploy"]);
+    assert!(g.request_ids.is_empty());
+    let ended = CertRequest {
+        approved: vec![access(now)],
+        ..ask(&["root"])
+    };
+    assert!(denied(set.evaluate(&bob, &ended, now))
+        .reason
+        .contains("requires an approved access request"));
+    // An approval for root does not make alice, whom no rule covers, root.
+    let alice = person("alice", &["eng"], json!({}));
+    let d = denied(set.evaluate(
+        &alice,
+        &CertRequest {
+            approved: vec![access(now + 3600)],
+            ..ask(&["root"])
+        },
+        now,
+    ));
+    assert!(d.reason.contains("no rule grants it"), "{}", d.reason);
+}
+
+#[test]
+fn access_terms_and_approver_rights_come_from_approval_rules() {
+    let set = shipped();
+    let now = MONDAY_NOON_BERLIN;
+    let bob = person("bob", &["eng", "sre"], json!({}));
+    let alice = person("alice", &["eng"], json!({}));
+    let carol = person("carol", &["sre-leads"], json!({}));
+    let terms = set.access_terms(&bob, &["root".into()], now).unwrap();
+    assert_eq!(terms.rules, ["sre-root-with-approval"]);
+    assert_eq!(terms.min_approvals, 1);
+    assert!(terms.reason_required);
+    assert_eq!(terms.max_window, Duration::from_secs(3600));
+    let refused = set.access_terms(&alice, &["root".into()], now).unwrap_err();
+    assert!(
+        refused.contains("no rule with [rule.approval]"),
+        "{refused}"
+    );
+    assert!(set.access_terms(&bob, &["deploy".into()], now).is_err());
+    assert!(set.access_terms(&bob, &[], now).is_err());
+    let rules = terms.rules;
+    assert_eq!(set.approval_rights(&carol, &rules), Some(1));
+    assert_eq!(set.approval_rights(&alice, &rules), None);
+    assert_eq!(set.approval_rights(&bob, &rules), None);
+    assert_eq!(set.approval_rights(&carol, &["gone".into()]), None);
+    assert_eq!(set.approval_rights(&carol, &[]), None);
+
+    let set = policy(
+        "[[rule]]\nname = \"db\"\nprincipals = [\"postgres\"]\n[rule.approval]\napprover_users = [\"dana@corp\"]\nmin_approvals = 2\nmax_window = \"2h\"\nreason_required = false\n[rule.match]\ngroups_any = [\"dba\"]\n",
+    );
+    let eve = person("eve", &["dba"], json!({}));
+    let terms = set.access_terms(&eve, &["postgres".into()], now).unwrap();
+    assert_eq!(
+        (terms.min_approvals, terms.max_window, terms.reason_required),
+        (2, Duration::from_secs(7200), false)
+    );
+    let dana = person("dana", &[], json!({}));
+    let dana_elsewhere = person("dana", &[], json!({"_issuer": "github"}));
+    assert_eq!(set.approval_rights(&dana, &terms.rules), Some(2));
+    assert_eq!(set.approval_rights(&dana_elsewhere, &terms.rules), None);
+}
+
+#[test]
 fn request_semantics_table() {
     let set = policy(
         r#"
@@ -550,6 +651,9 @@ fn diagnostics_name_file_line_and_column() {
         ("[[rule]]\nname = \"a\"\nprincipals = [\"x\"]\nsource_address = [\"10.1.0.0/8\"]\n[rule.match]\ngroups_any = [\"g\"]\n", "p.toml:4:19: source address \"10.1.0.0/8\" has host bits set"),
         ("[[rule]]\nname = \"a\"\nprincipals = [\"x\"]\nforce_command = \"/bin/x\"\nextensions = [\"permit-user-rc\"]\n[rule.match]\ngroups_any = [\"g\"]\n", "p.toml:4:17: force_command with the permit-user-rc extension"),
         ("[[rule]]\nname = \"a\"\nprincipals = [\"x\"]\n[rule.approval]\napprover_groups = []\n[rule.match]\ngroups_any = [\"g\"]\n", "p.toml:5:19: approval.approver_groups is empty"),
+        ("[[rule]]\nname = \"a\"\nprincipals = [\"x\"]\n[rule.approval]\napprover_users = [\"carol\"]\n[rule.match]\ngroups_any = [\"g\"]\n", "p.toml:5:19: approval.approver_users entries are `user@issuer`"),
+        ("[[rule]]\nname = \"a\"\nprincipals = [\"x\"]\n[rule.approval]\napprover_users = [\"carol@corp\"]\nmax_window = \"30s\"\n[rule.match]\ngroups_any = [\"g\"]\n", "p.toml:6:14: approval.max_window must be between 1m and 168h"),
+        ("[[rule]]\nname = \"a\"\nprincipals = [\"x\"]\n[rule.approval]\nmin_approvals = 2\n[rule.match]\ngroups_any = [\"g\"]\n", "p.toml:4:1: approval.approver_groups is empty: nobody could approve"),
         ("[[rule]]\nname = \"Bad Name\"\nprincipals = [\"x\"]\n[rule.match]\ngroups_any = [\"g\"]\n", "p.toml:2:8: rule name \"Bad Name\""),
         ("[[rule]]\nname = \"a\"\nprincipals = [\"x\"]\ndefault_ttl = \"20m\"\nmax_ttl = \"10m\"\n[rule.match]\ngroups_any = [\"g\"]\n", "p.toml:4:15: default_ttl 20m is longer than max_ttl 10m"),
         ("[[rule]]\nname = \"a\"\nprincipals = [\"x\"]\n[rule.match]\ngroups_any = []\n", "p.toml:5:14: groups_any is an empty list"),
@@ -831,6 +935,7 @@ proptest! {
             principals: principals.clone(),
             ttl: ttl_minutes.map(|m| Duration::from_secs(m * 60)),
             client_addr: IpAddr::from([127, 0, 0, 1]),
+            approved: Vec::new(),
         };
         let now = MONDAY_NOON_BERLIN + hour * 3600;
         let Decision::Allow(grant) = set.evaluate(&who, &request, now) else { return Ok(()) };

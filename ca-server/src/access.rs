@@ -1,0 +1,354 @@
+//! Access requests: the state machine behind just-in-time elevation.
+//!
+//! A request asks for principals for a window of time, with a reason. It is
+//! `pending` until enough approvers approve it (`approved`, the window starts
+//! at that moment), one denies it (`denied`), its pending time runs out
+//! (`expired`) or the requester ends it (`ended`). An approved request ends by
+//! itself when its window does, or earlier with `done`.
+//!
+//! `expired`, and `ended` at the window's end, are never written: they follow
+//! from the stored times and [`AccessRequest::status_at`] derives them, so no
+//! background job is needed and a restarted CA agrees with the one before.
+//! Everything here is pure; the store checks these rules inside the
+//! transaction that records the change, so two racing decisions cannot both
+//! pass.
+
+use serde::Serialize;
+
+use crate::UnixTime;
+
+/// How long a request waits for a decision unless configured otherwise.
+pub const DEFAULT_PENDING_SECS: u64 = 3600;
+
+/// Where a request stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+#[non_exhaustive]
+pub enum RequestStatus {
+    /// Waiting for approvals.
+    Pending,
+    /// Approved; the window is open.
+    Approved,
+    /// Denied by an approver.
+    Denied,
+    /// Nobody decided before the pending time ran out.
+    Expired,
+    /// The window closed, or the requester ended it early.
+    Ended,
+}
+
+impl RequestStatus {
+    /// The stored and wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RequestStatus::Pending => "pending",
+            RequestStatus::Approved => "approved",
+            RequestStatus::Denied => "denied",
+            RequestStatus::Expired => "expired",
+            RequestStatus::Ended => "ended",
+        }
+    }
+
+    /// Parses a stored name.
+    pub fn parse(name: &str) -> Option<RequestStatus> {
+        Some(match name {
+            "pending" => RequestStatus::Pending,
+            "approved" => RequestStatus::Approved,
+            "denied" => RequestStatus::Denied,
+            "expired" => RequestStatus::Expired,
+            "ended" => RequestStatus::Ended,
+            _ => return None,
+        })
+    }
+}
+
+impl std::fmt::Display for RequestStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One approver's approval.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Approval {
+    /// `user@issuer`.
+    pub approver: String,
+    /// When.
+    pub at: UnixTime,
+    /// Optional comment.
+    pub comment: String,
+}
+
+/// An access request as recorded.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AccessRequest {
+    /// Identifier, unique in this CA.
+    pub id: u64,
+    /// `user@issuer` of the requester.
+    pub requester: String,
+    /// The principals asked for.
+    pub principals: Vec<String>,
+    /// Why.
+    pub reason: String,
+    /// Length of the window asked for, in seconds.
+    pub window_secs: u64,
+    /// The status as stored; see [`AccessRequest::status_at`].
+    pub status: RequestStatus,
+    /// When it was made.
+    pub created_at: UnixTime,
+    /// When it expires unless decided.
+    pub expires_at: UnixTime,
+    /// Start of the window, once approved.
+    pub window_start: Option<UnixTime>,
+    /// End of the window, once approved (moved earlier by `done`).
+    pub window_end: Option<UnixTime>,
+    /// Approvals so far.
+    pub approvals: Vec<Approval>,
+    /// Who denied or ended it.
+    pub closed_by: Option<String>,
+    /// Why it was denied or ended.
+    pub closed_reason: Option<String>,
+    /// The policy rules whose approvers decide it, fixed when it was made.
+    pub rules: Vec<String>,
+}
+
+/// A transition the rules refuse.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum RequestError {
+    /// No request with this id.
+    #[error("no access request {0}")]
+    Unknown(u64),
+    /// Only pending requests can be decided.
+    #[error("access request {id} is {status}, not pending")]
+    NotPending {
+        /// The request.
+        id: u64,
+        /// Its status now.
+        status: RequestStatus,
+    },
+    /// Nobody approves their own request.
+    #[error("you cannot approve your own access request")]
+    OwnRequest,
+    /// One approval per approver.
+    #[error("you already approved access request {0}")]
+    AlreadyApproved(u64),
+    /// Only pending or approved requests can be ended.
+    #[error("access request {id} is already {status}")]
+    Closed {
+        /// The request.
+        id: u64,
+        /// Its status now.
+        status: RequestStatus,
+    },
+}
+
+impl AccessRequest {
+    /// The status at `now`: a pending request past its expiry is `expired`,
+    /// an approved one past its window's end is `ended`.
+    pub fn status_at(&self, now: UnixTime) -> RequestStatus {
+        match self.status {
+            RequestStatus::Pending if now >= self.expires_at => RequestStatus::Expired,
+            RequestStatus::Approved if self.window_end.is_some_and(|end| now >= end) => {
+                RequestStatus::Ended
+            }
+            status => status,
+        }
+    }
+
+    /// The end of the open window that grants `principal` at `now`, if any.
+    pub fn grants(&self, principal: &str, now: UnixTime) -> Option<UnixTime> {
+        if self.status_at(now) != RequestStatus::Approved {
+            return None;
+        }
+        if !self.principals.iter().any(|p| p == principal) {
+            return None;
+        }
+        self.window_end
+    }
+
+    /// Checks that `approver` may add an approval at `now` (the policy has
+    /// already said they are an approver for these principals).
+    pub fn check_approval(&self, approver: &str, now: UnixTime) -> Result<(), RequestError> {
+        self.check_pending(now)?;
+        if approver == self.requester {
+            return Err(RequestError::OwnRequest);
+        }
+        if self.approvals.iter().any(|a| a.approver == approver) {
+            return Err(RequestError::AlreadyApproved(self.id));
+        }
+        Ok(())
+    }
+
+    /// Checks that the request may be denied at `now`.
+    pub fn check_denial(&self, now: UnixTime) -> Result<(), RequestError> {
+        self.check_pending(now)
+    }
+
+    /// Checks that the request may be ended at `now`: withdrawn while
+    /// pending, or its window closed early while approved.
+    pub fn check_end(&self, now: UnixTime) -> Result<(), RequestError> {
+        match self.status_at(now) {
+            RequestStatus::Pending | RequestStatus::Approved => Ok(()),
+            status => Err(RequestError::Closed {
+                id: self.id,
+                status,
+            }),
+        }
+    }
+
+    fn check_pending(&self, now: UnixTime) -> Result<(), RequestError> {
+        match self.status_at(now) {
+            RequestStatus::Pending => Ok(()),
+            status => Err(RequestError::NotPending {
+                id: self.id,
+                status,
+            }),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pending() -> AccessRequest {
+        AccessRequest {
+            id: 7,
+            requester: "bob@corp".into(),
+            principals: vec!["root".into()],
+            reason: "INC-1".into(),
+            window_secs: 1800,
+            status: RequestStatus::Pending,
+            created_at: 1000,
+            expires_at: 1000 + DEFAULT_PENDING_SECS,
+            window_start: None,
+            window_end: None,
+            approvals: Vec::new(),
+            closed_by: None,
+            closed_reason: None,
+            rules: vec!["sre-root-with-approval".into()],
+        }
+    }
+
+    fn approved_at(at: UnixTime) -> AccessRequest {
+        AccessRequest {
+            status: RequestStatus::Approved,
+            window_start: Some(at),
+            window_end: Some(at + 1800),
+            approvals: vec![Approval {
+                approver: "carol@corp".into(),
+                at,
+                comment: String::new(),
+            }],
+            ..pending()
+        }
+    }
+
+    #[test]
+    fn pending_expires_on_its_own() {
+        let r = pending();
+        assert_eq!(r.status_at(4599), RequestStatus::Pending);
+        assert_eq!(r.status_at(4600), RequestStatus::Expired);
+    }
+
+    #[test]
+    fn approval_after_expiry_is_refused() {
+        assert_eq!(
+            pending().check_approval("carol@corp", 4600),
+            Err(RequestError::NotPending {
+                id: 7,
+                status: RequestStatus::Expired
+            })
+        );
+        assert_eq!(
+            pending().check_denial(4600),
+            Err(RequestError::NotPending {
+                id: 7,
+                status: RequestStatus::Expired
+            })
+        );
+    }
+
+    #[test]
+    fn requester_never_approves_own_request() {
+        assert_eq!(
+            pending().check_approval("bob@corp", 1001),
+            Err(RequestError::OwnRequest)
+        );
+        // Same user name at another issuer is another person.
+        assert_eq!(pending().check_approval("bob@other", 1001), Ok(()));
+    }
+
+    #[test]
+    fn one_approval_per_approver() {
+        let mut r = pending();
+        r.approvals.push(Approval {
+            approver: "carol@corp".into(),
+            at: 1001,
+            comment: String::new(),
+        });
+        assert_eq!(
+            r.check_approval("carol@corp", 1002),
+            Err(RequestError::AlreadyApproved(7))
+        );
+        assert_eq!(r.check_approval("dave@corp", 1002), Ok(()));
+    }
+
+    #[test]
+    fn decided_requests_cannot_be_decided_again() {
+        let approved = approved_at(2000);
+        assert!(matches!(
+            approved.check_approval("dave@corp", 2001),
+            Err(RequestError::NotPending {
+                status: RequestStatus::Approved,
+                ..
+            })
+        ));
+        let denied = AccessRequest {
+            status: RequestStatus::Denied,
+            ..pending()
+        };
+        assert!(denied.check_denial(1001).is_err());
+        assert!(denied.check_end(1001).is_err());
+    }
+
+    #[test]
+    fn approved_window_grants_listed_principals_until_its_end() {
+        let r = approved_at(2000);
+        assert_eq!(r.grants("root", 2000), Some(3800));
+        assert_eq!(r.grants("root", 3799), Some(3800));
+        assert_eq!(r.grants("admin", 2500), None);
+        assert_eq!(r.grants("root", 3800), None);
+        assert_eq!(r.status_at(3800), RequestStatus::Ended);
+        assert_eq!(pending().grants("root", 1001), None);
+    }
+
+    #[test]
+    fn end_applies_to_pending_and_open_windows_only() {
+        assert_eq!(pending().check_end(1001), Ok(()));
+        assert_eq!(approved_at(2000).check_end(2001), Ok(()));
+        assert_eq!(
+            approved_at(2000).check_end(3800),
+            Err(RequestError::Closed {
+                id: 7,
+                status: RequestStatus::Ended
+            })
+        );
+        assert!(pending().check_end(4600).is_err());
+    }
+
+    #[test]
+    fn status_names_round_trip() {
+        for s in [
+            RequestStatus::Pending,
+            RequestStatus::Approved,
+            RequestStatus::Denied,
+            RequestStatus::Expired,
+            RequestStatus::Ended,
+        ] {
+            assert_eq!(RequestStatus::parse(s.as_str()), Some(s));
+        }
+        assert_eq!(RequestStatus::parse("open"), None);
+    }
+}
