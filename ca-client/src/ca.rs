@@ -182,6 +182,59 @@ impl CaClient {
         decode(&url, response).await
     }
 
+    /// `POST /v1/requests`: asks for principals by access request.
+    pub async fn create_access_request(
+        &self,
+        id_token: &str,
+        request: &ca_proto::AccessRequestCreate,
+    ) -> Result<ca_proto::AccessRequestView, ClientError> {
+        let url = format!("{}/v1/requests", self.base);
+        let response = self
+            .http
+            .post(&url)
+            .bearer_auth(id_token)
+            .json(request)
+            .send()
+            .await;
+        decode(&url, response).await
+    }
+
+    /// `GET /v1/requests[?pending=true]`: own requests and those the caller
+    /// may decide.
+    pub async fn access_requests(
+        &self,
+        id_token: &str,
+        pending: bool,
+    ) -> Result<ca_proto::AccessRequestList, ClientError> {
+        let url = format!(
+            "{}/v1/requests{}",
+            self.base,
+            if pending { "?pending=true" } else { "" }
+        );
+        let response = self.http.get(&url).bearer_auth(id_token).send().await;
+        decode(&url, response).await
+    }
+
+    /// `POST /v1/requests/{id}/{verb}` with `verb` one of `approve`, `deny`,
+    /// `done`.
+    pub async fn decide_access_request(
+        &self,
+        id_token: &str,
+        id: u64,
+        verb: &str,
+        body: &ca_proto::AccessRequestDecision,
+    ) -> Result<ca_proto::AccessRequestView, ClientError> {
+        let url = format!("{}/v1/requests/{id}/{verb}", self.base);
+        let response = self
+            .http
+            .post(&url)
+            .bearer_auth(id_token)
+            .json(body)
+            .send()
+            .await;
+        decode(&url, response).await
+    }
+
     /// `GET /v1/krl`: the KRL bytes and the armored SSHSIG the CA sent with
     /// them (none when the header is missing).
     pub async fn krl(&self) -> Result<(Vec<u8>, Option<String>), ClientError> {

@@ -8,6 +8,7 @@
 //! [`paths`] (what is kept on disk, 0600), [`app`] (the commands), [`error`]
 //! (one-line errors and exit codes), [`ui`] (stderr only).
 
+pub mod access;
 pub mod agent;
 pub mod app;
 pub mod ca;

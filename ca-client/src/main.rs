@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use ca_client::access::{AccessCommand, Auth};
 use ca_client::app::{
     self, CaTarget, EnsureOptions, Ensured, Env, Flow, LoginOptions, TokenSource,
 };
@@ -61,6 +62,22 @@ struct InteractiveArgs {
     /// How long to wait for the sign-in to finish (e.g. 90s, 5m).
     #[arg(long, default_value = "5m", value_parser = parse_duration)]
     timeout: Duration,
+}
+
+/// How the access request commands authenticate: like `login`.
+#[derive(Args)]
+struct UserAuthArgs {
+    #[command(flatten)]
+    interactive: InteractiveArgs,
+    /// Identity provider name at the CA, when it trusts several.
+    #[arg(long)]
+    issuer: Option<String>,
+    /// Use the ID token in FILE instead of the sign-in session or signing in.
+    #[arg(long, conflicts_with = "id_token_env")]
+    id_token_file: Option<PathBuf>,
+    /// Use the ID token in environment variable VAR instead.
+    #[arg(long)]
+    id_token_env: Option<String>,
 }
 
 #[derive(Subcommand)]
@@ -141,6 +158,88 @@ enum Command {
     /// Remove the certificate from the agent and disk, and end the sign-in session.
     #[command(after_help = "Example:\n  jit-ssh logout")]
     Logout {
+        /// Print JSON on stdout.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Ask for principals that need approval (an access request), and wait
+    /// for the decision.
+    #[command(after_help = "Examples:\n  \
+        jit-ssh request --principal root --reason \"INC-1234: disk full\" --for 30m\n  \
+        jit-ssh request --principal root --reason \"INC-1234\" --no-wait --json")]
+    Request {
+        #[command(flatten)]
+        auth: UserAuthArgs,
+        /// Principal to ask for (repeatable, at least one).
+        #[arg(long = "principal", required = true)]
+        principals: Vec<String>,
+        /// Why (the policy may require one).
+        #[arg(long, default_value = "")]
+        reason: String,
+        /// Window length once approved (e.g. 30m); default: the policy's longest.
+        #[arg(long = "for", value_parser = parse_duration)]
+        window: Option<Duration>,
+        /// Return at once instead of waiting for the decision.
+        #[arg(long)]
+        no_wait: bool,
+        /// Longest wait for the decision.
+        #[arg(long, default_value = "1h", value_parser = parse_duration)]
+        wait: Duration,
+        /// Print the request as JSON on stdout.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Your access requests, and those you may approve.
+    #[command(after_help = "Examples:\n  jit-ssh requests\n  jit-ssh requests --pending --json")]
+    Requests {
+        #[command(flatten)]
+        auth: UserAuthArgs,
+        /// Only pending requests.
+        #[arg(long)]
+        pending: bool,
+        /// Print JSON on stdout.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Approve an access request (as one of its approvers).
+    #[command(after_help = "Example:\n  jit-ssh approve 42 --comment \"go ahead\"")]
+    Approve {
+        #[command(flatten)]
+        auth: UserAuthArgs,
+        /// The request id.
+        id: u64,
+        /// A comment recorded with the approval.
+        #[arg(long)]
+        comment: Option<String>,
+        /// Print JSON on stdout.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Deny an access request (as one of its approvers).
+    #[command(after_help = "Example:\n  jit-ssh deny 42 --reason \"use the runbook\"")]
+    Deny {
+        #[command(flatten)]
+        auth: UserAuthArgs,
+        /// The request id.
+        id: u64,
+        /// Why.
+        #[arg(long)]
+        reason: String,
+        /// Print JSON on stdout.
+        #[arg(long)]
+        json: bool,
+    },
+    /// End your access request: later certificates lack its principals and
+    /// those issued under it are revoked.
+    #[command(after_help = "Example:\n  jit-ssh done 42")]
+    Done {
+        #[command(flatten)]
+        auth: UserAuthArgs,
+        /// The request id.
+        id: u64,
+        /// Why (recorded).
+        #[arg(long)]
+        reason: Option<String>,
         /// Print JSON on stdout.
         #[arg(long)]
         json: bool,
@@ -387,6 +486,91 @@ fn run(cli: Cli) -> Result<ExitCode, CliError> {
                 ));
             }
         }
+        Command::Request {
+            auth,
+            principals,
+            reason,
+            window,
+            no_wait,
+            wait,
+            json,
+        } => {
+            let wait = (!no_wait).then_some(wait);
+            let command = AccessCommand::Request {
+                principals,
+                reason,
+                window,
+                wait,
+            };
+            let done = access(&env, &cli.ca, &dirs, auth, command, json)?;
+            if let Some(request) = done.first() {
+                if !no_wait && request.status != "approved" {
+                    return Err(CliError::new(
+                        Failure::Denied,
+                        format!("access request {} was {}", request.id, request.status),
+                    ));
+                }
+            }
+        }
+        Command::Requests {
+            auth,
+            pending,
+            json,
+        } => {
+            access(
+                &env,
+                &cli.ca,
+                &dirs,
+                auth,
+                AccessCommand::List { pending },
+                json,
+            )?;
+        }
+        Command::Approve {
+            auth,
+            id,
+            comment,
+            json,
+        } => {
+            access(
+                &env,
+                &cli.ca,
+                &dirs,
+                auth,
+                AccessCommand::Approve { id, comment },
+                json,
+            )?;
+        }
+        Command::Deny {
+            auth,
+            id,
+            reason,
+            json,
+        } => {
+            access(
+                &env,
+                &cli.ca,
+                &dirs,
+                auth,
+                AccessCommand::Deny { id, reason },
+                json,
+            )?;
+        }
+        Command::Done {
+            auth,
+            id,
+            reason,
+            json,
+        } => {
+            access(
+                &env,
+                &cli.ca,
+                &dirs,
+                auth,
+                AccessCommand::Done { id, reason },
+                json,
+            )?;
+        }
         Command::Logout { json } => {
             let target = target(&cli.ca, &dirs)?;
             let out = app::logout(&env, &target)?;
@@ -424,6 +608,46 @@ fn run(cli: Cli) -> Result<ExitCode, CliError> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Runs an access request command and prints what it returns: JSON (one
+/// object for a single request, an array for `requests`), else one line each.
+fn access(
+    env: &Env,
+    ca: &CaArgs,
+    dirs: &Dirs,
+    auth: UserAuthArgs,
+    command: AccessCommand,
+    json: bool,
+) -> Result<Vec<ca_proto::AccessRequestView>, CliError> {
+    let target = target(ca, dirs)?;
+    let list = matches!(command, AccessCommand::List { .. });
+    let source = match read_token(auth.id_token_file, auth.id_token_env)? {
+        Some(token) => TokenSource::Given(token),
+        None => TokenSource::Interactive {
+            flow: default_flow(auth.interactive.flow),
+            timeout: auth.interactive.timeout,
+        },
+    };
+    let requests = ca_client::access::run(
+        env,
+        &target,
+        Auth {
+            issuer: auth.issuer,
+            source,
+        },
+        command,
+    )?;
+    match (json, list, requests.as_slice()) {
+        (true, false, [one]) => print_json(one)?,
+        (true, _, _) => print_json(&requests)?,
+        (false, _, _) => {
+            for request in &requests {
+                println!("{}", ca_client::access::describe(request));
+            }
+        }
+    }
+    Ok(requests)
 }
 
 fn ensure(

@@ -40,6 +40,88 @@ pub struct UserCertRequest {
     pub proof: String,
 }
 
+/// `POST /v1/requests` request body: ask for principals by access request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccessRequestCreate {
+    /// Principals asked for; at least one.
+    pub principals: Vec<String>,
+    /// Why (required when the policy says so).
+    #[serde(default)]
+    pub reason: String,
+    /// Window length, e.g. `30m`; absent means the policy's `max_window`.
+    #[serde(default, rename = "for", skip_serializing_if = "Option::is_none")]
+    pub window: Option<String>,
+}
+
+/// `POST /v1/requests/{id}/approve`, `/deny` and `/done` request body.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccessRequestDecision {
+    /// Comment on an approval.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub comment: Option<String>,
+    /// Reason for a denial (required) or for ending early.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// One approval of an access request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccessApproval {
+    /// `user@issuer` of the approver.
+    pub approver: String,
+    /// When, seconds since the Unix epoch.
+    pub at: u64,
+    /// Comment (may be empty).
+    pub comment: String,
+}
+
+/// An access request, as every `/v1/requests` endpoint returns it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccessRequestView {
+    /// Identifier (`jit-ssh approve ID`).
+    pub id: u64,
+    /// `user@issuer` of the requester.
+    pub requester: String,
+    /// Principals asked for.
+    pub principals: Vec<String>,
+    /// Why.
+    pub reason: String,
+    /// Window length in seconds.
+    pub window_seconds: u64,
+    /// `pending`, `approved`, `denied`, `expired` or `ended`, as of the answer.
+    pub status: String,
+    /// When it was made.
+    pub created_at: u64,
+    /// When it expires unless decided.
+    pub expires_at: u64,
+    /// Start of the window, once approved.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window_start: Option<u64>,
+    /// End of the window, once approved.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window_end: Option<u64>,
+    /// Approvals so far.
+    pub approvals: Vec<AccessApproval>,
+    /// Who denied or ended it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub closed_by: Option<String>,
+    /// Why it was denied or ended.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub closed_reason: Option<String>,
+    /// Serials revoked by ending it (only in the answer to `done`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub revoked_serials: Vec<String>,
+}
+
+/// `GET /v1/requests` success body.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccessRequestList {
+    /// Newest first.
+    pub requests: Vec<AccessRequestView>,
+}
+
 /// `POST /v1/certs/user` success body.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UserCertResponse {

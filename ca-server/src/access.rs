@@ -128,7 +128,7 @@ pub enum RequestError {
         status: RequestStatus,
     },
     /// Nobody approves their own request.
-    #[error("you cannot approve your own access request")]
+    #[error("you cannot decide your own access request (end it with `jit-ssh done`)")]
     OwnRequest,
     /// One approval per approver.
     #[error("you already approved access request {0}")]

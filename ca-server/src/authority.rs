@@ -8,12 +8,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ca_proto::{
-    own_revocation_message, CaConfig, IssuerInfo, OwnRevocationRequest, RevocationRequest,
+    own_revocation_message, AccessApproval, AccessRequestCreate, AccessRequestDecision,
+    AccessRequestView, CaConfig, IssuerInfo, OwnRevocationRequest, RevocationRequest,
     RevocationResponse, UserCertRequest, UserCertResponse, OWN_REVOCATION_NAMESPACE,
     PROOF_NAMESPACE,
 };
 use ssh_key::{Certificate, HashAlg, SshSig};
 
+use crate::access::{AccessRequest, RequestError, RequestStatus, DEFAULT_PENDING_SECS};
 use crate::ca_keys::CaKeys;
 use crate::cert::{self, CertificateSpec, Serial};
 use crate::config::CertSettings;
@@ -24,7 +26,8 @@ use crate::policy::{ApprovedAccess, CertRequest, Decision, Policy};
 use crate::rate_limit::{RateLimits, RetryAfter};
 use crate::secret::BearerToken;
 use crate::store::{
-    DenialRecord, IssuanceRecord, RevocationRecord, RevocationTarget, Revoked, Store, StoreError,
+    DenialRecord, IssuanceRecord, NewRequest, RequestAction, RequestChange, RevocationRecord,
+    RevocationTarget, Revoked, Store, StoreError,
 };
 use crate::subject_key::{KeyRejection, SubjectKey};
 use crate::UnixTime;
@@ -118,6 +121,125 @@ impl From<StoreError> for RevokeError {
             other => RevokeError::Store(other),
         }
     }
+}
+
+/// Why an access request could not be made, listed or decided. Mapped to
+/// HTTP in [`crate::http`], once.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum AccessError {
+    /// The request body makes no sense.
+    #[error("{0}")]
+    InvalidRequest(String),
+    /// The ID token failed verification.
+    #[error(transparent)]
+    Token(TokenError),
+    /// The ID token was already spent.
+    #[error("this ID token was already used; get a fresh one (log in again)")]
+    Replayed,
+    /// The policy lets nobody, or not this caller, ask for these principals.
+    #[error("{0}")]
+    NotRequestable(String),
+    /// The caller is not an approver of the request's rules.
+    #[error("{who} may not decide access request {id}: not an approver of its policy rules")]
+    NotApprover {
+        /// The caller.
+        who: String,
+        /// The request.
+        id: u64,
+    },
+    /// Nobody decides their own request.
+    #[error("you cannot decide your own access request (end it with `jit-ssh done`)")]
+    OwnRequest,
+    /// Only the requester (or an administrator) ends a request.
+    #[error("only its requester or an administrator may end access request {0}")]
+    NotRequester(u64),
+    /// No such request.
+    #[error("no access request {0}")]
+    Unknown(u64),
+    /// The request's state does not allow this (expired, already decided,
+    /// already approved by this approver, already ended).
+    #[error(transparent)]
+    Conflict(RequestError),
+    /// This identity sent more requests than its limit allows.
+    #[error("too many requests for this identity; retry in {}s", .0.seconds())]
+    RateLimited(RetryAfter),
+    /// The database failed.
+    #[error("the access request could not be read or recorded")]
+    Store(#[source] StoreError),
+}
+
+impl From<StoreError> for AccessError {
+    fn from(error: StoreError) -> Self {
+        match error {
+            StoreError::Replayed => AccessError::Replayed,
+            StoreError::Request(RequestError::OwnRequest) => AccessError::OwnRequest,
+            StoreError::Request(RequestError::Unknown(id)) => AccessError::Unknown(id),
+            StoreError::Request(other) => AccessError::Conflict(other),
+            other => AccessError::Store(other),
+        }
+    }
+}
+
+/// What a caller does to an access request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AccessVerb {
+    /// Approve it.
+    Approve,
+    /// Deny it.
+    Deny,
+    /// End it (withdraw, or close the window early).
+    Done,
+}
+
+/// Shortest window an access request may ask for.
+pub const MIN_ACCESS_WINDOW: Duration = Duration::from_secs(60);
+/// How far back `GET /v1/requests` lists the caller's own requests.
+pub const REQUEST_LIST_DAYS: u64 = 7;
+
+/// The wire form of `request` at `now`.
+pub fn access_view(
+    request: &AccessRequest,
+    now: UnixTime,
+    revoked: Vec<String>,
+) -> AccessRequestView {
+    AccessRequestView {
+        id: request.id,
+        requester: request.requester.clone(),
+        principals: request.principals.clone(),
+        reason: request.reason.clone(),
+        window_seconds: request.window_secs,
+        status: request.status_at(now).as_str().into(),
+        created_at: request.created_at,
+        expires_at: request.expires_at,
+        window_start: request.window_start,
+        window_end: request.window_end,
+        approvals: request
+            .approvals
+            .iter()
+            .map(|a| AccessApproval {
+                approver: a.approver.clone(),
+                at: a.at,
+                comment: a.comment.clone(),
+            })
+            .collect(),
+        closed_by: request.closed_by.clone(),
+        closed_reason: request.closed_reason.clone(),
+        revoked_serials: revoked,
+    }
+}
+
+fn checked_text(field: &str, text: Option<&str>, required: bool) -> Result<String, AccessError> {
+    let text = text.unwrap_or("").trim();
+    if text.len() > MAX_REASON_LEN || text.contains('\0') {
+        return Err(AccessError::InvalidRequest(format!(
+            "{field} must be at most {MAX_REASON_LEN} characters"
+        )));
+    }
+    if required && text.is_empty() {
+        return Err(AccessError::InvalidRequest(format!("{field} is required")));
+    }
+    Ok(text.to_string())
 }
 
 /// Longest revocation reason accepted.
@@ -491,6 +613,227 @@ impl Authority {
         self.forget_krl();
         tracing::info!(owner = %entry.identity, serial = %serial_text, key = %key.fingerprint(HashAlg::Sha256), "certificate revoked by its owner");
         Ok(revocation_response(&target, revoked))
+    }
+
+    /// Records a new access request by the bearer of `token` (verified
+    /// without nonce binding and spent with the request): the policy must let
+    /// the caller ask for every principal, for at most its longest window.
+    pub async fn create_access_request(
+        &self,
+        token: &BearerToken,
+        request: AccessRequestCreate,
+        client_addr: IpAddr,
+        now: UnixTime,
+    ) -> Result<AccessRequestView, AccessError> {
+        let principals: BTreeSet<String> = request.principals.iter().cloned().collect();
+        let principals: Vec<String> = principals.into_iter().collect();
+        if principals.is_empty() || principals.len() > MAX_REQUESTED_PRINCIPALS {
+            return Err(AccessError::InvalidRequest(format!(
+                "name 1 to {MAX_REQUESTED_PRINCIPALS} principals"
+            )));
+        }
+        if let Some(bad) = principals.iter().find(|p| !is_login_name(p)) {
+            return Err(AccessError::InvalidRequest(format!(
+                "principal {:?} is not a valid login name",
+                bad.chars().take(40).collect::<String>()
+            )));
+        }
+        let asked = match request.window.as_deref() {
+            None => None,
+            Some(text) => Some(
+                crate::duration::parse_duration(text)
+                    .map_err(|e| AccessError::InvalidRequest(format!("for: {e}")))?,
+            ),
+        };
+        let verified = self
+            .verifier
+            .verify_unbound(token.expose_secret(), now)
+            .await
+            .map_err(AccessError::Token)?;
+        let identity = verified.identity;
+        self.rate_limits
+            .check_identity(&identity.display_name())
+            .map_err(AccessError::RateLimited)?;
+        let terms = match self.policy.access_terms(&identity, &principals, now) {
+            Ok(terms) => terms,
+            Err(reason) => {
+                self.store
+                    .record_denial(DenialRecord {
+                        at: now,
+                        identity: identity.display_name(),
+                        issuer: identity.issuer_name.clone(),
+                        client_addr: client_addr.to_string(),
+                        reason: format!("access request refused: {reason}"),
+                        rules: Vec::new(),
+                    })
+                    .await?;
+                return Err(AccessError::NotRequestable(reason));
+            }
+        };
+        let window = asked.unwrap_or(terms.max_window);
+        if window < MIN_ACCESS_WINDOW || window > terms.max_window {
+            return Err(AccessError::InvalidRequest(format!(
+                "for must be between {} and {} (max_window of rule {})",
+                crate::duration::format_duration(MIN_ACCESS_WINDOW),
+                crate::duration::format_duration(terms.max_window),
+                terms.rules.join(", ")
+            )));
+        }
+        let reason = checked_text("reason", Some(&request.reason), terms.reason_required)?;
+        let created = self
+            .store
+            .create_request(NewRequest {
+                requester: identity.display_name(),
+                issuer: identity.issuer_name.clone(),
+                principals,
+                reason,
+                window_secs: window.as_secs(),
+                rules: terms.rules,
+                at: now,
+                expires_at: now + DEFAULT_PENDING_SECS,
+                client_addr: client_addr.to_string(),
+                spent_token: Some((verified.digest, verified.expires_at)),
+            })
+            .await?;
+        tracing::info!(id = created.id, requester = %created.requester, principals = ?created.principals, "access request created");
+        Ok(access_view(&created, now, Vec::new()))
+    }
+
+    /// The caller's own access requests of the last week and, for an
+    /// approver, the pending requests of others they may decide; newest
+    /// first. Reading spends no token.
+    pub async fn list_access_requests(
+        &self,
+        token: &BearerToken,
+        pending_only: bool,
+        now: UnixTime,
+    ) -> Result<Vec<AccessRequestView>, AccessError> {
+        let verified = self
+            .verifier
+            .verify_unbound(token.expose_secret(), now)
+            .await
+            .map_err(AccessError::Token)?;
+        let identity = verified.identity;
+        let me = identity.display_name();
+        self.rate_limits
+            .check_identity(&me)
+            .map_err(AccessError::RateLimited)?;
+        let mut requests = self
+            .store
+            .requests(
+                Some(me.clone()),
+                now.saturating_sub(REQUEST_LIST_DAYS * 86_400),
+            )
+            .await?;
+        let others = self
+            .store
+            .requests(None, now.saturating_sub(DEFAULT_PENDING_SECS))
+            .await?;
+        requests.extend(others.into_iter().filter(|r| {
+            r.requester != me
+                && r.status_at(now) == RequestStatus::Pending
+                && self.policy.approval_rights(&identity, &r.rules).is_some()
+        }));
+        requests.sort_by_key(|r| std::cmp::Reverse(r.id));
+        requests.dedup_by_key(|r| r.id);
+        Ok(requests
+            .iter()
+            .filter(|r| !pending_only || r.status_at(now) == RequestStatus::Pending)
+            .map(|r| access_view(r, now, Vec::new()))
+            .collect())
+    }
+
+    /// Approves, denies or ends access request `id` for the bearer of
+    /// `token` (verified without nonce binding, spent with the change).
+    /// Approvers are those of every policy rule the request was made under,
+    /// as the policy reads now; only the requester or an administrator ends
+    /// it, and ending it revokes the certificates issued under it.
+    pub async fn decide_access_request(
+        &self,
+        token: &BearerToken,
+        id: u64,
+        verb: AccessVerb,
+        body: AccessRequestDecision,
+        client_addr: IpAddr,
+        now: UnixTime,
+    ) -> Result<AccessRequestView, AccessError> {
+        let verified = self
+            .verifier
+            .verify_unbound(token.expose_secret(), now)
+            .await
+            .map_err(AccessError::Token)?;
+        let identity = verified.identity;
+        let me = identity.display_name();
+        self.rate_limits
+            .check_identity(&me)
+            .map_err(AccessError::RateLimited)?;
+        let request = self
+            .store
+            .request(id)
+            .await?
+            .ok_or(AccessError::Unknown(id))?;
+        let (change, rules) = match verb {
+            AccessVerb::Approve | AccessVerb::Deny => {
+                if request.requester == me {
+                    return Err(AccessError::OwnRequest);
+                }
+                let Some(required) = self.policy.approval_rights(&identity, &request.rules) else {
+                    self.store
+                        .record_denial(DenialRecord {
+                            at: now,
+                            identity: me.clone(),
+                            issuer: identity.issuer_name.clone(),
+                            client_addr: client_addr.to_string(),
+                            reason: format!("not an approver of access request {id}"),
+                            rules: request.rules.clone(),
+                        })
+                        .await?;
+                    return Err(AccessError::NotApprover { who: me, id });
+                };
+                let change = if verb == AccessVerb::Approve {
+                    RequestChange::Approve {
+                        required,
+                        comment: checked_text("comment", body.comment.as_deref(), false)?,
+                    }
+                } else {
+                    RequestChange::Deny {
+                        reason: checked_text("reason", body.reason.as_deref(), true)?,
+                    }
+                };
+                (change, request.rules.clone())
+            }
+            AccessVerb::Done => {
+                let admin = self.policy.admin(&identity);
+                if request.requester != me && admin.is_none() {
+                    return Err(AccessError::NotRequester(id));
+                }
+                let reason = checked_text("reason", body.reason.as_deref(), false)?;
+                let reason = if reason.is_empty() {
+                    "done".to_string()
+                } else {
+                    reason
+                };
+                (RequestChange::End { reason }, admin.into_iter().collect())
+            }
+        };
+        let changed = self
+            .store
+            .change_request(RequestAction {
+                id,
+                change,
+                actor: me.clone(),
+                actor_issuer: identity.issuer_name.clone(),
+                client_addr: client_addr.to_string(),
+                rules,
+                at: now,
+                spent_token: Some((verified.digest, verified.expires_at)),
+            })
+            .await?;
+        if !changed.revoked.serials.is_empty() {
+            self.forget_krl();
+        }
+        tracing::info!(id, actor = %me, ?verb, status = %changed.request.status_at(now), revoked = changed.revoked.serials.len(), "access request changed");
+        Ok(access_view(&changed.request, now, changed.revoked.serials))
     }
 
     /// The current KRL, signed by the active user-CA key.

@@ -6,21 +6,22 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use axum::extract::rejection::JsonRejection;
-use axum::extract::{ConnectInfo, DefaultBodyLimit, MatchedPath, Request, State};
+use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
+use axum::extract::{ConnectInfo, DefaultBodyLimit, MatchedPath, Path, Query, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use ca_proto::{
-    ErrorBody, ErrorDetail, OwnRevocationRequest, RevocationRequest, RevocationResponse,
-    UserCertRequest,
+    AccessRequestCreate, AccessRequestDecision, AccessRequestList, AccessRequestView, ErrorBody,
+    ErrorDetail, OwnRevocationRequest, RevocationRequest, RevocationResponse, UserCertRequest,
 };
 use tokio::sync::Semaphore;
 use tracing::Instrument as _;
 
-use crate::authority::{Authority, IssueError, RevokeError};
+use crate::access::RequestError;
+use crate::authority::{AccessError, AccessVerb, Authority, IssueError, RevokeError};
 use crate::metrics::Metrics;
 use crate::oidc::TokenError;
 use crate::rate_limit::{RateLimits, RetryAfter};
@@ -62,6 +63,10 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/revocations", post(revoke))
         .route("/v1/revocations/lift", post(lift))
         .route("/v1/revocations/own", post(revoke_own))
+        .route("/v1/requests", post(create_request).get(list_requests))
+        .route("/v1/requests/{id}/approve", post(approve_request))
+        .route("/v1/requests/{id}/deny", post(deny_request))
+        .route("/v1/requests/{id}/done", post(end_request))
         .route_layer(middleware::from_fn_with_state(state.clone(), observe))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
@@ -283,6 +288,120 @@ async fn revoke_own(
     }
 }
 
+async fn create_request(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: Result<Json<AccessRequestCreate>, JsonRejection>,
+) -> Result<Json<AccessRequestView>, ApiError> {
+    state
+        .rate_limits
+        .check_address(peer.ip())
+        .map_err(ApiError::RateLimited)?;
+    let token = bearer_token(&headers)?;
+    let Json(request) = body.map_err(ApiError::Body)?;
+    let create =
+        state
+            .authority
+            .create_access_request(&token, request, peer.ip(), crate::unix_now());
+    match tokio::time::timeout(state.request_timeout, create).await {
+        Ok(result) => result.map(Json).map_err(ApiError::Access),
+        Err(_) => Err(ApiError::Timeout),
+    }
+}
+
+/// Query of `GET /v1/requests`.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ListQuery {
+    #[serde(default)]
+    pending: bool,
+}
+
+async fn list_requests(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    query: Result<Query<ListQuery>, QueryRejection>,
+) -> Result<Json<AccessRequestList>, ApiError> {
+    state
+        .rate_limits
+        .check_address(peer.ip())
+        .map_err(ApiError::RateLimited)?;
+    let token = bearer_token(&headers)?;
+    let Query(query) = query.map_err(|rejection| {
+        ApiError::Access(AccessError::InvalidRequest(rejection.body_text()))
+    })?;
+    let list = state
+        .authority
+        .list_access_requests(&token, query.pending, crate::unix_now());
+    match tokio::time::timeout(state.request_timeout, list).await {
+        Ok(result) => result
+            .map(|requests| Json(AccessRequestList { requests }))
+            .map_err(ApiError::Access),
+        Err(_) => Err(ApiError::Timeout),
+    }
+}
+
+async fn approve_request(
+    state: State<AppState>,
+    peer: ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    id: Result<Path<u64>, PathRejection>,
+    body: Result<Json<AccessRequestDecision>, JsonRejection>,
+) -> Result<Json<AccessRequestView>, ApiError> {
+    decide_request(state, peer, headers, id, body, AccessVerb::Approve).await
+}
+
+async fn deny_request(
+    state: State<AppState>,
+    peer: ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    id: Result<Path<u64>, PathRejection>,
+    body: Result<Json<AccessRequestDecision>, JsonRejection>,
+) -> Result<Json<AccessRequestView>, ApiError> {
+    decide_request(state, peer, headers, id, body, AccessVerb::Deny).await
+}
+
+async fn end_request(
+    state: State<AppState>,
+    peer: ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    id: Result<Path<u64>, PathRejection>,
+    body: Result<Json<AccessRequestDecision>, JsonRejection>,
+) -> Result<Json<AccessRequestView>, ApiError> {
+    decide_request(state, peer, headers, id, body, AccessVerb::Done).await
+}
+
+async fn decide_request(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    id: Result<Path<u64>, PathRejection>,
+    body: Result<Json<AccessRequestDecision>, JsonRejection>,
+    verb: AccessVerb,
+) -> Result<Json<AccessRequestView>, ApiError> {
+    state
+        .rate_limits
+        .check_address(peer.ip())
+        .map_err(ApiError::RateLimited)?;
+    let token = bearer_token(&headers)?;
+    let Path(id) = id.map_err(|_| {
+        ApiError::Access(AccessError::InvalidRequest(
+            "the request id must be a decimal number".into(),
+        ))
+    })?;
+    let Json(body) = body.map_err(ApiError::Body)?;
+    let decide =
+        state
+            .authority
+            .decide_access_request(&token, id, verb, body, peer.ip(), crate::unix_now());
+    match tokio::time::timeout(state.request_timeout, decide).await {
+        Ok(result) => result.map(Json).map_err(ApiError::Access),
+        Err(_) => Err(ApiError::Timeout),
+    }
+}
+
 fn bearer_token(headers: &HeaderMap) -> Result<BearerToken, ApiError> {
     let value = headers
         .get(header::AUTHORIZATION)
@@ -307,6 +426,8 @@ pub enum ApiError {
     Issue(IssueError),
     /// A revocation, lift or KRL request failed.
     Revoke(RevokeError),
+    /// An access request could not be made, listed or decided.
+    Access(AccessError),
     /// Too many requests in flight.
     Overloaded,
     /// Too many requests from this client address.
@@ -322,7 +443,8 @@ impl IntoResponse for ApiError {
         let retry_after = match &self {
             ApiError::RateLimited(wait)
             | ApiError::Issue(IssueError::RateLimited(wait))
-            | ApiError::Revoke(RevokeError::RateLimited(wait)) => Some(wait.seconds()),
+            | ApiError::Revoke(RevokeError::RateLimited(wait))
+            | ApiError::Access(AccessError::RateLimited(wait)) => Some(wait.seconds()),
             _ => None,
         };
         let (status, code, message) = match self {
@@ -371,6 +493,7 @@ impl IntoResponse for ApiError {
             ),
             ApiError::Issue(error) => issue_error_parts(error),
             ApiError::Revoke(error) => revoke_error_parts(error),
+            ApiError::Access(error) => access_error_parts(error),
         };
         let body = ErrorBody {
             error: ErrorDetail {
@@ -442,6 +565,45 @@ fn issue_error_parts(error: IssueError) -> (StatusCode, &'static str, String) {
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "internal",
                 "internal error".into(),
+            )
+        }
+    }
+}
+
+fn access_error_parts(error: AccessError) -> (StatusCode, &'static str, String) {
+    let message = error.to_string();
+    match error {
+        AccessError::InvalidRequest(_) => (StatusCode::BAD_REQUEST, "invalid_request", message),
+        AccessError::Token(TokenError::IssuerUnavailable(_)) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "issuer_unavailable",
+            message,
+        ),
+        AccessError::Token(_) => (StatusCode::UNAUTHORIZED, "invalid_token", message),
+        AccessError::Replayed => (StatusCode::UNAUTHORIZED, "replayed_token", message),
+        AccessError::NotRequestable(_) => (StatusCode::FORBIDDEN, "not_requestable", message),
+        AccessError::NotApprover { .. } => (StatusCode::FORBIDDEN, "not_approver", message),
+        AccessError::OwnRequest => (StatusCode::FORBIDDEN, "own_request", message),
+        AccessError::NotRequester(_) => (StatusCode::FORBIDDEN, "not_requester", message),
+        AccessError::Unknown(_) => (StatusCode::NOT_FOUND, "unknown_request", message),
+        AccessError::Conflict(conflict) => {
+            let code = match conflict {
+                RequestError::NotPending { .. } => "not_pending",
+                RequestError::AlreadyApproved(_) => "already_approved",
+                RequestError::Closed { .. } => "request_closed",
+                // The store reports these as their own AccessError variants.
+                RequestError::Unknown(_) => "unknown_request",
+                RequestError::OwnRequest => "own_request",
+            };
+            (StatusCode::CONFLICT, code, message)
+        }
+        AccessError::RateLimited(_) => (StatusCode::TOO_MANY_REQUESTS, "rate_limited", message),
+        AccessError::Store(error) => {
+            tracing::error!(%error, "access request store failure");
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "store_unavailable",
+                "the CA cannot read or record access requests right now; nothing changed".into(),
             )
         }
     }

@@ -1,0 +1,342 @@
+//! The access request commands: `request`, `requests`, `approve`, `deny`,
+//! `done`. Each authenticates like `login`: an ID token given by the caller
+//! (`--id-token-file`/`--id-token-env`), else one obtained silently with the
+//! stored refresh token, else an interactive sign-in. The CA spends each
+//! token on one change, so every change gets a fresh one.
+
+use std::time::{Duration, Instant};
+
+use ca_proto::{AccessRequestCreate, AccessRequestDecision, AccessRequestView};
+
+use crate::app::{Env, TokenSource};
+use crate::ca::CaClient;
+use crate::duration::format_seconds;
+use crate::error::{CliError, Failure};
+use crate::oidc::Provider;
+use crate::secret::Secret;
+use crate::session::SessionFiles;
+
+/// How often `request` asks the CA whether its request was decided.
+pub const POLL_INTERVAL: Duration = Duration::from_secs(2);
+
+/// How the access commands get an ID token.
+#[derive(Debug)]
+pub struct Auth {
+    /// `--issuer`.
+    pub issuer: Option<String>,
+    /// A given token, or the interactive flow to use when no sign-in session
+    /// is stored.
+    pub source: TokenSource,
+}
+
+/// What to do.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum AccessCommand {
+    /// `jit-ssh request`.
+    Request {
+        /// `--principal`.
+        principals: Vec<String>,
+        /// `--reason`.
+        reason: String,
+        /// `--for`.
+        window: Option<Duration>,
+        /// How long to wait for a decision; `None` returns at once.
+        wait: Option<Duration>,
+    },
+    /// `jit-ssh requests`.
+    List {
+        /// `--pending`.
+        pending: bool,
+    },
+    /// `jit-ssh approve`.
+    Approve {
+        /// The request.
+        id: u64,
+        /// `--comment`.
+        comment: Option<String>,
+    },
+    /// `jit-ssh deny`.
+    Deny {
+        /// The request.
+        id: u64,
+        /// `--reason`.
+        reason: String,
+    },
+    /// `jit-ssh done`.
+    Done {
+        /// The request.
+        id: u64,
+        /// `--reason`.
+        reason: Option<String>,
+    },
+}
+
+/// Runs `command` against the CA at `target`; returns the requests to print.
+pub fn run(
+    env: &Env,
+    target: &crate::app::CaTarget,
+    auth: Auth,
+    command: AccessCommand,
+) -> Result<Vec<AccessRequestView>, CliError> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| CliError::other(format!("cannot start the async runtime: {e}")))?;
+    runtime.block_on(run_async(env, target, auth, command))
+}
+
+async fn run_async(
+    env: &Env,
+    target: &crate::app::CaTarget,
+    auth: Auth,
+    command: AccessCommand,
+) -> Result<Vec<AccessRequestView>, CliError> {
+    let mut tokens = TokenMaker::new(env, target, auth)?;
+    let ca = tokens.ca.clone();
+    let decision =
+        |comment: Option<String>, reason: Option<String>| AccessRequestDecision { comment, reason };
+    let one = match command {
+        AccessCommand::Request {
+            principals,
+            reason,
+            window,
+            wait,
+        } => {
+            let token = tokens.token().await?;
+            let created = ca
+                .create_access_request(
+                    token.expose_secret(),
+                    &AccessRequestCreate {
+                        principals,
+                        reason,
+                        window: window.map(|w| format!("{}s", w.as_secs())),
+                    },
+                )
+                .await
+                .map_err(refused)?;
+            env.ui.info(&format!(
+                "Access request {} for {} ({}) is pending; an approver runs `jit-ssh approve {}`.",
+                created.id,
+                created.principals.join(", "),
+                format_seconds(created.window_seconds),
+                created.id
+            ));
+            match wait {
+                Some(limit) => wait_for_decision(env, &mut tokens, created, limit).await?,
+                None => created,
+            }
+        }
+        AccessCommand::List { pending } => {
+            let token = tokens.token().await?;
+            return Ok(ca
+                .access_requests(token.expose_secret(), pending)
+                .await
+                .map_err(refused)?
+                .requests);
+        }
+        AccessCommand::Approve { id, comment } => {
+            let token = tokens.token().await?;
+            ca.decide_access_request(
+                token.expose_secret(),
+                id,
+                "approve",
+                &decision(comment, None),
+            )
+            .await
+            .map_err(refused)?
+        }
+        AccessCommand::Deny { id, reason } => {
+            let token = tokens.token().await?;
+            ca.decide_access_request(
+                token.expose_secret(),
+                id,
+                "deny",
+                &decision(None, Some(reason)),
+            )
+            .await
+            .map_err(refused)?
+        }
+        AccessCommand::Done { id, reason } => {
+            let token = tokens.token().await?;
+            ca.decide_access_request(token.expose_secret(), id, "done", &decision(None, reason))
+                .await
+                .map_err(refused)?
+        }
+    };
+    Ok(vec![one])
+}
+
+async fn wait_for_decision(
+    env: &Env,
+    tokens: &mut TokenMaker<'_>,
+    created: AccessRequestView,
+    limit: Duration,
+) -> Result<AccessRequestView, CliError> {
+    let _spinner = env.ui.spinner(&format!(
+        "Waiting for a decision on access request {}…",
+        created.id
+    ));
+    let started = Instant::now();
+    // Reading spends no token: one is reused until the CA refuses it.
+    let mut token = tokens.token().await?;
+    loop {
+        tokio::time::sleep(POLL_INTERVAL).await;
+        let listed = match tokens
+            .ca
+            .access_requests(token.expose_secret(), false)
+            .await
+        {
+            Ok(list) => list,
+            Err(crate::ca::ClientError::Refused { code, .. }) if code == "invalid_token" => {
+                token = tokens.token().await?;
+                continue;
+            }
+            Err(e) => return Err(e.into()),
+        };
+        if let Some(now) = listed.requests.into_iter().find(|r| r.id == created.id) {
+            if now.status != "pending" {
+                return Ok(now);
+            }
+        }
+        if started.elapsed() >= limit {
+            return Err(CliError::new(
+                Failure::TimedOut,
+                format!(
+                    "access request {} is still pending after {}; it stays open until it \
+                     expires (`jit-ssh requests` shows it)",
+                    created.id,
+                    format_seconds(limit.as_secs())
+                ),
+            ));
+        }
+    }
+}
+
+/// A refusal with the CA's words: for these commands the CA's message says
+/// what is wrong (not an approver, expired, own request).
+fn refused(error: crate::ca::ClientError) -> CliError {
+    match error {
+        crate::ca::ClientError::Refused {
+            status, message, ..
+        } if status == 403 || status == 409 || status == 404 => {
+            CliError::new(Failure::Denied, message)
+        }
+        other => other.into(),
+    }
+}
+
+/// One-line description of `request` for people.
+pub fn describe(request: &AccessRequestView) -> String {
+    let mut line = format!(
+        "{}  {}  {}  principals {}  for {}  reason {:?}",
+        request.id,
+        request.status,
+        request.requester,
+        request.principals.join(","),
+        format_seconds(request.window_seconds),
+        request.reason
+    );
+    if let Some(end) = request.window_end {
+        line.push_str(&format!("  window ends {end}"));
+    }
+    for approval in &request.approvals {
+        line.push_str(&format!("  approved by {}", approval.approver));
+    }
+    if let (Some(by), Some(why)) = (&request.closed_by, &request.closed_reason) {
+        line.push_str(&format!("  closed by {by}: {why}"));
+    }
+    if !request.revoked_serials.is_empty() {
+        line.push_str(&format!(
+            "  revoked certificates {}",
+            request.revoked_serials.join(",")
+        ));
+    }
+    line
+}
+
+struct TokenMaker<'a> {
+    env: &'a Env,
+    ca: CaClient,
+    slug: crate::paths::CaSlug,
+    auth: Auth,
+}
+
+impl<'a> TokenMaker<'a> {
+    fn new(env: &'a Env, target: &crate::app::CaTarget, auth: Auth) -> Result<Self, CliError> {
+        Ok(TokenMaker {
+            env,
+            ca: CaClient::new(&target.url, target.root_pem.as_deref())?,
+            slug: target.slug()?,
+            auth,
+        })
+    }
+
+    /// A fresh ID token: the given one, else from the stored sign-in
+    /// session, else by signing in.
+    async fn token(&mut self) -> Result<Secret, CliError> {
+        let (flow, timeout) = match &self.auth.source {
+            TokenSource::Given(token) => return Ok(token.clone()),
+            TokenSource::Interactive { flow, timeout } => (*flow, *timeout),
+        };
+        let session_files = SessionFiles::new(self.env.dirs.session_dir(&self.slug));
+        if let Some(session) = session_files.load().map_err(CliError::other)? {
+            let provider = Provider::discover(
+                self.ca.http(),
+                &session.info.issuer,
+                &session.info.client_id,
+            )
+            .await?;
+            match provider.refresh(&session.refresh_token).await {
+                Ok(tokens) => {
+                    // Refresh tokens rotate: keep the new one now.
+                    if let Some(refresh) = &tokens.refresh_token {
+                        session_files
+                            .save_refresh_token(refresh)
+                            .map_err(CliError::other)?;
+                    }
+                    return Ok(tokens.id_token);
+                }
+                Err(crate::oidc::OidcError::RefreshRefused(reason)) => {
+                    self.env.ui.info(&format!(
+                        "The sign-in session has ended ({reason}); signing in again."
+                    ));
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        let config = self.ca.config().await?;
+        let issuer = match &self.auth.issuer {
+            Some(name) => config.issuers.iter().find(|i| &i.name == name),
+            None if config.issuers.len() == 1 => config.issuers.first(),
+            None => None,
+        }
+        .ok_or_else(|| {
+            CliError::other(
+                "pick the identity provider with --issuer (or sign in once with `jit-ssh login`)",
+            )
+        })?;
+        let provider =
+            Provider::discover(self.ca.http(), &issuer.issuer, &issuer.client_id).await?;
+        let scopes = provider.scopes(&issuer.scopes);
+        // The token names no key here, so the nonce is only a fresh random value.
+        let mut bytes = [0u8; 32];
+        rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut bytes);
+        let nonce =
+            base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, bytes);
+        let browser = self.env.browser.as_deref();
+        let tokens = match flow {
+            crate::app::Flow::Browser => {
+                provider
+                    .browser_login(&scopes, &nonce, browser, timeout, &self.env.ui)
+                    .await?
+            }
+            crate::app::Flow::Device => {
+                provider
+                    .device_login(&scopes, &nonce, browser, timeout, &self.env.ui)
+                    .await?
+            }
+        };
+        Ok(tokens.id_token)
+    }
+}

@@ -1,0 +1,222 @@
+//! End-to-end access requests: the `jit-ssh` client binary for every person
+//! (bob asks, alice and bob are refused as approvers, carol approves), the
+//! real IdP, the real CA running the shipped policies (root needs approval by
+//! sre-leads), a real ssh-agent, and a real `sshd` with `RevokedKeys` fed by
+//! `jit-ssh host sync-krl` as the judge. Every wait is bounded.
+
+#![allow(clippy::unwrap_used, missing_docs)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use e2e::client::{ssh_with_agent, ClientHome, Outcome, SshAgent};
+use e2e::*;
+use serde_json::Value;
+
+fn shipped_policies() -> PathBuf {
+    repo_root().join("policies")
+}
+
+fn sync_krl(ca_url: &str, out: &Path) {
+    let (status, _, stderr) = run(
+        Command::new(bin("jit-ssh"))
+            .args(["--ca", ca_url, "host", "sync-krl", "--json", "--out"])
+            .arg(out),
+        Duration::from_secs(30),
+    )
+    .unwrap();
+    assert!(status.success(), "sync-krl: {stderr}");
+}
+
+fn user_ca(ca_url: &str) -> String {
+    let (status, keys, err) = run(
+        Command::new("curl")
+            .args(["-fsS", "--max-time", "10"])
+            .arg(format!("{ca_url}/v1/ca/user.pub")),
+        Duration::from_secs(15),
+    )
+    .unwrap();
+    assert!(status.success(), "fetching user.pub: {err}");
+    keys
+}
+
+fn ok(outcome: &Outcome, what: &str) -> Value {
+    assert!(
+        outcome.status.success(),
+        "{what}: exit {}\nstdout: {}\nstderr: {}",
+        outcome.code(),
+        outcome.stdout,
+        outcome.stderr
+    );
+    outcome.json()
+}
+
+fn refused(outcome: &Outcome, needle: &str) {
+    assert_eq!(
+        outcome.code(),
+        6,
+        "expected a refusal (exit 6):\nstdout: {}\nstderr: {}",
+        outcome.stdout,
+        outcome.stderr
+    );
+    assert!(
+        outcome.stderr.contains(needle),
+        "stderr lacks {needle:?}: {}",
+        outcome.stderr
+    );
+}
+
+fn principals(issued: &Value) -> Vec<String> {
+    issued["principals"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p.as_str().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn bob_gets_root_after_carols_approval_until_he_is_done() {
+    let idp = Idp::start();
+    let setup = CaSetup::new(
+        &[("corp", &idp.issuer)],
+        &format!(
+            "policy_dir = {:?}",
+            shipped_policies().display().to_string()
+        ),
+        "",
+    );
+    let ca = setup.start();
+    let url = ca.url.as_str();
+    let dir = tempfile::tempdir().unwrap();
+    let krl = dir.path().join("jit-ssh.krl");
+    sync_krl(url, &krl);
+    // The host lets in only root's principal, and refuses what the KRL lists.
+    let sshd = Sshd::start_with(
+        &user_ca(url),
+        &["root"],
+        &format!("RevokedKeys {}", krl.display()),
+    );
+
+    let agent = SshAgent::start();
+    let bob = ClientHome::new("bob", Some(&agent));
+    let alice = ClientHome::new("alice", None);
+    let carol = ClientHome::new("carol", None);
+
+    // Without a request bob gets his usual principals, and no root.
+    let first = ok(&bob.run(&["--ca", url, "login", "--json"]), "bob login");
+    assert_eq!(principals(&first), ["bob", "deploy"]);
+    assert!(
+        !ssh_with_agent(&sshd, &agent.socket).0,
+        "root without approval"
+    );
+
+    // bob asks (authenticated by his stored sign-in session, no browser).
+    let created = ok(
+        &bob.run(&[
+            "--ca",
+            url,
+            "request",
+            "--principal",
+            "root",
+            "--reason",
+            "INC-1234: disk full",
+            "--for",
+            "30m",
+            "--no-wait",
+            "--json",
+        ]),
+        "bob request",
+    );
+    assert_eq!(
+        bob.browser_runs(),
+        1,
+        "the session's refresh token, no browser"
+    );
+    assert_eq!(created["status"], "pending");
+    assert_eq!(created["window_seconds"], 1800);
+    let id = created["id"].as_u64().unwrap().to_string();
+
+    // alice is no approver; bob cannot approve his own request.
+    refused(
+        &alice.run(&["--ca", url, "approve", &id]),
+        "not an approver",
+    );
+    refused(
+        &bob.run(&["--ca", url, "approve", &id]),
+        "cannot decide your own",
+    );
+
+    // carol (sre-leads) sees it among those she may decide, and approves.
+    let pending = ok(
+        &carol.run(&["--ca", url, "requests", "--pending", "--json"]),
+        "carol requests",
+    );
+    assert!(
+        pending
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["id"].as_u64().map(|n| n.to_string()) == Some(id.clone())),
+        "{pending}"
+    );
+    let approved = ok(
+        &carol.run(&[
+            "--ca",
+            url,
+            "approve",
+            &id,
+            "--comment",
+            "go ahead",
+            "--json",
+        ]),
+        "carol approve",
+    );
+    assert_eq!(approved["status"], "approved");
+    assert_eq!(approved["approvals"][0]["approver"], "carol@corp");
+    let window_end = approved["window_end"].as_u64().unwrap();
+    // Deciding it again is refused.
+    refused(
+        &carol.run(&["--ca", url, "deny", &id, "--reason", "changed my mind"]),
+        "not pending",
+    );
+
+    // bob's next login carries root, minute-scale and inside the window,
+    // and a real sshd lets him in as root's principal.
+    let elevated = ok(&bob.run(&["--ca", url, "login", "--json"]), "bob login");
+    assert_eq!(principals(&elevated), ["bob", "deploy", "root"]);
+    let valid_before = elevated["valid_before"].as_u64().unwrap();
+    assert!(valid_before <= window_end);
+    assert!(valid_before - elevated["valid_after"].as_u64().unwrap() <= 15 * 60);
+    let (ok_root, err) = ssh_with_agent(&sshd, &agent.socket);
+    assert!(ok_root, "ssh as root's principal: {err}\n{}", sshd.log());
+
+    // done: the certificate issued under the request is revoked, the host
+    // pulls the KRL and refuses it, and new logins lack root.
+    let done = ok(&bob.run(&["--ca", url, "done", &id, "--json"]), "bob done");
+    assert_eq!(done["status"], "ended");
+    assert_eq!(
+        done["revoked_serials"],
+        serde_json::json!([elevated["serial"].as_str().unwrap()])
+    );
+    sync_krl(url, &krl);
+    let (ok_root, _) = ssh_with_agent(&sshd, &agent.socket);
+    assert!(!ok_root, "sshd accepted a certificate of an ended request");
+    assert!(sshd.log().contains("revoked"), "{}", sshd.log());
+    let after = ok(&bob.run(&["--ca", url, "login", "--json"]), "bob login");
+    assert_eq!(principals(&after), ["bob", "deploy"]);
+    assert!(!ssh_with_agent(&sshd, &agent.socket).0);
+
+    // Every step is in the audit log.
+    let events: Vec<String> = setup
+        .audit(&[])
+        .iter()
+        .map(|e| e["event"].as_str().unwrap().to_string())
+        .filter(|e| e.starts_with("request_"))
+        .collect();
+    assert_eq!(
+        events,
+        ["request_created", "request_approved", "request_ended"]
+    );
+}
