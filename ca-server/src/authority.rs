@@ -306,6 +306,8 @@ pub struct Authority {
     store: Store,
     certs: CertSettings,
     rate_limits: Arc<RateLimits>,
+    /// How long an access request waits for a decision.
+    pending_secs: u64,
     /// The last KRL built, with its generation time: hosts poll every
     /// minute, and thousands of them must not each cost a database read and
     /// a signature. Cleared by every revocation made through this CA.
@@ -333,8 +335,16 @@ impl Authority {
             store,
             certs,
             rate_limits: Arc::new(RateLimits::disabled()),
+            pending_secs: DEFAULT_PENDING_SECS,
             krl_cache: std::sync::Mutex::new(None),
         }
+    }
+
+    /// Lets access requests wait `pending` for a decision before they
+    /// expire (default one hour).
+    pub fn with_access_request_pending(mut self, pending: Duration) -> Self {
+        self.pending_secs = pending.as_secs().max(1);
+        self
     }
 
     /// Applies `limits` per identity (the per-address limit is the HTTP
@@ -690,7 +700,7 @@ impl Authority {
                 window_secs: window.as_secs(),
                 rules: terms.rules,
                 at: now,
-                expires_at: now + DEFAULT_PENDING_SECS,
+                expires_at: now + self.pending_secs,
                 client_addr: client_addr.to_string(),
                 spent_token: Some((verified.digest, verified.expires_at)),
             })
@@ -727,7 +737,7 @@ impl Authority {
             .await?;
         let others = self
             .store
-            .requests(None, now.saturating_sub(DEFAULT_PENDING_SECS))
+            .requests(None, now.saturating_sub(self.pending_secs))
             .await?;
         requests.extend(others.into_iter().filter(|r| {
             r.requester != me

@@ -74,6 +74,8 @@ struct RawConfig {
     rate_limit_per_identity: u32,
     #[serde(default = "default_rate_limit_per_address")]
     rate_limit_per_address: u32,
+    #[serde(default = "default_access_request_pending")]
+    access_request_pending: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -129,6 +131,9 @@ fn default_request_timeout() -> String {
 }
 fn default_max_in_flight() -> usize {
     1024
+}
+fn default_access_request_pending() -> String {
+    "1h".into()
 }
 fn default_discovery_attempts() -> u32 {
     5
@@ -194,6 +199,8 @@ pub struct Config {
     pub rate_limit_per_identity: u32,
     /// Certificate requests per minute per client address (0: unlimited).
     pub rate_limit_per_address: u32,
+    /// How long an access request waits for a decision before it expires.
+    pub access_request_pending: Duration,
 }
 
 /// PEM files for HTTPS.
@@ -281,6 +288,7 @@ impl Config {
             discovery_attempts: default_discovery_attempts(),
             rate_limit_per_identity: DEFAULT_RATE_LIMIT_PER_IDENTITY,
             rate_limit_per_address: DEFAULT_RATE_LIMIT_PER_ADDRESS,
+            access_request_pending: Duration::from_secs(crate::access::DEFAULT_PENDING_SECS),
         }
     }
 
@@ -393,6 +401,12 @@ impl RawConfig {
         if self.discovery_attempts == 0 || self.discovery_attempts > 20 {
             return Err("discovery_attempts must be between 1 and 20".into());
         }
+        let access_request_pending =
+            duration_field("access_request_pending", &self.access_request_pending)?;
+        if access_request_pending.is_zero() || access_request_pending > Duration::from_secs(86_400)
+        {
+            return Err("access_request_pending must be between 1s and 24h".into());
+        }
         Ok(Config {
             listen,
             data_dir: base.join(self.data_dir),
@@ -410,6 +424,7 @@ impl RawConfig {
             discovery_attempts: self.discovery_attempts,
             rate_limit_per_identity: self.rate_limit_per_identity,
             rate_limit_per_address: self.rate_limit_per_address,
+            access_request_pending,
         })
     }
 }
@@ -548,6 +563,8 @@ client_id = "jit-ssh"
                 "client_id = \"jit-ssh\"\nusername_claim = \"sub\"",
             ),
             "listen = \"127.0.0.1:1\"\ndata_dir = \"d\"\n".to_string(),
+            MINIMAL.replace("data_dir", "access_request_pending = \"0s\"\ndata_dir"),
+            MINIMAL.replace("data_dir", "access_request_pending = \"25h\"\ndata_dir"),
         ];
         for case in cases {
             assert!(parse(&case).is_err(), "should be refused:\n{case}");

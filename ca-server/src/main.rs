@@ -417,6 +417,7 @@ policy_dir = "policies"
 # token_leeway = "60s"      # clock skew allowed on exp/nbf/iat (at most 60s)
 # request_timeout = "10s"
 # max_in_flight = 1024      # more concurrent requests are answered 429
+# access_request_pending = "1h"   # an undecided access request expires after this
 
 # [tls]
 # cert = "/etc/jit-ssh-ca/tls.crt"

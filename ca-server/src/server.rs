@@ -158,7 +158,8 @@ pub fn assemble(parts: CaParts, config: &Config) -> AppState {
         parts.store,
         config.certs,
     )
-    .with_rate_limits(rate_limits.clone());
+    .with_rate_limits(rate_limits.clone())
+    .with_access_request_pending(config.access_request_pending);
     AppState {
         authority: Arc::new(authority),
         in_flight: Arc::new(Semaphore::new(config.max_in_flight)),

@@ -220,3 +220,59 @@ fn bob_gets_root_after_carols_approval_until_he_is_done() {
         ["request_created", "request_approved", "request_ended"]
     );
 }
+
+#[test]
+fn an_undecided_request_expires_and_can_no_longer_be_approved() {
+    let idp = Idp::start();
+    let setup = CaSetup::new(
+        &[("corp", &idp.issuer)],
+        &format!(
+            "policy_dir = {:?}\naccess_request_pending = \"3s\"",
+            shipped_policies().display().to_string()
+        ),
+        "",
+    );
+    let ca = setup.start();
+    let url = ca.url.as_str();
+    let bob = ClientHome::new("bob", None);
+    let carol = ClientHome::new("carol", None);
+    ok(
+        &bob.run(&["--ca", url, "login", "--no-agent", "--json"]),
+        "bob login",
+    );
+
+    // bob waits (spinner, polling) until nobody has decided in time.
+    let waited = bob.run(&[
+        "--ca",
+        url,
+        "request",
+        "--principal",
+        "root",
+        "--reason",
+        "INC-9: nobody around",
+        "--wait",
+        "60s",
+        "--json",
+    ]);
+    refused(&waited, "was expired");
+    let expired = waited.json();
+    assert_eq!(expired["status"], "expired");
+    let id = expired["id"].as_u64().unwrap().to_string();
+
+    // carol is an approver, but too late.
+    refused(
+        &carol.run(&["--ca", url, "approve", &id]),
+        "is expired, not pending",
+    );
+    let mine = ok(
+        &bob.run(&["--ca", url, "requests", "--json"]),
+        "bob requests",
+    );
+    assert_eq!(mine[0]["status"], "expired", "{mine}");
+    // Expired requests grant nothing.
+    let login = ok(
+        &bob.run(&["--ca", url, "login", "--no-agent", "--json"]),
+        "bob login",
+    );
+    assert_eq!(principals(&login), ["bob", "deploy"]);
+}
