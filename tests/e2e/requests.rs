@@ -276,3 +276,86 @@ fn an_undecided_request_expires_and_can_no_longer_be_approved() {
     );
     assert_eq!(principals(&login), ["bob", "deploy"]);
 }
+
+#[test]
+fn a_waiting_request_returns_when_approved_and_an_admin_can_end_it() {
+    let idp = Idp::start();
+    let setup = CaSetup::new(
+        &[("corp", &idp.issuer)],
+        &format!(
+            "policy_dir = {:?}",
+            shipped_policies().display().to_string()
+        ),
+        "",
+    );
+    let ca = setup.start();
+    let url = ca.url.clone();
+    let bob = ClientHome::new("bob", None);
+    let carol = ClientHome::new("carol", None);
+    ok(
+        &bob.run(&["--ca", &url, "login", "--no-agent", "--json"]),
+        "bob login",
+    );
+
+    // bob waits in the background; carol finds the request and approves it.
+    let waiting = std::thread::scope(|scope| {
+        let waiter = scope.spawn(|| {
+            bob.run(&[
+                "--ca",
+                &url,
+                "request",
+                "--principal",
+                "root",
+                "--reason",
+                "INC-5: deploy stuck",
+                "--wait",
+                "60s",
+                "--json",
+            ])
+        });
+        let mut id = None;
+        for _ in 0..60 {
+            let pending = ok(
+                &carol.run(&["--ca", &url, "requests", "--pending", "--json"]),
+                "carol requests",
+            );
+            if let Some(first) = pending.as_array().unwrap().first() {
+                id = first["id"].as_u64();
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(500));
+        }
+        let id = id
+            .expect("bob's request never showed up for carol")
+            .to_string();
+        ok(
+            &carol.run(&["--ca", &url, "approve", &id, "--json"]),
+            "approve",
+        );
+        waiter.join().unwrap()
+    });
+    let approved = ok(&waiting, "bob's waiting request");
+    assert_eq!(approved["status"], "approved");
+    let id = approved["id"].as_u64().unwrap().to_string();
+
+    // carol is an administrator ([[admin]] sre-leads): she may end it too.
+    let ended = ok(
+        &carol.run(&[
+            "--ca",
+            &url,
+            "done",
+            &id,
+            "--reason",
+            "incident closed",
+            "--json",
+        ]),
+        "carol done",
+    );
+    assert_eq!(ended["status"], "ended");
+    assert_eq!(ended["closed_by"], "carol@corp");
+    let login = ok(
+        &bob.run(&["--ca", &url, "login", "--no-agent", "--json"]),
+        "bob login",
+    );
+    assert_eq!(principals(&login), ["bob", "deploy"]);
+}
