@@ -497,6 +497,11 @@ impl Authority {
                         .await?;
                     return Err(IssueError::RevokedKey(key));
                 }
+                Err(StoreError::Request(closed)) => {
+                    return Err(IssueError::Denied(format!(
+                        "{closed} while the certificate was being issued; log in again"
+                    )));
+                }
                 Err(StoreError::Replayed) => {
                     self.record_denial(&identity, client_addr, now, "replayed ID token", &[])
                         .await?;

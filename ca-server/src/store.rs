@@ -402,6 +402,8 @@ enum Job {
     Certificate(String, Reply<Option<CertificateEntry>>),
     /// Any other work on the writer's connection; it answers for itself.
     Run(Work),
+    /// A read of access requests only; it answers for itself.
+    ReadRequests(Work),
 }
 
 /// Handle to the database writer; cheap to clone.
@@ -501,7 +503,7 @@ impl Store {
 
     /// The access request with this id.
     pub async fn request(&self, id: u64) -> Result<Option<AccessRequest>, StoreError> {
-        self.run(move |conn, path| read_request(conn, id, path))
+        self.read_requests(move |conn, path| read_request(conn, id, path))
             .await
     }
 
@@ -512,7 +514,7 @@ impl Store {
         requester: Option<String>,
         since: UnixTime,
     ) -> Result<Vec<AccessRequest>, StoreError> {
-        self.run(move |conn, path| read_requests(conn, requester.as_deref(), since, path))
+        self.read_requests(move |conn, path| read_requests(conn, requester.as_deref(), since, path))
             .await
     }
 
@@ -522,7 +524,7 @@ impl Store {
         requester: String,
         now: UnixTime,
     ) -> Result<Vec<AccessRequest>, StoreError> {
-        self.run(move |conn, path| {
+        self.read_requests(move |conn, path| {
             let err = sqlite_error(path);
             let mut statement = conn
                 .prepare_cached(&format!(
@@ -549,6 +551,20 @@ impl Store {
         self.ask(move |done: Reply<T>| {
             Job::Run(Box::new(move |conn, path| {
                 // The caller may have timed out; what was committed stands.
+                let _ = done.send(work(conn, path));
+            }))
+        })
+        .await
+    }
+
+    /// Like [`Store::run`] for work that only reads access requests and
+    /// approvals: it runs without cutting the waiting group commit short.
+    async fn read_requests<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&mut Connection, &Path) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        self.ask(move |done: Reply<T>| {
+            Job::ReadRequests(Box::new(move |conn, path| {
                 let _ = done.send(work(conn, path));
             }))
         })
@@ -1146,6 +1162,11 @@ impl Writer {
             while let Some(job) = next.take() {
                 match job {
                     Job::Issue(..) | Job::Deny(..) => batch.push(job),
+                    // Issuances and denials change no access request, so a
+                    // read of them may run before the waiting batch commits;
+                    // every issuance makes one, and flushing the batch for
+                    // each would end group commit.
+                    Job::ReadRequests(work) => work(&mut self.conn, &self.path),
                     other => {
                         if !batch.is_empty() {
                             self.commit_batch(std::mem::take(&mut batch));
@@ -1186,7 +1207,8 @@ impl Writer {
                     | Job::Lift(..)
                     | Job::RevokedSet(..)
                     | Job::Certificate(..)
-                    | Job::Run(..) => Err(StoreError::Closed),
+                    | Job::Run(..)
+                    | Job::ReadRequests(..) => Err(StoreError::Closed),
                 };
                 if result.is_err() {
                     cached(&tx, "ROLLBACK TO job", []).map_err(&err)?;
@@ -1215,7 +1237,8 @@ impl Writer {
                 | Job::Lift(..)
                 | Job::RevokedSet(..)
                 | Job::Certificate(..)
-                | Job::Run(..) => continue,
+                | Job::Run(..)
+                | Job::ReadRequests(..) => continue,
             };
             // The requester may have timed out; its record stands regardless.
             let _ = done.send(result);
@@ -1257,7 +1280,7 @@ impl Writer {
                     .map_err(&err);
                 let _ = done.send(result);
             }
-            Job::Run(work) => work(&mut self.conn, &path),
+            Job::Run(work) | Job::ReadRequests(work) => work(&mut self.conn, &path),
             Job::Issue(_, done) | Job::Deny(_, done) => {
                 let _ = done.send(Err(StoreError::Closed));
             }
@@ -1359,6 +1382,24 @@ fn insert_issuance(
         return Err(StoreError::DuplicateSerial);
     }
     for request_id in &r.request_ids {
+        // Checked in the issuing transaction, so that no certificate is
+        // issued under a request that `done` ended after the policy looked.
+        let open: Option<(String, Option<i64>)> = tx
+            .prepare_cached("SELECT status, window_end FROM access_requests WHERE id = ?1")
+            .and_then(|mut s| {
+                s.query_row([*request_id as i64], |row| Ok((row.get(0)?, row.get(1)?)))
+                    .optional()
+            })
+            .map_err(&err)?;
+        let still_open = open.as_ref().is_some_and(|(status, end)| {
+            status == "approved" && end.is_some_and(|end| end > r.issued_at as i64)
+        });
+        if !still_open {
+            return Err(StoreError::Request(RequestError::Closed {
+                id: *request_id,
+                status: RequestStatus::Ended,
+            }));
+        }
         cached(
             tx,
             "INSERT INTO request_certificates (request_id, serial) VALUES (?1, ?2)",
@@ -2067,5 +2108,19 @@ mod tests {
             store.change_request(action(id, "bob@corp", end, 201)).await,
             Err(StoreError::Request(RequestError::Closed { .. }))
         ));
+        // An issuance the policy approved just before the end is refused in
+        // its own transaction, leaving no row and its token unspent.
+        let mut late = record("3", 3);
+        late.identity = "bob@corp".into();
+        late.request_ids = vec![id];
+        assert!(matches!(
+            store.record_issuance(late).await,
+            Err(StoreError::Request(RequestError::Closed { .. }))
+        ));
+        store
+            .record_issuance(record("4", 3))
+            .await
+            .expect("token 3 unspent");
+        assert!(store.certificate("3").await.expect("read").is_none());
     }
 }
