@@ -226,8 +226,8 @@ fn refused(error: crate::ca::ClientError) -> CliError {
     }
 }
 
-/// One-line description of `request` for people.
-pub fn describe(request: &AccessRequestView) -> String {
+/// One-line description of `request` at `now` for people.
+pub fn describe(request: &AccessRequestView, now: u64) -> String {
     let mut line = format!(
         "{}  {}  {}  principals {}  for {}  reason {:?}",
         request.id,
@@ -237,8 +237,16 @@ pub fn describe(request: &AccessRequestView) -> String {
         format_seconds(request.window_seconds),
         request.reason
     );
-    if let Some(end) = request.window_end {
-        line.push_str(&format!("  window ends {end}"));
+    match (request.status.as_str(), request.window_end) {
+        ("pending", _) => line.push_str(&format!(
+            "  expires in {}",
+            format_seconds(request.expires_at.saturating_sub(now))
+        )),
+        ("approved", Some(end)) => line.push_str(&format!(
+            "  window ends in {}",
+            format_seconds(end.saturating_sub(now))
+        )),
+        _ => {}
     }
     for approval in &request.approvals {
         line.push_str(&format!("  approved by {}", approval.approver));
@@ -338,5 +346,43 @@ impl<'a> TokenMaker<'a> {
             }
         };
         Ok(tokens.id_token)
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn view(status: &str) -> AccessRequestView {
+        AccessRequestView {
+            id: 7,
+            requester: "bob@corp".into(),
+            principals: vec!["root".into()],
+            reason: "INC-1".into(),
+            window_seconds: 1800,
+            status: status.into(),
+            created_at: 1000,
+            expires_at: 4600,
+            window_start: Some(1100),
+            window_end: Some(2900),
+            approvals: Vec::new(),
+            closed_by: None,
+            closed_reason: None,
+            revoked_serials: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn describe_says_how_long_is_left() {
+        let pending = describe(&view("pending"), 1600);
+        assert!(
+            pending.starts_with("7  pending  bob@corp  principals root"),
+            "{pending}"
+        );
+        assert!(pending.contains("expires in 50m"), "{pending}");
+        let approved = describe(&view("approved"), 2000);
+        assert!(approved.contains("window ends in 15m"), "{approved}");
+        assert!(!describe(&view("ended"), 2000).contains(" in "));
     }
 }

@@ -643,7 +643,7 @@ fn access(
         (true, _, _) => print_json(&requests)?,
         (false, _, _) => {
             for request in &requests {
-                println!("{}", ca_client::access::describe(request));
+                println!("{}", ca_client::access::describe(request, app::unix_now()));
             }
         }
     }
