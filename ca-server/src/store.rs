@@ -9,7 +9,9 @@
 //! token is spent if and only if its certificate is on record.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
+use std::sync::Arc;
 use std::time::Duration;
 
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension as _};
@@ -410,6 +412,12 @@ enum Job {
 #[derive(Clone)]
 pub struct Store {
     jobs: mpsc::Sender<Job>,
+    /// No approved access request has a window open at or after this time.
+    /// Every issuance asks for open grants; while none can exist (the usual
+    /// case) the answer needs no trip to the database writer. Only ever
+    /// raised, by approvals this process commits, so it can be stale only
+    /// upwards (a needless read), never downwards.
+    grants_until: Arc<AtomicU64>,
 }
 
 impl Store {
@@ -417,6 +425,15 @@ impl Store {
     /// starts its writer thread.
     pub fn open(path: &Path, metrics: &Metrics) -> Result<Store, StoreError> {
         let conn = open_connection(path, false)?;
+        let grants_until: i64 = conn
+            .query_row(
+                "SELECT coalesce(max(window_end), 0) FROM access_requests \
+                 WHERE status = 'approved'",
+                [],
+                |row| row.get(0),
+            )
+            .map_err(sqlite_error(path))?;
+        let grants_until = Arc::new(AtomicU64::new(grants_until.max(0) as u64));
         let (jobs, queue) = mpsc::channel();
         let path = path.to_path_buf();
         let metrics = metrics.clone();
@@ -431,7 +448,7 @@ impl Store {
                 .run(queue)
             })
             .map_err(|_| StoreError::Closed)?;
-        Ok(Store { jobs })
+        Ok(Store { jobs, grants_until })
     }
 
     /// Records an issuance; returns once it is committed to disk.
@@ -492,13 +509,18 @@ impl Store {
         &self,
         action: RequestAction,
     ) -> Result<RequestChanged, StoreError> {
-        self.run(move |conn, path| {
-            let tx = conn.transaction().map_err(sqlite_error(path))?;
-            let changed = change_request_in(&tx, &action, path)?;
-            tx.commit().map_err(sqlite_error(path))?;
-            Ok(changed)
-        })
-        .await
+        let changed = self
+            .run(move |conn, path| {
+                let tx = conn.transaction().map_err(sqlite_error(path))?;
+                let changed = change_request_in(&tx, &action, path)?;
+                tx.commit().map_err(sqlite_error(path))?;
+                Ok(changed)
+            })
+            .await?;
+        if let Some(end) = changed.request.window_end {
+            self.grants_until.fetch_max(end, Ordering::SeqCst);
+        }
+        Ok(changed)
     }
 
     /// The access request with this id.
@@ -524,6 +546,9 @@ impl Store {
         requester: String,
         now: UnixTime,
     ) -> Result<Vec<AccessRequest>, StoreError> {
+        if now >= self.grants_until.load(Ordering::SeqCst) {
+            return Ok(Vec::new());
+        }
         self.read_requests(move |conn, path| {
             let err = sqlite_error(path);
             let mut statement = conn
