@@ -645,3 +645,243 @@ fn revoke_error_parts(error: RevokeError) -> (StatusCode, &'static str, String) 
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! Router tests: requests through `app()` with no socket.
+
+    use std::net::SocketAddr;
+    use std::sync::Arc;
+
+    use axum::body::Body;
+    use axum::extract::connect_info::MockConnectInfo;
+    use axum::http::Request;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use base64::Engine as _;
+    use ed25519_dalek::Signer as _;
+    use http_body_util::BodyExt as _;
+    use serde_json::{json, Value};
+    use tower::ServiceExt as _;
+
+    use super::*;
+    use crate::ca_keys::{self, CaKeyType};
+    use crate::config::{Config, IssuerConfig, UsernameClaim};
+    use crate::metrics::Metrics;
+    use crate::oidc::TokenVerifier;
+    use crate::policy::{cli, ReloadablePolicy};
+    use crate::secret::Passphrase;
+    use crate::server::{assemble, CaParts};
+    use crate::store::{Store, DATABASE_FILE};
+
+    const ISSUER: &str = "http://127.0.0.1:9/idp";
+
+    struct Fixture {
+        router: Router,
+        state: AppState,
+        issuer_key: ed25519_dalek::SigningKey,
+        _dir: tempfile::TempDir,
+    }
+
+    async fn fixture() -> Fixture {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let passphrase = Passphrase::new("router test passphrase".into());
+        ca_keys::init(dir.path(), CaKeyType::Ed25519, &passphrase).expect("init");
+        let policy_dir = dir.path().join("policies");
+        std::fs::create_dir(&policy_dir).expect("mkdir");
+        std::fs::write(
+            policy_dir.join("own.toml"),
+            "[[rule]]\nname = \"own-login\"\nprincipals = [\"{username}\"]\n[rule.match]\nissuer = [\"corp\"]\n",
+        )
+        .expect("policy");
+        let issuer = IssuerConfig {
+            name: "corp".into(),
+            issuer: ISSUER.into(),
+            client_id: "jit-ssh".into(),
+            username_claim: UsernameClaim::PreferredUsername,
+            groups_claim: "groups".into(),
+            scopes: vec!["openid".into()],
+        };
+        let config = Config::with_defaults(
+            SocketAddr::from(([127, 0, 0, 1], 0)),
+            dir.path().to_path_buf(),
+            policy_dir.clone(),
+            vec![issuer.clone()],
+        );
+        let issuer_key = ed25519_dalek::SigningKey::from_bytes(&[7; 32]);
+        let jwks = json!({"keys": [{"kty": "OKP", "crv": "Ed25519", "alg": "EdDSA", "kid": "k1",
+            "x": URL_SAFE_NO_PAD.encode(issuer_key.verifying_key().as_bytes())}]});
+        let metrics = Metrics::new();
+        let state = assemble(
+            CaParts {
+                verifier: TokenVerifier::with_known_issuer(
+                    issuer,
+                    format!("{ISSUER}/jwks"),
+                    jwks.to_string().as_bytes(),
+                    config.token_leeway,
+                    reqwest::Client::new(),
+                    &metrics,
+                )
+                .expect("verifier"),
+                policy: Arc::new(
+                    ReloadablePolicy::load(&policy_dir, cli::context(Some(&config)))
+                        .expect("policy"),
+                ),
+                keys: ca_keys::load(dir.path(), &passphrase).expect("keys"),
+                store: Store::open(&dir.path().join(DATABASE_FILE), &metrics).expect("store"),
+                metrics,
+            },
+            &config,
+        );
+        let router =
+            app(state.clone()).layer(MockConnectInfo(SocketAddr::from(([127, 0, 0, 1], 40000))));
+        Fixture {
+            router,
+            state,
+            issuer_key,
+            _dir: dir,
+        }
+    }
+
+    fn token(key: &ed25519_dalek::SigningKey, nonce: &str) -> String {
+        let now = crate::unix_now();
+        let header = URL_SAFE_NO_PAD.encode(json!({"alg": "EdDSA", "kid": "k1"}).to_string());
+        let claims = URL_SAFE_NO_PAD.encode(
+            json!({"iss": ISSUER, "sub": "u1", "aud": "jit-ssh", "iat": now, "exp": now + 300,
+                   "nonce": nonce, "preferred_username": "alice"})
+            .to_string(),
+        );
+        let input = format!("{header}.{claims}");
+        format!(
+            "{input}.{}",
+            URL_SAFE_NO_PAD.encode(key.sign(input.as_bytes()).to_bytes())
+        )
+    }
+
+    async fn send(router: &Router, request: Request<Body>) -> (StatusCode, HeaderMap, Vec<u8>) {
+        let response = router.clone().oneshot(request).await.expect("infallible");
+        let status = response.status();
+        let headers = response.headers().clone();
+        let body = response
+            .into_body()
+            .collect()
+            .await
+            .expect("body")
+            .to_bytes();
+        (status, headers, body.to_vec())
+    }
+
+    fn get(path: &str) -> Request<Body> {
+        Request::get(path).body(Body::empty()).expect("request")
+    }
+
+    fn error_code(body: &[u8]) -> String {
+        let value: Value = serde_json::from_slice(body).expect("JSON error body");
+        value["error"]["code"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    }
+
+    #[tokio::test]
+    async fn public_endpoints_answer() {
+        let f = fixture().await;
+        let (status, _, body) = send(&f.router, get("/healthz")).await;
+        assert_eq!(status, StatusCode::OK, "{body:?}");
+        let (status, _, body) = send(&f.router, get("/v1/config")).await;
+        assert_eq!(status, StatusCode::OK);
+        let config: ca_proto::CaConfig = serde_json::from_slice(&body).expect("config");
+        assert_eq!(config.issuers[0].issuer, ISSUER);
+        assert_eq!(config.user_ca_keys.len(), 1);
+        let (status, headers, body) = send(&f.router, get("/v1/ca/user.pub")).await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(headers[header::CONTENT_TYPE]
+            .to_str()
+            .unwrap_or_default()
+            .starts_with("text/plain"));
+        assert_eq!(
+            String::from_utf8_lossy(&body).trim(),
+            config.user_ca_keys[0]
+        );
+        let (status, _, body) = send(&f.router, get("/metrics")).await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(String::from_utf8_lossy(&body).contains("jit_ssh_ca_build_info"));
+    }
+
+    #[tokio::test]
+    async fn errors_are_json_with_stable_codes() {
+        let f = fixture().await;
+        let (status, _, body) = send(&f.router, get("/v1/nope")).await;
+        assert_eq!(
+            (status, error_code(&body).as_str()),
+            (StatusCode::NOT_FOUND, "not_found")
+        );
+        let post = |body: String, bearer: bool| {
+            let mut request =
+                Request::post("/v1/certs/user").header("content-type", "application/json");
+            if bearer {
+                request = request.header("authorization", "Bearer x.y.z");
+            }
+            request.body(Body::from(body)).expect("request")
+        };
+        let (status, headers, body) = send(&f.router, post("{}".into(), false)).await;
+        assert_eq!(
+            (status, error_code(&body).as_str()),
+            (StatusCode::UNAUTHORIZED, "missing_token")
+        );
+        assert_eq!(headers[header::WWW_AUTHENTICATE], "Bearer");
+        let huge = format!("{{\"public_key\":\"{}\"}}", "A".repeat(MAX_BODY_BYTES));
+        let (status, _, body) = send(&f.router, post(huge, true)).await;
+        assert_eq!(
+            (status, error_code(&body).as_str()),
+            (StatusCode::PAYLOAD_TOO_LARGE, "body_too_large")
+        );
+        let (status, _, body) = send(&f.router, post("{\"public_key\":1}".into(), true)).await;
+        assert_eq!(
+            (status, error_code(&body).as_str()),
+            (StatusCode::BAD_REQUEST, "invalid_request")
+        );
+    }
+
+    #[tokio::test]
+    async fn a_valid_request_gets_a_certificate_and_readyz_follows_shutdown() {
+        let f = fixture().await;
+        let user = ssh_key::PrivateKey::random(&mut rand_core::OsRng, ssh_key::Algorithm::Ed25519)
+            .expect("key");
+        let blob = user.public_key().to_bytes().expect("blob");
+        let token = token(&f.issuer_key, &ca_proto::nonce_for_key(&blob));
+        let proof = user
+            .sign(
+                ca_proto::PROOF_NAMESPACE,
+                ssh_key::HashAlg::Sha512,
+                &ca_proto::proof_message(&token, &blob),
+            )
+            .expect("sign")
+            .to_pem(ssh_key::LineEnding::LF)
+            .expect("pem");
+        let body = serde_json::to_string(&UserCertRequest {
+            public_key: user.public_key().to_openssh().expect("line"),
+            principals: vec![],
+            ttl: Some(120),
+            proof,
+        })
+        .expect("json");
+        let request = Request::post("/v1/certs/user")
+            .header("content-type", "application/json")
+            .header("authorization", format!("Bearer {token}"))
+            .header("x-request-id", "router-test-1")
+            .body(Body::from(body))
+            .expect("request");
+        let (status, headers, body) = send(&f.router, request).await;
+        assert_eq!(status, StatusCode::OK, "{}", String::from_utf8_lossy(&body));
+        assert_eq!(headers["x-request-id"], "router-test-1");
+        let issued: ca_proto::UserCertResponse = serde_json::from_slice(&body).expect("response");
+        assert_eq!(issued.principals, ["alice"]);
+        assert_eq!(issued.valid_before - issued.valid_after, 120 + 60);
+
+        let (status, _, _) = send(&f.router, get("/readyz")).await;
+        assert_eq!(status, StatusCode::OK);
+        f.state.ready.store(false, Ordering::SeqCst);
+        let (status, _, _) = send(&f.router, get("/readyz")).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    }
+}
