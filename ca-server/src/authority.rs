@@ -30,6 +30,7 @@ use crate::store::{
     RevocationTarget, Revoked, Store, StoreError,
 };
 use crate::subject_key::{KeyRejection, SubjectKey};
+use crate::webhook::{Event as WebhookEvent, EventKind, Notifier};
 use crate::UnixTime;
 
 /// Most principals one request may name.
@@ -312,6 +313,8 @@ pub struct Authority {
     /// minute, and thousands of them must not each cost a database read and
     /// a signature. Cleared by every revocation made through this CA.
     krl_cache: std::sync::Mutex<Option<Arc<SignedKrl>>>,
+    /// Posts access-request events to the configured webhooks.
+    webhooks: Notifier,
 }
 
 /// How long a generated KRL is served before it is rebuilt. Revocations made
@@ -337,7 +340,14 @@ impl Authority {
             rate_limits: Arc::new(RateLimits::disabled()),
             pending_secs: DEFAULT_PENDING_SECS,
             krl_cache: std::sync::Mutex::new(None),
+            webhooks: Notifier::disabled(),
         }
+    }
+
+    /// Sends access-request events through `notifier` once they are committed.
+    pub fn with_webhooks(mut self, notifier: Notifier) -> Self {
+        self.webhooks = notifier;
+        self
     }
 
     /// Lets access requests wait `pending` for a decision before they
@@ -711,6 +721,13 @@ impl Authority {
             })
             .await?;
         tracing::info!(id = created.id, requester = %created.requester, principals = ?created.principals, "access request created");
+        self.webhooks.notify(WebhookEvent::new(
+            EventKind::Created,
+            &created,
+            &created.requester,
+            "",
+            now,
+        ));
         Ok(access_view(&created, now, Vec::new()))
     }
 
@@ -848,6 +865,37 @@ impl Authority {
             self.forget_krl();
         }
         tracing::info!(id, actor = %me, ?verb, status = %changed.request.status_at(now), revoked = changed.revoked.serials.len(), "access request changed");
+        let event = match verb {
+            AccessVerb::Approve if changed.request.status_at(now) == RequestStatus::Approved => {
+                let comment = changed
+                    .request
+                    .approvals
+                    .iter()
+                    .rev()
+                    .find(|a| a.approver == me)
+                    .map(|a| a.comment.clone())
+                    .unwrap_or_default();
+                Some((EventKind::Approved, comment))
+            }
+            AccessVerb::Approve => None,
+            AccessVerb::Deny => Some((
+                EventKind::Denied,
+                changed.request.closed_reason.clone().unwrap_or_default(),
+            )),
+            AccessVerb::Done => Some((
+                EventKind::Ended,
+                changed.request.closed_reason.clone().unwrap_or_default(),
+            )),
+        };
+        if let Some((kind, comment)) = event {
+            self.webhooks.notify(WebhookEvent::new(
+                kind,
+                &changed.request,
+                &me,
+                &comment,
+                now,
+            ));
+        }
         Ok(access_view(&changed.request, now, changed.revoked.serials))
     }
 

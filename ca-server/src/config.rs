@@ -13,6 +13,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::duration::parse_duration;
+use crate::webhook::{WebhookSecret, WebhookTarget};
 
 /// Longest certificate lifetime the CA will ever be configured to sign.
 pub const MAX_TTL_CEILING: Duration = Duration::from_secs(60 * 60);
@@ -76,6 +77,16 @@ struct RawConfig {
     rate_limit_per_address: u32,
     #[serde(default = "default_access_request_pending")]
     access_request_pending: String,
+    #[serde(default)]
+    webhook: Vec<RawWebhook>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawWebhook {
+    url: String,
+    secret_file: Option<PathBuf>,
+    secret_env: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -201,6 +212,8 @@ pub struct Config {
     pub rate_limit_per_address: u32,
     /// How long an access request waits for a decision before it expires.
     pub access_request_pending: Duration,
+    /// Where access-request events are posted, with their secrets.
+    pub webhooks: Vec<WebhookTarget>,
 }
 
 /// PEM files for HTTPS.
@@ -289,6 +302,7 @@ impl Config {
             rate_limit_per_identity: DEFAULT_RATE_LIMIT_PER_IDENTITY,
             rate_limit_per_address: DEFAULT_RATE_LIMIT_PER_ADDRESS,
             access_request_pending: Duration::from_secs(crate::access::DEFAULT_PENDING_SECS),
+            webhooks: Vec::new(),
         }
     }
 
@@ -407,6 +421,11 @@ impl RawConfig {
         {
             return Err("access_request_pending must be between 1s and 24h".into());
         }
+        let webhooks = self
+            .webhook
+            .into_iter()
+            .map(|w| w.check(base))
+            .collect::<Result<Vec<_>, _>>()?;
         Ok(Config {
             listen,
             data_dir: base.join(self.data_dir),
@@ -425,6 +444,55 @@ impl RawConfig {
             rate_limit_per_identity: self.rate_limit_per_identity,
             rate_limit_per_address: self.rate_limit_per_address,
             access_request_pending,
+            webhooks,
+        })
+    }
+}
+
+impl RawWebhook {
+    fn check(self, base: &Path) -> Result<WebhookTarget, String> {
+        let url_ok = reqwest::Url::parse(&self.url).is_ok_and(|url| match url.scheme() {
+            "https" => url.host().is_some(),
+            "http" => matches!(url.host_str(), Some("127.0.0.1" | "localhost" | "[::1]")),
+            _ => false,
+        });
+        if !url_ok {
+            return Err(format!(
+                "[[webhook]] url {:?} must be an https:// URL (plain http only on loopback)",
+                self.url
+            ));
+        }
+        let text = match (self.secret_file, self.secret_env) {
+            (Some(file), None) => {
+                let path = base.join(file);
+                std::fs::read_to_string(&path).map_err(|e| {
+                    format!(
+                        "[[webhook]] {}: cannot read secret_file {}: {e}",
+                        self.url,
+                        path.display()
+                    )
+                })?
+            }
+            (None, Some(name)) => std::env::var(&name).map_err(|_| {
+                format!(
+                    "[[webhook]] {}: environment variable {name} (secret_env) is not set",
+                    self.url
+                )
+            })?,
+            _ => {
+                return Err(format!(
+                    "[[webhook]] {}: give exactly one of secret_file or secret_env",
+                    self.url
+                ))
+            }
+        };
+        let secret = WebhookSecret::new(text);
+        if secret.is_empty() {
+            return Err(format!("[[webhook]] {}: the secret is empty", self.url));
+        }
+        Ok(WebhookTarget {
+            url: self.url,
+            secret,
         })
     }
 }
@@ -548,6 +616,21 @@ client_id = "jit-ssh"
     }
 
     #[test]
+    fn webhook_secret_is_read_from_a_file_and_never_printed() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(dir.path().join("hook.secret"), "s3cret-value\n").expect("write");
+        let text = format!(
+            "{MINIMAL}\n[[webhook]]\nurl = \"https://hooks.example.com/x\"\nsecret_file = \"hook.secret\"\n"
+        );
+        let config = Config::parse(&text, dir.path())
+            .map_err(|_| "parse")
+            .expect("valid");
+        assert_eq!(config.webhooks.len(), 1);
+        assert_eq!(config.webhooks[0].url, "https://hooks.example.com/x");
+        assert!(!format!("{config:?}").contains("s3cret"));
+    }
+
+    #[test]
     fn bad_values_are_refused() {
         let cases = [
             MINIMAL.replace("https://idp.example.com", "http://idp.example.com"),
@@ -565,6 +648,10 @@ client_id = "jit-ssh"
             "listen = \"127.0.0.1:1\"\ndata_dir = \"d\"\n".to_string(),
             MINIMAL.replace("data_dir", "access_request_pending = \"0s\"\ndata_dir"),
             MINIMAL.replace("data_dir", "access_request_pending = \"25h\"\ndata_dir"),
+            format!("{MINIMAL}\n[[webhook]]\nurl = \"http://hooks.example.com/x\"\nsecret_env = \"PATH\"\n"),
+            format!("{MINIMAL}\n[[webhook]]\nurl = \"https://hooks.example.com/x\"\n"),
+            format!("{MINIMAL}\n[[webhook]]\nurl = \"https://h.example.com/\"\nsecret = \"inline\"\n"),
+            format!("{MINIMAL}\n[[webhook]]\nurl = \"https://h.example.com/\"\nsecret_env = \"JIT_SSH_TEST_UNSET_VAR\"\n"),
         ];
         for case in cases {
             assert!(parse(&case).is_err(), "should be refused:\n{case}");

@@ -26,6 +26,7 @@ pub mod secret;
 pub mod server;
 pub mod store;
 pub mod subject_key;
+pub mod webhook;
 
 /// Seconds since the Unix epoch, read once at the edge and passed inwards.
 pub type UnixTime = u64;

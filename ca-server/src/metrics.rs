@@ -27,6 +27,9 @@ pub struct Metrics {
     pub jwks_fetches: IntCounterVec,
     /// Policy reloads by result (`ok`, `error`).
     pub policy_reloads: IntCounterVec,
+    /// Webhook delivery attempts by result (`ok`, `retry`, `failed`,
+    /// `dropped`).
+    pub webhook_deliveries: IntCounterVec,
     /// Build information (always 1).
     pub build_info: IntGauge,
 }
@@ -80,6 +83,14 @@ impl Metrics {
             &["result"],
         )
         .expect("static metric definition");
+        let webhook_deliveries = IntCounterVec::new(
+            Opts::new(
+                "webhook_deliveries_total",
+                "Webhook deliveries by result (ok, retry, failed, dropped)",
+            ),
+            &["result"],
+        )
+        .expect("static metric definition");
         let build_info = IntGauge::with_opts(
             Opts::new("build_info", "Build information")
                 .const_label("version", env!("CARGO_PKG_VERSION")),
@@ -94,6 +105,7 @@ impl Metrics {
             Box::new(commit_batch_size.clone()),
             Box::new(jwks_fetches.clone()),
             Box::new(policy_reloads.clone()),
+            Box::new(webhook_deliveries.clone()),
             Box::new(build_info.clone()),
         ] {
             // Names are distinct and static: registration cannot collide.
@@ -108,6 +120,7 @@ impl Metrics {
             commit_batch_size,
             jwks_fetches,
             policy_reloads,
+            webhook_deliveries,
             build_info,
         }
     }

@@ -24,6 +24,7 @@ use crate::policy::{cli as policy_cli, reload, ReloadablePolicy};
 use crate::rate_limit::RateLimits;
 use crate::secret::Passphrase;
 use crate::store::{Store, DATABASE_FILE};
+use crate::webhook::Notifier;
 
 /// Why the server could not start or stopped.
 #[derive(Debug, thiserror::Error)]
@@ -159,7 +160,11 @@ pub fn assemble(parts: CaParts, config: &Config) -> AppState {
         config.certs,
     )
     .with_rate_limits(rate_limits.clone())
-    .with_access_request_pending(config.access_request_pending);
+    .with_access_request_pending(config.access_request_pending)
+    .with_webhooks(Notifier::start(
+        config.webhooks.clone(),
+        parts.metrics.clone(),
+    ));
     AppState {
         authority: Arc::new(authority),
         in_flight: Arc::new(Semaphore::new(config.max_in_flight)),

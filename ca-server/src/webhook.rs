@@ -1,0 +1,405 @@
+//! Webhook notifications of access-request changes.
+//!
+//! Each configured `[[webhook]]` receives a JSON event when a request is
+//! created, approved, denied or ended. The body carries a `text` field, so a
+//! Slack (or compatible) incoming-webhook URL can take it as it is, and is
+//! signed with HMAC-SHA256 under the webhook's secret: the header
+//! `x-jit-ssh-signature: sha256=<hex>` is the HMAC of the bytes
+//! `<x-jit-ssh-timestamp>.<body>` (see docs/api.md).
+//!
+//! Delivery never touches the request path: [`Notifier::notify`] only tries
+//! to put the event on a bounded queue (a full queue drops the event with a
+//! warning and a metric); a background task posts it, retrying with
+//! exponential backoff a bounded number of times.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hmac::{Hmac, Mac as _};
+use serde::Serialize;
+use sha2::Sha256;
+use tokio::sync::{mpsc, Semaphore};
+use zeroize::{Zeroize, ZeroizeOnDrop};
+
+use crate::access::AccessRequest;
+use crate::metrics::Metrics;
+use crate::UnixTime;
+
+/// The signature header.
+pub const SIGNATURE_HEADER: &str = "x-jit-ssh-signature";
+/// The timestamp header (Unix seconds), part of the signed bytes.
+pub const TIMESTAMP_HEADER: &str = "x-jit-ssh-timestamp";
+/// Attempts per delivery before it is given up.
+pub const MAX_ATTEMPTS: u32 = 5;
+/// Events waiting for delivery at most; more are dropped.
+pub const QUEUE_CAPACITY: usize = 1024;
+/// Deliveries in progress at once (each with its retries).
+const MAX_CONCURRENT: usize = 32;
+/// First retry delay; doubled each time up to [`MAX_RETRY_DELAY`].
+const FIRST_RETRY_DELAY: Duration = Duration::from_secs(1);
+/// Longest wait between two attempts.
+const MAX_RETRY_DELAY: Duration = Duration::from_secs(30);
+
+/// A webhook secret; never printed.
+#[derive(Clone, Zeroize, ZeroizeOnDrop)]
+pub struct WebhookSecret(Vec<u8>);
+
+impl WebhookSecret {
+    /// Wraps a secret; trailing newlines (as left in a file) are not part of it.
+    pub fn new(mut text: String) -> Self {
+        while text.ends_with('\n') || text.ends_with('\r') {
+            text.pop();
+        }
+        WebhookSecret(text.into_bytes())
+    }
+
+    /// Whether there is nothing to sign with.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl fmt::Debug for WebhookSecret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+/// One configured webhook.
+#[derive(Debug, Clone)]
+pub struct WebhookTarget {
+    /// Where events are posted.
+    pub url: String,
+    /// The HMAC key.
+    pub secret: WebhookSecret,
+}
+
+/// What happened to the request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EventKind {
+    /// A request was made.
+    Created,
+    /// It got its last required approval; the window is open.
+    Approved,
+    /// An approver denied it.
+    Denied,
+    /// Its requester or an administrator ended it.
+    Ended,
+}
+
+/// The JSON body posted to each webhook.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Event {
+    /// A one-line summary, for Slack-compatible receivers.
+    pub text: String,
+    /// What happened.
+    pub kind: EventKind,
+    /// The access request.
+    pub request_id: u64,
+    /// `user@issuer` of the requester.
+    pub requester: String,
+    /// The principals asked for.
+    pub principals: Vec<String>,
+    /// Who made the change (`user@issuer`).
+    pub actor: String,
+    /// The requester's reason.
+    pub reason: String,
+    /// The approver's comment, or why it was denied or ended.
+    pub comment: String,
+    /// End of the window (Unix seconds), once approved.
+    pub window_end: Option<UnixTime>,
+    /// When it happened (Unix seconds).
+    pub at: UnixTime,
+}
+
+impl Event {
+    /// The event for `request` after a change by `actor`.
+    pub fn new(
+        kind: EventKind,
+        request: &AccessRequest,
+        actor: &str,
+        comment: &str,
+        at: UnixTime,
+    ) -> Event {
+        let principals = request.principals.join(", ");
+        let text = match kind {
+            EventKind::Created => format!(
+                "jit-ssh: {} requests {principals} (request {}): {}",
+                request.requester, request.id, request.reason
+            ),
+            EventKind::Approved => format!(
+                "jit-ssh: {actor} approved {principals} for {} (request {})",
+                request.requester, request.id
+            ),
+            EventKind::Denied => format!(
+                "jit-ssh: {actor} denied {principals} for {} (request {}): {comment}",
+                request.requester, request.id
+            ),
+            EventKind::Ended => format!(
+                "jit-ssh: {actor} ended {principals} for {} (request {}): {comment}",
+                request.requester, request.id
+            ),
+        };
+        Event {
+            text,
+            kind,
+            request_id: request.id,
+            requester: request.requester.clone(),
+            principals: request.principals.clone(),
+            actor: actor.to_string(),
+            reason: request.reason.clone(),
+            comment: comment.to_string(),
+            window_end: request.window_end,
+            at,
+        }
+    }
+
+    /// The exact body bytes.
+    pub fn body(&self) -> Vec<u8> {
+        serde_json::to_vec(self).unwrap_or_default()
+    }
+}
+
+/// `sha256=<hex>` of HMAC-SHA256 under `secret` over `<timestamp>.<body>`.
+pub fn signature(secret: &WebhookSecret, timestamp: UnixTime, body: &[u8]) -> String {
+    // HMAC accepts keys of any length.
+    let mut mac = Hmac::<Sha256>::new_from_slice(&secret.0).expect("HMAC takes any key length");
+    mac.update(timestamp.to_string().as_bytes());
+    mac.update(b".");
+    mac.update(body);
+    let digest = mac.finalize().into_bytes();
+    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+    format!("sha256={hex}")
+}
+
+/// How long to wait after failed attempt `attempt` (1-based) before the next.
+pub fn retry_delay(attempt: u32) -> Duration {
+    let factor = 1u32 << attempt.saturating_sub(1).min(16);
+    FIRST_RETRY_DELAY
+        .saturating_mul(factor)
+        .min(MAX_RETRY_DELAY)
+}
+
+/// Hands events to the background deliverer; cheap to clone.
+#[derive(Clone)]
+pub struct Notifier {
+    queue: Option<mpsc::Sender<Arc<Event>>>,
+    metrics: Metrics,
+}
+
+impl fmt::Debug for Notifier {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Notifier")
+            .field("enabled", &self.queue.is_some())
+            .finish()
+    }
+}
+
+impl Notifier {
+    /// A notifier that sends nothing.
+    pub fn disabled() -> Notifier {
+        Notifier {
+            queue: None,
+            metrics: Metrics::new(),
+        }
+    }
+
+    /// Starts the background deliverer for `targets` (must run inside the
+    /// runtime); with no targets, nothing is started.
+    pub fn start(targets: Vec<WebhookTarget>, metrics: Metrics) -> Notifier {
+        if targets.is_empty() {
+            return Notifier {
+                queue: None,
+                metrics,
+            };
+        }
+        let client = match reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(3))
+            .timeout(Duration::from_secs(5))
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+        {
+            Ok(client) => client,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot build the webhook HTTP client; webhooks are off");
+                return Notifier {
+                    queue: None,
+                    metrics,
+                };
+            }
+        };
+        let (tx, mut rx) = mpsc::channel::<Arc<Event>>(QUEUE_CAPACITY);
+        let targets: Arc<Vec<WebhookTarget>> = Arc::new(targets);
+        let worker_metrics = metrics.clone();
+        tokio::spawn(async move {
+            let slots = Arc::new(Semaphore::new(MAX_CONCURRENT));
+            while let Some(event) = rx.recv().await {
+                for index in 0..targets.len() {
+                    let Ok(permit) = slots.clone().acquire_owned().await else {
+                        return;
+                    };
+                    let client = client.clone();
+                    let targets = targets.clone();
+                    let event = event.clone();
+                    let metrics = worker_metrics.clone();
+                    tokio::spawn(async move {
+                        deliver(&client, &targets[index], &event, &metrics).await;
+                        drop(permit);
+                    });
+                }
+            }
+        });
+        Notifier {
+            queue: Some(tx),
+            metrics,
+        }
+    }
+
+    /// Queues `event` for every webhook without waiting; a full queue drops it.
+    pub fn notify(&self, event: Event) {
+        let Some(queue) = &self.queue else { return };
+        if let Err(e) = queue.try_send(Arc::new(event)) {
+            let (kind, id) = match &e {
+                mpsc::error::TrySendError::Full(ev) | mpsc::error::TrySendError::Closed(ev) => {
+                    (ev.kind, ev.request_id)
+                }
+            };
+            tracing::warn!(?kind, request = id, "webhook queue full: event dropped");
+            self.metrics
+                .webhook_deliveries
+                .with_label_values(&["dropped"])
+                .inc();
+        }
+    }
+}
+
+async fn deliver(
+    client: &reqwest::Client,
+    target: &WebhookTarget,
+    event: &Event,
+    metrics: &Metrics,
+) {
+    let body = event.body();
+    for attempt in 1..=MAX_ATTEMPTS {
+        let timestamp = crate::unix_now();
+        let result = client
+            .post(&target.url)
+            .header("content-type", "application/json")
+            .header(TIMESTAMP_HEADER, timestamp.to_string())
+            .header(
+                SIGNATURE_HEADER,
+                signature(&target.secret, timestamp, &body),
+            )
+            .body(body.clone())
+            .send()
+            .await;
+        let failure = match result {
+            Ok(response) if response.status().is_success() => {
+                metrics.webhook_deliveries.with_label_values(&["ok"]).inc();
+                return;
+            }
+            Ok(response) => format!("status {}", response.status().as_u16()),
+            Err(e) => e.without_url().to_string(),
+        };
+        if attempt == MAX_ATTEMPTS {
+            tracing::warn!(url = %target.url, request = event.request_id, kind = ?event.kind, error = %failure, attempts = attempt, "webhook delivery given up");
+            metrics
+                .webhook_deliveries
+                .with_label_values(&["failed"])
+                .inc();
+            return;
+        }
+        tracing::info!(url = %target.url, request = event.request_id, error = %failure, attempt, "webhook delivery failed; retrying");
+        metrics
+            .webhook_deliveries
+            .with_label_values(&["retry"])
+            .inc();
+        tokio::time::sleep(retry_delay(attempt)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::access::RequestStatus;
+
+    fn request() -> AccessRequest {
+        AccessRequest {
+            id: 7,
+            requester: "bob@corp".into(),
+            principals: vec!["root".into()],
+            reason: "INC-1234: disk full".into(),
+            window_secs: 1800,
+            status: RequestStatus::Approved,
+            created_at: 1_000,
+            expires_at: 4_600,
+            window_start: Some(1_100),
+            window_end: Some(2_900),
+            approvals: Vec::new(),
+            closed_by: None,
+            closed_reason: None,
+            rules: vec!["root".into()],
+        }
+    }
+
+    #[test]
+    fn signature_is_hmac_sha256_of_timestamp_dot_body() {
+        // printf '1700000000.{"text":"hi"}' | openssl dgst -sha256 -hmac Jefe
+        let secret = WebhookSecret::new("Jefe\n".into());
+        assert_eq!(
+            signature(&secret, 1_700_000_000, br#"{"text":"hi"}"#),
+            "sha256=78c16fb1347cc108e4fe45972cb2c71d070d22cb5c714af583367a3b7d491ce5"
+        );
+        assert_eq!(format!("{secret:?}"), "[redacted]");
+    }
+
+    #[test]
+    fn payload_has_slack_text_and_fields() {
+        let event = Event::new(EventKind::Approved, &request(), "carol@corp", "ok", 1_100);
+        let value: serde_json::Value = serde_json::from_slice(&event.body()).expect("JSON");
+        assert_eq!(value["kind"], "approved");
+        assert_eq!(value["request_id"], 7);
+        assert_eq!(value["requester"], "bob@corp");
+        assert_eq!(value["principals"][0], "root");
+        assert_eq!(value["actor"], "carol@corp");
+        assert_eq!(value["comment"], "ok");
+        assert_eq!(value["window_end"], 2_900);
+        assert_eq!(value["at"], 1_100);
+        let text = value["text"].as_str().expect("text");
+        assert!(
+            text.contains("carol@corp approved root for bob@corp"),
+            "{text}"
+        );
+        let created = Event::new(EventKind::Created, &request(), "bob@corp", "", 1_000);
+        assert!(created.text.contains("INC-1234"), "{}", created.text);
+    }
+
+    #[test]
+    fn retries_back_off_exponentially_up_to_a_cap() {
+        let delays: Vec<u64> = (1..MAX_ATTEMPTS)
+            .map(|a| retry_delay(a).as_secs())
+            .collect();
+        assert_eq!(delays, vec![1, 2, 4, 8]);
+        assert_eq!(retry_delay(6), Duration::from_secs(30));
+        assert_eq!(retry_delay(100), Duration::from_secs(30));
+    }
+
+    #[tokio::test]
+    async fn notify_never_blocks_without_a_runtime_receiver() {
+        let metrics = Metrics::new();
+        let (tx, _rx) = mpsc::channel(1);
+        let notifier = Notifier {
+            queue: Some(tx),
+            metrics: metrics.clone(),
+        };
+        let event = Event::new(EventKind::Created, &request(), "bob@corp", "", 1_000);
+        notifier.notify(event.clone());
+        notifier.notify(event);
+        assert!(metrics
+            .render()
+            .contains("jit_ssh_ca_webhook_deliveries_total{result=\"dropped\"} 1"));
+        Notifier::disabled().notify(Event::new(EventKind::Ended, &request(), "x", "", 0));
+    }
+}

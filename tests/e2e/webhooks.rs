@@ -1,0 +1,273 @@
+//! End-to-end webhooks: a CA configured with a `[[webhook]]` posts signed
+//! events to a loopback receiver when bob's request is created, approved by
+//! carol and ended; a CA whose webhook never answers still issues and takes
+//! requests at once. Every wait is bounded.
+
+#![allow(clippy::unwrap_used, missing_docs)]
+
+use std::io::{BufRead as _, BufReader, Read as _, Write as _};
+use std::net::TcpListener;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use e2e::client::{ClientHome, Outcome};
+use e2e::*;
+use serde_json::Value;
+use sha2::{Digest as _, Sha256};
+
+const SECRET: &str = "webhook-test-secret-0123456789";
+
+fn ok(outcome: &Outcome, what: &str) -> Value {
+    assert!(
+        outcome.status.success(),
+        "{what}: exit {}\nstdout: {}\nstderr: {}",
+        outcome.code(),
+        outcome.stdout,
+        outcome.stderr
+    );
+    outcome.json()
+}
+
+/// HMAC-SHA256 (RFC 2104) written out, so the test does not share the
+/// server's implementation.
+fn hmac_sha256_hex(key: &[u8], message: &[u8]) -> String {
+    assert!(key.len() <= 64);
+    let mut block = [0u8; 64];
+    block[..key.len()].copy_from_slice(key);
+    let ipad: Vec<u8> = block.iter().map(|b| b ^ 0x36).collect();
+    let opad: Vec<u8> = block.iter().map(|b| b ^ 0x5c).collect();
+    let inner = Sha256::new()
+        .chain_update(&ipad)
+        .chain_update(message)
+        .finalize();
+    let outer = Sha256::new()
+        .chain_update(&opad)
+        .chain_update(inner)
+        .finalize();
+    outer.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A delivery as received: lower-cased headers and the raw body.
+struct Delivery {
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+}
+
+impl Delivery {
+    fn header(&self, name: &str) -> &str {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+            .unwrap_or_else(|| panic!("no {name} header"))
+    }
+}
+
+/// Answers 200 to every POST on a loopback port; sends each one down the channel.
+fn receiver() -> (String, mpsc::Receiver<Delivery>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(stream) = stream else { continue };
+            let tx = tx.clone();
+            std::thread::spawn(move || {
+                stream
+                    .set_read_timeout(Some(Duration::from_secs(10)))
+                    .unwrap();
+                let mut reader = BufReader::new(stream);
+                loop {
+                    let mut headers = Vec::new();
+                    let mut line = String::new();
+                    if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                        return;
+                    }
+                    loop {
+                        line.clear();
+                        if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                            return;
+                        }
+                        let trimmed = line.trim_end();
+                        if trimmed.is_empty() {
+                            break;
+                        }
+                        let (name, value) = trimmed.split_once(':').unwrap();
+                        headers.push((name.trim().to_ascii_lowercase(), value.trim().to_string()));
+                    }
+                    let length: usize = headers
+                        .iter()
+                        .find(|(n, _)| n == "content-length")
+                        .map(|(_, v)| v.parse().unwrap())
+                        .unwrap_or(0);
+                    let mut body = vec![0u8; length];
+                    if reader.read_exact(&mut body).is_err() {
+                        return;
+                    }
+                    let _ = reader
+                        .get_mut()
+                        .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n");
+                    let _ = tx.send(Delivery { headers, body });
+                }
+            });
+        }
+    });
+    (url, rx)
+}
+
+fn webhook_table(url: &str, secret_file: &std::path::Path) -> String {
+    format!(
+        "[[webhook]]\nurl = {url:?}\nsecret_file = {:?}\n",
+        secret_file.display().to_string()
+    )
+}
+
+fn setup_with_webhook(idp: &Idp, url: &str, dir: &std::path::Path) -> CaSetup {
+    let secret_file = dir.join("webhook.secret");
+    std::fs::write(&secret_file, format!("{SECRET}\n")).unwrap();
+    CaSetup::new(
+        &[("corp", &idp.issuer)],
+        &format!(
+            "policy_dir = {:?}",
+            repo_root().join("policies").display().to_string()
+        ),
+        &webhook_table(url, &secret_file),
+    )
+}
+
+#[test]
+fn request_events_arrive_signed_at_a_loopback_receiver() {
+    let idp = Idp::start();
+    let (hook_url, deliveries) = receiver();
+    let dir = tempfile::tempdir().unwrap();
+    let setup = setup_with_webhook(&idp, &hook_url, dir.path());
+    let ca = setup.start();
+    let url = ca.url.as_str();
+    let bob = ClientHome::new("bob", None);
+    let carol = ClientHome::new("carol", None);
+
+    let created = ok(
+        &bob.run(&[
+            "--ca",
+            url,
+            "request",
+            "--principal",
+            "root",
+            "--reason",
+            "INC-1234: disk full",
+            "--for",
+            "30m",
+            "--no-wait",
+            "--json",
+        ]),
+        "bob request",
+    );
+    let id = created["id"].as_u64().unwrap();
+    let id_text = id.to_string();
+    ok(
+        &carol.run(&[
+            "--ca",
+            url,
+            "approve",
+            &id_text,
+            "--comment",
+            "go ahead",
+            "--json",
+        ]),
+        "carol approve",
+    );
+    ok(
+        &bob.run(&["--ca", url, "done", &id_text, "--json"]),
+        "bob done",
+    );
+
+    let mut events = Vec::new();
+    for _ in 0..3 {
+        let delivery = deliveries
+            .recv_timeout(Duration::from_secs(30))
+            .unwrap_or_else(|_| panic!("webhook deliveries so far: {}", events.len()));
+        // The signature is HMAC-SHA256 of "<timestamp>.<body>" under the secret.
+        let timestamp = delivery.header("x-jit-ssh-timestamp");
+        let timestamp_secs: u64 = timestamp.parse().unwrap();
+        assert!(timestamp_secs.abs_diff(now()) < 120);
+        let mut signed = format!("{timestamp}.").into_bytes();
+        signed.extend_from_slice(&delivery.body);
+        assert_eq!(
+            delivery.header("x-jit-ssh-signature"),
+            format!("sha256={}", hmac_sha256_hex(SECRET.as_bytes(), &signed)),
+        );
+        assert_eq!(delivery.header("content-type"), "application/json");
+        let event: Value = serde_json::from_slice(&delivery.body).unwrap();
+        assert_eq!(event["request_id"], id);
+        assert_eq!(event["requester"], "bob@corp");
+        assert_eq!(event["principals"], serde_json::json!(["root"]));
+        assert!(
+            event["text"].as_str().unwrap().contains("bob@corp"),
+            "{event}"
+        );
+        events.push(event);
+    }
+    let by_kind = |kind: &str| {
+        events
+            .iter()
+            .find(|e| e["kind"] == kind)
+            .unwrap_or_else(|| panic!("no {kind} event among {events:?}"))
+    };
+    assert_eq!(by_kind("created")["actor"], "bob@corp");
+    assert_eq!(by_kind("created")["reason"], "INC-1234: disk full");
+    assert_eq!(by_kind("approved")["actor"], "carol@corp");
+    assert_eq!(by_kind("approved")["comment"], "go ahead");
+    assert!(by_kind("approved")["window_end"].as_u64().is_some());
+    assert_eq!(by_kind("ended")["actor"], "bob@corp");
+    // Nothing else was sent, and the secret is in no log line.
+    assert!(deliveries.recv_timeout(Duration::from_millis(500)).is_err());
+    let log = ca.process.stderr.text();
+    assert!(!log.contains(SECRET), "{log}");
+}
+
+#[test]
+fn a_dead_receiver_does_not_slow_issuance_or_requests() {
+    let idp = Idp::start();
+    // Accepts connections into its backlog and never answers.
+    let silent = TcpListener::bind("127.0.0.1:0").unwrap();
+    let hook_url = format!("http://{}/hook", silent.local_addr().unwrap());
+    let dir = tempfile::tempdir().unwrap();
+    let setup = setup_with_webhook(&idp, &hook_url, dir.path());
+    let ca = setup.start();
+    let url = ca.url.as_str();
+    let bob = ClientHome::new("bob", None);
+    ok(
+        &bob.run(&["--ca", url, "login", "--json"]),
+        "bob first login",
+    );
+
+    for round in 0..3 {
+        let started = Instant::now();
+        ok(
+            &bob.run(&[
+                "--ca",
+                url,
+                "request",
+                "--principal",
+                "root",
+                "--reason",
+                "INC-9: dead hook",
+                "--for",
+                "30m",
+                "--no-wait",
+                "--json",
+            ]),
+            "bob request",
+        );
+        let took = started.elapsed();
+        assert!(
+            took < Duration::from_secs(2),
+            "request {round} took {took:?}"
+        );
+        let started = Instant::now();
+        ok(&bob.run(&["--ca", url, "login", "--json"]), "bob login");
+        let took = started.elapsed();
+        assert!(took < Duration::from_secs(2), "login {round} took {took:?}");
+    }
+    drop(silent);
+}
