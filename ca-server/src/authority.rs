@@ -468,7 +468,7 @@ impl Authority {
                 valid_before: certificate.valid_before(),
                 key_fingerprint: subject.fingerprint(),
                 client_addr: client_addr.to_string(),
-                rule: grant.rules.join(","),
+                rules: grant.rules.clone(),
                 issued_at: now,
                 certificate: line.clone(),
                 token_digest: verified.digest,

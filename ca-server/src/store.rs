@@ -281,8 +281,8 @@ pub struct IssuanceRecord {
     pub key_fingerprint: String,
     /// Client address as seen by the CA.
     pub client_addr: String,
-    /// Deciding rules, comma-separated.
-    pub rule: String,
+    /// Names of the deciding rules.
+    pub rules: Vec<String>,
     /// Signing time.
     pub issued_at: UnixTime,
     /// The certificate, one OpenSSH line.
@@ -1381,6 +1381,7 @@ fn insert_issuance(
         return Err(StoreError::Replayed);
     }
     let principals = serde_json::to_string(&r.principals).unwrap_or_default();
+    let rules_json = serde_json::to_string(&r.rules).unwrap_or_else(|_| "[]".into());
     let inserted = cached(
         tx,
         "INSERT INTO certificates (serial, key_id, issuer, subject, identity, principals, \
@@ -1397,7 +1398,7 @@ fn insert_issuance(
                 r.valid_before as i64,
                 r.key_fingerprint,
                 r.client_addr,
-                r.rule,
+                r.rules.join(","),
                 r.issued_at as i64,
                 r.certificate
             ],
@@ -1443,8 +1444,7 @@ fn insert_issuance(
             r.serial,
             r.client_addr,
             r.key_id,
-            serde_json::to_string(&r.rule.split(',').filter(|s| !s.is_empty()).collect::<Vec<_>>())
-                .unwrap_or_else(|_| "[]".into())
+            rules_json
         ],
     )
     .map_err(&err)?;
@@ -1628,7 +1628,7 @@ mod tests {
             valid_before: 400,
             key_fingerprint: "SHA256:abc".into(),
             client_addr: "127.0.0.1".into(),
-            rule: "builtin-username".into(),
+            rules: vec!["builtin-username".into()],
             issued_at: 160,
             certificate: "ssh-ed25519-cert-v01@openssh.com AAAA".into(),
             token_digest: [digest; 32],
