@@ -256,6 +256,23 @@ fn cpu_ticks(pid: u32) -> u64 {
     fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
 }
 
+/// Busy and total ticks of the whole machine (all cores), from /proc/stat.
+fn machine_ticks() -> (u64, u64) {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap();
+    let fields: Vec<u64> = stat
+        .lines()
+        .next()
+        .unwrap()
+        .split_whitespace()
+        .skip(1)
+        .map(|f| f.parse().unwrap())
+        .collect();
+    // user nice system idle iowait irq softirq steal ...
+    let idle = fields[3] + fields[4];
+    let total: u64 = fields.iter().take(8).sum();
+    (total - idle, total)
+}
+
 fn clock_ticks_per_sec() -> u64 {
     Command::new("getconf")
         .arg("CLK_TCK")
@@ -422,6 +439,8 @@ fn main() {
     });
 
     let ticks_before = cpu_ticks(pid);
+    let own_before = cpu_ticks(std::process::id());
+    let machine_before = machine_ticks();
     let next = Arc::new(AtomicUsize::new(0));
     let started = Instant::now();
     let deadline = started + Duration::from_secs(args.duration);
@@ -482,6 +501,8 @@ fn main() {
     });
     let elapsed = started.elapsed().as_secs_f64();
     let ticks_after = cpu_ticks(pid);
+    let own_after = cpu_ticks(std::process::id());
+    let machine_after = machine_ticks();
     let rss = peak_rss_mb(pid);
     let exhausted = next.load(Ordering::Relaxed) >= prepared.len();
 
@@ -496,6 +517,18 @@ fn main() {
     } else {
         0.0
     };
+    let load_ticks = own_after - own_before;
+    let load_us_per_cert = if issued > 0 {
+        load_ticks as f64 / clock_ticks_per_sec() as f64 * 1e6 / issued as f64
+    } else {
+        0.0
+    };
+    // What the rest of the machine took meanwhile: a build or another
+    // benchmark running beside this one shows here and lowers the rate.
+    let machine_busy = machine_after.0 - machine_before.0;
+    let machine_total = (machine_after.1 - machine_before.1).max(1);
+    let other_share = machine_busy.saturating_sub(ticks_after - ticks_before + load_ticks) as f64
+        / machine_total as f64;
 
     // Every certificate a client received must be on record.
     let _ = server.kill();
@@ -516,6 +549,11 @@ fn main() {
         if exhausted { "; pre-minted tokens ran out: raise --tokens" } else { "" }
     );
     eprintln!(
+        "cpu per certificate: server {cpu_us_per_cert:.0} µs, load generator {load_us_per_cert:.0} µs; \
+         other processes used {:.0} % of the machine meanwhile",
+        other_share * 100.0
+    );
+    eprintln!(
         "raw single-core rates: sign {signing:.0}/s, token verify {verifying:.0}/s, proof verify {proving:.0}/s -> {raw_per_core:.0} certs/s per core"
     );
     let summary = json!({
@@ -524,6 +562,8 @@ fn main() {
         "p99_ms": percentile(&latencies, 0.99),
         "p999_ms": percentile(&latencies, 0.999),
         "server_cpu_us_per_cert": cpu_us_per_cert.round(),
+        "loadgen_cpu_us_per_cert": load_us_per_cert.round(),
+        "other_cpu_share": (other_share * 1000.0).round() / 1000.0,
         "peak_rss_mb": (rss * 10.0).round() / 10.0,
         "raw_limit_per_sec": raw_limit.round(),
         "ratio": ((certs_per_sec / raw_limit) * 1000.0).round() / 1000.0,

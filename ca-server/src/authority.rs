@@ -17,7 +17,7 @@ use ssh_key::{Certificate, HashAlg, SshSig};
 
 use crate::access::{AccessRequest, RequestError, RequestStatus, DEFAULT_PENDING_SECS};
 use crate::ca_keys::CaKeys;
-use crate::cert::{self, CertificateSpec, Serial};
+use crate::cert::{self, CertificateSpec, SerialSource};
 use crate::config::CertSettings;
 use crate::identity::{is_login_name, Identity};
 use crate::krl::SignedKrl;
@@ -315,6 +315,7 @@ pub struct Authority {
     krl_cache: std::sync::Mutex<Option<Arc<SignedKrl>>>,
     /// Posts access-request events to the configured webhooks.
     webhooks: Notifier,
+    serials: SerialSource,
 }
 
 /// How long a generated KRL is served before it is rebuilt. Revocations made
@@ -331,6 +332,7 @@ impl Authority {
         store: Store,
         certs: CertSettings,
     ) -> Self {
+        let serials = SerialSource::starting_after(store.last_serial());
         Authority {
             verifier,
             policy,
@@ -341,6 +343,7 @@ impl Authority {
             pending_secs: DEFAULT_PENDING_SECS,
             krl_cache: std::sync::Mutex::new(None),
             webhooks: Notifier::disabled(),
+            serials,
         }
     }
 
@@ -443,9 +446,10 @@ impl Authority {
             }
         };
         let signer = self.keys.user.signer();
-        // A serial collision (1 in 2^64 per pair) is retried, never reused.
+        // A serial already on record (the clock was set back across a
+        // restart) is skipped, never reused.
         for _ in 0..3 {
-            let serial = Serial::random(&mut rand_core::OsRng);
+            let serial = self.serials.next(crate::unix_now_micros());
             let spec = CertificateSpec {
                 subject: &subject,
                 identity: &identity,

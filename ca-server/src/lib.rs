@@ -31,6 +31,14 @@ pub mod webhook;
 /// Seconds since the Unix epoch, read once at the edge and passed inwards.
 pub type UnixTime = u64;
 
+/// Microseconds since the Unix epoch (0 if the clock is before it).
+pub fn unix_now_micros() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_micros() as u64)
+        .unwrap_or(0)
+}
+
 /// The current time as [`UnixTime`].
 pub fn unix_now() -> UnixTime {
     std::time::SystemTime::now()

@@ -230,6 +230,11 @@ enum KeyTypeArg {
     EcdsaP256,
 }
 
+// Under a login storm glibc's malloc spent 8 % of the CA's time in its own
+// bookkeeping (docs/benchmarks.md); mimalloc's thread-local free lists do not.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let logs = tracing_subscriber::fmt()

@@ -121,6 +121,15 @@ CREATE TABLE request_certificates (
     PRIMARY KEY (request_id, serial)
 ) WITHOUT ROWID;
 "#,
+    // 5: certificates are looked up by identity or key only among the
+    // unexpired ones (to revoke them), which an index on `valid_before`
+    // serves. Indexes keyed by identity and by key fingerprint dirtied a
+    // random page each per certificate: most of the writer's disk traffic.
+    r#"
+DROP INDEX certificates_identity;
+DROP INDEX certificates_key;
+CREATE INDEX certificates_valid_before ON certificates (valid_before);
+"#,
 ];
 
 /// File name of the database inside the data directory.
@@ -418,6 +427,8 @@ pub struct Store {
     /// raised, by approvals this process commits, so it can be stale only
     /// upwards (a needless read), never downwards.
     grants_until: Arc<AtomicU64>,
+    /// The serial of the last certificate on record when the store opened.
+    last_serial: u64,
 }
 
 impl Store {
@@ -434,6 +445,15 @@ impl Store {
             )
             .map_err(sqlite_error(path))?;
         let grants_until = Arc::new(AtomicU64::new(grants_until.max(0) as u64));
+        let last_serial: Option<String> = conn
+            .query_row(
+                "SELECT serial FROM certificates ORDER BY rowid DESC LIMIT 1",
+                [],
+                |row| row.get(0),
+            )
+            .optional()
+            .map_err(sqlite_error(path))?;
+        let last_serial = last_serial.and_then(|s| s.parse().ok()).unwrap_or(0);
         let (jobs, queue) = mpsc::channel();
         let path = path.to_path_buf();
         let metrics = metrics.clone();
@@ -448,7 +468,17 @@ impl Store {
                 .run(queue)
             })
             .map_err(|_| StoreError::Closed)?;
-        Ok(Store { jobs, grants_until })
+        Ok(Store {
+            jobs,
+            grants_until,
+            last_serial,
+        })
+    }
+
+    /// The serial of the last certificate on record when the store opened
+    /// (0 for none): new serials continue after it.
+    pub fn last_serial(&self) -> u64 {
+        self.last_serial
     }
 
     /// Records an issuance; returns once it is committed to disk.
@@ -1146,9 +1176,11 @@ pub fn open_connection(path: &Path, read_only: bool) -> Result<Connection, Store
         return Ok(conn);
     }
     // FULL: a commit is on disk before the writer answers, so neither a crash
-    // nor a power cut loses a certificate that was handed out.
+    // nor a power cut loses a certificate that was handed out. A 16 MB page
+    // cache (the default is 2 MB) keeps the pages every commit touches.
     conn.execute_batch(
-        "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;",
+        "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; \
+         PRAGMA cache_size = -16384;",
     )
     .map_err(&err)?;
     let tx = conn.transaction().map_err(&err)?;
@@ -1615,6 +1647,28 @@ pub fn read_audit(path: &Path, filter: &AuditFilter) -> Result<Vec<AuditEntry>, 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn unexpired_certificates_are_found_through_the_validity_index() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let conn = open_connection(&dir.path().join("ca.db"), false).expect("open");
+        for column in ["identity", "key_fingerprint"] {
+            let plan: String = conn
+                .query_row(
+                    &format!(
+                        "EXPLAIN QUERY PLAN SELECT serial, valid_before FROM certificates \
+                         WHERE {column} = ?1 AND valid_before > ?2"
+                    ),
+                    params!["x", 0],
+                    |row| row.get(3),
+                )
+                .expect("plan");
+            assert!(
+                plan.contains("certificates_valid_before"),
+                "{column}: {plan}"
+            );
+        }
+    }
 
     fn record(serial: &str, digest: u8) -> IssuanceRecord {
         IssuanceRecord {
