@@ -530,6 +530,25 @@ fn main() {
     let other_share = machine_busy.saturating_sub(ticks_after - ticks_before + load_ticks) as f64
         / machine_total as f64;
 
+    // How the group commit batched: commits and records per commit.
+    let metrics = runtime
+        .block_on(async {
+            http.get(format!("{url}/metrics"))
+                .send()
+                .await?
+                .text()
+                .await
+        })
+        .unwrap_or_default();
+    let metric = |name: &str| -> f64 {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
+            .unwrap_or(0.0)
+    };
+    let commits = metric("jit_ssh_ca_db_commit_batch_size_count");
+    let mean_batch = metric("jit_ssh_ca_db_commit_batch_size_sum") / commits.max(1.0);
+
     // Every certificate a client received must be on record.
     let _ = server.kill();
     let _ = server.wait();
@@ -553,6 +572,7 @@ fn main() {
          other processes used {:.0} % of the machine meanwhile",
         other_share * 100.0
     );
+    eprintln!("database: {commits:.0} commits, {mean_batch:.1} records per commit");
     eprintln!(
         "raw single-core rates: sign {signing:.0}/s, token verify {verifying:.0}/s, proof verify {proving:.0}/s -> {raw_per_core:.0} certs/s per core"
     );
@@ -564,6 +584,7 @@ fn main() {
         "server_cpu_us_per_cert": cpu_us_per_cert.round(),
         "loadgen_cpu_us_per_cert": load_us_per_cert.round(),
         "other_cpu_share": (other_share * 1000.0).round() / 1000.0,
+        "records_per_commit": (mean_batch * 10.0).round() / 10.0,
         "peak_rss_mb": (rss * 10.0).round() / 10.0,
         "raw_limit_per_sec": raw_limit.round(),
         "ratio": ((certs_per_sec / raw_limit) * 1000.0).round() / 1000.0,

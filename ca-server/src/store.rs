@@ -24,6 +24,12 @@ use crate::UnixTime;
 
 /// Most requests committed in one transaction.
 const MAX_BATCH: usize = 512;
+/// How long the writer waits for more records to join a batch, once the
+/// previous batch showed that requests arrive concurrently. Every commit
+/// costs an fsync and rewrites the half-filled last page of each table, so
+/// under load a batch of 30 costs far less per record than a batch of 5;
+/// an idle CA (batches of one) does not wait at all.
+const BATCH_LINGER: Duration = Duration::from_micros(800);
 /// How often spent-token digests past their expiry are purged.
 const PURGE_INTERVAL: Duration = Duration::from_secs(60);
 
@@ -1202,6 +1208,7 @@ struct Writer {
 impl Writer {
     fn run(mut self, queue: mpsc::Receiver<Job>) {
         let mut last_purge = std::time::Instant::now();
+        let mut last_batch = 0;
         loop {
             let first = match queue.recv_timeout(PURGE_INTERVAL) {
                 Ok(job) => job,
@@ -1215,6 +1222,7 @@ impl Writer {
             // Issuances and denials are group-committed; the rare revocation
             // jobs run alone, in order with the batches around them.
             let mut batch = Vec::new();
+            let linger_until = (last_batch > 1).then(|| std::time::Instant::now() + BATCH_LINGER);
             let mut next = Some(first);
             while let Some(job) = next.take() {
                 match job {
@@ -1232,9 +1240,14 @@ impl Writer {
                     }
                 }
                 if batch.len() < MAX_BATCH {
-                    next = queue.try_recv().ok();
+                    next = queue.try_recv().ok().or_else(|| {
+                        let wait =
+                            linger_until?.checked_duration_since(std::time::Instant::now())?;
+                        queue.recv_timeout(wait).ok()
+                    });
                 }
             }
+            last_batch = batch.len();
             if !batch.is_empty() {
                 self.commit_batch(batch);
             }
