@@ -52,6 +52,15 @@ pub struct AccessRequestCreate {
     /// Window length, e.g. `30m`; absent means the policy's `max_window`.
     #[serde(default, rename = "for", skip_serializing_if = "Option::is_none")]
     pub window: Option<String>,
+    /// Approve it at once as its requester (only under rules with
+    /// `break_glass = true`; a reason is then required). It is flagged for
+    /// review.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub break_glass: bool,
+}
+
+fn is_false(value: &bool) -> bool {
+    !*value
 }
 
 /// `POST /v1/requests/{id}/approve`, `/deny` and `/done` request body.
@@ -113,6 +122,21 @@ pub struct AccessRequestView {
     /// Serials revoked by ending it (only in the answer to `done`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub revoked_serials: Vec<String>,
+    /// Approved by its requester alone (break-glass).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub break_glass: bool,
+    /// A break-glass request nobody has reviewed yet.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub needs_review: bool,
+    /// Who reviewed it (break-glass only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reviewed_by: Option<String>,
+    /// When it was reviewed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reviewed_at: Option<u64>,
+    /// The reviewer's comment.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub review_comment: Option<String>,
 }
 
 /// `GET /v1/requests` success body.

@@ -110,6 +110,77 @@ pub struct AccessRequest {
     pub closed_reason: Option<String>,
     /// The policy rules whose approvers decide it, fixed when it was made.
     pub rules: Vec<String>,
+    /// Approved by its requester alone, under a rule with `break_glass`.
+    pub break_glass: bool,
+    /// Review of a break-glass request, once done.
+    pub review: Option<Review>,
+}
+
+/// An approver's or administrator's review of a break-glass request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Review {
+    /// `user@issuer` of the reviewer.
+    pub by: String,
+    /// When.
+    pub at: UnixTime,
+    /// Optional comment.
+    pub comment: String,
+}
+
+/// How a request is approved the moment it is made, without waiting for
+/// approvers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum InstantApproval {
+    /// The requester approves it themselves (break-glass); it is flagged for
+    /// review.
+    BreakGlass,
+    /// The policy approves it: these rules' `[rule.approval.auto]`
+    /// conditions hold. Recorded as approvals by `policy:<rule>`.
+    Policy(Vec<String>),
+}
+
+/// Approver name recorded for an approval by the policy under `rule`.
+pub fn policy_approver(rule: &str) -> String {
+    format!("policy:{rule}")
+}
+
+/// Why a request cannot be made the way it was asked.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum CreateRefusal {
+    /// Break-glass asked for under rules that do not allow it.
+    #[error("break-glass is not allowed for these principals (rules {0}); ask an approver instead (drop --break-glass)")]
+    BreakGlassNotAllowed(String),
+    /// Break-glass always needs a reason.
+    #[error("a break-glass request needs a reason (--reason): it is reviewed afterwards")]
+    BreakGlassReason,
+}
+
+/// Decides at creation whether a request is approved at once: by its
+/// requester when they ask for break-glass (`break_glass_allowed` by every
+/// rule, and a reason given, whatever `reason_required` says), else by the
+/// policy when `auto_rules` (the rules whose auto-approval conditions hold,
+/// empty unless all of them do) is not empty.
+pub fn instant_approval(
+    break_glass_asked: bool,
+    break_glass_allowed: bool,
+    reason: &str,
+    rules: &[String],
+    auto_rules: &[String],
+) -> Result<Option<InstantApproval>, CreateRefusal> {
+    if break_glass_asked {
+        if !break_glass_allowed {
+            return Err(CreateRefusal::BreakGlassNotAllowed(rules.join(", ")));
+        }
+        if reason.trim().is_empty() {
+            return Err(CreateRefusal::BreakGlassReason);
+        }
+        return Ok(Some(InstantApproval::BreakGlass));
+    }
+    if !auto_rules.is_empty() {
+        return Ok(Some(InstantApproval::Policy(auto_rules.to_vec())));
+    }
+    Ok(None)
 }
 
 /// A transition the rules refuse.
@@ -141,6 +212,20 @@ pub enum RequestError {
         /// Its status now.
         status: RequestStatus,
     },
+    /// Only break-glass requests are reviewed.
+    #[error("access request {0} is not a break-glass request; there is nothing to review")]
+    NotBreakGlass(u64),
+    /// A review is done once.
+    #[error("access request {id} was already reviewed by {by}")]
+    AlreadyReviewed {
+        /// The request.
+        id: u64,
+        /// The reviewer.
+        by: String,
+    },
+    /// Nobody reviews their own break-glass access.
+    #[error("you cannot review your own break-glass access; an approver of its rule or an administrator must")]
+    OwnReview,
 }
 
 impl AccessRequest {
@@ -197,6 +282,31 @@ impl AccessRequest {
         }
     }
 
+    /// Whether it is a break-glass request nobody has reviewed yet.
+    pub fn needs_review(&self) -> bool {
+        self.break_glass && self.review.is_none()
+    }
+
+    /// Checks that `reviewer` (already known to be an approver of its rules
+    /// or an administrator) may mark it reviewed: a break-glass request, not
+    /// reviewed yet, not their own. Its status does not matter: an ended
+    /// emergency still needs its look afterwards.
+    pub fn check_review(&self, reviewer: &str) -> Result<(), RequestError> {
+        if !self.break_glass {
+            return Err(RequestError::NotBreakGlass(self.id));
+        }
+        if let Some(review) = &self.review {
+            return Err(RequestError::AlreadyReviewed {
+                id: self.id,
+                by: review.by.clone(),
+            });
+        }
+        if reviewer == self.requester {
+            return Err(RequestError::OwnReview);
+        }
+        Ok(())
+    }
+
     fn check_pending(&self, now: UnixTime) -> Result<(), RequestError> {
         match self.status_at(now) {
             RequestStatus::Pending => Ok(()),
@@ -228,6 +338,8 @@ mod tests {
             closed_by: None,
             closed_reason: None,
             rules: vec!["sre-root-with-approval".into()],
+            break_glass: false,
+            review: None,
         }
     }
 
@@ -336,6 +448,75 @@ mod tests {
             })
         );
         assert!(pending().check_end(4600).is_err());
+    }
+
+    #[test]
+    fn break_glass_needs_permission_and_a_reason() {
+        let rules = vec!["root".to_string()];
+        assert_eq!(
+            instant_approval(true, true, "INC-7: site down", &rules, &[]),
+            Ok(Some(InstantApproval::BreakGlass))
+        );
+        assert_eq!(
+            instant_approval(true, false, "INC-7", &rules, &[]),
+            Err(CreateRefusal::BreakGlassNotAllowed("root".into()))
+        );
+        assert_eq!(
+            instant_approval(true, true, "  ", &rules, &[]),
+            Err(CreateRefusal::BreakGlassReason)
+        );
+        // Allowed but not asked for: an ordinary request.
+        assert_eq!(instant_approval(false, true, "", &rules, &[]), Ok(None));
+    }
+
+    #[test]
+    fn auto_approval_applies_when_its_rules_agree() {
+        let rules = vec!["root".to_string()];
+        assert_eq!(
+            instant_approval(false, false, "", &rules, &rules),
+            Ok(Some(InstantApproval::Policy(rules.clone())))
+        );
+        // Break-glass asked for explicitly stays break-glass.
+        assert_eq!(
+            instant_approval(true, true, "INC-8", &rules, &rules),
+            Ok(Some(InstantApproval::BreakGlass))
+        );
+        assert_eq!(policy_approver("root"), "policy:root");
+    }
+
+    #[test]
+    fn only_others_review_a_break_glass_request_once() {
+        let mut r = AccessRequest {
+            break_glass: true,
+            ..approved_at(2000)
+        };
+        assert!(r.needs_review());
+        assert_eq!(r.check_review("bob@corp"), Err(RequestError::OwnReview));
+        assert_eq!(r.check_review("carol@corp"), Ok(()));
+        r.review = Some(Review {
+            by: "carol@corp".into(),
+            at: 2100,
+            comment: String::new(),
+        });
+        assert!(!r.needs_review());
+        assert_eq!(
+            r.check_review("dave@corp"),
+            Err(RequestError::AlreadyReviewed {
+                id: 7,
+                by: "carol@corp".into()
+            })
+        );
+        assert_eq!(
+            approved_at(2000).check_review("carol@corp"),
+            Err(RequestError::NotBreakGlass(7))
+        );
+        // Reviewing does not depend on the window: an ended one still needs it.
+        let ended = AccessRequest {
+            break_glass: true,
+            ..approved_at(2000)
+        };
+        assert_eq!(ended.status_at(5000), RequestStatus::Ended);
+        assert_eq!(ended.check_review("carol@corp"), Ok(()));
     }
 
     #[test]

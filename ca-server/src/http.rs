@@ -20,7 +20,7 @@ use ca_proto::{
 use tokio::sync::Semaphore;
 use tracing::Instrument as _;
 
-use crate::access::RequestError;
+use crate::access::{CreateRefusal, RequestError};
 use crate::authority::{AccessError, AccessVerb, Authority, IssueError, RevokeError};
 use crate::metrics::Metrics;
 use crate::oidc::TokenError;
@@ -67,6 +67,7 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/requests/{id}/approve", post(approve_request))
         .route("/v1/requests/{id}/deny", post(deny_request))
         .route("/v1/requests/{id}/done", post(end_request))
+        .route("/v1/requests/{id}/review", post(review_request))
         .route_layer(middleware::from_fn_with_state(state.clone(), observe))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
@@ -316,6 +317,9 @@ async fn create_request(
 struct ListQuery {
     #[serde(default)]
     pending: bool,
+    /// Only unreviewed break-glass requests the caller may review.
+    #[serde(default)]
+    needs_review: bool,
 }
 
 async fn list_requests(
@@ -332,9 +336,20 @@ async fn list_requests(
     let Query(query) = query.map_err(|rejection| {
         ApiError::Access(AccessError::InvalidRequest(rejection.body_text()))
     })?;
-    let list = state
-        .authority
-        .list_access_requests(&token, query.pending, crate::unix_now());
+    let now = crate::unix_now();
+    let list = async {
+        if query.needs_review {
+            state
+                .authority
+                .unreviewed_access_requests(&token, now)
+                .await
+        } else {
+            state
+                .authority
+                .list_access_requests(&token, query.pending, now)
+                .await
+        }
+    };
     match tokio::time::timeout(state.request_timeout, list).await {
         Ok(result) => result
             .map(|requests| Json(AccessRequestList { requests }))
@@ -371,6 +386,16 @@ async fn end_request(
     body: Result<Json<AccessRequestDecision>, JsonRejection>,
 ) -> Result<Json<AccessRequestView>, ApiError> {
     decide_request(state, peer, headers, id, body, AccessVerb::Done).await
+}
+
+async fn review_request(
+    state: State<AppState>,
+    peer: ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    id: Result<Path<u64>, PathRejection>,
+    body: Result<Json<AccessRequestDecision>, JsonRejection>,
+) -> Result<Json<AccessRequestView>, ApiError> {
+    decide_request(state, peer, headers, id, body, AccessVerb::Review).await
 }
 
 async fn decide_request(
@@ -546,6 +571,7 @@ fn issue_error_parts(error: IssueError) -> (StatusCode, &'static str, String) {
         IssueError::Replayed => (StatusCode::UNAUTHORIZED, "replayed_token", message),
         IssueError::RateLimited(_) => (StatusCode::TOO_MANY_REQUESTS, "rate_limited", message),
         IssueError::Denied(_) => (StatusCode::FORBIDDEN, "denied", message),
+        IssueError::ApprovalRequired(_) => (StatusCode::FORBIDDEN, "approval_required", message),
         IssueError::RevokedIdentity(_) => (StatusCode::FORBIDDEN, "revoked_identity", message),
         IssueError::RevokedKey(_) => (StatusCode::FORBIDDEN, "revoked_key", message),
         IssueError::Store(StoreError::Replayed) => {
@@ -585,17 +611,27 @@ fn access_error_parts(error: AccessError) -> (StatusCode, &'static str, String) 
         AccessError::NotApprover { .. } => (StatusCode::FORBIDDEN, "not_approver", message),
         AccessError::OwnRequest => (StatusCode::FORBIDDEN, "own_request", message),
         AccessError::NotRequester(_) => (StatusCode::FORBIDDEN, "not_requester", message),
+        AccessError::NotReviewer { .. } => (StatusCode::FORBIDDEN, "not_reviewer", message),
+        AccessError::BreakGlass(CreateRefusal::BreakGlassNotAllowed(_)) => {
+            (StatusCode::FORBIDDEN, "break_glass_not_allowed", message)
+        }
+        AccessError::BreakGlass(CreateRefusal::BreakGlassReason) => {
+            (StatusCode::BAD_REQUEST, "invalid_request", message)
+        }
         AccessError::Unknown(_) => (StatusCode::NOT_FOUND, "unknown_request", message),
         AccessError::Conflict(conflict) => {
-            let code = match conflict {
-                RequestError::NotPending { .. } => "not_pending",
-                RequestError::AlreadyApproved(_) => "already_approved",
-                RequestError::Closed { .. } => "request_closed",
+            let (status, code) = match conflict {
+                RequestError::NotPending { .. } => (StatusCode::CONFLICT, "not_pending"),
+                RequestError::AlreadyApproved(_) => (StatusCode::CONFLICT, "already_approved"),
+                RequestError::Closed { .. } => (StatusCode::CONFLICT, "request_closed"),
+                RequestError::NotBreakGlass(_) => (StatusCode::CONFLICT, "not_break_glass"),
+                RequestError::AlreadyReviewed { .. } => (StatusCode::CONFLICT, "already_reviewed"),
+                RequestError::OwnReview => (StatusCode::FORBIDDEN, "own_request"),
                 // The store reports these as their own AccessError variants.
-                RequestError::Unknown(_) => "unknown_request",
-                RequestError::OwnRequest => "own_request",
+                RequestError::Unknown(_) => (StatusCode::CONFLICT, "unknown_request"),
+                RequestError::OwnRequest => (StatusCode::CONFLICT, "own_request"),
             };
-            (StatusCode::CONFLICT, code, message)
+            (status, code, message)
         }
         AccessError::RateLimited(_) => (StatusCode::TOO_MANY_REQUESTS, "rate_limited", message),
         AccessError::Store(error) => {

@@ -18,7 +18,9 @@ use rusqlite::{params, Connection, OpenFlags, OptionalExtension as _};
 use serde::Serialize;
 use tokio::sync::oneshot;
 
-use crate::access::{AccessRequest, Approval, RequestError, RequestStatus};
+use crate::access::{
+    policy_approver, AccessRequest, Approval, InstantApproval, RequestError, RequestStatus, Review,
+};
 use crate::metrics::Metrics;
 use crate::UnixTime;
 
@@ -120,6 +122,16 @@ CREATE TABLE request_certificates (
     serial     TEXT NOT NULL REFERENCES certificates (serial),
     PRIMARY KEY (request_id, serial)
 ) WITHOUT ROWID;
+"#,
+    // 5: break-glass requests (approved by their requester under a rule
+    // with `break_glass`) and their review afterwards.
+    r#"
+ALTER TABLE access_requests ADD COLUMN break_glass INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE access_requests ADD COLUMN reviewed_by TEXT;
+ALTER TABLE access_requests ADD COLUMN reviewed_at INTEGER;
+ALTER TABLE access_requests ADD COLUMN review_comment TEXT;
+CREATE INDEX access_requests_unreviewed ON access_requests (id)
+    WHERE break_glass = 1 AND reviewed_at IS NULL;
 "#,
 ];
 
@@ -335,6 +347,9 @@ pub struct NewRequest {
     pub client_addr: String,
     /// The requester's ID token, spent in the same transaction.
     pub spent_token: Option<([u8; 32], UnixTime)>,
+    /// Approved at once (break-glass or by the policy), or `None` to wait
+    /// for approvers.
+    pub approval: Option<InstantApproval>,
 }
 
 /// What is done to an existing access request.
@@ -359,6 +374,11 @@ pub enum RequestChange {
     End {
         /// Why.
         reason: String,
+    },
+    /// Marks a break-glass request reviewed.
+    Review {
+        /// Optional comment.
+        comment: String,
     },
 }
 
@@ -493,11 +513,36 @@ impl Store {
     /// Records a new access request (spending the requester's token);
     /// returns it once committed.
     pub async fn create_request(&self, new: NewRequest) -> Result<AccessRequest, StoreError> {
-        self.run(move |conn, path| {
-            let tx = conn.transaction().map_err(sqlite_error(path))?;
-            let request = create_request_in(&tx, &new, path)?;
-            tx.commit().map_err(sqlite_error(path))?;
-            Ok(request)
+        let request = self
+            .run(move |conn, path| {
+                let tx = conn.transaction().map_err(sqlite_error(path))?;
+                let request = create_request_in(&tx, &new, path)?;
+                tx.commit().map_err(sqlite_error(path))?;
+                Ok(request)
+            })
+            .await?;
+        if let Some(end) = request.window_end {
+            self.grants_until.fetch_max(end, Ordering::SeqCst);
+        }
+        Ok(request)
+    }
+
+    /// Break-glass requests nobody has reviewed yet, newest first.
+    pub async fn unreviewed_requests(&self) -> Result<Vec<AccessRequest>, StoreError> {
+        self.read_requests(|conn, path| {
+            let err = sqlite_error(path);
+            let mut statement = conn
+                .prepare_cached(&format!(
+                    "SELECT {REQUEST_COLUMNS} FROM access_requests \
+                     WHERE break_glass = 1 AND reviewed_at IS NULL ORDER BY id DESC"
+                ))
+                .map_err(&err)?;
+            let rows = statement.query_map([], request_row).map_err(&err)?;
+            let mut requests = rows.collect::<rusqlite::Result<Vec<_>>>().map_err(&err)?;
+            for request in &mut requests {
+                request.approvals = approvals_of(conn, request.id).map_err(&err)?;
+            }
+            Ok(requests)
         })
         .await
     }
@@ -780,6 +825,67 @@ fn create_request_in(
         &new.rules,
         path,
     )?;
+    if let Some(approval) = &new.approval {
+        let (approvers, kind, detail, break_glass) = match approval {
+            InstantApproval::BreakGlass => (
+                vec![(new.requester.clone(), "break-glass".to_string())],
+                "request_break_glass",
+                format!(
+                    "request {id}: BREAK-GLASS: approved by its requester, needs review: {}",
+                    new.reason
+                ),
+                true,
+            ),
+            InstantApproval::Policy(rules) => (
+                rules
+                    .iter()
+                    .map(|rule| (policy_approver(rule), "auto-approved".to_string()))
+                    .collect(),
+                "request_approved",
+                format!(
+                    "request {id}: approved by the policy ({})",
+                    rules
+                        .iter()
+                        .map(|r| policy_approver(r))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+                false,
+            ),
+        };
+        for (approver, comment) in &approvers {
+            tx.execute(
+                "INSERT INTO request_approvals (request_id, approver, at, comment) \
+                 VALUES (?1, ?2, ?3, ?4)",
+                params![id as i64, approver, new.at as i64, comment],
+            )
+            .map_err(&err)?;
+        }
+        tx.execute(
+            "UPDATE access_requests SET status = 'approved', window_start = ?2, window_end = ?3, \
+             break_glass = ?4 WHERE id = ?1",
+            params![
+                id as i64,
+                new.at as i64,
+                new.at.saturating_add(new.window_secs) as i64,
+                break_glass
+            ],
+        )
+        .map_err(&err)?;
+        let actor = approvers
+            .first()
+            .map(|(a, _)| a.clone())
+            .unwrap_or_default();
+        audit_request(
+            tx,
+            kind,
+            (&actor, &new.issuer, &new.client_addr),
+            new.at,
+            &detail,
+            &new.rules,
+            path,
+        )?;
+    }
     read_request(tx, id, path)?.ok_or(StoreError::Request(RequestError::Unknown(id)))
 }
 
@@ -884,6 +990,19 @@ fn change_request_in(
                 ),
             )
         }
+        RequestChange::Review { comment } => {
+            request.check_review(&a.actor)?;
+            tx.execute(
+                "UPDATE access_requests SET reviewed_by = ?2, reviewed_at = ?3, \
+                 review_comment = ?4 WHERE id = ?1",
+                params![a.id as i64, a.actor, at, comment],
+            )
+            .map_err(&err)?;
+            (
+                "request_reviewed",
+                format!("request {}: break-glass reviewed: {comment}", a.id),
+            )
+        }
     };
     // Spent last: a refused change leaves the token unspent only because the
     // whole transaction rolls back anyway.
@@ -928,7 +1047,8 @@ fn audit_request(
 }
 
 const REQUEST_COLUMNS: &str = "id, requester, principals, reason, window_secs, status, \
-     created_at, expires_at, window_start, window_end, closed_by, closed_reason, rules";
+     created_at, expires_at, window_start, window_end, closed_by, closed_reason, rules, \
+     break_glass, reviewed_by, reviewed_at, review_comment";
 
 fn request_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<AccessRequest> {
     let principals: String = row.get(2)?;
@@ -950,6 +1070,18 @@ fn request_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<AccessRequest> {
         closed_by: row.get(10)?,
         closed_reason: row.get(11)?,
         rules: serde_json::from_str(&rules).unwrap_or_default(),
+        break_glass: row.get::<_, i64>(13)? != 0,
+        review: match (
+            row.get::<_, Option<String>>(14)?,
+            row.get::<_, Option<i64>>(15)?,
+        ) {
+            (Some(by), Some(at)) => Some(Review {
+                by,
+                at: at as u64,
+                comment: row.get::<_, Option<String>>(16)?.unwrap_or_default(),
+            }),
+            _ => None,
+        },
     })
 }
 
@@ -1921,6 +2053,7 @@ mod tests {
             expires_at: at + 3600,
             client_addr: "127.0.0.1".into(),
             spent_token: Some(([9; 32], u64::MAX / 4)),
+            approval: None,
         }
     }
 
@@ -2147,5 +2280,126 @@ mod tests {
             .await
             .expect("token 3 unspent");
         assert!(store.certificate("3").await.expect("read").is_none());
+    }
+
+    #[tokio::test]
+    async fn break_glass_opens_at_once_and_is_reviewed_once_by_someone_else() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join(DATABASE_FILE);
+        let store = Store::open(&path, &Metrics::new()).expect("open");
+        let mut new = new_request(100);
+        new.approval = Some(InstantApproval::BreakGlass);
+        let r = store.create_request(new).await.expect("created");
+        assert_eq!(r.status, RequestStatus::Approved);
+        assert_eq!((r.window_start, r.window_end), (Some(100), Some(1900)));
+        assert!(r.break_glass && r.needs_review());
+        assert_eq!(r.approvals[0].approver, "bob@corp");
+        // The open window is seen by issuance at once (grants_until raised).
+        assert_eq!(
+            store
+                .open_grants("bob@corp".into(), 150)
+                .await
+                .expect("open")
+                .len(),
+            1
+        );
+        let ordinary = {
+            let mut n = new_request(101);
+            n.spent_token = None;
+            store.create_request(n).await.expect("created")
+        };
+        let unreviewed = store.unreviewed_requests().await.expect("list");
+        assert_eq!(unreviewed.iter().map(|r| r.id).collect::<Vec<_>>(), [r.id]);
+        let review = |comment: &str| RequestChange::Review {
+            comment: comment.into(),
+        };
+        assert!(matches!(
+            store
+                .change_request(action(r.id, "bob@corp", review("mine"), 200))
+                .await,
+            Err(StoreError::Request(RequestError::OwnReview))
+        ));
+        assert!(matches!(
+            store
+                .change_request(action(ordinary.id, "carol@corp", review("x"), 200))
+                .await,
+            Err(StoreError::Request(RequestError::NotBreakGlass(_)))
+        ));
+        let reviewed = store
+            .change_request(action(r.id, "carol@corp", review("justified"), 300))
+            .await
+            .expect("reviewed");
+        assert_eq!(
+            reviewed.request.review,
+            Some(Review {
+                by: "carol@corp".into(),
+                at: 300,
+                comment: "justified".into()
+            })
+        );
+        assert!(matches!(
+            store
+                .change_request(action(r.id, "dave@corp", review("again"), 301))
+                .await,
+            Err(StoreError::Request(RequestError::AlreadyReviewed { .. }))
+        ));
+        assert!(store.unreviewed_requests().await.expect("list").is_empty());
+        let kinds: Vec<String> = read_audit(&path, &AuditFilter::default())
+            .expect("audit")
+            .into_iter()
+            .map(|e| e.event)
+            .collect();
+        assert_eq!(
+            kinds,
+            [
+                "request_created",
+                "request_break_glass",
+                "request_created",
+                "request_reviewed"
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_policy_approval_is_recorded_as_approved_by_its_rule() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join(DATABASE_FILE);
+        let store = Store::open(&path, &Metrics::new()).expect("open");
+        let mut new = new_request(100);
+        new.approval = Some(InstantApproval::Policy(vec![
+            "sre-root-with-approval".into()
+        ]));
+        let r = store.create_request(new).await.expect("created");
+        assert_eq!(r.status, RequestStatus::Approved);
+        assert!(!r.break_glass && !r.needs_review());
+        assert_eq!(r.approvals[0].approver, "policy:sre-root-with-approval");
+        let events = read_audit(&path, &AuditFilter::default()).expect("audit");
+        assert_eq!(events[1].event, "request_approved");
+        assert_eq!(events[1].identity, "policy:sre-root-with-approval");
+    }
+
+    #[test]
+    fn a_version_4_database_migrates_without_losing_requests() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join(DATABASE_FILE);
+        {
+            let conn = Connection::open(&path).expect("open");
+            for migration in &MIGRATIONS[..4] {
+                conn.execute_batch(migration).expect("migrate");
+            }
+            conn.pragma_update(None, "user_version", 4)
+                .expect("version");
+            conn.execute(
+                "INSERT INTO access_requests (requester, issuer, principals, reason, window_secs, \
+                 rules, status, created_at, expires_at) \
+                 VALUES ('bob@corp', 'corp', '[\"root\"]', 'old', 60, '[]', 'pending', 1, 2)",
+                [],
+            )
+            .expect("insert");
+        }
+        let conn = open_connection(&path, false).expect("migrated");
+        let r = read_request(&conn, 1, &path).expect("read").expect("kept");
+        assert_eq!(r.reason, "old");
+        assert!(!r.break_glass && r.review.is_none());
     }
 }

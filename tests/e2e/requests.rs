@@ -147,6 +147,18 @@ fn bob_gets_root_after_carols_approval_until_he_is_done() {
         &bob.run(&["--ca", url, "approve", &id]),
         "cannot decide your own",
     );
+    // Asking for root before it is approved says it needs an approval, and
+    // how to ask for one.
+    let refused_root = bob.run(&["--ca", url, "login", "--principal", "root", "--json"]);
+    refused(
+        &refused_root,
+        "jit-ssh request --principal root --reason \"...\"",
+    );
+    assert!(
+        refused_root.stderr.contains("approval required"),
+        "{}",
+        refused_root.stderr
+    );
 
     // carol (sre-leads) sees it among those she may decide, and approves.
     let pending = ok(
@@ -358,4 +370,189 @@ fn a_waiting_request_returns_when_approved_and_an_admin_can_end_it() {
         "bob login",
     );
     assert_eq!(principals(&login), ["bob", "deploy"]);
+}
+
+#[test]
+fn bob_breaks_the_glass_and_carol_reviews_it_once() {
+    let idp = Idp::start();
+    let dir = tempfile::tempdir().unwrap();
+    let setup = CaSetup::new(
+        &[("corp", &idp.issuer)],
+        &policy_dir(dir.path(), BREAK_GLASS_POLICY),
+        "",
+    );
+    let ca = setup.start();
+    let url = ca.url.as_str();
+    let bob = ClientHome::new("bob", None);
+    let alice = ClientHome::new("alice", None);
+    let carol = ClientHome::new("carol", None);
+    let root_request = |extra: &[&str]| {
+        let mut args = vec!["--ca", url, "request", "--principal", "root", "--json"];
+        args.extend_from_slice(extra);
+        bob.run(&args)
+    };
+
+    // The reason is mandatory for break-glass even where the rule needs none.
+    let no_reason = root_request(&["--break-glass"]);
+    assert_eq!(no_reason.code(), 1, "{}", no_reason.stderr);
+    assert!(
+        no_reason
+            .stderr
+            .contains("break-glass request needs a reason"),
+        "{}",
+        no_reason.stderr
+    );
+
+    let glass = root_request(&[
+        "--break-glass",
+        "--reason",
+        "INC-99: site down, nobody awake",
+    ]);
+    let created = ok(&glass, "bob break-glass");
+    assert_eq!(created["status"], "approved");
+    assert_eq!(created["break_glass"], true);
+    assert_eq!(created["needs_review"], true);
+    assert_eq!(created["approvals"][0]["approver"], "bob@corp");
+    assert!(glass.stderr.contains("BREAK-GLASS"), "{}", glass.stderr);
+    let id = created["id"].as_u64().unwrap().to_string();
+    // The CA log says it loudly, at WARN.
+    let log = ca.process.stderr.text();
+    assert!(
+        log.lines()
+            .any(|l| l.contains("WARN") && l.contains("BREAK-GLASS")),
+        "{log}"
+    );
+
+    // The window is open at once.
+    let login = ok(
+        &bob.run(&["--ca", url, "login", "--no-agent", "--json"]),
+        "bob login",
+    );
+    assert_eq!(principals(&login), ["bob", "root"]);
+
+    // carol (approver and admin) sees it awaiting review; alice and bob do not.
+    let listed = ok(
+        &carol.run(&["--ca", url, "requests", "--needs-review", "--json"]),
+        "carol needs-review",
+    );
+    assert_eq!(listed.as_array().unwrap().len(), 1, "{listed}");
+    assert_eq!(listed[0]["id"].as_u64().unwrap().to_string(), id);
+    for (who, home) in [("alice", &alice), ("bob", &bob)] {
+        let theirs = ok(
+            &home.run(&["--ca", url, "requests", "--needs-review", "--json"]),
+            who,
+        );
+        assert_eq!(theirs, serde_json::json!([]), "{who}");
+    }
+    refused(
+        &bob.run(&["--ca", url, "review", &id]),
+        "cannot review your own break-glass",
+    );
+    refused(
+        &alice.run(&["--ca", url, "review", &id]),
+        "may not review access request",
+    );
+    let reviewed = ok(
+        &carol.run(&[
+            "--ca",
+            url,
+            "review",
+            &id,
+            "--comment",
+            "justified: INC-99",
+            "--json",
+        ]),
+        "carol review",
+    );
+    assert_eq!(reviewed["reviewed_by"], "carol@corp");
+    assert_eq!(reviewed["review_comment"], "justified: INC-99");
+    assert!(reviewed.get("needs_review").is_none(), "{reviewed}");
+    refused(
+        &carol.run(&["--ca", url, "review", &id]),
+        "already reviewed by carol@corp",
+    );
+    let listed = ok(
+        &carol.run(&["--ca", url, "requests", "--needs-review", "--json"]),
+        "carol needs-review",
+    );
+    assert_eq!(listed, serde_json::json!([]));
+
+    let events: Vec<(String, String)> = setup
+        .audit(&[])
+        .iter()
+        .filter(|e| e["event"].as_str().unwrap().starts_with("request_"))
+        .map(|e| {
+            (
+                e["event"].as_str().unwrap().to_string(),
+                e["identity"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        events,
+        [
+            ("request_created".to_string(), "bob@corp".to_string()),
+            ("request_break_glass".into(), "bob@corp".into()),
+            ("request_reviewed".into(), "carol@corp".into()),
+        ]
+    );
+}
+
+#[test]
+fn erin_on_call_is_approved_by_the_policy_and_bob_still_waits() {
+    let idp = Idp::start();
+    let dir = tempfile::tempdir().unwrap();
+    let setup = CaSetup::new(
+        &[("corp", &idp.issuer)],
+        &policy_dir(dir.path(), BREAK_GLASS_POLICY),
+        "",
+    );
+    let ca = setup.start();
+    let url = ca.url.as_str();
+    let erin = ClientHome::new("erin", None);
+    let bob = ClientHome::new("bob", None);
+
+    let auto = ok(
+        &erin.run(&[
+            "--ca",
+            url,
+            "request",
+            "--principal",
+            "root",
+            "--reason",
+            "INC-7: pager",
+            "--json",
+        ]),
+        "erin request",
+    );
+    assert_eq!(auto["status"], "approved");
+    assert_eq!(auto["approvals"][0]["approver"], "policy:sre-root");
+    assert!(auto.get("break_glass").is_none(), "{auto}");
+    let login = ok(
+        &erin.run(&["--ca", url, "login", "--no-agent", "--json"]),
+        "erin login",
+    );
+    assert_eq!(principals(&login), ["erin", "root"]);
+
+    // bob is not on call: his request waits for an approver.
+    let pending = ok(
+        &bob.run(&[
+            "--ca",
+            url,
+            "request",
+            "--principal",
+            "root",
+            "--no-wait",
+            "--json",
+        ]),
+        "bob request",
+    );
+    assert_eq!(pending["status"], "pending");
+    let approved: Vec<String> = setup
+        .audit(&[])
+        .iter()
+        .filter(|e| e["event"] == "request_approved")
+        .map(|e| e["identity"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(approved, ["policy:sre-root"]);
 }
