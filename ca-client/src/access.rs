@@ -43,6 +43,10 @@ pub enum AccessCommand {
         window: Option<Duration>,
         /// `--break-glass`: approve it at once as its requester.
         break_glass: bool,
+        /// `--start`: RFC 3339 time the window opens at the earliest.
+        start: Option<String>,
+        /// `--from-first-use`: the window opens with the first certificate.
+        from_first_use: bool,
         /// How long to wait for a decision; `None` returns at once.
         wait: Option<Duration>,
     },
@@ -113,6 +117,8 @@ async fn run_async(
             reason,
             window,
             break_glass,
+            start,
+            from_first_use,
             wait,
         } => {
             let token = tokens.token().await?;
@@ -124,6 +130,8 @@ async fn run_async(
                         reason,
                         window: window.map(|w| format!("{}s", w.as_secs())),
                         break_glass,
+                        start,
+                        from_first_use,
                     },
                 )
                 .await
@@ -260,15 +268,28 @@ pub fn created_message(created: &AccessRequestView) -> String {
             .map(|a| a.approver.as_str())
             .collect();
         return format!(
-            "Access request {} for {what} is approved by {}. Run `jit-ssh login` now.",
+            "Access request {} for {what} is approved by {}. {}",
             created.id,
-            by.join(", ")
+            by.join(", "),
+            when_usable(created, crate::app::unix_now())
         );
     }
     format!(
         "Access request {} for {what} is pending; an approver runs `jit-ssh approve {}`.",
         created.id, created.id
     )
+}
+
+/// When an approved request's principals can be used.
+fn when_usable(request: &AccessRequestView, now: u64) -> String {
+    match (request.window_start, request.from_first_use) {
+        (Some(start), _) if start > now => format!(
+            "Its window opens in {}; run `jit-ssh login` then.",
+            format_seconds(start - now)
+        ),
+        (None, true) => "Its window opens with your next `jit-ssh login`.".to_string(),
+        _ => "Run `jit-ssh login` now.".to_string(),
+    }
 }
 
 /// A refusal with the CA's words: for these commands the CA's message says
@@ -306,11 +327,31 @@ pub fn describe(request: &AccessRequestView, now: u64) -> String {
             "  expires in {}",
             format_seconds(request.expires_at.saturating_sub(now))
         )),
-        ("approved", Some(end)) => line.push_str(&format!(
-            "  window ends in {}",
-            format_seconds(end.saturating_sub(now))
+        ("approved", Some(end)) => match request.window_start {
+            Some(start) if start > now => line.push_str(&format!(
+                "  window opens in {}",
+                format_seconds(start - now)
+            )),
+            _ => line.push_str(&format!(
+                "  window ends in {}",
+                format_seconds(end.saturating_sub(now))
+            )),
+        },
+        ("approved", None) if request.from_first_use => line.push_str(&format!(
+            "  window opens at first use (unused, it lapses in {})",
+            format_seconds(request.expires_at.saturating_sub(now))
         )),
         _ => {}
+    }
+    if request.status == "pending" {
+        if let Some(start) = request.starts_at.filter(|s| *s > now) {
+            line.push_str(&format!(
+                "  scheduled to open in {}",
+                format_seconds(start - now)
+            ));
+        } else if request.from_first_use {
+            line.push_str("  opens at first use");
+        }
     }
     for approval in &request.approvals {
         line.push_str(&format!("  approved by {}", approval.approver));
@@ -444,6 +485,8 @@ mod tests {
             reviewed_by: None,
             reviewed_at: None,
             review_comment: None,
+            starts_at: None,
+            from_first_use: false,
         }
     }
 
@@ -458,6 +501,24 @@ mod tests {
         let approved = describe(&view("approved"), 2000);
         assert!(approved.contains("window ends in 15m"), "{approved}");
         assert!(!describe(&view("ended"), 2000).contains(" in "));
+        let scheduled = AccessRequestView {
+            window_start: Some(2600),
+            window_end: Some(4400),
+            starts_at: Some(2600),
+            ..view("approved")
+        };
+        assert!(describe(&scheduled, 2000).contains("window opens in 10m"));
+        let first_use = AccessRequestView {
+            window_start: None,
+            window_end: None,
+            from_first_use: true,
+            ..view("approved")
+        };
+        let line = describe(&first_use, 1600);
+        assert!(
+            line.contains("opens at first use (unused, it lapses in 50m"),
+            "{line}"
+        );
     }
 
     #[test]

@@ -172,7 +172,9 @@ enum Command {
     #[command(after_help = "Examples:\n  \
         jit-ssh request --principal root --reason \"INC-1234: disk full\" --for 30m\n  \
         jit-ssh request --principal root --reason \"INC-1234\" --no-wait --json\n  \
-        jit-ssh request --principal root --reason \"INC-99: site down, no approver awake\" --break-glass")]
+        jit-ssh request --principal root --reason \"INC-99: site down, no approver awake\" --break-glass\n  \
+        jit-ssh request --principal root --reason \"CHG-42: kernel upgrade\" --start 2026-12-01T22:00:00Z --for 2h\n  \
+        jit-ssh request --principal root --reason \"INC-7\" --from-first-use --for 30m")]
     Request {
         #[command(flatten)]
         auth: UserAuthArgs,
@@ -189,6 +191,16 @@ enum Command {
         /// rule sets break_glass; --reason required). Reviewed afterwards.
         #[arg(long)]
         break_glass: bool,
+        /// Schedule the window: it opens at this RFC 3339 time (e.g.
+        /// 2026-12-01T22:00:00Z), or at approval if that is later. At most
+        /// 60 s in the past and 7 days ahead.
+        #[arg(long, visible_alias = "at", conflicts_with = "from_first_use")]
+        start: Option<String>,
+        /// Open the window with your first certificate that uses it, not at
+        /// approval; an approved grant you do not use lapses after the
+        /// pending time (1h by default).
+        #[arg(long)]
+        from_first_use: bool,
         /// Return at once instead of waiting for the decision.
         #[arg(long)]
         no_wait: bool,
@@ -523,6 +535,8 @@ fn run(cli: Cli) -> Result<ExitCode, CliError> {
             reason,
             window,
             break_glass,
+            start,
+            from_first_use,
             no_wait,
             wait,
             json,
@@ -533,6 +547,8 @@ fn run(cli: Cli) -> Result<ExitCode, CliError> {
                 reason,
                 window,
                 break_glass,
+                start,
+                from_first_use,
                 wait,
             };
             let done = access(&env, &cli.ca, &dirs, auth, command, json)?;

@@ -57,6 +57,15 @@ pub struct AccessRequestCreate {
     /// review.
     #[serde(default, skip_serializing_if = "is_false")]
     pub break_glass: bool,
+    /// Open the window no earlier than this RFC 3339 time (at most 60 s in
+    /// the past, at most 7 days ahead).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start: Option<String>,
+    /// Open the window with the first certificate that carries the
+    /// principals; an approved grant nobody uses lapses after the pending
+    /// time.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub from_first_use: bool,
 }
 
 fn is_false(value: &bool) -> bool {
@@ -111,6 +120,13 @@ pub struct AccessRequestView {
     /// End of the window, once approved.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub window_end: Option<u64>,
+    /// The window opens no earlier than this (scheduled).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub starts_at: Option<u64>,
+    /// The window opens with the first certificate under it; until then an
+    /// approved request has no `window_start`/`window_end`.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub from_first_use: bool,
     /// Approvals so far.
     pub approvals: Vec<AccessApproval>,
     /// Who denied or ended it.

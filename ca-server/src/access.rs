@@ -1,10 +1,13 @@
 //! Access requests: the state machine behind just-in-time elevation.
 //!
 //! A request asks for principals for a window of time, with a reason. It is
-//! `pending` until enough approvers approve it (`approved`, the window starts
-//! at that moment), one denies it (`denied`), its pending time runs out
-//! (`expired`) or the requester ends it (`ended`). An approved request ends by
-//! itself when its window does, or earlier with `done`.
+//! `pending` until enough approvers approve it (`approved`), one denies it
+//! (`denied`), its pending time runs out (`expired`) or the requester ends it
+//! (`ended`). The window opens at approval, or at the requested start if that
+//! is later (scheduled), or with the first certificate that uses it (from
+//! first use; an approved grant nobody uses lapses, `expired`, after the
+//! pending time). An approved request ends by itself when its window does, or
+//! earlier with `done`.
 //!
 //! `expired`, and `ended` at the window's end, are never written: they follow
 //! from the stored times and [`AccessRequest::status_at`] derives them, so no
@@ -19,6 +22,10 @@ use crate::UnixTime;
 
 /// How long a request waits for a decision unless configured otherwise.
 pub const DEFAULT_PENDING_SECS: u64 = 3600;
+/// How far in the past a requested start may be (clock skew, typing time).
+pub const START_SKEW_SECS: u64 = 60;
+/// How far ahead a window may be scheduled.
+pub const MAX_START_AHEAD_SECS: u64 = 7 * 86_400;
 
 /// Where a request stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -112,6 +119,10 @@ pub struct AccessRequest {
     pub rules: Vec<String>,
     /// Approved by its requester alone, under a rule with `break_glass`.
     pub break_glass: bool,
+    /// The window opens no earlier than this (scheduled).
+    pub starts_at: Option<UnixTime>,
+    /// The window opens with the first certificate that uses it.
+    pub from_first_use: bool,
     /// Review of a break-glass request, once done.
     pub review: Option<Review>,
 }
@@ -154,6 +165,40 @@ pub enum CreateRefusal {
     /// Break-glass always needs a reason.
     #[error("a break-glass request needs a reason (--reason): it is reviewed afterwards")]
     BreakGlassReason,
+    /// A start more than a minute ago.
+    #[error("start {0} is in the past; give a time from now on (RFC 3339, e.g. 2026-12-01T09:00:00Z), or leave --start out")]
+    StartInPast(String),
+    /// A start more than a week ahead.
+    #[error("start {0} is more than 7 days ahead; ask closer to the time")]
+    StartTooFar(String),
+    /// A scheduled start and a window from first use exclude each other.
+    #[error("a window opens either at --start or at first use (--from-first-use), not both")]
+    StartAndFirstUse,
+}
+
+/// Checks a requested window start (`start`, Unix seconds, shown as `text`)
+/// at `now`: at most [`START_SKEW_SECS`] in the past, at most
+/// [`MAX_START_AHEAD_SECS`] ahead, and not together with a window from first
+/// use.
+pub fn check_start(
+    start: Option<UnixTime>,
+    text: &str,
+    from_first_use: bool,
+    now: UnixTime,
+) -> Result<Option<UnixTime>, CreateRefusal> {
+    let Some(start) = start else {
+        return Ok(None);
+    };
+    if from_first_use {
+        return Err(CreateRefusal::StartAndFirstUse);
+    }
+    if start.saturating_add(START_SKEW_SECS) < now {
+        return Err(CreateRefusal::StartInPast(text.to_string()));
+    }
+    if start > now.saturating_add(MAX_START_AHEAD_SECS) {
+        return Err(CreateRefusal::StartTooFar(text.to_string()));
+    }
+    Ok(Some(start))
 }
 
 /// Decides at creation whether a request is approved at once: by its
@@ -237,19 +282,66 @@ impl AccessRequest {
             RequestStatus::Approved if self.window_end.is_some_and(|end| now >= end) => {
                 RequestStatus::Ended
             }
+            // Approved from first use, never used: it lapses.
+            RequestStatus::Approved if self.window_end.is_none() && now >= self.expires_at => {
+                RequestStatus::Expired
+            }
             status => status,
+        }
+    }
+
+    /// The window that is open at `now`, start and end: the approved one once
+    /// its start has come, or, for an approved grant from first use nobody
+    /// has used yet, the one a certificate issued now would open.
+    pub fn open_window(&self, now: UnixTime) -> Option<(UnixTime, UnixTime)> {
+        if self.status_at(now) != RequestStatus::Approved {
+            return None;
+        }
+        match (self.window_start, self.window_end) {
+            (Some(start), Some(end)) if start <= now && now < end => Some((start, end)),
+            (None, None) if self.from_first_use => {
+                Some((now, now.saturating_add(self.window_secs)))
+            }
+            _ => None,
         }
     }
 
     /// The end of the open window that grants `principal` at `now`, if any.
     pub fn grants(&self, principal: &str, now: UnixTime) -> Option<UnixTime> {
-        if self.status_at(now) != RequestStatus::Approved {
-            return None;
-        }
         if !self.principals.iter().any(|p| p == principal) {
             return None;
         }
-        self.window_end
+        self.open_window(now).map(|(_, end)| end)
+    }
+
+    /// What approval at `at` sets: the window's start and end, and the new
+    /// expiry. A scheduled window opens at its start if that is later; one
+    /// from first use stays unopened (`None`), and the approved grant lapses
+    /// unless used within the pending time, counted again from approval.
+    pub fn approved_window(&self, at: UnixTime) -> (Option<UnixTime>, Option<UnixTime>, UnixTime) {
+        if self.from_first_use {
+            let pending = self.expires_at.saturating_sub(self.created_at);
+            return (None, None, at.saturating_add(pending));
+        }
+        let start = self.starts_at.map_or(at, |s| s.max(at));
+        (
+            Some(start),
+            Some(start.saturating_add(self.window_secs)),
+            self.expires_at,
+        )
+    }
+
+    /// The latest time a window of this request could end: its end once
+    /// known, else (approved from first use) the last moment it may open plus
+    /// its length.
+    pub fn latest_end(&self) -> Option<UnixTime> {
+        match (self.status, self.window_end) {
+            (_, Some(end)) => Some(end),
+            (RequestStatus::Approved, None) => {
+                Some(self.expires_at.saturating_add(self.window_secs))
+            }
+            _ => None,
+        }
     }
 
     /// Checks that `approver` may add an approval at `now` (the policy has
@@ -340,6 +432,8 @@ mod tests {
             rules: vec!["sre-root-with-approval".into()],
             break_glass: false,
             review: None,
+            starts_at: None,
+            from_first_use: false,
         }
     }
 
@@ -517,6 +611,89 @@ mod tests {
         };
         assert_eq!(ended.status_at(5000), RequestStatus::Ended);
         assert_eq!(ended.check_review("carol@corp"), Ok(()));
+    }
+
+    #[test]
+    fn a_scheduled_window_opens_at_its_start_even_when_approved_earlier() {
+        let scheduled = AccessRequest {
+            starts_at: Some(5000),
+            ..pending()
+        };
+        let (start, end, expires) = scheduled.approved_window(2000);
+        assert_eq!((start, end, expires), (Some(5000), Some(6800), 4600));
+        let approved = AccessRequest {
+            status: RequestStatus::Approved,
+            window_start: start,
+            window_end: end,
+            ..scheduled.clone()
+        };
+        assert_eq!(approved.status_at(3000), RequestStatus::Approved);
+        assert_eq!(approved.grants("root", 4999), None, "not before its start");
+        assert_eq!(approved.grants("root", 5000), Some(6800));
+        assert_eq!(approved.grants("root", 6800), None);
+        // Approved after the start: opens at approval.
+        assert_eq!(
+            scheduled.approved_window(5500),
+            (Some(5500), Some(7300), 4600)
+        );
+    }
+
+    #[test]
+    fn a_window_from_first_use_opens_with_the_first_certificate_or_lapses() {
+        let first_use = AccessRequest {
+            from_first_use: true,
+            ..pending()
+        };
+        // Approved at 2000: unopened, and usable for the pending time again.
+        let (start, end, expires) = first_use.approved_window(2000);
+        assert_eq!((start, end, expires), (None, None, 5600));
+        let approved = AccessRequest {
+            status: RequestStatus::Approved,
+            expires_at: expires,
+            ..first_use
+        };
+        assert_eq!(approved.open_window(3000), Some((3000, 4800)));
+        assert_eq!(approved.grants("root", 3000), Some(4800));
+        assert_eq!(approved.latest_end(), Some(5600 + 1800));
+        assert_eq!(approved.status_at(5599), RequestStatus::Approved);
+        assert_eq!(approved.status_at(5600), RequestStatus::Expired);
+        assert_eq!(approved.grants("root", 5600), None, "unused, it lapses");
+        // Once used, an ordinary window.
+        let used = AccessRequest {
+            window_start: Some(3000),
+            window_end: Some(4800),
+            ..approved
+        };
+        assert_eq!(used.status_at(4700), RequestStatus::Approved);
+        assert_eq!(used.status_at(4800), RequestStatus::Ended);
+        assert_eq!(used.open_window(6000), None);
+    }
+
+    #[test]
+    fn starts_are_checked_against_now() {
+        let now = 1_000_000;
+        assert_eq!(check_start(None, "", false, now), Ok(None));
+        assert_eq!(
+            check_start(Some(now - 60), "t", false, now),
+            Ok(Some(now - 60))
+        );
+        assert_eq!(
+            check_start(Some(now - 61), "t", false, now),
+            Err(CreateRefusal::StartInPast("t".into()))
+        );
+        let week = MAX_START_AHEAD_SECS;
+        assert_eq!(
+            check_start(Some(now + week), "t", false, now),
+            Ok(Some(now + week))
+        );
+        assert_eq!(
+            check_start(Some(now + week + 1), "t", false, now),
+            Err(CreateRefusal::StartTooFar("t".into()))
+        );
+        assert_eq!(
+            check_start(Some(now + 10), "t", true, now),
+            Err(CreateRefusal::StartAndFirstUse)
+        );
     }
 
     #[test]

@@ -16,8 +16,8 @@ use ca_proto::{
 use ssh_key::{Certificate, HashAlg, SshSig};
 
 use crate::access::{
-    instant_approval, AccessRequest, CreateRefusal, InstantApproval, RequestError, RequestStatus,
-    DEFAULT_PENDING_SECS,
+    check_start, instant_approval, AccessRequest, CreateRefusal, InstantApproval, RequestError,
+    RequestStatus, DEFAULT_PENDING_SECS,
 };
 use crate::ca_keys::CaKeys;
 use crate::cert::{self, CertificateSpec, Serial};
@@ -162,10 +162,10 @@ pub enum AccessError {
     /// Only the requester (or an administrator) ends a request.
     #[error("only its requester or an administrator may end access request {0}")]
     NotRequester(u64),
-    /// Break-glass asked for where the policy does not allow it, or without
-    /// a reason.
+    /// The request cannot be made as asked: break-glass where the policy
+    /// does not allow it or without a reason, or a bad window start.
     #[error(transparent)]
-    BreakGlass(CreateRefusal),
+    Refused(CreateRefusal),
     /// Only an approver of the request's rules or an administrator reviews
     /// a break-glass request.
     #[error("{who} may not review access request {id}: neither an approver of its policy rules nor an administrator")]
@@ -237,6 +237,8 @@ pub fn access_view(
         expires_at: request.expires_at,
         window_start: request.window_start,
         window_end: request.window_end,
+        starts_at: request.starts_at,
+        from_first_use: request.from_first_use,
         approvals: request
             .approvals
             .iter()
@@ -456,7 +458,7 @@ impl Authority {
             .filter_map(|r| {
                 Some(ApprovedAccess {
                     id: r.id,
-                    window_end: r.window_end?,
+                    window_end: r.open_window(now)?.1,
                     principals: r.principals,
                 })
             })
@@ -693,6 +695,22 @@ impl Authority {
                 bad.chars().take(40).collect::<String>()
             )));
         }
+        let from_first_use_asked = request.from_first_use;
+        let start = match request.start.as_deref() {
+            None => None,
+            Some(text) => {
+                let at: jiff::Timestamp = text.trim().parse().map_err(|_| {
+                    AccessError::InvalidRequest(format!(
+                        "start {:?} is not an RFC 3339 time such as 2026-12-01T09:00:00Z",
+                        text.chars().take(40).collect::<String>()
+                    ))
+                })?;
+                Some((
+                    u64::try_from(at.as_second()).unwrap_or(0),
+                    text.trim().to_string(),
+                ))
+            }
+        };
         let asked = match request.window.as_deref() {
             None => None,
             Some(text) => Some(
@@ -735,6 +753,16 @@ impl Authority {
             )));
         }
         let reason = checked_text("reason", Some(&request.reason), terms.reason_required)?;
+        let starts_at = check_start(
+            start.as_ref().map(|(at, _)| *at),
+            start.as_ref().map_or("", |(_, text)| text.as_str()),
+            from_first_use_asked,
+            now,
+        )
+        .map_err(AccessError::Refused)?;
+        // A rule's `window_from_first_use` is the default; an explicit start
+        // replaces it.
+        let from_first_use = from_first_use_asked || (terms.from_first_use && starts_at.is_none());
         let approval = instant_approval(
             request.break_glass,
             terms.break_glass,
@@ -742,7 +770,7 @@ impl Authority {
             &terms.rules,
             &terms.auto_approved_by,
         )
-        .map_err(AccessError::BreakGlass)?;
+        .map_err(AccessError::Refused)?;
         let created = self
             .store
             .create_request(NewRequest {
@@ -753,10 +781,12 @@ impl Authority {
                 window_secs: window.as_secs(),
                 rules: terms.rules,
                 at: now,
-                expires_at: now + self.pending_secs,
+                expires_at: starts_at.unwrap_or(now).max(now) + self.pending_secs,
                 client_addr: client_addr.to_string(),
                 spent_token: Some((verified.digest, verified.expires_at)),
                 approval: approval.clone(),
+                starts_at,
+                from_first_use,
             })
             .await?;
         let (kind, actor) = match &approval {

@@ -612,12 +612,15 @@ fn access_error_parts(error: AccessError) -> (StatusCode, &'static str, String) 
         AccessError::OwnRequest => (StatusCode::FORBIDDEN, "own_request", message),
         AccessError::NotRequester(_) => (StatusCode::FORBIDDEN, "not_requester", message),
         AccessError::NotReviewer { .. } => (StatusCode::FORBIDDEN, "not_reviewer", message),
-        AccessError::BreakGlass(CreateRefusal::BreakGlassNotAllowed(_)) => {
+        AccessError::Refused(CreateRefusal::BreakGlassNotAllowed(_)) => {
             (StatusCode::FORBIDDEN, "break_glass_not_allowed", message)
         }
-        AccessError::BreakGlass(CreateRefusal::BreakGlassReason) => {
-            (StatusCode::BAD_REQUEST, "invalid_request", message)
-        }
+        AccessError::Refused(
+            CreateRefusal::BreakGlassReason
+            | CreateRefusal::StartInPast(_)
+            | CreateRefusal::StartTooFar(_)
+            | CreateRefusal::StartAndFirstUse,
+        ) => (StatusCode::BAD_REQUEST, "invalid_request", message),
         AccessError::Unknown(_) => (StatusCode::NOT_FOUND, "unknown_request", message),
         AccessError::Conflict(conflict) => {
             let (status, code) = match conflict {

@@ -133,6 +133,13 @@ ALTER TABLE access_requests ADD COLUMN review_comment TEXT;
 CREATE INDEX access_requests_unreviewed ON access_requests (id)
     WHERE break_glass = 1 AND reviewed_at IS NULL;
 "#,
+    // 6: scheduled windows (open no earlier than `starts_at`) and windows
+    // from first use (approved with no window; the first certificate under
+    // the request sets window_start and window_end).
+    r#"
+ALTER TABLE access_requests ADD COLUMN starts_at INTEGER;
+ALTER TABLE access_requests ADD COLUMN from_first_use INTEGER NOT NULL DEFAULT 0;
+"#,
 ];
 
 /// File name of the database inside the data directory.
@@ -350,6 +357,10 @@ pub struct NewRequest {
     /// Approved at once (break-glass or by the policy), or `None` to wait
     /// for approvers.
     pub approval: Option<InstantApproval>,
+    /// The window opens no earlier than this.
+    pub starts_at: Option<UnixTime>,
+    /// The window opens with the first certificate under it.
+    pub from_first_use: bool,
 }
 
 /// What is done to an existing access request.
@@ -447,8 +458,8 @@ impl Store {
         let conn = open_connection(path, false)?;
         let grants_until: i64 = conn
             .query_row(
-                "SELECT coalesce(max(window_end), 0) FROM access_requests \
-                 WHERE status = 'approved'",
+                "SELECT coalesce(max(coalesce(window_end, expires_at + window_secs)), 0) \
+                 FROM access_requests WHERE status = 'approved'",
                 [],
                 |row| row.get(0),
             )
@@ -521,7 +532,7 @@ impl Store {
                 Ok(request)
             })
             .await?;
-        if let Some(end) = request.window_end {
+        if let Some(end) = request.latest_end() {
             self.grants_until.fetch_max(end, Ordering::SeqCst);
         }
         Ok(request)
@@ -562,7 +573,7 @@ impl Store {
                 Ok(changed)
             })
             .await?;
-        if let Some(end) = changed.request.window_end {
+        if let Some(end) = changed.request.latest_end() {
             self.grants_until.fetch_max(end, Ordering::SeqCst);
         }
         Ok(changed)
@@ -585,7 +596,8 @@ impl Store {
             .await
     }
 
-    /// Approved access requests of `requester` whose window is open at `now`.
+    /// Approved access requests of `requester` whose window is open at `now`
+    /// (or would open with a certificate issued now, from first use).
     pub async fn open_grants(
         &self,
         requester: String,
@@ -599,7 +611,8 @@ impl Store {
             let mut statement = conn
                 .prepare_cached(&format!(
                     "SELECT {REQUEST_COLUMNS} FROM access_requests \
-                     WHERE requester = ?1 AND status = 'approved' AND window_end > ?2"
+                     WHERE requester = ?1 AND status = 'approved' AND (window_end > ?2 \
+                     OR (window_end IS NULL AND from_first_use = 1 AND expires_at > ?2))"
                 ))
                 .map_err(&err)?;
             let rows = statement
@@ -608,7 +621,7 @@ impl Store {
             let open = rows.collect::<rusqlite::Result<Vec<_>>>().map_err(&err)?;
             Ok(open
                 .into_iter()
-                .filter(|r| r.status_at(now) == RequestStatus::Approved)
+                .filter(|r| r.open_window(now).is_some())
                 .collect())
         })
         .await
@@ -796,7 +809,8 @@ fn create_request_in(
     spend(tx, new.spent_token, path)?;
     tx.execute(
         "INSERT INTO access_requests (requester, issuer, principals, reason, window_secs, \
-         rules, status, created_at, expires_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'pending', ?7, ?8)",
+         rules, status, created_at, expires_at, starts_at, from_first_use) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'pending', ?7, ?8, ?9, ?10)",
         params![
             new.requester,
             new.issuer,
@@ -805,7 +819,9 @@ fn create_request_in(
             new.window_secs as i64,
             serde_json::to_string(&new.rules).unwrap_or_else(|_| "[]".into()),
             new.at as i64,
-            new.expires_at as i64
+            new.expires_at as i64,
+            new.starts_at.map(|t| t as i64),
+            new.from_first_use
         ],
     )
     .map_err(&err)?;
@@ -861,13 +877,17 @@ fn create_request_in(
             )
             .map_err(&err)?;
         }
+        let created =
+            read_request(tx, id, path)?.ok_or(StoreError::Request(RequestError::Unknown(id)))?;
+        let (start, end, expires) = created.approved_window(new.at);
         tx.execute(
             "UPDATE access_requests SET status = 'approved', window_start = ?2, window_end = ?3, \
-             break_glass = ?4 WHERE id = ?1",
+             expires_at = ?4, break_glass = ?5 WHERE id = ?1",
             params![
                 id as i64,
-                new.at as i64,
-                new.at.saturating_add(new.window_secs) as i64,
+                start.map(|t| t as i64),
+                end.map(|t| t as i64),
+                expires as i64,
                 break_glass
             ],
         )
@@ -912,11 +932,16 @@ fn change_request_in(
             .map_err(&err)?;
             let approvals = request.approvals.len() + 1;
             if approvals >= (*required).max(1) as usize {
-                let end = a.at.saturating_add(request.window_secs) as i64;
+                let (start, end, expires) = request.approved_window(a.at);
                 tx.execute(
                     "UPDATE access_requests SET status = 'approved', window_start = ?2, \
-                     window_end = ?3 WHERE id = ?1",
-                    params![a.id as i64, at, end],
+                     window_end = ?3, expires_at = ?4 WHERE id = ?1",
+                    params![
+                        a.id as i64,
+                        start.map(|t| t as i64),
+                        end.map(|t| t as i64),
+                        expires as i64
+                    ],
                 )
                 .map_err(&err)?;
                 (
@@ -1020,6 +1045,34 @@ fn change_request_in(
     Ok(RequestChanged { request, revoked })
 }
 
+/// Checks, in an issuing transaction, that request `id`'s window is open at
+/// `at`; a window from first use that has not opened yet opens now.
+fn use_request_window(
+    tx: &rusqlite::Transaction<'_>,
+    id: u64,
+    at: UnixTime,
+    path: &Path,
+) -> Result<(), StoreError> {
+    let err = sqlite_error(path);
+    let closed = || {
+        StoreError::Request(RequestError::Closed {
+            id,
+            status: RequestStatus::Ended,
+        })
+    };
+    let request = read_request(tx, id, path)?.ok_or_else(closed)?;
+    let (start, end) = request.open_window(at).ok_or_else(closed)?;
+    if request.window_start.is_none() {
+        tx.execute(
+            "UPDATE access_requests SET window_start = ?2, window_end = ?3 \
+             WHERE id = ?1 AND window_start IS NULL",
+            params![id as i64, start as i64, end as i64],
+        )
+        .map_err(&err)?;
+    }
+    Ok(())
+}
+
 fn audit_request(
     tx: &rusqlite::Transaction<'_>,
     kind: &str,
@@ -1048,7 +1101,7 @@ fn audit_request(
 
 const REQUEST_COLUMNS: &str = "id, requester, principals, reason, window_secs, status, \
      created_at, expires_at, window_start, window_end, closed_by, closed_reason, rules, \
-     break_glass, reviewed_by, reviewed_at, review_comment";
+     break_glass, reviewed_by, reviewed_at, review_comment, starts_at, from_first_use";
 
 fn request_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<AccessRequest> {
     let principals: String = row.get(2)?;
@@ -1082,6 +1135,8 @@ fn request_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<AccessRequest> {
             }),
             _ => None,
         },
+        starts_at: row.get::<_, Option<i64>>(17)?.map(|t| t as u64),
+        from_first_use: row.get::<_, i64>(18)? != 0,
     })
 }
 
@@ -1542,22 +1597,7 @@ fn insert_issuance(
     for request_id in &r.request_ids {
         // Checked in the issuing transaction, so that no certificate is
         // issued under a request that `done` ended after the policy looked.
-        let open: Option<(String, Option<i64>)> = tx
-            .prepare_cached("SELECT status, window_end FROM access_requests WHERE id = ?1")
-            .and_then(|mut s| {
-                s.query_row([*request_id as i64], |row| Ok((row.get(0)?, row.get(1)?)))
-                    .optional()
-            })
-            .map_err(&err)?;
-        let still_open = open.as_ref().is_some_and(|(status, end)| {
-            status == "approved" && end.is_some_and(|end| end > r.issued_at as i64)
-        });
-        if !still_open {
-            return Err(StoreError::Request(RequestError::Closed {
-                id: *request_id,
-                status: RequestStatus::Ended,
-            }));
-        }
+        use_request_window(tx, *request_id, r.issued_at, path)?;
         cached(
             tx,
             "INSERT INTO request_certificates (request_id, serial) VALUES (?1, ?2)",
@@ -2054,6 +2094,8 @@ mod tests {
             client_addr: "127.0.0.1".into(),
             spent_token: Some(([9; 32], u64::MAX / 4)),
             approval: None,
+            starts_at: None,
+            from_first_use: false,
         }
     }
 
@@ -2401,5 +2443,108 @@ mod tests {
         let r = read_request(&conn, 1, &path).expect("read").expect("kept");
         assert_eq!(r.reason, "old");
         assert!(!r.break_glass && r.review.is_none());
+    }
+
+    #[tokio::test]
+    async fn a_window_from_first_use_opens_with_the_first_certificate() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join(DATABASE_FILE);
+        let store = Store::open(&path, &Metrics::new()).expect("open");
+        let mut new = new_request(100);
+        new.spent_token = None;
+        new.from_first_use = true;
+        let id = store.create_request(new.clone()).await.expect("created").id;
+        let approved = store
+            .change_request(action(id, "carol@corp", approve(1), 150))
+            .await
+            .expect("approved")
+            .request;
+        assert_eq!(approved.status, RequestStatus::Approved);
+        assert_eq!((approved.window_start, approved.window_end), (None, None));
+        assert_eq!(approved.expires_at, 150 + 3600, "usable for an hour");
+        let open = store
+            .open_grants("bob@corp".into(), 160)
+            .await
+            .expect("open");
+        assert_eq!(open.len(), 1, "a grant nobody used yet is open");
+        let mut first = record("1", 1);
+        first.identity = "bob@corp".into();
+        first.request_ids = vec![id];
+        store.record_issuance(first).await.expect("issued");
+        let used = store.request(id).await.expect("read").expect("exists");
+        assert_eq!(
+            (used.window_start, used.window_end),
+            (Some(160), Some(160 + 1800)),
+            "the first certificate opens the window"
+        );
+        // After the window, nothing; a later certificate under it is refused.
+        assert!(store
+            .open_grants("bob@corp".into(), 1960)
+            .await
+            .expect("open")
+            .is_empty());
+        let mut late = record("2", 2);
+        late.identity = "bob@corp".into();
+        late.request_ids = vec![id];
+        late.issued_at = 1960;
+        assert!(matches!(
+            store.record_issuance(late).await,
+            Err(StoreError::Request(RequestError::Closed { .. }))
+        ));
+
+        // Approved and never used: it lapses after the pending time.
+        let unused = store.create_request(new).await.expect("created").id;
+        let r = store
+            .change_request(action(unused, "carol@corp", approve(1), 200))
+            .await
+            .expect("approved")
+            .request;
+        assert_eq!(r.status_at(200 + 3599), RequestStatus::Approved);
+        assert_eq!(r.status_at(200 + 3600), RequestStatus::Expired);
+        assert!(store
+            .open_grants("bob@corp".into(), 200 + 3600)
+            .await
+            .expect("open")
+            .is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_scheduled_window_grants_nothing_before_its_start() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join(DATABASE_FILE);
+        let store = Store::open(&path, &Metrics::new()).expect("open");
+        let mut new = new_request(100);
+        new.spent_token = None;
+        new.starts_at = Some(1000);
+        let id = store.create_request(new).await.expect("created").id;
+        let r = store
+            .change_request(action(id, "carol@corp", approve(1), 150))
+            .await
+            .expect("approved")
+            .request;
+        assert_eq!((r.window_start, r.window_end), (Some(1000), Some(2800)));
+        assert!(store
+            .open_grants("bob@corp".into(), 999)
+            .await
+            .expect("open")
+            .is_empty());
+        assert_eq!(
+            store
+                .open_grants("bob@corp".into(), 1000)
+                .await
+                .expect("open")
+                .len(),
+            1
+        );
+        // Issued under it before the start (a policy that looked too early):
+        // refused in the issuing transaction.
+        let mut early = record("1", 1);
+        early.identity = "bob@corp".into();
+        early.request_ids = vec![id];
+        early.issued_at = 999;
+        assert!(matches!(
+            store.record_issuance(early).await,
+            Err(StoreError::Request(RequestError::Closed { .. }))
+        ));
     }
 }

@@ -351,6 +351,8 @@ mod tests {
             closed_reason: None,
             rules: vec!["root".into()],
             break_glass: false,
+            starts_at: None,
+            from_first_use: false,
             review: None,
         }
     }

@@ -556,3 +556,200 @@ fn erin_on_call_is_approved_by_the_policy_and_bob_still_waits() {
         .collect();
     assert_eq!(approved, ["policy:sre-root"]);
 }
+
+fn rfc3339(unix: u64) -> String {
+    let (status, out, err) = run(
+        Command::new("date")
+            .env("TZ", "UTC")
+            .arg("-u")
+            .arg("-d")
+            .arg(format!("@{unix}"))
+            .arg("+%Y-%m-%dT%H:%M:%SZ"),
+        Duration::from_secs(5),
+    )
+    .unwrap();
+    assert!(status.success(), "date: {err}");
+    out.trim().to_string()
+}
+
+#[test]
+fn a_scheduled_window_opens_at_its_start() {
+    let idp = Idp::start();
+    let setup = CaSetup::new(
+        &[("corp", &idp.issuer)],
+        &format!(
+            "policy_dir = {:?}",
+            shipped_policies().display().to_string()
+        ),
+        "",
+    );
+    let ca = setup.start();
+    let url = ca.url.as_str();
+    let bob = ClientHome::new("bob", None);
+    let carol = ClientHome::new("carol", None);
+    ok(
+        &bob.run(&["--ca", url, "login", "--no-agent", "--json"]),
+        "bob login",
+    );
+    let ask = |start: &str| {
+        bob.run(&[
+            "--ca",
+            url,
+            "request",
+            "--principal",
+            "root",
+            "--reason",
+            "CHG-42: kernel upgrade",
+            "--for",
+            "5m",
+            "--start",
+            start,
+            "--no-wait",
+            "--json",
+        ])
+    };
+    for (start, needle) in [
+        (rfc3339(now() - 300), "is in the past"),
+        (rfc3339(now() + 8 * 86_400), "more than 7 days ahead"),
+        ("tomorrow".to_string(), "not an RFC 3339 time"),
+    ] {
+        let refused = ask(&start);
+        assert_eq!(refused.code(), 1, "{start}: {}", refused.stderr);
+        assert!(refused.stderr.contains(needle), "{}", refused.stderr);
+    }
+
+    let start = now() + 6;
+    let created = ok(&ask(&rfc3339(start)), "bob scheduled request");
+    assert_eq!(created["status"], "pending");
+    assert_eq!(created["starts_at"], start);
+    let id = created["id"].as_u64().unwrap().to_string();
+    let approved = ok(
+        &carol.run(&["--ca", url, "approve", &id, "--json"]),
+        "carol approve",
+    );
+    assert_eq!(approved["status"], "approved");
+    assert_eq!(approved["window_start"], start, "opens at its start");
+    let window_end = approved["window_end"].as_u64().unwrap();
+    assert_eq!(window_end, start + 300);
+
+    // Approved, but not yet open: no root.
+    let early = ok(
+        &bob.run(&["--ca", url, "login", "--no-agent", "--json"]),
+        "bob early login",
+    );
+    assert!(
+        now() < start,
+        "the test machine was too slow to check early"
+    );
+    assert_eq!(principals(&early), ["bob", "deploy"]);
+
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while now() < start {
+        assert!(std::time::Instant::now() < deadline, "clock stuck");
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    let open = ok(
+        &bob.run(&["--ca", url, "login", "--no-agent", "--json"]),
+        "bob login in the window",
+    );
+    assert_eq!(principals(&open), ["bob", "deploy", "root"]);
+    assert!(open["valid_before"].as_u64().unwrap() <= window_end);
+}
+
+#[test]
+fn a_window_from_first_use_opens_at_login_and_an_unused_one_lapses() {
+    let idp = Idp::start();
+    let setup = CaSetup::new(
+        &[("corp", &idp.issuer)],
+        &format!(
+            "policy_dir = {:?}\naccess_request_pending = \"8s\"",
+            shipped_policies().display().to_string()
+        ),
+        "",
+    );
+    let ca = setup.start();
+    let url = ca.url.as_str();
+    let bob = ClientHome::new("bob", None);
+    let carol = ClientHome::new("carol", None);
+    ok(
+        &bob.run(&["--ca", url, "login", "--no-agent", "--json"]),
+        "bob login",
+    );
+    // carol signs in once, so that approving later takes no browser.
+    ok(&carol.run(&["--ca", url, "requests", "--json"]), "carol");
+    let request_and_approve = || {
+        let created = ok(
+            &bob.run(&[
+                "--ca",
+                url,
+                "request",
+                "--principal",
+                "root",
+                "--reason",
+                "INC-7: later tonight",
+                "--for",
+                "2m",
+                "--from-first-use",
+                "--no-wait",
+                "--json",
+            ]),
+            "bob request",
+        );
+        assert_eq!(created["from_first_use"], true);
+        let id = created["id"].as_u64().unwrap().to_string();
+        let approved = ok(
+            &carol.run(&["--ca", url, "approve", &id, "--json"]),
+            "carol approve",
+        );
+        assert_eq!(approved["status"], "approved");
+        assert!(approved.get("window_start").is_none(), "{approved}");
+        id
+    };
+
+    let id = request_and_approve();
+    let first = ok(
+        &bob.run(&["--ca", url, "login", "--no-agent", "--json"]),
+        "bob first use",
+    );
+    assert_eq!(principals(&first), ["bob", "deploy", "root"]);
+    let mine = ok(&bob.run(&["--ca", url, "requests", "--json"]), "requests");
+    let used = mine
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["id"].as_u64().unwrap().to_string() == id)
+        .unwrap();
+    let start = used["window_start"].as_u64().expect("opened by the login");
+    assert_eq!(used["window_end"].as_u64().unwrap(), start + 120);
+    assert!(first["valid_before"].as_u64().unwrap() <= start + 120);
+    // It is an ordinary open window now: done ends it.
+    ok(&bob.run(&["--ca", url, "done", &id, "--json"]), "bob done");
+
+    // Approved and never used: it lapses after the pending time.
+    let unused = request_and_approve();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let mine = ok(&bob.run(&["--ca", url, "requests", "--json"]), "requests");
+        let status = mine
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["id"].as_u64().unwrap().to_string() == unused)
+            .map(|r| r["status"].as_str().unwrap().to_string())
+            .unwrap();
+        if status == "expired" {
+            break;
+        }
+        assert_eq!(status, "approved");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the unused grant never lapsed"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let after = ok(
+        &bob.run(&["--ca", url, "login", "--no-agent", "--json"]),
+        "bob login",
+    );
+    assert_eq!(principals(&after), ["bob", "deploy"]);
+}

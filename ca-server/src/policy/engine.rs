@@ -236,6 +236,9 @@ pub struct Approval {
     pub break_glass: bool,
     /// When set, requests whose requester meets it are approved at once.
     pub auto: Option<AutoApproval>,
+    /// Whether an approved window opens with the first certificate that
+    /// uses it rather than at approval.
+    pub window_from_first_use: bool,
 }
 
 /// `[rule.approval.auto]`: conditions under which the policy itself approves
@@ -825,6 +828,7 @@ impl PolicySet {
                     min_approvals: 1,
                     break_glass: true,
                     auto_approved_by: Vec::new(),
+                    from_first_use: false,
                 });
                 if t.rules.contains(&rule.name) {
                     continue;
@@ -834,6 +838,7 @@ impl PolicySet {
                 t.reason_required |= approval.reason_required;
                 t.min_approvals = t.min_approvals.max(approval.min_approvals);
                 t.break_glass &= approval.break_glass;
+                t.from_first_use |= approval.window_from_first_use;
                 if approval
                     .auto
                     .as_ref()

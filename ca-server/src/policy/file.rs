@@ -228,6 +228,7 @@ struct RawApproval {
     reason_required: Option<bool>,
     break_glass: Option<bool>,
     auto: Option<Spanned<RawAuto>>,
+    window_from_first_use: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -641,6 +642,7 @@ impl Compiler<'_> {
                 reason_required: r.reason_required.unwrap_or(true),
                 break_glass: r.break_glass.unwrap_or(false),
                 auto,
+                window_from_first_use: r.window_from_first_use.unwrap_or(false),
             }
         });
         AllowRule {

@@ -155,6 +155,9 @@ pub struct AccessTerms {
     /// When every rule's `[rule.approval.auto]` conditions hold now: those
     /// rules, which approve the request at once as `policy:<rule>`.
     pub auto_approved_by: Vec<String>,
+    /// Whether the window opens with the first certificate that uses it (a
+    /// rule sets `window_from_first_use = true`).
+    pub from_first_use: bool,
 }
 
 /// The example policies shipped in `policies/`, built into the binary so that

@@ -598,6 +598,16 @@ groups_any = ["sre"]
     assert!(!terms.break_glass);
     assert!(terms.auto_approved_by.is_empty());
     assert_eq!(terms.rules, ["db", "root"]);
+    assert!(!terms.from_first_use);
+    let first_use = policy(
+        "[[rule]]\nname = \"r\"\nprincipals = [\"root\"]\n[rule.approval]\napprover_groups = [\"leads\"]\nwindow_from_first_use = true\n[rule.match]\ngroups_any = [\"sre\"]\n",
+    );
+    assert!(
+        first_use
+            .access_terms(&bob, &root, now)
+            .unwrap()
+            .from_first_use
+    );
 
     let refused = errors(
         "[[rule]]\nname = \"a\"\nprincipals = [\"x\"]\n[rule.approval]\napprover_groups = [\"l\"]\n[rule.approval.auto]\n[rule.match]\ngroups_any = [\"g\"]\n",
