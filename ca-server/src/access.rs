@@ -18,6 +18,7 @@
 
 use serde::Serialize;
 
+use crate::policy::ApprovedAccess;
 use crate::UnixTime;
 
 /// How long a request waits for a decision unless configured otherwise.
@@ -304,6 +305,17 @@ impl AccessRequest {
             }
             _ => None,
         }
+    }
+
+    /// What the policy sees of it at `now`: the principals it grants and
+    /// until when, while its window is open.
+    pub fn as_approved(&self, now: UnixTime) -> Option<ApprovedAccess> {
+        let (_, end) = self.open_window(now)?;
+        Some(ApprovedAccess {
+            id: self.id,
+            principals: self.principals.clone(),
+            window_end: end,
+        })
     }
 
     /// The end of the open window that grants `principal` at `now`, if any.

@@ -25,7 +25,7 @@ use crate::config::CertSettings;
 use crate::identity::{is_login_name, Identity};
 use crate::krl::SignedKrl;
 use crate::oidc::{TokenError, TokenVerifier};
-use crate::policy::{ApprovedAccess, CertRequest, Decision, Policy};
+use crate::policy::{CertRequest, Decision, Policy};
 use crate::rate_limit::{RateLimits, RetryAfter};
 use crate::secret::BearerToken;
 use crate::store::{
@@ -454,14 +454,8 @@ impl Authority {
             .open_grants(identity.display_name(), now)
             .await
             .map_err(IssueError::Store)?
-            .into_iter()
-            .filter_map(|r| {
-                Some(ApprovedAccess {
-                    id: r.id,
-                    window_end: r.open_window(now)?.1,
-                    principals: r.principals,
-                })
-            })
+            .iter()
+            .filter_map(|r| r.as_approved(now))
             .collect();
         let grant = match self.policy.evaluate(&identity, &cert_request, now) {
             Decision::Allow(grant) => grant,

@@ -166,6 +166,9 @@ pub enum StoreError {
     /// The database was written by a newer jit-ssh-ca.
     #[error("database {0} has a newer schema than this jit-ssh-ca understands")]
     NewerSchema(PathBuf),
+    /// A read-only reader found a database the server has not migrated yet.
+    #[error("database {0} has an older schema; start the server once to migrate it")]
+    OlderSchema(PathBuf),
     /// The writer thread is gone.
     #[error("the database writer has stopped")]
     Closed,
@@ -606,25 +609,8 @@ impl Store {
         if now >= self.grants_until.load(Ordering::SeqCst) {
             return Ok(Vec::new());
         }
-        self.read_requests(move |conn, path| {
-            let err = sqlite_error(path);
-            let mut statement = conn
-                .prepare_cached(&format!(
-                    "SELECT {REQUEST_COLUMNS} FROM access_requests \
-                     WHERE requester = ?1 AND status = 'approved' AND (window_end > ?2 \
-                     OR (window_end IS NULL AND from_first_use = 1 AND expires_at > ?2))"
-                ))
-                .map_err(&err)?;
-            let rows = statement
-                .query_map(params![requester, now as i64], request_row)
-                .map_err(&err)?;
-            let open = rows.collect::<rusqlite::Result<Vec<_>>>().map_err(&err)?;
-            Ok(open
-                .into_iter()
-                .filter(|r| r.open_window(now).is_some())
-                .collect())
-        })
-        .await
+        self.read_requests(move |conn, path| open_grants_in(conn, &requester, now, path))
+            .await
     }
 
     async fn run<T: Send + 'static>(
@@ -659,6 +645,48 @@ impl Store {
         self.jobs.send(job(done)).map_err(|_| StoreError::Closed)?;
         result.await.map_err(|_| StoreError::Closed)?
     }
+}
+
+/// Approved access requests of `requester` whose window is open at `now`,
+/// read directly from the database file (`jit-ssh-ca policy explain`), so
+/// that an explanation counts the approvals the server would.
+pub fn open_grants_offline(
+    path: &Path,
+    requester: &str,
+    now: UnixTime,
+) -> Result<Vec<AccessRequest>, StoreError> {
+    let conn = open_connection(path, true)?;
+    let version: usize = conn
+        .query_row("PRAGMA user_version", [], |row| row.get(0))
+        .map_err(sqlite_error(path))?;
+    if version < MIGRATIONS.len() {
+        return Err(StoreError::OlderSchema(path.to_path_buf()));
+    }
+    open_grants_in(&conn, requester, now, path)
+}
+
+fn open_grants_in(
+    conn: &Connection,
+    requester: &str,
+    now: UnixTime,
+    path: &Path,
+) -> Result<Vec<AccessRequest>, StoreError> {
+    let err = sqlite_error(path);
+    let mut statement = conn
+        .prepare_cached(&format!(
+            "SELECT {REQUEST_COLUMNS} FROM access_requests \
+             WHERE requester = ?1 AND status = 'approved' AND (window_end > ?2 \
+             OR (window_end IS NULL AND from_first_use = 1 AND expires_at > ?2))"
+        ))
+        .map_err(&err)?;
+    let rows = statement
+        .query_map(params![requester, now as i64], request_row)
+        .map_err(&err)?;
+    let open = rows.collect::<rusqlite::Result<Vec<_>>>().map_err(&err)?;
+    Ok(open
+        .into_iter()
+        .filter(|r| r.open_window(now).is_some())
+        .collect())
 }
 
 /// Revokes directly in the database file (`jit-ssh-ca revoke` on the CA
@@ -2545,6 +2573,46 @@ mod tests {
         assert!(matches!(
             store.record_issuance(early).await,
             Err(StoreError::Request(RequestError::Closed { .. }))
+        ));
+    }
+
+    #[tokio::test]
+    async fn held_approvals_are_read_offline_like_the_server_reads_them() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join(DATABASE_FILE);
+        let store = Store::open(&path, &Metrics::new()).expect("open");
+        let mut new = new_request(100);
+        new.spent_token = None;
+        let id = store.create_request(new).await.expect("created").id;
+        store
+            .change_request(action(id, "carol@corp", approve(1), 150))
+            .await
+            .expect("approved");
+        let online = store
+            .open_grants("bob@corp".into(), 200)
+            .await
+            .expect("open");
+        let offline = open_grants_offline(&path, "bob@corp", 200).expect("offline");
+        assert_eq!(offline, online);
+        assert!(open_grants_offline(&path, "bob@corp", 1950)
+            .expect("offline")
+            .is_empty());
+        assert!(open_grants_offline(&path, "alice@corp", 200)
+            .expect("offline")
+            .is_empty());
+
+        let old = dir.path().join("old.db");
+        {
+            let conn = Connection::open(&old).expect("open");
+            for migration in &MIGRATIONS[..4] {
+                conn.execute_batch(migration).expect("migrate");
+            }
+            conn.pragma_update(None, "user_version", 4)
+                .expect("version");
+        }
+        assert!(matches!(
+            open_grants_offline(&old, "bob@corp", 200),
+            Err(StoreError::OlderSchema(_))
         ));
     }
 }

@@ -350,6 +350,34 @@ fn a_waiting_request_returns_when_approved_and_an_admin_can_end_it() {
     assert_eq!(approved["status"], "approved");
     let id = approved["id"].as_u64().unwrap().to_string();
 
+    // `policy explain` reads the approvals the server holds, and agrees.
+    let claims = setup.dir.path().join("bob-claims.json");
+    std::fs::write(
+        &claims,
+        serde_json::json!({"iss": idp.issuer, "preferred_username": "bob", "groups": ["eng", "sre"]})
+            .to_string(),
+    )
+    .unwrap();
+    let explain = || {
+        run(
+            Command::new(bin("jit-ssh-ca"))
+                .args(["policy", "explain", "--config"])
+                .arg(&setup.config_path)
+                .arg("--claims")
+                .arg(&claims)
+                .args(["--principal", "root"]),
+            Duration::from_secs(30),
+        )
+        .unwrap()
+    };
+    let (status, out, err) = explain();
+    assert!(status.success(), "{out}\n{err}");
+    assert!(out.contains("decision: ALLOW\nprincipals: root\n"), "{out}");
+    assert!(
+        out.contains(&format!("approvals held: request {id} (root) until ")),
+        "{out}"
+    );
+
     // carol is an administrator ([[admin]] sre-leads): she may end it too.
     let ended = ok(
         &carol.run(&[
@@ -365,6 +393,9 @@ fn a_waiting_request_returns_when_approved_and_an_admin_can_end_it() {
     );
     assert_eq!(ended["status"], "ended");
     assert_eq!(ended["closed_by"], "carol@corp");
+    let (status, out, _) = explain();
+    assert_eq!(status.code(), Some(3), "{out}");
+    assert!(out.contains("approvals held: none"), "{out}");
     let login = ok(
         &bob.run(&["--ca", &url, "login", "--no-agent", "--json"]),
         "bob login",
