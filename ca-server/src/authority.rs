@@ -833,10 +833,9 @@ impl Authority {
                 now.saturating_sub(REQUEST_LIST_DAYS * 86_400),
             )
             .await?;
-        let others = self
-            .store
-            .requests(None, now.saturating_sub(self.pending_secs))
-            .await?;
+        // Pending by expiry, not by age: a scheduled request stays open for
+        // decisions until its start plus the pending time.
+        let others = self.store.pending_requests(now).await?;
         requests.extend(others.into_iter().filter(|r| {
             r.requester != me
                 && r.status_at(now) == RequestStatus::Pending

@@ -541,6 +541,28 @@ impl Store {
         Ok(request)
     }
 
+    /// Requests still pending at `now` (not expired), newest first.
+    pub async fn pending_requests(&self, now: UnixTime) -> Result<Vec<AccessRequest>, StoreError> {
+        self.read_requests(move |conn, path| {
+            let err = sqlite_error(path);
+            let mut statement = conn
+                .prepare_cached(&format!(
+                    "SELECT {REQUEST_COLUMNS} FROM access_requests \
+                     WHERE status = 'pending' AND expires_at > ?1 ORDER BY id DESC"
+                ))
+                .map_err(&err)?;
+            let rows = statement
+                .query_map([now as i64], request_row)
+                .map_err(&err)?;
+            let mut requests = rows.collect::<rusqlite::Result<Vec<_>>>().map_err(&err)?;
+            for request in &mut requests {
+                request.approvals = approvals_of(conn, request.id).map_err(&err)?;
+            }
+            Ok(requests)
+        })
+        .await
+    }
+
     /// Break-glass requests nobody has reviewed yet, newest first.
     pub async fn unreviewed_requests(&self) -> Result<Vec<AccessRequest>, StoreError> {
         self.read_requests(|conn, path| {
@@ -2544,7 +2566,22 @@ mod tests {
         let mut new = new_request(100);
         new.spent_token = None;
         new.starts_at = Some(1000);
+        new.expires_at = 1000 + 3600;
         let id = store.create_request(new).await.expect("created").id;
+        // Approvers find it by its expiry, however long ago it was made.
+        let pending: Vec<u64> = store
+            .pending_requests(4000)
+            .await
+            .expect("pending")
+            .iter()
+            .map(|r| r.id)
+            .collect();
+        assert_eq!(pending, [id]);
+        assert!(store
+            .pending_requests(4600)
+            .await
+            .expect("pending")
+            .is_empty());
         let r = store
             .change_request(action(id, "carol@corp", approve(1), 150))
             .await
