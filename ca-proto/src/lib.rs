@@ -342,6 +342,21 @@ mod tests {
     }
 
     #[test]
+    fn access_request_fields_are_optional_and_omitted_when_unset() {
+        let old: AccessRequestCreate =
+            serde_json::from_str(r#"{"principals":["root"],"reason":"r"}"#).expect("parse");
+        assert!(!old.break_glass && !old.from_first_use && old.start.is_none());
+        let text = serde_json::to_string(&old).expect("json");
+        assert_eq!(text, r#"{"principals":["root"],"reason":"r"}"#);
+        let new: AccessRequestCreate = serde_json::from_str(
+            r#"{"principals":["root"],"break_glass":true,"start":"2026-12-01T09:00:00Z"}"#,
+        )
+        .expect("parse");
+        assert!(new.break_glass);
+        assert_eq!(new.start.as_deref(), Some("2026-12-01T09:00:00Z"));
+    }
+
+    #[test]
     fn request_rejects_unknown_fields() {
         let err = serde_json::from_str::<UserCertRequest>(
             r#"{"public_key":"k","proof":"p","force_command":"sh"}"#,
