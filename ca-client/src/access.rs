@@ -1,5 +1,5 @@
 //! The access request commands: `request`, `requests`, `approve`, `deny`,
-//! `done`. Each authenticates like `login`: an ID token given by the caller
+//! `done`, `review`. Each authenticates like `login`: an ID token given by the caller
 //! (`--id-token-file`/`--id-token-env`), else one obtained silently with the
 //! stored refresh token, else an interactive sign-in. The CA spends each
 //! token on one change, so every change gets a fresh one.
@@ -41,6 +41,12 @@ pub enum AccessCommand {
         reason: String,
         /// `--for`.
         window: Option<Duration>,
+        /// `--break-glass`: approve it at once as its requester.
+        break_glass: bool,
+        /// `--start`: RFC 3339 time the window opens at the earliest.
+        start: Option<String>,
+        /// `--from-first-use`: the window opens with the first certificate.
+        from_first_use: bool,
         /// How long to wait for a decision; `None` returns at once.
         wait: Option<Duration>,
     },
@@ -48,6 +54,15 @@ pub enum AccessCommand {
     List {
         /// `--pending`.
         pending: bool,
+        /// `--needs-review`: unreviewed break-glass requests to review.
+        needs_review: bool,
+    },
+    /// `jit-ssh review`.
+    Review {
+        /// The request.
+        id: u64,
+        /// `--comment`.
+        comment: Option<String>,
     },
     /// `jit-ssh approve`.
     Approve {
@@ -101,6 +116,9 @@ async fn run_async(
             principals,
             reason,
             window,
+            break_glass,
+            start,
+            from_first_use,
             wait,
         } => {
             let token = tokens.token().await?;
@@ -111,29 +129,44 @@ async fn run_async(
                         principals,
                         reason,
                         window: window.map(|w| format!("{}s", w.as_secs())),
+                        break_glass,
+                        start,
+                        from_first_use,
                     },
                 )
                 .await
                 .map_err(refused)?;
-            env.ui.info(&format!(
-                "Access request {} for {} ({}) is pending; an approver runs `jit-ssh approve {}`.",
-                created.id,
-                created.principals.join(", "),
-                format_seconds(created.window_seconds),
-                created.id
-            ));
+            env.ui.info(&created_message(&created));
             match wait {
-                Some(limit) => wait_for_decision(env, &mut tokens, created, limit).await?,
-                None => created,
+                // Approved at once (break-glass, or by the policy): no wait.
+                Some(limit) if created.status == "pending" => {
+                    wait_for_decision(env, &mut tokens, created, limit).await?
+                }
+                _ => created,
             }
         }
-        AccessCommand::List { pending } => {
+        AccessCommand::List {
+            pending,
+            needs_review,
+        } => {
             let token = tokens.token().await?;
-            return Ok(ca
-                .access_requests(token.expose_secret(), pending)
-                .await
-                .map_err(refused)?
-                .requests);
+            let list = if needs_review {
+                ca.unreviewed_access_requests(token.expose_secret()).await
+            } else {
+                ca.access_requests(token.expose_secret(), pending).await
+            };
+            return Ok(list.map_err(refused)?.requests);
+        }
+        AccessCommand::Review { id, comment } => {
+            let token = tokens.token().await?;
+            ca.decide_access_request(
+                token.expose_secret(),
+                id,
+                "review",
+                &decision(comment, None),
+            )
+            .await
+            .map_err(refused)?
         }
         AccessCommand::Approve { id, comment } => {
             let token = tokens.token().await?;
@@ -213,6 +246,52 @@ async fn wait_for_decision(
     }
 }
 
+/// What `request` says once the CA has recorded the request.
+pub fn created_message(created: &AccessRequestView) -> String {
+    let what = format!(
+        "{} ({})",
+        created.principals.join(", "),
+        format_seconds(created.window_seconds)
+    );
+    if created.break_glass {
+        return format!(
+            "BREAK-GLASS: access request {} for {what} is approved by you; it is logged, \
+             announced, and must be reviewed by an approver (`jit-ssh review {}`). \
+             Run `jit-ssh login` now.",
+            created.id, created.id
+        );
+    }
+    if created.status == "approved" {
+        let by: Vec<&str> = created
+            .approvals
+            .iter()
+            .map(|a| a.approver.as_str())
+            .collect();
+        return format!(
+            "Access request {} for {what} is approved by {}. {}",
+            created.id,
+            by.join(", "),
+            when_usable(created, crate::app::unix_now())
+        );
+    }
+    format!(
+        "Access request {} for {what} is pending; an approver runs `jit-ssh approve {}`.",
+        created.id, created.id
+    )
+}
+
+/// When an approved request's principals can be used.
+fn when_usable(request: &AccessRequestView, now: u64) -> String {
+    match (request.window_start, request.from_first_use) {
+        (Some(start), _) if start > now => format!(
+            "Its window opens in {}; run `jit-ssh login` then.",
+            format_seconds(start - now)
+        ),
+        (None, true) => "Its window opens with your next `jit-ssh login`.".to_string(),
+        _ => "Run `jit-ssh login` now.".to_string(),
+    }
+}
+
 /// A refusal with the CA's words: for these commands the CA's message says
 /// what is wrong (not an approver, expired, own request).
 fn refused(error: crate::ca::ClientError) -> CliError {
@@ -222,6 +301,12 @@ fn refused(error: crate::ca::ClientError) -> CliError {
         } if status == 403 || status == 409 || status == 404 => {
             CliError::new(Failure::Denied, message)
         }
+        // Bad input (a missing reason, a window too long): the CA says which.
+        crate::ca::ClientError::Refused {
+            status: 400,
+            message,
+            ..
+        } => CliError::other(message),
         other => other.into(),
     }
 }
@@ -242,14 +327,39 @@ pub fn describe(request: &AccessRequestView, now: u64) -> String {
             "  expires in {}",
             format_seconds(request.expires_at.saturating_sub(now))
         )),
-        ("approved", Some(end)) => line.push_str(&format!(
-            "  window ends in {}",
-            format_seconds(end.saturating_sub(now))
+        ("approved", Some(end)) => match request.window_start {
+            Some(start) if start > now => line.push_str(&format!(
+                "  window opens in {}",
+                format_seconds(start - now)
+            )),
+            _ => line.push_str(&format!(
+                "  window ends in {}",
+                format_seconds(end.saturating_sub(now))
+            )),
+        },
+        ("approved", None) if request.from_first_use => line.push_str(&format!(
+            "  window opens at first use (unused, it lapses in {})",
+            format_seconds(request.expires_at.saturating_sub(now))
         )),
         _ => {}
     }
+    if request.status == "pending" {
+        if let Some(start) = request.starts_at.filter(|s| *s > now) {
+            line.push_str(&format!(
+                "  scheduled to open in {}",
+                format_seconds(start - now)
+            ));
+        } else if request.from_first_use {
+            line.push_str("  opens at first use");
+        }
+    }
     for approval in &request.approvals {
         line.push_str(&format!("  approved by {}", approval.approver));
+    }
+    if request.needs_review {
+        line.push_str("  BREAK-GLASS, needs review");
+    } else if let Some(by) = &request.reviewed_by {
+        line.push_str(&format!("  break-glass reviewed by {by}"));
     }
     if let (Some(by), Some(why)) = (&request.closed_by, &request.closed_reason) {
         line.push_str(&format!("  closed by {by}: {why}"));
@@ -370,6 +480,13 @@ mod tests {
             closed_by: None,
             closed_reason: None,
             revoked_serials: Vec::new(),
+            break_glass: false,
+            needs_review: false,
+            reviewed_by: None,
+            reviewed_at: None,
+            review_comment: None,
+            starts_at: None,
+            from_first_use: false,
         }
     }
 
@@ -384,5 +501,35 @@ mod tests {
         let approved = describe(&view("approved"), 2000);
         assert!(approved.contains("window ends in 15m"), "{approved}");
         assert!(!describe(&view("ended"), 2000).contains(" in "));
+        let scheduled = AccessRequestView {
+            window_start: Some(2600),
+            window_end: Some(4400),
+            starts_at: Some(2600),
+            ..view("approved")
+        };
+        assert!(describe(&scheduled, 2000).contains("window opens in 10m"));
+        let first_use = AccessRequestView {
+            window_start: None,
+            window_end: None,
+            from_first_use: true,
+            ..view("approved")
+        };
+        let line = describe(&first_use, 1600);
+        assert!(
+            line.contains("opens at first use (unused, it lapses in 50m"),
+            "{line}"
+        );
+    }
+
+    #[test]
+    fn break_glass_is_loud_on_screen() {
+        let glass = AccessRequestView {
+            break_glass: true,
+            needs_review: true,
+            ..view("approved")
+        };
+        assert!(created_message(&glass).starts_with("BREAK-GLASS: access request 7"));
+        assert!(describe(&glass, 2000).contains("BREAK-GLASS, needs review"));
+        assert!(created_message(&view("pending")).contains("is pending"));
     }
 }

@@ -215,8 +215,19 @@ impl CaClient {
         decode(&url, response).await
     }
 
+    /// `GET /v1/requests?needs_review=true`: unreviewed break-glass requests
+    /// the caller may review.
+    pub async fn unreviewed_access_requests(
+        &self,
+        id_token: &str,
+    ) -> Result<ca_proto::AccessRequestList, ClientError> {
+        let url = format!("{}/v1/requests?needs_review=true", self.base);
+        let response = self.http.get(&url).bearer_auth(id_token).send().await;
+        decode(&url, response).await
+    }
+
     /// `POST /v1/requests/{id}/{verb}` with `verb` one of `approve`, `deny`,
-    /// `done`.
+    /// `done`, `review`.
     pub async fn decide_access_request(
         &self,
         id_token: &str,

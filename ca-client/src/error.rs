@@ -129,6 +129,16 @@ impl From<ClientError> for CliError {
                      with the root that signed it"
                 ),
             ),
+            ClientError::Refused { code, message, .. } if code == "approval_required" => {
+                CliError::new(
+                    Failure::Denied,
+                    format!(
+                        "approval required: {message}\n\
+                         hint: ask for it with the command above (an approver runs \
+                         `jit-ssh approve ID`); once it is approved, run `jit-ssh login` again"
+                    ),
+                )
+            }
             ClientError::Refused { code, message, .. } if code == "denied" => CliError::new(
                 Failure::Denied,
                 format!(

@@ -164,9 +164,17 @@ enum Command {
     },
     /// Ask for principals that need approval (an access request), and wait
     /// for the decision.
+    ///
+    /// The policy may approve it at once (`[rule.approval.auto]`), and under a
+    /// rule with `break_glass = true` you may approve it yourself in an
+    /// emergency with --break-glass: it is logged, announced to the webhooks
+    /// and must be reviewed afterwards by an approver (`jit-ssh review`).
     #[command(after_help = "Examples:\n  \
         jit-ssh request --principal root --reason \"INC-1234: disk full\" --for 30m\n  \
-        jit-ssh request --principal root --reason \"INC-1234\" --no-wait --json")]
+        jit-ssh request --principal root --reason \"INC-1234\" --no-wait --json\n  \
+        jit-ssh request --principal root --reason \"INC-99: site down, no approver awake\" --break-glass\n  \
+        jit-ssh request --principal root --reason \"CHG-42: kernel upgrade\" --start 2026-12-01T22:00:00Z --for 2h\n  \
+        jit-ssh request --principal root --reason \"INC-7\" --from-first-use --for 30m")]
     Request {
         #[command(flatten)]
         auth: UserAuthArgs,
@@ -179,6 +187,20 @@ enum Command {
         /// Window length once approved (e.g. 30m); default: the policy's longest.
         #[arg(long = "for", value_parser = parse_duration)]
         window: Option<Duration>,
+        /// Emergency: approve it yourself at once (only where the policy's
+        /// rule sets break_glass; --reason required). Reviewed afterwards.
+        #[arg(long)]
+        break_glass: bool,
+        /// Schedule the window: it opens at this RFC 3339 time (e.g.
+        /// 2026-12-01T22:00:00Z), or at approval if that is later. At most
+        /// 60 s in the past and 7 days ahead.
+        #[arg(long, visible_alias = "at", conflicts_with = "from_first_use")]
+        start: Option<String>,
+        /// Open the window with your first certificate that uses it, not at
+        /// approval; an approved grant you do not use lapses after the
+        /// pending time (1h by default).
+        #[arg(long)]
+        from_first_use: bool,
         /// Return at once instead of waiting for the decision.
         #[arg(long)]
         no_wait: bool,
@@ -190,13 +212,19 @@ enum Command {
         json: bool,
     },
     /// Your access requests, and those you may approve.
-    #[command(after_help = "Examples:\n  jit-ssh requests\n  jit-ssh requests --pending --json")]
+    #[command(
+        after_help = "Examples:\n  jit-ssh requests\n  jit-ssh requests --pending --json\n  jit-ssh requests --needs-review"
+    )]
     Requests {
         #[command(flatten)]
         auth: UserAuthArgs,
         /// Only pending requests.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "needs_review")]
         pending: bool,
+        /// Only break-glass requests that await your review (as an approver
+        /// of their rule, or an administrator).
+        #[arg(long)]
+        needs_review: bool,
         /// Print JSON on stdout.
         #[arg(long)]
         json: bool,
@@ -209,6 +237,21 @@ enum Command {
         /// The request id.
         id: u64,
         /// A comment recorded with the approval.
+        #[arg(long)]
+        comment: Option<String>,
+        /// Print JSON on stdout.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Mark a break-glass access request reviewed (as an approver of its
+    /// rule, or an administrator; never your own). Recorded in the audit log.
+    #[command(after_help = "Example:\n  jit-ssh review 42 --comment \"justified: INC-99\"")]
+    Review {
+        #[command(flatten)]
+        auth: UserAuthArgs,
+        /// The request id.
+        id: u64,
+        /// A comment recorded with the review.
         #[arg(long)]
         comment: Option<String>,
         /// Print JSON on stdout.
@@ -491,6 +534,9 @@ fn run(cli: Cli) -> Result<ExitCode, CliError> {
             principals,
             reason,
             window,
+            break_glass,
+            start,
+            from_first_use,
             no_wait,
             wait,
             json,
@@ -500,6 +546,9 @@ fn run(cli: Cli) -> Result<ExitCode, CliError> {
                 principals,
                 reason,
                 window,
+                break_glass,
+                start,
+                from_first_use,
                 wait,
             };
             let done = access(&env, &cli.ca, &dirs, auth, command, json)?;
@@ -515,6 +564,7 @@ fn run(cli: Cli) -> Result<ExitCode, CliError> {
         Command::Requests {
             auth,
             pending,
+            needs_review,
             json,
         } => {
             access(
@@ -522,7 +572,25 @@ fn run(cli: Cli) -> Result<ExitCode, CliError> {
                 &cli.ca,
                 &dirs,
                 auth,
-                AccessCommand::List { pending },
+                AccessCommand::List {
+                    pending,
+                    needs_review,
+                },
+                json,
+            )?;
+        }
+        Command::Review {
+            auth,
+            id,
+            comment,
+            json,
+        } => {
+            access(
+                &env,
+                &cli.ca,
+                &dirs,
+                auth,
+                AccessCommand::Review { id, comment },
                 json,
             )?;
         }

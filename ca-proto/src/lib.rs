@@ -52,6 +52,24 @@ pub struct AccessRequestCreate {
     /// Window length, e.g. `30m`; absent means the policy's `max_window`.
     #[serde(default, rename = "for", skip_serializing_if = "Option::is_none")]
     pub window: Option<String>,
+    /// Approve it at once as its requester (only under rules with
+    /// `break_glass = true`; a reason is then required). It is flagged for
+    /// review.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub break_glass: bool,
+    /// Open the window no earlier than this RFC 3339 time (at most 60 s in
+    /// the past, at most 7 days ahead).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start: Option<String>,
+    /// Open the window with the first certificate that carries the
+    /// principals; an approved grant nobody uses lapses after the pending
+    /// time.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub from_first_use: bool,
+}
+
+fn is_false(value: &bool) -> bool {
+    !*value
 }
 
 /// `POST /v1/requests/{id}/approve`, `/deny` and `/done` request body.
@@ -102,6 +120,13 @@ pub struct AccessRequestView {
     /// End of the window, once approved.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub window_end: Option<u64>,
+    /// The window opens no earlier than this (scheduled).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub starts_at: Option<u64>,
+    /// The window opens with the first certificate under it; until then an
+    /// approved request has no `window_start`/`window_end`.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub from_first_use: bool,
     /// Approvals so far.
     pub approvals: Vec<AccessApproval>,
     /// Who denied or ended it.
@@ -113,6 +138,21 @@ pub struct AccessRequestView {
     /// Serials revoked by ending it (only in the answer to `done`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub revoked_serials: Vec<String>,
+    /// Approved by its requester alone (break-glass).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub break_glass: bool,
+    /// A break-glass request nobody has reviewed yet.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub needs_review: bool,
+    /// Who reviewed it (break-glass only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reviewed_by: Option<String>,
+    /// When it was reviewed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reviewed_at: Option<u64>,
+    /// The reviewer's comment.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub review_comment: Option<String>,
 }
 
 /// `GET /v1/requests` success body.
@@ -299,6 +339,21 @@ mod tests {
             nonce_for_key(b""),
             "47DEQpj8HBSa-_TImW-5JCeuQeRkm5NMpJWZG3hSuFU"
         );
+    }
+
+    #[test]
+    fn access_request_fields_are_optional_and_omitted_when_unset() {
+        let old: AccessRequestCreate =
+            serde_json::from_str(r#"{"principals":["root"],"reason":"r"}"#).expect("parse");
+        assert!(!old.break_glass && !old.from_first_use && old.start.is_none());
+        let text = serde_json::to_string(&old).expect("json");
+        assert_eq!(text, r#"{"principals":["root"],"reason":"r"}"#);
+        let new: AccessRequestCreate = serde_json::from_str(
+            r#"{"principals":["root"],"break_glass":true,"start":"2026-12-01T09:00:00Z"}"#,
+        )
+        .expect("parse");
+        assert!(new.break_glass);
+        assert_eq!(new.start.as_deref(), Some("2026-12-01T09:00:00Z"));
     }
 
     #[test]

@@ -1,10 +1,13 @@
 //! Access requests: the state machine behind just-in-time elevation.
 //!
 //! A request asks for principals for a window of time, with a reason. It is
-//! `pending` until enough approvers approve it (`approved`, the window starts
-//! at that moment), one denies it (`denied`), its pending time runs out
-//! (`expired`) or the requester ends it (`ended`). An approved request ends by
-//! itself when its window does, or earlier with `done`.
+//! `pending` until enough approvers approve it (`approved`), one denies it
+//! (`denied`), its pending time runs out (`expired`) or the requester ends it
+//! (`ended`). The window opens at approval, or at the requested start if that
+//! is later (scheduled), or with the first certificate that uses it (from
+//! first use; an approved grant nobody uses lapses, `expired`, after the
+//! pending time). An approved request ends by itself when its window does, or
+//! earlier with `done`.
 //!
 //! `expired`, and `ended` at the window's end, are never written: they follow
 //! from the stored times and [`AccessRequest::status_at`] derives them, so no
@@ -15,10 +18,15 @@
 
 use serde::Serialize;
 
+use crate::policy::ApprovedAccess;
 use crate::UnixTime;
 
 /// How long a request waits for a decision unless configured otherwise.
 pub const DEFAULT_PENDING_SECS: u64 = 3600;
+/// How far in the past a requested start may be (clock skew, typing time).
+pub const START_SKEW_SECS: u64 = 60;
+/// How far ahead a window may be scheduled.
+pub const MAX_START_AHEAD_SECS: u64 = 7 * 86_400;
 
 /// Where a request stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -110,6 +118,115 @@ pub struct AccessRequest {
     pub closed_reason: Option<String>,
     /// The policy rules whose approvers decide it, fixed when it was made.
     pub rules: Vec<String>,
+    /// Approved by its requester alone, under a rule with `break_glass`.
+    pub break_glass: bool,
+    /// The window opens no earlier than this (scheduled).
+    pub starts_at: Option<UnixTime>,
+    /// The window opens with the first certificate that uses it.
+    pub from_first_use: bool,
+    /// Review of a break-glass request, once done.
+    pub review: Option<Review>,
+}
+
+/// An approver's or administrator's review of a break-glass request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Review {
+    /// `user@issuer` of the reviewer.
+    pub by: String,
+    /// When.
+    pub at: UnixTime,
+    /// Optional comment.
+    pub comment: String,
+}
+
+/// How a request is approved the moment it is made, without waiting for
+/// approvers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum InstantApproval {
+    /// The requester approves it themselves (break-glass); it is flagged for
+    /// review.
+    BreakGlass,
+    /// The policy approves it: these rules' `[rule.approval.auto]`
+    /// conditions hold. Recorded as approvals by `policy:<rule>`.
+    Policy(Vec<String>),
+}
+
+/// Approver name recorded for an approval by the policy under `rule`.
+pub fn policy_approver(rule: &str) -> String {
+    format!("policy:{rule}")
+}
+
+/// Why a request cannot be made the way it was asked.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum CreateRefusal {
+    /// Break-glass asked for under rules that do not allow it.
+    #[error("break-glass is not allowed for these principals (rules {0}); ask an approver instead (drop --break-glass)")]
+    BreakGlassNotAllowed(String),
+    /// Break-glass always needs a reason.
+    #[error("a break-glass request needs a reason (--reason): it is reviewed afterwards")]
+    BreakGlassReason,
+    /// A start more than a minute ago.
+    #[error("start {0} is in the past; give a time from now on (RFC 3339, e.g. 2026-12-01T09:00:00Z), or leave --start out")]
+    StartInPast(String),
+    /// A start more than a week ahead.
+    #[error("start {0} is more than 7 days ahead; ask closer to the time")]
+    StartTooFar(String),
+    /// A scheduled start and a window from first use exclude each other.
+    #[error("a window opens either at --start or at first use (--from-first-use), not both")]
+    StartAndFirstUse,
+}
+
+/// Checks a requested window start (`start`, Unix seconds, shown as `text`)
+/// at `now`: at most [`START_SKEW_SECS`] in the past, at most
+/// [`MAX_START_AHEAD_SECS`] ahead, and not together with a window from first
+/// use.
+pub fn check_start(
+    start: Option<UnixTime>,
+    text: &str,
+    from_first_use: bool,
+    now: UnixTime,
+) -> Result<Option<UnixTime>, CreateRefusal> {
+    let Some(start) = start else {
+        return Ok(None);
+    };
+    if from_first_use {
+        return Err(CreateRefusal::StartAndFirstUse);
+    }
+    if start.saturating_add(START_SKEW_SECS) < now {
+        return Err(CreateRefusal::StartInPast(text.to_string()));
+    }
+    if start > now.saturating_add(MAX_START_AHEAD_SECS) {
+        return Err(CreateRefusal::StartTooFar(text.to_string()));
+    }
+    Ok(Some(start))
+}
+
+/// Decides at creation whether a request is approved at once: by its
+/// requester when they ask for break-glass (`break_glass_allowed` by every
+/// rule, and a reason given, whatever `reason_required` says), else by the
+/// policy when `auto_rules` (the rules whose auto-approval conditions hold,
+/// empty unless all of them do) is not empty.
+pub fn instant_approval(
+    break_glass_asked: bool,
+    break_glass_allowed: bool,
+    reason: &str,
+    rules: &[String],
+    auto_rules: &[String],
+) -> Result<Option<InstantApproval>, CreateRefusal> {
+    if break_glass_asked {
+        if !break_glass_allowed {
+            return Err(CreateRefusal::BreakGlassNotAllowed(rules.join(", ")));
+        }
+        if reason.trim().is_empty() {
+            return Err(CreateRefusal::BreakGlassReason);
+        }
+        return Ok(Some(InstantApproval::BreakGlass));
+    }
+    if !auto_rules.is_empty() {
+        return Ok(Some(InstantApproval::Policy(auto_rules.to_vec())));
+    }
+    Ok(None)
 }
 
 /// A transition the rules refuse.
@@ -141,6 +258,20 @@ pub enum RequestError {
         /// Its status now.
         status: RequestStatus,
     },
+    /// Only break-glass requests are reviewed.
+    #[error("access request {0} is not a break-glass request; there is nothing to review")]
+    NotBreakGlass(u64),
+    /// A review is done once.
+    #[error("access request {id} was already reviewed by {by}")]
+    AlreadyReviewed {
+        /// The request.
+        id: u64,
+        /// The reviewer.
+        by: String,
+    },
+    /// Nobody reviews their own break-glass access.
+    #[error("you cannot review your own break-glass access; an approver of its rule or an administrator must")]
+    OwnReview,
 }
 
 impl AccessRequest {
@@ -152,19 +283,77 @@ impl AccessRequest {
             RequestStatus::Approved if self.window_end.is_some_and(|end| now >= end) => {
                 RequestStatus::Ended
             }
+            // Approved from first use, never used: it lapses.
+            RequestStatus::Approved if self.window_end.is_none() && now >= self.expires_at => {
+                RequestStatus::Expired
+            }
             status => status,
         }
     }
 
-    /// The end of the open window that grants `principal` at `now`, if any.
-    pub fn grants(&self, principal: &str, now: UnixTime) -> Option<UnixTime> {
+    /// The window that is open at `now`, start and end: the approved one once
+    /// its start has come, or, for an approved grant from first use nobody
+    /// has used yet, the one a certificate issued now would open.
+    pub fn open_window(&self, now: UnixTime) -> Option<(UnixTime, UnixTime)> {
         if self.status_at(now) != RequestStatus::Approved {
             return None;
         }
+        match (self.window_start, self.window_end) {
+            (Some(start), Some(end)) if start <= now && now < end => Some((start, end)),
+            (None, None) if self.from_first_use => {
+                Some((now, now.saturating_add(self.window_secs)))
+            }
+            _ => None,
+        }
+    }
+
+    /// What the policy sees of it at `now`: the principals it grants and
+    /// until when, while its window is open.
+    pub fn as_approved(&self, now: UnixTime) -> Option<ApprovedAccess> {
+        let (_, end) = self.open_window(now)?;
+        Some(ApprovedAccess {
+            id: self.id,
+            principals: self.principals.clone(),
+            window_end: end,
+        })
+    }
+
+    /// The end of the open window that grants `principal` at `now`, if any.
+    pub fn grants(&self, principal: &str, now: UnixTime) -> Option<UnixTime> {
         if !self.principals.iter().any(|p| p == principal) {
             return None;
         }
-        self.window_end
+        self.open_window(now).map(|(_, end)| end)
+    }
+
+    /// What approval at `at` sets: the window's start and end, and the new
+    /// expiry. A scheduled window opens at its start if that is later; one
+    /// from first use stays unopened (`None`), and the approved grant lapses
+    /// unless used within the pending time, counted again from approval.
+    pub fn approved_window(&self, at: UnixTime) -> (Option<UnixTime>, Option<UnixTime>, UnixTime) {
+        if self.from_first_use {
+            let pending = self.expires_at.saturating_sub(self.created_at);
+            return (None, None, at.saturating_add(pending));
+        }
+        let start = self.starts_at.map_or(at, |s| s.max(at));
+        (
+            Some(start),
+            Some(start.saturating_add(self.window_secs)),
+            self.expires_at,
+        )
+    }
+
+    /// The latest time a window of this request could end: its end once
+    /// known, else (approved from first use) the last moment it may open plus
+    /// its length.
+    pub fn latest_end(&self) -> Option<UnixTime> {
+        match (self.status, self.window_end) {
+            (_, Some(end)) => Some(end),
+            (RequestStatus::Approved, None) => {
+                Some(self.expires_at.saturating_add(self.window_secs))
+            }
+            _ => None,
+        }
     }
 
     /// Checks that `approver` may add an approval at `now` (the policy has
@@ -195,6 +384,31 @@ impl AccessRequest {
                 status,
             }),
         }
+    }
+
+    /// Whether it is a break-glass request nobody has reviewed yet.
+    pub fn needs_review(&self) -> bool {
+        self.break_glass && self.review.is_none()
+    }
+
+    /// Checks that `reviewer` (already known to be an approver of its rules
+    /// or an administrator) may mark it reviewed: a break-glass request, not
+    /// reviewed yet, not their own. Its status does not matter: an ended
+    /// emergency still needs its look afterwards.
+    pub fn check_review(&self, reviewer: &str) -> Result<(), RequestError> {
+        if !self.break_glass {
+            return Err(RequestError::NotBreakGlass(self.id));
+        }
+        if let Some(review) = &self.review {
+            return Err(RequestError::AlreadyReviewed {
+                id: self.id,
+                by: review.by.clone(),
+            });
+        }
+        if reviewer == self.requester {
+            return Err(RequestError::OwnReview);
+        }
+        Ok(())
     }
 
     fn check_pending(&self, now: UnixTime) -> Result<(), RequestError> {
@@ -228,6 +442,10 @@ mod tests {
             closed_by: None,
             closed_reason: None,
             rules: vec!["sre-root-with-approval".into()],
+            break_glass: false,
+            review: None,
+            starts_at: None,
+            from_first_use: false,
         }
     }
 
@@ -336,6 +554,158 @@ mod tests {
             })
         );
         assert!(pending().check_end(4600).is_err());
+    }
+
+    #[test]
+    fn break_glass_needs_permission_and_a_reason() {
+        let rules = vec!["root".to_string()];
+        assert_eq!(
+            instant_approval(true, true, "INC-7: site down", &rules, &[]),
+            Ok(Some(InstantApproval::BreakGlass))
+        );
+        assert_eq!(
+            instant_approval(true, false, "INC-7", &rules, &[]),
+            Err(CreateRefusal::BreakGlassNotAllowed("root".into()))
+        );
+        assert_eq!(
+            instant_approval(true, true, "  ", &rules, &[]),
+            Err(CreateRefusal::BreakGlassReason)
+        );
+        // Allowed but not asked for: an ordinary request.
+        assert_eq!(instant_approval(false, true, "", &rules, &[]), Ok(None));
+    }
+
+    #[test]
+    fn auto_approval_applies_when_its_rules_agree() {
+        let rules = vec!["root".to_string()];
+        assert_eq!(
+            instant_approval(false, false, "", &rules, &rules),
+            Ok(Some(InstantApproval::Policy(rules.clone())))
+        );
+        // Break-glass asked for explicitly stays break-glass.
+        assert_eq!(
+            instant_approval(true, true, "INC-8", &rules, &rules),
+            Ok(Some(InstantApproval::BreakGlass))
+        );
+        assert_eq!(policy_approver("root"), "policy:root");
+    }
+
+    #[test]
+    fn only_others_review_a_break_glass_request_once() {
+        let mut r = AccessRequest {
+            break_glass: true,
+            ..approved_at(2000)
+        };
+        assert!(r.needs_review());
+        assert_eq!(r.check_review("bob@corp"), Err(RequestError::OwnReview));
+        assert_eq!(r.check_review("carol@corp"), Ok(()));
+        r.review = Some(Review {
+            by: "carol@corp".into(),
+            at: 2100,
+            comment: String::new(),
+        });
+        assert!(!r.needs_review());
+        assert_eq!(
+            r.check_review("dave@corp"),
+            Err(RequestError::AlreadyReviewed {
+                id: 7,
+                by: "carol@corp".into()
+            })
+        );
+        assert_eq!(
+            approved_at(2000).check_review("carol@corp"),
+            Err(RequestError::NotBreakGlass(7))
+        );
+        // Reviewing does not depend on the window: an ended one still needs it.
+        let ended = AccessRequest {
+            break_glass: true,
+            ..approved_at(2000)
+        };
+        assert_eq!(ended.status_at(5000), RequestStatus::Ended);
+        assert_eq!(ended.check_review("carol@corp"), Ok(()));
+    }
+
+    #[test]
+    fn a_scheduled_window_opens_at_its_start_even_when_approved_earlier() {
+        let scheduled = AccessRequest {
+            starts_at: Some(5000),
+            ..pending()
+        };
+        let (start, end, expires) = scheduled.approved_window(2000);
+        assert_eq!((start, end, expires), (Some(5000), Some(6800), 4600));
+        let approved = AccessRequest {
+            status: RequestStatus::Approved,
+            window_start: start,
+            window_end: end,
+            ..scheduled.clone()
+        };
+        assert_eq!(approved.status_at(3000), RequestStatus::Approved);
+        assert_eq!(approved.grants("root", 4999), None, "not before its start");
+        assert_eq!(approved.grants("root", 5000), Some(6800));
+        assert_eq!(approved.grants("root", 6800), None);
+        // Approved after the start: opens at approval.
+        assert_eq!(
+            scheduled.approved_window(5500),
+            (Some(5500), Some(7300), 4600)
+        );
+    }
+
+    #[test]
+    fn a_window_from_first_use_opens_with_the_first_certificate_or_lapses() {
+        let first_use = AccessRequest {
+            from_first_use: true,
+            ..pending()
+        };
+        // Approved at 2000: unopened, and usable for the pending time again.
+        let (start, end, expires) = first_use.approved_window(2000);
+        assert_eq!((start, end, expires), (None, None, 5600));
+        let approved = AccessRequest {
+            status: RequestStatus::Approved,
+            expires_at: expires,
+            ..first_use
+        };
+        assert_eq!(approved.open_window(3000), Some((3000, 4800)));
+        assert_eq!(approved.grants("root", 3000), Some(4800));
+        assert_eq!(approved.latest_end(), Some(5600 + 1800));
+        assert_eq!(approved.status_at(5599), RequestStatus::Approved);
+        assert_eq!(approved.status_at(5600), RequestStatus::Expired);
+        assert_eq!(approved.grants("root", 5600), None, "unused, it lapses");
+        // Once used, an ordinary window.
+        let used = AccessRequest {
+            window_start: Some(3000),
+            window_end: Some(4800),
+            ..approved
+        };
+        assert_eq!(used.status_at(4700), RequestStatus::Approved);
+        assert_eq!(used.status_at(4800), RequestStatus::Ended);
+        assert_eq!(used.open_window(6000), None);
+    }
+
+    #[test]
+    fn starts_are_checked_against_now() {
+        let now = 1_000_000;
+        assert_eq!(check_start(None, "", false, now), Ok(None));
+        assert_eq!(
+            check_start(Some(now - 60), "t", false, now),
+            Ok(Some(now - 60))
+        );
+        assert_eq!(
+            check_start(Some(now - 61), "t", false, now),
+            Err(CreateRefusal::StartInPast("t".into()))
+        );
+        let week = MAX_START_AHEAD_SECS;
+        assert_eq!(
+            check_start(Some(now + week), "t", false, now),
+            Ok(Some(now + week))
+        );
+        assert_eq!(
+            check_start(Some(now + week + 1), "t", false, now),
+            Err(CreateRefusal::StartTooFar("t".into()))
+        );
+        assert_eq!(
+            check_start(Some(now + 10), "t", true, now),
+            Err(CreateRefusal::StartAndFirstUse)
+        );
     }
 
     #[test]

@@ -15,14 +15,17 @@ use ca_proto::{
 };
 use ssh_key::{Certificate, HashAlg, SshSig};
 
-use crate::access::{AccessRequest, RequestError, RequestStatus, DEFAULT_PENDING_SECS};
+use crate::access::{
+    check_start, instant_approval, AccessRequest, CreateRefusal, InstantApproval, RequestError,
+    RequestStatus, DEFAULT_PENDING_SECS,
+};
 use crate::ca_keys::CaKeys;
 use crate::cert::{self, CertificateSpec, SerialSource};
 use crate::config::CertSettings;
 use crate::identity::{is_login_name, Identity};
 use crate::krl::SignedKrl;
 use crate::oidc::{TokenError, TokenVerifier};
-use crate::policy::{ApprovedAccess, CertRequest, Decision, Policy};
+use crate::policy::{CertRequest, Decision, Policy};
 use crate::rate_limit::{RateLimits, RetryAfter};
 use crate::secret::BearerToken;
 use crate::store::{
@@ -59,6 +62,10 @@ pub enum IssueError {
     /// Policy said no.
     #[error("{0}")]
     Denied(String),
+    /// Policy said no only because the principals need an approved access
+    /// request; the message names them and the command that asks.
+    #[error("{0}")]
+    ApprovalRequired(String),
     /// The database could not record the issuance, so nothing was issued.
     #[error("the issuance could not be recorded")]
     Store(#[source] StoreError),
@@ -155,6 +162,19 @@ pub enum AccessError {
     /// Only the requester (or an administrator) ends a request.
     #[error("only its requester or an administrator may end access request {0}")]
     NotRequester(u64),
+    /// The request cannot be made as asked: break-glass where the policy
+    /// does not allow it or without a reason, or a bad window start.
+    #[error(transparent)]
+    Refused(CreateRefusal),
+    /// Only an approver of the request's rules or an administrator reviews
+    /// a break-glass request.
+    #[error("{who} may not review access request {id}: neither an approver of its policy rules nor an administrator")]
+    NotReviewer {
+        /// The caller.
+        who: String,
+        /// The request.
+        id: u64,
+    },
     /// No such request.
     #[error("no access request {0}")]
     Unknown(u64),
@@ -191,6 +211,8 @@ pub enum AccessVerb {
     Deny,
     /// End it (withdraw, or close the window early).
     Done,
+    /// Mark a break-glass request reviewed.
+    Review,
 }
 
 /// Shortest window an access request may ask for.
@@ -215,6 +237,8 @@ pub fn access_view(
         expires_at: request.expires_at,
         window_start: request.window_start,
         window_end: request.window_end,
+        starts_at: request.starts_at,
+        from_first_use: request.from_first_use,
         approvals: request
             .approvals
             .iter()
@@ -227,6 +251,11 @@ pub fn access_view(
         closed_by: request.closed_by.clone(),
         closed_reason: request.closed_reason.clone(),
         revoked_serials: revoked,
+        break_glass: request.break_glass,
+        needs_review: request.needs_review(),
+        reviewed_by: request.review.as_ref().map(|r| r.by.clone()),
+        reviewed_at: request.review.as_ref().map(|r| r.at),
+        review_comment: request.review.as_ref().map(|r| r.comment.clone()),
     }
 }
 
@@ -428,20 +457,17 @@ impl Authority {
             .open_grants(identity.display_name(), now)
             .await
             .map_err(IssueError::Store)?
-            .into_iter()
-            .filter_map(|r| {
-                Some(ApprovedAccess {
-                    id: r.id,
-                    window_end: r.window_end?,
-                    principals: r.principals,
-                })
-            })
+            .iter()
+            .filter_map(|r| r.as_approved(now))
             .collect();
         let grant = match self.policy.evaluate(&identity, &cert_request, now) {
             Decision::Allow(grant) => grant,
             Decision::Deny(denial) => {
                 self.record_denial(&identity, client_addr, now, &denial.reason, &denial.rules)
                     .await?;
+                if !denial.approval_required.is_empty() {
+                    return Err(IssueError::ApprovalRequired(denial.reason));
+                }
                 return Err(IssueError::Denied(denial.reason));
             }
         };
@@ -667,6 +693,22 @@ impl Authority {
                 bad.chars().take(40).collect::<String>()
             )));
         }
+        let from_first_use_asked = request.from_first_use;
+        let start = match request.start.as_deref() {
+            None => None,
+            Some(text) => {
+                let at: jiff::Timestamp = text.trim().parse().map_err(|_| {
+                    AccessError::InvalidRequest(format!(
+                        "start {:?} is not an RFC 3339 time such as 2026-12-01T09:00:00Z",
+                        text.chars().take(40).collect::<String>()
+                    ))
+                })?;
+                Some((
+                    u64::try_from(at.as_second()).unwrap_or(0),
+                    text.trim().to_string(),
+                ))
+            }
+        };
         let asked = match request.window.as_deref() {
             None => None,
             Some(text) => Some(
@@ -709,6 +751,24 @@ impl Authority {
             )));
         }
         let reason = checked_text("reason", Some(&request.reason), terms.reason_required)?;
+        let starts_at = check_start(
+            start.as_ref().map(|(at, _)| *at),
+            start.as_ref().map_or("", |(_, text)| text.as_str()),
+            from_first_use_asked,
+            now,
+        )
+        .map_err(AccessError::Refused)?;
+        // A rule's `window_from_first_use` is the default; an explicit start
+        // replaces it.
+        let from_first_use = from_first_use_asked || (terms.from_first_use && starts_at.is_none());
+        let approval = instant_approval(
+            request.break_glass,
+            terms.break_glass,
+            &reason,
+            &terms.rules,
+            &terms.auto_approved_by,
+        )
+        .map_err(AccessError::Refused)?;
         let created = self
             .store
             .create_request(NewRequest {
@@ -719,19 +779,35 @@ impl Authority {
                 window_secs: window.as_secs(),
                 rules: terms.rules,
                 at: now,
-                expires_at: now + self.pending_secs,
+                expires_at: starts_at.unwrap_or(now).max(now) + self.pending_secs,
                 client_addr: client_addr.to_string(),
                 spent_token: Some((verified.digest, verified.expires_at)),
+                approval: approval.clone(),
+                starts_at,
+                from_first_use,
             })
             .await?;
-        tracing::info!(id = created.id, requester = %created.requester, principals = ?created.principals, "access request created");
-        self.webhooks.notify(WebhookEvent::new(
-            EventKind::Created,
-            &created,
-            &created.requester,
-            "",
-            now,
-        ));
+        let (kind, actor) = match &approval {
+            None => {
+                tracing::info!(id = created.id, requester = %created.requester, principals = ?created.principals, "access request created");
+                (EventKind::Created, created.requester.clone())
+            }
+            Some(InstantApproval::BreakGlass) => {
+                tracing::warn!(id = created.id, requester = %created.requester, principals = ?created.principals, reason = %created.reason, window_end = ?created.window_end, "BREAK-GLASS: access request approved by its requester; it needs review");
+                (EventKind::BreakGlass, created.requester.clone())
+            }
+            Some(InstantApproval::Policy(rules)) => {
+                tracing::info!(id = created.id, requester = %created.requester, principals = ?created.principals, rules = %rules.join(","), "access request approved by the policy");
+                let actor = created
+                    .approvals
+                    .first()
+                    .map(|a| a.approver.clone())
+                    .unwrap_or_default();
+                (EventKind::Approved, actor)
+            }
+        };
+        self.webhooks
+            .notify(WebhookEvent::new(kind, &created, &actor, "", now));
         Ok(access_view(&created, now, Vec::new()))
     }
 
@@ -761,10 +837,9 @@ impl Authority {
                 now.saturating_sub(REQUEST_LIST_DAYS * 86_400),
             )
             .await?;
-        let others = self
-            .store
-            .requests(None, now.saturating_sub(self.pending_secs))
-            .await?;
+        // Pending by expiry, not by age: a scheduled request stays open for
+        // decisions until its start plus the pending time.
+        let others = self.store.pending_requests(now).await?;
         requests.extend(others.into_iter().filter(|r| {
             r.requester != me
                 && r.status_at(now) == RequestStatus::Pending
@@ -775,6 +850,38 @@ impl Authority {
         Ok(requests
             .iter()
             .filter(|r| !pending_only || r.status_at(now) == RequestStatus::Pending)
+            .map(|r| access_view(r, now, Vec::new()))
+            .collect())
+    }
+
+    /// Break-glass requests nobody has reviewed yet that the caller may
+    /// review (as an approver of their rules, or an administrator), newest
+    /// first. Reading spends no token.
+    pub async fn unreviewed_access_requests(
+        &self,
+        token: &BearerToken,
+        now: UnixTime,
+    ) -> Result<Vec<AccessRequestView>, AccessError> {
+        let verified = self
+            .verifier
+            .verify_unbound(token.expose_secret(), now)
+            .await
+            .map_err(AccessError::Token)?;
+        let identity = verified.identity;
+        let me = identity.display_name();
+        self.rate_limits
+            .check_identity(&me)
+            .map_err(AccessError::RateLimited)?;
+        let admin = self.policy.admin(&identity).is_some();
+        Ok(self
+            .store
+            .unreviewed_requests()
+            .await?
+            .iter()
+            .filter(|r| {
+                r.requester != me
+                    && (admin || self.policy.approval_rights(&identity, &r.rules).is_some())
+            })
             .map(|r| access_view(r, now, Vec::new()))
             .collect())
     }
@@ -851,6 +958,33 @@ impl Authority {
                 };
                 (RequestChange::End { reason }, admin.into_iter().collect())
             }
+            AccessVerb::Review => {
+                if request.requester == me {
+                    return Err(AccessError::Conflict(RequestError::OwnReview));
+                }
+                let approver = self.policy.approval_rights(&identity, &request.rules);
+                let admin = self.policy.admin(&identity);
+                if approver.is_none() && admin.is_none() {
+                    self.store
+                        .record_denial(DenialRecord {
+                            at: now,
+                            identity: me.clone(),
+                            issuer: identity.issuer_name.clone(),
+                            client_addr: client_addr.to_string(),
+                            reason: format!("not a reviewer of access request {id}"),
+                            rules: request.rules.clone(),
+                        })
+                        .await?;
+                    return Err(AccessError::NotReviewer { who: me, id });
+                }
+                let comment = checked_text("comment", body.comment.as_deref(), false)?;
+                let rules = if approver.is_some() {
+                    request.rules.clone()
+                } else {
+                    admin.into_iter().collect()
+                };
+                (RequestChange::Review { comment }, rules)
+            }
         };
         let changed = self
             .store
@@ -890,6 +1024,7 @@ impl Authority {
                 EventKind::Ended,
                 changed.request.closed_reason.clone().unwrap_or_default(),
             )),
+            AccessVerb::Review => None,
         };
         if let Some((kind, comment)) = event {
             self.webhooks.notify(WebhookEvent::new(

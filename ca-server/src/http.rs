@@ -20,7 +20,7 @@ use ca_proto::{
 use tokio::sync::Semaphore;
 use tracing::Instrument as _;
 
-use crate::access::RequestError;
+use crate::access::{CreateRefusal, RequestError};
 use crate::authority::{AccessError, AccessVerb, Authority, IssueError, RevokeError};
 use crate::metrics::Metrics;
 use crate::oidc::TokenError;
@@ -67,6 +67,7 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/requests/{id}/approve", post(approve_request))
         .route("/v1/requests/{id}/deny", post(deny_request))
         .route("/v1/requests/{id}/done", post(end_request))
+        .route("/v1/requests/{id}/review", post(review_request))
         .route_layer(middleware::from_fn_with_state(state.clone(), observe))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
@@ -316,6 +317,9 @@ async fn create_request(
 struct ListQuery {
     #[serde(default)]
     pending: bool,
+    /// Only unreviewed break-glass requests the caller may review.
+    #[serde(default)]
+    needs_review: bool,
 }
 
 async fn list_requests(
@@ -332,9 +336,20 @@ async fn list_requests(
     let Query(query) = query.map_err(|rejection| {
         ApiError::Access(AccessError::InvalidRequest(rejection.body_text()))
     })?;
-    let list = state
-        .authority
-        .list_access_requests(&token, query.pending, crate::unix_now());
+    let now = crate::unix_now();
+    let list = async {
+        if query.needs_review {
+            state
+                .authority
+                .unreviewed_access_requests(&token, now)
+                .await
+        } else {
+            state
+                .authority
+                .list_access_requests(&token, query.pending, now)
+                .await
+        }
+    };
     match tokio::time::timeout(state.request_timeout, list).await {
         Ok(result) => result
             .map(|requests| Json(AccessRequestList { requests }))
@@ -371,6 +386,16 @@ async fn end_request(
     body: Result<Json<AccessRequestDecision>, JsonRejection>,
 ) -> Result<Json<AccessRequestView>, ApiError> {
     decide_request(state, peer, headers, id, body, AccessVerb::Done).await
+}
+
+async fn review_request(
+    state: State<AppState>,
+    peer: ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    id: Result<Path<u64>, PathRejection>,
+    body: Result<Json<AccessRequestDecision>, JsonRejection>,
+) -> Result<Json<AccessRequestView>, ApiError> {
+    decide_request(state, peer, headers, id, body, AccessVerb::Review).await
 }
 
 async fn decide_request(
@@ -546,6 +571,7 @@ fn issue_error_parts(error: IssueError) -> (StatusCode, &'static str, String) {
         IssueError::Replayed => (StatusCode::UNAUTHORIZED, "replayed_token", message),
         IssueError::RateLimited(_) => (StatusCode::TOO_MANY_REQUESTS, "rate_limited", message),
         IssueError::Denied(_) => (StatusCode::FORBIDDEN, "denied", message),
+        IssueError::ApprovalRequired(_) => (StatusCode::FORBIDDEN, "approval_required", message),
         IssueError::RevokedIdentity(_) => (StatusCode::FORBIDDEN, "revoked_identity", message),
         IssueError::RevokedKey(_) => (StatusCode::FORBIDDEN, "revoked_key", message),
         IssueError::Store(StoreError::Replayed) => {
@@ -585,17 +611,30 @@ fn access_error_parts(error: AccessError) -> (StatusCode, &'static str, String) 
         AccessError::NotApprover { .. } => (StatusCode::FORBIDDEN, "not_approver", message),
         AccessError::OwnRequest => (StatusCode::FORBIDDEN, "own_request", message),
         AccessError::NotRequester(_) => (StatusCode::FORBIDDEN, "not_requester", message),
+        AccessError::NotReviewer { .. } => (StatusCode::FORBIDDEN, "not_reviewer", message),
+        AccessError::Refused(CreateRefusal::BreakGlassNotAllowed(_)) => {
+            (StatusCode::FORBIDDEN, "break_glass_not_allowed", message)
+        }
+        AccessError::Refused(
+            CreateRefusal::BreakGlassReason
+            | CreateRefusal::StartInPast(_)
+            | CreateRefusal::StartTooFar(_)
+            | CreateRefusal::StartAndFirstUse,
+        ) => (StatusCode::BAD_REQUEST, "invalid_request", message),
         AccessError::Unknown(_) => (StatusCode::NOT_FOUND, "unknown_request", message),
         AccessError::Conflict(conflict) => {
-            let code = match conflict {
-                RequestError::NotPending { .. } => "not_pending",
-                RequestError::AlreadyApproved(_) => "already_approved",
-                RequestError::Closed { .. } => "request_closed",
+            let (status, code) = match conflict {
+                RequestError::NotPending { .. } => (StatusCode::CONFLICT, "not_pending"),
+                RequestError::AlreadyApproved(_) => (StatusCode::CONFLICT, "already_approved"),
+                RequestError::Closed { .. } => (StatusCode::CONFLICT, "request_closed"),
+                RequestError::NotBreakGlass(_) => (StatusCode::CONFLICT, "not_break_glass"),
+                RequestError::AlreadyReviewed { .. } => (StatusCode::CONFLICT, "already_reviewed"),
+                RequestError::OwnReview => (StatusCode::FORBIDDEN, "own_request"),
                 // The store reports these as their own AccessError variants.
-                RequestError::Unknown(_) => "unknown_request",
-                RequestError::OwnRequest => "own_request",
+                RequestError::Unknown(_) => (StatusCode::CONFLICT, "unknown_request"),
+                RequestError::OwnRequest => (StatusCode::CONFLICT, "own_request"),
             };
-            (StatusCode::CONFLICT, code, message)
+            (status, code, message)
         }
         AccessError::RateLimited(_) => (StatusCode::TOO_MANY_REQUESTS, "rate_limited", message),
         AccessError::Store(error) => {
@@ -683,16 +722,41 @@ mod tests {
     }
 
     async fn fixture() -> Fixture {
+        fixture_with(Duration::from_secs(crate::access::DEFAULT_PENDING_SECS)).await
+    }
+
+    /// Users' own login names for everyone of `corp`; `root` by access
+    /// request for `sre` members, approved by `sre-leads` (break-glass
+    /// allowed); `admins` are administrators.
+    const POLICY: &str = r#"
+[[rule]]
+name = "own-login"
+principals = ["{username}"]
+[rule.match]
+issuer = ["corp"]
+
+[[rule]]
+name = "sre-root"
+principals = ["root"]
+[rule.approval]
+approver_groups = ["sre-leads"]
+break_glass = true
+[rule.match]
+groups_any = ["sre"]
+
+[[admin]]
+name = "admins"
+[admin.match]
+groups_any = ["admins"]
+"#;
+
+    async fn fixture_with(pending: Duration) -> Fixture {
         let dir = tempfile::tempdir().expect("tempdir");
         let passphrase = Passphrase::new("router test passphrase".into());
         ca_keys::init(dir.path(), CaKeyType::Ed25519, &passphrase).expect("init");
         let policy_dir = dir.path().join("policies");
         std::fs::create_dir(&policy_dir).expect("mkdir");
-        std::fs::write(
-            policy_dir.join("own.toml"),
-            "[[rule]]\nname = \"own-login\"\nprincipals = [\"{username}\"]\n[rule.match]\nissuer = [\"corp\"]\n",
-        )
-        .expect("policy");
+        std::fs::write(policy_dir.join("own.toml"), POLICY).expect("policy");
         let issuer = IssuerConfig {
             name: "corp".into(),
             issuer: ISSUER.into(),
@@ -701,12 +765,13 @@ mod tests {
             groups_claim: "groups".into(),
             scopes: vec!["openid".into()],
         };
-        let config = Config::with_defaults(
+        let mut config = Config::with_defaults(
             SocketAddr::from(([127, 0, 0, 1], 0)),
             dir.path().to_path_buf(),
             policy_dir.clone(),
             vec![issuer.clone()],
         );
+        config.access_request_pending = pending;
         let issuer_key = ed25519_dalek::SigningKey::from_bytes(&[7; 32]);
         let jwks = json!({"keys": [{"kty": "OKP", "crv": "Ed25519", "alg": "EdDSA", "kid": "k1",
             "x": URL_SAFE_NO_PAD.encode(issuer_key.verifying_key().as_bytes())}]});
@@ -743,11 +808,23 @@ mod tests {
     }
 
     fn token(key: &ed25519_dalek::SigningKey, nonce: &str) -> String {
+        user_token(key, nonce, "alice", &[])
+    }
+
+    /// An ID token of `user` in `groups`; `nonce` makes it unique (each
+    /// change spends its token).
+    fn user_token(
+        key: &ed25519_dalek::SigningKey,
+        nonce: &str,
+        user: &str,
+        groups: &[&str],
+    ) -> String {
         let now = crate::unix_now();
         let header = URL_SAFE_NO_PAD.encode(json!({"alg": "EdDSA", "kid": "k1"}).to_string());
         let claims = URL_SAFE_NO_PAD.encode(
-            json!({"iss": ISSUER, "sub": "u1", "aud": "jit-ssh", "iat": now, "exp": now + 300,
-                   "nonce": nonce, "preferred_username": "alice"})
+            json!({"iss": ISSUER, "sub": format!("u-{user}"), "aud": "jit-ssh", "iat": now,
+                   "exp": now + 300, "nonce": nonce, "preferred_username": user,
+                   "groups": groups})
             .to_string(),
         );
         let input = format!("{header}.{claims}");
@@ -883,5 +960,343 @@ mod tests {
         f.state.ready.store(false, Ordering::SeqCst);
         let (status, _, _) = send(&f.router, get("/readyz")).await;
         assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    }
+
+    /// People of the request tests, by name: (user, groups).
+    const BOB: (&str, &[&str]) = ("bob", &["sre"]);
+    const ALICE: (&str, &[&str]) = ("alice", &["eng"]);
+    const CAROL: (&str, &[&str]) = ("carol", &["sre-leads"]);
+    const ADA: (&str, &[&str]) = ("ada", &["admins"]);
+
+    impl Fixture {
+        /// A fresh token of `who` (unique, so that each may be spent).
+        fn token_of(&self, who: (&str, &[&str])) -> String {
+            user_token(&self.issuer_key, &new_request_id(), who.0, who.1)
+        }
+
+        async fn call(
+            &self,
+            method: &str,
+            path: &str,
+            bearer: Option<&str>,
+            body: Value,
+        ) -> (StatusCode, Value) {
+            let mut request = Request::builder()
+                .method(method)
+                .uri(path)
+                .header("content-type", "application/json");
+            if let Some(token) = bearer {
+                request = request.header("authorization", format!("Bearer {token}"));
+            }
+            let body = if method == "GET" {
+                Body::empty()
+            } else {
+                Body::from(body.to_string())
+            };
+            let (status, _, bytes) = send(&self.router, request.body(body).expect("request")).await;
+            (
+                status,
+                serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+            )
+        }
+
+        /// POSTs `body` to `path` with a fresh token of `who`; the status and
+        /// the JSON answer.
+        async fn post_as(
+            &self,
+            who: (&str, &[&str]),
+            path: &str,
+            body: Value,
+        ) -> (StatusCode, Value) {
+            let token = self.token_of(who);
+            self.call("POST", path, Some(&token), body).await
+        }
+
+        async fn list_as(&self, who: (&str, &[&str]), query: &str) -> Vec<u64> {
+            let token = self.token_of(who);
+            let (status, body) = self
+                .call(
+                    "GET",
+                    &format!("/v1/requests{query}"),
+                    Some(&token),
+                    json!({}),
+                )
+                .await;
+            assert_eq!(status, StatusCode::OK, "{body}");
+            body["requests"]
+                .as_array()
+                .expect("requests")
+                .iter()
+                .map(|r| r["id"].as_u64().expect("id"))
+                .collect()
+        }
+
+        async fn create(&self, who: (&str, &[&str]), extra: Value) -> (StatusCode, Value) {
+            let mut body = json!({"principals": ["root"], "reason": "INC-1"});
+            if let (Some(body), Some(extra)) = (body.as_object_mut(), extra.as_object()) {
+                body.extend(extra.clone());
+            }
+            self.post_as(who, "/v1/requests", body).await
+        }
+    }
+
+    fn code(answer: &(StatusCode, Value)) -> (StatusCode, &str) {
+        (
+            answer.0,
+            answer.1["error"]["code"].as_str().unwrap_or_default(),
+        )
+    }
+
+    #[tokio::test]
+    async fn request_endpoints_check_the_token_first() {
+        let f = fixture().await;
+        let body = json!({"principals": ["root"], "reason": "x"});
+        let decision = json!({"reason": "x"});
+        for (method, path, body) in [
+            ("POST", "/v1/requests", &body),
+            ("GET", "/v1/requests", &body),
+            ("POST", "/v1/requests/1/approve", &decision),
+            ("POST", "/v1/requests/1/deny", &decision),
+            ("POST", "/v1/requests/1/done", &decision),
+            ("POST", "/v1/requests/1/review", &decision),
+        ] {
+            let missing = f.call(method, path, None, body.clone()).await;
+            assert_eq!(
+                code(&missing),
+                (StatusCode::UNAUTHORIZED, "missing_token"),
+                "{method} {path}"
+            );
+            let forged = user_token(
+                &ed25519_dalek::SigningKey::from_bytes(&[8; 32]),
+                "n",
+                "carol",
+                &["sre-leads"],
+            );
+            let bad = f.call(method, path, Some(&forged), body.clone()).await;
+            assert_eq!(
+                code(&bad),
+                (StatusCode::UNAUTHORIZED, "invalid_token"),
+                "{method} {path}"
+            );
+        }
+        // A token makes one change.
+        let token = f.token_of(BOB);
+        let created = f
+            .call("POST", "/v1/requests", Some(&token), body.clone())
+            .await;
+        assert_eq!(created.0, StatusCode::OK, "{}", created.1);
+        let again = f.call("POST", "/v1/requests", Some(&token), body).await;
+        assert_eq!(code(&again), (StatusCode::UNAUTHORIZED, "replayed_token"));
+        // Ids are numbers; unknown ids are 404.
+        let word = f
+            .post_as(CAROL, "/v1/requests/seven/approve", json!({}))
+            .await;
+        assert_eq!(code(&word), (StatusCode::BAD_REQUEST, "invalid_request"));
+        let unknown = f
+            .post_as(CAROL, "/v1/requests/999/approve", json!({}))
+            .await;
+        assert_eq!(code(&unknown), (StatusCode::NOT_FOUND, "unknown_request"));
+        let unknown_field = f
+            .post_as(CAROL, "/v1/requests/1/approve", json!({"approve": true}))
+            .await;
+        assert_eq!(
+            code(&unknown_field),
+            (StatusCode::BAD_REQUEST, "invalid_request")
+        );
+    }
+
+    #[tokio::test]
+    async fn create_approve_deny_and_done_answer_stable_codes() {
+        let f = fixture().await;
+        let refused = f.create(ALICE, json!({})).await;
+        assert_eq!(code(&refused), (StatusCode::FORBIDDEN, "not_requestable"));
+        let no_reason = f.create(BOB, json!({"reason": ""})).await;
+        assert_eq!(
+            code(&no_reason),
+            (StatusCode::BAD_REQUEST, "invalid_request")
+        );
+        let too_long = f.create(BOB, json!({"for": "2h"})).await;
+        assert_eq!(
+            code(&too_long),
+            (StatusCode::BAD_REQUEST, "invalid_request")
+        );
+
+        let created = f.create(BOB, json!({"for": "30m"})).await;
+        assert_eq!(created.0, StatusCode::OK, "{}", created.1);
+        assert_eq!(created.1["status"], "pending");
+        let id = created.1["id"].as_u64().expect("id");
+        let at = |verb: &str| format!("/v1/requests/{id}/{verb}");
+        // carol may decide it and sees it; alice does not.
+        assert_eq!(f.list_as(CAROL, "?pending=true").await, [id]);
+        assert!(f.list_as(ALICE, "").await.is_empty());
+        assert_eq!(f.list_as(BOB, "").await, [id]);
+
+        let not_approver = f.post_as(ALICE, &at("approve"), json!({})).await;
+        assert_eq!(code(&not_approver), (StatusCode::FORBIDDEN, "not_approver"));
+        let own = f.post_as(BOB, &at("approve"), json!({})).await;
+        assert_eq!(code(&own), (StatusCode::FORBIDDEN, "own_request"));
+        let no_deny_reason = f.post_as(CAROL, &at("deny"), json!({})).await;
+        assert_eq!(
+            code(&no_deny_reason),
+            (StatusCode::BAD_REQUEST, "invalid_request")
+        );
+        let approved = f
+            .post_as(CAROL, &at("approve"), json!({"comment": "ok"}))
+            .await;
+        assert_eq!(approved.0, StatusCode::OK, "{}", approved.1);
+        assert_eq!(approved.1["status"], "approved");
+        for (verb, body) in [("approve", json!({})), ("deny", json!({"reason": "no"}))] {
+            let decided = f.post_as(CAROL, &at(verb), body).await;
+            assert_eq!(
+                code(&decided),
+                (StatusCode::CONFLICT, "not_pending"),
+                "{verb}"
+            );
+        }
+        let not_requester = f.post_as(ALICE, &at("done"), json!({})).await;
+        assert_eq!(
+            code(&not_requester),
+            (StatusCode::FORBIDDEN, "not_requester")
+        );
+        let done = f.post_as(BOB, &at("done"), json!({})).await;
+        assert_eq!(done.0, StatusCode::OK, "{}", done.1);
+        assert_eq!(done.1["status"], "ended");
+        let closed = f.post_as(ADA, &at("done"), json!({})).await;
+        assert_eq!(code(&closed), (StatusCode::CONFLICT, "request_closed"));
+
+        // Denied by an approver: closed for everyone.
+        let second = f.create(BOB, json!({})).await;
+        let second = second.1["id"].as_u64().expect("id");
+        let denied = f
+            .post_as(
+                CAROL,
+                &format!("/v1/requests/{second}/deny"),
+                json!({"reason": "use the runbook"}),
+            )
+            .await;
+        assert_eq!(denied.1["status"], "denied");
+        let late = f
+            .post_as(CAROL, &format!("/v1/requests/{second}/approve"), json!({}))
+            .await;
+        assert_eq!(code(&late), (StatusCode::CONFLICT, "not_pending"));
+    }
+
+    #[tokio::test]
+    async fn an_expired_request_can_no_longer_be_decided() {
+        let f = fixture_with(Duration::from_secs(1)).await;
+        let created = f.create(BOB, json!({})).await;
+        let id = created.1["id"].as_u64().expect("id");
+        tokio::time::sleep(Duration::from_millis(2100)).await;
+        let late = f
+            .post_as(CAROL, &format!("/v1/requests/{id}/approve"), json!({}))
+            .await;
+        assert_eq!(code(&late), (StatusCode::CONFLICT, "not_pending"));
+        assert!(late.1["error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("expired"));
+    }
+
+    #[tokio::test]
+    async fn break_glass_review_answers_stable_codes() {
+        let f = fixture().await;
+        let no_reason = f
+            .create(BOB, json!({"break_glass": true, "reason": " "}))
+            .await;
+        assert_eq!(
+            code(&no_reason),
+            (StatusCode::BAD_REQUEST, "invalid_request")
+        );
+        let glass = f
+            .create(BOB, json!({"break_glass": true, "reason": "INC-9: down"}))
+            .await;
+        assert_eq!(glass.0, StatusCode::OK, "{}", glass.1);
+        assert_eq!(glass.1["status"], "approved");
+        assert_eq!(glass.1["needs_review"], true);
+        let id = glass.1["id"].as_u64().expect("id");
+        let review = format!("/v1/requests/{id}/review");
+        // Approvers and admins see it; nobody else, not even its requester.
+        assert_eq!(f.list_as(CAROL, "?needs_review=true").await, [id]);
+        assert_eq!(f.list_as(ADA, "?needs_review=true").await, [id]);
+        assert!(f.list_as(ALICE, "?needs_review=true").await.is_empty());
+        assert!(f.list_as(BOB, "?needs_review=true").await.is_empty());
+
+        let outsider = f.post_as(ALICE, &review, json!({})).await;
+        assert_eq!(code(&outsider), (StatusCode::FORBIDDEN, "not_reviewer"));
+        let own = f.post_as(BOB, &review, json!({})).await;
+        assert_eq!(code(&own), (StatusCode::FORBIDDEN, "own_request"));
+        let reviewed = f
+            .post_as(ADA, &review, json!({"comment": "justified"}))
+            .await;
+        assert_eq!(reviewed.0, StatusCode::OK, "{}", reviewed.1);
+        assert_eq!(reviewed.1["reviewed_by"], "ada@corp");
+        let twice = f.post_as(CAROL, &review, json!({})).await;
+        assert_eq!(code(&twice), (StatusCode::CONFLICT, "already_reviewed"));
+        assert!(f.list_as(CAROL, "?needs_review=true").await.is_empty());
+
+        let ordinary = f.create(BOB, json!({})).await;
+        let ordinary = ordinary.1["id"].as_u64().expect("id");
+        let nothing = f
+            .post_as(CAROL, &format!("/v1/requests/{ordinary}/review"), json!({}))
+            .await;
+        assert_eq!(code(&nothing), (StatusCode::CONFLICT, "not_break_glass"));
+        let start = f
+            .create(BOB, json!({"start": "2001-01-01T00:00:00Z"}))
+            .await;
+        assert_eq!(code(&start), (StatusCode::BAD_REQUEST, "invalid_request"));
+    }
+
+    #[tokio::test]
+    async fn a_principal_needing_approval_is_approval_required_not_denied() {
+        let f = fixture().await;
+        let user = ssh_key::PrivateKey::random(&mut rand_core::OsRng, ssh_key::Algorithm::Ed25519)
+            .expect("key");
+        let blob = user.public_key().to_bytes().expect("blob");
+        let ask = |principals: &[&str]| {
+            let token = user_token(&f.issuer_key, &ca_proto::nonce_for_key(&blob), BOB.0, BOB.1);
+            let proof = user
+                .sign(
+                    ca_proto::PROOF_NAMESPACE,
+                    ssh_key::HashAlg::Sha512,
+                    &ca_proto::proof_message(&token, &blob),
+                )
+                .expect("sign")
+                .to_pem(ssh_key::LineEnding::LF)
+                .expect("pem");
+            let body = serde_json::to_string(&UserCertRequest {
+                public_key: user.public_key().to_openssh().expect("line"),
+                principals: principals.iter().map(|p| p.to_string()).collect(),
+                ttl: None,
+                proof,
+            })
+            .expect("json");
+            Request::post("/v1/certs/user")
+                .header("content-type", "application/json")
+                .header("authorization", format!("Bearer {token}"))
+                .body(Body::from(body))
+                .expect("request")
+        };
+        let (status, _, body) = send(&f.router, ask(&["root"])).await;
+        assert_eq!(
+            (status, error_code(&body).as_str()),
+            (StatusCode::FORBIDDEN, "approval_required")
+        );
+        let message = String::from_utf8_lossy(&body).to_string();
+        assert!(
+            message.contains("jit-ssh request --principal root --reason"),
+            "{message}"
+        );
+        // Another principal that nothing grants makes it a plain denial.
+        let (status, _, body) = send(&f.router, ask(&["root", "postgres"])).await;
+        assert_eq!(
+            (status, error_code(&body).as_str()),
+            (StatusCode::FORBIDDEN, "denied")
+        );
+        // The metric counts it under its own code.
+        let (_, _, metrics) = send(&f.router, get("/metrics")).await;
+        assert!(
+            String::from_utf8_lossy(&metrics).contains("approval_required"),
+            "metrics lack the code"
+        );
     }
 }

@@ -185,8 +185,13 @@ enum PolicyCommand {
     },
     /// Print the decision and its trace for a token's claims, without signing.
     /// Exit 0 when allowed, 3 when denied, 1 on error.
-    #[command(after_help = "Example:\n  \
-        jit-ssh-ca policy explain --config jit-ssh-ca.toml --claims bob.json --principal deploy --at 2026-12-01T18:55:00+01:00")]
+    ///
+    /// Approved access requests of the identity whose windows are open at the
+    /// time are read from the CA's database (the config's data_dir, or
+    /// --database), so the answer matches the server's.
+    #[command(after_help = "Examples:\n  \
+        jit-ssh-ca policy explain --config jit-ssh-ca.toml --claims bob.json --principal deploy --at 2026-12-01T18:55:00+01:00\n  \
+        jit-ssh-ca policy explain --config jit-ssh-ca.toml --claims bob.json --principal root --database /backup/jit-ssh-ca.db")]
     Explain {
         /// The TOML configuration file.
         #[arg(long)]
@@ -209,6 +214,10 @@ enum PolicyCommand {
         /// The client address the request comes from.
         #[arg(long, default_value = "127.0.0.1")]
         from: std::net::IpAddr,
+        /// Read held approvals from this database instead of the config's
+        /// data_dir (read-only).
+        #[arg(long)]
+        database: Option<PathBuf>,
     },
 }
 
@@ -321,6 +330,7 @@ fn policy(command: PolicyCommand) -> anyhow::Result<()> {
             ttl,
             at,
             from,
+            database,
         } => {
             let config = Config::load(&config)?;
             let dir = policy_dir.unwrap_or_else(|| config.policy_dir.clone());
@@ -357,11 +367,26 @@ fn policy(command: PolicyCommand) -> anyhow::Result<()> {
                 Some(at) => cli::parse_at(&at).map_err(anyhow::Error::msg)?,
                 None => unix_now(),
             };
+            // The approvals the server would count: open windows only.
+            let db = database.unwrap_or_else(|| config.data_dir.join(DATABASE_FILE));
+            let approved = if db.exists() {
+                store::open_grants_offline(&db, &identity.display_name(), now)
+                    .with_context(|| format!("reading held approvals from {}", db.display()))?
+                    .iter()
+                    .filter_map(|r| r.as_approved(now))
+                    .collect()
+            } else {
+                eprintln!(
+                    "note: no database at {}; held approvals are not counted (--database FILE)",
+                    db.display()
+                );
+                Vec::new()
+            };
             let request = CertRequest {
                 principals,
                 ttl,
                 client_addr: from,
-                approved: Vec::new(),
+                approved,
             };
             let (decision, text) = cli::explain(&set, &identity, &request, now);
             print!("{text}");

@@ -18,7 +18,9 @@ use rusqlite::{params, Connection, OpenFlags, OptionalExtension as _};
 use serde::Serialize;
 use tokio::sync::oneshot;
 
-use crate::access::{AccessRequest, Approval, RequestError, RequestStatus};
+use crate::access::{
+    policy_approver, AccessRequest, Approval, InstantApproval, RequestError, RequestStatus, Review,
+};
 use crate::metrics::Metrics;
 use crate::UnixTime;
 
@@ -127,7 +129,24 @@ CREATE TABLE request_certificates (
     PRIMARY KEY (request_id, serial)
 ) WITHOUT ROWID;
 "#,
-    // 5: certificates are looked up by identity or key only among the
+    // 5: break-glass requests (approved by their requester under a rule
+    // with `break_glass`) and their review afterwards.
+    r#"
+ALTER TABLE access_requests ADD COLUMN break_glass INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE access_requests ADD COLUMN reviewed_by TEXT;
+ALTER TABLE access_requests ADD COLUMN reviewed_at INTEGER;
+ALTER TABLE access_requests ADD COLUMN review_comment TEXT;
+CREATE INDEX access_requests_unreviewed ON access_requests (id)
+    WHERE break_glass = 1 AND reviewed_at IS NULL;
+"#,
+    // 6: scheduled windows (open no earlier than `starts_at`) and windows
+    // from first use (approved with no window; the first certificate under
+    // the request sets window_start and window_end).
+    r#"
+ALTER TABLE access_requests ADD COLUMN starts_at INTEGER;
+ALTER TABLE access_requests ADD COLUMN from_first_use INTEGER NOT NULL DEFAULT 0;
+"#,
+    // 7: certificates are looked up by identity or key only among the
     // unexpired ones (to revoke them), which an index on `valid_before`
     // serves. Indexes keyed by identity and by key fingerprint dirtied a
     // random page each per certificate: most of the writer's disk traffic.
@@ -162,6 +181,9 @@ pub enum StoreError {
     /// The database was written by a newer jit-ssh-ca.
     #[error("database {0} has a newer schema than this jit-ssh-ca understands")]
     NewerSchema(PathBuf),
+    /// A read-only reader found a database the server has not migrated yet.
+    #[error("database {0} has an older schema; start the server once to migrate it")]
+    OlderSchema(PathBuf),
     /// The writer thread is gone.
     #[error("the database writer has stopped")]
     Closed,
@@ -350,6 +372,13 @@ pub struct NewRequest {
     pub client_addr: String,
     /// The requester's ID token, spent in the same transaction.
     pub spent_token: Option<([u8; 32], UnixTime)>,
+    /// Approved at once (break-glass or by the policy), or `None` to wait
+    /// for approvers.
+    pub approval: Option<InstantApproval>,
+    /// The window opens no earlier than this.
+    pub starts_at: Option<UnixTime>,
+    /// The window opens with the first certificate under it.
+    pub from_first_use: bool,
 }
 
 /// What is done to an existing access request.
@@ -374,6 +403,11 @@ pub enum RequestChange {
     End {
         /// Why.
         reason: String,
+    },
+    /// Marks a break-glass request reviewed.
+    Review {
+        /// Optional comment.
+        comment: String,
     },
 }
 
@@ -444,8 +478,8 @@ impl Store {
         let conn = open_connection(path, false)?;
         let grants_until: i64 = conn
             .query_row(
-                "SELECT coalesce(max(window_end), 0) FROM access_requests \
-                 WHERE status = 'approved'",
+                "SELECT coalesce(max(coalesce(window_end, expires_at + window_secs)), 0) \
+                 FROM access_requests WHERE status = 'approved'",
                 [],
                 |row| row.get(0),
             )
@@ -529,11 +563,58 @@ impl Store {
     /// Records a new access request (spending the requester's token);
     /// returns it once committed.
     pub async fn create_request(&self, new: NewRequest) -> Result<AccessRequest, StoreError> {
-        self.run(move |conn, path| {
-            let tx = conn.transaction().map_err(sqlite_error(path))?;
-            let request = create_request_in(&tx, &new, path)?;
-            tx.commit().map_err(sqlite_error(path))?;
-            Ok(request)
+        let request = self
+            .run(move |conn, path| {
+                let tx = conn.transaction().map_err(sqlite_error(path))?;
+                let request = create_request_in(&tx, &new, path)?;
+                tx.commit().map_err(sqlite_error(path))?;
+                Ok(request)
+            })
+            .await?;
+        if let Some(end) = request.latest_end() {
+            self.grants_until.fetch_max(end, Ordering::SeqCst);
+        }
+        Ok(request)
+    }
+
+    /// Requests still pending at `now` (not expired), newest first.
+    pub async fn pending_requests(&self, now: UnixTime) -> Result<Vec<AccessRequest>, StoreError> {
+        self.read_requests(move |conn, path| {
+            let err = sqlite_error(path);
+            let mut statement = conn
+                .prepare_cached(&format!(
+                    "SELECT {REQUEST_COLUMNS} FROM access_requests \
+                     WHERE status = 'pending' AND expires_at > ?1 ORDER BY id DESC"
+                ))
+                .map_err(&err)?;
+            let rows = statement
+                .query_map([now as i64], request_row)
+                .map_err(&err)?;
+            let mut requests = rows.collect::<rusqlite::Result<Vec<_>>>().map_err(&err)?;
+            for request in &mut requests {
+                request.approvals = approvals_of(conn, request.id).map_err(&err)?;
+            }
+            Ok(requests)
+        })
+        .await
+    }
+
+    /// Break-glass requests nobody has reviewed yet, newest first.
+    pub async fn unreviewed_requests(&self) -> Result<Vec<AccessRequest>, StoreError> {
+        self.read_requests(|conn, path| {
+            let err = sqlite_error(path);
+            let mut statement = conn
+                .prepare_cached(&format!(
+                    "SELECT {REQUEST_COLUMNS} FROM access_requests \
+                     WHERE break_glass = 1 AND reviewed_at IS NULL ORDER BY id DESC"
+                ))
+                .map_err(&err)?;
+            let rows = statement.query_map([], request_row).map_err(&err)?;
+            let mut requests = rows.collect::<rusqlite::Result<Vec<_>>>().map_err(&err)?;
+            for request in &mut requests {
+                request.approvals = approvals_of(conn, request.id).map_err(&err)?;
+            }
+            Ok(requests)
         })
         .await
     }
@@ -553,7 +634,7 @@ impl Store {
                 Ok(changed)
             })
             .await?;
-        if let Some(end) = changed.request.window_end {
+        if let Some(end) = changed.request.latest_end() {
             self.grants_until.fetch_max(end, Ordering::SeqCst);
         }
         Ok(changed)
@@ -576,7 +657,8 @@ impl Store {
             .await
     }
 
-    /// Approved access requests of `requester` whose window is open at `now`.
+    /// Approved access requests of `requester` whose window is open at `now`
+    /// (or would open with a certificate issued now, from first use).
     pub async fn open_grants(
         &self,
         requester: String,
@@ -585,24 +667,8 @@ impl Store {
         if now >= self.grants_until.load(Ordering::SeqCst) {
             return Ok(Vec::new());
         }
-        self.read_requests(move |conn, path| {
-            let err = sqlite_error(path);
-            let mut statement = conn
-                .prepare_cached(&format!(
-                    "SELECT {REQUEST_COLUMNS} FROM access_requests \
-                     WHERE requester = ?1 AND status = 'approved' AND window_end > ?2"
-                ))
-                .map_err(&err)?;
-            let rows = statement
-                .query_map(params![requester, now as i64], request_row)
-                .map_err(&err)?;
-            let open = rows.collect::<rusqlite::Result<Vec<_>>>().map_err(&err)?;
-            Ok(open
-                .into_iter()
-                .filter(|r| r.status_at(now) == RequestStatus::Approved)
-                .collect())
-        })
-        .await
+        self.read_requests(move |conn, path| open_grants_in(conn, &requester, now, path))
+            .await
     }
 
     async fn run<T: Send + 'static>(
@@ -637,6 +703,48 @@ impl Store {
         self.jobs.send(job(done)).map_err(|_| StoreError::Closed)?;
         result.await.map_err(|_| StoreError::Closed)?
     }
+}
+
+/// Approved access requests of `requester` whose window is open at `now`,
+/// read directly from the database file (`jit-ssh-ca policy explain`), so
+/// that an explanation counts the approvals the server would.
+pub fn open_grants_offline(
+    path: &Path,
+    requester: &str,
+    now: UnixTime,
+) -> Result<Vec<AccessRequest>, StoreError> {
+    let conn = open_connection(path, true)?;
+    let version: usize = conn
+        .query_row("PRAGMA user_version", [], |row| row.get(0))
+        .map_err(sqlite_error(path))?;
+    if version < MIGRATIONS.len() {
+        return Err(StoreError::OlderSchema(path.to_path_buf()));
+    }
+    open_grants_in(&conn, requester, now, path)
+}
+
+fn open_grants_in(
+    conn: &Connection,
+    requester: &str,
+    now: UnixTime,
+    path: &Path,
+) -> Result<Vec<AccessRequest>, StoreError> {
+    let err = sqlite_error(path);
+    let mut statement = conn
+        .prepare_cached(&format!(
+            "SELECT {REQUEST_COLUMNS} FROM access_requests \
+             WHERE requester = ?1 AND status = 'approved' AND (window_end > ?2 \
+             OR (window_end IS NULL AND from_first_use = 1 AND expires_at > ?2))"
+        ))
+        .map_err(&err)?;
+    let rows = statement
+        .query_map(params![requester, now as i64], request_row)
+        .map_err(&err)?;
+    let open = rows.collect::<rusqlite::Result<Vec<_>>>().map_err(&err)?;
+    Ok(open
+        .into_iter()
+        .filter(|r| r.open_window(now).is_some())
+        .collect())
 }
 
 /// Revokes directly in the database file (`jit-ssh-ca revoke` on the CA
@@ -787,7 +895,8 @@ fn create_request_in(
     spend(tx, new.spent_token, path)?;
     tx.execute(
         "INSERT INTO access_requests (requester, issuer, principals, reason, window_secs, \
-         rules, status, created_at, expires_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'pending', ?7, ?8)",
+         rules, status, created_at, expires_at, starts_at, from_first_use) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'pending', ?7, ?8, ?9, ?10)",
         params![
             new.requester,
             new.issuer,
@@ -796,7 +905,9 @@ fn create_request_in(
             new.window_secs as i64,
             serde_json::to_string(&new.rules).unwrap_or_else(|_| "[]".into()),
             new.at as i64,
-            new.expires_at as i64
+            new.expires_at as i64,
+            new.starts_at.map(|t| t as i64),
+            new.from_first_use
         ],
     )
     .map_err(&err)?;
@@ -816,6 +927,71 @@ fn create_request_in(
         &new.rules,
         path,
     )?;
+    if let Some(approval) = &new.approval {
+        let (approvers, kind, detail, break_glass) = match approval {
+            InstantApproval::BreakGlass => (
+                vec![(new.requester.clone(), "break-glass".to_string())],
+                "request_break_glass",
+                format!(
+                    "request {id}: BREAK-GLASS: approved by its requester, needs review: {}",
+                    new.reason
+                ),
+                true,
+            ),
+            InstantApproval::Policy(rules) => (
+                rules
+                    .iter()
+                    .map(|rule| (policy_approver(rule), "auto-approved".to_string()))
+                    .collect(),
+                "request_approved",
+                format!(
+                    "request {id}: approved by the policy ({})",
+                    rules
+                        .iter()
+                        .map(|r| policy_approver(r))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+                false,
+            ),
+        };
+        for (approver, comment) in &approvers {
+            tx.execute(
+                "INSERT INTO request_approvals (request_id, approver, at, comment) \
+                 VALUES (?1, ?2, ?3, ?4)",
+                params![id as i64, approver, new.at as i64, comment],
+            )
+            .map_err(&err)?;
+        }
+        let created =
+            read_request(tx, id, path)?.ok_or(StoreError::Request(RequestError::Unknown(id)))?;
+        let (start, end, expires) = created.approved_window(new.at);
+        tx.execute(
+            "UPDATE access_requests SET status = 'approved', window_start = ?2, window_end = ?3, \
+             expires_at = ?4, break_glass = ?5 WHERE id = ?1",
+            params![
+                id as i64,
+                start.map(|t| t as i64),
+                end.map(|t| t as i64),
+                expires as i64,
+                break_glass
+            ],
+        )
+        .map_err(&err)?;
+        let actor = approvers
+            .first()
+            .map(|(a, _)| a.clone())
+            .unwrap_or_default();
+        audit_request(
+            tx,
+            kind,
+            (&actor, &new.issuer, &new.client_addr),
+            new.at,
+            &detail,
+            &new.rules,
+            path,
+        )?;
+    }
     read_request(tx, id, path)?.ok_or(StoreError::Request(RequestError::Unknown(id)))
 }
 
@@ -842,11 +1018,16 @@ fn change_request_in(
             .map_err(&err)?;
             let approvals = request.approvals.len() + 1;
             if approvals >= (*required).max(1) as usize {
-                let end = a.at.saturating_add(request.window_secs) as i64;
+                let (start, end, expires) = request.approved_window(a.at);
                 tx.execute(
                     "UPDATE access_requests SET status = 'approved', window_start = ?2, \
-                     window_end = ?3 WHERE id = ?1",
-                    params![a.id as i64, at, end],
+                     window_end = ?3, expires_at = ?4 WHERE id = ?1",
+                    params![
+                        a.id as i64,
+                        start.map(|t| t as i64),
+                        end.map(|t| t as i64),
+                        expires as i64
+                    ],
                 )
                 .map_err(&err)?;
                 (
@@ -920,6 +1101,19 @@ fn change_request_in(
                 ),
             )
         }
+        RequestChange::Review { comment } => {
+            request.check_review(&a.actor)?;
+            tx.execute(
+                "UPDATE access_requests SET reviewed_by = ?2, reviewed_at = ?3, \
+                 review_comment = ?4 WHERE id = ?1",
+                params![a.id as i64, a.actor, at, comment],
+            )
+            .map_err(&err)?;
+            (
+                "request_reviewed",
+                format!("request {}: break-glass reviewed: {comment}", a.id),
+            )
+        }
     };
     // Spent last: a refused change leaves the token unspent only because the
     // whole transaction rolls back anyway.
@@ -935,6 +1129,34 @@ fn change_request_in(
     )?;
     let request = read_request(tx, a.id, path)?.ok_or(RequestError::Unknown(a.id))?;
     Ok(RequestChanged { request, revoked })
+}
+
+/// Checks, in an issuing transaction, that request `id`'s window is open at
+/// `at`; a window from first use that has not opened yet opens now.
+fn use_request_window(
+    tx: &rusqlite::Transaction<'_>,
+    id: u64,
+    at: UnixTime,
+    path: &Path,
+) -> Result<(), StoreError> {
+    let err = sqlite_error(path);
+    let closed = || {
+        StoreError::Request(RequestError::Closed {
+            id,
+            status: RequestStatus::Ended,
+        })
+    };
+    let request = read_request(tx, id, path)?.ok_or_else(closed)?;
+    let (start, end) = request.open_window(at).ok_or_else(closed)?;
+    if request.window_start.is_none() {
+        tx.execute(
+            "UPDATE access_requests SET window_start = ?2, window_end = ?3 \
+             WHERE id = ?1 AND window_start IS NULL",
+            params![id as i64, start as i64, end as i64],
+        )
+        .map_err(&err)?;
+    }
+    Ok(())
 }
 
 fn audit_request(
@@ -964,7 +1186,8 @@ fn audit_request(
 }
 
 const REQUEST_COLUMNS: &str = "id, requester, principals, reason, window_secs, status, \
-     created_at, expires_at, window_start, window_end, closed_by, closed_reason, rules";
+     created_at, expires_at, window_start, window_end, closed_by, closed_reason, rules, \
+     break_glass, reviewed_by, reviewed_at, review_comment, starts_at, from_first_use";
 
 fn request_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<AccessRequest> {
     let principals: String = row.get(2)?;
@@ -986,6 +1209,20 @@ fn request_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<AccessRequest> {
         closed_by: row.get(10)?,
         closed_reason: row.get(11)?,
         rules: serde_json::from_str(&rules).unwrap_or_default(),
+        break_glass: row.get::<_, i64>(13)? != 0,
+        review: match (
+            row.get::<_, Option<String>>(14)?,
+            row.get::<_, Option<i64>>(15)?,
+        ) {
+            (Some(by), Some(at)) => Some(Review {
+                by,
+                at: at as u64,
+                comment: row.get::<_, Option<String>>(16)?.unwrap_or_default(),
+            }),
+            _ => None,
+        },
+        starts_at: row.get::<_, Option<i64>>(17)?.map(|t| t as u64),
+        from_first_use: row.get::<_, i64>(18)? != 0,
     })
 }
 
@@ -1455,22 +1692,7 @@ fn insert_issuance(
     for request_id in &r.request_ids {
         // Checked in the issuing transaction, so that no certificate is
         // issued under a request that `done` ended after the policy looked.
-        let open: Option<(String, Option<i64>)> = tx
-            .prepare_cached("SELECT status, window_end FROM access_requests WHERE id = ?1")
-            .and_then(|mut s| {
-                s.query_row([*request_id as i64], |row| Ok((row.get(0)?, row.get(1)?)))
-                    .optional()
-            })
-            .map_err(&err)?;
-        let still_open = open.as_ref().is_some_and(|(status, end)| {
-            status == "approved" && end.is_some_and(|end| end > r.issued_at as i64)
-        });
-        if !still_open {
-            return Err(StoreError::Request(RequestError::Closed {
-                id: *request_id,
-                status: RequestStatus::Ended,
-            }));
-        }
+        use_request_window(tx, *request_id, r.issued_at, path)?;
         cached(
             tx,
             "INSERT INTO request_certificates (request_id, serial) VALUES (?1, ?2)",
@@ -1988,6 +2210,9 @@ mod tests {
             expires_at: at + 3600,
             client_addr: "127.0.0.1".into(),
             spent_token: Some(([9; 32], u64::MAX / 4)),
+            approval: None,
+            starts_at: None,
+            from_first_use: false,
         }
     }
 
@@ -2214,5 +2439,284 @@ mod tests {
             .await
             .expect("token 3 unspent");
         assert!(store.certificate("3").await.expect("read").is_none());
+    }
+
+    #[tokio::test]
+    async fn break_glass_opens_at_once_and_is_reviewed_once_by_someone_else() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join(DATABASE_FILE);
+        let store = Store::open(&path, &Metrics::new()).expect("open");
+        let mut new = new_request(100);
+        new.approval = Some(InstantApproval::BreakGlass);
+        let r = store.create_request(new).await.expect("created");
+        assert_eq!(r.status, RequestStatus::Approved);
+        assert_eq!((r.window_start, r.window_end), (Some(100), Some(1900)));
+        assert!(r.break_glass && r.needs_review());
+        assert_eq!(r.approvals[0].approver, "bob@corp");
+        // The open window is seen by issuance at once (grants_until raised).
+        assert_eq!(
+            store
+                .open_grants("bob@corp".into(), 150)
+                .await
+                .expect("open")
+                .len(),
+            1
+        );
+        let ordinary = {
+            let mut n = new_request(101);
+            n.spent_token = None;
+            store.create_request(n).await.expect("created")
+        };
+        let unreviewed = store.unreviewed_requests().await.expect("list");
+        assert_eq!(unreviewed.iter().map(|r| r.id).collect::<Vec<_>>(), [r.id]);
+        let review = |comment: &str| RequestChange::Review {
+            comment: comment.into(),
+        };
+        assert!(matches!(
+            store
+                .change_request(action(r.id, "bob@corp", review("mine"), 200))
+                .await,
+            Err(StoreError::Request(RequestError::OwnReview))
+        ));
+        assert!(matches!(
+            store
+                .change_request(action(ordinary.id, "carol@corp", review("x"), 200))
+                .await,
+            Err(StoreError::Request(RequestError::NotBreakGlass(_)))
+        ));
+        let reviewed = store
+            .change_request(action(r.id, "carol@corp", review("justified"), 300))
+            .await
+            .expect("reviewed");
+        assert_eq!(
+            reviewed.request.review,
+            Some(Review {
+                by: "carol@corp".into(),
+                at: 300,
+                comment: "justified".into()
+            })
+        );
+        assert!(matches!(
+            store
+                .change_request(action(r.id, "dave@corp", review("again"), 301))
+                .await,
+            Err(StoreError::Request(RequestError::AlreadyReviewed { .. }))
+        ));
+        assert!(store.unreviewed_requests().await.expect("list").is_empty());
+        let kinds: Vec<String> = read_audit(&path, &AuditFilter::default())
+            .expect("audit")
+            .into_iter()
+            .map(|e| e.event)
+            .collect();
+        assert_eq!(
+            kinds,
+            [
+                "request_created",
+                "request_break_glass",
+                "request_created",
+                "request_reviewed"
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_policy_approval_is_recorded_as_approved_by_its_rule() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join(DATABASE_FILE);
+        let store = Store::open(&path, &Metrics::new()).expect("open");
+        let mut new = new_request(100);
+        new.approval = Some(InstantApproval::Policy(vec![
+            "sre-root-with-approval".into()
+        ]));
+        let r = store.create_request(new).await.expect("created");
+        assert_eq!(r.status, RequestStatus::Approved);
+        assert!(!r.break_glass && !r.needs_review());
+        assert_eq!(r.approvals[0].approver, "policy:sre-root-with-approval");
+        let events = read_audit(&path, &AuditFilter::default()).expect("audit");
+        assert_eq!(events[1].event, "request_approved");
+        assert_eq!(events[1].identity, "policy:sre-root-with-approval");
+    }
+
+    #[test]
+    fn a_version_4_database_migrates_without_losing_requests() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join(DATABASE_FILE);
+        {
+            let conn = Connection::open(&path).expect("open");
+            for migration in &MIGRATIONS[..4] {
+                conn.execute_batch(migration).expect("migrate");
+            }
+            conn.pragma_update(None, "user_version", 4)
+                .expect("version");
+            conn.execute(
+                "INSERT INTO access_requests (requester, issuer, principals, reason, window_secs, \
+                 rules, status, created_at, expires_at) \
+                 VALUES ('bob@corp', 'corp', '[\"root\"]', 'old', 60, '[]', 'pending', 1, 2)",
+                [],
+            )
+            .expect("insert");
+        }
+        let conn = open_connection(&path, false).expect("migrated");
+        let r = read_request(&conn, 1, &path).expect("read").expect("kept");
+        assert_eq!(r.reason, "old");
+        assert!(!r.break_glass && r.review.is_none());
+    }
+
+    #[tokio::test]
+    async fn a_window_from_first_use_opens_with_the_first_certificate() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join(DATABASE_FILE);
+        let store = Store::open(&path, &Metrics::new()).expect("open");
+        let mut new = new_request(100);
+        new.spent_token = None;
+        new.from_first_use = true;
+        let id = store.create_request(new.clone()).await.expect("created").id;
+        let approved = store
+            .change_request(action(id, "carol@corp", approve(1), 150))
+            .await
+            .expect("approved")
+            .request;
+        assert_eq!(approved.status, RequestStatus::Approved);
+        assert_eq!((approved.window_start, approved.window_end), (None, None));
+        assert_eq!(approved.expires_at, 150 + 3600, "usable for an hour");
+        let open = store
+            .open_grants("bob@corp".into(), 160)
+            .await
+            .expect("open");
+        assert_eq!(open.len(), 1, "a grant nobody used yet is open");
+        let mut first = record("1", 1);
+        first.identity = "bob@corp".into();
+        first.request_ids = vec![id];
+        store.record_issuance(first).await.expect("issued");
+        let used = store.request(id).await.expect("read").expect("exists");
+        assert_eq!(
+            (used.window_start, used.window_end),
+            (Some(160), Some(160 + 1800)),
+            "the first certificate opens the window"
+        );
+        // After the window, nothing; a later certificate under it is refused.
+        assert!(store
+            .open_grants("bob@corp".into(), 1960)
+            .await
+            .expect("open")
+            .is_empty());
+        let mut late = record("2", 2);
+        late.identity = "bob@corp".into();
+        late.request_ids = vec![id];
+        late.issued_at = 1960;
+        assert!(matches!(
+            store.record_issuance(late).await,
+            Err(StoreError::Request(RequestError::Closed { .. }))
+        ));
+
+        // Approved and never used: it lapses after the pending time.
+        let unused = store.create_request(new).await.expect("created").id;
+        let r = store
+            .change_request(action(unused, "carol@corp", approve(1), 200))
+            .await
+            .expect("approved")
+            .request;
+        assert_eq!(r.status_at(200 + 3599), RequestStatus::Approved);
+        assert_eq!(r.status_at(200 + 3600), RequestStatus::Expired);
+        assert!(store
+            .open_grants("bob@corp".into(), 200 + 3600)
+            .await
+            .expect("open")
+            .is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_scheduled_window_grants_nothing_before_its_start() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join(DATABASE_FILE);
+        let store = Store::open(&path, &Metrics::new()).expect("open");
+        let mut new = new_request(100);
+        new.spent_token = None;
+        new.starts_at = Some(1000);
+        new.expires_at = 1000 + 3600;
+        let id = store.create_request(new).await.expect("created").id;
+        // Approvers find it by its expiry, however long ago it was made.
+        let pending: Vec<u64> = store
+            .pending_requests(4000)
+            .await
+            .expect("pending")
+            .iter()
+            .map(|r| r.id)
+            .collect();
+        assert_eq!(pending, [id]);
+        assert!(store
+            .pending_requests(4600)
+            .await
+            .expect("pending")
+            .is_empty());
+        let r = store
+            .change_request(action(id, "carol@corp", approve(1), 150))
+            .await
+            .expect("approved")
+            .request;
+        assert_eq!((r.window_start, r.window_end), (Some(1000), Some(2800)));
+        assert!(store
+            .open_grants("bob@corp".into(), 999)
+            .await
+            .expect("open")
+            .is_empty());
+        assert_eq!(
+            store
+                .open_grants("bob@corp".into(), 1000)
+                .await
+                .expect("open")
+                .len(),
+            1
+        );
+        // Issued under it before the start (a policy that looked too early):
+        // refused in the issuing transaction.
+        let mut early = record("1", 1);
+        early.identity = "bob@corp".into();
+        early.request_ids = vec![id];
+        early.issued_at = 999;
+        assert!(matches!(
+            store.record_issuance(early).await,
+            Err(StoreError::Request(RequestError::Closed { .. }))
+        ));
+    }
+
+    #[tokio::test]
+    async fn held_approvals_are_read_offline_like_the_server_reads_them() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join(DATABASE_FILE);
+        let store = Store::open(&path, &Metrics::new()).expect("open");
+        let mut new = new_request(100);
+        new.spent_token = None;
+        let id = store.create_request(new).await.expect("created").id;
+        store
+            .change_request(action(id, "carol@corp", approve(1), 150))
+            .await
+            .expect("approved");
+        let online = store
+            .open_grants("bob@corp".into(), 200)
+            .await
+            .expect("open");
+        let offline = open_grants_offline(&path, "bob@corp", 200).expect("offline");
+        assert_eq!(offline, online);
+        assert!(open_grants_offline(&path, "bob@corp", 1950)
+            .expect("offline")
+            .is_empty());
+        assert!(open_grants_offline(&path, "alice@corp", 200)
+            .expect("offline")
+            .is_empty());
+
+        let old = dir.path().join("old.db");
+        {
+            let conn = Connection::open(&old).expect("open");
+            for migration in &MIGRATIONS[..4] {
+                conn.execute_batch(migration).expect("migrate");
+            }
+            conn.pragma_update(None, "user_version", 4)
+                .expect("version");
+        }
+        assert!(matches!(
+            open_grants_offline(&old, "bob@corp", 200),
+            Err(StoreError::OlderSchema(_))
+        ));
     }
 }

@@ -1,7 +1,8 @@
 //! Webhook notifications of access-request changes.
 //!
 //! Each configured `[[webhook]]` receives a JSON event when a request is
-//! created, approved, denied or ended. The body carries a `text` field, so a
+//! created, approved, denied or ended, and a loud `break_glass` event when a
+//! requester approves their own request. The body carries a `text` field, so a
 //! Slack (or compatible) incoming-webhook URL can take it as it is, and is
 //! signed with HMAC-SHA256 under the webhook's secret: the header
 //! `x-jit-ssh-signature: sha256=<hex>` is the HMAC of the bytes
@@ -87,6 +88,10 @@ pub enum EventKind {
     Denied,
     /// Its requester or an administrator ended it.
     Ended,
+    /// Its requester approved it themselves under a rule with
+    /// `break_glass`: the window is open and it awaits review.
+    #[serde(rename = "break_glass")]
+    BreakGlass,
 }
 
 /// The JSON body posted to each webhook.
@@ -136,6 +141,10 @@ impl Event {
             EventKind::Denied => format!(
                 "jit-ssh: {actor} denied {principals} for {} (request {}): {comment}",
                 request.requester, request.id
+            ),
+            EventKind::BreakGlass => format!(
+                "\u{1f6a8} BREAK-GLASS: {} approved {principals} for themselves (request {}): {} \u{2014} review it with `jit-ssh review {}`",
+                request.requester, request.id, request.reason, request.id
             ),
             EventKind::Ended => format!(
                 "jit-ssh: {actor} ended {principals} for {} (request {}): {comment}",
@@ -341,6 +350,10 @@ mod tests {
             closed_by: None,
             closed_reason: None,
             rules: vec!["root".into()],
+            break_glass: false,
+            starts_at: None,
+            from_first_use: false,
+            review: None,
         }
     }
 
@@ -372,6 +385,15 @@ mod tests {
             text.contains("carol@corp approved root for bob@corp"),
             "{text}"
         );
+        let loud = Event::new(EventKind::BreakGlass, &request(), "bob@corp", "", 1_000);
+        assert!(
+            loud.text
+                .starts_with("\u{1f6a8} BREAK-GLASS: bob@corp approved root"),
+            "{}",
+            loud.text
+        );
+        let value: serde_json::Value = serde_json::from_slice(&loud.body()).expect("json");
+        assert_eq!(value["kind"], "break_glass");
         let created = Event::new(EventKind::Created, &request(), "bob@corp", "", 1_000);
         assert!(created.text.contains("INC-1234"), "{}", created.text);
     }

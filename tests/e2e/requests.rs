@@ -147,6 +147,18 @@ fn bob_gets_root_after_carols_approval_until_he_is_done() {
         &bob.run(&["--ca", url, "approve", &id]),
         "cannot decide your own",
     );
+    // Asking for root before it is approved says it needs an approval, and
+    // how to ask for one.
+    let refused_root = bob.run(&["--ca", url, "login", "--principal", "root", "--json"]);
+    refused(
+        &refused_root,
+        "jit-ssh request --principal root --reason \"...\"",
+    );
+    assert!(
+        refused_root.stderr.contains("approval required"),
+        "{}",
+        refused_root.stderr
+    );
 
     // carol (sre-leads) sees it among those she may decide, and approves.
     let pending = ok(
@@ -338,6 +350,34 @@ fn a_waiting_request_returns_when_approved_and_an_admin_can_end_it() {
     assert_eq!(approved["status"], "approved");
     let id = approved["id"].as_u64().unwrap().to_string();
 
+    // `policy explain` reads the approvals the server holds, and agrees.
+    let claims = setup.dir.path().join("bob-claims.json");
+    std::fs::write(
+        &claims,
+        serde_json::json!({"iss": idp.issuer, "preferred_username": "bob", "groups": ["eng", "sre"]})
+            .to_string(),
+    )
+    .unwrap();
+    let explain = || {
+        run(
+            Command::new(bin("jit-ssh-ca"))
+                .args(["policy", "explain", "--config"])
+                .arg(&setup.config_path)
+                .arg("--claims")
+                .arg(&claims)
+                .args(["--principal", "root"]),
+            Duration::from_secs(30),
+        )
+        .unwrap()
+    };
+    let (status, out, err) = explain();
+    assert!(status.success(), "{out}\n{err}");
+    assert!(out.contains("decision: ALLOW\nprincipals: root\n"), "{out}");
+    assert!(
+        out.contains(&format!("approvals held: request {id} (root) until ")),
+        "{out}"
+    );
+
     // carol is an administrator ([[admin]] sre-leads): she may end it too.
     let ended = ok(
         &carol.run(&[
@@ -353,9 +393,394 @@ fn a_waiting_request_returns_when_approved_and_an_admin_can_end_it() {
     );
     assert_eq!(ended["status"], "ended");
     assert_eq!(ended["closed_by"], "carol@corp");
+    let (status, out, _) = explain();
+    assert_eq!(status.code(), Some(3), "{out}");
+    assert!(out.contains("approvals held: none"), "{out}");
     let login = ok(
         &bob.run(&["--ca", &url, "login", "--no-agent", "--json"]),
         "bob login",
     );
     assert_eq!(principals(&login), ["bob", "deploy"]);
+}
+
+#[test]
+fn bob_breaks_the_glass_and_carol_reviews_it_once() {
+    let idp = Idp::start();
+    let dir = tempfile::tempdir().unwrap();
+    let setup = CaSetup::new(
+        &[("corp", &idp.issuer)],
+        &policy_dir(dir.path(), BREAK_GLASS_POLICY),
+        "",
+    );
+    let ca = setup.start();
+    let url = ca.url.as_str();
+    let bob = ClientHome::new("bob", None);
+    let alice = ClientHome::new("alice", None);
+    let carol = ClientHome::new("carol", None);
+    let root_request = |extra: &[&str]| {
+        let mut args = vec!["--ca", url, "request", "--principal", "root", "--json"];
+        args.extend_from_slice(extra);
+        bob.run(&args)
+    };
+
+    // The reason is mandatory for break-glass even where the rule needs none.
+    let no_reason = root_request(&["--break-glass"]);
+    assert_eq!(no_reason.code(), 1, "{}", no_reason.stderr);
+    assert!(
+        no_reason
+            .stderr
+            .contains("break-glass request needs a reason"),
+        "{}",
+        no_reason.stderr
+    );
+
+    let glass = root_request(&[
+        "--break-glass",
+        "--reason",
+        "INC-99: site down, nobody awake",
+    ]);
+    let created = ok(&glass, "bob break-glass");
+    assert_eq!(created["status"], "approved");
+    assert_eq!(created["break_glass"], true);
+    assert_eq!(created["needs_review"], true);
+    assert_eq!(created["approvals"][0]["approver"], "bob@corp");
+    assert!(glass.stderr.contains("BREAK-GLASS"), "{}", glass.stderr);
+    let id = created["id"].as_u64().unwrap().to_string();
+    // The CA log says it loudly, at WARN.
+    let log = ca.process.stderr.text();
+    assert!(
+        log.lines()
+            .any(|l| l.contains("WARN") && l.contains("BREAK-GLASS")),
+        "{log}"
+    );
+
+    // The window is open at once.
+    let login = ok(
+        &bob.run(&["--ca", url, "login", "--no-agent", "--json"]),
+        "bob login",
+    );
+    assert_eq!(principals(&login), ["bob", "root"]);
+
+    // carol (approver and admin) sees it awaiting review; alice and bob do not.
+    let listed = ok(
+        &carol.run(&["--ca", url, "requests", "--needs-review", "--json"]),
+        "carol needs-review",
+    );
+    assert_eq!(listed.as_array().unwrap().len(), 1, "{listed}");
+    assert_eq!(listed[0]["id"].as_u64().unwrap().to_string(), id);
+    for (who, home) in [("alice", &alice), ("bob", &bob)] {
+        let theirs = ok(
+            &home.run(&["--ca", url, "requests", "--needs-review", "--json"]),
+            who,
+        );
+        assert_eq!(theirs, serde_json::json!([]), "{who}");
+    }
+    refused(
+        &bob.run(&["--ca", url, "review", &id]),
+        "cannot review your own break-glass",
+    );
+    refused(
+        &alice.run(&["--ca", url, "review", &id]),
+        "may not review access request",
+    );
+    let reviewed = ok(
+        &carol.run(&[
+            "--ca",
+            url,
+            "review",
+            &id,
+            "--comment",
+            "justified: INC-99",
+            "--json",
+        ]),
+        "carol review",
+    );
+    assert_eq!(reviewed["reviewed_by"], "carol@corp");
+    assert_eq!(reviewed["review_comment"], "justified: INC-99");
+    assert!(reviewed.get("needs_review").is_none(), "{reviewed}");
+    refused(
+        &carol.run(&["--ca", url, "review", &id]),
+        "already reviewed by carol@corp",
+    );
+    let listed = ok(
+        &carol.run(&["--ca", url, "requests", "--needs-review", "--json"]),
+        "carol needs-review",
+    );
+    assert_eq!(listed, serde_json::json!([]));
+
+    let events: Vec<(String, String)> = setup
+        .audit(&[])
+        .iter()
+        .filter(|e| e["event"].as_str().unwrap().starts_with("request_"))
+        .map(|e| {
+            (
+                e["event"].as_str().unwrap().to_string(),
+                e["identity"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        events,
+        [
+            ("request_created".to_string(), "bob@corp".to_string()),
+            ("request_break_glass".into(), "bob@corp".into()),
+            ("request_reviewed".into(), "carol@corp".into()),
+        ]
+    );
+}
+
+#[test]
+fn erin_on_call_is_approved_by_the_policy_and_bob_still_waits() {
+    let idp = Idp::start();
+    let dir = tempfile::tempdir().unwrap();
+    let setup = CaSetup::new(
+        &[("corp", &idp.issuer)],
+        &policy_dir(dir.path(), BREAK_GLASS_POLICY),
+        "",
+    );
+    let ca = setup.start();
+    let url = ca.url.as_str();
+    let erin = ClientHome::new("erin", None);
+    let bob = ClientHome::new("bob", None);
+
+    let auto = ok(
+        &erin.run(&[
+            "--ca",
+            url,
+            "request",
+            "--principal",
+            "root",
+            "--reason",
+            "INC-7: pager",
+            "--json",
+        ]),
+        "erin request",
+    );
+    assert_eq!(auto["status"], "approved");
+    assert_eq!(auto["approvals"][0]["approver"], "policy:sre-root");
+    assert!(auto.get("break_glass").is_none(), "{auto}");
+    let login = ok(
+        &erin.run(&["--ca", url, "login", "--no-agent", "--json"]),
+        "erin login",
+    );
+    assert_eq!(principals(&login), ["erin", "root"]);
+
+    // bob is not on call: his request waits for an approver.
+    let pending = ok(
+        &bob.run(&[
+            "--ca",
+            url,
+            "request",
+            "--principal",
+            "root",
+            "--no-wait",
+            "--json",
+        ]),
+        "bob request",
+    );
+    assert_eq!(pending["status"], "pending");
+    let approved: Vec<String> = setup
+        .audit(&[])
+        .iter()
+        .filter(|e| e["event"] == "request_approved")
+        .map(|e| e["identity"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(approved, ["policy:sre-root"]);
+}
+
+fn rfc3339(unix: u64) -> String {
+    let (status, out, err) = run(
+        Command::new("date")
+            .env("TZ", "UTC")
+            .arg("-u")
+            .arg("-d")
+            .arg(format!("@{unix}"))
+            .arg("+%Y-%m-%dT%H:%M:%SZ"),
+        Duration::from_secs(5),
+    )
+    .unwrap();
+    assert!(status.success(), "date: {err}");
+    out.trim().to_string()
+}
+
+#[test]
+fn a_scheduled_window_opens_at_its_start() {
+    let idp = Idp::start();
+    let setup = CaSetup::new(
+        &[("corp", &idp.issuer)],
+        &format!(
+            "policy_dir = {:?}",
+            shipped_policies().display().to_string()
+        ),
+        "",
+    );
+    let ca = setup.start();
+    let url = ca.url.as_str();
+    let bob = ClientHome::new("bob", None);
+    let carol = ClientHome::new("carol", None);
+    ok(
+        &bob.run(&["--ca", url, "login", "--no-agent", "--json"]),
+        "bob login",
+    );
+    let ask = |start: &str| {
+        bob.run(&[
+            "--ca",
+            url,
+            "request",
+            "--principal",
+            "root",
+            "--reason",
+            "CHG-42: kernel upgrade",
+            "--for",
+            "5m",
+            "--start",
+            start,
+            "--no-wait",
+            "--json",
+        ])
+    };
+    for (start, needle) in [
+        (rfc3339(now() - 300), "is in the past"),
+        (rfc3339(now() + 8 * 86_400), "more than 7 days ahead"),
+        ("tomorrow".to_string(), "not an RFC 3339 time"),
+    ] {
+        let refused = ask(&start);
+        assert_eq!(refused.code(), 1, "{start}: {}", refused.stderr);
+        assert!(refused.stderr.contains(needle), "{}", refused.stderr);
+    }
+
+    let start = now() + 6;
+    let created = ok(&ask(&rfc3339(start)), "bob scheduled request");
+    assert_eq!(created["status"], "pending");
+    assert_eq!(created["starts_at"], start);
+    let id = created["id"].as_u64().unwrap().to_string();
+    let approved = ok(
+        &carol.run(&["--ca", url, "approve", &id, "--json"]),
+        "carol approve",
+    );
+    assert_eq!(approved["status"], "approved");
+    assert_eq!(approved["window_start"], start, "opens at its start");
+    let window_end = approved["window_end"].as_u64().unwrap();
+    assert_eq!(window_end, start + 300);
+
+    // Approved, but not yet open: no root.
+    let early = ok(
+        &bob.run(&["--ca", url, "login", "--no-agent", "--json"]),
+        "bob early login",
+    );
+    assert!(
+        now() < start,
+        "the test machine was too slow to check early"
+    );
+    assert_eq!(principals(&early), ["bob", "deploy"]);
+
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while now() < start {
+        assert!(std::time::Instant::now() < deadline, "clock stuck");
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    let open = ok(
+        &bob.run(&["--ca", url, "login", "--no-agent", "--json"]),
+        "bob login in the window",
+    );
+    assert_eq!(principals(&open), ["bob", "deploy", "root"]);
+    assert!(open["valid_before"].as_u64().unwrap() <= window_end);
+}
+
+#[test]
+fn a_window_from_first_use_opens_at_login_and_an_unused_one_lapses() {
+    let idp = Idp::start();
+    let setup = CaSetup::new(
+        &[("corp", &idp.issuer)],
+        &format!(
+            "policy_dir = {:?}\naccess_request_pending = \"8s\"",
+            shipped_policies().display().to_string()
+        ),
+        "",
+    );
+    let ca = setup.start();
+    let url = ca.url.as_str();
+    let bob = ClientHome::new("bob", None);
+    let carol = ClientHome::new("carol", None);
+    ok(
+        &bob.run(&["--ca", url, "login", "--no-agent", "--json"]),
+        "bob login",
+    );
+    // carol signs in once, so that approving later takes no browser.
+    ok(&carol.run(&["--ca", url, "requests", "--json"]), "carol");
+    let request_and_approve = || {
+        let created = ok(
+            &bob.run(&[
+                "--ca",
+                url,
+                "request",
+                "--principal",
+                "root",
+                "--reason",
+                "INC-7: later tonight",
+                "--for",
+                "2m",
+                "--from-first-use",
+                "--no-wait",
+                "--json",
+            ]),
+            "bob request",
+        );
+        assert_eq!(created["from_first_use"], true);
+        let id = created["id"].as_u64().unwrap().to_string();
+        let approved = ok(
+            &carol.run(&["--ca", url, "approve", &id, "--json"]),
+            "carol approve",
+        );
+        assert_eq!(approved["status"], "approved");
+        assert!(approved.get("window_start").is_none(), "{approved}");
+        id
+    };
+
+    let id = request_and_approve();
+    let first = ok(
+        &bob.run(&["--ca", url, "login", "--no-agent", "--json"]),
+        "bob first use",
+    );
+    assert_eq!(principals(&first), ["bob", "deploy", "root"]);
+    let mine = ok(&bob.run(&["--ca", url, "requests", "--json"]), "requests");
+    let used = mine
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["id"].as_u64().unwrap().to_string() == id)
+        .unwrap();
+    let start = used["window_start"].as_u64().expect("opened by the login");
+    assert_eq!(used["window_end"].as_u64().unwrap(), start + 120);
+    assert!(first["valid_before"].as_u64().unwrap() <= start + 120);
+    // It is an ordinary open window now: done ends it.
+    ok(&bob.run(&["--ca", url, "done", &id, "--json"]), "bob done");
+
+    // Approved and never used: it lapses after the pending time.
+    let unused = request_and_approve();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let mine = ok(&bob.run(&["--ca", url, "requests", "--json"]), "requests");
+        let status = mine
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["id"].as_u64().unwrap().to_string() == unused)
+            .map(|r| r["status"].as_str().unwrap().to_string())
+            .unwrap();
+        if status == "expired" {
+            break;
+        }
+        assert_eq!(status, "approved");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the unused grant never lapsed"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let after = ok(
+        &bob.run(&["--ca", url, "login", "--no-agent", "--json"]),
+        "bob login",
+    );
+    assert_eq!(principals(&after), ["bob", "deploy"]);
 }

@@ -1,7 +1,8 @@
 //! End-to-end webhooks: a CA configured with a `[[webhook]]` posts signed
 //! events to a loopback receiver when bob's request is created, approved by
-//! carol and ended; a CA whose webhook never answers still issues and takes
-//! requests at once. Every wait is bounded.
+//! carol and ended; a break-glass request arrives as its own loud kind and a
+//! policy approval as `approved` by `policy:<rule>`; a CA whose webhook never
+//! answers still issues and takes requests at once. Every wait is bounded.
 
 #![allow(clippy::unwrap_used, missing_docs)]
 
@@ -223,6 +224,59 @@ fn request_events_arrive_signed_at_a_loopback_receiver() {
     assert!(deliveries.recv_timeout(Duration::from_millis(500)).is_err());
     let log = ca.process.stderr.text();
     assert!(!log.contains(SECRET), "{log}");
+}
+
+#[test]
+fn break_glass_is_a_loud_event_and_a_policy_approval_is_approved_by_the_rule() {
+    let idp = Idp::start();
+    let (hook_url, deliveries) = receiver();
+    let dir = tempfile::tempdir().unwrap();
+    let secret_file = dir.path().join("webhook.secret");
+    std::fs::write(&secret_file, SECRET).unwrap();
+    let setup = CaSetup::new(
+        &[("corp", &idp.issuer)],
+        &policy_dir(dir.path(), BREAK_GLASS_POLICY),
+        &webhook_table(&hook_url, &secret_file),
+    );
+    let ca = setup.start();
+    let url = ca.url.as_str();
+    let bob = ClientHome::new("bob", None);
+    let erin = ClientHome::new("erin", None);
+    let request = |home: &ClientHome, extra: &[&str]| {
+        let mut args = vec![
+            "--ca",
+            url,
+            "request",
+            "--principal",
+            "root",
+            "--reason",
+            "INC-99: site down",
+            "--json",
+        ];
+        args.extend_from_slice(extra);
+        let created = ok(&home.run(&args), "request");
+        let delivery = deliveries
+            .recv_timeout(Duration::from_secs(30))
+            .expect("a webhook delivery");
+        let event: Value = serde_json::from_slice(&delivery.body).unwrap();
+        assert_eq!(event["request_id"], created["id"]);
+        event
+    };
+    let glass = request(&bob, &["--break-glass"]);
+    assert_eq!(glass["kind"], "break_glass");
+    assert_eq!(glass["actor"], "bob@corp");
+    let text = glass["text"].as_str().unwrap();
+    assert!(
+        text.starts_with("\u{1f6a8} BREAK-GLASS: bob@corp approved root"),
+        "{text}"
+    );
+    assert!(text.contains("INC-99: site down"), "{text}");
+    let auto = request(&erin, &[]);
+    assert_eq!(auto["kind"], "approved");
+    assert_eq!(auto["actor"], "policy:sre-root");
+    assert!(auto["window_end"].as_u64().is_some());
+    // Nothing else: no `created` event for requests approved at once.
+    assert!(deliveries.recv_timeout(Duration::from_millis(500)).is_err());
 }
 
 #[test]

@@ -569,6 +569,43 @@ impl CaSetup {
     }
 }
 
+/// A policy where sre members may break the glass for root, and those on
+/// call get it approved by the policy.
+pub const BREAK_GLASS_POLICY: &str = r#"
+[[rule]]
+name = "own-login"
+principals = ["{username}"]
+[rule.match]
+issuer = ["corp"]
+
+[[rule]]
+name = "sre-root"
+principals = ["root"]
+max_ttl = "10m"
+[rule.approval]
+approver_groups = ["sre-leads"]
+break_glass = true
+reason_required = false
+[rule.approval.auto]
+groups = ["oncall"]
+[rule.match]
+groups_any = ["sre"]
+
+[[admin]]
+name = "leads"
+[admin.match]
+groups_any = ["sre-leads"]
+"#;
+
+/// Writes `text` as the only policy file of `dir/policies`; returns the
+/// `policy_dir = ...` config line.
+pub fn policy_dir(dir: &Path, text: &str) -> String {
+    let policies = dir.join("policies");
+    std::fs::create_dir_all(&policies).unwrap();
+    std::fs::write(policies.join("10-test.toml"), text).unwrap();
+    format!("policy_dir = {:?}", policies.display().to_string())
+}
+
 /// A running CA.
 pub struct Ca {
     pub url: String,

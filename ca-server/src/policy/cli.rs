@@ -192,6 +192,19 @@ pub fn explain(
             None => "no (no [[admin]] rule applies)".into(),
         }
     );
+    let held: Vec<String> = request
+        .approved
+        .iter()
+        .map(|a| {
+            format!(
+                "request {} ({}) until {}",
+                a.id,
+                a.principals.join(", "),
+                rfc3339(a.window_end)
+            )
+        })
+        .collect();
+    let _ = writeln!(out, "approvals held: {}", list_or_none(&held));
     let _ = writeln!(out, "trace:");
     for line in trace {
         let _ = writeln!(out, "  {line}");

@@ -231,6 +231,32 @@ pub struct Approval {
     pub max_window: Duration,
     /// Whether a request must give a reason.
     pub reason_required: bool,
+    /// Whether the requester may approve their own request at once, with a
+    /// reason, for review afterwards (`jit-ssh request --break-glass`).
+    pub break_glass: bool,
+    /// When set, requests whose requester meets it are approved at once.
+    pub auto: Option<AutoApproval>,
+    /// Whether an approved window opens with the first certificate that
+    /// uses it rather than at approval.
+    pub window_from_first_use: bool,
+}
+
+/// `[rule.approval.auto]`: conditions under which the policy itself approves
+/// a request when it is made.
+#[derive(Debug, Clone)]
+pub struct AutoApproval {
+    /// The requester is in at least one of these groups (never empty).
+    pub groups: Vec<String>,
+    /// When it applies; empty means always.
+    pub windows: Vec<TimeWindow>,
+}
+
+impl AutoApproval {
+    /// Whether it approves a request by `requester` made at `now`.
+    pub fn holds(&self, requester: &Identity, now: UnixTime) -> bool {
+        self.groups.iter().any(|g| requester.groups.contains(g))
+            && open_window(&self.windows, now).is_some()
+    }
 }
 
 impl Approval {
@@ -530,12 +556,14 @@ impl PolicySet {
                     );
                 }
                 if let Some((rule, principals)) = needs_approval.first() {
-                    return deny(
+                    return needs_request(
                         format!(
-                            "{who} has no principal without approval: {principals:?} (rule {}) need an approved access request (`jit-ssh request --principal ...`)",
-                            rule.name
+                            "{who} has no principal without approval: {principals:?} (rule {}) need an approved access request; ask with `{}`",
+                            rule.name,
+                            request_command(principals)
                         ),
                         vec![rule.name.clone()],
+                        principals.clone(),
                     );
                 }
                 if let Some(rule) = outside_window.first() {
@@ -552,6 +580,7 @@ impl PolicySet {
             }
             chosen
         } else {
+            let mut unapproved: Vec<(String, &AllowRule)> = Vec::new();
             for p in &request.principals {
                 if let Some(d) = denied_by(p) {
                     return deny(
@@ -562,14 +591,11 @@ impl PolicySet {
                 if granted.contains_key(p.as_str()) {
                     continue;
                 }
+                // Reported only if nothing else is wrong with the request:
+                // an approval would then be all it takes.
                 if let Some((rule, _)) = needs_approval.iter().find(|(_, ps)| ps.contains(p)) {
-                    return deny(
-                        format!(
-                            "principal {p:?} requires an approved access request (rule {}); ask with `jit-ssh request --principal {p}`",
-                            rule.name
-                        ),
-                        vec![rule.name.clone()],
-                    );
+                    unapproved.push((p.clone(), rule));
+                    continue;
                 }
                 if let Some(rule) = outside_window.iter().find(|r| {
                     let mut quiet = |_: &dyn Fn() -> String| {};
@@ -587,6 +613,28 @@ impl PolicySet {
                 return deny(
                     format!("principal {p:?} is not granted to {who}: no rule grants it"),
                     vec![],
+                );
+            }
+            if !unapproved.is_empty() {
+                let principals: Vec<String> = unapproved.iter().map(|(p, _)| p.clone()).collect();
+                let mut rules: Vec<String> = Vec::new();
+                for (_, rule) in &unapproved {
+                    if !rules.contains(&rule.name) {
+                        rules.push(rule.name.clone());
+                    }
+                }
+                let what = match principals.as_slice() {
+                    [one] => format!("principal {one:?} requires"),
+                    many => format!("principals {many:?} require"),
+                };
+                return needs_request(
+                    format!(
+                        "{what} an approved access request (rule {}); ask with `{}`",
+                        rules.join(", "),
+                        request_command(&principals)
+                    ),
+                    rules,
+                    principals,
                 );
             }
             request.principals.clone()
@@ -778,16 +826,35 @@ impl PolicySet {
                     max_window: approval.max_window,
                     reason_required: false,
                     min_approvals: 1,
+                    break_glass: true,
+                    auto_approved_by: Vec::new(),
+                    from_first_use: false,
                 });
-                if !t.rules.contains(&rule.name) {
-                    t.rules.push(rule.name.clone());
+                if t.rules.contains(&rule.name) {
+                    continue;
                 }
+                t.rules.push(rule.name.clone());
                 t.max_window = t.max_window.min(approval.max_window);
                 t.reason_required |= approval.reason_required;
                 t.min_approvals = t.min_approvals.max(approval.min_approvals);
+                t.break_glass &= approval.break_glass;
+                t.from_first_use |= approval.window_from_first_use;
+                if approval
+                    .auto
+                    .as_ref()
+                    .is_some_and(|auto| auto.holds(identity, now))
+                {
+                    t.auto_approved_by.push(rule.name.clone());
+                }
             }
         }
-        terms.ok_or_else(|| "name at least one principal".into())
+        let mut terms = terms.ok_or_else(|| "name at least one principal".to_string())?;
+        // The policy approves only when every rule whose approvers would
+        // decide agrees.
+        if terms.auto_approved_by.len() != terms.rules.len() {
+            terms.auto_approved_by.clear();
+        }
+        Ok(terms)
     }
 
     /// The approvals needed when `approver` is an approver of every rule in
@@ -835,7 +902,32 @@ impl PolicySet {
 }
 
 fn deny(reason: String, rules: Vec<String>) -> Decision {
-    Decision::Deny(Denial { reason, rules })
+    Decision::Deny(Denial {
+        reason,
+        rules,
+        approval_required: Vec::new(),
+    })
+}
+
+/// A denial whose only cause is that `principals` need an approved access
+/// request.
+fn needs_request(reason: String, rules: Vec<String>, principals: Vec<String>) -> Decision {
+    Decision::Deny(Denial {
+        reason,
+        rules,
+        approval_required: principals,
+    })
+}
+
+/// The command that asks for `principals`, for messages.
+pub fn request_command(principals: &[String]) -> String {
+    let mut command = "jit-ssh request".to_string();
+    for p in principals {
+        command.push_str(" --principal ");
+        command.push_str(p);
+    }
+    command.push_str(" --reason \"...\"");
+    command
 }
 
 impl super::Policy for PolicySet {

@@ -18,7 +18,8 @@ use sha2::{Digest, Sha256};
 use toml::Spanned;
 
 use super::engine::{
-    AdminRule, AllowRule, Approval, ClaimMatch, Conditions, DenyRule, Location, PolicySet,
+    AdminRule, AllowRule, Approval, AutoApproval, ClaimMatch, Conditions, DenyRule, Location,
+    PolicySet,
 };
 use super::glob::Glob;
 use super::restrict::{check_extension, SourceEntry, DEFAULT_RULE_EXTENSIONS};
@@ -225,6 +226,17 @@ struct RawApproval {
     min_approvals: Spanned<u32>,
     max_window: Option<Spanned<String>>,
     reason_required: Option<bool>,
+    break_glass: Option<bool>,
+    auto: Option<Spanned<RawAuto>>,
+    window_from_first_use: Option<bool>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAuto {
+    groups: Option<Spanned<Strings>>,
+    #[serde(default)]
+    window: Vec<Spanned<RawWindow>>,
 }
 
 /// Longest access window of a rule that names no `max_window`.
@@ -608,12 +620,29 @@ impl Compiler<'_> {
                     }
                 },
             };
+            let auto = r.auto.as_ref().map(|auto| {
+                let raw_auto = auto.get_ref();
+                let groups = self.plain("approval.auto.groups", &raw_auto.groups);
+                if raw_auto.groups.is_none() {
+                    self.error(
+                        auto.span(),
+                        "approval.auto needs `groups`: the policy approves only for members of a group",
+                    );
+                }
+                AutoApproval {
+                    groups,
+                    windows: self.windows(&raw_auto.window),
+                }
+            });
             Approval {
                 approver_groups,
                 approver_users,
                 min_approvals: *r.min_approvals.get_ref(),
                 max_window,
                 reason_required: r.reason_required.unwrap_or(true),
+                break_glass: r.break_glass.unwrap_or(false),
+                auto,
+                window_from_first_use: r.window_from_first_use.unwrap_or(false),
             }
         });
         AllowRule {

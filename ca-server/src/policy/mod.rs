@@ -91,6 +91,9 @@ pub struct Denial {
     pub reason: String,
     /// Names of the rules that decided (empty when none grants the principal).
     pub rules: Vec<String>,
+    /// When the only obstacle is a missing approved access request: the
+    /// principals that need one (empty for every other denial).
+    pub approval_required: Vec<String>,
 }
 
 /// The outcome of [`Policy::evaluate`].
@@ -146,6 +149,15 @@ pub struct AccessTerms {
     pub reason_required: bool,
     /// Approvals needed: the largest `min_approvals` of those rules.
     pub min_approvals: u32,
+    /// Whether the requester may approve it themselves at once (every rule
+    /// sets `break_glass = true`).
+    pub break_glass: bool,
+    /// When every rule's `[rule.approval.auto]` conditions hold now: those
+    /// rules, which approve the request at once as `policy:<rule>`.
+    pub auto_approved_by: Vec<String>,
+    /// Whether the window opens with the first certificate that uses it (a
+    /// rule sets `window_from_first_use = true`).
+    pub from_first_use: bool,
 }
 
 /// The example policies shipped in `policies/`, built into the binary so that
