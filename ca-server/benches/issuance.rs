@@ -12,10 +12,11 @@ use ca_proto::{proof_message, PROOF_NAMESPACE};
 use ca_server::ca_keys::CaSigner;
 use ca_server::cert::{sign_user_certificate, CertificateSpec, Serial};
 use ca_server::config::{IssuerConfig, UsernameClaim};
+use ca_server::ed25519_batch::Ed25519Batcher;
 use ca_server::identity::Identity;
 use ca_server::oidc::TokenVerifier;
 use ca_server::policy::{Grant, DEFAULT_EXTENSIONS};
-use ca_server::subject_key::SubjectKey;
+use ca_server::subject_key::{ProofCheck, SubjectKey};
 use criterion::{criterion_group, criterion_main, Criterion};
 use ed25519_dalek::Signer as _;
 use serde_json::json;
@@ -129,6 +130,49 @@ fn token_verification(c: &mut Criterion) {
     c.bench_function("proof of possession verification (Ed25519)", |b| {
         b.iter(|| subject.verify_proof(&token, &proof).unwrap())
     });
+
+    // The server checks concurrent proofs together (ca_server::ed25519_batch);
+    // per-signature cost of batches of 16 such proofs, each by its own key.
+    let batch = 16;
+    let proofs: Vec<(SubjectKey, String)> = (0..batch)
+        .map(|_| {
+            let user = PrivateKey::random(&mut rand_core::OsRng, Algorithm::Ed25519).unwrap();
+            let blob = user.public_key().to_bytes().unwrap();
+            let proof = user
+                .sign(
+                    PROOF_NAMESPACE,
+                    HashAlg::Sha256,
+                    &proof_message(&token, &blob),
+                )
+                .unwrap()
+                .to_pem(LineEnding::LF)
+                .unwrap();
+            let subject = SubjectKey::parse(&user.public_key().to_openssh().unwrap()).unwrap();
+            (subject, proof)
+        })
+        .collect();
+    let batcher = std::sync::Arc::new(Ed25519Batcher::default());
+    let mut group = c.benchmark_group("proof of possession verification (Ed25519)");
+    group.throughput(criterion::Throughput::Elements(batch));
+    group.bench_function("batches of 16", |b| {
+        b.iter(|| {
+            runtime.block_on(async {
+                let checks = proofs.iter().map(|(subject, proof)| {
+                    let batcher = batcher.clone();
+                    let check = match subject.proof_check(&token, proof).unwrap() {
+                        ProofCheck::Ed25519(check) => *check,
+                        ProofCheck::Done => unreachable!("Ed25519 keys are batched"),
+                    };
+                    tokio::spawn(async move { batcher.verify(check).await })
+                });
+                let tasks: Vec<_> = checks.collect();
+                for task in tasks {
+                    assert!(task.await.unwrap());
+                }
+            })
+        })
+    });
+    group.finish();
 }
 
 criterion_group!(benches, certificate_signing, token_verification);

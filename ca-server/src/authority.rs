@@ -22,6 +22,7 @@ use crate::access::{
 use crate::ca_keys::CaKeys;
 use crate::cert::{self, CertificateSpec, SerialSource};
 use crate::config::CertSettings;
+use crate::ed25519_batch::Ed25519Batcher;
 use crate::identity::{is_login_name, Identity};
 use crate::krl::SignedKrl;
 use crate::oidc::{TokenError, TokenVerifier};
@@ -32,7 +33,7 @@ use crate::store::{
     DenialRecord, IssuanceRecord, NewRequest, RequestAction, RequestChange, RevocationRecord,
     RevocationTarget, Revoked, Store, StoreError,
 };
-use crate::subject_key::{KeyRejection, SubjectKey};
+use crate::subject_key::{KeyRejection, ProofCheck, SubjectKey};
 use crate::webhook::{Event as WebhookEvent, EventKind, Notifier};
 use crate::UnixTime;
 
@@ -345,6 +346,8 @@ pub struct Authority {
     /// Posts access-request events to the configured webhooks.
     webhooks: Notifier,
     serials: SerialSource,
+    /// Proofs of possession by Ed25519 keys, checked in batches.
+    ed25519_batch: Ed25519Batcher,
 }
 
 /// How long a generated KRL is served before it is rebuilt. Revocations made
@@ -373,6 +376,7 @@ impl Authority {
             krl_cache: std::sync::Mutex::new(None),
             webhooks: Notifier::disabled(),
             serials,
+            ed25519_batch: Ed25519Batcher::default(),
         }
     }
 
@@ -447,9 +451,14 @@ impl Authority {
         self.rate_limits
             .check_identity(&identity.display_name())
             .map_err(IssueError::RateLimited)?;
-        subject
-            .verify_proof(token.expose_secret(), &request.proof)
+        let proof = subject
+            .proof_check(token.expose_secret(), &request.proof)
             .map_err(IssueError::Proof)?;
+        if let ProofCheck::Ed25519(check) = proof {
+            if !self.ed25519_batch.verify(*check).await {
+                return Err(IssueError::Proof(KeyRejection::ProofInvalid));
+            }
+        }
         // Approved access requests with open windows let `[rule.approval]`
         // rules grant their principals; the policy still decides.
         cert_request.approved = self

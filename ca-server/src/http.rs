@@ -550,9 +550,10 @@ fn issue_error_parts(error: IssueError) -> (StatusCode, &'static str, String) {
         IssueError::SubjectKey(rejection) => {
             let code = match rejection {
                 KeyRejection::CertificateOffered => "certificate_offered",
-                KeyRejection::Dsa | KeyRejection::RsaSize { .. } | KeyRejection::Unsupported(_) => {
-                    "weak_key"
-                }
+                KeyRejection::Dsa
+                | KeyRejection::RsaSize { .. }
+                | KeyRejection::WeakEd25519
+                | KeyRejection::Unsupported(_) => "weak_key",
                 KeyRejection::Malformed(_)
                 | KeyRejection::ProofMalformed(_)
                 | KeyRejection::ProofWrongKey

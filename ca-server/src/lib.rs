@@ -15,6 +15,7 @@ pub mod cert;
 pub mod config;
 pub mod dev;
 pub mod duration;
+pub mod ed25519_batch;
 pub mod http;
 pub mod identity;
 pub mod krl;

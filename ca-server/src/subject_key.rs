@@ -2,6 +2,8 @@
 //! refusing keys too weak to trust, and checking the client holds its private half.
 
 use ca_proto::{proof_message, PROOF_NAMESPACE};
+
+use crate::ed25519_batch::Ed25519Check;
 use ssh_key::public::KeyData;
 use ssh_key::{Algorithm, EcdsaCurve, HashAlg, PublicKey, SshSig};
 
@@ -24,6 +26,9 @@ pub enum KeyRejection {
         "public_key is a certificate; send the plain public key (the .pub file, not -cert.pub)"
     )]
     CertificateOffered,
+    /// An Ed25519 key that is not a point of the curve's large subgroup.
+    #[error("Ed25519 public key is a small-order point, for which anyone can make signatures; generate a real key (ssh-keygen -t ed25519)")]
+    WeakEd25519,
     /// DSA keys are broken and disabled in OpenSSH.
     #[error("DSA keys are not accepted; use Ed25519 (ssh-keygen -t ed25519)")]
     Dsa,
@@ -55,6 +60,8 @@ pub enum KeyRejection {
 pub struct SubjectKey {
     key: PublicKey,
     blob: Vec<u8>,
+    /// Ed25519 keys, decompressed once for proof verification.
+    ed25519: Option<ed25519_dalek::VerifyingKey>,
 }
 
 impl SubjectKey {
@@ -73,8 +80,18 @@ impl SubjectKey {
         }
         let key =
             PublicKey::from_openssh(line).map_err(|e| KeyRejection::Malformed(e.to_string()))?;
+        let mut ed25519 = None;
         match key.key_data() {
-            KeyData::Ed25519(_) => {}
+            KeyData::Ed25519(point) => {
+                let prepared = ed25519_dalek::VerifyingKey::from_bytes(&point.0)
+                    .map_err(|_| KeyRejection::Malformed("not an Ed25519 curve point".into()))?;
+                // Small-order keys verify signatures nobody needed a private
+                // key to make; sshd would accept them as well.
+                if prepared.is_weak() {
+                    return Err(KeyRejection::WeakEd25519);
+                }
+                ed25519 = Some(prepared);
+            }
             KeyData::Ecdsa(ecdsa) => match ecdsa.curve() {
                 EcdsaCurve::NistP256 | EcdsaCurve::NistP384 | EcdsaCurve::NistP521 => {}
             },
@@ -92,7 +109,7 @@ impl SubjectKey {
         let blob = key
             .to_bytes()
             .map_err(|e| KeyRejection::Malformed(e.to_string()))?;
-        Ok(SubjectKey { key, blob })
+        Ok(SubjectKey { key, blob, ed25519 })
     }
 
     /// The public key.
@@ -123,6 +140,21 @@ impl SubjectKey {
     /// Checks `armored_proof` is this key's signature over the proof message
     /// for `id_token`.
     pub fn verify_proof(&self, id_token: &str, armored_proof: &str) -> Result<(), KeyRejection> {
+        match self.proof_check(id_token, armored_proof)? {
+            ProofCheck::Done => Ok(()),
+            ProofCheck::Ed25519(check) if check.verify() => Ok(()),
+            ProofCheck::Ed25519(_) => Err(KeyRejection::ProofInvalid),
+        }
+    }
+
+    /// Checks everything about `armored_proof` but, for Ed25519 keys, the
+    /// signature itself, which is returned to be checked in a batch
+    /// ([`crate::ed25519_batch`]); other keys' signatures are checked here.
+    pub fn proof_check(
+        &self,
+        id_token: &str,
+        armored_proof: &str,
+    ) -> Result<ProofCheck, KeyRejection> {
         let proof = SshSig::from_pem(armored_proof.trim())
             .map_err(|e| KeyRejection::ProofMalformed(e.to_string()))?;
         if proof.public_key() != self.key.key_data() {
@@ -132,10 +164,36 @@ impl SubjectKey {
             return Err(KeyRejection::ProofWrongNamespace(proof.namespace().into()));
         }
         let message = proof_message(id_token, &self.blob);
-        self.key
-            .verify(PROOF_NAMESPACE, &message, &proof)
-            .map_err(|_| KeyRejection::ProofInvalid)
+        let Some(key) = self.ed25519 else {
+            return self
+                .key
+                .verify(PROOF_NAMESPACE, &message, &proof)
+                .map(|()| ProofCheck::Done)
+                .map_err(|_| KeyRejection::ProofInvalid);
+        };
+        if proof.algorithm() != Algorithm::Ed25519 {
+            return Err(KeyRejection::ProofInvalid);
+        }
+        let signature = ed25519_dalek::Signature::from_slice(proof.signature_bytes())
+            .map_err(|_| KeyRejection::ProofInvalid)?;
+        let signed = SshSig::signed_data(PROOF_NAMESPACE, proof.hash_alg(), &message)
+            .map_err(|e| KeyRejection::ProofMalformed(e.to_string()))?;
+        Ok(ProofCheck::Ed25519(Box::new(Ed25519Check {
+            key,
+            message: signed,
+            signature,
+        })))
     }
+}
+
+/// What is left of a proof check after [`SubjectKey::proof_check`].
+#[derive(Debug)]
+#[must_use]
+pub enum ProofCheck {
+    /// Checked completely.
+    Done,
+    /// Everything but the Ed25519 signature is checked.
+    Ed25519(Box<Ed25519Check>),
 }
 
 fn mpint_bits(bytes: &[u8]) -> usize {
@@ -199,6 +257,49 @@ mod tests {
             Err(KeyRejection::Dsa)
         ));
         assert!(SubjectKey::parse(&"A".repeat(5000)).is_err());
+    }
+
+    #[test]
+    fn refuses_small_order_ed25519_keys() {
+        // The identity point and a point of order 8: anyone can "sign" for them.
+        let mut order_eight = [0u8; 32];
+        order_eight[31] = 0x80;
+        let mut identity = [0u8; 32];
+        identity[0] = 1;
+        for point in [identity, order_eight] {
+            let key = PublicKey::from(KeyData::Ed25519(ssh_key::public::Ed25519PublicKey(point)));
+            let line = key.to_openssh().expect("line");
+            assert_eq!(
+                SubjectKey::parse(&line).err(),
+                Some(KeyRejection::WeakEd25519)
+            );
+        }
+    }
+
+    #[test]
+    fn ecdsa_proofs_are_checked_in_place_ed25519_ones_left_for_a_batch() {
+        for algorithm in [
+            Algorithm::Ecdsa {
+                curve: EcdsaCurve::NistP256,
+            },
+            Algorithm::Ed25519,
+        ] {
+            let key = random(algorithm.clone());
+            let subject =
+                SubjectKey::parse(&key.public_key().to_openssh().expect("line")).expect("key");
+            let proof = sign_proof(&key, "token-1", PROOF_NAMESPACE);
+            let check = subject.proof_check("token-1", &proof).expect("check");
+            match (algorithm, check) {
+                (Algorithm::Ed25519, ProofCheck::Ed25519(check)) => assert!(check.verify()),
+                (Algorithm::Ecdsa { .. }, ProofCheck::Done) => {}
+                (algorithm, check) => panic!("{algorithm}: {check:?}"),
+            }
+            let forged = subject.proof_check("token-2", &proof);
+            assert!(
+                matches!(forged, Err(KeyRejection::ProofInvalid))
+                    || matches!(forged, Ok(ProofCheck::Ed25519(ref c)) if !c.verify())
+            );
+        }
     }
 
     #[test]

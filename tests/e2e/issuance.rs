@@ -403,6 +403,12 @@ async fn bad_keys_proofs_and_bodies_are_refused() {
     let cases = [
         (fixture_line("dsa.pub"), "weak_key"),
         (fixture_line("rsa1024.pub"), "weak_key"),
+        // The identity point: a small-order Ed25519 key anyone can sign for.
+        (
+            "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIAEAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"
+                .to_string(),
+            "weak_key",
+        ),
         (fixture_line("certified-cert.pub"), "certificate_offered"),
         ("ssh-ed25519 AAAAnotbase64!!".to_string(), "invalid_key"),
         (String::new(), "invalid_key"),
