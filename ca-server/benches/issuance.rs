@@ -115,18 +115,7 @@ fn token_verification(c: &mut Criterion) {
         b.iter(|| runtime.block_on(verifier.verify(&token, "n", now)).unwrap())
     });
 
-    let user = PrivateKey::random(&mut rand_core::OsRng, Algorithm::Ed25519).unwrap();
-    let subject = SubjectKey::parse(&user.public_key().to_openssh().unwrap()).unwrap();
-    let blob = user.public_key().to_bytes().unwrap();
-    let proof = user
-        .sign(
-            PROOF_NAMESPACE,
-            HashAlg::Sha256,
-            &proof_message(&token, &blob),
-        )
-        .unwrap()
-        .to_pem(LineEnding::LF)
-        .unwrap();
+    let (subject, proof) = subject_with_proof(&token);
     c.bench_function("proof of possession verification (Ed25519)", |b| {
         b.iter(|| subject.verify_proof(&token, &proof).unwrap())
     });
@@ -134,23 +123,8 @@ fn token_verification(c: &mut Criterion) {
     // The server checks concurrent proofs together (ca_server::ed25519_batch);
     // per-signature cost of batches of 16 such proofs, each by its own key.
     let batch = 16;
-    let proofs: Vec<(SubjectKey, String)> = (0..batch)
-        .map(|_| {
-            let user = PrivateKey::random(&mut rand_core::OsRng, Algorithm::Ed25519).unwrap();
-            let blob = user.public_key().to_bytes().unwrap();
-            let proof = user
-                .sign(
-                    PROOF_NAMESPACE,
-                    HashAlg::Sha256,
-                    &proof_message(&token, &blob),
-                )
-                .unwrap()
-                .to_pem(LineEnding::LF)
-                .unwrap();
-            let subject = SubjectKey::parse(&user.public_key().to_openssh().unwrap()).unwrap();
-            (subject, proof)
-        })
-        .collect();
+    let proofs: Vec<(SubjectKey, String)> =
+        (0..batch).map(|_| subject_with_proof(&token)).collect();
     let batcher = std::sync::Arc::new(Ed25519Batcher::default());
     let mut group = c.benchmark_group("proof of possession verification (Ed25519)");
     group.throughput(criterion::Throughput::Elements(batch));
@@ -173,6 +147,23 @@ fn token_verification(c: &mut Criterion) {
         })
     });
     group.finish();
+}
+
+/// A fresh Ed25519 subject key and its armored proof of possession for `token`.
+fn subject_with_proof(token: &str) -> (SubjectKey, String) {
+    let user = PrivateKey::random(&mut rand_core::OsRng, Algorithm::Ed25519).unwrap();
+    let blob = user.public_key().to_bytes().unwrap();
+    let proof = user
+        .sign(
+            PROOF_NAMESPACE,
+            HashAlg::Sha256,
+            &proof_message(token, &blob),
+        )
+        .unwrap()
+        .to_pem(LineEnding::LF)
+        .unwrap();
+    let subject = SubjectKey::parse(&user.public_key().to_openssh().unwrap()).unwrap();
+    (subject, proof)
 }
 
 criterion_group!(benches, certificate_signing, token_verification);
