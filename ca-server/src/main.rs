@@ -246,18 +246,26 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Log lines are written by a background thread, many per write(2) when
+    // they come fast: one write per line (one per certificate) took 5 % of
+    // the CA's time under load. The guard writes what is left on exit.
+    let (stderr, flush_on_exit) =
+        tracing_appender::non_blocking(std::io::BufWriter::new(std::io::stderr()));
     let logs = tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
-        .with_writer(std::io::stderr)
+        .with_writer(stderr)
         .with_target(false);
     match cli.log_format {
         LogFormat::Json => logs.json().with_current_span(true).init(),
         LogFormat::Text => logs.with_ansi(std::io::stderr().is_terminal()).init(),
     }
-    match run(cli) {
+    let result = run(cli);
+    // Log lines first, then the error that ended the run.
+    drop(flush_on_exit);
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             if let Some(Exit(code)) = error.downcast_ref::<Exit>() {
