@@ -548,6 +548,8 @@ fn main() {
     };
     let commits = metric("jit_ssh_ca_db_commit_batch_size_count");
     let mean_batch = metric("jit_ssh_ca_db_commit_batch_size_sum") / commits.max(1.0);
+    let mean_commit_ms =
+        metric("jit_ssh_ca_db_commit_duration_seconds_sum") * 1e3 / commits.max(1.0);
 
     // Every certificate a client received must be on record.
     let _ = server.kill();
@@ -569,10 +571,13 @@ fn main() {
     );
     eprintln!(
         "cpu per certificate: server {cpu_us_per_cert:.0} µs, load generator {load_us_per_cert:.0} µs; \
-         other processes used {:.0} % of the machine meanwhile",
+         the machine was {:.0} % busy, other processes {:.0} %",
+        machine_busy as f64 / machine_total as f64 * 100.0,
         other_share * 100.0
     );
-    eprintln!("database: {commits:.0} commits, {mean_batch:.1} records per commit");
+    eprintln!(
+        "database: {commits:.0} commits, {mean_batch:.1} records and {mean_commit_ms:.2} ms per commit"
+    );
     eprintln!(
         "raw single-core rates: sign {signing:.0}/s, token verify {verifying:.0}/s, proof verify {proving:.0}/s -> {raw_per_core:.0} certs/s per core"
     );

@@ -26,12 +26,15 @@ use crate::UnixTime;
 
 /// Most requests committed in one transaction.
 const MAX_BATCH: usize = 512;
-/// How long the writer waits for more records to join a batch, once the
-/// previous batch showed that requests arrive concurrently. Every commit
-/// costs an fsync and rewrites the half-filled last page of each table, so
-/// under load a batch of 30 costs far less per record than a batch of 5;
-/// an idle CA (batches of one) does not wait at all.
+/// Longest wait for more records to join a batch, once the previous batch
+/// showed that requests arrive concurrently. Every commit costs an fsync and
+/// rewrites the half-filled last page of each table, so under load a batch of
+/// 30 costs far less per record than a batch of 10; an idle CA (batches of
+/// one) does not wait at all.
 const BATCH_LINGER: Duration = Duration::from_micros(800);
+/// A lingering batch is complete once it is as large as the previous one, or
+/// this large.
+const MIN_LINGER_BATCH: usize = 8;
 /// How often spent-token digests past their expiry are purged.
 const PURGE_INTERVAL: Duration = Duration::from_secs(60);
 
@@ -1477,7 +1480,13 @@ impl Writer {
                     }
                 }
                 if batch.len() < MAX_BATCH {
+                    // Waits only until as many records as last time have
+                    // come: under steady load that is as long as it takes.
+                    let linger = batch.len() < last_batch.max(MIN_LINGER_BATCH);
                     next = queue.try_recv().ok().or_else(|| {
+                        if !linger {
+                            return None;
+                        }
                         let wait =
                             linger_until?.checked_duration_since(std::time::Instant::now())?;
                         queue.recv_timeout(wait).ok()
