@@ -239,11 +239,6 @@ enum KeyTypeArg {
     EcdsaP256,
 }
 
-// Under a login storm glibc's malloc spent 8 % of the CA's time in its own
-// bookkeeping (docs/benchmarks.md); mimalloc's thread-local free lists do not.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 fn main() -> ExitCode {
     let cli = Cli::parse();
     // Log lines are written by a background thread, many per write(2) when
