@@ -64,7 +64,8 @@ struct InteractiveArgs {
     timeout: Duration,
 }
 
-/// How the access request commands authenticate: like `login`.
+/// How commands that act as a user authenticate: `login` and the access
+/// request commands alike.
 #[derive(Args)]
 struct UserAuthArgs {
     #[command(flatten)]
@@ -80,6 +81,20 @@ struct UserAuthArgs {
     id_token_env: Option<String>,
 }
 
+impl UserAuthArgs {
+    /// The issuer asked for, and where the ID token comes from.
+    fn into_parts(self) -> Result<(Option<String>, TokenSource), CliError> {
+        let source = match read_token(self.id_token_file, self.id_token_env)? {
+            Some(token) => TokenSource::Given(token),
+            None => TokenSource::Interactive {
+                flow: default_flow(self.interactive.flow),
+                timeout: self.interactive.timeout,
+            },
+        };
+        Ok((self.issuer, source))
+    }
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Sign in and load a fresh certificate into the ssh-agent.
@@ -90,16 +105,7 @@ enum Command {
         jit-ssh login --id-token-env ACTIONS_ID_TOKEN --no-agent --json   # a CI job")]
     Login {
         #[command(flatten)]
-        interactive: InteractiveArgs,
-        /// Identity provider name at the CA, when it trusts several.
-        #[arg(long)]
-        issuer: Option<String>,
-        /// Use the ID token in FILE (a workload's token) instead of signing in.
-        #[arg(long, conflicts_with = "id_token_env")]
-        id_token_file: Option<PathBuf>,
-        /// Use the ID token in environment variable VAR instead of signing in.
-        #[arg(long)]
-        id_token_env: Option<String>,
+        auth: UserAuthArgs,
         /// Principal to ask for (repeatable); default: all the policy grants.
         #[arg(long = "principal")]
         principals: Vec<String>,
@@ -427,10 +433,7 @@ fn run(cli: Cli) -> Result<ExitCode, CliError> {
             let _ = std::io::Write::write_all(&mut std::io::stdout(), &script);
         }
         Command::Login {
-            interactive,
-            issuer,
-            id_token_file,
-            id_token_env,
+            auth,
             principals,
             ttl,
             no_agent,
@@ -438,13 +441,7 @@ fn run(cli: Cli) -> Result<ExitCode, CliError> {
             json,
         } => {
             let target = target(&cli.ca, &dirs)?;
-            let source = match read_token(id_token_file, id_token_env)? {
-                Some(token) => TokenSource::Given(token),
-                None => TokenSource::Interactive {
-                    flow: default_flow(interactive.flow),
-                    timeout: interactive.timeout,
-                },
-            };
+            let (issuer, source) = auth.into_parts()?;
             let issued = app::login(
                 &env,
                 &target,
@@ -690,22 +687,8 @@ fn access(
 ) -> Result<Vec<ca_proto::AccessRequestView>, CliError> {
     let target = target(ca, dirs)?;
     let list = matches!(command, AccessCommand::List { .. });
-    let source = match read_token(auth.id_token_file, auth.id_token_env)? {
-        Some(token) => TokenSource::Given(token),
-        None => TokenSource::Interactive {
-            flow: default_flow(auth.interactive.flow),
-            timeout: auth.interactive.timeout,
-        },
-    };
-    let requests = ca_client::access::run(
-        env,
-        &target,
-        Auth {
-            issuer: auth.issuer,
-            source,
-        },
-        command,
-    )?;
+    let (issuer, source) = auth.into_parts()?;
+    let requests = ca_client::access::run(env, &target, Auth { issuer, source }, command)?;
     match (json, list, requests.as_slice()) {
         (true, false, [one]) => print_json(one)?,
         (true, _, _) => print_json(&requests)?,
