@@ -13,14 +13,6 @@ use ca_client::{nonce_for, CaClient, ClientError};
 use e2e::*;
 use ssh_key::PrivateKey;
 
-fn shipped_policies() -> PathBuf {
-    repo_root().join("policies")
-}
-
-fn policy_dir_line(dir: &Path) -> String {
-    format!("policy_dir = {:?}", dir.display().to_string())
-}
-
 fn write_cert(dir: &Path, key_path: &Path, certificate: &str) -> PathBuf {
     let cert_path = dir.join(format!(
         "{}-cert.pub",

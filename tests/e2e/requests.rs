@@ -6,17 +6,13 @@
 
 #![allow(clippy::unwrap_used, missing_docs)]
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
 use e2e::client::{ssh_with_agent, ClientHome, Outcome, SshAgent};
 use e2e::*;
 use serde_json::Value;
-
-fn shipped_policies() -> PathBuf {
-    repo_root().join("policies")
-}
 
 fn sync_krl(ca_url: &str, out: &Path) {
     let (status, _, stderr) = run(
@@ -81,10 +77,7 @@ fn bob_gets_root_after_carols_approval_until_he_is_done() {
     let idp = Idp::start();
     let setup = CaSetup::new(
         &[("corp", &idp.issuer)],
-        &format!(
-            "policy_dir = {:?}",
-            shipped_policies().display().to_string()
-        ),
+        &policy_dir_line(&shipped_policies()),
         "",
     );
     let ca = setup.start();
@@ -239,8 +232,8 @@ fn an_undecided_request_expires_and_can_no_longer_be_approved() {
     let setup = CaSetup::new(
         &[("corp", &idp.issuer)],
         &format!(
-            "policy_dir = {:?}\naccess_request_pending = \"3s\"",
-            shipped_policies().display().to_string()
+            "{}\naccess_request_pending = \"3s\"",
+            policy_dir_line(&shipped_policies())
         ),
         "",
     );
@@ -294,10 +287,7 @@ fn a_waiting_request_returns_when_approved_and_an_admin_can_end_it() {
     let idp = Idp::start();
     let setup = CaSetup::new(
         &[("corp", &idp.issuer)],
-        &format!(
-            "policy_dir = {:?}",
-            shipped_policies().display().to_string()
-        ),
+        &policy_dir_line(&shipped_policies()),
         "",
     );
     let ca = setup.start();
@@ -589,18 +579,7 @@ fn erin_on_call_is_approved_by_the_policy_and_bob_still_waits() {
 }
 
 fn rfc3339(unix: u64) -> String {
-    let (status, out, err) = run(
-        Command::new("date")
-            .env("TZ", "UTC")
-            .arg("-u")
-            .arg("-d")
-            .arg(format!("@{unix}"))
-            .arg("+%Y-%m-%dT%H:%M:%SZ"),
-        Duration::from_secs(5),
-    )
-    .unwrap();
-    assert!(status.success(), "date: {err}");
-    out.trim().to_string()
+    jiff::Timestamp::from_second(unix as i64).unwrap().to_string()
 }
 
 #[test]
@@ -608,10 +587,7 @@ fn a_scheduled_window_opens_at_its_start() {
     let idp = Idp::start();
     let setup = CaSetup::new(
         &[("corp", &idp.issuer)],
-        &format!(
-            "policy_dir = {:?}",
-            shipped_policies().display().to_string()
-        ),
+        &policy_dir_line(&shipped_policies()),
         "",
     );
     let ca = setup.start();
@@ -693,8 +669,8 @@ fn a_window_from_first_use_opens_at_login_and_an_unused_one_lapses() {
     let setup = CaSetup::new(
         &[("corp", &idp.issuer)],
         &format!(
-            "policy_dir = {:?}\naccess_request_pending = \"8s\"",
-            shipped_policies().display().to_string()
+            "{}\naccess_request_pending = \"8s\"",
+            policy_dir_line(&shipped_policies())
         ),
         "",
     );

@@ -128,10 +128,7 @@ fn setup_with_webhook(idp: &Idp, url: &str, dir: &std::path::Path) -> CaSetup {
     std::fs::write(&secret_file, format!("{SECRET}\n")).unwrap();
     CaSetup::new(
         &[("corp", &idp.issuer)],
-        &format!(
-            "policy_dir = {:?}",
-            repo_root().join("policies").display().to_string()
-        ),
+        &policy_dir_line(&shipped_policies()),
         &webhook_table(url, &secret_file),
     )
 }

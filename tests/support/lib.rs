@@ -603,7 +603,17 @@ pub fn policy_dir(dir: &Path, text: &str) -> String {
     let policies = dir.join("policies");
     std::fs::create_dir_all(&policies).unwrap();
     std::fs::write(policies.join("10-test.toml"), text).unwrap();
-    format!("policy_dir = {:?}", policies.display().to_string())
+    policy_dir_line(&policies)
+}
+
+/// The repository's example policies (`policies/`), which the tests load.
+pub fn shipped_policies() -> PathBuf {
+    repo_root().join("policies")
+}
+
+/// The `policy_dir = ...` config line for `dir`.
+pub fn policy_dir_line(dir: &Path) -> String {
+    format!("policy_dir = {:?}", dir.display().to_string())
 }
 
 /// A running CA.
