@@ -448,8 +448,9 @@ impl Authority {
             .await
             .map_err(IssueError::Token)?;
         let identity = verified.identity;
+        let me = identity.display_name();
         self.rate_limits
-            .check_identity(&identity.display_name())
+            .check_identity(&me)
             .map_err(IssueError::RateLimited)?;
         let proof = subject
             .proof_check(token.expose_secret(), &request.proof)
@@ -463,7 +464,7 @@ impl Authority {
         // rules grant their principals; the policy still decides.
         cert_request.approved = self
             .store
-            .open_grants(identity.display_name(), now)
+            .open_grants(me.clone(), now)
             .await
             .map_err(IssueError::Store)?
             .iter()
@@ -481,6 +482,7 @@ impl Authority {
             }
         };
         let signer = self.keys.user.signer();
+        let fingerprint = subject.fingerprint();
         // A serial already on record (the clock was set back across a
         // restart) is skipped, never reused.
         for _ in 0..3 {
@@ -496,16 +498,17 @@ impl Authority {
             let certificate = cert::sign_user_certificate(signer, &spec, &mut rand_core::OsRng)
                 .map_err(IssueError::Signing)?;
             let line = certificate.to_openssh().map_err(IssueError::Signing)?;
+            let key_id = certificate.key_id().to_string();
             let record = IssuanceRecord {
                 serial: serial.to_string(),
-                key_id: certificate.key_id().to_string(),
+                key_id: key_id.clone(),
                 issuer: identity.issuer_name.clone(),
                 subject: identity.subject.clone(),
-                identity: identity.display_name(),
+                identity: me.clone(),
                 principals: grant.principals.clone(),
                 valid_after: certificate.valid_after(),
                 valid_before: certificate.valid_before(),
-                key_fingerprint: subject.fingerprint(),
+                key_fingerprint: fingerprint.clone(),
                 client_addr: client_addr.to_string(),
                 rules: grant.rules.clone(),
                 issued_at: now,
@@ -518,10 +521,10 @@ impl Authority {
                 Ok(()) => {
                     tracing::info!(
                         serial = %serial,
-                        identity = %identity.display_name(),
+                        identity = %me,
                         principals = ?grant.principals,
                         rules = %grant.rules.join(","),
-                        key = %subject.fingerprint(),
+                        key = %fingerprint,
                         valid_before = certificate.valid_before(),
                         client = %client_addr,
                         "issued user certificate"
@@ -529,7 +532,7 @@ impl Authority {
                     return Ok(UserCertResponse {
                         certificate: line,
                         serial: serial.to_string(),
-                        key_id: certificate.key_id().to_string(),
+                        key_id,
                         principals: grant.principals,
                         valid_after: certificate.valid_after(),
                         valid_before: certificate.valid_before(),

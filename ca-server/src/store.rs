@@ -794,7 +794,7 @@ pub(crate) fn revoke_in(
     path: &Path,
 ) -> Result<Revoked, StoreError> {
     let err = sqlite_error(path);
-    spend_token(tx, r, path)?;
+    spend(tx, r.spent_token, path)?;
     let at = r.at as i64;
     // The certificates this revocation lists: one serial, or every unexpired
     // certificate of the identity or key.
@@ -870,7 +870,7 @@ fn lift_in(
     path: &Path,
 ) -> Result<Revoked, StoreError> {
     let err = sqlite_error(path);
-    spend_token(tx, r, path)?;
+    spend(tx, r.spent_token, path)?;
     let lifted = tx
         .execute(
             "UPDATE revocations SET lifted_by = ?1, lifted_at = ?2 \
@@ -903,10 +903,10 @@ fn create_request_in(
         params![
             new.requester,
             new.issuer,
-            serde_json::to_string(&new.principals).unwrap_or_else(|_| "[]".into()),
+            json_list(&new.principals),
             new.reason,
             new.window_secs as i64,
-            serde_json::to_string(&new.rules).unwrap_or_else(|_| "[]".into()),
+            json_list(&new.rules),
             new.at as i64,
             new.expires_at as i64,
             new.starts_at.map(|t| t as i64),
@@ -1149,7 +1149,9 @@ fn use_request_window(
             status: RequestStatus::Ended,
         })
     };
-    let request = read_request(tx, id, path)?.ok_or_else(closed)?;
+    // The window needs no approvals: the row alone, on every issuance that
+    // uses a grant.
+    let request = read_request_row(tx, id).map_err(&err)?.ok_or_else(closed)?;
     let (start, end) = request.open_window(at).ok_or_else(closed)?;
     if request.window_start.is_none() {
         tx.execute(
@@ -1171,21 +1173,61 @@ fn audit_request(
     rules: &[String],
     path: &Path,
 ) -> Result<(), StoreError> {
-    tx.execute(
-        "INSERT INTO audit_events (at, kind, identity, issuer, serial, client_addr, detail, rules) \
-         VALUES (?1, ?2, ?3, ?4, NULL, ?5, ?6, ?7)",
-        params![
-            at as i64,
+    insert_audit(
+        tx,
+        &AuditRow {
+            at,
             kind,
             identity,
             issuer,
+            serial: None,
             client_addr,
             detail,
-            serde_json::to_string(rules).unwrap_or_else(|_| "[]".into())
+            rules,
+        },
+        path,
+    )
+}
+
+/// One row of `audit_events`.
+struct AuditRow<'a> {
+    at: UnixTime,
+    kind: &'a str,
+    identity: &'a str,
+    issuer: &'a str,
+    serial: Option<&'a str>,
+    client_addr: &'a str,
+    detail: &'a str,
+    rules: &'a [String],
+}
+
+fn insert_audit(
+    tx: &rusqlite::Transaction<'_>,
+    row: &AuditRow<'_>,
+    path: &Path,
+) -> Result<(), StoreError> {
+    cached(
+        tx,
+        "INSERT INTO audit_events (at, kind, identity, issuer, serial, client_addr, detail, rules) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        params![
+            row.at as i64,
+            row.kind,
+            row.identity,
+            row.issuer,
+            row.serial,
+            row.client_addr,
+            row.detail,
+            json_list(row.rules)
         ],
     )
     .map_err(sqlite_error(path))?;
     Ok(())
+}
+
+/// A list of names as the JSON array stored in the database.
+fn json_list(names: &[String]) -> String {
+    serde_json::to_string(names).unwrap_or_else(|_| "[]".into())
 }
 
 const REQUEST_COLUMNS: &str = "id, requester, principals, reason, window_secs, status, \
@@ -1250,19 +1292,20 @@ pub fn read_request(
     path: &Path,
 ) -> Result<Option<AccessRequest>, StoreError> {
     let err = sqlite_error(path);
-    let found = conn
-        .query_row(
-            &format!("SELECT {REQUEST_COLUMNS} FROM access_requests WHERE id = ?1"),
-            [id as i64],
-            request_row,
-        )
-        .optional()
-        .map_err(&err)?;
-    let Some(mut request) = found else {
+    let Some(mut request) = read_request_row(conn, id).map_err(&err)? else {
         return Ok(None);
     };
     request.approvals = approvals_of(conn, id).map_err(&err)?;
     Ok(Some(request))
+}
+
+/// The request `id` without its approvals.
+fn read_request_row(conn: &Connection, id: u64) -> rusqlite::Result<Option<AccessRequest>> {
+    conn.prepare_cached(&format!(
+        "SELECT {REQUEST_COLUMNS} FROM access_requests WHERE id = ?1"
+    ))?
+    .query_row([id as i64], request_row)
+    .optional()
 }
 
 /// Access requests created at or after `since`, newest first: those of
@@ -1303,14 +1346,6 @@ fn unexpired(
     rows.collect()
 }
 
-fn spend_token(
-    tx: &rusqlite::Transaction<'_>,
-    r: &RevocationRecord,
-    path: &Path,
-) -> Result<(), StoreError> {
-    spend(tx, r.spent_token, path)
-}
-
 fn spend(
     tx: &rusqlite::Transaction<'_>,
     token: Option<([u8; 32], UnixTime)>,
@@ -1319,12 +1354,12 @@ fn spend(
     let Some((digest, expires_at)) = token else {
         return Ok(());
     };
-    let inserted = tx
-        .execute(
-            "INSERT INTO used_tokens (digest, expires_at) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
-            params![&digest[..], expires_at as i64],
-        )
-        .map_err(sqlite_error(path))?;
+    let inserted = cached(
+        tx,
+        "INSERT INTO used_tokens (digest, expires_at) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
+        params![&digest[..], expires_at as i64],
+    )
+    .map_err(sqlite_error(path))?;
     if inserted == 0 {
         return Err(StoreError::Replayed);
     }
@@ -1342,22 +1377,20 @@ fn audit_revocation(
         RevocationTarget::Serial(serial) => Some(serial.to_string()),
         _ => None,
     };
-    tx.execute(
-        "INSERT INTO audit_events (at, kind, identity, issuer, serial, client_addr, detail, rules) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-        params![
-            r.at as i64,
+    insert_audit(
+        tx,
+        &AuditRow {
+            at: r.at,
             kind,
-            r.actor,
-            r.actor_issuer,
-            serial,
-            r.client_addr,
+            identity: &r.actor,
+            issuer: &r.actor_issuer,
+            serial: serial.as_deref(),
+            client_addr: &r.client_addr,
             detail,
-            serde_json::to_string(&r.rules).unwrap_or_else(|_| "[]".into())
-        ],
+            rules: &r.rules,
+        },
+        path,
     )
-    .map_err(sqlite_error(path))?;
-    Ok(())
 }
 
 /// The revocation state at `now`, read from `conn`.
@@ -1662,17 +1695,7 @@ fn insert_issuance(
         Some(_) => return Err(StoreError::RevokedKey(r.key_fingerprint.clone())),
         None => {}
     }
-    let inserted = cached(
-        tx,
-        "INSERT INTO used_tokens (digest, expires_at) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
-        params![&r.token_digest[..], r.token_expires_at as i64],
-    )
-    .map_err(&err)?;
-    if inserted == 0 {
-        return Err(StoreError::Replayed);
-    }
-    let principals = serde_json::to_string(&r.principals).unwrap_or_default();
-    let rules_json = serde_json::to_string(&r.rules).unwrap_or_else(|_| "[]".into());
+    spend(tx, Some((r.token_digest, r.token_expires_at)), path)?;
     let inserted = cached(
         tx,
         "INSERT INTO certificates (serial, key_id, issuer, subject, identity, principals, \
@@ -1684,7 +1707,7 @@ fn insert_issuance(
                 r.issuer,
                 r.subject,
                 r.identity,
-                principals,
+                json_list(&r.principals),
                 r.valid_after as i64,
                 r.valid_before as i64,
                 r.key_fingerprint,
@@ -1709,22 +1732,20 @@ fn insert_issuance(
         )
         .map_err(&err)?;
     }
-    cached(
+    insert_audit(
         tx,
-        "INSERT INTO audit_events (at, kind, identity, issuer, serial, client_addr, detail, rules) \
-         VALUES (?1, 'issued', ?2, ?3, ?4, ?5, ?6, ?7)",
-        params![
-            r.issued_at as i64,
-            r.identity,
-            r.issuer,
-            r.serial,
-            r.client_addr,
-            r.key_id,
-            rules_json
-        ],
+        &AuditRow {
+            at: r.issued_at,
+            kind: "issued",
+            identity: &r.identity,
+            issuer: &r.issuer,
+            serial: Some(&r.serial),
+            client_addr: &r.client_addr,
+            detail: &r.key_id,
+            rules: &r.rules,
+        },
+        path,
     )
-    .map_err(&err)?;
-    Ok(())
 }
 
 fn insert_denial(
@@ -1732,21 +1753,20 @@ fn insert_denial(
     r: &DenialRecord,
     path: &Path,
 ) -> Result<(), StoreError> {
-    cached(
+    insert_audit(
         tx,
-        "INSERT INTO audit_events (at, kind, identity, issuer, serial, client_addr, detail, rules) \
-         VALUES (?1, 'denied', ?2, ?3, NULL, ?4, ?5, ?6)",
-        params![
-            r.at as i64,
-            r.identity,
-            r.issuer,
-            r.client_addr,
-            r.reason,
-            serde_json::to_string(&r.rules).unwrap_or_else(|_| "[]".into())
-        ],
+        &AuditRow {
+            at: r.at,
+            kind: "denied",
+            identity: &r.identity,
+            issuer: &r.issuer,
+            serial: None,
+            client_addr: &r.client_addr,
+            detail: &r.reason,
+            rules: &r.rules,
+        },
+        path,
     )
-    .map_err(sqlite_error(path))?;
-    Ok(())
 }
 
 /// Writes a consistent copy of the database at `path` to `out` while the CA
