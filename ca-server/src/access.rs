@@ -319,7 +319,8 @@ impl AccessRequest {
     }
 
     /// The end of the open window that grants `principal` at `now`, if any.
-    pub fn grants(&self, principal: &str, now: UnixTime) -> Option<UnixTime> {
+    #[cfg(test)]
+    fn grants(&self, principal: &str, now: UnixTime) -> Option<UnixTime> {
         if !self.principals.iter().any(|p| p == principal) {
             return None;
         }

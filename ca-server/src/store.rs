@@ -526,20 +526,12 @@ impl Store {
 
     /// Records an issuance; returns once it is committed to disk.
     pub async fn record_issuance(&self, record: IssuanceRecord) -> Result<(), StoreError> {
-        let (done, result) = oneshot::channel();
-        self.jobs
-            .send(Job::Issue(Box::new(record), done))
-            .map_err(|_| StoreError::Closed)?;
-        result.await.map_err(|_| StoreError::Closed)?
+        self.ask(|done| Job::Issue(Box::new(record), done)).await
     }
 
     /// Records a denial; returns once it is committed to disk.
     pub async fn record_denial(&self, record: DenialRecord) -> Result<(), StoreError> {
-        let (done, result) = oneshot::channel();
-        self.jobs
-            .send(Job::Deny(record, done))
-            .map_err(|_| StoreError::Closed)?;
-        result.await.map_err(|_| StoreError::Closed)?
+        self.ask(|done| Job::Deny(record, done)).await
     }
 
     /// Revokes `record.target`; returns once committed.
@@ -583,21 +575,12 @@ impl Store {
     /// Requests still pending at `now` (not expired), newest first.
     pub async fn pending_requests(&self, now: UnixTime) -> Result<Vec<AccessRequest>, StoreError> {
         self.read_requests(move |conn, path| {
-            let err = sqlite_error(path);
-            let mut statement = conn
-                .prepare_cached(&format!(
-                    "SELECT {REQUEST_COLUMNS} FROM access_requests \
-                     WHERE status = 'pending' AND expires_at > ?1 ORDER BY id DESC"
-                ))
-                .map_err(&err)?;
-            let rows = statement
-                .query_map([now as i64], request_row)
-                .map_err(&err)?;
-            let mut requests = rows.collect::<rusqlite::Result<Vec<_>>>().map_err(&err)?;
-            for request in &mut requests {
-                request.approvals = approvals_of(conn, request.id).map_err(&err)?;
-            }
-            Ok(requests)
+            select_requests(
+                conn,
+                "status = 'pending' AND expires_at > ?1 ORDER BY id DESC",
+                [now as i64],
+                path,
+            )
         })
         .await
     }
@@ -605,19 +588,12 @@ impl Store {
     /// Break-glass requests nobody has reviewed yet, newest first.
     pub async fn unreviewed_requests(&self) -> Result<Vec<AccessRequest>, StoreError> {
         self.read_requests(|conn, path| {
-            let err = sqlite_error(path);
-            let mut statement = conn
-                .prepare_cached(&format!(
-                    "SELECT {REQUEST_COLUMNS} FROM access_requests \
-                     WHERE break_glass = 1 AND reviewed_at IS NULL ORDER BY id DESC"
-                ))
-                .map_err(&err)?;
-            let rows = statement.query_map([], request_row).map_err(&err)?;
-            let mut requests = rows.collect::<rusqlite::Result<Vec<_>>>().map_err(&err)?;
-            for request in &mut requests {
-                request.approvals = approvals_of(conn, request.id).map_err(&err)?;
-            }
-            Ok(requests)
+            select_requests(
+                conn,
+                "break_glass = 1 AND reviewed_at IS NULL ORDER BY id DESC",
+                [],
+                path,
+            )
         })
         .await
     }
@@ -1316,16 +1292,29 @@ pub fn read_requests(
     since: UnixTime,
     path: &Path,
 ) -> Result<Vec<AccessRequest>, StoreError> {
+    select_requests(
+        conn,
+        "(?1 IS NULL OR requester = ?1) AND created_at >= ?2 ORDER BY id DESC",
+        params![requester, since as i64],
+        path,
+    )
+}
+
+/// The access requests matching `condition` (an SQL `WHERE` clause, with
+/// its `ORDER BY`), each with its approvals.
+fn select_requests(
+    conn: &Connection,
+    condition: &str,
+    params: impl rusqlite::Params,
+    path: &Path,
+) -> Result<Vec<AccessRequest>, StoreError> {
     let err = sqlite_error(path);
     let mut statement = conn
         .prepare_cached(&format!(
-            "SELECT {REQUEST_COLUMNS} FROM access_requests \
-             WHERE (?1 IS NULL OR requester = ?1) AND created_at >= ?2 ORDER BY id DESC"
+            "SELECT {REQUEST_COLUMNS} FROM access_requests WHERE {condition}"
         ))
         .map_err(&err)?;
-    let rows = statement
-        .query_map(params![requester, since as i64], request_row)
-        .map_err(&err)?;
+    let rows = statement.query_map(params, request_row).map_err(&err)?;
     let mut requests = rows.collect::<rusqlite::Result<Vec<_>>>().map_err(&err)?;
     for request in &mut requests {
         request.approvals = approvals_of(conn, request.id).map_err(&err)?;
