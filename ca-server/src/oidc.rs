@@ -14,6 +14,7 @@
 //! records [`VerifiedToken::digest`] in the same transaction as the certificate.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -138,6 +139,9 @@ struct TrustedIssuer {
     metrics: Metrics,
     jwks_uri: String,
     keys: ArcSwap<Vec<IssuerKey>>,
+    /// Counts JWKS refreshes; read without a lock on every verification, so
+    /// that a slow refresh holds up only the requests that wait for it.
+    generation: AtomicU64,
     refresh: tokio::sync::Mutex<RefreshState>,
     http: reqwest::Client,
     min_refresh: Duration,
@@ -145,7 +149,6 @@ struct TrustedIssuer {
 
 struct RefreshState {
     last_fetch: Instant,
-    generation: u64,
 }
 
 struct IssuerKey {
@@ -384,9 +387,9 @@ impl TrustedIssuer {
             config,
             jwks_uri,
             keys: ArcSwap::from_pointee(keys),
+            generation: AtomicU64::new(0),
             refresh: tokio::sync::Mutex::new(RefreshState {
                 last_fetch: Instant::now(),
-                generation: 0,
             }),
             http,
             min_refresh: MIN_JWKS_REFRESH,
@@ -399,7 +402,7 @@ impl TrustedIssuer {
         kid: Option<&str>,
         algorithm: Algorithm,
     ) -> Result<Claims, TokenError> {
-        let generation = self.refresh.lock().await.generation;
+        let generation = self.generation.load(Ordering::Acquire);
         match self.try_keys(token, kid, algorithm) {
             Err(TokenError::UnknownKey) => {
                 self.refresh_keys(generation).await?;
@@ -448,7 +451,7 @@ impl TrustedIssuer {
     /// `seen_generation`, or the last fetch was too recent.
     async fn refresh_keys(&self, seen_generation: u64) -> Result<(), TokenError> {
         let mut state = self.refresh.lock().await;
-        if state.generation != seen_generation {
+        if self.generation.load(Ordering::Acquire) != seen_generation {
             return Ok(());
         }
         if state.last_fetch.elapsed() < self.min_refresh {
@@ -465,7 +468,7 @@ impl TrustedIssuer {
             Ok(keys) if !keys.is_empty() => {
                 tracing::info!(issuer = %self.config.name, keys = keys.len(), "refreshed JWKS");
                 self.keys.store(Arc::new(keys));
-                state.generation += 1;
+                self.generation.fetch_add(1, Ordering::Release);
                 Ok(())
             }
             Ok(_) => Err(TokenError::UnknownKey),
