@@ -23,7 +23,7 @@ use crate::ca_keys::CaKeys;
 use crate::cert::{self, CertificateSpec, SerialSource};
 use crate::config::CertSettings;
 use crate::ed25519_batch::Ed25519Batcher;
-use crate::identity::{is_login_name, Identity};
+use crate::identity::{is_login_name, is_workload_name, Identity};
 use crate::krl::SignedKrl;
 use crate::oidc::{TokenError, TokenVerifier};
 use crate::policy::{CertRequest, Decision, Policy};
@@ -292,9 +292,12 @@ pub fn revocation_target(request: &RevocationRequest) -> Result<RevocationTarget
         }
         (None, Some(identity), None) => {
             let identity = identity.trim();
-            let valid = identity.split_once('@').is_some_and(|(user, issuer)| {
-                is_login_name(user) && !issuer.is_empty() && !issuer.contains('@')
-            });
+            // The issuer's name never holds an `@`; a workload's name may
+            // (any printable claim value, e.g. acme/app@gh). Every login
+            // name is also a workload name.
+            let valid = identity
+                .rsplit_once('@')
+                .is_some_and(|(user, issuer)| is_workload_name(user) && !issuer.is_empty());
             if !valid {
                 return Err(RevokeError::InvalidRequest(
                     "identity must be user@issuer (as in the audit log), e.g. alice@corp".into(),
@@ -1130,4 +1133,34 @@ fn checked_request(
         client_addr,
         approved: Vec::new(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn by_identity(identity: &str) -> Result<RevocationTarget, RevokeError> {
+        revocation_target(&RevocationRequest {
+            serial: None,
+            identity: Some(identity.into()),
+            key_fingerprint: None,
+            reason: "test".into(),
+        })
+    }
+
+    #[test]
+    fn people_and_workloads_can_be_revoked_by_identity() {
+        for identity in ["alice@corp", "acme/app@github", "acme/app@scope@github"] {
+            assert_eq!(
+                by_identity(identity).expect(identity),
+                RevocationTarget::Identity(identity.into())
+            );
+        }
+        for bad in ["alice", "@corp", "alice@", "a b@corp", "\"x\"@corp", ""] {
+            assert!(
+                matches!(by_identity(bad), Err(RevokeError::InvalidRequest(_))),
+                "{bad:?}"
+            );
+        }
+    }
 }

@@ -45,6 +45,17 @@ pub fn is_login_name(name: &str) -> bool {
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '_' | '.' | '-'))
 }
 
+/// Whether `name` can be a workload's name (from an arbitrary claim, such as
+/// GitHub's `repository`): printable ASCII without spaces, quotes or
+/// backslashes (it goes into key IDs and log lines), at most 128 characters.
+pub fn is_workload_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 128
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\')
+}
+
 /// Turns a username claim into a login name: the local part of an email,
 /// lower-cased. Anything else that is not already a login name is refused
 /// rather than rewritten, because rewriting (`a.b` → `a_b`) lets two people

@@ -31,7 +31,7 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq as _;
 
 use crate::config::{IssuerConfig, UsernameClaim};
-use crate::identity::{login_name_from_claim, Identity};
+use crate::identity::{is_workload_name, login_name_from_claim, Identity};
 use crate::metrics::Metrics;
 use crate::UnixTime;
 
@@ -570,7 +570,7 @@ pub fn identity_from_claims(
                 .get(name.as_str())
                 .and_then(Value::as_str)
                 .ok_or(TokenError::MissingClaim("username_claim"))?;
-            workload_name(value)
+            is_workload_name(value).then(|| value.to_string())
         }
     }
     .ok_or(TokenError::InvalidUsername)?;
@@ -592,17 +592,6 @@ pub fn identity_from_claims(
         groups,
         claims,
     })
-}
-
-/// A workload's name from an arbitrary claim: printable ASCII without spaces
-/// (it goes into key IDs and log lines), at most 128 characters.
-fn workload_name(value: &str) -> Option<String> {
-    let ok = !value.is_empty()
-        && value.len() <= 128
-        && value
-            .bytes()
-            .all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\');
-    ok.then(|| value.to_string())
 }
 
 async fn fetch_jwks(http: &reqwest::Client, url: &str) -> Result<Vec<IssuerKey>, String> {
