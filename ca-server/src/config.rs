@@ -458,17 +458,18 @@ impl RawWebhook {
         });
         if !url_ok {
             return Err(format!(
-                "[[webhook]] url {:?} must be an https:// URL (plain http only on loopback)",
-                self.url
+                "[[webhook]] url {} must be an https:// URL (plain http only on loopback)",
+                crate::webhook::loggable_url(&self.url)
             ));
         }
+        let shown = crate::webhook::loggable_url(&self.url);
         let text = match (self.secret_file, self.secret_env) {
             (Some(file), None) => {
                 let path = base.join(file);
                 std::fs::read_to_string(&path).map_err(|e| {
                     format!(
                         "[[webhook]] {}: cannot read secret_file {}: {e}",
-                        self.url,
+                        shown,
                         path.display()
                     )
                 })?
@@ -476,19 +477,19 @@ impl RawWebhook {
             (None, Some(name)) => std::env::var(&name).map_err(|_| {
                 format!(
                     "[[webhook]] {}: environment variable {name} (secret_env) is not set",
-                    self.url
+                    shown
                 )
             })?,
             _ => {
                 return Err(format!(
                     "[[webhook]] {}: give exactly one of secret_file or secret_env",
-                    self.url
+                    shown
                 ))
             }
         };
         let secret = WebhookSecret::new(text);
         if secret.is_empty() {
-            return Err(format!("[[webhook]] {}: the secret is empty", self.url));
+            return Err(format!("[[webhook]] {shown}: the secret is empty"));
         }
         Ok(WebhookTarget {
             url: self.url,

@@ -67,13 +67,44 @@ impl fmt::Debug for WebhookSecret {
     }
 }
 
+/// The part of a webhook URL that may be logged: scheme, host and port.
+/// Incoming-webhook URLs (Slack, Teams, Discord) carry their credential in
+/// the path, so the path never reaches a log line or an error message.
+pub fn loggable_url(url: &str) -> String {
+    match reqwest::Url::parse(url) {
+        Ok(parsed) => format!(
+            "{}://{}{}/[path redacted]",
+            parsed.scheme(),
+            parsed.host_str().unwrap_or_default(),
+            parsed.port().map(|p| format!(":{p}")).unwrap_or_default()
+        ),
+        Err(_) => "[unparsable URL]".into(),
+    }
+}
+
 /// One configured webhook.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct WebhookTarget {
     /// Where events are posted.
     pub url: String,
     /// The HMAC key.
     pub secret: WebhookSecret,
+}
+
+/// Escapes `&`, `<` and `>` the way Slack's message formatting expects.
+fn slack_escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
+
+impl std::fmt::Debug for WebhookTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WebhookTarget")
+            .field("url", &loggable_url(&self.url))
+            .field("secret", &self.secret)
+            .finish()
+    }
 }
 
 /// What happened to the request.
@@ -129,25 +160,30 @@ impl Event {
         at: UnixTime,
     ) -> Event {
         let principals = request.principals.join(", ");
+        // Free text from requesters and approvers is escaped as Slack asks, so
+        // that a reason cannot mention @channel or dress up a link in the
+        // approvers' channel; the structured fields carry it raw.
+        let reason_text = slack_escape(&request.reason);
+        let comment_text = slack_escape(comment);
         let text = match kind {
             EventKind::Created => format!(
-                "jit-ssh: {} requests {principals} (request {}): {}",
-                request.requester, request.id, request.reason
+                "jit-ssh: {} requests {principals} (request {}): {reason_text}",
+                request.requester, request.id
             ),
             EventKind::Approved => format!(
                 "jit-ssh: {actor} approved {principals} for {} (request {})",
                 request.requester, request.id
             ),
             EventKind::Denied => format!(
-                "jit-ssh: {actor} denied {principals} for {} (request {}): {comment}",
+                "jit-ssh: {actor} denied {principals} for {} (request {}): {comment_text}",
                 request.requester, request.id
             ),
             EventKind::BreakGlass => format!(
-                "\u{1f6a8} BREAK-GLASS: {} approved {principals} for themselves (request {}): {} \u{2014} review it with `jit-ssh review {}`",
-                request.requester, request.id, request.reason, request.id
+                "\u{1f6a8} BREAK-GLASS: {} approved {principals} for themselves (request {}): {reason_text} \u{2014} review it with `jit-ssh review {}`",
+                request.requester, request.id, request.id
             ),
             EventKind::Ended => format!(
-                "jit-ssh: {actor} ended {principals} for {} (request {}): {comment}",
+                "jit-ssh: {actor} ended {principals} for {} (request {}): {comment_text}",
                 request.requester, request.id
             ),
         };
@@ -313,14 +349,14 @@ async fn deliver(
             Err(e) => e.without_url().to_string(),
         };
         if attempt == MAX_ATTEMPTS {
-            tracing::warn!(url = %target.url, request = event.request_id, kind = ?event.kind, error = %failure, attempts = attempt, "webhook delivery given up");
+            tracing::warn!(url = %loggable_url(&target.url), request = event.request_id, kind = ?event.kind, error = %failure, attempts = attempt, "webhook delivery given up");
             metrics
                 .webhook_deliveries
                 .with_label_values(&["failed"])
                 .inc();
             return;
         }
-        tracing::info!(url = %target.url, request = event.request_id, error = %failure, attempt, "webhook delivery failed; retrying");
+        tracing::info!(url = %loggable_url(&target.url), request = event.request_id, error = %failure, attempt, "webhook delivery failed; retrying");
         metrics
             .webhook_deliveries
             .with_label_values(&["retry"])
@@ -366,6 +402,46 @@ mod tests {
             "sha256=78c16fb1347cc108e4fe45972cb2c71d070d22cb5c714af583367a3b7d491ce5"
         );
         assert_eq!(format!("{secret:?}"), "[redacted]");
+    }
+
+    #[test]
+    fn free_text_cannot_mention_or_disguise_links_in_the_text() {
+        let mut sneaky = request();
+        sneaky.reason = "<!channel> approve at <https://evil.example|the console> & go".into();
+        let event = Event::new(EventKind::Created, &sneaky, "bob@corp", "", 1_000);
+        let value: serde_json::Value = serde_json::from_slice(&event.body()).expect("JSON");
+        let text = value["text"].as_str().expect("text");
+        assert!(!text.contains('<') && !text.contains('>'), "{text}");
+        assert!(
+            text.contains("&lt;!channel&gt;") && text.contains("&amp; go"),
+            "{text}"
+        );
+        assert_eq!(value["reason"], sneaky.reason, "structured field stays raw");
+        let denied = Event::new(EventKind::Denied, &request(), "carol@corp", "<@U1>", 1_100);
+        let value: serde_json::Value = serde_json::from_slice(&denied.body()).expect("JSON");
+        assert!(value["text"]
+            .as_str()
+            .expect("text")
+            .ends_with("&lt;@U1&gt;"));
+        assert_eq!(value["comment"], "<@U1>");
+    }
+
+    #[test]
+    fn logged_webhook_urls_keep_no_path() {
+        assert_eq!(
+            loggable_url("https://hooks.slack.com/services/T0/B0/s3cr3t"),
+            "https://hooks.slack.com/[path redacted]"
+        );
+        assert_eq!(
+            loggable_url("http://127.0.0.1:8080/hook?token=x"),
+            "http://127.0.0.1:8080/[path redacted]"
+        );
+        assert_eq!(loggable_url("not a url"), "[unparsable URL]");
+        let target = WebhookTarget {
+            url: "https://hooks.slack.com/services/T0/B0/s3cr3t".into(),
+            secret: WebhookSecret::new("k".into()),
+        };
+        assert!(!format!("{target:?}").contains("s3cr3t"));
     }
 
     #[test]
