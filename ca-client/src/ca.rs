@@ -82,6 +82,15 @@ pub fn http_client(extra_root_pem: Option<&[u8]>) -> Result<reqwest::Client, Str
     builder.build().map_err(|e| e.to_string())
 }
 
+/// Whether bearer tokens may be sent to `url`: https, or plain http on
+/// loopback only (test and development servers; the CA itself serves plain
+/// http on loopback only).
+pub fn may_carry_tokens(url: &reqwest::Url) -> bool {
+    url.scheme() == "https"
+        || (url.scheme() == "http"
+            && matches!(url.host_str(), Some("127.0.0.1" | "localhost" | "[::1]")))
+}
+
 impl CaClient {
     /// A client for the CA at `base_url` (e.g. `https://ca.example.com`),
     /// trusting the system roots plus `extra_root_pem` when given.

@@ -355,6 +355,14 @@ fn target(args: &CaArgs, dirs: &Dirs) -> Result<CaTarget, CliError> {
             )
         })?,
     };
+    let parsed = reqwest::Url::parse(&url)
+        .map_err(|e| CliError::other(format!("CA URL {url:?} is not a URL: {e}")))?;
+    if !ca_client::ca::may_carry_tokens(&parsed) {
+        return Err(CliError::other(format!(
+            "CA URL {url} must be https:// (plain http only on loopback): \
+             ID tokens must not cross the network unencrypted"
+        )));
+    }
     let root_pem = match &args.ca_cert {
         Some(path) => Some(std::fs::read(path).map_err(|e| {
             CliError::other(format!("cannot read --ca-cert {}: {e}", path.display()))

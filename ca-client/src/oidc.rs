@@ -349,8 +349,7 @@ impl Provider {
             return Ok(false);
         };
         let url = reqwest::Url::parse(endpoint).map_err(|e| OidcError::Local(e.to_string()))?;
-        let loopback = matches!(url.host_str(), Some("127.0.0.1" | "localhost" | "[::1]"));
-        if url.scheme() != "https" && !loopback {
+        if !crate::ca::may_carry_tokens(&url) {
             return Err(OidcError::Local(format!(
                 "refusing to send the refresh token to a non-https revocation endpoint {url}"
             )));

@@ -347,6 +347,15 @@ fn ca_down_exits_3_and_ensure_without_login_exits_14() {
     assert_exit(&login, 3, "cannot reach the CA");
     let ensure = home.run(&["--ca", &url, "ensure", "--no-login"]);
     assert_exit(&ensure, 14, "jit-ssh login");
+    // ID tokens never go to a CA over plain http off loopback.
+    let plain = home.run(&[
+        "--ca",
+        "http://ca.example.com",
+        "login",
+        "--id-token-env",
+        "PATH",
+    ]);
+    assert_exit(&plain, 1, "must be https://");
     let help = home.run(&["--help"]);
     assert!(
         help.stdout.contains("Exit codes:") && help.stdout.contains("  6  the CA's policy denied")

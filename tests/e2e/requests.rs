@@ -579,7 +579,9 @@ fn erin_on_call_is_approved_by_the_policy_and_bob_still_waits() {
 }
 
 fn rfc3339(unix: u64) -> String {
-    jiff::Timestamp::from_second(unix as i64).unwrap().to_string()
+    jiff::Timestamp::from_second(unix as i64)
+        .unwrap()
+        .to_string()
 }
 
 #[test]
