@@ -48,9 +48,17 @@ impl RateLimits {
         RateLimits::new(0, 0)
     }
 
-    /// Counts a request from `address`.
+    /// Counts a request from `address`. IPv6 addresses count by their /64:
+    /// one host usually holds a whole /64 and could otherwise pick a fresh
+    /// address (and bucket) for every request.
     pub fn check_address(&self, address: IpAddr) -> Result<(), RetryAfter> {
-        self.check(self.per_address.as_ref(), &address)
+        let key = match address {
+            IpAddr::V6(v6) => IpAddr::V6(std::net::Ipv6Addr::from(
+                u128::from(v6) & !((1u128 << 64) - 1),
+            )),
+            v4 => v4,
+        };
+        self.check(self.per_address.as_ref(), &key)
     }
 
     /// Counts a request by `identity`.
@@ -120,6 +128,12 @@ mod tests {
         assert_eq!(limits.check_address(a), Ok(()));
         assert!(limits.check_address(a).is_err());
         assert_eq!(limits.check_address(IpAddr::from([192, 0, 2, 2])), Ok(()));
+        let host: IpAddr = "2001:db8:1:2::1".parse().expect("v6");
+        let same_64: IpAddr = "2001:db8:1:2:ffff::9".parse().expect("v6");
+        let other_64: IpAddr = "2001:db8:1:3::1".parse().expect("v6");
+        assert_eq!(limits.check_address(host), Ok(()));
+        assert!(limits.check_address(same_64).is_err(), "same /64");
+        assert_eq!(limits.check_address(other_64), Ok(()));
         limits.forget_idle();
     }
 }
