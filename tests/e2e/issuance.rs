@@ -247,6 +247,20 @@ async fn bad_tokens_are_refused_and_change_nothing() {
     let mut multi_aud = idp.claims("alice", "jit-ssh", Some(&nonce), t);
     multi_aud["aud"] = serde_json::json!(["jit-ssh", "other-app"]);
     cases.push(("several audiences, no azp", idp.sign("RS256", &multi_aud)));
+    // An authorized party that is another client.
+    let mut other_azp = idp.claims("alice", "jit-ssh", Some(&nonce), t);
+    other_azp["azp"] = Value::from("other-app");
+    cases.push(("azp of another client", idp.sign("RS256", &other_azp)));
+    // Signed, but missing a claim the CA requires.
+    for claim in ["exp", "aud", "sub"] {
+        let mut missing = idp.claims("alice", "jit-ssh", Some(&nonce), t);
+        missing.as_object_mut().unwrap().remove(claim);
+        cases.push((claim, idp.sign("RS256", &missing)));
+    }
+    // Signed, but longer than any ID token the CA reads (16 KiB).
+    let mut huge = idp.claims("alice", "jit-ssh", Some(&nonce), t);
+    huge["padding"] = Value::from("x".repeat(17 * 1024));
+    cases.push(("oversized", idp.sign("RS256", &huge)));
     // Nonce minted for another key.
     let other_key = PrivateKey::random(&mut rand_core::OsRng, ssh_key::Algorithm::Ed25519).unwrap();
     let wrong_nonce = idp.claims("alice", "jit-ssh", Some(&nonce_for(&other_key).unwrap()), t);
