@@ -25,7 +25,7 @@ use crate::config::CertSettings;
 use crate::ed25519_batch::Ed25519Batcher;
 use crate::identity::{is_login_name, is_workload_name, Identity};
 use crate::krl::SignedKrl;
-use crate::oidc::{TokenError, TokenVerifier};
+use crate::oidc::{TokenError, TokenVerifier, VerifiedToken};
 use crate::policy::{CertRequest, Decision, Policy};
 use crate::rate_limit::{RateLimits, RetryAfter};
 use crate::secret::BearerToken;
@@ -568,6 +568,26 @@ impl Authority {
         Err(IssueError::Store(StoreError::DuplicateSerial))
     }
 
+    /// Verifies the ID token of someone acting through the API (without key
+    /// binding: there is no subject key) and counts the call against their
+    /// rate limit. Returns the token's facts and the caller's `user@issuer`.
+    async fn authenticate<E>(
+        &self,
+        token: &BearerToken,
+        now: UnixTime,
+        token_error: fn(TokenError) -> E,
+        rate_limited: fn(RetryAfter) -> E,
+    ) -> Result<(VerifiedToken, String), E> {
+        let verified = self
+            .verifier
+            .verify_unbound(token.expose_secret(), now)
+            .await
+            .map_err(token_error)?;
+        let me = verified.identity.display_name();
+        self.rate_limits.check_identity(&me).map_err(rate_limited)?;
+        Ok((verified, me))
+    }
+
     /// An administrator revokes (`lift` false) or unrevokes (`lift` true) a
     /// target. The ID token is verified without nonce binding (there is no
     /// subject key), must meet an `[[admin]]` rule, and is spent in the same
@@ -581,15 +601,10 @@ impl Authority {
         now: UnixTime,
     ) -> Result<RevocationResponse, RevokeError> {
         let target = revocation_target(&request)?;
-        let verified = self
-            .verifier
-            .verify_unbound(token.expose_secret(), now)
-            .await
-            .map_err(RevokeError::Token)?;
+        let (verified, me) = self
+            .authenticate(token, now, RevokeError::Token, RevokeError::RateLimited)
+            .await?;
         let identity = verified.identity;
-        self.rate_limits
-            .check_identity(&identity.display_name())
-            .map_err(RevokeError::RateLimited)?;
         let Some(rule) = self.policy.admin(&identity) else {
             let reason = format!(
                 "not an administrator: {} {target} refused",
@@ -598,19 +613,19 @@ impl Authority {
             self.store
                 .record_denial(DenialRecord {
                     at: now,
-                    identity: identity.display_name(),
+                    identity: me.clone(),
                     issuer: identity.issuer_name.clone(),
                     client_addr: client_addr.to_string(),
                     reason,
                     rules: Vec::new(),
                 })
                 .await?;
-            return Err(RevokeError::NotAdmin(identity.display_name()));
+            return Err(RevokeError::NotAdmin(me));
         };
         let record = RevocationRecord {
             target: target.clone(),
             reason: request.reason.trim().to_string(),
-            actor: identity.display_name(),
+            actor: me.clone(),
             actor_issuer: identity.issuer_name.clone(),
             client_addr: client_addr.to_string(),
             rules: vec![rule],
@@ -623,7 +638,7 @@ impl Authority {
             self.store.revoke(record).await?
         };
         self.forget_krl();
-        tracing::info!(admin = %identity.display_name(), %target, lift, "revocation changed");
+        tracing::info!(admin = %me, %target, lift, "revocation changed");
         Ok(revocation_response(&target, revoked))
     }
 
@@ -731,22 +746,17 @@ impl Authority {
                     .map_err(|e| AccessError::InvalidRequest(format!("for: {e}")))?,
             ),
         };
-        let verified = self
-            .verifier
-            .verify_unbound(token.expose_secret(), now)
-            .await
-            .map_err(AccessError::Token)?;
+        let (verified, me) = self
+            .authenticate(token, now, AccessError::Token, AccessError::RateLimited)
+            .await?;
         let identity = verified.identity;
-        self.rate_limits
-            .check_identity(&identity.display_name())
-            .map_err(AccessError::RateLimited)?;
         let terms = match self.policy.access_terms(&identity, &principals, now) {
             Ok(terms) => terms,
             Err(reason) => {
                 self.store
                     .record_denial(DenialRecord {
                         at: now,
-                        identity: identity.display_name(),
+                        identity: me.clone(),
                         issuer: identity.issuer_name.clone(),
                         client_addr: client_addr.to_string(),
                         reason: format!("access request refused: {reason}"),
@@ -787,7 +797,7 @@ impl Authority {
         let created = self
             .store
             .create_request(NewRequest {
-                requester: identity.display_name(),
+                requester: me,
                 issuer: identity.issuer_name.clone(),
                 principals,
                 reason,
@@ -835,16 +845,10 @@ impl Authority {
         pending_only: bool,
         now: UnixTime,
     ) -> Result<Vec<AccessRequestView>, AccessError> {
-        let verified = self
-            .verifier
-            .verify_unbound(token.expose_secret(), now)
-            .await
-            .map_err(AccessError::Token)?;
+        let (verified, me) = self
+            .authenticate(token, now, AccessError::Token, AccessError::RateLimited)
+            .await?;
         let identity = verified.identity;
-        let me = identity.display_name();
-        self.rate_limits
-            .check_identity(&me)
-            .map_err(AccessError::RateLimited)?;
         let mut requests = self
             .store
             .requests(
@@ -877,16 +881,10 @@ impl Authority {
         token: &BearerToken,
         now: UnixTime,
     ) -> Result<Vec<AccessRequestView>, AccessError> {
-        let verified = self
-            .verifier
-            .verify_unbound(token.expose_secret(), now)
-            .await
-            .map_err(AccessError::Token)?;
+        let (verified, me) = self
+            .authenticate(token, now, AccessError::Token, AccessError::RateLimited)
+            .await?;
         let identity = verified.identity;
-        let me = identity.display_name();
-        self.rate_limits
-            .check_identity(&me)
-            .map_err(AccessError::RateLimited)?;
         let admin = self.policy.admin(&identity).is_some();
         Ok(self
             .store
@@ -915,16 +913,10 @@ impl Authority {
         client_addr: IpAddr,
         now: UnixTime,
     ) -> Result<AccessRequestView, AccessError> {
-        let verified = self
-            .verifier
-            .verify_unbound(token.expose_secret(), now)
-            .await
-            .map_err(AccessError::Token)?;
+        let (verified, me) = self
+            .authenticate(token, now, AccessError::Token, AccessError::RateLimited)
+            .await?;
         let identity = verified.identity;
-        let me = identity.display_name();
-        self.rate_limits
-            .check_identity(&me)
-            .map_err(AccessError::RateLimited)?;
         let request = self
             .store
             .request(id)
