@@ -158,6 +158,21 @@ DROP INDEX certificates_identity;
 DROP INDEX certificates_key;
 CREATE INDEX certificates_valid_before ON certificates (valid_before);
 "#,
+    // 8: spent tokens are appended in the order they are spent. Their
+    // digests are random, so a table keyed by digest dirtied a random page
+    // per certificate; the serving writer now keeps the set of digests in
+    // memory (`temp.spent_digests`, loaded when the store opens) and refuses
+    // a replay there.
+    r#"
+CREATE TABLE spent_tokens (
+    digest     BLOB NOT NULL,
+    expires_at INTEGER NOT NULL
+);
+INSERT INTO spent_tokens (digest, expires_at)
+    SELECT digest, expires_at FROM used_tokens ORDER BY expires_at;
+DROP TABLE used_tokens;
+CREATE INDEX spent_tokens_expires_at ON spent_tokens (expires_at);
+"#,
 ];
 
 /// File name of the database inside the data directory.
@@ -190,6 +205,17 @@ pub enum StoreError {
     /// The writer thread is gone.
     #[error("the database writer has stopped")]
     Closed,
+    /// Another server process writes this database.
+    #[error("database {0} is in use by another jit-ssh-ca server (one server per database)")]
+    InUse(PathBuf),
+    /// The lock file beside the database could not be opened or locked.
+    #[error("lock file {path}: {source}")]
+    LockFile {
+        /// The lock file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
     /// The identity is revoked: no certificate may be issued to it.
     #[error("identity {0} is revoked")]
     RevokedIdentity(String),
@@ -478,7 +504,9 @@ impl Store {
     /// Opens (creating and migrating as needed) the database at `path` and
     /// starts its writer thread.
     pub fn open(path: &Path, metrics: &Metrics) -> Result<Store, StoreError> {
+        let lock = lock_for_serving(path)?;
         let conn = open_connection(path, false)?;
+        load_spent_digests(&conn, path)?;
         let grants_until: i64 = conn
             .query_row(
                 "SELECT coalesce(max(coalesce(window_end, expires_at + window_secs)), 0) \
@@ -505,6 +533,7 @@ impl Store {
             .spawn(move || {
                 Writer {
                     conn,
+                    _lock: lock,
                     path,
                     metrics,
                 }
@@ -1112,13 +1141,14 @@ fn change_request_in(
 
 /// Checks, in an issuing transaction, that request `id`'s window is open at
 /// `at`; a window from first use that has not opened yet opens now.
-fn use_request_window(
+/// Checks that request `id`'s window is open for a certificate issued at
+/// `at`; returns the window to record when this certificate is its first use.
+fn check_request_window(
     tx: &rusqlite::Transaction<'_>,
     id: u64,
     at: UnixTime,
     path: &Path,
-) -> Result<(), StoreError> {
-    let err = sqlite_error(path);
+) -> Result<Option<(UnixTime, UnixTime)>, StoreError> {
     let closed = || {
         StoreError::Request(RequestError::Closed {
             id,
@@ -1127,17 +1157,11 @@ fn use_request_window(
     };
     // The window needs no approvals: the row alone, on every issuance that
     // uses a grant.
-    let request = read_request_row(tx, id).map_err(&err)?.ok_or_else(closed)?;
-    let (start, end) = request.open_window(at).ok_or_else(closed)?;
-    if request.window_start.is_none() {
-        tx.execute(
-            "UPDATE access_requests SET window_start = ?2, window_end = ?3 \
-             WHERE id = ?1 AND window_start IS NULL",
-            params![id as i64, start as i64, end as i64],
-        )
-        .map_err(&err)?;
-    }
-    Ok(())
+    let request = read_request_row(tx, id)
+        .map_err(sqlite_error(path))?
+        .ok_or_else(closed)?;
+    let window = request.open_window(at).ok_or_else(closed)?;
+    Ok(request.window_start.is_none().then_some(window))
 }
 
 fn audit_request(
@@ -1343,16 +1367,29 @@ fn spend(
     let Some((digest, expires_at)) = token else {
         return Ok(());
     };
-    let inserted = cached(
+    let err = sqlite_error(path);
+    let fresh = cached(
         tx,
-        "INSERT INTO used_tokens (digest, expires_at) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
-        params![&digest[..], expires_at as i64],
+        "INSERT INTO temp.spent_digests (digest) VALUES (?1) ON CONFLICT DO NOTHING",
+        [&digest[..]],
     )
-    .map_err(sqlite_error(path))?;
-    if inserted == 0 {
+    .map_err(&err)?;
+    if fresh == 0 {
         return Err(StoreError::Replayed);
     }
+    cached(
+        tx,
+        "INSERT INTO spent_tokens (digest, expires_at) VALUES (?1, ?2)",
+        params![&digest[..], expires_at as i64],
+    )
+    .map_err(&err)?;
     Ok(())
+}
+
+/// Whether the token with this digest was spent (by the serving writer).
+fn is_spent(tx: &rusqlite::Transaction<'_>, digest: &[u8; 32]) -> rusqlite::Result<bool> {
+    tx.prepare_cached("SELECT EXISTS (SELECT 1 FROM temp.spent_digests WHERE digest = ?1)")?
+        .query_row([&digest[..]], |row| row.get(0))
 }
 
 fn audit_revocation(
@@ -1422,6 +1459,71 @@ fn sqlite_error(path: &Path) -> impl Fn(rusqlite::Error) -> StoreError + '_ {
     }
 }
 
+/// Takes the lock that one serving writer per database holds: the set of
+/// spent tokens lives in its memory, so a second server on the same file
+/// could accept a token the first one spent. The lock is on a file beside
+/// the database, not the database itself, whose locks are SQLite's. Waits a
+/// little for a writer that is still shutting down in this process.
+fn lock_for_serving(path: &Path) -> Result<std::fs::File, StoreError> {
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let mut lock_path = path.as_os_str().to_owned();
+    lock_path.push("-serving.lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .mode(0o600)
+        .open(&lock_path)
+        .map_err(|source| StoreError::LockFile {
+            path: lock_path.clone().into(),
+            source,
+        })?;
+    let deadline = std::time::Instant::now() + Duration::from_secs(2);
+    loop {
+        match file.try_lock() {
+            Ok(()) => return Ok(file),
+            Err(std::fs::TryLockError::WouldBlock) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(StoreError::InUse(path.to_path_buf()))
+            }
+            Err(std::fs::TryLockError::Error(source)) => {
+                return Err(StoreError::LockFile {
+                    path: lock_path.into(),
+                    source,
+                })
+            }
+        }
+    }
+}
+
+/// Loads the digests of unexpired spent tokens into `temp.spent_digests`,
+/// an in-memory table of the writer's connection: `spend` refuses a replay
+/// there and appends to `spent_tokens` on disk in the same transaction.
+fn load_spent_digests(conn: &Connection, path: &Path) -> Result<(), StoreError> {
+    let cutoff = spent_token_cutoff();
+    conn.execute_batch(
+        "PRAGMA temp_store = MEMORY; \
+         CREATE TEMP TABLE spent_digests (digest BLOB PRIMARY KEY) WITHOUT ROWID;",
+    )
+    .and_then(|()| {
+        conn.execute("DELETE FROM spent_tokens WHERE expires_at < ?1", [cutoff])?;
+        conn.execute(
+            "INSERT OR IGNORE INTO temp.spent_digests (digest) SELECT digest FROM spent_tokens",
+            [],
+        )
+    })
+    .map(drop)
+    .map_err(sqlite_error(path))
+}
+
+/// Spent tokens are kept two minutes past their expiry, so that leeway on
+/// `exp` can never make a forgotten token valid again.
+fn spent_token_cutoff() -> i64 {
+    crate::unix_now().saturating_sub(120) as i64
+}
+
 /// Opens the database; `read_only` connections neither create nor migrate.
 pub fn open_connection(path: &Path, read_only: bool) -> Result<Connection, StoreError> {
     let err = sqlite_error(path);
@@ -1463,6 +1565,8 @@ pub fn open_connection(path: &Path, read_only: bool) -> Result<Connection, Store
 
 struct Writer {
     conn: Connection,
+    /// Held while the writer runs (dropped after `conn`).
+    _lock: std::fs::File,
     path: PathBuf,
     metrics: Metrics,
 }
@@ -1534,9 +1638,6 @@ impl Writer {
         let outcome = (|| -> Result<(), StoreError> {
             let tx = self.conn.transaction().map_err(&err)?;
             for job in &batch {
-                // Each job in its own savepoint: a replayed token rolls back
-                // only its own rows, not its neighbours'.
-                cached(&tx, "SAVEPOINT job", []).map_err(&err)?;
                 let result = match job {
                     Job::Issue(record, _) => insert_issuance(&tx, record, &path),
                     Job::Deny(record, _) => insert_denial(&tx, record, &path),
@@ -1548,10 +1649,11 @@ impl Writer {
                     | Job::Run(..)
                     | Job::ReadRequests(..) => Err(StoreError::Closed),
                 };
-                if result.is_err() {
-                    cached(&tx, "ROLLBACK TO job", []).map_err(&err)?;
+                // A refusal wrote nothing (see `insert_issuance`); SQLite
+                // failing part-way may have, so the batch rolls back whole.
+                if let Err(error @ StoreError::Sqlite { .. }) = result {
+                    return Err(error);
                 }
-                cached(&tx, "RELEASE job", []).map_err(&err)?;
                 results.push(result);
             }
             tx.commit().map_err(&err)
@@ -1637,14 +1739,20 @@ impl Writer {
         Ok(value)
     }
 
-    fn purge_spent_tokens(&self) {
-        // Kept two minutes past expiry so that leeway on `exp` can never make
-        // a forgotten token valid again.
-        let cutoff = crate::unix_now().saturating_sub(120) as i64;
-        if let Err(error) = self
-            .conn
-            .execute("DELETE FROM used_tokens WHERE expires_at < ?1", [cutoff])
-        {
+    fn purge_spent_tokens(&mut self) {
+        let cutoff = spent_token_cutoff();
+        let path = self.path.clone();
+        let err = sqlite_error(&path);
+        let purged = self.in_transaction(|tx| {
+            tx.execute(
+                "DELETE FROM temp.spent_digests WHERE digest IN \
+                 (SELECT digest FROM spent_tokens WHERE expires_at < ?1)",
+                [cutoff],
+            )
+            .and_then(|_| tx.execute("DELETE FROM spent_tokens WHERE expires_at < ?1", [cutoff]))
+            .map_err(&err)
+        });
+        if let Err(error) = purged {
             tracing::warn!(%error, "purging spent token digests failed");
         }
     }
@@ -1661,6 +1769,9 @@ fn cached(
     tx.prepare_cached(sql)?.execute(params)
 }
 
+/// Writes an issuance. Every check that can refuse it runs before its first
+/// write, so a refused record leaves no rows behind and needs no savepoint;
+/// an error after the first write is SQLite's, and fails the whole batch.
 fn insert_issuance(
     tx: &rusqlite::Transaction<'_>,
     r: &IssuanceRecord,
@@ -1684,36 +1795,51 @@ fn insert_issuance(
         Some(_) => return Err(StoreError::RevokedKey(r.key_fingerprint.clone())),
         None => {}
     }
-    spend(tx, Some((r.token_digest, r.token_expires_at)), path)?;
+    if is_spent(tx, &r.token_digest).map_err(&err)? {
+        return Err(StoreError::Replayed);
+    }
+    // Checked in the issuing transaction, so that no certificate is issued
+    // under a request that `done` ended after the policy looked.
+    let mut first_uses = Vec::new();
+    for &request_id in &r.request_ids {
+        if let Some(window) = check_request_window(tx, request_id, r.issued_at, path)? {
+            first_uses.push((request_id, window));
+        }
+    }
     let inserted = cached(
         tx,
         "INSERT INTO certificates (serial, key_id, issuer, subject, identity, principals, \
              valid_after, valid_before, key_fingerprint, client_addr, rule, issued_at, certificate) \
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13) ON CONFLICT DO NOTHING",
-            params![
-                r.serial,
-                r.key_id,
-                r.issuer,
-                r.subject,
-                r.identity,
-                json_list(&r.principals),
-                r.valid_after as i64,
-                r.valid_before as i64,
-                r.key_fingerprint,
-                r.client_addr,
-                r.rules.join(","),
-                r.issued_at as i64,
-                r.certificate
-            ],
+        params![
+            r.serial,
+            r.key_id,
+            r.issuer,
+            r.subject,
+            r.identity,
+            json_list(&r.principals),
+            r.valid_after as i64,
+            r.valid_before as i64,
+            r.key_fingerprint,
+            r.client_addr,
+            r.rules.join(","),
+            r.issued_at as i64,
+            r.certificate
+        ],
     )
     .map_err(&err)?;
     if inserted == 0 {
         return Err(StoreError::DuplicateSerial);
     }
+    for (request_id, (start, end)) in first_uses {
+        tx.execute(
+            "UPDATE access_requests SET window_start = ?2, window_end = ?3 \
+             WHERE id = ?1 AND window_start IS NULL",
+            params![request_id as i64, start as i64, end as i64],
+        )
+        .map_err(&err)?;
+    }
     for request_id in &r.request_ids {
-        // Checked in the issuing transaction, so that no certificate is
-        // issued under a request that `done` ended after the policy looked.
-        use_request_window(tx, *request_id, r.issued_at, path)?;
         cached(
             tx,
             "INSERT INTO request_certificates (request_id, serial) VALUES (?1, ?2)",
@@ -1721,6 +1847,7 @@ fn insert_issuance(
         )
         .map_err(&err)?;
     }
+    spend(tx, Some((r.token_digest, r.token_expires_at)), path)?;
     insert_audit(
         tx,
         &AuditRow {
@@ -1988,6 +2115,80 @@ mod tests {
             .filter_map(|e| e.serial)
             .collect();
         assert_eq!(serials, ["1", "3"]);
+    }
+
+    #[tokio::test]
+    async fn spent_tokens_stay_spent_across_restarts_and_endpoints() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join(DATABASE_FILE);
+        {
+            let store = Store::open(&path, &Metrics::new()).expect("open");
+            store.record_issuance(record("1", 1)).await.expect("first");
+            let mut request = new_request(200);
+            request.spent_token = Some(([1; 32], u64::MAX / 4));
+            assert!(matches!(
+                store.create_request(request).await,
+                Err(StoreError::Replayed)
+            ));
+            assert!(matches!(
+                Store::open(&path, &Metrics::new()),
+                Err(StoreError::InUse(_))
+            ));
+        }
+        let store = Store::open(&path, &Metrics::new()).expect("reopen");
+        assert!(matches!(
+            store.record_issuance(record("2", 1)).await,
+            Err(StoreError::Replayed)
+        ));
+        store.record_issuance(record("3", 3)).await.expect("fresh");
+    }
+
+    #[tokio::test]
+    async fn expired_spent_tokens_are_forgotten_when_the_store_opens() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join(DATABASE_FILE);
+        let expired = |serial| IssuanceRecord {
+            token_expires_at: 1_000,
+            ..record(serial, 1)
+        };
+        let store = Store::open(&path, &Metrics::new()).expect("open");
+        store.record_issuance(expired("1")).await.expect("first");
+        drop(store);
+        let store = Store::open(&path, &Metrics::new()).expect("reopen");
+        let spent: i64 = open_connection(&path, true)
+            .expect("read")
+            .query_row("SELECT count(*) FROM spent_tokens", [], |row| row.get(0))
+            .expect("count");
+        assert_eq!(spent, 0);
+        // Its token is refused as expired before it reaches the store.
+        store
+            .record_issuance(expired("2"))
+            .await
+            .expect("forgotten");
+    }
+
+    #[tokio::test]
+    async fn tokens_spent_before_migration_8_stay_spent() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join(DATABASE_FILE);
+        let conn = Connection::open(&path).expect("create");
+        for migration in &MIGRATIONS[..7] {
+            conn.execute_batch(migration).expect("migrate");
+        }
+        conn.execute_batch("PRAGMA user_version = 7")
+            .expect("version");
+        conn.execute(
+            "INSERT INTO used_tokens (digest, expires_at) VALUES (?1, ?2)",
+            params![&[5u8; 32][..], i64::MAX / 4],
+        )
+        .expect("spend");
+        drop(conn);
+        let store = Store::open(&path, &Metrics::new()).expect("open");
+        assert!(matches!(
+            store.record_issuance(record("1", 5)).await,
+            Err(StoreError::Replayed)
+        ));
+        store.record_issuance(record("2", 6)).await.expect("fresh");
     }
 
     #[tokio::test]
