@@ -12,7 +12,7 @@ use ca_proto::{proof_message, PROOF_NAMESPACE};
 use ca_server::ca_keys::CaSigner;
 use ca_server::cert::{sign_user_certificate, CertificateSpec, Serial};
 use ca_server::config::{IssuerConfig, UsernameClaim};
-use ca_server::ed25519_batch::Ed25519Batcher;
+use ca_server::ed25519_batch::{Ed25519Batcher, Ed25519Check};
 use ca_server::identity::Identity;
 use ca_server::oidc::TokenVerifier;
 use ca_server::policy::{Grant, DEFAULT_EXTENSIONS};
@@ -111,6 +111,7 @@ fn token_verification(c: &mut Criterion) {
         "{input}.{}",
         URL_SAFE_NO_PAD.encode(issuer_key.sign(input.as_bytes()).to_bytes())
     );
+    // A lone token: its signature is a batch of one, checked alone (aws-lc).
     c.bench_function("ID token verification (EdDSA)", |b| {
         b.iter(|| runtime.block_on(verifier.verify(&token, "n", now)).unwrap())
     });
@@ -133,10 +134,7 @@ fn token_verification(c: &mut Criterion) {
             runtime.block_on(async {
                 let checks = proofs.iter().map(|(subject, proof)| {
                     let batcher = batcher.clone();
-                    let check = match subject.proof_check(&token, proof).unwrap() {
-                        ProofCheck::Ed25519(check) => *check,
-                        ProofCheck::Done => unreachable!("Ed25519 keys are batched"),
-                    };
+                    let check = left_for_batch(subject.proof_check(&token, proof).unwrap());
                     tokio::spawn(async move { batcher.verify(check).await })
                 });
                 let tasks: Vec<_> = checks.collect();
@@ -147,6 +145,47 @@ fn token_verification(c: &mut Criterion) {
         })
     });
     group.finish();
+
+    // What issuance does: each request's token and proof submitted together,
+    // 16 requests at once (32 signatures), per request.
+    let verifier = std::sync::Arc::new(verifier.with_batcher(batcher.clone()));
+    let mut group = c.benchmark_group("token + proof verified together (EdDSA, Ed25519)");
+    group.throughput(criterion::Throughput::Elements(batch));
+    group.bench_function("batches of 16", |b| {
+        b.iter(|| {
+            runtime.block_on(async {
+                let requests = proofs.iter().map(|(subject, proof)| {
+                    let (verifier, batcher) = (verifier.clone(), batcher.clone());
+                    let (token, proof) = (token.clone(), proof.clone());
+                    let subject = subject.clone();
+                    tokio::spawn(async move {
+                        let mut prepared = verifier.prepare(&token).await.unwrap();
+                        let token_check = prepared.take_ed25519_check().unwrap();
+                        let proof_check =
+                            left_for_batch(subject.proof_check(&token, &proof).unwrap());
+                        let verdicts = batcher.verify_all(vec![token_check, proof_check]).await;
+                        assert_eq!(verdicts, [true, true]);
+                        verifier
+                            .finish(prepared, Some(true), Some("n"), now)
+                            .unwrap();
+                    })
+                });
+                let tasks: Vec<_> = requests.collect();
+                for task in tasks {
+                    task.await.unwrap();
+                }
+            })
+        })
+    });
+    group.finish();
+}
+
+/// The signature check an Ed25519 proof leaves for a batch.
+fn left_for_batch(proof: ProofCheck) -> Ed25519Check {
+    match proof {
+        ProofCheck::Ed25519(check) => *check,
+        ProofCheck::Done => unreachable!("Ed25519 keys are batched"),
+    }
 }
 
 /// A fresh Ed25519 subject key and its armored proof of possession for `token`.

@@ -22,7 +22,7 @@ use crate::access::{
 use crate::ca_keys::CaKeys;
 use crate::cert::{self, CertificateSpec, SerialSource};
 use crate::config::CertSettings;
-use crate::ed25519_batch::Ed25519Batcher;
+use crate::ed25519_batch::{Ed25519Batcher, Ed25519Check};
 use crate::identity::{is_login_name, is_workload_name, Identity};
 use crate::krl::SignedKrl;
 use crate::oidc::{TokenError, TokenVerifier, VerifiedToken};
@@ -349,8 +349,9 @@ pub struct Authority {
     /// Posts access-request events to the configured webhooks.
     webhooks: Notifier,
     serials: SerialSource,
-    /// Proofs of possession by Ed25519 keys, checked in batches.
-    ed25519_batch: Ed25519Batcher,
+    /// Proofs of possession by Ed25519 keys and EdDSA ID tokens, checked in
+    /// batches (shared with `verifier`).
+    ed25519_batch: Arc<Ed25519Batcher>,
 }
 
 /// How long a generated KRL is served before it is rebuilt. Revocations made
@@ -368,8 +369,9 @@ impl Authority {
         certs: CertSettings,
     ) -> Self {
         let serials = SerialSource::starting_after(store.last_serial());
+        let ed25519_batch = Arc::new(Ed25519Batcher::default());
         Authority {
-            verifier,
+            verifier: verifier.with_batcher(ed25519_batch.clone()),
             policy,
             keys,
             store,
@@ -379,7 +381,7 @@ impl Authority {
             krl_cache: std::sync::Mutex::new(None),
             webhooks: Notifier::disabled(),
             serials,
-            ed25519_batch: Ed25519Batcher::default(),
+            ed25519_batch,
         }
     }
 
@@ -445,23 +447,39 @@ impl Authority {
     ) -> Result<UserCertResponse, IssueError> {
         let mut cert_request = checked_request(&request, client_addr)?;
         let subject = SubjectKey::parse(&request.public_key).map_err(IssueError::SubjectKey)?;
+        let mut prepared = self
+            .verifier
+            .prepare(token.expose_secret())
+            .await
+            .map_err(IssueError::Token)?;
+        // The token's and the proof's Ed25519 signatures are checked in one
+        // batch (one wait); refusals keep their order: token, rate limit, proof.
+        let (proof, proof_check) = match subject.proof_check(token.expose_secret(), &request.proof)
+        {
+            Ok(ProofCheck::Done) => (Ok(()), None),
+            Ok(ProofCheck::Ed25519(check)) => (Ok(()), Some(*check)),
+            Err(rejection) => (Err(rejection), None),
+        };
+        let (token_verdict, proof_verdict) = self
+            .verify_together(prepared.take_ed25519_check(), proof_check)
+            .await;
         let verified = self
             .verifier
-            .verify(token.expose_secret(), &subject.expected_nonce(), now)
-            .await
+            .finish(
+                prepared,
+                token_verdict,
+                Some(&subject.expected_nonce()),
+                now,
+            )
             .map_err(IssueError::Token)?;
         let identity = verified.identity;
         let me = identity.display_name();
         self.rate_limits
             .check_identity(&me)
             .map_err(IssueError::RateLimited)?;
-        let proof = subject
-            .proof_check(token.expose_secret(), &request.proof)
-            .map_err(IssueError::Proof)?;
-        if let ProofCheck::Ed25519(check) = proof {
-            if !self.ed25519_batch.verify(*check).await {
-                return Err(IssueError::Proof(KeyRejection::ProofInvalid));
-            }
+        proof.map_err(IssueError::Proof)?;
+        if proof_verdict == Some(false) {
+            return Err(IssueError::Proof(KeyRejection::ProofInvalid));
         }
         // Approved access requests with open windows let `[rule.approval]`
         // rules grant their principals; the policy still decides.
@@ -566,6 +584,21 @@ impl Authority {
             }
         }
         Err(IssueError::Store(StoreError::DuplicateSerial))
+    }
+
+    /// The verdicts on a token's and a proof's Ed25519 signatures (each
+    /// `None` when there is none to check), checked in one batch.
+    async fn verify_together(
+        &self,
+        token: Option<Ed25519Check>,
+        proof: Option<Ed25519Check>,
+    ) -> (Option<bool>, Option<bool>) {
+        let (has_token, has_proof) = (token.is_some(), proof.is_some());
+        let checks = token.into_iter().chain(proof).collect();
+        let mut verdicts = self.ed25519_batch.verify_all(checks).await.into_iter();
+        let token = has_token.then(|| verdicts.next() == Some(true));
+        let proof = has_proof.then(|| verdicts.next() == Some(true));
+        (token, proof)
     }
 
     /// Verifies the ID token of someone acting through the API (without key

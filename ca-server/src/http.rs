@@ -963,6 +963,54 @@ groups_any = ["admins"]
         assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
     }
 
+    /// A request's token and proof signatures are checked in one batch; a
+    /// forged token is still refused as a token when its proof is bad too.
+    #[tokio::test]
+    async fn a_forged_token_is_refused_as_a_token_whatever_its_proof() {
+        let f = fixture().await;
+        let user = ssh_key::PrivateKey::random(&mut rand_core::OsRng, ssh_key::Algorithm::Ed25519)
+            .expect("key");
+        let blob = user.public_key().to_bytes().expect("blob");
+        let nonce = ca_proto::nonce_for_key(&blob);
+        let good = token(&f.issuer_key, &nonce);
+        let forged = token(&ed25519_dalek::SigningKey::from_bytes(&[8; 32]), &nonce);
+        let proof_for = |token: &str| {
+            user.sign(
+                ca_proto::PROOF_NAMESPACE,
+                ssh_key::HashAlg::Sha512,
+                &ca_proto::proof_message(token, &blob),
+            )
+            .expect("sign")
+            .to_pem(ssh_key::LineEnding::LF)
+            .expect("pem")
+        };
+        let cases = [
+            (&forged, proof_for(&forged), "invalid_token"),
+            (&forged, proof_for(&good), "invalid_token"),
+            (&forged, "not a proof".to_string(), "invalid_token"),
+            (&good, proof_for(&forged), "invalid_proof"),
+        ];
+        for (token, proof, code) in cases {
+            let body = serde_json::to_string(&UserCertRequest {
+                public_key: user.public_key().to_openssh().expect("line"),
+                principals: vec![],
+                ttl: None,
+                proof,
+            })
+            .expect("json");
+            let request = Request::post("/v1/certs/user")
+                .header("content-type", "application/json")
+                .header("authorization", format!("Bearer {token}"))
+                .body(Body::from(body))
+                .expect("request");
+            let (status, _, body) = send(&f.router, request).await;
+            assert_eq!(
+                (status, error_code(&body).as_str()),
+                (StatusCode::UNAUTHORIZED, code)
+            );
+        }
+    }
+
     /// People of the request tests, by name: (user, groups).
     const BOB: (&str, &[&str]) = ("bob", &["sre"]);
     const ALICE: (&str, &[&str]) = ("alice", &["eng"]);

@@ -12,6 +12,11 @@
 //! key; and the username claim yields a Unix login name (an `email` only when
 //! `email_verified` is true). Single use is enforced by the store, which
 //! records [`VerifiedToken::digest`] in the same transaction as the certificate.
+//!
+//! EdDSA signatures are checked with ed25519-dalek in the shared
+//! [`Ed25519Batcher`], where [`TokenVerifier::prepare`] and
+//! [`TokenVerifier::finish`] let a caller batch them with its own checks;
+//! every other algorithm goes through `jsonwebtoken` (aws-lc).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -21,7 +26,8 @@ use std::time::{Duration, Instant};
 use arc_swap::ArcSwap;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
-use jsonwebtoken::jwk::Jwk;
+use ed25519_dalek::VerifyingKey;
+use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use openidconnect::core::CoreProviderMetadata;
 use openidconnect::IssuerUrl;
@@ -31,6 +37,7 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq as _;
 
 use crate::config::{IssuerConfig, UsernameClaim};
+use crate::ed25519_batch::{verify_one, Ed25519Batcher, Ed25519Check};
 use crate::identity::{is_workload_name, login_name_from_claim, Identity};
 use crate::metrics::Metrics;
 use crate::UnixTime;
@@ -132,6 +139,38 @@ pub struct TokenVerifier {
     by_issuer_url: HashMap<String, Arc<TrustedIssuer>>,
     issuers: Vec<Arc<TrustedIssuer>>,
     leeway: u64,
+    ed25519_batch: Arc<Ed25519Batcher>,
+}
+
+/// A token checked up to its signature by [`TokenVerifier::prepare`]: its
+/// header, its issuer and the key it must be signed with are settled, and
+/// its signature is verified unless it is an Ed25519 one left for a batch.
+pub struct PreparedToken<'t> {
+    token: &'t str,
+    issuer: Arc<TrustedIssuer>,
+    signature: TokenSignature,
+}
+
+enum TokenSignature {
+    /// Verified; these are the signed claims.
+    Verified(Claims),
+    /// An Ed25519 signature over `payload` still to check: `check` until it is
+    /// taken for a batch.
+    Ed25519 {
+        check: Option<Ed25519Check>,
+        payload: Vec<u8>,
+    },
+}
+
+impl PreparedToken<'_> {
+    /// Takes the Ed25519 signature check left for a batch, if any; pass its
+    /// verdict to [`TokenVerifier::finish`].
+    pub fn take_ed25519_check(&mut self) -> Option<Ed25519Check> {
+        match &mut self.signature {
+            TokenSignature::Verified(_) => None,
+            TokenSignature::Ed25519 { check, .. } => check.take(),
+        }
+    }
 }
 
 struct TrustedIssuer {
@@ -155,6 +194,19 @@ struct IssuerKey {
     kid: Option<String>,
     algorithm: Option<Algorithm>,
     key: DecodingKey,
+    /// The point of an Ed25519 key, decompressed once (never a small-order
+    /// one); `Some` exactly for keys of the EdDSA family.
+    ed25519: Option<VerifyingKey>,
+}
+
+/// The parts of a compact JWS.
+struct Jws<'t> {
+    token: &'t str,
+    /// `header.payload`, the signed bytes.
+    signing_input: &'t str,
+    signature: &'t str,
+    /// The payload, decoded.
+    payload: Vec<u8>,
 }
 
 #[derive(Deserialize)]
@@ -254,7 +306,15 @@ impl TokenVerifier {
                 .collect(),
             issuers,
             leeway: leeway.as_secs(),
+            ed25519_batch: Arc::default(),
         }
+    }
+
+    /// Checks EdDSA signatures in `batcher`'s batches, shared with the
+    /// caller's own Ed25519 checks, instead of a batcher of its own.
+    pub fn with_batcher(mut self, batcher: Arc<Ed25519Batcher>) -> Self {
+        self.ed25519_batch = batcher;
+        self
     }
 
     /// The trusted issuers, in configuration order.
@@ -292,37 +352,89 @@ impl TokenVerifier {
         expected_nonce: Option<&str>,
         now: UnixTime,
     ) -> Result<VerifiedToken, TokenError> {
+        let mut prepared = self.prepare(token).await?;
+        let verdict = match prepared.take_ed25519_check() {
+            Some(check) => Some(self.ed25519_batch.verify(check).await),
+            None => None,
+        };
+        self.finish(prepared, verdict, expected_nonce, now)
+    }
+
+    /// The first step of [`TokenVerifier::verify`]: every check up to the
+    /// signature, the JWKS refresh on an unknown `kid`, and the signature
+    /// itself unless it is an Ed25519 one, left for the caller to check in a
+    /// batch ([`PreparedToken::take_ed25519_check`]).
+    pub async fn prepare<'t>(&self, token: &'t str) -> Result<PreparedToken<'t>, TokenError> {
         if token.len() > MAX_TOKEN_LEN {
             return Err(TokenError::Malformed("too long".into()));
         }
         let mut parts = token.split('.');
-        let (Some(header), Some(payload), Some(_signature), None) =
+        let (Some(header), Some(payload), Some(signature), None) =
             (parts.next(), parts.next(), parts.next(), parts.next())
         else {
             return Err(TokenError::Malformed("not a compact JWS".into()));
         };
-        let header: Header = decode_segment(header)?;
+        let signing_input = &token[..header.len() + 1 + payload.len()];
+        let header: Header = parse_json(&decode_base64(header)?)?;
         if header.crit.is_some() {
             return Err(TokenError::CriticalHeader);
         }
         let algorithm = accepted_algorithm(&header.alg)?;
-        let unverified: UnverifiedIssuer = decode_segment(payload)?;
+        let payload = decode_base64(payload)?;
+        let unverified: UnverifiedIssuer = parse_json(&payload)?;
         let issuer = unverified
             .iss
             .and_then(|iss| self.by_issuer_url.get(&iss))
             .ok_or(TokenError::UntrustedIssuer)?;
-        let claims = issuer
-            .verify_signature(token, header.kid.as_deref(), algorithm)
+        let jws = Jws {
+            token,
+            signing_input,
+            signature,
+            payload,
+        };
+        let signature = issuer
+            .verify_signature(&jws, header.kid.as_deref(), algorithm)
             .await?;
-        issuer.check_claims(claims, expected_nonce, now, self.leeway, token)
+        Ok(PreparedToken {
+            token,
+            issuer: issuer.clone(),
+            signature,
+        })
+    }
+
+    /// The last step of [`TokenVerifier::verify`] (`expected_nonce` given)
+    /// or [`TokenVerifier::verify_unbound`] (`None`): checks the claims.
+    /// `ed25519_verdict` is the verdict on the check taken from `prepared`;
+    /// a token whose Ed25519 check was never taken is refused.
+    pub fn finish(
+        &self,
+        prepared: PreparedToken<'_>,
+        ed25519_verdict: Option<bool>,
+        expected_nonce: Option<&str>,
+        now: UnixTime,
+    ) -> Result<VerifiedToken, TokenError> {
+        let claims = match prepared.signature {
+            TokenSignature::Verified(claims) => claims,
+            TokenSignature::Ed25519 {
+                check: None,
+                payload,
+            } if ed25519_verdict == Some(true) => parse_json(&payload)?,
+            TokenSignature::Ed25519 { .. } => return Err(TokenError::BadSignature),
+        };
+        prepared
+            .issuer
+            .check_claims(claims, expected_nonce, now, self.leeway, prepared.token)
     }
 }
 
-fn decode_segment<T: serde::de::DeserializeOwned>(segment: &str) -> Result<T, TokenError> {
-    let bytes = URL_SAFE_NO_PAD
+fn decode_base64(segment: &str) -> Result<Vec<u8>, TokenError> {
+    URL_SAFE_NO_PAD
         .decode(segment)
-        .map_err(|_| TokenError::Malformed("bad base64url".into()))?;
-    serde_json::from_slice(&bytes).map_err(|e| TokenError::Malformed(e.to_string()))
+        .map_err(|_| TokenError::Malformed("bad base64url".into()))
+}
+
+fn parse_json<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, TokenError> {
+    serde_json::from_slice(bytes).map_err(|e| TokenError::Malformed(e.to_string()))
 }
 
 fn accepted_algorithm(name: &str) -> Result<Algorithm, TokenError> {
@@ -398,15 +510,15 @@ impl TrustedIssuer {
 
     async fn verify_signature(
         &self,
-        token: &str,
+        jws: &Jws<'_>,
         kid: Option<&str>,
         algorithm: Algorithm,
-    ) -> Result<Claims, TokenError> {
+    ) -> Result<TokenSignature, TokenError> {
         let generation = self.generation.load(Ordering::Acquire);
-        match self.try_keys(token, kid, algorithm) {
+        match self.try_keys(jws, kid, algorithm) {
             Err(TokenError::UnknownKey) => {
                 self.refresh_keys(generation).await?;
-                self.try_keys(token, kid, algorithm)
+                self.try_keys(jws, kid, algorithm)
             }
             other => other,
         }
@@ -414,10 +526,10 @@ impl TrustedIssuer {
 
     fn try_keys(
         &self,
-        token: &str,
+        jws: &Jws<'_>,
         kid: Option<&str>,
         algorithm: Algorithm,
-    ) -> Result<Claims, TokenError> {
+    ) -> Result<TokenSignature, TokenError> {
         let keys = self.keys.load();
         let mut candidates = keys.iter().filter(|k| {
             kid.is_none_or(|kid| k.kid.as_deref() == Some(kid))
@@ -427,6 +539,11 @@ impl TrustedIssuer {
         let Some(first) = candidates.next() else {
             return Err(TokenError::UnknownKey);
         };
+        if algorithm == Algorithm::EdDSA {
+            let keys = std::iter::once(first).chain(candidates);
+            return ed25519_signature(jws, keys.filter_map(|k| k.ed25519).collect());
+        }
+        let token = jws.token;
         let mut validation = Validation::new(algorithm);
         validation.required_spec_claims.clear();
         validation.validate_exp = false;
@@ -440,11 +557,9 @@ impl TrustedIssuer {
             }
             result = jsonwebtoken::decode::<Claims>(token, &key.key, &validation);
         }
-        result.map(|data| data.claims).map_err(|e| match e.kind() {
-            jsonwebtoken::errors::ErrorKind::InvalidSignature => TokenError::BadSignature,
-            jsonwebtoken::errors::ErrorKind::Json(e) => TokenError::Malformed(e.to_string()),
-            _ => TokenError::BadSignature,
-        })
+        result
+            .map(|data| TokenSignature::Verified(data.claims))
+            .map_err(jwt_error)
     }
 
     /// Refetches the JWKS unless another request already did since
@@ -533,6 +648,71 @@ impl TrustedIssuer {
     }
 }
 
+fn jwt_error(error: jsonwebtoken::errors::Error) -> TokenError {
+    match error.kind() {
+        jsonwebtoken::errors::ErrorKind::InvalidSignature => TokenError::BadSignature,
+        jsonwebtoken::errors::ErrorKind::Json(e) => TokenError::Malformed(e.to_string()),
+        _ => TokenError::BadSignature,
+    }
+}
+
+/// The EdDSA signature of `jws` by one of `keys` (in JWKS order): left for a
+/// batch when there is one key (the rule for tokens with a `kid`); else
+/// tried with each key in turn here, so that the wrong keys' failures cannot
+/// fail (and pause) the shared batches.
+fn ed25519_signature(jws: &Jws<'_>, keys: Vec<VerifyingKey>) -> Result<TokenSignature, TokenError> {
+    // The header checks jsonwebtoken makes for the other algorithms (it
+    // refuses, for one, extra parameters that are not strings).
+    jsonwebtoken::decode_header(jws.token).map_err(jwt_error)?;
+    // Canonical unpadded base64url and 64 bytes, so that a signature has one
+    // encoding and a token one digest (dalek and aws-lc refuse an `S` that is
+    // not reduced, the other way to write the same signature).
+    let signature = URL_SAFE_NO_PAD
+        .decode(jws.signature)
+        .ok()
+        .and_then(|bytes| ed25519_dalek::Signature::from_slice(&bytes).ok())
+        .ok_or(TokenError::BadSignature)?;
+    let message = jws.signing_input.as_bytes();
+    if let [key] = keys[..] {
+        return Ok(TokenSignature::Ed25519 {
+            check: Some(Ed25519Check {
+                key,
+                message: message.to_vec(),
+                signature,
+            }),
+            payload: jws.payload.clone(),
+        });
+    }
+    if keys.iter().any(|key| verify_one(key, message, &signature)) {
+        return parse_json(&jws.payload).map(TokenSignature::Verified);
+    }
+    Err(TokenError::BadSignature)
+}
+
+/// The point of an Ed25519 JWK, decompressed (`None` for other key types);
+/// an error for an OKP key that is not Ed25519, off the curve, or of small
+/// order.
+fn ed25519_key(jwk: &Jwk) -> Result<Option<VerifyingKey>, &'static str> {
+    let AlgorithmParameters::OctetKeyPair(okp) = &jwk.algorithm else {
+        return Ok(None);
+    };
+    if okp.curve != EllipticCurve::Ed25519 {
+        return Err("an OKP key that is not Ed25519");
+    }
+    let point: [u8; 32] = URL_SAFE_NO_PAD
+        .decode(&okp.x)
+        .ok()
+        .and_then(|bytes| bytes.try_into().ok())
+        .ok_or("an Ed25519 key that is not 32 bytes of base64url")?;
+    let key = VerifyingKey::from_bytes(&point).map_err(|_| "not an Ed25519 curve point")?;
+    // Small-order keys verify signatures nobody needed a private key to
+    // make, alone and in batches.
+    if key.is_weak() {
+        return Err("a small-order Ed25519 point");
+    }
+    Ok(Some(key))
+}
+
 /// Maps the claims of a token already verified to be from `config`'s issuer
 /// to an [`Identity`]: `sub`, the username (a Unix login name, from
 /// `preferred_username` or a verified `email`), email and groups. `claims`
@@ -608,8 +788,8 @@ async fn fetch_jwks(http: &reqwest::Client, url: &str) -> Result<Vec<IssuerKey>,
 }
 
 /// Parses a JWKS document into the keys this verifier can use. Keys it cannot
-/// use (encryption keys, unknown types, symmetric keys) are skipped rather
-/// than failing the whole set.
+/// use (encryption keys, unknown types, symmetric keys, Ed25519 keys that are
+/// not sound points) are skipped rather than failing the whole set.
 fn parse_jwks(body: &[u8]) -> Result<Vec<IssuerKey>, String> {
     #[derive(Deserialize)]
     struct RawSet {
@@ -635,10 +815,16 @@ fn parse_jwks(body: &[u8]) -> Result<Vec<IssuerKey>, String> {
             if matches!(key.family(), jsonwebtoken::AlgorithmFamily::Hmac) {
                 return None;
             }
+            let ed25519 = ed25519_key(&jwk)
+                .inspect_err(|reason| {
+                    tracing::warn!(kid = ?jwk.common.key_id, reason, "skipping JWKS key");
+                })
+                .ok()?;
             Some(IssuerKey {
                 kid: jwk.common.key_id,
                 algorithm,
                 key,
+                ed25519,
             })
         })
         .collect())
@@ -697,6 +883,7 @@ fn error_chain(error: &dyn std::error::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use ed25519_dalek::{Signer as _, SigningKey};
     use serde_json::json;
 
     fn issuer(username_claim: UsernameClaim) -> IssuerConfig {
@@ -788,6 +975,327 @@ mod tests {
             json!({"repository": 7}),
         ] {
             assert!(identity_from_claims(&config, Some("s".into()), claims(bad)).is_err());
+        }
+    }
+
+    const NOW: UnixTime = 1_800_000_000;
+
+    fn verifier(jwks: Vec<Value>) -> TokenVerifier {
+        TokenVerifier::with_known_issuer(
+            issuer(UsernameClaim::PreferredUsername),
+            "https://idp.example.com/jwks".into(),
+            json!({ "keys": jwks }).to_string().as_bytes(),
+            Duration::from_secs(60),
+            reqwest::Client::new(),
+            &Metrics::new(),
+        )
+        .expect("verifier")
+    }
+
+    fn ed25519_key() -> SigningKey {
+        SigningKey::generate(&mut rand_core::OsRng)
+    }
+
+    fn jwk(kid: Option<&str>, point: &[u8]) -> Value {
+        let mut jwk = json!({"kty": "OKP", "crv": "Ed25519", "alg": "EdDSA", "use": "sig",
+            "x": URL_SAFE_NO_PAD.encode(point)});
+        if let Some(kid) = kid {
+            jwk["kid"] = kid.into();
+        }
+        jwk
+    }
+
+    fn payload(username: &str) -> String {
+        URL_SAFE_NO_PAD.encode(
+            json!({"iss": "https://idp.example.com", "sub": username, "aud": "jit-ssh",
+                "iat": NOW, "exp": NOW + 300, "nonce": "n", "preferred_username": username})
+            .to_string(),
+        )
+    }
+
+    /// A compact JWS of `header` and `payload` signed by `key`.
+    fn signed(key: &SigningKey, header: Value, payload: &str) -> String {
+        let input = format!("{}.{payload}", URL_SAFE_NO_PAD.encode(header.to_string()));
+        let signature = URL_SAFE_NO_PAD.encode(key.sign(input.as_bytes()).to_bytes());
+        format!("{input}.{signature}")
+    }
+
+    fn token(key: &SigningKey, kid: Option<&str>, username: &str) -> String {
+        let header = match kid {
+            Some(kid) => json!({"alg": "EdDSA", "typ": "JWT", "kid": kid}),
+            None => json!({"alg": "EdDSA", "typ": "JWT"}),
+        };
+        signed(key, header, &payload(username))
+    }
+
+    fn with_signature(token: &str, signature: &str) -> String {
+        let (input, _) = token.rsplit_once('.').expect("compact JWS");
+        format!("{input}.{signature}")
+    }
+
+    async fn username(verifier: &TokenVerifier, token: &str) -> Result<String, TokenError> {
+        verifier
+            .verify(token, "n", NOW)
+            .await
+            .map(|verified| verified.identity.username)
+    }
+
+    #[tokio::test]
+    async fn eddsa_tokens_are_checked_in_a_batch() {
+        let key = ed25519_key();
+        let verifier = verifier(vec![jwk(Some("k1"), key.verifying_key().as_bytes())]);
+        let token = token(&key, Some("k1"), "alice");
+        assert_eq!(username(&verifier, &token).await, Ok("alice".into()));
+        let mut prepared = verifier.prepare(&token).await.expect("prepared");
+        let check = prepared.take_ed25519_check().expect("left for a batch");
+        assert!(check.verify());
+        assert!(prepared.take_ed25519_check().is_none());
+        let verified = verifier.finish(prepared, Some(true), Some("n"), NOW);
+        assert_eq!(verified.expect("valid").identity.username, "alice");
+    }
+
+    #[tokio::test]
+    async fn an_eddsa_check_never_taken_or_failed_refuses_the_token() {
+        let key = ed25519_key();
+        let verifier = verifier(vec![jwk(Some("k1"), key.verifying_key().as_bytes())]);
+        let token = token(&key, Some("k1"), "alice");
+        for verdict in [None, Some(true), Some(false)] {
+            let prepared = verifier.prepare(&token).await.expect("prepared");
+            let result = verifier.finish(prepared, verdict, Some("n"), NOW);
+            assert_eq!(result.err(), Some(TokenError::BadSignature), "{verdict:?}");
+        }
+        let mut prepared = verifier.prepare(&token).await.expect("prepared");
+        let _taken = prepared.take_ed25519_check();
+        let result = verifier.finish(prepared, Some(false), Some("n"), NOW);
+        assert_eq!(result.err(), Some(TokenError::BadSignature));
+    }
+
+    #[tokio::test]
+    async fn forged_eddsa_tokens_are_refused() {
+        let key = ed25519_key();
+        let verifier = verifier(vec![jwk(Some("k1"), key.verifying_key().as_bytes())]);
+        let good = token(&key, Some("k1"), "alice");
+        let (header, rest) = good.split_once('.').expect("JWS");
+        let signature = rest.rsplit_once('.').expect("JWS").1;
+        let signature_bytes = URL_SAFE_NO_PAD.decode(signature).expect("base64");
+        // The last of 86 characters carries 2 bits of the signature and 4
+        // zero bits; setting one gives a second spelling of the same bytes.
+        let last = signature.chars().last().expect("signature");
+        let alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+        let index = alphabet.find(last).expect("base64url");
+        let other_spelling = format!(
+            "{}{}",
+            &signature[..signature.len() - 1],
+            &alphabet[index + 1..index + 2]
+        );
+        assert_eq!(index % 16, 0, "trailing bits are zero");
+        let mut longer = signature_bytes.clone();
+        longer.push(0);
+        let cases = [
+            (
+                "tampered payload",
+                format!("{header}.{}.{signature}", payload("root")),
+            ),
+            ("another key", token(&ed25519_key(), Some("k1"), "alice")),
+            (
+                "63 bytes",
+                with_signature(&good, &URL_SAFE_NO_PAD.encode(&signature_bytes[..63])),
+            ),
+            (
+                "65 bytes",
+                with_signature(&good, &URL_SAFE_NO_PAD.encode(&longer)),
+            ),
+            (
+                "non-canonical base64url",
+                with_signature(&good, &other_spelling),
+            ),
+            ("padded base64url", format!("{good}==")),
+            (
+                "standard base64",
+                with_signature(&good, &signature.replace(['-', '_'], "+")),
+            ),
+            ("empty signature", with_signature(&good, "")),
+        ];
+        for (name, token) in cases {
+            if name == "standard base64" && !signature.contains(['-', '_']) {
+                continue;
+            }
+            assert_eq!(
+                username(&verifier, &token).await,
+                Err(TokenError::BadSignature),
+                "{name}"
+            );
+        }
+        // A signature with S + L (the other way to write S) is refused.
+        let mut s_plus_l = signature_bytes;
+        add_group_order(&mut s_plus_l[32..]);
+        let malleated = with_signature(&good, &URL_SAFE_NO_PAD.encode(&s_plus_l));
+        assert_eq!(
+            username(&verifier, &malleated).await,
+            Err(TokenError::BadSignature)
+        );
+        assert_eq!(username(&verifier, &good).await, Ok("alice".into()));
+    }
+
+    /// Adds the order of the Ed25519 group to a 32-byte little-endian scalar.
+    fn add_group_order(scalar: &mut [u8]) {
+        const L: [u8; 32] = [
+            0xed, 0xd3, 0xf5, 0x5c, 0x1a, 0x63, 0x12, 0x58, 0xd6, 0x9c, 0xf7, 0xa2, 0xde, 0xf9,
+            0xde, 0x14, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x10,
+        ];
+        let mut carry = 0u16;
+        for (byte, l) in scalar.iter_mut().zip(L) {
+            let sum = u16::from(*byte) + u16::from(l) + carry;
+            *byte = sum as u8;
+            carry = sum >> 8;
+        }
+    }
+
+    #[tokio::test]
+    async fn eddsa_header_and_key_checks_match_the_other_algorithms() {
+        let key = ed25519_key();
+        let verifier = verifier(vec![jwk(Some("k1"), key.verifying_key().as_bytes())]);
+        let payload = payload("alice");
+        let crit = signed(
+            &key,
+            json!({"alg": "EdDSA", "kid": "k1", "crit": ["b64"]}),
+            &payload,
+        );
+        let odd_header = signed(
+            &key,
+            json!({"alg": "EdDSA", "kid": "k1", "b64": false}),
+            &payload,
+        );
+        let unknown_kid = token(&key, Some("k2"), "alice");
+        assert_eq!(
+            username(&verifier, &crit).await,
+            Err(TokenError::CriticalHeader)
+        );
+        assert!(matches!(
+            username(&verifier, &odd_header).await,
+            Err(TokenError::Malformed(_))
+        ));
+        // Refetching the JWKS waits MIN_JWKS_REFRESH after the last fetch.
+        assert_eq!(
+            username(&verifier, &unknown_kid).await,
+            Err(TokenError::UnknownKey)
+        );
+        let bad_claims = signed(
+            &key,
+            json!({"alg": "EdDSA", "kid": "k1"}),
+            &URL_SAFE_NO_PAD
+                .encode(json!({"iss": "https://idp.example.com", "exp": "soon"}).to_string()),
+        );
+        assert!(matches!(
+            username(&verifier, &bad_claims).await,
+            Err(TokenError::Malformed(_))
+        ));
+    }
+
+    #[tokio::test]
+    async fn without_kid_each_ed25519_key_is_tried_in_turn() {
+        let (first, second) = (ed25519_key(), ed25519_key());
+        let verifier = verifier(vec![
+            jwk(Some("a"), first.verifying_key().as_bytes()),
+            jwk(Some("b"), second.verifying_key().as_bytes()),
+        ]);
+        let good = token(&second, None, "alice");
+        let mut prepared = verifier.prepare(&good).await.expect("prepared");
+        assert!(
+            prepared.take_ed25519_check().is_none(),
+            "checked here, not in a batch"
+        );
+        assert_eq!(username(&verifier, &good).await, Ok("alice".into()));
+        let forged = token(&ed25519_key(), None, "alice");
+        assert_eq!(
+            username(&verifier, &forged).await,
+            Err(TokenError::BadSignature)
+        );
+    }
+
+    #[test]
+    fn ed25519_keys_anyone_can_sign_for_are_skipped() {
+        let good = ed25519_key().verifying_key();
+        // The identity, a point of order 1, and one of order 4.
+        let mut identity = [0u8; 32];
+        identity[0] = 1;
+        let mut order_4 = [0u8; 32];
+        order_4[31] = 0x80;
+        let off_curve = (2u8..)
+            .map(|y| {
+                let mut point = [0u8; 32];
+                point[0] = y;
+                point
+            })
+            .find(|point| VerifyingKey::from_bytes(point).is_err())
+            .expect("some y is on no curve point");
+        let mut ed448 = jwk(Some("ed448"), good.as_bytes());
+        ed448["crv"] = "Ed448".into();
+        let jwks = json!({"keys": [
+            jwk(Some("identity"), &identity),
+            jwk(Some("order-4"), &[0u8; 32]),
+            jwk(Some("order-4b"), &order_4),
+            jwk(Some("off-curve"), &off_curve),
+            jwk(Some("short"), &good.as_bytes()[..31]),
+            ed448,
+            jwk(Some("good"), good.as_bytes()),
+        ]});
+        let keys = parse_jwks(jwks.to_string().as_bytes()).expect("JWKS");
+        let kids: Vec<_> = keys.iter().map(|k| k.kid.as_deref()).collect();
+        assert_eq!(kids, [Some("good")]);
+        assert_eq!(keys[0].ed25519, Some(good));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_forged_token_in_a_batch_fails_alone() {
+        use crate::subject_key::{ProofCheck, SubjectKey};
+        use ssh_key::{HashAlg, LineEnding, PrivateKey};
+
+        let key = ed25519_key();
+        let verifier = verifier(vec![jwk(Some("k1"), key.verifying_key().as_bytes())]);
+        let names = ["alice", "bob", "carol", "dave", "erin"];
+        let tokens: Vec<String> = names
+            .iter()
+            .enumerate()
+            .map(|(i, name)| match i {
+                2 => token(&ed25519_key(), Some("k1"), name),
+                _ => token(&key, Some("k1"), name),
+            })
+            .collect();
+        let mut prepared = Vec::new();
+        let mut checks = Vec::new();
+        for compact in &tokens {
+            let mut token = verifier.prepare(compact).await.expect("prepared");
+            checks.push(token.take_ed25519_check().expect("EdDSA"));
+            prepared.push(token);
+            let user = PrivateKey::random(&mut rand_core::OsRng, ssh_key::Algorithm::Ed25519)
+                .expect("key");
+            let subject =
+                SubjectKey::parse(&user.public_key().to_openssh().expect("line")).expect("subject");
+            let message = ca_proto::proof_message(compact, subject.blob());
+            let proof = user
+                .sign(ca_proto::PROOF_NAMESPACE, HashAlg::Sha512, &message)
+                .expect("proof")
+                .to_pem(LineEnding::LF)
+                .expect("pem");
+            match subject.proof_check(compact, &proof).expect("proof") {
+                ProofCheck::Ed25519(check) => checks.push(*check),
+                ProofCheck::Done => panic!("Ed25519 proofs are left for a batch"),
+            }
+        }
+        let verdicts = verifier.ed25519_batch.verify_all(checks).await;
+        let expected: Vec<bool> = (0..10).map(|i| i != 4).collect();
+        assert_eq!(verdicts, expected);
+        for ((token, name), verdict) in prepared
+            .into_iter()
+            .zip(names)
+            .zip(verdicts.iter().step_by(2))
+        {
+            let result = verifier.finish(token, Some(*verdict), Some("n"), NOW);
+            match *verdict {
+                true => assert_eq!(result.expect("valid").identity.username, name),
+                false => assert_eq!(result.err(), Some(TokenError::BadSignature), "{name}"),
+            }
         }
     }
 
