@@ -417,7 +417,7 @@ fn main() {
 
     // Enough for the raw limit over the whole run, within memory (~1.5 kB each).
     let count = args.tokens.unwrap_or(
-        ((raw_per_core * cores as f64 * args.duration as f64 * 0.9) as usize).min(300_000)
+        ((raw_per_core * cores as f64 * args.duration as f64 * 0.9) as usize).min(1_000_000)
             + args.concurrency,
     );
     eprintln!("pre-minting {count} unique tokens, keys and proofs...");

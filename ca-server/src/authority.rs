@@ -452,14 +452,19 @@ impl Authority {
             .prepare(token.expose_secret())
             .await
             .map_err(IssueError::Token)?;
-        // The token's and the proof's Ed25519 signatures are checked in one
-        // batch (one wait); refusals keep their order: token, rate limit, proof.
-        let (proof, proof_check) = match subject.proof_check(token.expose_secret(), &request.proof)
-        {
-            Ok(ProofCheck::Done) => (Ok(()), None),
-            Ok(ProofCheck::Ed25519(check)) => (Ok(()), Some(*check)),
-            Err(rejection) => (Err(rejection), None),
-        };
+        // An Ed25519 proof's signature is checked in the token's batch (one
+        // wait); other keys' proofs are checked whole after the token, so that
+        // a forged token never costs an RSA or ECDSA check. Refusals keep
+        // their order: token, rate limit, proof.
+        let mut proof_check = None;
+        let early_proof = (subject.algorithm() == ssh_key::Algorithm::Ed25519).then(|| {
+            if let ProofCheck::Ed25519(check) =
+                subject.proof_check(token.expose_secret(), &request.proof)?
+            {
+                proof_check = Some(*check);
+            }
+            Ok(())
+        });
         let (token_verdict, proof_verdict) = self
             .verify_together(prepared.take_ed25519_check(), proof_check)
             .await;
@@ -477,7 +482,15 @@ impl Authority {
         self.rate_limits
             .check_identity(&me)
             .map_err(IssueError::RateLimited)?;
-        proof.map_err(IssueError::Proof)?;
+        early_proof
+            .unwrap_or_else(|| {
+                match subject.proof_check(token.expose_secret(), &request.proof)? {
+                    ProofCheck::Done => Ok(()),
+                    // Only Ed25519 keys leave a signature to batch.
+                    ProofCheck::Ed25519(_) => Err(KeyRejection::ProofInvalid),
+                }
+            })
+            .map_err(IssueError::Proof)?;
         if proof_verdict == Some(false) {
             return Err(IssueError::Proof(KeyRejection::ProofInvalid));
         }

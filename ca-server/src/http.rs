@@ -968,8 +968,19 @@ groups_any = ["admins"]
     #[tokio::test]
     async fn a_forged_token_is_refused_as_a_token_whatever_its_proof() {
         let f = fixture().await;
-        let user = ssh_key::PrivateKey::random(&mut rand_core::OsRng, ssh_key::Algorithm::Ed25519)
-            .expect("key");
+        let algorithms = [
+            ssh_key::Algorithm::Ed25519,
+            ssh_key::Algorithm::Ecdsa {
+                curve: ssh_key::EcdsaCurve::NistP256,
+            },
+        ];
+        for algorithm in algorithms {
+            forged_token_refused_as_token(&f, algorithm).await;
+        }
+    }
+
+    async fn forged_token_refused_as_token(f: &Fixture, algorithm: ssh_key::Algorithm) {
+        let user = ssh_key::PrivateKey::random(&mut rand_core::OsRng, algorithm).expect("key");
         let blob = user.public_key().to_bytes().expect("blob");
         let nonce = ca_proto::nonce_for_key(&blob);
         let good = token(&f.issuer_key, &nonce);
