@@ -19,6 +19,7 @@ pub mod ed25519_batch;
 pub mod http;
 pub mod identity;
 pub mod krl;
+pub mod log_writer;
 pub mod metrics;
 pub mod oidc;
 pub mod policy;

@@ -241,11 +241,15 @@ enum KeyTypeArg {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    // Log lines are written by a background thread, many per write(2) when
-    // they come fast: one write per line (one per certificate) took 5 % of
-    // the CA's time under load. The guard writes what is left on exit.
-    let (stderr, flush_on_exit) =
-        tracing_appender::non_blocking(std::io::BufWriter::new(std::io::stderr()));
+    // Log lines are written by a background thread, many per write(2) (see
+    // `log_writer`); the guard writes what is left on exit.
+    let (stderr, flush_on_exit) = match ca_server::log_writer::gathered_lines(std::io::stderr()) {
+        Ok(pair) => pair,
+        Err(error) => {
+            eprintln!("jit-ssh-ca: error: cannot start the log writer thread: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
     let logs = tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()

@@ -32,6 +32,8 @@ const MAX_BATCH: usize = 512;
 /// 30 costs far less per record than a batch of 10; an idle CA (batches of
 /// one) does not wait at all.
 const BATCH_LINGER: Duration = Duration::from_micros(800);
+/// How long a lingering writer sleeps before it looks for more records.
+const LINGER_NAP: Duration = Duration::from_micros(100);
 /// A lingering batch is complete once it is as large as the previous one, or
 /// this large.
 const MIN_LINGER_BATCH: usize = 8;
@@ -1613,9 +1615,17 @@ impl Writer {
                         if !linger {
                             return None;
                         }
-                        let wait =
-                            linger_until?.checked_duration_since(std::time::Instant::now())?;
-                        queue.recv_timeout(wait).ok()
+                        // Naps rather than waits on the queue: waiting, the
+                        // writer was woken (and each sender made a system
+                        // call) for every record that joined the batch.
+                        loop {
+                            let left =
+                                linger_until?.checked_duration_since(std::time::Instant::now())?;
+                            std::thread::sleep(left.min(LINGER_NAP));
+                            if let Ok(job) = queue.try_recv() {
+                                return Some(job);
+                            }
+                        }
                     });
                 }
             }
