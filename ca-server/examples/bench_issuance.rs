@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
+use bytes::Bytes;
 use ca_proto::{proof_message, UserCertRequest, PROOF_NAMESPACE};
 use ca_server::ca_keys::CaSigner;
 use ca_server::cert::{sign_user_certificate, CertificateSpec, Serial};
@@ -30,6 +31,10 @@ use ca_server::oidc::TokenVerifier;
 use ca_server::policy::{Grant, DEFAULT_EXTENSIONS};
 use ca_server::subject_key::SubjectKey;
 use ed25519_dalek::Signer as _;
+use http::header::{AUTHORIZATION, CONTENT_TYPE, HOST};
+use http::HeaderValue;
+use http_body_util::{BodyExt as _, Full};
+use rustls_pki_types::pem::PemObject as _;
 use serde_json::{json, Value};
 use ssh_key::{Algorithm, HashAlg, LineEnding, PrivateKey};
 
@@ -135,8 +140,8 @@ fn start_issuer(runtime: &tokio::runtime::Runtime) -> Arc<Issuer> {
 }
 
 struct Prepared {
-    authorization: String,
-    body: Vec<u8>,
+    authorization: HeaderValue,
+    body: Bytes,
 }
 
 /// Keys, tokens and proofs for `count` requests, made on all cores before
@@ -172,8 +177,9 @@ fn prepare(issuer: &Issuer, count: usize) -> Vec<Prepared> {
                                 proof,
                             };
                             Prepared {
-                                authorization: format!("Bearer {token}"),
-                                body: serde_json::to_vec(&request).unwrap(),
+                                authorization: HeaderValue::try_from(format!("Bearer {token}"))
+                                    .unwrap(),
+                                body: serde_json::to_vec(&request).unwrap().into(),
                             }
                         })
                         .collect::<Vec<_>>()
@@ -246,6 +252,27 @@ fn start_server(server: &Path, dir: &Path, issuer: &Issuer) -> (std::process::Ch
     };
     std::thread::spawn(move || for _ in lines.by_ref() {});
     (child, url, pid)
+}
+
+/// A keep-alive HTTP/1.1 connection over TLS to `authority` (`ip:port`).
+async fn connect(
+    authority: &str,
+    tls: Arc<rustls::ClientConfig>,
+) -> hyper::client::conn::http1::SendRequest<Full<Bytes>> {
+    let tcp = tokio::net::TcpStream::connect(authority).await.unwrap();
+    tcp.set_nodelay(true).unwrap();
+    let ip = authority.rsplit_once(':').unwrap().0;
+    let name = rustls_pki_types::ServerName::try_from(ip.to_string()).unwrap();
+    let stream = tokio_rustls::TlsConnector::from(tls)
+        .connect(name, tcp)
+        .await
+        .unwrap();
+    let (sender, connection) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .unwrap();
+    tokio::spawn(connection);
+    sender
 }
 
 fn cpu_ticks(pid: u32) -> u64 {
@@ -424,31 +451,32 @@ fn main() {
     let prepared = Arc::new(prepare(&issuer, count));
 
     let (mut server, url, pid) = start_server(&args.server, dir.path(), &issuer);
-    let root = reqwest::Certificate::from_pem(&std::fs::read(dir.path().join("tls.crt")).unwrap())
-        .unwrap();
-    let http = reqwest::Client::builder()
-        .add_root_certificate(root)
-        .http1_only()
-        .pool_max_idle_per_host(args.concurrency)
-        .timeout(Duration::from_secs(30))
-        .build()
-        .unwrap();
-    // Parsed once: reqwest parses (and IDNA-maps) a URL string per request.
-    let endpoint = reqwest::Url::parse(&format!("{url}/v1/certs/user")).unwrap();
-    // Warm the connections (TLS handshakes are not what is measured).
-    runtime.block_on(async {
-        let warm: Vec<_> = (0..args.concurrency)
-            .map(|_| {
-                let http = http.clone();
-                let url = format!("{url}/healthz");
-                tokio::spawn(async move { http.get(url).send().await.map(|_| ()) })
-            })
-            .collect();
-        for w in warm {
-            let _ = w.await;
+    // One keep-alive HTTP/1.1-over-TLS connection per client, driven with
+    // hyper directly: the load generator shares the two cores with the CA,
+    // and reqwest's pool and per-request work cost it a third more CPU.
+    let mut roots = rustls::RootCertStore::empty();
+    let pem = std::fs::read(dir.path().join("tls.crt")).unwrap();
+    for cert in rustls_pki_types::CertificateDer::pem_slice_iter(&pem) {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let tls = Arc::new(
+        rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::aws_lc_rs::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth(),
+    );
+    let authority = url.trim_start_matches("https://").to_string();
+    let host = HeaderValue::try_from(authority.as_str()).unwrap();
+    let connections: Vec<_> = runtime.block_on(async {
+        let mut connections = Vec::new();
+        for _ in 0..args.concurrency {
+            connections.push(connect(&authority, tls.clone()).await);
         }
+        connections
     });
-
     let ticks_before = cpu_ticks(pid);
     let own_before = cpu_ticks(std::process::id());
     let machine_before = machine_ticks();
@@ -456,10 +484,10 @@ fn main() {
     let started = Instant::now();
     let deadline = started + Duration::from_secs(args.duration);
     let results: Vec<(Vec<u32>, usize, usize)> = runtime.block_on(async {
-        let workers: Vec<_> = (0..args.concurrency)
-            .map(|_| {
-                let http = http.clone();
-                let endpoint = endpoint.clone();
+        let workers: Vec<_> = connections
+            .into_iter()
+            .map(|mut connection| {
+                let host = host.clone();
                 let prepared = prepared.clone();
                 let next = next.clone();
                 tokio::spawn(async move {
@@ -469,26 +497,27 @@ fn main() {
                         let i = next.fetch_add(1, Ordering::Relaxed);
                         let Some(item) = prepared.get(i) else { break };
                         let sent = Instant::now();
-                        let response = http
-                            .post(endpoint.clone())
-                            .header("authorization", &item.authorization)
-                            .header("content-type", "application/json")
-                            .body(item.body.clone())
-                            .send()
-                            .await;
-                        match response {
-                            Ok(r) if r.status().is_success() => {
-                                let _ = r.bytes().await;
+                        let request = http::Request::post("/v1/certs/user")
+                            .header(HOST, host.clone())
+                            .header(AUTHORIZATION, item.authorization.clone())
+                            .header(CONTENT_TYPE, "application/json")
+                            .body(Full::new(item.body.clone()))
+                            .unwrap();
+                        let answer = async {
+                            connection.ready().await?;
+                            let response = connection.send_request(request).await?;
+                            let status = response.status();
+                            let body = response.into_body().collect().await?.to_bytes();
+                            Ok::<_, hyper::Error>((status, body))
+                        };
+                        match answer.await {
+                            Ok((status, _)) if status.is_success() => {
                                 ok += 1;
                                 latencies.push(sent.elapsed().as_micros() as u32);
                             }
-                            Ok(r) => {
+                            Ok((status, body)) => {
                                 if failed == 0 {
-                                    eprintln!(
-                                        "error: {} {}",
-                                        r.status(),
-                                        r.text().await.unwrap_or_default()
-                                    );
+                                    eprintln!("error: {status} {}", String::from_utf8_lossy(&body));
                                 }
                                 failed += 1;
                             }
@@ -497,6 +526,7 @@ fn main() {
                                     eprintln!("error: {e}");
                                 }
                                 failed += 1;
+                                break;
                             }
                         }
                     }
@@ -544,11 +574,14 @@ fn main() {
     // How the group commit batched: commits and records per commit.
     let metrics = runtime
         .block_on(async {
-            http.get(format!("{url}/metrics"))
-                .send()
-                .await?
-                .text()
-                .await
+            let mut connection = connect(&authority, tls.clone()).await;
+            let request = http::Request::get("/metrics")
+                .header(HOST, host.clone())
+                .body(Full::new(Bytes::new()))
+                .unwrap();
+            let response = connection.send_request(request).await?;
+            let body = response.into_body().collect().await?.to_bytes();
+            Ok::<_, hyper::Error>(String::from_utf8_lossy(&body).into_owned())
         })
         .unwrap_or_default();
     let metric = |name: &str| -> f64 {
