@@ -42,7 +42,7 @@ pub struct AppState {
     /// Longest time one issuance may take.
     pub request_timeout: Duration,
     /// Counters and histograms served at `/metrics`.
-    pub metrics: Metrics,
+    pub metrics: Arc<Metrics>,
     /// What `/readyz` answers; cleared first when shutting down.
     pub ready: Arc<AtomicBool>,
     /// Per-address and per-identity request limits.

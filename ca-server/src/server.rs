@@ -169,7 +169,7 @@ pub fn assemble(parts: CaParts, config: &Config) -> AppState {
         authority: Arc::new(authority),
         in_flight: Arc::new(Semaphore::new(config.max_in_flight)),
         request_timeout: config.request_timeout,
-        metrics: parts.metrics,
+        metrics: Arc::new(parts.metrics),
         ready: Arc::new(AtomicBool::new(true)),
         rate_limits,
     }
