@@ -1141,10 +1141,9 @@ fn change_request_in(
     Ok(RequestChanged { request, revoked })
 }
 
-/// Checks, in an issuing transaction, that request `id`'s window is open at
-/// `at`; a window from first use that has not opened yet opens now.
-/// Checks that request `id`'s window is open for a certificate issued at
-/// `at`; returns the window to record when this certificate is its first use.
+/// Checks, in an issuing transaction, that request `id`'s window is open for
+/// a certificate issued at `at`; returns the window to record when this
+/// certificate is its first use.
 fn check_request_window(
     tx: &rusqlite::Transaction<'_>,
     id: u64,
