@@ -456,15 +456,16 @@ impl Authority {
         // wait); other keys' proofs are checked whole after the token, so that
         // a forged token never costs an RSA or ECDSA check. Refusals keep
         // their order: token, rate limit, proof.
-        let mut proof_check = None;
-        let early_proof = (subject.algorithm() == ssh_key::Algorithm::Ed25519).then(|| {
-            if let ProofCheck::Ed25519(check) =
-                subject.proof_check(token.expose_secret(), &request.proof)?
-            {
-                proof_check = Some(*check);
+        let (proof_check, proof_refusal) = match subject.algorithm() {
+            ssh_key::Algorithm::Ed25519 => {
+                match subject.proof_check(token.expose_secret(), &request.proof) {
+                    Ok(ProofCheck::Ed25519(check)) => (Some(*check), None),
+                    Ok(ProofCheck::Done) => (None, None),
+                    Err(refusal) => (None, Some(refusal)),
+                }
             }
-            Ok(())
-        });
+            _ => (None, None),
+        };
         let (token_verdict, proof_verdict) = self
             .verify_together(prepared.take_ed25519_check(), proof_check)
             .await;
@@ -482,15 +483,14 @@ impl Authority {
         self.rate_limits
             .check_identity(&me)
             .map_err(IssueError::RateLimited)?;
-        early_proof
-            .unwrap_or_else(|| {
-                match subject.proof_check(token.expose_secret(), &request.proof)? {
-                    ProofCheck::Done => Ok(()),
-                    // Only Ed25519 keys leave a signature to batch.
-                    ProofCheck::Ed25519(_) => Err(KeyRejection::ProofInvalid),
-                }
-            })
-            .map_err(IssueError::Proof)?;
+        if let Some(refusal) = proof_refusal {
+            return Err(IssueError::Proof(refusal));
+        }
+        if subject.algorithm() != ssh_key::Algorithm::Ed25519 {
+            subject
+                .verify_proof(token.expose_secret(), &request.proof)
+                .map_err(IssueError::Proof)?;
+        }
         if proof_verdict == Some(false) {
             return Err(IssueError::Proof(KeyRejection::ProofInvalid));
         }

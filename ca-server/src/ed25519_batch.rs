@@ -49,9 +49,22 @@ pub fn verify_one(key: &VerifyingKey, message: &[u8], signature: &Signature) -> 
 }
 
 /// Batches [`Ed25519Check`]s; shared by all requests.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Ed25519Batcher {
     queue: Arc<Mutex<Queue>>,
+    /// Requests that check batches at once: one per core. With one, the
+    /// other cores sat idle while the requests they would have run waited
+    /// for the leader's batch.
+    max_leaders: usize,
+}
+
+impl Default for Ed25519Batcher {
+    fn default() -> Self {
+        Ed25519Batcher {
+            queue: Arc::default(),
+            max_leaders: std::thread::available_parallelism().map_or(2, |n| n.get()),
+        }
+    }
 }
 
 type Waiting = (Ed25519Check, oneshot::Sender<bool>);
@@ -71,11 +84,6 @@ const MAX_BATCH: usize = 64;
 
 /// Batches of this many checks or more are split between two cores.
 const SPLIT_AT: usize = 16;
-
-/// Requests that check batches at once, one per core of the machine this
-/// is measured on: with one, the other core sat idle while the requests it
-/// would have run waited for the leader's batch.
-const MAX_LEADERS: usize = 2;
 
 /// How long signatures are checked one at a time after a batch failed. Long
 /// enough that a flood of forged signatures fails at most one batch (at most
@@ -105,7 +113,7 @@ impl Ed25519Batcher {
                 queue.waiting.push((check, done));
                 verdicts.push(verdict);
             }
-            let leads = queue.leaders < MAX_LEADERS;
+            let leads = queue.leaders < self.max_leaders;
             queue.leaders += usize::from(leads);
             leads
         };
