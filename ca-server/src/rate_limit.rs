@@ -50,9 +50,11 @@ impl RateLimits {
 
     /// Counts a request from `address`. IPv6 addresses count by their /64:
     /// one host usually holds a whole /64 and could otherwise pick a fresh
-    /// address (and bucket) for every request.
+    /// address (and bucket) for every request. An IPv4 client of a
+    /// dual-stack listener (`::ffff:a.b.c.d`) counts as its IPv4 address, not
+    /// in the /64 that all IPv4 clients share.
     pub fn check_address(&self, address: IpAddr) -> Result<(), RetryAfter> {
-        let key = match address {
+        let key = match address.to_canonical() {
             IpAddr::V6(v6) => IpAddr::V6(std::net::Ipv6Addr::from(
                 u128::from(v6) & !((1u128 << 64) - 1),
             )),
@@ -134,6 +136,16 @@ mod tests {
         assert_eq!(limits.check_address(host), Ok(()));
         assert!(limits.check_address(same_64).is_err(), "same /64");
         assert_eq!(limits.check_address(other_64), Ok(()));
+        let mapped: IpAddr = "::ffff:198.51.100.1".parse().expect("mapped");
+        let mapped_neighbour: IpAddr = "::ffff:198.51.100.2".parse().expect("mapped");
+        assert_eq!(limits.check_address(mapped), Ok(()));
+        assert_eq!(limits.check_address(mapped_neighbour), Ok(()), "own bucket");
+        assert!(
+            limits
+                .check_address(IpAddr::from([198, 51, 100, 1]))
+                .is_err(),
+            "the same client as plain IPv4"
+        );
         limits.forget_idle();
     }
 }
