@@ -159,32 +159,31 @@ impl Event {
         comment: &str,
         at: UnixTime,
     ) -> Event {
-        let principals = request.principals.join(", ");
-        // Free text from requesters and approvers is escaped as Slack asks, so
-        // that a reason cannot mention @channel or dress up a link in the
-        // approvers' channel; the structured fields carry it raw.
+        // Everything put into the Slack text is escaped as Slack asks, so that
+        // a reason, or a workload name taken from a claim, cannot mention
+        // @channel or dress up a link in the approvers' channel; the
+        // structured fields carry it raw.
+        let principals = slack_escape(&request.principals.join(", "));
+        let requester = slack_escape(&request.requester);
+        let actor = slack_escape(actor);
         let reason_text = slack_escape(&request.reason);
         let comment_text = slack_escape(comment);
+        let id = request.id;
         let text = match kind {
-            EventKind::Created => format!(
-                "jit-ssh: {} requests {principals} (request {}): {reason_text}",
-                request.requester, request.id
-            ),
-            EventKind::Approved => format!(
-                "jit-ssh: {actor} approved {principals} for {} (request {})",
-                request.requester, request.id
-            ),
+            EventKind::Created => {
+                format!("jit-ssh: {requester} requests {principals} (request {id}): {reason_text}")
+            }
+            EventKind::Approved => {
+                format!("jit-ssh: {actor} approved {principals} for {requester} (request {id})")
+            }
             EventKind::Denied => format!(
-                "jit-ssh: {actor} denied {principals} for {} (request {}): {comment_text}",
-                request.requester, request.id
+                "jit-ssh: {actor} denied {principals} for {requester} (request {id}): {comment_text}"
             ),
             EventKind::BreakGlass => format!(
-                "\u{1f6a8} BREAK-GLASS: {} approved {principals} for themselves (request {}): {reason_text} \u{2014} review it with `jit-ssh review {}`",
-                request.requester, request.id, request.id
+                "\u{1f6a8} BREAK-GLASS: {requester} approved {principals} for themselves (request {id}): {reason_text} \u{2014} review it with `jit-ssh review {id}`"
             ),
             EventKind::Ended => format!(
-                "jit-ssh: {actor} ended {principals} for {} (request {}): {comment_text}",
-                request.requester, request.id
+                "jit-ssh: {actor} ended {principals} for {requester} (request {id}): {comment_text}"
             ),
         };
         Event {
@@ -424,6 +423,20 @@ mod tests {
             .expect("text")
             .ends_with("&lt;@U1&gt;"));
         assert_eq!(value["comment"], "<@U1>");
+        let mut workload = request();
+        workload.requester = "<!here>|org/app@github".into();
+        workload.principals = vec!["<!channel>".into()];
+        for kind in [
+            EventKind::Created,
+            EventKind::Approved,
+            EventKind::BreakGlass,
+        ] {
+            let event = Event::new(kind, &workload, "<!everyone>@corp", "", 1_000);
+            let value: serde_json::Value = serde_json::from_slice(&event.body()).expect("JSON");
+            let text = value["text"].as_str().expect("text");
+            assert!(!text.contains('<') && !text.contains('>'), "{text}");
+            assert_eq!(value["requester"], workload.requester);
+        }
     }
 
     #[test]
