@@ -1467,7 +1467,16 @@ fn sqlite_error(path: &Path) -> impl Fn(rusqlite::Error) -> StoreError + '_ {
 /// little for a writer that is still shutting down in this process.
 fn lock_for_serving(path: &Path) -> Result<std::fs::File, StoreError> {
     use std::os::unix::fs::OpenOptionsExt as _;
-    let mut lock_path = path.as_os_str().to_owned();
+    // Named after the database's real place, so that two servers reaching
+    // it through different spellings (relative, symlinked) meet at one lock.
+    let real = std::fs::canonicalize(path)
+        .or_else(|_| {
+            let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
+            let name = path.file_name().unwrap_or_default();
+            std::fs::canonicalize(dir.unwrap_or(Path::new("."))).map(|dir| dir.join(name))
+        })
+        .unwrap_or_else(|_| path.to_path_buf());
+    let mut lock_path = real.into_os_string();
     lock_path.push("-serving.lock");
     let file = std::fs::OpenOptions::new()
         .create(true)
@@ -1648,6 +1657,7 @@ impl Writer {
         let outcome = (|| -> Result<(), StoreError> {
             let tx = self.conn.transaction().map_err(&err)?;
             for job in &batch {
+                let written_before = tx.total_changes();
                 let result = match job {
                     Job::Issue(record, _) => insert_issuance(&tx, record, &path),
                     Job::Deny(record, _) => insert_denial(&tx, record, &path),
@@ -1660,11 +1670,17 @@ impl Writer {
                     | Job::ReadRequests(..) => Err(StoreError::Closed),
                 };
                 // A refusal wrote nothing (see `insert_issuance`); SQLite
-                // failing part-way may have, so the batch rolls back whole.
-                if let Err(error @ StoreError::Sqlite { .. }) = result {
-                    return Err(error);
+                // failing part-way may have, and so would a refusal that a
+                // later change let through after a write: the batch rolls
+                // back whole rather than commit half a record.
+                match result {
+                    Err(error @ StoreError::Sqlite { .. }) => return Err(error),
+                    Err(refusal) if tx.total_changes() != written_before => {
+                        tracing::error!(%refusal, "a refused record had written rows");
+                        return Err(StoreError::Closed);
+                    }
+                    result => results.push(result),
                 }
-                results.push(result);
             }
             tx.commit().map_err(&err)
         })();
@@ -2142,6 +2158,12 @@ mod tests {
             ));
             assert!(matches!(
                 Store::open(&path, &Metrics::new()),
+                Err(StoreError::InUse(_))
+            ));
+            let other_spelling = dir.path().join("link");
+            std::os::unix::fs::symlink(dir.path(), &other_spelling).expect("symlink");
+            assert!(matches!(
+                Store::open(&other_spelling.join(DATABASE_FILE), &Metrics::new()),
                 Err(StoreError::InUse(_))
             ));
         }
