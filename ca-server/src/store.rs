@@ -1528,6 +1528,18 @@ fn load_spent_digests(conn: &Connection, path: &Path) -> Result<(), StoreError> 
     .map_err(sqlite_error(path))
 }
 
+/// Forgets the tokens that expired before `cutoff`, in memory and on disk.
+fn purge_spent_before(conn: &mut Connection, cutoff: i64) -> rusqlite::Result<()> {
+    let tx = conn.transaction()?;
+    tx.execute(
+        "DELETE FROM temp.spent_digests WHERE digest IN \
+         (SELECT digest FROM spent_tokens WHERE expires_at < ?1)",
+        [cutoff],
+    )?;
+    tx.execute("DELETE FROM spent_tokens WHERE expires_at < ?1", [cutoff])?;
+    tx.commit()
+}
+
 /// Spent tokens are kept two minutes past their expiry, so that leeway on
 /// `exp` can never make a forgotten token valid again.
 fn spent_token_cutoff() -> i64 {
@@ -1766,19 +1778,7 @@ impl Writer {
     }
 
     fn purge_spent_tokens(&mut self) {
-        let cutoff = spent_token_cutoff();
-        let path = self.path.clone();
-        let err = sqlite_error(&path);
-        let purged = self.in_transaction(|tx| {
-            tx.execute(
-                "DELETE FROM temp.spent_digests WHERE digest IN \
-                 (SELECT digest FROM spent_tokens WHERE expires_at < ?1)",
-                [cutoff],
-            )
-            .and_then(|_| tx.execute("DELETE FROM spent_tokens WHERE expires_at < ?1", [cutoff]))
-            .map_err(&err)
-        });
-        if let Err(error) = purged {
+        if let Err(error) = purge_spent_before(&mut self.conn, spent_token_cutoff()) {
             tracing::warn!(%error, "purging spent token digests failed");
         }
     }
@@ -2173,6 +2173,29 @@ mod tests {
             Err(StoreError::Replayed)
         ));
         store.record_issuance(record("3", 3)).await.expect("fresh");
+    }
+
+    #[test]
+    fn a_purge_forgets_expired_digests_in_memory_and_on_disk_only() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join(DATABASE_FILE);
+        let mut conn = open_connection(&path, false).expect("open");
+        load_spent_digests(&conn, &path).expect("load");
+        let tx = conn.transaction().expect("tx");
+        spend(&tx, Some(([1; 32], 100)), &path).expect("expired one");
+        spend(&tx, Some(([2; 32], 10_000)), &path).expect("live one");
+        tx.commit().expect("commit");
+        purge_spent_before(&mut conn, 1_000).expect("purge");
+        let on_disk: i64 = conn
+            .query_row("SELECT count(*) FROM spent_tokens", [], |row| row.get(0))
+            .expect("count");
+        assert_eq!(on_disk, 1);
+        let tx = conn.transaction().expect("tx");
+        assert!(!is_spent(&tx, &[1; 32]).expect("lookup"));
+        assert!(matches!(
+            spend(&tx, Some(([2; 32], 10_000)), &path),
+            Err(StoreError::Replayed)
+        ));
     }
 
     #[tokio::test]
