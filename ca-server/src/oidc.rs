@@ -1213,6 +1213,31 @@ mod tests {
         );
     }
 
+    #[tokio::test]
+    async fn a_batched_eddsa_token_is_refused_for_a_wrong_key_or_a_key_of_another_alg() {
+        let key = ed25519_key();
+        let mut rs256_labelled = jwk(Some("rsa"), key.verifying_key().as_bytes());
+        rs256_labelled["alg"] = "RS256".into();
+        let verifier = verifier(vec![
+            jwk(Some("k1"), key.verifying_key().as_bytes()),
+            rs256_labelled,
+        ]);
+        // Without a kid, one Ed25519 key: the signature goes to the batch.
+        let forged = token(&ed25519_key(), None, "alice");
+        let mut prepared = verifier.prepare(&forged).await.expect("prepared");
+        assert!(prepared.take_ed25519_check().is_some(), "left for a batch");
+        assert_eq!(
+            username(&verifier, &forged).await,
+            Err(TokenError::BadSignature)
+        );
+        // A kid naming a key whose JWK says RS256 is no EdDSA key.
+        let confused = token(&key, Some("rsa"), "alice");
+        assert_eq!(
+            username(&verifier, &confused).await,
+            Err(TokenError::UnknownKey)
+        );
+    }
+
     #[test]
     fn ed25519_keys_anyone_can_sign_for_are_skipped() {
         let good = ed25519_key().verifying_key();
