@@ -8,6 +8,8 @@
 //! certificate row, its audit event and the ID token's digest together, so a
 //! token is spent if and only if its certificate is on record.
 
+use std::cell::RefCell;
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
@@ -163,7 +165,7 @@ CREATE INDEX certificates_valid_before ON certificates (valid_before);
     // 8: spent tokens are appended in the order they are spent. Their
     // digests are random, so a table keyed by digest dirtied a random page
     // per certificate; the serving writer now keeps the set of digests in
-    // memory (`temp.spent_digests`, loaded when the store opens) and refuses
+    // memory (loaded when the store opens; see `SpentTokens`) and refuses
     // a replay there.
     r#"
 CREATE TABLE spent_tokens (
@@ -473,7 +475,8 @@ pub struct RequestChanged {
 }
 
 type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
-type Work = Box<dyn FnOnce(&mut Connection, &Path) + Send>;
+type Work = Box<dyn FnOnce(&mut WriterDb, &Path) + Send>;
+type ReadWork = Box<dyn FnOnce(&Connection, &Path) + Send>;
 
 enum Job {
     Issue(Box<IssuanceRecord>, Reply<()>),
@@ -485,7 +488,7 @@ enum Job {
     /// Any other work on the writer's connection; it answers for itself.
     Run(Work),
     /// A read of access requests only; it answers for itself.
-    ReadRequests(Work),
+    ReadRequests(ReadWork),
 }
 
 /// Handle to the database writer; cheap to clone.
@@ -508,7 +511,7 @@ impl Store {
     pub fn open(path: &Path, metrics: &Metrics) -> Result<Store, StoreError> {
         let lock = lock_for_serving(path)?;
         let conn = open_connection(path, false)?;
-        load_spent_digests(&conn, path)?;
+        let spent = load_spent_tokens(&conn, path)?;
         let grants_until: i64 = conn
             .query_row(
                 "SELECT coalesce(max(coalesce(window_end, expires_at + window_secs)), 0) \
@@ -534,7 +537,7 @@ impl Store {
             .name("jit-ssh-ca-db".into())
             .spawn(move || {
                 Writer {
-                    conn,
+                    db: WriterDb { conn, spent },
                     _lock: lock,
                     path,
                     metrics,
@@ -590,8 +593,8 @@ impl Store {
     /// returns it once committed.
     pub async fn create_request(&self, new: NewRequest) -> Result<AccessRequest, StoreError> {
         let request = self
-            .run(move |conn, path| {
-                let tx = conn.transaction().map_err(sqlite_error(path))?;
+            .run(move |db, path| {
+                let tx = db.transaction().map_err(sqlite_error(path))?;
                 let request = create_request_in(&tx, &new, path)?;
                 tx.commit().map_err(sqlite_error(path))?;
                 Ok(request)
@@ -637,8 +640,8 @@ impl Store {
         action: RequestAction,
     ) -> Result<RequestChanged, StoreError> {
         let changed = self
-            .run(move |conn, path| {
-                let tx = conn.transaction().map_err(sqlite_error(path))?;
+            .run(move |db, path| {
+                let tx = db.transaction().map_err(sqlite_error(path))?;
                 let changed = change_request_in(&tx, &action, path)?;
                 tx.commit().map_err(sqlite_error(path))?;
                 Ok(changed)
@@ -683,12 +686,12 @@ impl Store {
 
     async fn run<T: Send + 'static>(
         &self,
-        work: impl FnOnce(&mut Connection, &Path) -> Result<T, StoreError> + Send + 'static,
+        work: impl FnOnce(&mut WriterDb, &Path) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
         self.ask(move |done: Reply<T>| {
-            Job::Run(Box::new(move |conn, path| {
+            Job::Run(Box::new(move |db, path| {
                 // The caller may have timed out; what was committed stands.
-                let _ = done.send(work(conn, path));
+                let _ = done.send(work(db, path));
             }))
         })
         .await
@@ -698,7 +701,7 @@ impl Store {
     /// approvals: it runs without cutting the waiting group commit short.
     async fn read_requests<T: Send + 'static>(
         &self,
-        work: impl FnOnce(&mut Connection, &Path) -> Result<T, StoreError> + Send + 'static,
+        work: impl FnOnce(&Connection, &Path) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
         self.ask(move |done: Reply<T>| {
             Job::ReadRequests(Box::new(move |conn, path| {
@@ -761,7 +764,7 @@ fn open_grants_in(
 /// host), safe while the server runs: SQLite serialises the writers.
 pub fn revoke_offline(path: &Path, record: &RevocationRecord) -> Result<Revoked, StoreError> {
     let mut conn = open_connection(path, false)?;
-    let tx = conn.transaction().map_err(sqlite_error(path))?;
+    let tx = WriteTx::new(&mut conn, None).map_err(sqlite_error(path))?;
     let revoked = revoke_in(&tx, record, path)?;
     tx.commit().map_err(sqlite_error(path))?;
     Ok(revoked)
@@ -770,7 +773,7 @@ pub fn revoke_offline(path: &Path, record: &RevocationRecord) -> Result<Revoked,
 /// Lifts directly in the database file (`jit-ssh-ca unrevoke`).
 pub fn lift_offline(path: &Path, record: &RevocationRecord) -> Result<Revoked, StoreError> {
     let mut conn = open_connection(path, false)?;
-    let tx = conn.transaction().map_err(sqlite_error(path))?;
+    let tx = WriteTx::new(&mut conn, None).map_err(sqlite_error(path))?;
     let lifted = lift_in(&tx, record, path)?;
     tx.commit().map_err(sqlite_error(path))?;
     Ok(lifted)
@@ -796,7 +799,7 @@ fn krl_version(conn: &Connection) -> rusqlite::Result<u64> {
 /// the grant, in the same transaction that ends it; a serial already revoked
 /// or expired is accepted and lists nothing new.
 pub(crate) fn revoke_in(
-    tx: &rusqlite::Transaction<'_>,
+    tx: &WriteTx<'_>,
     r: &RevocationRecord,
     path: &Path,
 ) -> Result<Revoked, StoreError> {
@@ -871,11 +874,7 @@ pub(crate) fn revoke_in(
     })
 }
 
-fn lift_in(
-    tx: &rusqlite::Transaction<'_>,
-    r: &RevocationRecord,
-    path: &Path,
-) -> Result<Revoked, StoreError> {
+fn lift_in(tx: &WriteTx<'_>, r: &RevocationRecord, path: &Path) -> Result<Revoked, StoreError> {
     let err = sqlite_error(path);
     spend(tx, r.spent_token, path)?;
     let lifted = tx
@@ -897,7 +896,7 @@ fn lift_in(
 }
 
 fn create_request_in(
-    tx: &rusqlite::Transaction<'_>,
+    tx: &WriteTx<'_>,
     new: &NewRequest,
     path: &Path,
 ) -> Result<AccessRequest, StoreError> {
@@ -1006,7 +1005,7 @@ fn create_request_in(
 }
 
 fn change_request_in(
-    tx: &rusqlite::Transaction<'_>,
+    tx: &WriteTx<'_>,
     a: &RequestAction,
     path: &Path,
 ) -> Result<RequestChanged, StoreError> {
@@ -1360,37 +1359,116 @@ fn unexpired(
     rows.collect()
 }
 
+/// Spends `token` in `tx`: refuses a replay, then appends its digest to
+/// `spent_tokens`.
 fn spend(
-    tx: &rusqlite::Transaction<'_>,
+    tx: &WriteTx<'_>,
     token: Option<([u8; 32], UnixTime)>,
     path: &Path,
 ) -> Result<(), StoreError> {
     let Some((digest, expires_at)) = token else {
         return Ok(());
     };
-    let err = sqlite_error(path);
-    let fresh = cached(
-        tx,
-        "INSERT INTO temp.spent_digests (digest) VALUES (?1) ON CONFLICT DO NOTHING",
-        [&digest[..]],
-    )
-    .map_err(&err)?;
-    if fresh == 0 {
-        return Err(StoreError::Replayed);
-    }
+    tx.spending.borrow_mut().spend(digest)?;
     cached(
         tx,
         "INSERT INTO spent_tokens (digest, expires_at) VALUES (?1, ?2)",
         params![&digest[..], expires_at as i64],
     )
-    .map_err(&err)?;
+    .map_err(sqlite_error(path))?;
     Ok(())
 }
 
-/// Whether the token with this digest was spent (by the serving writer).
-fn is_spent(tx: &rusqlite::Transaction<'_>, digest: &[u8; 32]) -> rusqlite::Result<bool> {
-    tx.prepare_cached("SELECT EXISTS (SELECT 1 FROM temp.spent_digests WHERE digest = ?1)")?
-        .query_row([&digest[..]], |row| row.get(0))
+/// A write transaction: SQLite's, and the tokens it spends, which stay in
+/// the serving writer's spent set only if it commits.
+pub(crate) struct WriteTx<'c> {
+    tx: rusqlite::Transaction<'c>,
+    spending: RefCell<Spending<'c>>,
+}
+
+impl<'c> WriteTx<'c> {
+    /// A transaction that can spend tokens against `spent`; with `None` (the
+    /// admin CLI beside the server, whose changes spend no token) spending
+    /// one fails.
+    fn new(
+        conn: &'c mut Connection,
+        spent: Option<&'c mut SpentTokens>,
+    ) -> rusqlite::Result<WriteTx<'c>> {
+        Ok(WriteTx {
+            tx: conn.transaction()?,
+            spending: RefCell::new(Spending {
+                spent,
+                added: Vec::new(),
+            }),
+        })
+    }
+
+    /// Whether the token with this digest was spent.
+    fn is_spent(&self, digest: &[u8; 32]) -> bool {
+        let spending = self.spending.borrow();
+        spending.spent.as_ref().is_some_and(|s| s.contains(digest))
+    }
+
+    fn commit(self) -> rusqlite::Result<()> {
+        let WriteTx { tx, spending } = self;
+        tx.commit()?;
+        spending.into_inner().added.clear();
+        Ok(())
+    }
+}
+
+impl<'c> std::ops::Deref for WriteTx<'c> {
+    type Target = rusqlite::Transaction<'c>;
+
+    fn deref(&self) -> &Self::Target {
+        &self.tx
+    }
+}
+
+/// The digests a [`WriteTx`] added to the spent set; they leave it again
+/// unless the transaction commits.
+struct Spending<'c> {
+    spent: Option<&'c mut SpentTokens>,
+    added: Vec<[u8; 32]>,
+}
+
+impl Spending<'_> {
+    fn spend(&mut self, digest: [u8; 32]) -> Result<(), StoreError> {
+        let spent = self.spent.as_mut().ok_or(StoreError::Closed)?;
+        if !spent.insert(digest) {
+            return Err(StoreError::Replayed);
+        }
+        self.added.push(digest);
+        Ok(())
+    }
+}
+
+impl Drop for Spending<'_> {
+    fn drop(&mut self) {
+        if let Some(spent) = &mut self.spent {
+            for digest in &self.added {
+                spent.remove(digest);
+            }
+        }
+    }
+}
+
+/// SHA-256 digests of the unexpired tokens spent through the serving writer,
+/// kept in its memory (about 40 bytes each) so that a replay is refused
+/// without a lookup in the database: the digests are random, and as a table
+/// keyed by them they dirtied a random page per certificate.
+type SpentTokens = HashSet<[u8; 32]>;
+
+/// The serving writer's connection and its spent set.
+struct WriterDb {
+    conn: Connection,
+    spent: SpentTokens,
+}
+
+impl WriterDb {
+    fn transaction(&mut self) -> rusqlite::Result<WriteTx<'_>> {
+        WriteTx::new(&mut self.conn, Some(&mut self.spent))
+    }
 }
 
 fn audit_revocation(
@@ -1508,36 +1586,38 @@ fn lock_for_serving(path: &Path) -> Result<std::fs::File, StoreError> {
     }
 }
 
-/// Loads the digests of unexpired spent tokens into `temp.spent_digests`,
-/// an in-memory table of the writer's connection: `spend` refuses a replay
-/// there and appends to `spent_tokens` on disk in the same transaction.
-fn load_spent_digests(conn: &Connection, path: &Path) -> Result<(), StoreError> {
-    let cutoff = spent_token_cutoff();
-    conn.execute_batch(
-        "PRAGMA temp_store = MEMORY; \
-         CREATE TEMP TABLE spent_digests (digest BLOB PRIMARY KEY) WITHOUT ROWID;",
+/// Forgets the spent tokens that expired long ago, then loads the digests
+/// of the others: the set the serving writer refuses replays from.
+fn load_spent_tokens(conn: &Connection, path: &Path) -> Result<SpentTokens, StoreError> {
+    let err = sqlite_error(path);
+    conn.execute(
+        "DELETE FROM spent_tokens WHERE expires_at < ?1",
+        [spent_token_cutoff()],
     )
-    .and_then(|()| {
-        conn.execute("DELETE FROM spent_tokens WHERE expires_at < ?1", [cutoff])?;
-        conn.execute(
-            "INSERT OR IGNORE INTO temp.spent_digests (digest) SELECT digest FROM spent_tokens",
-            [],
-        )
-    })
-    .map(drop)
-    .map_err(sqlite_error(path))
+    .map_err(&err)?;
+    let mut statement = conn
+        .prepare("SELECT digest FROM spent_tokens")
+        .map_err(&err)?;
+    let digests = statement
+        .query_map([], |row| row.get::<_, [u8; 32]>(0))
+        .map_err(&err)?;
+    digests.collect::<rusqlite::Result<_>>().map_err(&err)
 }
 
-/// Forgets the tokens that expired before `cutoff`, in memory and on disk.
-fn purge_spent_before(conn: &mut Connection, cutoff: i64) -> rusqlite::Result<()> {
-    let tx = conn.transaction()?;
-    tx.execute(
-        "DELETE FROM temp.spent_digests WHERE digest IN \
-         (SELECT digest FROM spent_tokens WHERE expires_at < ?1)",
-        [cutoff],
-    )?;
+/// Forgets the tokens that expired before `cutoff`, on disk and then in
+/// memory.
+fn purge_spent_before(db: &mut WriterDb, cutoff: i64) -> rusqlite::Result<()> {
+    let tx = db.conn.transaction()?;
+    let expired = tx
+        .prepare("SELECT digest FROM spent_tokens WHERE expires_at < ?1")?
+        .query_map([cutoff], |row| row.get::<_, [u8; 32]>(0))?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
     tx.execute("DELETE FROM spent_tokens WHERE expires_at < ?1", [cutoff])?;
-    tx.commit()
+    tx.commit()?;
+    for digest in &expired {
+        db.spent.remove(digest);
+    }
+    Ok(())
 }
 
 /// Spent tokens are kept two minutes past their expiry, so that leeway on
@@ -1587,7 +1667,7 @@ pub fn open_connection(path: &Path, read_only: bool) -> Result<Connection, Store
 }
 
 struct Writer {
-    conn: Connection,
+    db: WriterDb,
     /// Held while the writer runs (dropped after `conn`).
     _lock: std::fs::File,
     path: PathBuf,
@@ -1620,7 +1700,7 @@ impl Writer {
                     // read of them may run before the waiting batch commits;
                     // every issuance makes one, and flushing the batch for
                     // each would end group commit.
-                    Job::ReadRequests(work) => work(&mut self.conn, &self.path),
+                    Job::ReadRequests(work) => work(&self.db.conn, &self.path),
                     other => {
                         if !batch.is_empty() {
                             self.commit_batch(std::mem::take(&mut batch));
@@ -1667,7 +1747,7 @@ impl Writer {
         let err = sqlite_error(&path);
         let mut results = Vec::with_capacity(batch.len());
         let outcome = (|| -> Result<(), StoreError> {
-            let tx = self.conn.transaction().map_err(&err)?;
+            let tx = self.db.transaction().map_err(&err)?;
             for job in &batch {
                 let written_before = tx.total_changes();
                 let result = match job {
@@ -1736,10 +1816,11 @@ impl Writer {
                 let _ = done.send(result);
             }
             Job::RevokedSet(now, done) => {
-                let _ = done.send(read_revoked_set(&self.conn, now, &path));
+                let _ = done.send(read_revoked_set(&self.db.conn, now, &path));
             }
             Job::Certificate(serial, done) => {
                 let result = self
+                    .db
                     .conn
                     .query_row(
                         "SELECT identity, issuer, certificate, valid_before FROM certificates \
@@ -1758,7 +1839,8 @@ impl Writer {
                     .map_err(&err);
                 let _ = done.send(result);
             }
-            Job::Run(work) | Job::ReadRequests(work) => work(&mut self.conn, &path),
+            Job::Run(work) => work(&mut self.db, &path),
+            Job::ReadRequests(work) => work(&self.db.conn, &path),
             Job::Issue(_, done) | Job::Deny(_, done) => {
                 let _ = done.send(Err(StoreError::Closed));
             }
@@ -1767,18 +1849,18 @@ impl Writer {
 
     fn in_transaction<T>(
         &mut self,
-        work: impl FnOnce(&rusqlite::Transaction<'_>) -> Result<T, StoreError>,
+        work: impl FnOnce(&WriteTx<'_>) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
         let path = self.path.clone();
         let err = sqlite_error(&path);
-        let tx = self.conn.transaction().map_err(&err)?;
+        let tx = self.db.transaction().map_err(&err)?;
         let value = work(&tx)?;
         tx.commit().map_err(&err)?;
         Ok(value)
     }
 
     fn purge_spent_tokens(&mut self) {
-        if let Err(error) = purge_spent_before(&mut self.conn, spent_token_cutoff()) {
+        if let Err(error) = purge_spent_before(&mut self.db, spent_token_cutoff()) {
             tracing::warn!(%error, "purging spent token digests failed");
         }
     }
@@ -1798,11 +1880,7 @@ fn cached(
 /// Writes an issuance. Every check that can refuse it runs before its first
 /// write, so a refused record leaves no rows behind and needs no savepoint;
 /// an error after the first write is SQLite's, and fails the whole batch.
-fn insert_issuance(
-    tx: &rusqlite::Transaction<'_>,
-    r: &IssuanceRecord,
-    path: &Path,
-) -> Result<(), StoreError> {
+fn insert_issuance(tx: &WriteTx<'_>, r: &IssuanceRecord, path: &Path) -> Result<(), StoreError> {
     let err = sqlite_error(path);
     // Checked in the issuing transaction, so that no certificate slips out
     // between a revocation's commit and this one.
@@ -1821,7 +1899,7 @@ fn insert_issuance(
         Some(_) => return Err(StoreError::RevokedKey(r.key_fingerprint.clone())),
         None => {}
     }
-    if is_spent(tx, &r.token_digest).map_err(&err)? {
+    if tx.is_spent(&r.token_digest) {
         return Err(StoreError::Replayed);
     }
     // Checked in the issuing transaction, so that no certificate is issued
@@ -2175,26 +2253,67 @@ mod tests {
         store.record_issuance(record("3", 3)).await.expect("fresh");
     }
 
+    fn writer_db(path: &Path) -> WriterDb {
+        let conn = open_connection(path, false).expect("open");
+        let spent = load_spent_tokens(&conn, path).expect("load");
+        WriterDb { conn, spent }
+    }
+
+    fn spent_on_disk(db: &WriterDb) -> i64 {
+        db.conn
+            .query_row("SELECT count(*) FROM spent_tokens", [], |row| row.get(0))
+            .expect("count")
+    }
+
     #[test]
     fn a_purge_forgets_expired_digests_in_memory_and_on_disk_only() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join(DATABASE_FILE);
-        let mut conn = open_connection(&path, false).expect("open");
-        load_spent_digests(&conn, &path).expect("load");
-        let tx = conn.transaction().expect("tx");
+        let mut db = writer_db(&path);
+        let tx = db.transaction().expect("tx");
         spend(&tx, Some(([1; 32], 100)), &path).expect("expired one");
         spend(&tx, Some(([2; 32], 10_000)), &path).expect("live one");
         tx.commit().expect("commit");
-        purge_spent_before(&mut conn, 1_000).expect("purge");
-        let on_disk: i64 = conn
-            .query_row("SELECT count(*) FROM spent_tokens", [], |row| row.get(0))
-            .expect("count");
-        assert_eq!(on_disk, 1);
-        let tx = conn.transaction().expect("tx");
-        assert!(!is_spent(&tx, &[1; 32]).expect("lookup"));
+        purge_spent_before(&mut db, 1_000).expect("purge");
+        assert_eq!(spent_on_disk(&db), 1);
+        let tx = db.transaction().expect("tx");
+        assert!(!tx.is_spent(&[1; 32]));
         assert!(matches!(
             spend(&tx, Some(([2; 32], 10_000)), &path),
             Err(StoreError::Replayed)
+        ));
+    }
+
+    #[test]
+    fn tokens_spent_in_a_transaction_that_does_not_commit_stay_unspent() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join(DATABASE_FILE);
+        let mut db = writer_db(&path);
+        let tx = db.transaction().expect("tx");
+        spend(&tx, Some(([1; 32], 10_000)), &path).expect("first");
+        assert!(matches!(
+            spend(&tx, Some(([1; 32], 10_000)), &path),
+            Err(StoreError::Replayed)
+        ));
+        drop(tx);
+        assert!(db.spent.is_empty());
+        assert_eq!(spent_on_disk(&db), 0);
+        let tx = db.transaction().expect("tx");
+        spend(&tx, Some(([1; 32], 10_000)), &path).expect("unspent after the rollback");
+        tx.commit().expect("commit");
+        assert!(db.spent.contains(&[1; 32]));
+        assert_eq!(spent_on_disk(&db), 1);
+    }
+
+    #[test]
+    fn the_admin_cli_cannot_spend_a_token_beside_the_server() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join(DATABASE_FILE);
+        let mut conn = open_connection(&path, false).expect("open");
+        let tx = WriteTx::new(&mut conn, None).expect("tx");
+        assert!(matches!(
+            spend(&tx, Some(([1; 32], 10_000)), &path),
+            Err(StoreError::Closed)
         ));
     }
 
