@@ -409,6 +409,53 @@ fn raw_limits(runtime: &tokio::runtime::Runtime, issuer: &Issuer) -> (f64, f64, 
     (signing, verifying, proving)
 }
 
+/// Round trip of a cache line between two threads, in nanoseconds: the
+/// cost of every hand-over between cores. This machine's two virtual CPUs
+/// sometimes share a cache (about 80 ns) and sometimes do not (about
+/// 390 ns), and the server is about 30 % slower in the second state, with
+/// the single-core rates unchanged (docs/benchmarks.md).
+fn core_to_core_ns() -> f64 {
+    use std::sync::atomic::AtomicU64;
+    let turn = Arc::new(AtomicU64::new(0));
+    let deadline = Instant::now() + Duration::from_millis(300);
+    let other = {
+        let turn = turn.clone();
+        std::thread::spawn(move || {
+            let mut expected = 1;
+            // Answers each odd value with the next even one until told to stop.
+            while Instant::now() < deadline {
+                match turn.load(Ordering::Acquire) {
+                    u64::MAX => return,
+                    value if value == expected => {
+                        turn.store(value + 1, Ordering::Release);
+                        expected += 2;
+                    }
+                    _ => std::hint::spin_loop(),
+                }
+            }
+        })
+    };
+    let start = Instant::now();
+    let mut trips = 0u64;
+    'trips: while Instant::now() < deadline {
+        for _ in 0..1000 {
+            let sent = 2 * trips + 1;
+            turn.store(sent, Ordering::Release);
+            while turn.load(Ordering::Acquire) != sent + 1 {
+                if Instant::now() >= deadline {
+                    break 'trips;
+                }
+                std::hint::spin_loop();
+            }
+            trips += 1;
+        }
+    }
+    let elapsed = start.elapsed();
+    turn.store(u64::MAX, Ordering::Release);
+    other.join().unwrap();
+    elapsed.as_nanos() as f64 / trips.max(1) as f64
+}
+
 fn percentile(sorted: &[u32], p: f64) -> f64 {
     if sorted.is_empty() {
         return 0.0;
@@ -433,6 +480,7 @@ fn main() {
     let issuer = start_issuer(&runtime);
     let dir = tempfile::tempdir().unwrap();
 
+    let core_to_core_before = core_to_core_ns();
     eprintln!("measuring raw single-core limits...");
     let (signing, verifying, proving) = raw_limits(&runtime, &issuer);
     let raw_per_core = 1.0 / (1.0 / signing + 1.0 / verifying + 1.0 / proving);
@@ -593,6 +641,7 @@ fn main() {
         metric("jit_ssh_ca_db_commit_duration_seconds_sum") * 1e3 / commits.max(1.0);
 
     // Every certificate a client received must be on record.
+    let core_to_core_after = core_to_core_ns();
     let _ = server.kill();
     let _ = server.wait();
     let db = rusqlite::Connection::open(dir.path().join("data/jit-ssh-ca.db")).unwrap();
@@ -620,6 +669,9 @@ fn main() {
         "database: {commits:.0} commits, {mean_batch:.1} records and {mean_commit_ms:.2} ms per commit"
     );
     eprintln!(
+        "core-to-core round trip: {core_to_core_before:.0} ns before the load, {core_to_core_after:.0} ns after"
+    );
+    eprintln!(
         "raw single-core rates: sign {signing:.0}/s, token verify {verifying:.0}/s, proof verify {proving:.0}/s -> {raw_per_core:.0} certs/s per core"
     );
     let summary = json!({
@@ -635,6 +687,7 @@ fn main() {
         "raw_limit_per_sec": raw_limit.round(),
         "ratio": ((certs_per_sec / raw_limit) * 1000.0).round() / 1000.0,
         "cores": cores,
+        "core_to_core_ns": [core_to_core_before.round(), core_to_core_after.round()],
         "concurrency": args.concurrency,
         "duration_s": args.duration,
         "failed": failed,
