@@ -148,26 +148,24 @@ fn token_verification(c: &mut Criterion) {
 
     // What issuance does: each request's token and proof submitted together,
     // 16 requests at once (32 signatures), per request.
-    let verifier = std::sync::Arc::new(verifier.with_batcher(batcher.clone()));
+    let verifier = std::sync::Arc::new(verifier);
     let mut group = c.benchmark_group("token + proof verified together (EdDSA, Ed25519)");
     group.throughput(criterion::Throughput::Elements(batch));
     group.bench_function("batches of 16", |b| {
         b.iter(|| {
             runtime.block_on(async {
                 let requests = proofs.iter().map(|(subject, proof)| {
-                    let (verifier, batcher) = (verifier.clone(), batcher.clone());
+                    let verifier = verifier.clone();
                     let (token, proof) = (token.clone(), proof.clone());
                     let subject = subject.clone();
                     tokio::spawn(async move {
-                        let mut prepared = verifier.prepare(&token).await.unwrap();
-                        let token_check = prepared.take_ed25519_check().unwrap();
                         let proof_check =
                             left_for_batch(subject.proof_check(&token, &proof).unwrap());
-                        let verdicts = batcher.verify_all(vec![token_check, proof_check]).await;
-                        assert_eq!(verdicts, [true, true]);
-                        verifier
-                            .finish(prepared, Some(true), Some("n"), now)
+                        let (_, proof_verdict) = verifier
+                            .verify_with(&token, "n", now, Some(proof_check))
+                            .await
                             .unwrap();
+                        assert_eq!(proof_verdict, Some(true));
                     })
                 });
                 let tasks: Vec<_> = requests.collect();

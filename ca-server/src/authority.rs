@@ -22,7 +22,6 @@ use crate::access::{
 use crate::ca_keys::CaKeys;
 use crate::cert::{self, CertificateSpec, SerialSource};
 use crate::config::CertSettings;
-use crate::ed25519_batch::{Ed25519Batcher, Ed25519Check};
 use crate::identity::{is_login_name, is_workload_name, Identity};
 use crate::krl::SignedKrl;
 use crate::oidc::{TokenError, TokenVerifier, VerifiedToken};
@@ -349,9 +348,6 @@ pub struct Authority {
     /// Posts access-request events to the configured webhooks.
     webhooks: Notifier,
     serials: SerialSource,
-    /// Proofs of possession by Ed25519 keys and EdDSA ID tokens, checked in
-    /// batches (shared with `verifier`).
-    ed25519_batch: Arc<Ed25519Batcher>,
 }
 
 /// How long a generated KRL is served before it is rebuilt. Revocations made
@@ -369,9 +365,8 @@ impl Authority {
         certs: CertSettings,
     ) -> Self {
         let serials = SerialSource::starting_after(store.last_serial());
-        let ed25519_batch = Arc::new(Ed25519Batcher::default());
         Authority {
-            verifier: verifier.with_batcher(ed25519_batch.clone()),
+            verifier,
             policy,
             keys,
             store,
@@ -381,7 +376,6 @@ impl Authority {
             krl_cache: std::sync::Mutex::new(None),
             webhooks: Notifier::disabled(),
             serials,
-            ed25519_batch,
         }
     }
 
@@ -447,11 +441,6 @@ impl Authority {
     ) -> Result<UserCertResponse, IssueError> {
         let mut cert_request = checked_request(&request, client_addr)?;
         let subject = SubjectKey::parse(&request.public_key).map_err(IssueError::SubjectKey)?;
-        let mut prepared = self
-            .verifier
-            .prepare(token.expose_secret())
-            .await
-            .map_err(IssueError::Token)?;
         // An Ed25519 proof's signature is checked in the token's batch (one
         // wait); other keys' proofs are checked whole after the token, so that
         // a forged token never costs an RSA or ECDSA check. Refusals keep
@@ -466,17 +455,15 @@ impl Authority {
             }
             _ => (None, None),
         };
-        let (token_verdict, proof_verdict) = self
-            .verify_together(prepared.take_ed25519_check(), proof_check)
-            .await;
-        let verified = self
+        let (verified, proof_verdict) = self
             .verifier
-            .finish(
-                prepared,
-                token_verdict,
-                Some(&subject.expected_nonce()),
+            .verify_with(
+                token.expose_secret(),
+                &subject.expected_nonce(),
                 now,
+                proof_check,
             )
+            .await
             .map_err(IssueError::Token)?;
         let identity = verified.identity;
         let me = identity.display_name();
@@ -597,21 +584,6 @@ impl Authority {
             }
         }
         Err(IssueError::Store(StoreError::DuplicateSerial))
-    }
-
-    /// The verdicts on a token's and a proof's Ed25519 signatures (each
-    /// `None` when there is none to check), checked in one batch.
-    async fn verify_together(
-        &self,
-        token: Option<Ed25519Check>,
-        proof: Option<Ed25519Check>,
-    ) -> (Option<bool>, Option<bool>) {
-        let (has_token, has_proof) = (token.is_some(), proof.is_some());
-        let checks = token.into_iter().chain(proof).collect();
-        let mut verdicts = self.ed25519_batch.verify_all(checks).await.into_iter();
-        let token = has_token.then(|| verdicts.next() == Some(true));
-        let proof = has_proof.then(|| verdicts.next() == Some(true));
-        (token, proof)
     }
 
     /// Verifies the ID token of someone acting through the API (without key

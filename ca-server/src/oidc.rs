@@ -310,13 +310,6 @@ impl TokenVerifier {
         }
     }
 
-    /// Checks EdDSA signatures in `batcher`'s batches, shared with the
-    /// caller's own Ed25519 checks, instead of a batcher of its own.
-    pub fn with_batcher(mut self, batcher: Arc<Ed25519Batcher>) -> Self {
-        self.ed25519_batch = batcher;
-        self
-    }
-
     /// The trusted issuers, in configuration order.
     pub fn issuers(&self) -> impl Iterator<Item = &IssuerConfig> {
         self.issuers.iter().map(|i| &i.config)
@@ -330,7 +323,25 @@ impl TokenVerifier {
         expected_nonce: &str,
         now: UnixTime,
     ) -> Result<VerifiedToken, TokenError> {
-        self.verify_inner(token, Some(expected_nonce), now).await
+        let (verified, _) = self
+            .verify_inner(token, Some(expected_nonce), now, None)
+            .await?;
+        Ok(verified)
+    }
+
+    /// [`TokenVerifier::verify`], with `also`, another Ed25519 signature the
+    /// caller needs (an Ed25519 proof of possession), checked in the same
+    /// batch as the token's signature: one wait for both. Its verdict comes
+    /// with the verified token.
+    pub async fn verify_with(
+        &self,
+        token: &str,
+        expected_nonce: &str,
+        now: UnixTime,
+        also: Option<Ed25519Check>,
+    ) -> Result<(VerifiedToken, Option<bool>), TokenError> {
+        self.verify_inner(token, Some(expected_nonce), now, also)
+            .await
     }
 
     /// Verifies `token` at time `now` where no subject key is involved (admin
@@ -343,7 +354,8 @@ impl TokenVerifier {
         token: &str,
         now: UnixTime,
     ) -> Result<VerifiedToken, TokenError> {
-        self.verify_inner(token, None, now).await
+        let (verified, _) = self.verify_inner(token, None, now, None).await?;
+        Ok(verified)
     }
 
     async fn verify_inner(
@@ -351,13 +363,17 @@ impl TokenVerifier {
         token: &str,
         expected_nonce: Option<&str>,
         now: UnixTime,
-    ) -> Result<VerifiedToken, TokenError> {
+        also: Option<Ed25519Check>,
+    ) -> Result<(VerifiedToken, Option<bool>), TokenError> {
         let mut prepared = self.prepare(token).await?;
-        let verdict = match prepared.take_ed25519_check() {
-            Some(check) => Some(self.ed25519_batch.verify(check).await),
-            None => None,
-        };
-        self.finish(prepared, verdict, expected_nonce, now)
+        let token_check = prepared.take_ed25519_check();
+        let (has_token_check, has_also) = (token_check.is_some(), also.is_some());
+        let checks = token_check.into_iter().chain(also).collect();
+        let mut verdicts = self.ed25519_batch.verify_all(checks).await.into_iter();
+        let token_verdict = has_token_check.then(|| verdicts.next() == Some(true));
+        let also_verdict = has_also.then(|| verdicts.next() == Some(true));
+        let verified = self.finish(prepared, token_verdict, expected_nonce, now)?;
+        Ok((verified, also_verdict))
     }
 
     /// The first step of [`TokenVerifier::verify`]: every check up to the
@@ -1052,6 +1068,36 @@ mod tests {
         assert!(prepared.take_ed25519_check().is_none());
         let verified = verifier.finish(prepared, Some(true), Some("n"), NOW);
         assert_eq!(verified.expect("valid").identity.username, "alice");
+    }
+
+    #[tokio::test]
+    async fn verify_with_answers_for_the_extra_check_only_with_a_valid_token() {
+        let key = ed25519_key();
+        let verifier = verifier(vec![jwk(Some("k1"), key.verifying_key().as_bytes())]);
+        let token = token(&key, Some("k1"), "alice");
+        let other = ed25519_key();
+        let extra = |message: &[u8], signer: &SigningKey| Ed25519Check {
+            key: other.verifying_key(),
+            message: message.to_vec(),
+            signature: signer.sign(message),
+        };
+        for (check, verdict) in [
+            (Some(extra(b"proof", &other)), Some(true)),
+            (Some(extra(b"proof", &key)), Some(false)),
+            (None, None),
+        ] {
+            let (verified, extra_verdict) = verifier
+                .verify_with(&token, "n", NOW, check)
+                .await
+                .expect("valid token");
+            assert_eq!(verified.identity.username, "alice");
+            assert_eq!(extra_verdict, verdict);
+        }
+        let forged = with_signature(&token, &URL_SAFE_NO_PAD.encode([7u8; 64]));
+        let result = verifier
+            .verify_with(&forged, "n", NOW, Some(extra(b"proof", &other)))
+            .await;
+        assert_eq!(result.err(), Some(TokenError::BadSignature));
     }
 
     #[tokio::test]
