@@ -1435,7 +1435,7 @@ struct Spending<'c> {
 impl Spending<'_> {
     fn spend(&mut self, digest: [u8; 32]) -> Result<(), StoreError> {
         let spent = self.spent.as_mut().ok_or(StoreError::Closed)?;
-        if !spent.insert(digest) {
+        if !spent.insert(&digest) {
             return Err(StoreError::Replayed);
         }
         self.added.push(digest);
@@ -1453,11 +1453,37 @@ impl Drop for Spending<'_> {
     }
 }
 
-/// SHA-256 digests of the unexpired tokens spent through the serving writer,
-/// kept in its memory (about 40 bytes each) so that a replay is refused
-/// without a lookup in the database: the digests are random, and as a table
-/// keyed by them they dirtied a random page per certificate.
-type SpentTokens = HashSet<[u8; 32]>;
+/// The unexpired tokens spent through the serving writer, kept in its memory
+/// so that a replay is refused without a lookup in the database: the
+/// digests are random, and as a table keyed by them they dirtied a random
+/// page per certificate. Each token is kept as the first 128 bits of its
+/// SHA-256 digest (20 to 40 bytes of table each): equal digests have equal
+/// prefixes, and two tokens sharing one by chance is out of reach (a chance
+/// of 2^-65 after 2^32 tokens), so a replay is always refused and an honest
+/// token never is.
+#[derive(Debug, Default)]
+struct SpentTokens(HashSet<u128>);
+
+impl SpentTokens {
+    fn prefix(digest: &[u8; 32]) -> u128 {
+        let mut prefix = [0; 16];
+        prefix.copy_from_slice(&digest[..16]);
+        u128::from_le_bytes(prefix)
+    }
+
+    /// Adds a digest; false if it was there already.
+    fn insert(&mut self, digest: &[u8; 32]) -> bool {
+        self.0.insert(Self::prefix(digest))
+    }
+
+    fn contains(&self, digest: &[u8; 32]) -> bool {
+        self.0.contains(&Self::prefix(digest))
+    }
+
+    fn remove(&mut self, digest: &[u8; 32]) {
+        self.0.remove(&Self::prefix(digest));
+    }
+}
 
 /// The serving writer's connection and its spent set.
 struct WriterDb {
@@ -1598,10 +1624,14 @@ fn load_spent_tokens(conn: &Connection, path: &Path) -> Result<SpentTokens, Stor
     let mut statement = conn
         .prepare("SELECT digest FROM spent_tokens")
         .map_err(&err)?;
-    let digests = statement
+    let mut spent = SpentTokens::default();
+    for digest in statement
         .query_map([], |row| row.get::<_, [u8; 32]>(0))
-        .map_err(&err)?;
-    digests.collect::<rusqlite::Result<_>>().map_err(&err)
+        .map_err(&err)?
+    {
+        spent.insert(&digest.map_err(&err)?);
+    }
+    Ok(spent)
 }
 
 /// Forgets the tokens that expired before `cutoff`, on disk and then in
@@ -2296,7 +2326,7 @@ mod tests {
             Err(StoreError::Replayed)
         ));
         drop(tx);
-        assert!(db.spent.is_empty());
+        assert!(db.spent.0.is_empty());
         assert_eq!(spent_on_disk(&db), 0);
         let tx = db.transaction().expect("tx");
         spend(&tx, Some(([1; 32], 10_000)), &path).expect("unspent after the rollback");
