@@ -81,12 +81,24 @@ struct RawConfig {
     webhook: Vec<RawWebhook>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawWebhook {
     url: String,
     secret_file: Option<PathBuf>,
     secret_env: Option<String>,
+}
+
+/// Shows the URL as logs do: a Slack or Teams webhook URL is itself a
+/// credential.
+impl std::fmt::Debug for RawWebhook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RawWebhook")
+            .field("url", &crate::webhook::loggable_url(&self.url))
+            .field("secret_file", &self.secret_file)
+            .field("secret_env", &self.secret_env)
+            .finish()
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -557,6 +569,18 @@ impl RawIssuer {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_webhook_url_is_never_printed_whole() {
+        let raw = RawWebhook {
+            url: "https://hooks.slack.com/services/T000/B000/sEcReTtOkEn".into(),
+            secret_file: None,
+            secret_env: None,
+        };
+        let shown = format!("{raw:?}");
+        assert!(!shown.contains("sEcReTtOkEn"), "{shown}");
+        assert!(shown.contains("hooks.slack.com"), "{shown}");
+    }
 
     const MINIMAL: &str = r#"
 listen = "127.0.0.1:8443"

@@ -423,7 +423,7 @@ fn init(
             .with_context(|| format!("writing {}", example.display()))?;
     }
     let policies = data_dir.join("policies");
-    ca_server::policy::write_examples(&policies)
+    ca_server::policy::write_examples(&policies, &[])
         .with_context(|| format!("writing example policies to {}", policies.display()))?;
     let user_pub = std::fs::read_to_string(data_dir.join("keys/user-ca-1.pub"))?;
     println!("Created CA keys in {}", data_dir.display());

@@ -18,6 +18,10 @@ use serde_json::Value;
 async fn dev_mode_login_page_flow_gives_a_certificate_sshd_accepts() {
     let dev = DevCa::start(&[]);
     assert!(dev.banner.contains("DEVELOPMENT MODE"), "{}", dev.banner);
+    // A newcomer's first run starts without warnings (the example CI rule,
+    // for an issuer dev mode cannot trust, is left out).
+    let startup = dev.process.stderr.text();
+    assert!(!startup.contains("WARN"), "{startup}");
     assert!(dev
         .banner
         .contains(&format!("jit-ssh login --ca {}", dev.url)));

@@ -183,11 +183,14 @@ pub const EXAMPLE_POLICIES: [(&str, &str); 6] = [
     ),
 ];
 
-/// Writes [`EXAMPLE_POLICIES`] into `dir` (created if needed), never
-/// replacing a file that is already there.
-pub fn write_examples(dir: &std::path::Path) -> std::io::Result<()> {
+/// Writes [`EXAMPLE_POLICIES`] but those named in `except` into `dir`
+/// (created if needed), never replacing a file that is already there.
+pub fn write_examples(dir: &std::path::Path, except: &[&str]) -> std::io::Result<()> {
     std::fs::create_dir_all(dir)?;
     for (name, text) in EXAMPLE_POLICIES {
+        if except.contains(&name) {
+            continue;
+        }
         let path = dir.join(name);
         if !path.exists() {
             std::fs::write(path, text)?;
