@@ -281,11 +281,10 @@ impl CaClient {
                 base64::Engine::decode(&base64::engine::general_purpose::STANDARD, v).ok()
             })
             .and_then(|pem| String::from_utf8(pem).ok());
-        let bytes = response
-            .bytes()
+        let bytes = read_capped(response, MAX_KRL_LEN)
             .await
-            .map_err(|e| transport(e.to_string()))?;
-        Ok((bytes.to_vec(), signature))
+            .map_err(transport)?;
+        Ok((bytes, signature))
     }
 }
 
@@ -325,10 +324,9 @@ async fn decode<T: serde::de::DeserializeOwned>(
         }
     })?;
     let status = response.status();
-    let body = response
-        .bytes()
+    let body = read_capped(response, MAX_RESPONSE_LEN)
         .await
-        .map_err(|e| transport(e.to_string()))?;
+        .map_err(transport)?;
     if status.is_success() {
         return serde_json::from_slice(&body).map_err(|e| transport(e.to_string()));
     }
@@ -356,6 +354,25 @@ pub fn is_tls_error(chain: &str) -> bool {
     .any(|needle| lower.contains(needle))
 }
 
+/// Largest JSON answer read from the CA or the identity provider: a
+/// misbehaving server must not make the client buffer without end.
+pub const MAX_RESPONSE_LEN: usize = 1024 * 1024;
+
+/// Largest KRL read from the CA (about 40 bytes per revoked serial or key).
+const MAX_KRL_LEN: usize = 64 * 1024 * 1024;
+
+/// The body of `response`, refused once it grows past `limit` bytes.
+pub async fn read_capped(mut response: reqwest::Response, limit: usize) -> Result<Vec<u8>, String> {
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(|e| error_chain(&e))? {
+        if body.len() + chunk.len() > limit {
+            return Err(format!("response over {} KiB", limit / 1024));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
 /// An error and all its causes on one line.
 pub fn error_chain(error: &dyn std::error::Error) -> String {
     let mut text = error.to_string();
@@ -369,4 +386,53 @@ pub fn error_chain(error: &dyn std::error::Error) -> String {
         source = cause.source();
     }
     text
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+    /// A loopback server answering one request with `length` bytes of JSON
+    /// whitespace (chunked, so no length is announced up front).
+    async fn endless_answer(length: usize) -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move {
+            let (mut socket, _) = listener.accept().await.unwrap();
+            let mut request = [0; 4096];
+            let _ = socket.read(&mut request).await;
+            let head = "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n\
+                        transfer-encoding: chunked\r\n\r\n";
+            socket.write_all(head.as_bytes()).await.unwrap();
+            let chunk = vec![b' '; 64 * 1024];
+            let mut sent = 0;
+            while sent < length {
+                let frame = format!("{:x}\r\n", chunk.len());
+                let written = async {
+                    socket.write_all(frame.as_bytes()).await?;
+                    socket.write_all(&chunk).await?;
+                    socket.write_all(b"\r\n").await
+                };
+                if written.await.is_err() {
+                    return; // the client hung up
+                }
+                sent += chunk.len();
+            }
+            let _ = socket.write_all(b"0\r\n\r\n").await;
+        });
+        url
+    }
+
+    #[tokio::test]
+    async fn an_oversized_answer_is_refused_not_buffered() {
+        let url = endless_answer(MAX_RESPONSE_LEN + 128 * 1024).await;
+        let client = CaClient::new(&url, None).unwrap();
+        let error = tokio::time::timeout(Duration::from_secs(10), client.config())
+            .await
+            .expect("answered in time")
+            .expect_err("oversized");
+        assert!(error.to_string().contains("response over"), "{error}");
+    }
 }

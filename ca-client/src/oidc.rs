@@ -539,16 +539,10 @@ async fn oidc_http(
     for (name, value) in response.headers() {
         builder = builder.header(name, value);
     }
-    let body = response
-        .bytes()
+    let body = crate::ca::read_capped(response, crate::ca::MAX_RESPONSE_LEN)
         .await
-        .map_err(|e| HttpError(error_chain(&e)))?;
-    if body.len() > 1024 * 1024 {
-        return Err(HttpError("response over 1 MiB".into()));
-    }
-    builder
-        .body(body.to_vec())
-        .map_err(|e| HttpError(e.to_string()))
+        .map_err(HttpError)?;
+    builder.body(body).map_err(|e| HttpError(e.to_string()))
 }
 
 #[derive(Debug, thiserror::Error)]
