@@ -461,14 +461,20 @@ impl RawConfig {
     }
 }
 
+/// Whether `url` is an https URL, or a plain http one on loopback (test and
+/// development servers); the host is compared whole, so that
+/// `http://localhost.example.com` is not loopback.
+fn https_or_loopback(url: &str) -> bool {
+    reqwest::Url::parse(url).is_ok_and(|url| match url.scheme() {
+        "https" => url.host().is_some(),
+        "http" => matches!(url.host_str(), Some("127.0.0.1" | "localhost" | "[::1]")),
+        _ => false,
+    })
+}
+
 impl RawWebhook {
     fn check(self, base: &Path) -> Result<WebhookTarget, String> {
-        let url_ok = reqwest::Url::parse(&self.url).is_ok_and(|url| match url.scheme() {
-            "https" => url.host().is_some(),
-            "http" => matches!(url.host_str(), Some("127.0.0.1" | "localhost" | "[::1]")),
-            _ => false,
-        });
-        if !url_ok {
+        if !https_or_loopback(&self.url) {
             return Err(format!(
                 "[[webhook]] url {} must be an https:// URL (plain http only on loopback)",
                 crate::webhook::loggable_url(&self.url)
@@ -524,11 +530,7 @@ impl RawIssuer {
                 self.name
             ));
         }
-        let url_ok = self.issuer.starts_with("https://")
-            || self.issuer.starts_with("http://127.0.0.1")
-            || self.issuer.starts_with("http://localhost")
-            || self.issuer.starts_with("http://[::1]");
-        if !url_ok {
+        if !https_or_loopback(&self.issuer) {
             return Err(format!(
                 "[[oidc]] {}: issuer {:?} must be an https:// URL (plain http only on loopback)",
                 self.name, self.issuer
@@ -569,6 +571,28 @@ impl RawIssuer {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn plain_http_is_for_loopback_hosts_only() {
+        for url in [
+            "https://idp.example.com",
+            "http://127.0.0.1:9000",
+            "http://localhost/realms/x",
+            "http://[::1]:8080",
+        ] {
+            assert!(https_or_loopback(url), "{url}");
+        }
+        for url in [
+            "http://localhost.example.com",
+            "http://127.0.0.1.example.com",
+            "http://localhost@idp.example.com",
+            "http://idp.example.com",
+            "ftp://127.0.0.1",
+            "https://",
+        ] {
+            assert!(!https_or_loopback(url), "{url}");
+        }
+    }
 
     #[test]
     fn a_webhook_url_is_never_printed_whole() {
