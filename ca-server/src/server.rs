@@ -212,6 +212,13 @@ pub fn bind(addr: SocketAddr) -> Result<std::net::TcpListener, ServerError> {
 /// `shutdown` completes. Then `ready` turns false (so `/readyz` fails), new
 /// connections are refused, and requests in flight, with their database
 /// commits, get up to [`DRAIN_TIMEOUT`] to finish.
+///
+/// Each core has a serving thread with a single-threaded runtime, and all of
+/// them accept from `listener`: a connection, with its buffers and TLS
+/// state, stays on the thread that accepted it. Under tokio's work-stealing
+/// scheduler connections moved between cores, which cost about 15 % more
+/// CPU per certificate when the cores share no cache (docs/benchmarks.md).
+/// Ed25519 batches still spread over the cores (`crate::ed25519_batch`).
 pub async fn serve_router(
     listener: std::net::TcpListener,
     tls: Option<&TlsFiles>,
@@ -229,34 +236,77 @@ pub async fn serve_router(
         addr: local,
         source,
     };
+    let rustls = match tls {
+        Some(tls) => Some(
+            RustlsConfig::from_pem_file(&tls.cert, &tls.key)
+                .await
+                .map_err(|e| ServerError::Tls(format!("{}: {e}", tls.cert.display())))?,
+        ),
+        None => None,
+    };
     let service = router.into_make_service_with_connect_info::<SocketAddr>();
-    let handle = axum_server::Handle::new();
-    let drain = handle.clone();
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let handles: Vec<axum_server::Handle> =
+        (0..threads).map(|_| axum_server::Handle::new()).collect();
+    let mut servers = Vec::with_capacity(threads);
+    for (index, handle) in handles.iter().enumerate() {
+        let listener = listener.try_clone().map_err(listen_err)?;
+        let (service, rustls, handle) = (service.clone(), rustls.clone(), handle.clone());
+        // A thread that stops serving (an error) stops the others too.
+        let all = handles.clone();
+        let server = std::thread::Builder::new()
+            .name(format!("jit-ssh-ca-http-{index}"))
+            .spawn(move || {
+                let served = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .and_then(|runtime| {
+                        runtime.block_on(async move {
+                            match rustls {
+                                Some(rustls) => {
+                                    axum_server::from_tcp_rustls(listener, rustls)
+                                        .handle(handle)
+                                        .serve(service)
+                                        .await
+                                }
+                                None => {
+                                    axum_server::from_tcp(listener)
+                                        .handle(handle)
+                                        .serve(service)
+                                        .await
+                                }
+                            }
+                        })
+                    });
+                for handle in &all {
+                    handle.graceful_shutdown(Some(DRAIN_TIMEOUT));
+                }
+                served
+            })
+            .map_err(listen_err)?;
+        servers.push(server);
+    }
+    let scheme = if rustls.is_some() { "https" } else { "http" };
+    tracing::info!("listening on {scheme}://{local}");
     tokio::spawn(async move {
         shutdown.await;
         ready.store(false, Ordering::SeqCst);
         tracing::info!("shutting down: finishing requests in flight");
-        drain.graceful_shutdown(Some(DRAIN_TIMEOUT));
+        for handle in &handles {
+            handle.graceful_shutdown(Some(DRAIN_TIMEOUT));
+        }
     });
-    match tls {
-        Some(tls) => {
-            let rustls = RustlsConfig::from_pem_file(&tls.cert, &tls.key)
-                .await
-                .map_err(|e| ServerError::Tls(format!("{}: {e}", tls.cert.display())))?;
-            tracing::info!("listening on https://{local}");
-            axum_server::from_tcp_rustls(listener, rustls)
-                .handle(handle)
-                .serve(service)
-                .await
-                .map_err(listen_err)
+    let served = tokio::task::spawn_blocking(move || {
+        let mut served = Ok(());
+        for server in servers {
+            let ended = server
+                .join()
+                .unwrap_or_else(|_| Err(std::io::Error::other("a serving thread panicked")));
+            served = served.and(ended);
         }
-        None => {
-            tracing::info!("listening on http://{local}");
-            axum_server::from_tcp(listener)
-                .handle(handle)
-                .serve(service)
-                .await
-                .map_err(listen_err)
-        }
-    }
+        served
+    })
+    .await
+    .unwrap_or_else(|e| Err(std::io::Error::other(e)));
+    served.map_err(listen_err)
 }
