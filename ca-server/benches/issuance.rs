@@ -182,7 +182,7 @@ fn token_verification(c: &mut Criterion) {
 fn left_for_batch(proof: ProofCheck) -> Ed25519Check {
     match proof {
         ProofCheck::Ed25519(check) => *check,
-        ProofCheck::Done => unreachable!("Ed25519 keys are batched"),
+        ProofCheck::Other(_) => unreachable!("Ed25519 keys are batched"),
     }
 }
 

@@ -442,18 +442,14 @@ impl Authority {
         let mut cert_request = checked_request(&request, client_addr)?;
         let subject = SubjectKey::parse(&request.public_key).map_err(IssueError::SubjectKey)?;
         // An Ed25519 proof's signature is checked in the token's batch (one
-        // wait); other keys' proofs are checked whole after the token, so that
-        // a forged token never costs an RSA or ECDSA check. Refusals keep
-        // their order: token, rate limit, proof.
-        let (proof_check, proof_refusal) = match subject.algorithm() {
-            ssh_key::Algorithm::Ed25519 => {
-                match subject.proof_check(token.expose_secret(), &request.proof) {
-                    Ok(ProofCheck::Ed25519(check)) => (Some(*check), None),
-                    Ok(ProofCheck::Done) => (None, None),
-                    Err(refusal) => (None, Some(refusal)),
-                }
-            }
-            _ => (None, None),
+        // wait); another key's after the token, so that a forged token never
+        // costs an RSA or ECDSA verification. Refusals keep their order:
+        // token, rate limit, proof.
+        let (proof_check, proof) = match subject.proof_check(token.expose_secret(), &request.proof)
+        {
+            Ok(ProofCheck::Ed25519(check)) => (Some(*check), Ok(None)),
+            Ok(ProofCheck::Other(proof)) => (None, Ok(Some(proof))),
+            Err(refusal) => (None, Err(refusal)),
         };
         let (verified, proof_verdict) = self
             .verifier
@@ -470,13 +466,8 @@ impl Authority {
         self.rate_limits
             .check_identity(&me)
             .map_err(IssueError::RateLimited)?;
-        if let Some(refusal) = proof_refusal {
-            return Err(IssueError::Proof(refusal));
-        }
-        if subject.algorithm() != ssh_key::Algorithm::Ed25519 {
-            subject
-                .verify_proof(token.expose_secret(), &request.proof)
-                .map_err(IssueError::Proof)?;
+        if let Some(proof) = proof.map_err(IssueError::Proof)? {
+            proof.verify().map_err(IssueError::Proof)?;
         }
         if proof_verdict == Some(false) {
             return Err(IssueError::Proof(KeyRejection::ProofInvalid));

@@ -1351,7 +1351,7 @@ mod tests {
                 .expect("pem");
             match subject.proof_check(compact, &proof).expect("proof") {
                 ProofCheck::Ed25519(check) => checks.push(*check),
-                ProofCheck::Done => panic!("Ed25519 proofs are left for a batch"),
+                ProofCheck::Other(_) => panic!("Ed25519 proofs are left for a batch"),
             }
         }
         let verdicts = verifier.ed25519_batch.verify_all(checks).await;

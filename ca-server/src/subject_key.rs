@@ -141,20 +141,22 @@ impl SubjectKey {
     /// for `id_token`.
     pub fn verify_proof(&self, id_token: &str, armored_proof: &str) -> Result<(), KeyRejection> {
         match self.proof_check(id_token, armored_proof)? {
-            ProofCheck::Done => Ok(()),
             ProofCheck::Ed25519(check) if check.verify() => Ok(()),
             ProofCheck::Ed25519(_) => Err(KeyRejection::ProofInvalid),
+            ProofCheck::Other(proof) => proof.verify(),
         }
     }
 
-    /// Checks everything about `armored_proof` but, for Ed25519 keys, the
-    /// signature itself, which is returned to be checked in a batch
-    /// ([`crate::ed25519_batch`]); other keys' signatures are checked here.
+    /// Checks everything about `armored_proof` but its signature, which is
+    /// returned to be checked: an Ed25519 one in a batch
+    /// ([`crate::ed25519_batch`]), another key's when the caller is ready to
+    /// pay for it (after the ID token, so that a forged token never costs an
+    /// RSA or ECDSA verification).
     pub fn proof_check(
         &self,
         id_token: &str,
         armored_proof: &str,
-    ) -> Result<ProofCheck, KeyRejection> {
+    ) -> Result<ProofCheck<'_>, KeyRejection> {
         let proof = SshSig::from_pem(armored_proof.trim())
             .map_err(|e| KeyRejection::ProofMalformed(e.to_string()))?;
         if proof.public_key() != self.key.key_data() {
@@ -165,11 +167,11 @@ impl SubjectKey {
         }
         let message = proof_message(id_token, &self.blob);
         let Some(key) = self.ed25519 else {
-            return self
-                .key
-                .verify(PROOF_NAMESPACE, &message, &proof)
-                .map(|()| ProofCheck::Done)
-                .map_err(|_| KeyRejection::ProofInvalid);
+            return Ok(ProofCheck::Other(Box::new(OtherProof {
+                key: &self.key,
+                message,
+                proof,
+            })));
         };
         if proof.algorithm() != Algorithm::Ed25519 {
             return Err(KeyRejection::ProofInvalid);
@@ -186,14 +188,33 @@ impl SubjectKey {
     }
 }
 
-/// What is left of a proof check after [`SubjectKey::proof_check`].
+/// What is left of a proof check after [`SubjectKey::proof_check`]: the
+/// signature.
 #[derive(Debug)]
 #[must_use]
-pub enum ProofCheck {
-    /// Checked completely.
-    Done,
-    /// Everything but the Ed25519 signature is checked.
+pub enum ProofCheck<'k> {
+    /// An Ed25519 signature.
     Ed25519(Box<Ed25519Check>),
+    /// The signature of an RSA or ECDSA key: [`OtherProof::verify`].
+    Other(Box<OtherProof<'k>>),
+}
+
+/// A proof by an RSA or ECDSA key, checked but for its signature.
+#[derive(Debug)]
+#[must_use]
+pub struct OtherProof<'k> {
+    key: &'k PublicKey,
+    message: Vec<u8>,
+    proof: SshSig,
+}
+
+impl OtherProof<'_> {
+    /// Verifies the signature.
+    pub fn verify(&self) -> Result<(), KeyRejection> {
+        self.key
+            .verify(PROOF_NAMESPACE, &self.message, &self.proof)
+            .map_err(|_| KeyRejection::ProofInvalid)
+    }
 }
 
 fn mpint_bits(bytes: &[u8]) -> usize {
@@ -277,7 +298,7 @@ mod tests {
     }
 
     #[test]
-    fn ecdsa_proofs_are_checked_in_place_ed25519_ones_left_for_a_batch() {
+    fn proofs_are_checked_but_for_the_signature_left_to_the_caller() {
         for algorithm in [
             Algorithm::Ecdsa {
                 curve: EcdsaCurve::NistP256,
@@ -291,13 +312,17 @@ mod tests {
             let check = subject.proof_check("token-1", &proof).expect("check");
             match (algorithm, check) {
                 (Algorithm::Ed25519, ProofCheck::Ed25519(check)) => assert!(check.verify()),
-                (Algorithm::Ecdsa { .. }, ProofCheck::Done) => {}
+                (Algorithm::Ecdsa { .. }, ProofCheck::Other(proof)) => {
+                    assert_eq!(proof.verify(), Ok(()));
+                }
                 (algorithm, check) => panic!("{algorithm}: {check:?}"),
             }
             let forged = subject.proof_check("token-2", &proof);
             assert!(
                 matches!(forged, Err(KeyRejection::ProofInvalid))
                     || matches!(forged, Ok(ProofCheck::Ed25519(ref c)) if !c.verify())
+                    || matches!(forged, Ok(ProofCheck::Other(ref p))
+                        if p.verify() == Err(KeyRejection::ProofInvalid))
             );
         }
     }
