@@ -245,15 +245,14 @@ pub async fn serve_router(
         None => None,
     };
     let service = router.into_make_service_with_connect_info::<SocketAddr>();
+    // One handle for all threads: a shutdown reaches every one, and each
+    // waits until the connections of all have ended.
+    let handle = axum_server::Handle::new();
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let handles: Vec<axum_server::Handle> =
-        (0..threads).map(|_| axum_server::Handle::new()).collect();
     let mut servers = Vec::with_capacity(threads);
-    for (index, handle) in handles.iter().enumerate() {
+    for index in 0..threads {
         let listener = listener.try_clone().map_err(listen_err)?;
         let (service, rustls, handle) = (service.clone(), rustls.clone(), handle.clone());
-        // A thread that stops serving (an error) stops the others too.
-        let all = handles.clone();
         let server = std::thread::Builder::new()
             .name(format!("jit-ssh-ca-http-{index}"))
             .spawn(move || {
@@ -261,26 +260,25 @@ pub async fn serve_router(
                     .enable_all()
                     .build()
                     .and_then(|runtime| {
-                        runtime.block_on(async move {
+                        runtime.block_on(async {
                             match rustls {
                                 Some(rustls) => {
                                     axum_server::from_tcp_rustls(listener, rustls)
-                                        .handle(handle)
+                                        .handle(handle.clone())
                                         .serve(service)
                                         .await
                                 }
                                 None => {
                                     axum_server::from_tcp(listener)
-                                        .handle(handle)
+                                        .handle(handle.clone())
                                         .serve(service)
                                         .await
                                 }
                             }
                         })
                     });
-                for handle in &all {
-                    handle.graceful_shutdown(Some(DRAIN_TIMEOUT));
-                }
+                // A thread that stopped serving (an error) stops the others.
+                handle.graceful_shutdown(Some(DRAIN_TIMEOUT));
                 served
             })
             .map_err(listen_err)?;
@@ -292,9 +290,7 @@ pub async fn serve_router(
         shutdown.await;
         ready.store(false, Ordering::SeqCst);
         tracing::info!("shutting down: finishing requests in flight");
-        for handle in &handles {
-            handle.graceful_shutdown(Some(DRAIN_TIMEOUT));
-        }
+        handle.graceful_shutdown(Some(DRAIN_TIMEOUT));
     });
     let served = tokio::task::spawn_blocking(move || {
         let mut served = Ok(());
