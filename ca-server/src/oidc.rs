@@ -145,7 +145,7 @@ pub struct TokenVerifier {
 /// A token checked up to its signature by [`TokenVerifier::prepare`]: its
 /// header, its issuer and the key it must be signed with are settled, and
 /// its signature is verified unless it is an Ed25519 one left for a batch.
-pub struct PreparedToken<'t> {
+pub(crate) struct PreparedToken<'t> {
     token: &'t str,
     issuer: Arc<TrustedIssuer>,
     signature: TokenSignature,
@@ -165,7 +165,7 @@ enum TokenSignature {
 impl PreparedToken<'_> {
     /// Takes the Ed25519 signature check left for a batch, if any; pass its
     /// verdict to [`TokenVerifier::finish`].
-    pub fn take_ed25519_check(&mut self) -> Option<Ed25519Check> {
+    pub(crate) fn take_ed25519_check(&mut self) -> Option<Ed25519Check> {
         match &mut self.signature {
             TokenSignature::Verified(_) => None,
             TokenSignature::Ed25519 { check, .. } => check.take(),
@@ -376,11 +376,28 @@ impl TokenVerifier {
         Ok((verified, also_verdict))
     }
 
+    /// [`TokenVerifier::verify`] without the batcher: an EdDSA signature is
+    /// checked alone, with aws-lc. What a token costs without batching; the
+    /// issuance benchmark measures its raw limit with it.
+    pub async fn verify_alone(
+        &self,
+        token: &str,
+        expected_nonce: &str,
+        now: UnixTime,
+    ) -> Result<VerifiedToken, TokenError> {
+        let mut prepared = self.prepare(token).await?;
+        let verdict = prepared.take_ed25519_check().map(|check| check.verify());
+        self.finish(prepared, verdict, Some(expected_nonce), now)
+    }
+
     /// The first step of [`TokenVerifier::verify`]: every check up to the
     /// signature, the JWKS refresh on an unknown `kid`, and the signature
     /// itself unless it is an Ed25519 one, left for the caller to check in a
     /// batch ([`PreparedToken::take_ed25519_check`]).
-    pub async fn prepare<'t>(&self, token: &'t str) -> Result<PreparedToken<'t>, TokenError> {
+    pub(crate) async fn prepare<'t>(
+        &self,
+        token: &'t str,
+    ) -> Result<PreparedToken<'t>, TokenError> {
         if token.len() > MAX_TOKEN_LEN {
             return Err(TokenError::Malformed("too long".into()));
         }
@@ -421,8 +438,9 @@ impl TokenVerifier {
     /// The last step of [`TokenVerifier::verify`] (`expected_nonce` given)
     /// or [`TokenVerifier::verify_unbound`] (`None`): checks the claims.
     /// `ed25519_verdict` is the verdict on the check taken from `prepared`;
-    /// a token whose Ed25519 check was never taken is refused.
-    pub fn finish(
+    /// a token whose Ed25519 check was never taken is refused. Crate-private:
+    /// a verdict from anywhere else would skip the signature.
+    pub(crate) fn finish(
         &self,
         prepared: PreparedToken<'_>,
         ed25519_verdict: Option<bool>,
@@ -1097,6 +1115,18 @@ mod tests {
         let result = verifier
             .verify_with(&forged, "n", NOW, Some(extra(b"proof", &other)))
             .await;
+        assert_eq!(result.err(), Some(TokenError::BadSignature));
+    }
+
+    #[tokio::test]
+    async fn verify_alone_checks_the_signature_itself() {
+        let key = ed25519_key();
+        let verifier = verifier(vec![jwk(Some("k1"), key.verifying_key().as_bytes())]);
+        let good = token(&key, Some("k1"), "alice");
+        let verified = verifier.verify_alone(&good, "n", NOW).await;
+        assert_eq!(verified.expect("valid").identity.username, "alice");
+        let forged = token(&ed25519_key(), Some("k1"), "alice");
+        let result = verifier.verify_alone(&forged, "n", NOW).await;
         assert_eq!(result.err(), Some(TokenError::BadSignature));
     }
 
