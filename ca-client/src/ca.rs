@@ -87,8 +87,7 @@ pub fn http_client(extra_root_pem: Option<&[u8]>) -> Result<reqwest::Client, Str
 /// http on loopback only).
 pub fn may_carry_tokens(url: &reqwest::Url) -> bool {
     url.scheme() == "https"
-        || (url.scheme() == "http"
-            && matches!(url.host_str(), Some("127.0.0.1" | "localhost" | "[::1]")))
+        || (url.scheme() == "http" && ca_proto::is_loopback_host(url.host_str()))
 }
 
 impl CaClient {

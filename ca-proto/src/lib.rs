@@ -315,6 +315,13 @@ pub fn proof_message(id_token: &str, public_key_blob: &[u8]) -> Vec<u8> {
     .into_bytes()
 }
 
+/// Whether a URL host (as `url::Url::host_str` spells it) is loopback, the
+/// only place where the CA, the identity provider or a webhook may be plain
+/// http. Compared whole: `localhost.example.com` is not loopback.
+pub fn is_loopback_host(host: Option<&str>) -> bool {
+    matches!(host, Some("127.0.0.1" | "localhost" | "[::1]"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

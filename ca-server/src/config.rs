@@ -467,7 +467,7 @@ impl RawConfig {
 fn https_or_loopback(url: &str) -> bool {
     reqwest::Url::parse(url).is_ok_and(|url| match url.scheme() {
         "https" => url.host().is_some(),
-        "http" => matches!(url.host_str(), Some("127.0.0.1" | "localhost" | "[::1]")),
+        "http" => ca_proto::is_loopback_host(url.host_str()),
         _ => false,
     })
 }
