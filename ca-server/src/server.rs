@@ -17,7 +17,7 @@ use tokio::sync::Semaphore;
 use crate::authority::Authority;
 use crate::ca_keys::{self, CaKeys};
 use crate::config::{Config, TlsFiles};
-use crate::http::{app, AppState};
+use crate::http::{app, AppState, SharedState};
 use crate::metrics::Metrics;
 use crate::oidc::TokenVerifier;
 use crate::policy::{cli as policy_cli, reload, ReloadablePolicy};
@@ -165,14 +165,14 @@ pub fn assemble(parts: CaParts, config: &Config) -> AppState {
         config.webhooks.clone(),
         parts.metrics.clone(),
     ));
-    AppState {
+    AppState::new(SharedState {
         authority: Arc::new(authority),
         in_flight: Arc::new(Semaphore::new(config.max_in_flight)),
         request_timeout: config.request_timeout,
         metrics: Arc::new(parts.metrics),
         ready: Arc::new(AtomicBool::new(true)),
         rate_limits,
-    }
+    })
 }
 
 /// Forgets idle rate-limit keys once a minute so memory stays bounded.
