@@ -69,7 +69,7 @@ fn certificate_signing(c: &mut Criterion) {
                     now: 1_800_000_000,
                     backdate: Duration::from_secs(60),
                 };
-                sign_user_certificate(&ca, &spec, &mut rand_core::OsRng).unwrap()
+                sign_user_certificate(&ca, &spec).unwrap()
             })
         });
     }

@@ -365,7 +365,7 @@ fn raw_limits(runtime: &tokio::runtime::Runtime, issuer: &Issuer) -> (f64, f64, 
             now,
             backdate: Duration::from_secs(60),
         };
-        sign_user_certificate(&ca, &spec, &mut rand_core::OsRng).unwrap();
+        sign_user_certificate(&ca, &spec).unwrap();
     });
     let verifier = TokenVerifier::with_known_issuer(
         IssuerConfig {

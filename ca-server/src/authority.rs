@@ -507,8 +507,8 @@ impl Authority {
                 now,
                 backdate: self.certs.backdate,
             };
-            let certificate = cert::sign_user_certificate(signer, &spec, &mut rand_core::OsRng)
-                .map_err(IssueError::Signing)?;
+            let certificate =
+                cert::sign_user_certificate(signer, &spec).map_err(IssueError::Signing)?;
             let line = certificate.to_openssh().map_err(IssueError::Signing)?;
             let key_id = certificate.key_id().to_string();
             let record = IssuanceRecord {

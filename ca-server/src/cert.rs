@@ -97,16 +97,16 @@ pub struct CertificateSpec<'a> {
     pub backdate: Duration,
 }
 
-/// Builds and signs a user certificate.
+/// Builds and signs a user certificate. Its nonce comes from aws-lc's
+/// DRBG (seeded from the kernel), not a `getrandom` call per certificate.
 pub fn sign_user_certificate(
     signer: &CaSigner,
     spec: &CertificateSpec<'_>,
-    rng: &mut impl rand_core::CryptoRngCore,
 ) -> Result<Certificate, ssh_key::Error> {
     let valid_after = spec.now.saturating_sub(spec.backdate.as_secs());
     let valid_before = spec.now.saturating_add(spec.grant.ttl.as_secs());
     let mut nonce = [0u8; 32];
-    rng.fill_bytes(&mut nonce);
+    aws_lc_rs::rand::fill(&mut nonce).map_err(|_| ssh_key::Error::Crypto)?;
     let mut builder = Builder::new(
         nonce,
         spec.subject.public_key().key_data().clone(),
@@ -200,7 +200,7 @@ mod tests {
             now,
             backdate: Duration::from_secs(60),
         };
-        let cert = sign_user_certificate(&signer, &spec, &mut rand_core::OsRng).expect("signed");
+        let cert = sign_user_certificate(&signer, &spec).expect("signed");
         assert_eq!(cert.valid_after(), now - 60);
         assert_eq!(cert.valid_before(), now + 300);
         assert_eq!(cert.valid_principals(), ["alice"]);
@@ -211,5 +211,9 @@ mod tests {
         let ca_fp = signer.public_key().fingerprint(HashAlg::Sha256);
         cert.validate_at(now, &[ca_fp]).expect("valid now");
         assert!(cert.validate_at(now + 301, &[ca_fp]).is_err());
+        // The same request signed again differs in its random nonce.
+        let again = sign_user_certificate(&signer, &spec).expect("signed");
+        assert_ne!(again.nonce(), cert.nonce());
+        assert_eq!(again.nonce().len(), 32);
     }
 }
