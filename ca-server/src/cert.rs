@@ -97,8 +97,10 @@ pub struct CertificateSpec<'a> {
     pub backdate: Duration,
 }
 
-/// Builds and signs a user certificate. Its nonce comes from aws-lc's
-/// DRBG (seeded from the kernel), not a `getrandom` call per certificate.
+/// Builds and signs a user certificate. Its nonce comes from the kernel
+/// (`getrandom`). aws-lc's DRBG would save that call, but once a process had
+/// drawn from it, aws-lc's Ed25519 verification in that process ran 25 %
+/// slower (the benchmark's raw rates: 29,000 against 37,000 a second).
 pub fn sign_user_certificate(
     signer: &CaSigner,
     spec: &CertificateSpec<'_>,
@@ -106,7 +108,7 @@ pub fn sign_user_certificate(
     let valid_after = spec.now.saturating_sub(spec.backdate.as_secs());
     let valid_before = spec.now.saturating_add(spec.grant.ttl.as_secs());
     let mut nonce = [0u8; 32];
-    aws_lc_rs::rand::fill(&mut nonce).map_err(|_| ssh_key::Error::Crypto)?;
+    rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut nonce);
     let mut builder = Builder::new(
         nonce,
         spec.subject.public_key().key_data().clone(),
