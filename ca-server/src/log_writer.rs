@@ -21,6 +21,8 @@ const GATHER: Duration = Duration::from_millis(20);
 /// Lines beyond this many buffered bytes are dropped (and counted) while the
 /// output is blocked, so that a stalled stderr cannot grow memory.
 const MAX_BUFFERED: usize = 4 << 20;
+/// What an idle buffer keeps of its capacity after a burst.
+const KEPT_CAPACITY: usize = 1 << 20;
 
 struct Shared {
     buffer: Mutex<Vec<u8>>,
@@ -76,13 +78,19 @@ pub fn gathered_lines(
 }
 
 fn write_gathered(shared: &Shared, mut out: impl Write) {
+    // Two buffers take turns, keeping their capacity: a fresh one grew by
+    // reallocation in the serving threads every round, and the writer freed
+    // the old one into their arenas.
+    let mut lines = Vec::new();
     loop {
         let stopping = shared.stopping.load(Ordering::Acquire);
         if !stopping {
             std::thread::park();
             std::thread::sleep(GATHER);
         }
-        let lines = std::mem::take(&mut *shared.lock());
+        lines.clear();
+        lines.shrink_to(KEPT_CAPACITY);
+        std::mem::swap(&mut *shared.lock(), &mut lines);
         // Nowhere to report a failed write of the log itself.
         let _ = out.write_all(&lines);
         let dropped = shared.dropped.swap(0, Ordering::Relaxed);
