@@ -64,8 +64,8 @@ pub struct Ed25519Batcher {
     /// per-core serving (`server::serve_router`) a check, its waiter and its
     /// answer stay on one core; only half of a large batch crosses to
     /// another thread. With one queue for all, leaders took and answered the
-    /// other core's checks: 4-13 µs more CPU per certificate when the cores
-    /// share no cache (docs/benchmarks.md).
+    /// other core's checks: about 5 µs more CPU per certificate when the
+    /// cores share no cache (docs/benchmarks.md).
     queues: Box<[Arc<Mutex<Queue>>]>,
 }
 
