@@ -189,7 +189,7 @@ pub enum StoreError {
     /// The ID token was already used for a certificate.
     #[error("this ID token was already used")]
     Replayed,
-    /// The random serial collided with an earlier one.
+    /// The serial is on record already (a clock set back across a restart).
     #[error("serial already used")]
     DuplicateSerial,
     /// SQLite failed.
@@ -209,6 +209,11 @@ pub enum StoreError {
     /// The writer thread is gone.
     #[error("the database writer has stopped")]
     Closed,
+    /// A transaction without the serving writer's spent-token set (the
+    /// admin CLI's offline changes) tried to spend a token: only the server
+    /// can tell a replay.
+    #[error("an ID token can only be spent by the server's database writer")]
+    NoSpentTokens,
     /// Another server process writes this database.
     #[error("database {0} is in use by another jit-ssh-ca server (one server per database)")]
     InUse(PathBuf),
@@ -1440,7 +1445,7 @@ struct Spending<'c> {
 
 impl Spending<'_> {
     fn spend(&mut self, digest: [u8; 32]) -> Result<(), StoreError> {
-        let spent = self.spent.as_mut().ok_or(StoreError::Closed)?;
+        let spent = self.spent.as_mut().ok_or(StoreError::NoSpentTokens)?;
         if !spent.insert(&digest) {
             return Err(StoreError::Replayed);
         }
@@ -1618,15 +1623,15 @@ fn lock_for_serving(path: &Path) -> Result<std::fs::File, StoreError> {
     }
 }
 
+/// Forgets the spent tokens that expired before `?1`.
+const DELETE_SPENT_BEFORE: &str = "DELETE FROM spent_tokens WHERE expires_at < ?1";
+
 /// Forgets the spent tokens that expired long ago, then loads the digests
 /// of the others: the set the serving writer refuses replays from.
 fn load_spent_tokens(conn: &Connection, path: &Path) -> Result<SpentTokens, StoreError> {
     let err = sqlite_error(path);
-    conn.execute(
-        "DELETE FROM spent_tokens WHERE expires_at < ?1",
-        [spent_token_cutoff()],
-    )
-    .map_err(&err)?;
+    conn.execute(DELETE_SPENT_BEFORE, [spent_token_cutoff()])
+        .map_err(&err)?;
     let mut statement = conn
         .prepare("SELECT digest FROM spent_tokens")
         .map_err(&err)?;
@@ -1648,7 +1653,7 @@ fn purge_spent_before(db: &mut WriterDb, cutoff: i64) -> rusqlite::Result<()> {
         .prepare("SELECT digest FROM spent_tokens WHERE expires_at < ?1")?
         .query_map([cutoff], |row| row.get::<_, [u8; 32]>(0))?
         .collect::<rusqlite::Result<Vec<_>>>()?;
-    tx.execute("DELETE FROM spent_tokens WHERE expires_at < ?1", [cutoff])?;
+    tx.execute(DELETE_SPENT_BEFORE, [cutoff])?;
     tx.commit()?;
     for digest in &expired {
         db.spent.remove(digest);
@@ -2348,7 +2353,7 @@ mod tests {
         let tx = WriteTx::new(&mut conn, None).expect("tx");
         assert!(matches!(
             spend(&tx, Some(([1; 32], 10_000)), &path),
-            Err(StoreError::Closed)
+            Err(StoreError::NoSpentTokens)
         ));
     }
 
