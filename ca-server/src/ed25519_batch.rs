@@ -164,6 +164,7 @@ struct Leadership<'a>(&'a Arc<Mutex<Queue>>);
 
 impl Drop for Leadership<'_> {
     fn drop(&mut self) {
+        let _resign = ResignOnPanic(self.0);
         loop {
             let (mut batch, batching) = {
                 let mut queue = lock(self.0);
@@ -188,6 +189,20 @@ impl Drop for Leadership<'_> {
                 }
             }
             check_and_answer(self.0, batch, batching);
+        }
+    }
+}
+
+/// Should a check panic, the queue's next request leads, instead of every
+/// later request on that core waiting for this leader until it times out.
+/// (The waiters of the batch that panicked see their answer dropped and are
+/// refused.)
+struct ResignOnPanic<'a>(&'a Mutex<Queue>);
+
+impl Drop for ResignOnPanic<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            lock(self.0).leading = false;
         }
     }
 }
@@ -444,6 +459,22 @@ mod tests {
         assert_eq!(check_all(checks[..1].iter(), true), (vec![true], false));
         assert_eq!(check_all(checks[3..4].iter(), true), (vec![false], false));
         assert_eq!(check_all(checks[4..].iter(), true), (vec![true; 6], false));
+    }
+
+    #[test]
+    fn a_leader_that_panics_resigns() {
+        let queue = Mutex::new(Queue::default());
+        let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            lock(&queue).leading = true;
+            let _resign = ResignOnPanic(&queue);
+            panic!("a check panicked");
+        }));
+        assert!(panicked.is_err());
+        assert!(!lock(&queue).leading);
+        // Without a panic, leadership is the loop's to give up.
+        lock(&queue).leading = true;
+        drop(ResignOnPanic(&queue));
+        assert!(lock(&queue).leading);
     }
 
     #[test]
