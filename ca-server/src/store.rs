@@ -1623,15 +1623,11 @@ fn lock_for_serving(path: &Path) -> Result<std::fs::File, StoreError> {
     }
 }
 
-/// Forgets the spent tokens that expired before `?1`.
-const DELETE_SPENT_BEFORE: &str = "DELETE FROM spent_tokens WHERE expires_at < ?1";
-
 /// Forgets the spent tokens that expired long ago, then loads the digests
 /// of the others: the set the serving writer refuses replays from.
 fn load_spent_tokens(conn: &Connection, path: &Path) -> Result<SpentTokens, StoreError> {
     let err = sqlite_error(path);
-    conn.execute(DELETE_SPENT_BEFORE, [spent_token_cutoff()])
-        .map_err(&err)?;
+    delete_spent_before(conn, spent_token_cutoff()).map_err(&err)?;
     let mut statement = conn
         .prepare("SELECT digest FROM spent_tokens")
         .map_err(&err)?;
@@ -1648,17 +1644,18 @@ fn load_spent_tokens(conn: &Connection, path: &Path) -> Result<SpentTokens, Stor
 /// Forgets the tokens that expired before `cutoff`, on disk and then in
 /// memory.
 fn purge_spent_before(db: &mut WriterDb, cutoff: i64) -> rusqlite::Result<()> {
-    let tx = db.conn.transaction()?;
-    let expired = tx
-        .prepare("SELECT digest FROM spent_tokens WHERE expires_at < ?1")?
-        .query_map([cutoff], |row| row.get::<_, [u8; 32]>(0))?
-        .collect::<rusqlite::Result<Vec<_>>>()?;
-    tx.execute(DELETE_SPENT_BEFORE, [cutoff])?;
-    tx.commit()?;
-    for digest in &expired {
-        db.spent.remove(digest);
+    for digest in delete_spent_before(&db.conn, cutoff)? {
+        db.spent.remove(&digest);
     }
     Ok(())
+}
+
+/// Deletes the spent tokens that expired before `cutoff` (one statement,
+/// so one transaction); their digests.
+fn delete_spent_before(conn: &Connection, cutoff: i64) -> rusqlite::Result<Vec<[u8; 32]>> {
+    conn.prepare("DELETE FROM spent_tokens WHERE expires_at < ?1 RETURNING digest")?
+        .query_map([cutoff], |row| row.get(0))?
+        .collect()
 }
 
 /// Spent tokens are kept two minutes past their expiry, so that leeway on
