@@ -214,7 +214,7 @@ async fn issue_user_cert(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     body: Result<Json<UserCertRequest>, JsonRejection>,
-) -> Result<Response, ApiError> {
+) -> Result<Json<ca_proto::UserCertResponse>, ApiError> {
     state
         .rate_limits
         .check_address(peer.ip())
@@ -229,19 +229,8 @@ async fn issue_user_cert(
         .authority
         .issue_user_certificate(&token, request, peer.ip(), now);
     match tokio::time::timeout(state.request_timeout, issue).await {
-        Ok(result) => result.map(certificate_response).map_err(ApiError::Issue),
+        Ok(result) => result.map(Json).map_err(ApiError::Issue),
         Err(_) => Err(ApiError::Timeout),
-    }
-}
-
-/// The answer to an issuance, serialized into a buffer sized for it (the
-/// certificate is most of it): `Json` starts at 128 bytes and grows by
-/// reallocation.
-fn certificate_response(issued: ca_proto::UserCertResponse) -> Response {
-    let mut body = Vec::with_capacity(issued.certificate.len() + 512);
-    match serde_json::to_writer(&mut body, &issued) {
-        Ok(()) => ([(header::CONTENT_TYPE, "application/json")], body).into_response(),
-        Err(_) => Json(issued).into_response(),
     }
 }
 
