@@ -408,9 +408,9 @@ fn raw_limits(runtime: &tokio::runtime::Runtime, issuer: &Issuer) -> (f64, f64, 
 
 /// Round trip of a cache line between two threads, in nanoseconds: the
 /// cost of every hand-over between cores. This machine's two virtual CPUs
-/// sometimes share a cache (about 80 ns) and sometimes do not (about
-/// 390 ns), and the server is about 30 % slower in the second state, with
-/// the single-core rates unchanged (docs/benchmarks.md).
+/// sometimes share a cache (about 60 ns) and sometimes do not (about
+/// 390 ns); the server is slower in the second state (about 10 % at stop
+/// 12), with the single-core rates unchanged (docs/benchmarks.md).
 fn core_to_core_ns() -> f64 {
     use std::sync::atomic::AtomicU64;
     // Spins read the clock only now and then: a clock read in every spin
