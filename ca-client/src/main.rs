@@ -1,13 +1,13 @@
 //! `jit-ssh`: short-lived SSH certificates from a jit-ssh CA. Parses
-//! arguments, reads the environment once, calls `ca_client::app`, prints, and
-//! maps errors to the exit codes listed in `--help`.
+//! arguments, reads the environment once, calls `ca_client::commands`, prints,
+//! and maps errors to the exit codes listed in `--help`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use ca_client::access::{AccessCommand, Auth};
-use ca_client::app::{
+use ca_client::commands::{
     self, CaTarget, EnsureOptions, Ensured, Env, Flow, LoginOptions, TokenSource,
 };
 use ca_client::duration::parse_duration;
@@ -450,7 +450,7 @@ fn run(cli: Cli) -> Result<ExitCode, CliError> {
         } => {
             let target = target(&cli.ca, &dirs)?;
             let (issuer, source) = auth.into_parts()?;
-            let issued = app::login(
+            let issued = commands::login(
                 &env,
                 &target,
                 LoginOptions {
@@ -465,7 +465,8 @@ fn run(cli: Cli) -> Result<ExitCode, CliError> {
             if json {
                 print_json(&issued)?;
             } else {
-                env.ui.info(&app::describe(&issued, app::unix_now()));
+                env.ui
+                    .info(&commands::describe(&issued, commands::unix_now()));
             }
         }
         Command::Ensure {
@@ -476,18 +477,18 @@ fn run(cli: Cli) -> Result<ExitCode, CliError> {
             ensure(&env, &target, &interactive, no_login)?;
         }
         Command::Status { json } => {
-            let status = app::status(&env);
+            let status = commands::status(&env);
             if json {
                 print_json(&status)?;
             } else {
-                print!("{}", app::describe_status(&status));
+                print!("{}", commands::describe_status(&status));
             }
         }
         Command::SshConfig { install } => {
             let target = target(&cli.ca, &dirs)?;
             let exe = std::env::current_exe()
                 .map_err(|e| CliError::other(format!("cannot find this program's path: {e}")))?;
-            let text = app::ssh_config(&env, &target, &exe, install)?;
+            let text = commands::ssh_config(&env, &target, &exe, install)?;
             if install {
                 env.ui.info(text.trim_end());
             } else {
@@ -646,7 +647,7 @@ fn run(cli: Cli) -> Result<ExitCode, CliError> {
         }
         Command::Logout { json } => {
             let target = target(&cli.ca, &dirs)?;
-            let out = app::logout(&env, &target)?;
+            let out = commands::logout(&env, &target)?;
             if json {
                 print_json(&out)?;
             } else {
@@ -702,7 +703,10 @@ fn access(
         (true, _, _) => print_json(&requests)?,
         (false, _, _) => {
             for request in &requests {
-                println!("{}", ca_client::access::describe(request, app::unix_now()));
+                println!(
+                    "{}",
+                    ca_client::access::describe(request, commands::unix_now())
+                );
             }
         }
     }
@@ -720,13 +724,15 @@ fn ensure(
         flow: default_flow(interactive.flow),
         timeout: interactive.timeout,
     };
-    match app::ensure(env, target, &options)? {
+    match commands::ensure(env, target, &options)? {
         Ensured::Fresh => {}
         Ensured::Renewed(issued) => env.ui.info(&format!(
             "Renewed: {}",
-            app::describe(&issued, app::unix_now())
+            commands::describe(&issued, commands::unix_now())
         )),
-        Ensured::LoggedIn(issued) => env.ui.info(&app::describe(&issued, app::unix_now())),
+        Ensured::LoggedIn(issued) => env
+            .ui
+            .info(&commands::describe(&issued, commands::unix_now())),
     }
     Ok(())
 }
