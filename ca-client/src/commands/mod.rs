@@ -28,7 +28,9 @@ use crate::secret::Secret;
 use crate::ui::Ui;
 
 pub use certify::{describe, Issued};
-pub use ensure::{ensure, fresh_certificate, EnsureOptions, Ensured, RENEW_MARGIN};
+pub use ensure::{
+    ensure, fresh_certificate, remove_expired_from_agent, EnsureOptions, Ensured, RENEW_MARGIN,
+};
 pub use login::{login, LoginOptions};
 pub use logout::{logout, LoggedOut};
 pub use ssh_config::{install_block, ssh_config, ssh_config_block};
@@ -140,7 +142,26 @@ async fn fetch_config(ca: &CaClient, env: &Env) -> Result<FetchedConfig, CliErro
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
+    use std::path::Path;
+
     use super::*;
+
+    /// Commands' surroundings inside `home`, quiet, with `auth_sock` as the
+    /// agent.
+    pub(super) fn env_in(home: &Path, auth_sock: Option<PathBuf>) -> Env {
+        Env {
+            dirs: Dirs {
+                ssh: home.join(".ssh"),
+                config: home.join(".config").join("jit-ssh"),
+            },
+            browser: None,
+            auth_sock,
+            ui: Ui {
+                quiet: true,
+                tty: false,
+            },
+        }
+    }
 
     #[test]
     fn skew_is_reported_both_ways_beyond_thirty_seconds() {
