@@ -502,7 +502,7 @@ fn run(cli: Cli) -> Result<ExitCode, CliError> {
                 timeout: Duration::from_secs(300),
             };
             ensure(&env, &target, &interactive, false)?;
-            return exec_ssh(&env, &target, &args);
+            return Err(commands::exec_ssh(&env, &target.slug()?, &args));
         }
         Command::Host {
             command:
@@ -651,32 +651,8 @@ fn run(cli: Cli) -> Result<ExitCode, CliError> {
             if json {
                 print_json(&out)?;
             } else {
-                env.ui.info(&format!(
-                    "Logged out: {} certificate(s) removed from the agent{}{}{}.",
-                    out.agent_removed,
-                    if out.files_removed {
-                        ", key files deleted"
-                    } else {
-                        ""
-                    },
-                    if out.session_removed {
-                        ", sign-in session deleted"
-                    } else {
-                        ""
-                    },
-                    match out.refresh_token_revoked {
-                        Some(true) => ", refresh token revoked at the identity provider",
-                        _ => "",
-                    }
-                ));
-                if !out.certificates_revoked.is_empty() {
-                    env.ui.info(&format!(
-                        "Revoked at the CA: certificate(s) {}.",
-                        out.certificates_revoked.join(", ")
-                    ));
-                }
-                for note in &out.notes {
-                    env.ui.info(&format!("Note: {note}"));
+                for line in commands::describe_logged_out(&out) {
+                    env.ui.info(&line);
                 }
             }
         }
@@ -735,25 +711,4 @@ fn ensure(
             .info(&commands::describe(&issued, commands::unix_now())),
     }
     Ok(())
-}
-
-fn exec_ssh(env: &Env, target: &CaTarget, args: &[String]) -> Result<ExitCode, CliError> {
-    use std::os::unix::process::CommandExt as _;
-    let mut command = std::process::Command::new("ssh");
-    let slug = target.slug()?;
-    let cert = env.dirs.files_dir(&slug).join("id_ed25519-cert.pub");
-    if cert.exists() {
-        let key = env.dirs.files_dir(&slug).join("id_ed25519");
-        command
-            .arg("-i")
-            .arg(&key)
-            .arg("-o")
-            .arg(format!("CertificateFile={}", cert.display()));
-    }
-    command.args(args);
-    let error = command.exec();
-    Err(CliError::new(
-        Failure::Other,
-        format!("cannot run ssh: {error}: is OpenSSH installed?"),
-    ))
 }

@@ -89,6 +89,37 @@ pub fn logout(env: &Env, target: &CaTarget) -> Result<LoggedOut, CliError> {
     })
 }
 
+/// `logout` for people: one line for what was removed, one for what the CA
+/// revoked (when it did), and one per note.
+pub fn describe_logged_out(out: &LoggedOut) -> Vec<String> {
+    let mut lines = vec![format!(
+        "Logged out: {} certificate(s) removed from the agent{}{}{}.",
+        out.agent_removed,
+        if out.files_removed {
+            ", key files deleted"
+        } else {
+            ""
+        },
+        if out.session_removed {
+            ", sign-in session deleted"
+        } else {
+            ""
+        },
+        match out.refresh_token_revoked {
+            Some(true) => ", refresh token revoked at the identity provider",
+            _ => "",
+        }
+    )];
+    if !out.certificates_revoked.is_empty() {
+        lines.push(format!(
+            "Revoked at the CA: certificate(s) {}.",
+            out.certificates_revoked.join(", ")
+        ));
+    }
+    lines.extend(out.notes.iter().map(|note| format!("Note: {note}")));
+    lines
+}
+
 /// Revokes, best effort, every unexpired certificate of this CA whose key
 /// `logout` can sign with (the key files, or the session key for what the
 /// agent holds). Returns the serials revoked; failures become notes.
@@ -165,5 +196,43 @@ fn revoke_own_certificates(
             ));
             Vec::new()
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn logout_lines_say_what_was_removed_revoked_and_noted() {
+        let out = LoggedOut {
+            agent_removed: 1,
+            files_removed: false,
+            session_removed: true,
+            refresh_token_revoked: Some(true),
+            certificates_revoked: vec!["7".into(), "9".into()],
+            notes: vec!["agent not cleaned: gone".into()],
+        };
+        assert_eq!(
+            describe_logged_out(&out),
+            [
+                "Logged out: 1 certificate(s) removed from the agent, sign-in session deleted, \
+                 refresh token revoked at the identity provider.",
+                "Revoked at the CA: certificate(s) 7, 9.",
+                "Note: agent not cleaned: gone",
+            ]
+        );
+        let nothing = LoggedOut {
+            agent_removed: 0,
+            files_removed: true,
+            session_removed: false,
+            refresh_token_revoked: Some(false),
+            certificates_revoked: Vec::new(),
+            notes: Vec::new(),
+        };
+        assert_eq!(
+            describe_logged_out(&nothing),
+            ["Logged out: 0 certificate(s) removed from the agent, key files deleted."]
+        );
     }
 }

@@ -1,9 +1,9 @@
 //! The `jit-ssh` commands as library functions, one file per command family:
 //! [`login`] (sign in, certify a fresh key), [`ensure`] (keep a certificate
 //! loaded, renewing silently when it can), [`status`], [`logout`],
-//! and [`ssh_config`] (the `~/.ssh/config` block). `certify` is the step
-//! login and renewal share: ask the CA for a certificate and put it into the
-//! agent or key files.
+//! [`ssh_config`] (the `~/.ssh/config` block) and [`exec_ssh`] (`jit-ssh
+//! ssh`). `certify` is the step login and renewal share: ask the CA for a
+//! certificate and put it into the agent or key files.
 //!
 //! `main.rs` only parses arguments and calls these with an [`Env`]
 //! (directories, `$BROWSER`, `SSH_AUTH_SOCK`), so nothing here reads the
@@ -15,6 +15,7 @@ mod certify;
 mod ensure;
 mod login;
 mod logout;
+mod ssh;
 mod ssh_config;
 mod status;
 
@@ -32,7 +33,8 @@ pub use ensure::{
     ensure, fresh_certificate, remove_expired_from_agent, EnsureOptions, Ensured, RENEW_MARGIN,
 };
 pub use login::{login, LoginOptions};
-pub use logout::{logout, LoggedOut};
+pub use logout::{describe_logged_out, logout, LoggedOut};
+pub use ssh::{exec_ssh, ssh_command};
 pub use ssh_config::{install_block, ssh_config, ssh_config_block};
 pub use status::{describe_status, status, Status, StatusEntry};
 
