@@ -8,8 +8,8 @@
 //! [`paths`] (what is kept on disk, 0600), [`commands`] (one file per
 //! command family), [`access`] (the access request commands), [`host`] (the
 //! hosts' KRL sync), [`error`] (one-line errors and exit codes), [`ui`]
-//! (stderr only). The binary (`main.rs`) only parses arguments and calls
-//! these.
+//! (stderr only). The binary (`main.rs`, its arguments in `cli.rs`) only
+//! parses arguments and calls these.
 
 pub mod access;
 pub mod agent;
