@@ -11,7 +11,8 @@
 //! It has no passwords: its login page lists the dev users to click on, and
 //! with `--auto-login USER` every request is signed in as USER with no page at
 //! all. It is reachable only through `jit-ssh-ca dev`; nothing in the
-//! production configuration can enable it.
+//! production configuration can enable it, and a build without the
+//! `dev-idp` feature does not contain it.
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
