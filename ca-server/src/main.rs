@@ -163,7 +163,7 @@ enum Command {
     /// GET /v1/krl; an identity or key also gets no new certificates until
     /// `unrevoke`). Writes the database directly, audited as operator@local.
     #[command(after_help = "Examples:\n  \
-        jit-ssh-ca revoke --config /etc/jit-ssh-ca/jit-ssh-ca.toml --serial 3653105375103083682 --reason \"laptop stolen\"\n  \
+        jit-ssh-ca revoke --config /etc/jit-ssh-ca/jit-ssh-ca.toml --serial 1783332000482917 --reason \"laptop stolen\"\n  \
         jit-ssh-ca revoke --config /etc/jit-ssh-ca/jit-ssh-ca.toml --identity bob@corp --reason \"left the company\"\n  \
         jit-ssh-ca revoke --config /etc/jit-ssh-ca/jit-ssh-ca.toml --key-fingerprint SHA256:abc... --reason \"key leaked\"")]
     Revoke {
