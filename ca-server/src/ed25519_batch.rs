@@ -116,7 +116,7 @@ const SPLIT_AT: usize = 16;
 
 /// How long signatures are checked one at a time after a batch failed. Long
 /// enough that a flood of forged signatures fails at most one batch per core
-/// (at most [`MAX_BATCH`] extra checks) a second; short enough that honest load is back
+/// (at most `MAX_BATCH` extra checks) a second; short enough that honest load is back
 /// to batches soon after an occasional bad proof.
 pub const SINGLE_CHECKS_AFTER_FAILURE: Duration = Duration::from_secs(1);
 

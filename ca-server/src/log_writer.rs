@@ -7,7 +7,7 @@
 //! line (docs/benchmarks.md has what each cost). Here a line is appended
 //! to a buffer under a short lock, and only the first line into an empty
 //! buffer wakes the writer thread, which lets lines gather for
-//! [`GATHER`] before it writes them all: a few wake-ups a second at any load.
+//! `GATHER` before it writes them all: a few wake-ups a second at any load.
 
 use std::io::Write;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

@@ -8,20 +8,20 @@
 //!
 //! A decision runs in phases, one file each, and the first phase that refuses
 //! ends it (docs/policies.md is the long form):
-//! - [`deny`]: a deny rule that applies to the identity removes the
+//! - `deny`: a deny rule that applies to the identity removes the
 //!   principals it names (all of them when it names none); deny always wins.
-//! - [`allow`]: an allow rule applies when all its conditions hold and, if it
+//! - `allow`: an allow rule applies when all its conditions hold and, if it
 //!   has time windows, the time is inside one. It grants its principals
 //!   unless it requires an approval, which only an open approved access
 //!   request supplies.
-//! - [`select`]: no requested principals: every granted principal.
+//! - `select`: no requested principals: every granted principal.
 //!   Requested principals: all of them must be granted, or nothing is.
-//! - [`lifetime`] and [`merge`]: every rule that grants a principal in the
+//! - `lifetime` and `merge`: every rule that grants a principal in the
 //!   certificate bounds it: the lifetime is at most the smallest `max_ttl`
 //!   and the earliest window end, extensions and source addresses are
 //!   intersected, and forced commands must agree.
 //!
-//! [`access`] answers the questions of access requests (on which terms may
+//! `access` answers the questions of access requests (on which terms may
 //! this be asked for, who may approve it) from the same rules.
 
 mod access;
