@@ -7,13 +7,13 @@
 use std::time::{Duration, Instant};
 
 use ca_proto::{AccessRequestCreate, AccessRequestDecision, AccessRequestView};
+use jit_ssh_common::duration::format_seconds;
+use jit_ssh_common::Secret;
 
 use crate::app::{Env, TokenSource};
 use crate::ca::CaClient;
-use crate::duration::format_seconds;
 use crate::error::{CliError, Failure};
 use crate::oidc::Provider;
-use crate::secret::Secret;
 use crate::session::SessionFiles;
 
 /// How often `request` asks the CA whether its request was decided.

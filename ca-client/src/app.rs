@@ -6,16 +6,16 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use jit_ssh_common::duration::format_seconds;
+use jit_ssh_common::Secret;
 use serde::Serialize;
 use ssh_key::{Algorithm, Certificate, LineEnding, PrivateKey};
 
 use crate::agent::{comment_for, Added, Agent};
 use crate::ca::{CaClient, FetchedConfig};
-use crate::duration::format_seconds;
 use crate::error::{CliError, Failure};
 use crate::oidc::{Provider, Tokens};
 use crate::paths::{create_private_dir, write_atomic, write_private, CaSlug, Dirs};
-use crate::secret::Secret;
 use crate::session::{SessionFiles, SessionInfo, Storage};
 use crate::ui::Ui;
 

@@ -6,18 +6,18 @@
 //! Modules, from the wire up: [`ca`] (the CA's HTTP API), [`oidc`] (the
 //! identity provider), [`agent`] (ssh-agent protocol), [`session`] and
 //! [`paths`] (what is kept on disk, 0600), [`app`] (the commands), [`error`]
-//! (one-line errors and exit codes), [`ui`] (stderr only).
+//! (one-line errors and exit codes), [`ui`] (stderr only). Secrets, the
+//! duration grammar and bounded HTTP come from `jit_ssh_common`, shared with
+//! the CA.
 
 pub mod access;
 pub mod agent;
 pub mod app;
 pub mod ca;
-pub mod duration;
 pub mod error;
 pub mod host;
 pub mod oidc;
 pub mod paths;
-pub mod secret;
 pub mod session;
 pub mod ui;
 

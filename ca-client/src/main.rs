@@ -10,12 +10,12 @@ use ca_client::access::{AccessCommand, Auth};
 use ca_client::app::{
     self, CaTarget, EnsureOptions, Ensured, Env, Flow, LoginOptions, TokenSource,
 };
-use ca_client::duration::parse_duration;
 use ca_client::error::{CliError, Failure, EXIT_CODES_HELP};
 use ca_client::paths::Dirs;
-use ca_client::secret::Secret;
 use ca_client::ui::Ui;
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use jit_ssh_common::duration::parse_duration;
+use jit_ssh_common::Secret;
 
 #[derive(Parser)]
 #[command(

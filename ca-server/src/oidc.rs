@@ -27,6 +27,8 @@ use arc_swap::ArcSwap;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use ed25519_dalek::VerifyingKey;
+use jit_ssh_common::error_chain;
+use jit_ssh_common::http::{read_capped, OidcHttp};
 use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use openidconnect::core::CoreProviderMetadata;
@@ -497,7 +499,7 @@ impl TrustedIssuer {
         metrics: &Metrics,
     ) -> Result<Self, String> {
         let url = IssuerUrl::new(config.issuer.clone()).map_err(|e| e.to_string())?;
-        let client = |request| oidc_http(http, request);
+        let client = OidcHttp::new(http, MAX_METADATA_LEN);
         let metadata = CoreProviderMetadata::discover_async(url, &client)
             .await
             .map_err(|e| error_chain(&e))?;
@@ -817,7 +819,9 @@ async fn fetch_jwks(http: &reqwest::Client, url: &str) -> Result<Vec<IssuerKey>,
     if !response.status().is_success() {
         return Err(format!("GET {url}: HTTP {}", response.status()));
     }
-    let body = read_limited(response).await?;
+    let body = read_capped(response, MAX_METADATA_LEN)
+        .await
+        .map_err(|e| e.to_string())?;
     parse_jwks(&body).map_err(|e| format!("JWKS at {url}: {e}"))
 }
 
@@ -862,56 +866,6 @@ fn parse_jwks(body: &[u8]) -> Result<Vec<IssuerKey>, String> {
             })
         })
         .collect())
-}
-
-async fn read_limited(mut response: reqwest::Response) -> Result<Vec<u8>, String> {
-    let mut body = Vec::new();
-    while let Some(chunk) = response.chunk().await.map_err(|e| error_chain(&e))? {
-        if body.len() + chunk.len() > MAX_METADATA_LEN {
-            return Err("response too large".into());
-        }
-        body.extend_from_slice(&chunk);
-    }
-    Ok(body)
-}
-
-/// Adapts reqwest to the HTTP client interface of `openidconnect`.
-async fn oidc_http(
-    http: &reqwest::Client,
-    request: openidconnect::HttpRequest,
-) -> Result<openidconnect::HttpResponse, HttpError> {
-    let (parts, body) = request.into_parts();
-    let response = http
-        .request(parts.method, parts.uri.to_string())
-        .headers(parts.headers)
-        .body(body)
-        .send()
-        .await
-        .map_err(|e| HttpError(error_chain(&e)))?;
-    let mut builder = openidconnect::http::Response::builder().status(response.status());
-    for (name, value) in response.headers() {
-        builder = builder.header(name, value);
-    }
-    let body = read_limited(response).await.map_err(HttpError)?;
-    builder.body(body).map_err(|e| HttpError(e.to_string()))
-}
-
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-struct HttpError(String);
-
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.contains(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
-        source = cause.source();
-    }
-    text
 }
 
 #[cfg(test)]
