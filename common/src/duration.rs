@@ -15,12 +15,13 @@
 //!   a guess (seconds to one reader, minutes to another); the error says what
 //!   to write instead (`"90s"`).
 //! - **Units come in the order h, m, s, each once at most.** `"30m1h"` and
-//!   `"5m5m"` are refused: every duration has one spelling, the one
-//!   [`format_duration`] prints, and a slip of the keyboard is caught rather
-//!   than added up.
-//! - **Only hours, minutes and seconds exist.** A certificate or a grant that
-//!   lasts days is not what this product is for, so `"1d"` is refused, as are
-//!   fractions (`"1.5h"`), signs and inner spaces.
+//!   `"5m5m"` are refused: a duration reads largest unit first, as
+//!   [`format_duration`] writes it, and a slip of the keyboard is caught
+//!   rather than added up.
+//! - **Only hours, minutes and seconds exist.** Certificates live minutes,
+//!   and the longest value anywhere, a week's access window, is written
+//!   `"168h"`; so `"1d"` is refused, as are fractions (`"1.5h"`), signs and
+//!   inner spaces.
 //!
 //! What range a duration may take (a lifetime of at most 60 minutes, a
 //! leeway of at most 60 seconds) is for the reader of each value to check.
