@@ -29,11 +29,8 @@ pub struct Passphrase(Secret);
 impl Passphrase {
     /// Wraps a passphrase; trailing newlines (as left by `echo` into a file) are
     /// not part of it.
-    pub fn new(mut text: String) -> Self {
-        while text.ends_with('\n') || text.ends_with('\r') {
-            text.pop();
-        }
-        Passphrase(Secret::new(text))
+    pub fn new(text: String) -> Self {
+        Passphrase(Secret::new_trimmed(text))
     }
 
     /// The passphrase itself. Never log or format the result.

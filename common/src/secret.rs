@@ -27,6 +27,16 @@ impl Secret {
         Secret(Zeroizing::new(value))
     }
 
+    /// Wraps `text` read from a file or an environment variable, without the
+    /// trailing newlines (`\n`, `\r`) that `echo` into a file leaves: they
+    /// are never part of a passphrase or a shared secret.
+    pub fn new_trimmed(mut text: String) -> Self {
+        while text.ends_with('\n') || text.ends_with('\r') {
+            text.pop();
+        }
+        Secret::new(text)
+    }
+
     /// The value; every caller is a place where the secret leaves this type.
     /// Never log or format the result.
     pub fn expose_secret(&self) -> &str {
@@ -72,6 +82,16 @@ mod tests {
         assert_eq!(format!("{:?}", Some(&s)), "Some([redacted])");
         assert_eq!(s.expose_secret(), "refresh-token-value");
         assert_eq!(s.clone().expose_secret(), "refresh-token-value");
+    }
+
+    #[test]
+    fn trailing_newlines_are_not_part_of_a_secret() {
+        for text in ["pass\n", "pass\r\n", "pass\n\n", "pass"] {
+            assert_eq!(Secret::new_trimmed(text.into()).expose_secret(), "pass");
+        }
+        let inner = Secret::new_trimmed("two\nlines \n".into());
+        assert_eq!(inner.expose_secret(), "two\nlines ");
+        assert_eq!(Secret::new_trimmed("\n".into()).expose_secret(), "");
     }
 
     #[test]
