@@ -261,6 +261,7 @@ mod tests {
     #[test]
     fn unknown_units_and_characters_are_named() {
         assert_eq!(problem("1d"), Problem::UnknownUnit('d'));
+        assert_eq!(problem("5d"), Problem::UnknownUnit('d'));
         assert_eq!(problem("5M"), Problem::UnknownUnit('M'));
         assert_eq!(problem("5min"), Problem::UnknownUnit('i'));
         assert_eq!(problem("2µs"), Problem::UnknownUnit('µ'));
