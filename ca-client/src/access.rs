@@ -10,11 +10,11 @@ use ca_proto::{AccessRequestCreate, AccessRequestDecision, AccessRequestView};
 
 use crate::ca::CaClient;
 use crate::commands::{Env, TokenSource};
-use crate::duration::format_seconds;
 use crate::error::{CliError, Failure};
 use crate::oidc::Provider;
-use crate::secret::Secret;
 use crate::session::SessionFiles;
+use jit_ssh_common::duration::format_seconds;
+use jit_ssh_common::Secret;
 
 /// How often `request` asks the CA whether its request was decided.
 pub const POLL_INTERVAL: Duration = Duration::from_secs(2);

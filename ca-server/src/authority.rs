@@ -751,7 +751,7 @@ impl Authority {
         let asked = match request.window.as_deref() {
             None => None,
             Some(text) => Some(
-                crate::duration::parse_duration(text)
+                jit_ssh_common::duration::parse_duration(text)
                     .map_err(|e| AccessError::InvalidRequest(format!("for: {e}")))?,
             ),
         };
@@ -779,8 +779,8 @@ impl Authority {
         if window < MIN_ACCESS_WINDOW || window > terms.max_window {
             return Err(AccessError::InvalidRequest(format!(
                 "for must be between {} and {} (max_window of rule {})",
-                crate::duration::format_duration(MIN_ACCESS_WINDOW),
-                crate::duration::format_duration(terms.max_window),
+                jit_ssh_common::duration::format_duration(MIN_ACCESS_WINDOW),
+                jit_ssh_common::duration::format_duration(terms.max_window),
                 terms.rules.join(", ")
             )));
         }

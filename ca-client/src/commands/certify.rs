@@ -13,11 +13,11 @@ use ssh_key::{Certificate, LineEnding, PrivateKey};
 use super::{unix_now, Env};
 use crate::agent::{comment_for, Added, Agent};
 use crate::ca::CaClient;
-use crate::duration::format_seconds;
 use crate::error::{CliError, Failure};
 use crate::paths::{create_private_dir, write_atomic, write_private, CaSlug};
-use crate::secret::Secret;
 use crate::session::{SessionInfo, Storage};
+use jit_ssh_common::duration::format_seconds;
+use jit_ssh_common::Secret;
 
 /// What `login` (and a renewal) did; `--json` prints this.
 #[derive(Debug, Clone, Serialize)]
