@@ -1,0 +1,63 @@
+//! Records the store's unit tests share.
+
+use super::{IssuanceRecord, NewRequest, RequestAction, RequestChange};
+use crate::UnixTime;
+
+pub(super) fn record(serial: &str, digest: u8) -> IssuanceRecord {
+    IssuanceRecord {
+        serial: serial.into(),
+        key_id: format!("jit-ssh user=alice issuer=corp serial={serial}"),
+        issuer: "corp".into(),
+        subject: "user-alice".into(),
+        identity: "alice@corp".into(),
+        principals: vec!["alice".into()],
+        valid_after: 100,
+        valid_before: 400,
+        key_fingerprint: "SHA256:abc".into(),
+        client_addr: "127.0.0.1".into(),
+        rules: vec!["builtin-username".into()],
+        issued_at: 160,
+        certificate: "ssh-ed25519-cert-v01@openssh.com AAAA".into(),
+        token_digest: [digest; 32],
+        token_expires_at: u64::MAX / 4,
+        request_ids: Vec::new(),
+    }
+}
+
+pub(super) fn new_request(at: UnixTime) -> NewRequest {
+    NewRequest {
+        requester: "bob@corp".into(),
+        issuer: "corp".into(),
+        principals: vec!["root".into()],
+        reason: "INC-1234: disk full".into(),
+        window_secs: 1800,
+        rules: vec!["sre-root-with-approval".into()],
+        at,
+        expires_at: at + 3600,
+        client_addr: "127.0.0.1".into(),
+        spent_token: Some(([9; 32], u64::MAX / 4)),
+        approval: None,
+        starts_at: None,
+        from_first_use: false,
+    }
+}
+
+pub(super) fn action(id: u64, actor: &str, change: RequestChange, at: UnixTime) -> RequestAction {
+    RequestAction {
+        id,
+        change,
+        actor: actor.into(),
+        actor_issuer: "corp".into(),
+        client_addr: "127.0.0.1".into(),
+        rules: vec!["sre-root-with-approval".into()],
+        at,
+        spent_token: None,
+    }
+}
+
+pub(super) fn approve(required: u32) -> RequestChange {
+    RequestChange::Approve {
+        required,
+        comment: "ok".into(),
+    }
+}
