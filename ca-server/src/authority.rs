@@ -30,7 +30,7 @@ use crate::rate_limit::{RateLimits, RetryAfter};
 use crate::secret::BearerToken;
 use crate::store::{
     DenialRecord, IssuanceRecord, NewRequest, RequestAction, RequestChange, RevocationRecord,
-    RevocationTarget, Revoked, Store, StoreError,
+    RevocationTarget, Revoked, SpentToken, Store, StoreError,
 };
 use crate::subject_key::{KeyRejection, ProofCheck, SubjectKey};
 use crate::webhook::{Event as WebhookEvent, EventKind, Notifier};
@@ -525,8 +525,10 @@ impl Authority {
                 rules: grant.rules.clone(),
                 issued_at: now,
                 certificate: line.clone(),
-                token_digest: verified.digest,
-                token_expires_at: verified.expires_at,
+                spent_token: SpentToken {
+                    digest: verified.digest,
+                    expires_at: verified.expires_at,
+                },
                 request_ids: grant.request_ids.clone(),
             };
             match self.store.record_issuance(record).await {
@@ -639,7 +641,10 @@ impl Authority {
             client_addr: client_addr.to_string(),
             rules: vec![rule],
             at: now,
-            spent_token: Some((verified.digest, verified.expires_at)),
+            spent_token: Some(SpentToken {
+                digest: verified.digest,
+                expires_at: verified.expires_at,
+            }),
         };
         let revoked = if lift {
             self.store.lift(record).await?
@@ -815,7 +820,10 @@ impl Authority {
                 at: now,
                 expires_at: starts_at.unwrap_or(now).max(now) + self.pending_secs,
                 client_addr: client_addr.to_string(),
-                spent_token: Some((verified.digest, verified.expires_at)),
+                spent_token: Some(SpentToken {
+                    digest: verified.digest,
+                    expires_at: verified.expires_at,
+                }),
                 approval: approval.clone(),
                 starts_at,
                 from_first_use,
@@ -1012,7 +1020,10 @@ impl Authority {
                 client_addr: client_addr.to_string(),
                 rules,
                 at: now,
-                spent_token: Some((verified.digest, verified.expires_at)),
+                spent_token: Some(SpentToken {
+                    digest: verified.digest,
+                    expires_at: verified.expires_at,
+                }),
             })
             .await?;
         if !changed.revoked.serials.is_empty() {

@@ -14,7 +14,7 @@ use rusqlite::{params, Connection, OptionalExtension as _};
 use super::audit::{insert_audit, AuditRow};
 use super::revocations::{revoke_in, RevocationRecord, RevocationTarget, Revoked};
 use super::schema::{json_list, sqlite_error};
-use super::spent::{spend, WriteTx};
+use super::spent::{spend, SpentToken, WriteTx};
 use super::StoreError;
 use crate::access::{
     policy_approver, AccessRequest, Approval, InstantApproval, RequestError, RequestStatus, Review,
@@ -43,7 +43,7 @@ pub struct NewRequest {
     /// Client address.
     pub client_addr: String,
     /// The requester's ID token, spent in the same transaction.
-    pub spent_token: Option<([u8; 32], UnixTime)>,
+    pub spent_token: Option<SpentToken>,
     /// Approved at once (break-glass or by the policy), or `None` to wait
     /// for approvers.
     pub approval: Option<InstantApproval>,
@@ -101,7 +101,7 @@ pub struct RequestAction {
     /// When.
     pub at: UnixTime,
     /// The actor's ID token, spent in the same transaction.
-    pub spent_token: Option<([u8; 32], UnixTime)>,
+    pub spent_token: Option<SpentToken>,
 }
 
 /// The outcome of a [`RequestAction`].

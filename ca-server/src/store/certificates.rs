@@ -16,7 +16,7 @@ use rusqlite::{params, Connection, OptionalExtension as _};
 use super::audit::{insert_audit, AuditRow};
 use super::grants::check_request_window;
 use super::schema::{cached, json_list, sqlite_error};
-use super::spent::{spend, WriteTx};
+use super::spent::{spend, SpentToken, WriteTx};
 use super::StoreError;
 use crate::UnixTime;
 
@@ -49,10 +49,8 @@ pub struct IssuanceRecord {
     pub issued_at: UnixTime,
     /// The certificate, one OpenSSH line.
     pub certificate: String,
-    /// SHA-256 of the ID token that was spent.
-    pub token_digest: [u8; 32],
-    /// Until when that digest must be remembered.
-    pub token_expires_at: UnixTime,
+    /// The ID token that was spent.
+    pub spent_token: SpentToken,
     /// Approved access requests whose principals the certificate carries.
     pub request_ids: Vec<u64>,
 }
@@ -113,7 +111,7 @@ pub(super) fn insert_issuance(
         Some(_) => return Err(StoreError::RevokedKey(r.key_fingerprint.clone())),
         None => {}
     }
-    if tx.is_spent(&r.token_digest) {
+    if tx.is_spent(&r.spent_token.digest) {
         return Err(StoreError::Replayed);
     }
     // Checked in the issuing transaction, so that no certificate is issued
@@ -165,7 +163,7 @@ pub(super) fn insert_issuance(
         )
         .map_err(&err)?;
     }
-    spend(tx, Some((r.token_digest, r.token_expires_at)), path)?;
+    spend(tx, Some(r.spent_token), path)?;
     insert_audit(
         tx,
         &AuditRow {

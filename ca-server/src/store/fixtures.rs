@@ -1,6 +1,6 @@
 //! Records the store's unit tests share.
 
-use super::{IssuanceRecord, NewRequest, RequestAction, RequestChange};
+use super::{IssuanceRecord, NewRequest, RequestAction, RequestChange, SpentToken};
 use crate::UnixTime;
 
 pub(super) fn record(serial: &str, digest: u8) -> IssuanceRecord {
@@ -18,8 +18,7 @@ pub(super) fn record(serial: &str, digest: u8) -> IssuanceRecord {
         rules: vec!["builtin-username".into()],
         issued_at: 160,
         certificate: "ssh-ed25519-cert-v01@openssh.com AAAA".into(),
-        token_digest: [digest; 32],
-        token_expires_at: u64::MAX / 4,
+        spent_token: token(digest, u64::MAX / 4),
         request_ids: Vec::new(),
     }
 }
@@ -35,7 +34,7 @@ pub(super) fn new_request(at: UnixTime) -> NewRequest {
         at,
         expires_at: at + 3600,
         client_addr: "127.0.0.1".into(),
-        spent_token: Some(([9; 32], u64::MAX / 4)),
+        spent_token: Some(token(9, u64::MAX / 4)),
         approval: None,
         starts_at: None,
         from_first_use: false,
@@ -59,5 +58,13 @@ pub(super) fn approve(required: u32) -> RequestChange {
     RequestChange::Approve {
         required,
         comment: "ok".into(),
+    }
+}
+
+/// A token whose digest is `byte` repeated, expiring at `expires_at`.
+pub(super) fn token(byte: u8, expires_at: UnixTime) -> SpentToken {
+    SpentToken {
+        digest: [byte; 32],
+        expires_at,
     }
 }

@@ -41,6 +41,7 @@ pub use grants::open_grants_offline;
 pub use revocations::{
     lift_offline, revoke_offline, RevocationRecord, RevocationTarget, Revoked, RevokedSet,
 };
+pub use spent::SpentToken;
 
 use grants::GrantHorizon;
 use writer::Writer;

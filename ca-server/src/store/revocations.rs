@@ -15,7 +15,7 @@ use rusqlite::{params, Connection, OptionalExtension as _};
 use super::audit::{insert_audit, AuditRow};
 use super::certificates::unexpired;
 use super::schema::{open_connection, sqlite_error};
-use super::spent::{spend, WriteTx};
+use super::spent::{spend, SpentToken, WriteTx};
 use super::StoreError;
 use crate::UnixTime;
 
@@ -74,7 +74,7 @@ pub struct RevocationRecord {
     /// When.
     pub at: UnixTime,
     /// The admin's ID token, spent in the same transaction (single use).
-    pub spent_token: Option<([u8; 32], UnixTime)>,
+    pub spent_token: Option<SpentToken>,
 }
 
 /// What a revocation changed.
@@ -302,7 +302,7 @@ fn audit_revocation(
 mod tests {
     use super::*;
     use crate::metrics::Metrics;
-    use crate::store::fixtures::record;
+    use crate::store::fixtures::{record, token};
     use crate::store::{read_audit, AuditFilter, Store, DATABASE_FILE};
 
     fn revocation(target: RevocationTarget, at: UnixTime) -> RevocationRecord {
@@ -420,7 +420,7 @@ mod tests {
         let store = Store::open(&path, &Metrics::new()).expect("open");
         store.record_issuance(record("1", 1)).await.expect("issued");
         let mut r = revocation(RevocationTarget::Serial(1), 200);
-        r.spent_token = Some(([7; 32], u64::MAX / 4));
+        r.spent_token = Some(token(7, u64::MAX / 4));
         store.revoke(r.clone()).await.expect("revoked");
         assert!(matches!(store.revoke(r).await, Err(StoreError::Replayed)));
         // Nor can it then get a certificate.

@@ -18,14 +18,25 @@ use super::schema::{cached, sqlite_error};
 use super::StoreError;
 use crate::UnixTime;
 
+/// The ID token an act spent, as the store keeps it: its digest, never the
+/// token, remembered until shortly after the token expires (a token past its
+/// expiry is refused anyway).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SpentToken {
+    /// SHA-256 of the ID token.
+    pub digest: [u8; 32],
+    /// The token's expiry: until when its digest must be remembered.
+    pub expires_at: UnixTime,
+}
+
 /// Spends `token` in `tx`: refuses a replay, then appends its digest to
 /// `spent_tokens`.
 pub(super) fn spend(
     tx: &WriteTx<'_>,
-    token: Option<([u8; 32], UnixTime)>,
+    token: Option<SpentToken>,
     path: &Path,
 ) -> Result<(), StoreError> {
-    let Some((digest, expires_at)) = token else {
+    let Some(SpentToken { digest, expires_at }) = token else {
         return Ok(());
     };
     tx.spending.borrow_mut().spend(digest)?;
@@ -221,7 +232,7 @@ fn spent_token_cutoff() -> i64 {
 mod tests {
     use super::*;
     use crate::metrics::Metrics;
-    use crate::store::fixtures::{new_request, record};
+    use crate::store::fixtures::{new_request, record, token};
     use crate::store::schema::open_connection;
     use crate::store::{IssuanceRecord, Store, DATABASE_FILE};
 
@@ -233,7 +244,7 @@ mod tests {
             let store = Store::open(&path, &Metrics::new()).expect("open");
             store.record_issuance(record("1", 1)).await.expect("first");
             let mut request = new_request(200);
-            request.spent_token = Some(([1; 32], u64::MAX / 4));
+            request.spent_token = Some(token(1, u64::MAX / 4));
             assert!(matches!(
                 store.create_request(request).await,
                 Err(StoreError::Replayed)
@@ -275,15 +286,15 @@ mod tests {
         let path = dir.path().join(DATABASE_FILE);
         let mut db = writer_db(&path);
         let tx = db.transaction().expect("tx");
-        spend(&tx, Some(([1; 32], 100)), &path).expect("expired one");
-        spend(&tx, Some(([2; 32], 10_000)), &path).expect("live one");
+        spend(&tx, Some(token(1, 100)), &path).expect("expired one");
+        spend(&tx, Some(token(2, 10_000)), &path).expect("live one");
         tx.commit().expect("commit");
         purge_spent_before(&mut db, 1_000).expect("purge");
         assert_eq!(spent_on_disk(&db), 1);
         let tx = db.transaction().expect("tx");
         assert!(!tx.is_spent(&[1; 32]));
         assert!(matches!(
-            spend(&tx, Some(([2; 32], 10_000)), &path),
+            spend(&tx, Some(token(2, 10_000)), &path),
             Err(StoreError::Replayed)
         ));
     }
@@ -294,16 +305,16 @@ mod tests {
         let path = dir.path().join(DATABASE_FILE);
         let mut db = writer_db(&path);
         let tx = db.transaction().expect("tx");
-        spend(&tx, Some(([1; 32], 10_000)), &path).expect("first");
+        spend(&tx, Some(token(1, 10_000)), &path).expect("first");
         assert!(matches!(
-            spend(&tx, Some(([1; 32], 10_000)), &path),
+            spend(&tx, Some(token(1, 10_000)), &path),
             Err(StoreError::Replayed)
         ));
         drop(tx);
         assert!(db.spent.0.is_empty());
         assert_eq!(spent_on_disk(&db), 0);
         let tx = db.transaction().expect("tx");
-        spend(&tx, Some(([1; 32], 10_000)), &path).expect("unspent after the rollback");
+        spend(&tx, Some(token(1, 10_000)), &path).expect("unspent after the rollback");
         tx.commit().expect("commit");
         assert!(db.spent.contains(&[1; 32]));
         assert_eq!(spent_on_disk(&db), 1);
@@ -316,7 +327,7 @@ mod tests {
         let mut conn = open_connection(&path, false).expect("open");
         let tx = WriteTx::new(&mut conn, None).expect("tx");
         assert!(matches!(
-            spend(&tx, Some(([1; 32], 10_000)), &path),
+            spend(&tx, Some(token(1, 10_000)), &path),
             Err(StoreError::NoSpentTokens)
         ));
     }
@@ -326,7 +337,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join(DATABASE_FILE);
         let expired = |serial| IssuanceRecord {
-            token_expires_at: 1_000,
+            spent_token: token(1, 1_000),
             ..record(serial, 1)
         };
         let store = Store::open(&path, &Metrics::new()).expect("open");
