@@ -15,7 +15,7 @@ use super::audit::{insert_audit, AuditRow};
 use super::revocations::{revoke_in, RevocationRecord, RevocationTarget, Revoked};
 use super::schema::{json_list, sqlite_error};
 use super::spent::{spend, SpentToken, WriteTx};
-use super::StoreError;
+use super::{Actor, StoreError};
 use crate::access::{
     policy_approver, AccessRequest, Approval, InstantApproval, RequestError, RequestStatus, Review,
 };
@@ -24,24 +24,17 @@ use crate::UnixTime;
 /// A new access request, as recorded.
 #[derive(Debug, Clone)]
 pub struct NewRequest {
-    /// `user@issuer` of the requester.
-    pub requester: String,
-    /// The requester's issuer short name.
-    pub issuer: String,
+    /// Who asks, from where, and when; its rules are the policy rules whose
+    /// approvers decide the request.
+    pub requester: Actor,
     /// Principals asked for, never empty.
     pub principals: Vec<String>,
     /// Why.
     pub reason: String,
     /// Window length asked for, seconds.
     pub window_secs: u64,
-    /// The policy rules whose approvers decide it.
-    pub rules: Vec<String>,
-    /// When.
-    pub at: UnixTime,
     /// When it expires unless decided.
     pub expires_at: UnixTime,
-    /// Client address.
-    pub client_addr: String,
     /// The requester's ID token, spent in the same transaction.
     pub spent_token: Option<SpentToken>,
     /// Approved at once (break-glass or by the policy), or `None` to wait
@@ -90,16 +83,8 @@ pub struct RequestAction {
     pub id: u64,
     /// What.
     pub change: RequestChange,
-    /// Who: `user@issuer`.
-    pub actor: String,
-    /// The actor's issuer short name.
-    pub actor_issuer: String,
-    /// Client address.
-    pub client_addr: String,
-    /// The policy rules that authorised it.
-    pub rules: Vec<String>,
-    /// When.
-    pub at: UnixTime,
+    /// Who, from where, when, and the policy rules that authorised it.
+    pub actor: Actor,
     /// The actor's ID token, spent in the same transaction.
     pub spent_token: Option<SpentToken>,
 }
@@ -127,13 +112,13 @@ pub(super) fn create_request_in(
          rules, status, created_at, expires_at, starts_at, from_first_use) \
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'pending', ?7, ?8, ?9, ?10)",
         params![
-            new.requester,
-            new.issuer,
+            new.requester.identity,
+            new.requester.issuer,
             json_list(&new.principals),
             new.reason,
             new.window_secs as i64,
-            json_list(&new.rules),
-            new.at as i64,
+            json_list(&new.requester.rules),
+            new.requester.at as i64,
             new.expires_at as i64,
             new.starts_at.map(|t| t as i64),
             new.from_first_use
@@ -147,19 +132,15 @@ pub(super) fn create_request_in(
         new.window_secs,
         new.reason
     );
-    audit_request(
+    insert_audit(
         tx,
-        "request_created",
-        (&new.requester, &new.issuer, &new.client_addr),
-        new.at,
-        &detail,
-        &new.rules,
+        &AuditRow::by(&new.requester, "request_created", &detail),
         path,
     )?;
     if let Some(approval) = &new.approval {
         let (approvers, kind, detail, break_glass) = match approval {
             InstantApproval::BreakGlass => (
-                vec![(new.requester.clone(), "break-glass".to_string())],
+                vec![(new.requester.identity.clone(), "break-glass".to_string())],
                 "request_break_glass",
                 format!(
                     "request {id}: BREAK-GLASS: approved by its requester, needs review: {}",
@@ -188,13 +169,13 @@ pub(super) fn create_request_in(
             tx.execute(
                 "INSERT INTO request_approvals (request_id, approver, at, comment) \
                  VALUES (?1, ?2, ?3, ?4)",
-                params![id as i64, approver, new.at as i64, comment],
+                params![id as i64, approver, new.requester.at as i64, comment],
             )
             .map_err(&err)?;
         }
         let created =
             read_request(tx, id, path)?.ok_or(StoreError::Request(RequestError::Unknown(id)))?;
-        let (start, end, expires) = created.approved_window(new.at);
+        let (start, end, expires) = created.approved_window(new.requester.at);
         tx.execute(
             "UPDATE access_requests SET status = 'approved', window_start = ?2, window_end = ?3, \
              expires_at = ?4, break_glass = ?5 WHERE id = ?1",
@@ -211,20 +192,19 @@ pub(super) fn create_request_in(
             .first()
             .map(|(a, _)| a.clone())
             .unwrap_or_default();
-        audit_request(
+        insert_audit(
             tx,
-            kind,
-            (&actor, &new.issuer, &new.client_addr),
-            new.at,
-            &detail,
-            &new.rules,
+            &AuditRow {
+                identity: &actor,
+                ..AuditRow::by(&new.requester, kind, &detail)
+            },
             path,
         )?;
     }
     read_request(tx, id, path)?.ok_or(StoreError::Request(RequestError::Unknown(id)))
 }
 
-/// Applies `a` inside `tx` if the request's state allows it at `a.at`.
+/// Applies `a` inside `tx` if the request's state allows it at `a.actor.at`.
 pub(super) fn change_request_in(
     tx: &WriteTx<'_>,
     a: &RequestAction,
@@ -232,23 +212,23 @@ pub(super) fn change_request_in(
 ) -> Result<RequestChanged, StoreError> {
     let err = sqlite_error(path);
     let request = read_request(tx, a.id, path)?.ok_or(RequestError::Unknown(a.id))?;
-    let at = a.at as i64;
+    let at = a.actor.at as i64;
     let mut revoked = Revoked {
         serials: Vec::new(),
         krl_version: 0,
     };
     let (kind, detail) = match &a.change {
         RequestChange::Approve { required, comment } => {
-            request.check_approval(&a.actor, a.at)?;
+            request.check_approval(&a.actor.identity, a.actor.at)?;
             tx.execute(
                 "INSERT INTO request_approvals (request_id, approver, at, comment) \
                  VALUES (?1, ?2, ?3, ?4)",
-                params![a.id as i64, a.actor, at, comment],
+                params![a.id as i64, a.actor.identity, at, comment],
             )
             .map_err(&err)?;
             let approvals = request.approvals.len() + 1;
             if approvals >= (*required).max(1) as usize {
-                let (start, end, expires) = request.approved_window(a.at);
+                let (start, end, expires) = request.approved_window(a.actor.at);
                 tx.execute(
                     "UPDATE access_requests SET status = 'approved', window_start = ?2, \
                      window_end = ?3, expires_at = ?4 WHERE id = ?1",
@@ -275,11 +255,11 @@ pub(super) fn change_request_in(
             }
         }
         RequestChange::Deny { reason } => {
-            request.check_denial(a.at)?;
+            request.check_denial(a.actor.at)?;
             tx.execute(
                 "UPDATE access_requests SET status = 'denied', closed_by = ?2, \
                  closed_reason = ?3 WHERE id = ?1",
-                params![a.id as i64, a.actor, reason],
+                params![a.id as i64, a.actor.identity, reason],
             )
             .map_err(&err)?;
             (
@@ -288,13 +268,13 @@ pub(super) fn change_request_in(
             )
         }
         RequestChange::End { reason } => {
-            request.check_end(a.at)?;
+            request.check_end(a.actor.at)?;
             // A window closed early ends now; a withdrawn request never opened.
             tx.execute(
                 "UPDATE access_requests SET status = 'ended', closed_by = ?2, closed_reason = ?3, \
                  window_end = CASE WHEN window_end IS NULL THEN NULL ELSE min(window_end, ?4) END \
                  WHERE id = ?1",
-                params![a.id as i64, a.actor, reason, at],
+                params![a.id as i64, a.actor.identity, reason, at],
             )
             .map_err(&err)?;
             let serials: Vec<String> = {
@@ -312,10 +292,6 @@ pub(super) fn change_request_in(
                     target: RevocationTarget::Serial(serial),
                     reason: format!("access request {} ended: {reason}", a.id),
                     actor: a.actor.clone(),
-                    actor_issuer: a.actor_issuer.clone(),
-                    client_addr: a.client_addr.clone(),
-                    rules: a.rules.clone(),
-                    at: a.at,
                     spent_token: None,
                 };
                 let one = revoke_in(tx, &record, path)?;
@@ -332,11 +308,11 @@ pub(super) fn change_request_in(
             )
         }
         RequestChange::Review { comment } => {
-            request.check_review(&a.actor)?;
+            request.check_review(&a.actor.identity)?;
             tx.execute(
                 "UPDATE access_requests SET reviewed_by = ?2, reviewed_at = ?3, \
                  review_comment = ?4 WHERE id = ?1",
-                params![a.id as i64, a.actor, at, comment],
+                params![a.id as i64, a.actor.identity, at, comment],
             )
             .map_err(&err)?;
             (
@@ -348,15 +324,7 @@ pub(super) fn change_request_in(
     // Spent last: a refused change leaves the token unspent only because the
     // whole transaction rolls back anyway.
     spend(tx, a.spent_token, path)?;
-    audit_request(
-        tx,
-        kind,
-        (&a.actor, &a.actor_issuer, &a.client_addr),
-        a.at,
-        &detail,
-        &a.rules,
-        path,
-    )?;
+    insert_audit(tx, &AuditRow::by(&a.actor, kind, &detail), path)?;
     let request = read_request(tx, a.id, path)?.ok_or(RequestError::Unknown(a.id))?;
     Ok(RequestChanged { request, revoked })
 }
@@ -507,31 +475,6 @@ fn approvals_of(conn: &Connection, id: u64) -> rusqlite::Result<Vec<Approval>> {
         })
     })?;
     rows.collect()
-}
-
-fn audit_request(
-    tx: &rusqlite::Transaction<'_>,
-    kind: &str,
-    (identity, issuer, client_addr): (&str, &str, &str),
-    at: UnixTime,
-    detail: &str,
-    rules: &[String],
-    path: &Path,
-) -> Result<(), StoreError> {
-    insert_audit(
-        tx,
-        &AuditRow {
-            at,
-            kind,
-            identity,
-            issuer,
-            serial: None,
-            client_addr,
-            detail,
-            rules,
-        },
-        path,
-    )
 }
 
 #[cfg(test)]

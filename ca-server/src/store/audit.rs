@@ -9,7 +9,7 @@ use rusqlite::{params, OptionalExtension as _};
 use serde::Serialize;
 
 use super::schema::{cached, json_list, open_connection, sqlite_error};
-use super::StoreError;
+use super::{Actor, StoreError};
 use crate::UnixTime;
 
 /// One line of `jit-ssh-ca audit`.
@@ -121,6 +121,22 @@ pub(super) struct AuditRow<'a> {
     pub(super) rules: &'a [String],
 }
 
+impl<'a> AuditRow<'a> {
+    /// Event `kind` by `actor`, naming no certificate.
+    pub(super) fn by(actor: &'a Actor, kind: &'a str, detail: &'a str) -> AuditRow<'a> {
+        AuditRow {
+            at: actor.at,
+            kind,
+            identity: &actor.identity,
+            issuer: &actor.issuer,
+            serial: None,
+            client_addr: &actor.client_addr,
+            detail,
+            rules: &actor.rules,
+        }
+    }
+}
+
 /// Writes one audit event inside `tx`.
 pub(super) fn insert_audit(
     tx: &rusqlite::Transaction<'_>,
@@ -150,7 +166,7 @@ pub(super) fn insert_audit(
 mod tests {
     use super::*;
     use crate::metrics::Metrics;
-    use crate::store::fixtures::record;
+    use crate::store::fixtures::{actor, record};
     use crate::store::{DenialRecord, Store, DATABASE_FILE};
 
     #[tokio::test]
@@ -161,12 +177,8 @@ mod tests {
         store.record_issuance(record("1", 1)).await.expect("issued");
         store
             .record_denial(DenialRecord {
-                at: 500,
-                identity: "bob@corp".into(),
-                issuer: "corp".into(),
-                client_addr: "127.0.0.1".into(),
+                actor: actor("bob@corp", "contractors-no-root", 500),
                 reason: "principal \"root\" is not granted".into(),
-                rules: vec!["contractors-no-root".into()],
             })
             .await
             .expect("denied");

@@ -17,22 +17,21 @@ use super::audit::{insert_audit, AuditRow};
 use super::grants::check_request_window;
 use super::schema::{cached, json_list, sqlite_error};
 use super::spent::{spend, SpentToken, WriteTx};
-use super::StoreError;
+use super::{Actor, StoreError};
 use crate::UnixTime;
 
 /// One issued certificate, as recorded.
 #[derive(Debug, Clone)]
 pub struct IssuanceRecord {
+    /// The identity the certificate was issued to (`username@issuer`), its
+    /// address, the deciding rules, and the signing time.
+    pub actor: Actor,
     /// Serial, decimal.
     pub serial: String,
     /// Key ID in the certificate.
     pub key_id: String,
-    /// Issuer short name.
-    pub issuer: String,
     /// Token `sub`.
     pub subject: String,
-    /// `username@issuer`.
-    pub identity: String,
     /// Principals in the certificate.
     pub principals: Vec<String>,
     /// Start of validity.
@@ -41,12 +40,6 @@ pub struct IssuanceRecord {
     pub valid_before: UnixTime,
     /// SHA-256 fingerprint of the subject key.
     pub key_fingerprint: String,
-    /// Client address as seen by the CA.
-    pub client_addr: String,
-    /// Names of the deciding rules.
-    pub rules: Vec<String>,
-    /// Signing time.
-    pub issued_at: UnixTime,
     /// The certificate, one OpenSSH line.
     pub certificate: String,
     /// The ID token that was spent.
@@ -58,18 +51,11 @@ pub struct IssuanceRecord {
 /// A refused request by an authenticated identity.
 #[derive(Debug, Clone)]
 pub struct DenialRecord {
-    /// When.
-    pub at: UnixTime,
-    /// `username@issuer`.
-    pub identity: String,
-    /// Issuer short name.
-    pub issuer: String,
-    /// Client address.
-    pub client_addr: String,
+    /// Who was refused, from where, when, and the policy rules that decided
+    /// (empty when no rule applied).
+    pub actor: Actor,
     /// Why.
     pub reason: String,
-    /// Policy rules that decided (empty when no rule applied).
-    pub rules: Vec<String>,
 }
 
 /// A recorded certificate, as owner revocation needs it.
@@ -102,12 +88,14 @@ pub(super) fn insert_issuance(
              ((kind = 'identity' AND value = ?1) OR (kind = 'key' AND value = ?2)) LIMIT 1",
         )
         .and_then(|mut s| {
-            s.query_row(params![r.identity, r.key_fingerprint], |row| row.get(0))
-                .optional()
+            s.query_row(params![r.actor.identity, r.key_fingerprint], |row| {
+                row.get(0)
+            })
+            .optional()
         })
         .map_err(&err)?;
     match banned.as_deref() {
-        Some("identity") => return Err(StoreError::RevokedIdentity(r.identity.clone())),
+        Some("identity") => return Err(StoreError::RevokedIdentity(r.actor.identity.clone())),
         Some(_) => return Err(StoreError::RevokedKey(r.key_fingerprint.clone())),
         None => {}
     }
@@ -118,7 +106,7 @@ pub(super) fn insert_issuance(
     // under a request that `done` ended after the policy looked.
     let mut first_uses = Vec::new();
     for &request_id in &r.request_ids {
-        if let Some(window) = check_request_window(tx, request_id, r.issued_at, path)? {
+        if let Some(window) = check_request_window(tx, request_id, r.actor.at, path)? {
             first_uses.push((request_id, window));
         }
     }
@@ -130,16 +118,16 @@ pub(super) fn insert_issuance(
         params![
             r.serial,
             r.key_id,
-            r.issuer,
+            r.actor.issuer,
             r.subject,
-            r.identity,
+            r.actor.identity,
             json_list(&r.principals),
             r.valid_after as i64,
             r.valid_before as i64,
             r.key_fingerprint,
-            r.client_addr,
-            r.rules.join(","),
-            r.issued_at as i64,
+            r.actor.client_addr,
+            r.actor.rules.join(","),
+            r.actor.at as i64,
             r.certificate
         ],
     )
@@ -167,14 +155,8 @@ pub(super) fn insert_issuance(
     insert_audit(
         tx,
         &AuditRow {
-            at: r.issued_at,
-            kind: "issued",
-            identity: &r.identity,
-            issuer: &r.issuer,
             serial: Some(&r.serial),
-            client_addr: &r.client_addr,
-            detail: &r.key_id,
-            rules: &r.rules,
+            ..AuditRow::by(&r.actor, "issued", &r.key_id)
         },
         path,
     )
@@ -186,20 +168,7 @@ pub(super) fn insert_denial(
     r: &DenialRecord,
     path: &Path,
 ) -> Result<(), StoreError> {
-    insert_audit(
-        tx,
-        &AuditRow {
-            at: r.at,
-            kind: "denied",
-            identity: &r.identity,
-            issuer: &r.issuer,
-            serial: None,
-            client_addr: &r.client_addr,
-            detail: &r.reason,
-            rules: &r.rules,
-        },
-        path,
-    )
+    insert_audit(tx, &AuditRow::by(&r.actor, "denied", &r.reason), path)
 }
 
 /// The recorded certificate with this serial.

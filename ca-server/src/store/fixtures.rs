@@ -1,22 +1,29 @@
 //! Records the store's unit tests share.
 
-use super::{IssuanceRecord, NewRequest, RequestAction, RequestChange, SpentToken};
+use super::{Actor, IssuanceRecord, NewRequest, RequestAction, RequestChange, SpentToken};
 use crate::UnixTime;
+
+/// `identity` acting from 127.0.0.1 under `rule` at `at`.
+pub(super) fn actor(identity: &str, rule: &str, at: UnixTime) -> Actor {
+    Actor {
+        identity: identity.into(),
+        issuer: "corp".into(),
+        client_addr: "127.0.0.1".into(),
+        rules: vec![rule.into()],
+        at,
+    }
+}
 
 pub(super) fn record(serial: &str, digest: u8) -> IssuanceRecord {
     IssuanceRecord {
+        actor: actor("alice@corp", "builtin-username", 160),
         serial: serial.into(),
         key_id: format!("jit-ssh user=alice issuer=corp serial={serial}"),
-        issuer: "corp".into(),
         subject: "user-alice".into(),
-        identity: "alice@corp".into(),
         principals: vec!["alice".into()],
         valid_after: 100,
         valid_before: 400,
         key_fingerprint: "SHA256:abc".into(),
-        client_addr: "127.0.0.1".into(),
-        rules: vec!["builtin-username".into()],
-        issued_at: 160,
         certificate: "ssh-ed25519-cert-v01@openssh.com AAAA".into(),
         spent_token: token(digest, u64::MAX / 4),
         request_ids: Vec::new(),
@@ -25,15 +32,11 @@ pub(super) fn record(serial: &str, digest: u8) -> IssuanceRecord {
 
 pub(super) fn new_request(at: UnixTime) -> NewRequest {
     NewRequest {
-        requester: "bob@corp".into(),
-        issuer: "corp".into(),
+        requester: actor("bob@corp", "sre-root-with-approval", at),
         principals: vec!["root".into()],
         reason: "INC-1234: disk full".into(),
         window_secs: 1800,
-        rules: vec!["sre-root-with-approval".into()],
-        at,
         expires_at: at + 3600,
-        client_addr: "127.0.0.1".into(),
         spent_token: Some(token(9, u64::MAX / 4)),
         approval: None,
         starts_at: None,
@@ -41,15 +44,11 @@ pub(super) fn new_request(at: UnixTime) -> NewRequest {
     }
 }
 
-pub(super) fn action(id: u64, actor: &str, change: RequestChange, at: UnixTime) -> RequestAction {
+pub(super) fn action(id: u64, who: &str, change: RequestChange, at: UnixTime) -> RequestAction {
     RequestAction {
         id,
         change,
-        actor: actor.into(),
-        actor_issuer: "corp".into(),
-        client_addr: "127.0.0.1".into(),
-        rules: vec!["sre-root-with-approval".into()],
-        at,
+        actor: actor(who, "sre-root-with-approval", at),
         spent_token: None,
     }
 }

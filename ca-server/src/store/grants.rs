@@ -141,11 +141,11 @@ mod tests {
             .await
             .expect("approved");
         let mut under = record("1", 1);
-        under.identity = "bob@corp".into();
+        under.actor.identity = "bob@corp".into();
         under.request_ids = vec![id];
         store.record_issuance(under).await.expect("issued");
         let mut plain = record("2", 2);
-        plain.identity = "bob@corp".into();
+        plain.actor.identity = "bob@corp".into();
         store.record_issuance(plain).await.expect("issued");
         let end = RequestChange::End {
             reason: "fixed".into(),
@@ -178,7 +178,7 @@ mod tests {
         // An issuance the policy approved just before the end is refused in
         // its own transaction, leaving no row and its token unspent.
         let mut late = record("3", 3);
-        late.identity = "bob@corp".into();
+        late.actor.identity = "bob@corp".into();
         late.request_ids = vec![id];
         assert!(matches!(
             store.record_issuance(late).await,
@@ -214,7 +214,7 @@ mod tests {
             .expect("open");
         assert_eq!(open.len(), 1, "a grant nobody used yet is open");
         let mut first = record("1", 1);
-        first.identity = "bob@corp".into();
+        first.actor.identity = "bob@corp".into();
         first.request_ids = vec![id];
         store.record_issuance(first).await.expect("issued");
         let used = store.request(id).await.expect("read").expect("exists");
@@ -230,9 +230,9 @@ mod tests {
             .expect("open")
             .is_empty());
         let mut late = record("2", 2);
-        late.identity = "bob@corp".into();
+        late.actor.identity = "bob@corp".into();
         late.request_ids = vec![id];
-        late.issued_at = 1960;
+        late.actor.at = 1960;
         assert!(matches!(
             store.record_issuance(late).await,
             Err(StoreError::Request(RequestError::Closed { .. }))
@@ -300,9 +300,9 @@ mod tests {
         // Issued under it before the start (a policy that looked too early):
         // refused in the issuing transaction.
         let mut early = record("1", 1);
-        early.identity = "bob@corp".into();
+        early.actor.identity = "bob@corp".into();
         early.request_ids = vec![id];
-        early.issued_at = 999;
+        early.actor.at = 999;
         assert!(matches!(
             store.record_issuance(early).await,
             Err(StoreError::Request(RequestError::Closed { .. }))

@@ -109,6 +109,39 @@ pub enum StoreError {
     Request(#[from] RequestError),
 }
 
+/// Who acted, as every record names them: the issuance's requester, the
+/// refused caller, the revoking administrator or owner, the requester or
+/// approver of an access request. The store writes these into the record's
+/// rows and its audit event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Actor {
+    /// `user@issuer` (`operator@local` for the CLI on the CA host).
+    pub identity: String,
+    /// The identity's issuer short name (`local` for the CLI).
+    pub issuer: String,
+    /// Client address as seen by the CA (`local` for the CLI).
+    pub client_addr: String,
+    /// The policy rules it acted under: those that allowed, refused or
+    /// authorised the act (empty when none applied, for owners and the CLI).
+    pub rules: Vec<String>,
+    /// When.
+    pub at: UnixTime,
+}
+
+impl Actor {
+    /// The operator at the CA host's command line (`jit-ssh-ca revoke`),
+    /// who acts under no policy rule.
+    pub fn local_operator(at: UnixTime) -> Actor {
+        Actor {
+            identity: "operator@local".into(),
+            issuer: "local".into(),
+            client_addr: "local".into(),
+            rules: Vec::new(),
+            at,
+        }
+    }
+}
+
 /// Handle to the database writer; cheap to clone.
 #[derive(Clone)]
 pub struct Store {
@@ -211,7 +244,7 @@ impl Store {
             .await
     }
 
-    /// Applies `action` if the request's state allows it at `action.at`
+    /// Applies `action` if the request's state allows it at `action.actor.at`
     /// (checked inside the transaction that records it); returns the request
     /// after the change.
     pub async fn change_request(

@@ -16,7 +16,7 @@ use super::audit::{insert_audit, AuditRow};
 use super::certificates::unexpired;
 use super::schema::{open_connection, sqlite_error};
 use super::spent::{spend, SpentToken, WriteTx};
-use super::StoreError;
+use super::{Actor, StoreError};
 use crate::UnixTime;
 
 /// What a revocation names.
@@ -63,16 +63,9 @@ pub struct RevocationRecord {
     pub target: RevocationTarget,
     /// Why.
     pub reason: String,
-    /// Who: `user@issuer`, or `operator@local` for the CLI on the CA host.
-    pub actor: String,
-    /// The actor's issuer short name (`local` for the CLI).
-    pub actor_issuer: String,
-    /// Client address (`local` for the CLI).
-    pub client_addr: String,
-    /// The admin rule that authorised it (empty for owners and the CLI).
-    pub rules: Vec<String>,
-    /// When.
-    pub at: UnixTime,
+    /// Who, from where, when, and the admin rule that authorised it (no
+    /// rule for owners and the CLI).
+    pub actor: Actor,
     /// The admin's ID token, spent in the same transaction (single use).
     pub spent_token: Option<SpentToken>,
 }
@@ -129,7 +122,7 @@ pub(super) fn revoke_in(
 ) -> Result<Revoked, StoreError> {
     let err = sqlite_error(path);
     spend(tx, r.spent_token, path)?;
-    let at = r.at as i64;
+    let at = r.actor.at as i64;
     // The certificates this revocation lists: one serial, or every unexpired
     // certificate of the identity or key.
     let certificates: Vec<(String, i64)> = match &r.target {
@@ -164,7 +157,14 @@ pub(super) fn revoke_in(
         let inserted = tx
             .execute(
                 insert,
-                params!["serial", serial, r.reason, r.actor, at, valid_before],
+                params![
+                    "serial",
+                    serial,
+                    r.reason,
+                    r.actor.identity,
+                    at,
+                    valid_before
+                ],
             )
             .map_err(&err)?;
         if inserted > 0 {
@@ -178,7 +178,7 @@ pub(super) fn revoke_in(
                 r.target.kind(),
                 r.target.value(),
                 r.reason,
-                r.actor,
+                r.actor.identity,
                 at,
                 None::<i64>
             ],
@@ -211,7 +211,12 @@ pub(super) fn lift_in(
         .execute(
             "UPDATE revocations SET lifted_by = ?1, lifted_at = ?2 \
              WHERE kind = ?3 AND value = ?4 AND lifted_at IS NULL",
-            params![r.actor, r.at as i64, r.target.kind(), r.target.value()],
+            params![
+                r.actor.identity,
+                r.actor.at as i64,
+                r.target.kind(),
+                r.target.value()
+            ],
         )
         .map_err(&err)?;
     if lifted == 0 {
@@ -285,14 +290,8 @@ fn audit_revocation(
     insert_audit(
         tx,
         &AuditRow {
-            at: r.at,
-            kind,
-            identity: &r.actor,
-            issuer: &r.actor_issuer,
             serial: serial.as_deref(),
-            client_addr: &r.client_addr,
-            detail,
-            rules: &r.rules,
+            ..AuditRow::by(&r.actor, kind, detail)
         },
         path,
     )
@@ -302,18 +301,14 @@ fn audit_revocation(
 mod tests {
     use super::*;
     use crate::metrics::Metrics;
-    use crate::store::fixtures::{record, token};
+    use crate::store::fixtures::{actor, record, token};
     use crate::store::{read_audit, AuditFilter, Store, DATABASE_FILE};
 
     fn revocation(target: RevocationTarget, at: UnixTime) -> RevocationRecord {
         RevocationRecord {
             target,
             reason: "test".into(),
-            actor: "carol@corp".into(),
-            actor_issuer: "corp".into(),
-            client_addr: "127.0.0.1".into(),
-            rules: vec!["admins".into()],
-            at,
+            actor: actor("carol@corp", "admins", at),
             spent_token: None,
         }
     }
