@@ -8,7 +8,7 @@ use std::path::Path;
 use rusqlite::{params, OptionalExtension as _};
 use serde::Serialize;
 
-use super::schema::{cached, json_list, open_connection, sqlite_error};
+use super::schema::{cached, invalid_path, json_list, open_connection, sqlite_error};
 use super::{Actor, StoreError};
 use crate::UnixTime;
 
@@ -60,10 +60,7 @@ pub struct AuditFilter {
 pub fn read_audit(path: &Path, filter: &AuditFilter) -> Result<Vec<AuditEntry>, StoreError> {
     let err = sqlite_error(path);
     if !path.exists() {
-        return Err(StoreError::Sqlite {
-            path: path.to_path_buf(),
-            source: rusqlite::Error::InvalidPath(path.to_path_buf()),
-        });
+        return Err(invalid_path(path));
     }
     let conn = open_connection(path, true)?;
     let has_schema: Option<i64> = conn

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use rusqlite::Connection;
 
-use super::schema::{open_connection, sqlite_error};
+use super::schema::{invalid_path, open_connection, sqlite_error};
 use super::StoreError;
 
 /// Writes a consistent copy of the database at `path` to `out` while the CA
@@ -15,10 +15,7 @@ use super::StoreError;
 pub fn backup(path: &Path, out: &Path) -> Result<u64, StoreError> {
     let err = sqlite_error(path);
     if out.exists() {
-        return Err(StoreError::Sqlite {
-            path: out.to_path_buf(),
-            source: rusqlite::Error::InvalidPath(out.to_path_buf()),
-        });
+        return Err(invalid_path(out));
     }
     let source = open_connection(path, true)?;
     {
@@ -29,10 +26,7 @@ pub fn backup(path: &Path, out: &Path) -> Result<u64, StoreError> {
             .create_new(true)
             .mode(0o600)
             .open(out)
-            .map_err(|_| StoreError::Sqlite {
-                path: out.to_path_buf(),
-                source: rusqlite::Error::InvalidPath(out.to_path_buf()),
-            })?;
+            .map_err(|_| invalid_path(out))?;
     }
     let mut target = Connection::open(out).map_err(sqlite_error(out))?;
     {

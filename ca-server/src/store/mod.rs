@@ -1,5 +1,7 @@
-//! The durable record: one SQLite database (WAL, `synchronous=FULL`) in the
-//! data directory, and this module is its whole public face.
+//! The durable record: the certificates issued and refused, what is revoked,
+//! the access requests and their decisions, the spent ID tokens and the
+//! audit trail. Today one SQLite database (WAL, `synchronous=FULL`) in the
+//! data directory; this module is the store's whole public face.
 //!
 //! Writes go through a single writer thread that commits whatever requests are
 //! waiting in one transaction (group commit): under load, hundreds of
@@ -8,11 +10,52 @@
 //! certificate row, its audit event and the ID token's digest together, so a
 //! token is spent if and only if its certificate is on record.
 //!
-//! One file per concern: [`writer`](self) runs the writer thread and group
-//! commit; `schema` opens connections and migrates; `lock` keeps one server
-//! per database; `spent` remembers spent tokens; `certificates`,
-//! `revocations`, `access_requests`, `grants` and `audit` hold each table's
-//! records and SQL; `backup` copies the database.
+//! # Where a second backend plugs in
+//!
+//! The operations below, with the record types, [`Actor`], [`SpentToken`]
+//! and [`StoreError`], are everything the rest of the CA asks of the store.
+//! No SQLite type appears in them, so another backend (PostgreSQL) can
+//! provide the same operations, or a trait extracted from them, without a
+//! change to the authority:
+//!
+//! - on the serving handle, [`Store`]: [`Store::open`] (the one
+//!   backend-specific call: it takes the SQLite file, where PostgreSQL would
+//!   take its connection settings), [`Store::last_serial`];
+//!   [`Store::record_issuance`], [`Store::record_denial`],
+//!   [`Store::certificate`]; [`Store::revoke`], [`Store::lift`],
+//!   [`Store::revoked_set`]; [`Store::create_request`],
+//!   [`Store::change_request`], [`Store::request`], [`Store::requests`],
+//!   [`Store::pending_requests`], [`Store::unreviewed_requests`],
+//!   [`Store::open_grants`];
+//! - offline, for the admin CLI on the CA host, beside a running server or
+//!   without one: [`revoke_offline`], [`lift_offline`],
+//!   [`open_grants_offline`], [`read_audit`] and [`backup`]. They are part
+//!   of the face too; their `&Path` names the SQLite file, and is where a
+//!   PostgreSQL backend would take its connection settings.
+//!
+//! Whatever the backend, it keeps these promises (the unit tests in each
+//! file pin them down): an operation answers once its change is durable; an
+//! act's ID token is spent in the same transaction as its record, and a
+//! replay is refused ([`StoreError::Replayed`]) across restarts and across
+//! every operation that spends one; an issuance is refused in its own
+//! transaction, leaving no rows and its token unspent, when its identity or
+//! key is revoked, its serial is on record, or an access window it uses has
+//! closed; a change to an access request is checked against the request's
+//! state in the transaction that records it; every act writes its audit
+//! event in that transaction; the KRL version only grows, also across a
+//! restore from backup. This backend keeps the spent tokens in the serving
+//! writer's memory, so it allows one server per database file
+//! ([`StoreError::InUse`]).
+//!
+//! # One file per concern
+//!
+//! `writer.rs` the writer thread and group commit; `schema.rs` migrations
+//! and opening connections; `lock.rs` the one-server-per-database lock;
+//! `spent.rs` spent tokens and the write transaction that spends them;
+//! `certificates.rs` issuances, denials and certificate lookups;
+//! `revocations.rs` revocations and the KRL version; `access_requests.rs`
+//! access requests and their decisions; `grants.rs` the open grants
+//! issuance uses; `audit.rs` the audit trail; `backup.rs` backups.
 
 mod access_requests;
 mod audit;
@@ -59,13 +102,13 @@ pub enum StoreError {
     /// The serial is on record already (a clock set back across a restart).
     #[error("serial already used")]
     DuplicateSerial,
-    /// SQLite failed.
+    /// The database itself failed.
     #[error("database {path}: {source}")]
-    Sqlite {
+    Database {
         /// The database file.
         path: PathBuf,
         /// Why.
-        source: rusqlite::Error,
+        source: DatabaseError,
     },
     /// The database was written by a newer jit-ssh-ca.
     #[error("database {0} has a newer schema than this jit-ssh-ca understands")]
@@ -108,6 +151,12 @@ pub enum StoreError {
     #[error(transparent)]
     Request(#[from] RequestError),
 }
+
+/// Why the database itself failed, as its engine (SQLite) tells it: for
+/// messages and logs, never for a caller to match on.
+#[derive(Debug, thiserror::Error)]
+#[error(transparent)]
+pub struct DatabaseError(rusqlite::Error);
 
 /// Who acted, as every record names them: the issuance's requester, the
 /// refused caller, the revoking administrator or owner, the requester or

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use rusqlite::{Connection, OpenFlags};
 
-use super::StoreError;
+use super::{DatabaseError, StoreError};
 
 /// Schema migrations; `PRAGMA user_version` counts those applied.
 pub(super) const MIGRATIONS: &[&str] = &[
@@ -204,11 +204,17 @@ pub(super) fn open_current_read_only(path: &Path) -> Result<Connection, StoreErr
     Ok(conn)
 }
 
+/// Turns SQLite's errors on the database at `path` into [`StoreError`]s.
 pub(super) fn sqlite_error(path: &Path) -> impl Fn(rusqlite::Error) -> StoreError + '_ {
-    move |source| StoreError::Sqlite {
+    move |source| StoreError::Database {
         path: path.to_path_buf(),
-        source,
+        source: DatabaseError(source),
     }
+}
+
+/// The error for a file that is missing, or present where it must not be.
+pub(super) fn invalid_path(path: &Path) -> StoreError {
+    sqlite_error(path)(rusqlite::Error::InvalidPath(path.to_path_buf()))
 }
 
 /// Runs `sql` through the connection's statement cache: the same few

@@ -287,12 +287,12 @@ impl WriterThread {
             for job in &batch {
                 let written_before = tx.total_changes();
                 let result = job.write(&tx, &path);
-                // A refusal wrote nothing (see `WriteRecord`); SQLite failing
+                // A refusal wrote nothing (see `WriteRecord`); the database failing
                 // part-way may have, and so would a refusal that a later
                 // change let through after a write: the batch rolls back
                 // whole rather than commit half a record.
                 match result {
-                    Err(error @ StoreError::Sqlite { .. }) => return Err(error),
+                    Err(error @ StoreError::Database { .. }) => return Err(error),
                     Err(refusal) if tx.total_changes() != written_before => {
                         tracing::error!(%refusal, "a refused record had written rows");
                         return Err(StoreError::Closed);
