@@ -4,8 +4,8 @@
 //! data directory; this module is the store's whole public face.
 //!
 //! Writes go through a single writer thread that commits whatever requests are
-//! waiting in one transaction (group commit): under load, hundreds of
-//! issuances share one fsync, yet each caller is answered only after the
+//! waiting in one transaction (group commit): under load, many issuances
+//! share one fsync, yet each caller is answered only after the
 //! transaction holding its own rows has committed. An issuance writes the
 //! certificate row, its audit event and the ID token's digest together, so a
 //! token is spent if and only if its certificate is on record.

@@ -128,7 +128,7 @@ ALTER TABLE access_requests ADD COLUMN from_first_use INTEGER NOT NULL DEFAULT 0
     // 7: certificates are looked up by identity or key only among the
     // unexpired ones (to revoke them), which an index on `valid_before`
     // serves. Indexes keyed by identity and by key fingerprint dirtied a
-    // random page each per certificate: most of the writer's disk traffic.
+    // random page each per certificate.
     r#"
 DROP INDEX certificates_identity;
 DROP INDEX certificates_key;
@@ -218,8 +218,8 @@ pub(super) fn invalid_path(path: &Path) -> StoreError {
 }
 
 /// Runs `sql` through the connection's statement cache: the same few
-/// statements run for every record, and parsing them each time showed in
-/// profiles.
+/// statements run for every record, so each is parsed once per connection
+/// rather than once per record.
 pub(super) fn cached(
     tx: &rusqlite::Transaction<'_>,
     sql: &str,

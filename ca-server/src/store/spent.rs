@@ -125,9 +125,9 @@ impl Drop for Spending<'_> {
 
 /// The unexpired tokens spent through the serving writer, kept in its memory
 /// so that a replay is refused without a lookup in the database: the
-/// digests are random, and as a table keyed by them they dirtied a random
-/// page per certificate. Each token is kept as the first 128 bits of its
-/// SHA-256 digest (20 to 40 bytes of table each): equal digests have equal
+/// digests are random, so a table keyed by them would dirty a random page
+/// per certificate. Each token is kept as the first 128 bits of its SHA-256
+/// digest, a key half the size of the whole digest: equal digests have equal
 /// prefixes, and two tokens sharing one by chance is out of reach (a chance
 /// of 2^-65 after 2^32 tokens), so a replay is always refused and an honest
 /// token never is.

@@ -25,9 +25,9 @@ use crate::metrics::Metrics;
 const MAX_BATCH: usize = 512;
 /// Longest wait for more records to join a batch, once the previous batch
 /// showed that requests arrive concurrently. Every commit costs an fsync and
-/// rewrites the half-filled last page of each table, so under load a batch of
-/// 30 costs far less per record than a batch of 10; an idle CA (batches of
-/// one) does not wait at all.
+/// rewrites the half-filled last page of each table, whatever the batch's
+/// size, so under load a larger batch costs less per record; an idle CA
+/// (batches of one) does not wait at all.
 const BATCH_LINGER: Duration = Duration::from_micros(800);
 /// How long a lingering writer sleeps before it looks for more records.
 const LINGER_NAP: Duration = Duration::from_micros(100);
@@ -252,9 +252,9 @@ impl WriterThread {
                         if !linger {
                             return None;
                         }
-                        // Naps rather than waits on the queue: waiting, the
-                        // writer was woken (and each sender made a system
-                        // call) for every record that joined the batch.
+                        // Naps rather than waits on the queue: a writer
+                        // waiting on it would be woken (and each sender make
+                        // a system call) for every record that joins.
                         loop {
                             let left =
                                 linger_until?.checked_duration_since(std::time::Instant::now())?;
