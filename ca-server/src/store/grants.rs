@@ -19,6 +19,18 @@ use super::StoreError;
 use crate::access::{AccessRequest, RequestError, RequestStatus};
 use crate::UnixTime;
 
+/// Approved access requests of `requester` whose window is open at `now`,
+/// read directly from the database file (`jit-ssh-ca policy explain`), so
+/// that an explanation counts the approvals the server would.
+pub fn open_grants_offline(
+    path: &Path,
+    requester: &str,
+    now: UnixTime,
+) -> Result<Vec<AccessRequest>, StoreError> {
+    let conn = open_current_read_only(path)?;
+    open_grants_in(&conn, requester, now, path)
+}
+
 /// No approved access request has a window open at or after this time.
 /// Every issuance asks for open grants; while none can exist (the usual
 /// case) the answer needs no trip to the database writer. Only ever raised,
@@ -54,18 +66,6 @@ impl GrantHorizon {
             self.0.fetch_max(end, Ordering::SeqCst);
         }
     }
-}
-
-/// Approved access requests of `requester` whose window is open at `now`,
-/// read directly from the database file (`jit-ssh-ca policy explain`), so
-/// that an explanation counts the approvals the server would.
-pub fn open_grants_offline(
-    path: &Path,
-    requester: &str,
-    now: UnixTime,
-) -> Result<Vec<AccessRequest>, StoreError> {
-    let conn = open_current_read_only(path)?;
-    open_grants_in(&conn, requester, now, path)
 }
 
 /// Approved access requests of `requester` whose window is open at `now`
