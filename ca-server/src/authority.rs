@@ -29,8 +29,8 @@ use crate::policy::{CertRequest, Decision, Policy};
 use crate::rate_limit::{RateLimits, RetryAfter};
 use crate::secret::BearerToken;
 use crate::store::{
-    DenialRecord, IssuanceRecord, NewRequest, RequestAction, RequestChange, RevocationRecord,
-    RevocationTarget, Revoked, Store, StoreError,
+    Actor, DenialRecord, IssuanceRecord, NewRequest, RequestAction, RequestChange,
+    RevocationRecord, RevocationTarget, Revoked, SpentToken, Store, StoreError,
 };
 use crate::subject_key::{KeyRejection, ProofCheck, SubjectKey};
 use crate::webhook::{Event as WebhookEvent, EventKind, Notifier};
@@ -512,21 +512,19 @@ impl Authority {
             let line = certificate.to_openssh().map_err(IssueError::Signing)?;
             let key_id = certificate.key_id().to_string();
             let record = IssuanceRecord {
+                actor: actor(&identity, me.clone(), client_addr, grant.rules.clone(), now),
                 serial: serial.to_string(),
                 key_id: key_id.clone(),
-                issuer: identity.issuer_name.clone(),
                 subject: identity.subject.clone(),
-                identity: me.clone(),
                 principals: grant.principals.clone(),
                 valid_after: certificate.valid_after(),
                 valid_before: certificate.valid_before(),
                 key_fingerprint: fingerprint.clone(),
-                client_addr: client_addr.to_string(),
-                rules: grant.rules.clone(),
-                issued_at: now,
                 certificate: line.clone(),
-                token_digest: verified.digest,
-                token_expires_at: verified.expires_at,
+                spent_token: SpentToken {
+                    digest: verified.digest,
+                    expires_at: verified.expires_at,
+                },
                 request_ids: grant.request_ids.clone(),
             };
             match self.store.record_issuance(record).await {
@@ -621,12 +619,8 @@ impl Authority {
             );
             self.store
                 .record_denial(DenialRecord {
-                    at: now,
-                    identity: me.clone(),
-                    issuer: identity.issuer_name.clone(),
-                    client_addr: client_addr.to_string(),
+                    actor: actor(&identity, me.clone(), client_addr, Vec::new(), now),
                     reason,
-                    rules: Vec::new(),
                 })
                 .await?;
             return Err(RevokeError::NotAdmin(me));
@@ -634,12 +628,11 @@ impl Authority {
         let record = RevocationRecord {
             target: target.clone(),
             reason: request.reason.trim().to_string(),
-            actor: me.clone(),
-            actor_issuer: identity.issuer_name.clone(),
-            client_addr: client_addr.to_string(),
-            rules: vec![rule],
-            at: now,
-            spent_token: Some((verified.digest, verified.expires_at)),
+            actor: actor(&identity, me.clone(), client_addr, vec![rule], now),
+            spent_token: Some(SpentToken {
+                digest: verified.digest,
+                expires_at: verified.expires_at,
+            }),
         };
         let revoked = if lift {
             self.store.lift(record).await?
@@ -696,11 +689,13 @@ impl Authority {
         let record = RevocationRecord {
             target: target.clone(),
             reason: "revoked by its owner".into(),
-            actor: entry.identity.clone(),
-            actor_issuer: entry.issuer.clone(),
-            client_addr: client_addr.to_string(),
-            rules: Vec::new(),
-            at: now,
+            actor: Actor {
+                identity: entry.identity.clone(),
+                issuer: entry.issuer.clone(),
+                client_addr: client_addr.to_string(),
+                rules: Vec::new(),
+                at: now,
+            },
             spent_token: None,
         };
         let revoked = self.store.revoke(record).await?;
@@ -764,12 +759,8 @@ impl Authority {
             Err(reason) => {
                 self.store
                     .record_denial(DenialRecord {
-                        at: now,
-                        identity: me.clone(),
-                        issuer: identity.issuer_name.clone(),
-                        client_addr: client_addr.to_string(),
+                        actor: actor(&identity, me.clone(), client_addr, Vec::new(), now),
                         reason: format!("access request refused: {reason}"),
-                        rules: Vec::new(),
                     })
                     .await?;
                 return Err(AccessError::NotRequestable(reason));
@@ -806,16 +797,15 @@ impl Authority {
         let created = self
             .store
             .create_request(NewRequest {
-                requester: me,
-                issuer: identity.issuer_name.clone(),
+                requester: actor(&identity, me, client_addr, terms.rules, now),
                 principals,
                 reason,
                 window_secs: window.as_secs(),
-                rules: terms.rules,
-                at: now,
                 expires_at: starts_at.unwrap_or(now).max(now) + self.pending_secs,
-                client_addr: client_addr.to_string(),
-                spent_token: Some((verified.digest, verified.expires_at)),
+                spent_token: Some(SpentToken {
+                    digest: verified.digest,
+                    expires_at: verified.expires_at,
+                }),
                 approval: approval.clone(),
                 starts_at,
                 from_first_use,
@@ -939,12 +929,14 @@ impl Authority {
                 let Some(required) = self.policy.approval_rights(&identity, &request.rules) else {
                     self.store
                         .record_denial(DenialRecord {
-                            at: now,
-                            identity: me.clone(),
-                            issuer: identity.issuer_name.clone(),
-                            client_addr: client_addr.to_string(),
+                            actor: actor(
+                                &identity,
+                                me.clone(),
+                                client_addr,
+                                request.rules.clone(),
+                                now,
+                            ),
                             reason: format!("not an approver of access request {id}"),
-                            rules: request.rules.clone(),
                         })
                         .await?;
                     return Err(AccessError::NotApprover { who: me, id });
@@ -983,12 +975,14 @@ impl Authority {
                 if approver.is_none() && admin.is_none() {
                     self.store
                         .record_denial(DenialRecord {
-                            at: now,
-                            identity: me.clone(),
-                            issuer: identity.issuer_name.clone(),
-                            client_addr: client_addr.to_string(),
+                            actor: actor(
+                                &identity,
+                                me.clone(),
+                                client_addr,
+                                request.rules.clone(),
+                                now,
+                            ),
                             reason: format!("not a reviewer of access request {id}"),
-                            rules: request.rules.clone(),
                         })
                         .await?;
                     return Err(AccessError::NotReviewer { who: me, id });
@@ -1007,12 +1001,11 @@ impl Authority {
             .change_request(RequestAction {
                 id,
                 change,
-                actor: me.clone(),
-                actor_issuer: identity.issuer_name.clone(),
-                client_addr: client_addr.to_string(),
-                rules,
-                at: now,
-                spent_token: Some((verified.digest, verified.expires_at)),
+                actor: actor(&identity, me.clone(), client_addr, rules, now),
+                spent_token: Some(SpentToken {
+                    digest: verified.digest,
+                    expires_at: verified.expires_at,
+                }),
             })
             .await?;
         if !changed.revoked.serials.is_empty() {
@@ -1095,15 +1088,35 @@ impl Authority {
         tracing::info!(identity = %identity.display_name(), client = %client_addr, %reason, rules = %rules.join(","), "denied certificate");
         self.store
             .record_denial(DenialRecord {
-                at: now,
-                identity: identity.display_name(),
-                issuer: identity.issuer_name.clone(),
-                client_addr: client_addr.to_string(),
+                actor: actor(
+                    identity,
+                    identity.display_name(),
+                    client_addr,
+                    rules.to_vec(),
+                    now,
+                ),
                 reason: reason.into(),
-                rules: rules.to_vec(),
             })
             .await
             .map_err(IssueError::Store)
+    }
+}
+
+/// Who acts in a record: `me` (the `user@issuer` of `identity`) from
+/// `client_addr`, under `rules`, at `now`.
+fn actor(
+    identity: &Identity,
+    me: String,
+    client_addr: IpAddr,
+    rules: Vec<String>,
+    now: UnixTime,
+) -> Actor {
+    Actor {
+        identity: me,
+        issuer: identity.issuer_name.clone(),
+        client_addr: client_addr.to_string(),
+        rules,
+        at: now,
     }
 }
 

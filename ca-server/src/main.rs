@@ -560,11 +560,7 @@ fn revocation(args: RevocationArgs, lift: bool) -> anyhow::Result<()> {
     let record = store::RevocationRecord {
         target: target.clone(),
         reason: request.reason.trim().to_string(),
-        actor: "operator@local".into(),
-        actor_issuer: "local".into(),
-        client_addr: "local".into(),
-        rules: Vec::new(),
-        at: unix_now(),
+        actor: store::Actor::local_operator(unix_now()),
         spent_token: None,
     };
     if lift {
