@@ -5,7 +5,7 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -20,7 +20,7 @@ fn new_key() -> PrivateKey {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_and_request_ids_describe_what_happened() {
     let idp = Idp::start();
-    let setup = CaSetup::new(&[("corp", &idp.issuer)], "", "");
+    let setup = CaSetup::trusting(&idp);
     let ca = setup.start();
     let client = CaClient::new(&ca.url, None).unwrap();
     let key = new_key();
@@ -40,7 +40,7 @@ async fn metrics_and_request_ids_describe_what_happened() {
         Err(ClientError::Refused { status: 401, .. })
     ));
 
-    let http = reqwest::Client::new();
+    let http = http_client();
     let metrics = http
         .get(format!("{}/metrics", ca.url))
         .send()
@@ -84,15 +84,7 @@ async fn metrics_and_request_ids_describe_what_happened() {
     assert_eq!(id.len(), 16, "{id}");
     // An online backup while the CA runs holds the issuance.
     let backup = setup.dir.path().join("backup.db");
-    let (status, out, err) = run(
-        std::process::Command::new(bin("jit-ssh-ca"))
-            .args(["backup", "--config"])
-            .arg(&setup.config_path)
-            .arg("--out")
-            .arg(&backup),
-        STARTUP,
-    )
-    .unwrap();
+    let (status, out, err) = setup.cli(&["backup", "--out", backup.to_str().unwrap()]);
     assert!(status.success(), "{err}");
     assert!(out.contains("(1 certificates)"), "{out}");
     // The issuance log line carries its request id, serial and identity.
@@ -109,7 +101,7 @@ async fn metrics_and_request_ids_describe_what_happened() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn logs_never_contain_tokens_keys_or_the_passphrase() {
     let idp = Idp::start();
-    let setup = CaSetup::new(&[("corp", &idp.issuer)], "", "");
+    let setup = CaSetup::trusting(&idp);
     // Trace level, as JSON: the most a log pipeline could ever see.
     let ca = setup
         .try_start_with(&["--log-format", "json"], "trace")
@@ -159,7 +151,10 @@ async fn logs_never_contain_tokens_keys_or_the_passphrase() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_flooding_identity_is_limited_without_slowing_others() {
     let idp = Idp::start();
-    let setup = CaSetup::new(&[("corp", &idp.issuer)], "rate_limit_per_identity = 5", "");
+    let setup = CaSetup::builder()
+        .issuer("corp", &idp.issuer)
+        .rate_limit_per_identity(5)
+        .build();
     let ca = setup.start();
     let client = CaClient::new(&ca.url, None).unwrap();
     let mut limited = None;
@@ -189,7 +184,7 @@ async fn a_flooding_identity_is_limited_without_slowing_others() {
         "RS256",
         &idp.claims("alice", "jit-ssh", Some(&nonce_for(&key).unwrap()), now()),
     );
-    let response = reqwest::Client::new()
+    let response = http_client()
         .post(format!("{}/v1/certs/user", ca.url))
         .bearer_auth(&token)
         .json(&ca_proto::UserCertRequest {
@@ -225,13 +220,14 @@ async fn a_flooding_identity_is_limited_without_slowing_others() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_under_load_loses_no_record() {
     let idp = Arc::new(Idp::start());
-    let setup = CaSetup::new(&[("corp", &idp.issuer)], "", "");
+    let setup = CaSetup::trusting(&idp);
     let mut ca = setup.start();
     let url = ca.url.clone();
     let stop = Arc::new(AtomicBool::new(false));
+    let issued = Arc::new(AtomicUsize::new(0));
     let mut workers = Vec::new();
     for worker in 0..8 {
-        let (idp, url, stop) = (idp.clone(), url.clone(), stop.clone());
+        let (idp, url, stop, issued) = (idp.clone(), url.clone(), stop.clone(), issued.clone());
         workers.push(tokio::spawn(async move {
             let client = CaClient::new(&url, None).unwrap();
             let mut serials = Vec::new();
@@ -250,8 +246,13 @@ async fn sigterm_under_load_loses_no_record() {
                     .request_user_certificate(&token, &key, &[], None)
                     .await
                 {
-                    Ok(issued) => serials.push(issued.serial),
+                    Ok(certificate) => {
+                        serials.push(certificate.serial);
+                        issued.fetch_add(1, Ordering::Relaxed);
+                    }
                     Err(ClientError::Refused { code, .. }) if code == "rate_limited" => {
+                        // Backs off, as a client told 429 would, to keep
+                        // the load up without spinning.
                         tokio::time::sleep(Duration::from_millis(50)).await;
                     }
                     Err(_) => break, // the server is going away
@@ -260,8 +261,19 @@ async fn sigterm_under_load_loses_no_record() {
             serials
         }));
     }
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-    let ready = reqwest::get(format!("{url}/readyz")).await.unwrap();
+    // SIGTERM only once the load is established.
+    eventually_async(Duration::from_secs(30), || async {
+        match issued.load(Ordering::Relaxed) {
+            n if n >= 20 => Ok(()),
+            n => Err(format!("{n} certificates issued so far")),
+        }
+    })
+    .await;
+    let ready = http_client()
+        .get(format!("{url}/readyz"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(ready.status(), 200);
     ca.process.terminate();
     let status = ca.process.wait_exit(Duration::from_secs(20)).unwrap();
