@@ -29,11 +29,6 @@ pub struct IdpKey {
     pub private_pem: String,
 }
 
-#[derive(Deserialize)]
-struct KeysFile {
-    keys: Vec<IdpKey>,
-}
-
 /// Tokens from the token endpoint.
 #[derive(Debug, Clone, Deserialize)]
 pub struct Tokens {
@@ -233,6 +228,11 @@ impl Idp {
     pub fn log(&self) -> String {
         self.process.stderr.text()
     }
+}
+
+#[derive(Deserialize)]
+struct KeysFile {
+    keys: Vec<IdpKey>,
 }
 
 /// A PKCE verifier and its S256 challenge (RFC 7636).

@@ -56,12 +56,6 @@ pub fn bin(name: &str) -> PathBuf {
 #[derive(Clone, Default)]
 pub struct Lines(Arc<Collected>);
 
-#[derive(Default)]
-struct Collected {
-    lines: Mutex<Vec<String>>,
-    closed: AtomicBool,
-}
-
 impl Lines {
     /// Starts collecting `stream` on a thread of its own.
     fn drain(stream: impl Read + Send + 'static) -> Lines {
@@ -117,6 +111,12 @@ impl Lines {
             }
         })
     }
+}
+
+#[derive(Default)]
+struct Collected {
+    lines: Mutex<Vec<String>>,
+    closed: AtomicBool,
 }
 
 /// A running child process, killed when dropped.

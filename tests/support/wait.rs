@@ -23,7 +23,7 @@ const SLOWEST: Duration = Duration::from_millis(500);
 #[track_caller]
 pub fn eventually<T, E: Display>(within: Duration, probe: impl FnMut() -> Result<T, E>) -> T {
     poll_until(within, probe)
-        .unwrap_or_else(|last| panic!("not so within {within:?}; last seen: {last}"))
+        .unwrap_or_else(|last| panic!("not the case within {within:?}; last seen: {last}"))
 }
 
 /// [`eventually`] for a probe that awaits (an HTTP request, a client call).
@@ -48,7 +48,7 @@ where
             };
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
-                panic!("{caller}: not so within {within:?}; last seen: {last}");
+                panic!("{caller}: not the case within {within:?}; last seen: {last}");
             }
             tokio::time::sleep(pause.min(left)).await;
             pause = (pause * 2).min(SLOWEST);

@@ -12,25 +12,6 @@ use crate::ca::{CaSetup, PASSPHRASE};
 use crate::process::{bin, repo_root, run, STARTUP};
 use crate::tls::tls_files;
 
-/// Where the CA's policy comes from.
-enum Policy {
-    /// Every identity of the configured issuers gets its own login (5 min by
-    /// default, at most 60), as the issuance tests expect.
-    OwnLogin,
-    /// The given text, as the only policy file.
-    Text(String),
-    /// The repository's `policies/`, read in place.
-    Shipped,
-    /// A copy of the repository's `policies/`, which the test may edit.
-    CopyOfShipped,
-}
-
-struct Issuer {
-    name: String,
-    url: String,
-    username_claim: Option<String>,
-}
-
 /// A CA set-up under construction; see [`CaSetup::builder`].
 pub struct CaBuilder {
     issuers: Vec<Issuer>,
@@ -157,6 +138,10 @@ impl CaBuilder {
     /// Runs `jit-ssh-ca init` in a fresh directory and writes the policy and
     /// the config there.
     pub fn build(self) -> CaSetup {
+        assert!(
+            !self.issuers.is_empty(),
+            "a CA trusts at least one issuer: call .issuer(..)"
+        );
         let dir = tempfile::tempdir().unwrap();
         let data_dir = dir.path().join("data");
         let (status, out, err) = run(
@@ -261,6 +246,25 @@ impl CaBuilder {
         }
         toml
     }
+}
+
+/// Where the CA's policy comes from.
+enum Policy {
+    /// Every identity of the configured issuers gets its own login (5 min by
+    /// default, at most 60), as the issuance tests expect.
+    OwnLogin,
+    /// The given text, as the only policy file.
+    Text(String),
+    /// The repository's `policies/`, read in place.
+    Shipped,
+    /// A copy of the repository's `policies/`, which the test may edit.
+    CopyOfShipped,
+}
+
+struct Issuer {
+    name: String,
+    url: String,
+    username_claim: Option<String>,
 }
 
 fn write_policy(dir: &Path, name: &str, text: &str) {
