@@ -232,7 +232,7 @@ pub fn access_view(
         principals: request.principals.clone(),
         reason: request.reason.clone(),
         window_seconds: request.window_secs,
-        status: request.status_at(now).as_str().into(),
+        status: wire_status(request.status_at(now)),
         created_at: request.created_at,
         expires_at: request.expires_at,
         window_start: request.window_start,
@@ -256,6 +256,31 @@ pub fn access_view(
         reviewed_by: request.review.as_ref().map(|r| r.by.clone()),
         reviewed_at: request.review.as_ref().map(|r| r.at),
         review_comment: request.review.as_ref().map(|r| r.comment.clone()),
+    }
+}
+
+fn wire_status(status: RequestStatus) -> ca_proto::RequestStatus {
+    match status {
+        RequestStatus::Pending => ca_proto::RequestStatus::Pending,
+        RequestStatus::Approved => ca_proto::RequestStatus::Approved,
+        RequestStatus::Denied => ca_proto::RequestStatus::Denied,
+        RequestStatus::Expired => ca_proto::RequestStatus::Expired,
+        RequestStatus::Ended => ca_proto::RequestStatus::Ended,
+    }
+}
+
+/// The window asked for: `window_seconds`, or the deprecated `for` string
+/// of older clients; `None` when neither is given.
+fn asked_window(request: &AccessRequestCreate) -> Result<Option<Duration>, AccessError> {
+    match (request.window_seconds, request.deprecated_for.as_deref()) {
+        (None, None) => Ok(None),
+        (Some(seconds), None) => Ok(Some(Duration::from_secs(seconds))),
+        (None, Some(text)) => crate::duration::parse_duration(text)
+            .map(Some)
+            .map_err(|e| AccessError::InvalidRequest(format!("for: {e}"))),
+        (Some(_), Some(_)) => Err(AccessError::InvalidRequest(
+            "give the window as window_seconds or as for (deprecated), not both".into(),
+        )),
     }
 }
 
@@ -748,13 +773,7 @@ impl Authority {
                 ))
             }
         };
-        let asked = match request.window.as_deref() {
-            None => None,
-            Some(text) => Some(
-                crate::duration::parse_duration(text)
-                    .map_err(|e| AccessError::InvalidRequest(format!("for: {e}")))?,
-            ),
-        };
+        let asked = asked_window(&request)?;
         let (verified, me) = self
             .authenticate(token, now, AccessError::Token, AccessError::RateLimited)
             .await?;

@@ -555,7 +555,7 @@ impl IntoResponse for ApiError {
         };
         let body = ErrorBody {
             error: ErrorDetail {
-                code: code.to_string(),
+                code: code.into(),
                 message,
             },
         };
