@@ -21,12 +21,13 @@ use tokio::sync::Semaphore;
 use tracing::Instrument as _;
 
 use crate::access::{CreateRefusal, RequestError};
-use crate::authority::{AccessError, AccessVerb, Authority, IssueError, RevokeError};
+use crate::authority::{
+    AccessError, AccessVerb, AuthError, Authority, IssueError, RevocationChange, RevokeError,
+};
 use crate::metrics::Metrics;
 use crate::oidc::TokenError;
 use crate::rate_limit::{RateLimits, RetryAfter};
 use crate::secret::BearerToken;
-use crate::store::StoreError;
 use crate::subject_key::KeyRejection;
 
 /// Largest request body accepted.
@@ -268,7 +269,7 @@ async fn revoke(
     headers: HeaderMap,
     body: Result<Json<RevocationRequest>, JsonRejection>,
 ) -> Result<Json<RevocationResponse>, ApiError> {
-    admin_revocation(state, peer, headers, body, false).await
+    admin_revocation(state, peer, headers, body, RevocationChange::Revoke).await
 }
 
 async fn lift(
@@ -277,7 +278,7 @@ async fn lift(
     headers: HeaderMap,
     body: Result<Json<RevocationRequest>, JsonRejection>,
 ) -> Result<Json<RevocationResponse>, ApiError> {
-    admin_revocation(state, peer, headers, body, true).await
+    admin_revocation(state, peer, headers, body, RevocationChange::Lift).await
 }
 
 async fn admin_revocation(
@@ -285,7 +286,7 @@ async fn admin_revocation(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     body: Result<Json<RevocationRequest>, JsonRejection>,
-    lift: bool,
+    change: RevocationChange,
 ) -> Result<Json<RevocationResponse>, ApiError> {
     state
         .rate_limits
@@ -296,7 +297,7 @@ async fn admin_revocation(
     let change =
         state
             .authority
-            .admin_revocation(&token, request, lift, peer.ip(), crate::unix_now());
+            .admin_revocation(&token, request, change, peer.ip(), crate::unix_now());
     match tokio::time::timeout(state.request_timeout, change).await {
         Ok(result) => result.map(Json).map_err(ApiError::Revoke),
         Err(_) => Err(ApiError::Timeout),
@@ -500,9 +501,11 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let retry_after = match &self {
             ApiError::RateLimited(wait)
-            | ApiError::Issue(IssueError::RateLimited(wait))
-            | ApiError::Revoke(RevokeError::RateLimited(wait))
-            | ApiError::Access(AccessError::RateLimited(wait)) => Some(wait.seconds()),
+            | ApiError::Issue(IssueError::Auth(AuthError::RateLimited(wait)))
+            | ApiError::Revoke(RevokeError::Auth(AuthError::RateLimited(wait)))
+            | ApiError::Access(AccessError::Auth(AuthError::RateLimited(wait))) => {
+                Some(wait.seconds())
+            }
             _ => None,
         };
         let (status, code, message) = match self {
@@ -576,6 +579,19 @@ impl IntoResponse for ApiError {
     }
 }
 
+fn auth_error_parts(error: &AuthError, message: String) -> (StatusCode, &'static str, String) {
+    match error {
+        AuthError::Token(TokenError::IssuerUnavailable(_)) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "issuer_unavailable",
+            message,
+        ),
+        AuthError::Token(_) => (StatusCode::UNAUTHORIZED, "invalid_token", message),
+        AuthError::Replayed => (StatusCode::UNAUTHORIZED, "replayed_token", message),
+        AuthError::RateLimited(_) => (StatusCode::TOO_MANY_REQUESTS, "rate_limited", message),
+    }
+}
+
 fn issue_error_parts(error: IssueError) -> (StatusCode, &'static str, String) {
     let message = error.to_string();
     match error {
@@ -596,21 +612,11 @@ fn issue_error_parts(error: IssueError) -> (StatusCode, &'static str, String) {
             (StatusCode::BAD_REQUEST, code, message)
         }
         IssueError::Proof(_) => (StatusCode::UNAUTHORIZED, "invalid_proof", message),
-        IssueError::Token(TokenError::IssuerUnavailable(_)) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            "issuer_unavailable",
-            message,
-        ),
-        IssueError::Token(_) => (StatusCode::UNAUTHORIZED, "invalid_token", message),
-        IssueError::Replayed => (StatusCode::UNAUTHORIZED, "replayed_token", message),
-        IssueError::RateLimited(_) => (StatusCode::TOO_MANY_REQUESTS, "rate_limited", message),
+        IssueError::Auth(error) => auth_error_parts(&error, message),
         IssueError::Denied(_) => (StatusCode::FORBIDDEN, "denied", message),
         IssueError::ApprovalRequired(_) => (StatusCode::FORBIDDEN, "approval_required", message),
         IssueError::RevokedIdentity(_) => (StatusCode::FORBIDDEN, "revoked_identity", message),
         IssueError::RevokedKey(_) => (StatusCode::FORBIDDEN, "revoked_key", message),
-        IssueError::Store(StoreError::Replayed) => {
-            (StatusCode::UNAUTHORIZED, "replayed_token", message)
-        }
         IssueError::Store(error) => {
             tracing::error!(%error, "issuance not recorded; no certificate returned");
             (
@@ -634,13 +640,7 @@ fn access_error_parts(error: AccessError) -> (StatusCode, &'static str, String) 
     let message = error.to_string();
     match error {
         AccessError::InvalidRequest(_) => (StatusCode::BAD_REQUEST, "invalid_request", message),
-        AccessError::Token(TokenError::IssuerUnavailable(_)) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            "issuer_unavailable",
-            message,
-        ),
-        AccessError::Token(_) => (StatusCode::UNAUTHORIZED, "invalid_token", message),
-        AccessError::Replayed => (StatusCode::UNAUTHORIZED, "replayed_token", message),
+        AccessError::Auth(error) => auth_error_parts(&error, message),
         AccessError::NotRequestable(_) => (StatusCode::FORBIDDEN, "not_requestable", message),
         AccessError::NotApprover { .. } => (StatusCode::FORBIDDEN, "not_approver", message),
         AccessError::OwnRequest => (StatusCode::FORBIDDEN, "own_request", message),
@@ -670,7 +670,6 @@ fn access_error_parts(error: AccessError) -> (StatusCode, &'static str, String) 
             };
             (status, code, message)
         }
-        AccessError::RateLimited(_) => (StatusCode::TOO_MANY_REQUESTS, "rate_limited", message),
         AccessError::Store(error) => {
             tracing::error!(%error, "access request store failure");
             (
@@ -686,20 +685,13 @@ fn revoke_error_parts(error: RevokeError) -> (StatusCode, &'static str, String) 
     let message = error.to_string();
     match error {
         RevokeError::InvalidRequest(_) => (StatusCode::BAD_REQUEST, "invalid_request", message),
-        RevokeError::Token(TokenError::IssuerUnavailable(_)) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            "issuer_unavailable",
-            message,
-        ),
-        RevokeError::Token(_) => (StatusCode::UNAUTHORIZED, "invalid_token", message),
-        RevokeError::Replayed => (StatusCode::UNAUTHORIZED, "replayed_token", message),
+        RevokeError::Auth(error) => auth_error_parts(&error, message),
         RevokeError::NotAdmin(_) => (StatusCode::FORBIDDEN, "not_admin", message),
         RevokeError::NotOwner(_) => (StatusCode::FORBIDDEN, "not_owner", message),
         RevokeError::UnknownCertificate(_) => {
             (StatusCode::NOT_FOUND, "unknown_certificate", message)
         }
         RevokeError::NotRevoked(_) => (StatusCode::NOT_FOUND, "not_revoked", message),
-        RevokeError::RateLimited(_) => (StatusCode::TOO_MANY_REQUESTS, "rate_limited", message),
         RevokeError::Store(error) => {
             tracing::error!(%error, "revocation store failure");
             (
