@@ -146,63 +146,6 @@ pub fn access_view(
     }
 }
 
-fn wire_status(status: RequestStatus) -> ca_proto::RequestStatus {
-    match status {
-        RequestStatus::Pending => ca_proto::RequestStatus::Pending,
-        RequestStatus::Approved => ca_proto::RequestStatus::Approved,
-        RequestStatus::Denied => ca_proto::RequestStatus::Denied,
-        RequestStatus::Expired => ca_proto::RequestStatus::Expired,
-        RequestStatus::Ended => ca_proto::RequestStatus::Ended,
-    }
-}
-
-/// Free text trimmed: at most [`MAX_REASON_LEN`] characters, no NUL, and
-/// present when `required`.
-fn checked_text(field: &str, text: Option<&str>, required: bool) -> Result<String, AccessError> {
-    let text = text.unwrap_or("").trim();
-    if text.len() > MAX_REASON_LEN || text.contains('\0') {
-        return Err(AccessError::InvalidRequest(format!(
-            "{field} must be at most {MAX_REASON_LEN} characters"
-        )));
-    }
-    if required && text.is_empty() {
-        return Err(AccessError::InvalidRequest(format!("{field} is required")));
-    }
-    Ok(text.to_string())
-}
-
-/// The window asked for: `window_seconds`, or the deprecated `for` string
-/// of older clients; `None` when neither is given.
-fn asked_window(request: &AccessRequestCreate) -> Result<Option<Duration>, AccessError> {
-    match (request.window_seconds, request.deprecated_for.as_deref()) {
-        (None, None) => Ok(None),
-        (Some(seconds), None) => Ok(Some(Duration::from_secs(seconds))),
-        (None, Some(text)) => crate::duration::parse_duration(text)
-            .map(Some)
-            .map_err(|e| AccessError::InvalidRequest(format!("for: {e}"))),
-        (Some(_), Some(_)) => Err(AccessError::InvalidRequest(
-            "give the window as window_seconds or as for (deprecated), not both".into(),
-        )),
-    }
-}
-
-/// The requested start, as Unix seconds and as given.
-fn asked_start(request: &AccessRequestCreate) -> Result<Option<(UnixTime, String)>, AccessError> {
-    let Some(text) = request.start.as_deref() else {
-        return Ok(None);
-    };
-    let at: jiff::Timestamp = text.trim().parse().map_err(|_| {
-        AccessError::InvalidRequest(format!(
-            "start {:?} is not an RFC 3339 time such as 2026-12-01T09:00:00Z",
-            text.chars().take(40).collect::<String>()
-        ))
-    })?;
-    Ok(Some((
-        u64::try_from(at.as_second()).unwrap_or(0),
-        text.trim().to_string(),
-    )))
-}
-
 impl Authority {
     /// Records a new access request by the bearer of `token` (verified
     /// without nonce binding and spent with the request): the policy must let
@@ -486,6 +429,63 @@ impl Authority {
         }
         Ok(access_view(&changed.request, now, changed.revoked.serials))
     }
+}
+
+fn wire_status(status: RequestStatus) -> ca_proto::RequestStatus {
+    match status {
+        RequestStatus::Pending => ca_proto::RequestStatus::Pending,
+        RequestStatus::Approved => ca_proto::RequestStatus::Approved,
+        RequestStatus::Denied => ca_proto::RequestStatus::Denied,
+        RequestStatus::Expired => ca_proto::RequestStatus::Expired,
+        RequestStatus::Ended => ca_proto::RequestStatus::Ended,
+    }
+}
+
+/// Free text trimmed: at most [`MAX_REASON_LEN`] characters, no NUL, and
+/// present when `required`.
+fn checked_text(field: &str, text: Option<&str>, required: bool) -> Result<String, AccessError> {
+    let text = text.unwrap_or("").trim();
+    if text.len() > MAX_REASON_LEN || text.contains('\0') {
+        return Err(AccessError::InvalidRequest(format!(
+            "{field} must be at most {MAX_REASON_LEN} characters"
+        )));
+    }
+    if required && text.is_empty() {
+        return Err(AccessError::InvalidRequest(format!("{field} is required")));
+    }
+    Ok(text.to_string())
+}
+
+/// The window asked for: `window_seconds`, or the deprecated `for` string
+/// of older clients; `None` when neither is given.
+fn asked_window(request: &AccessRequestCreate) -> Result<Option<Duration>, AccessError> {
+    match (request.window_seconds, request.deprecated_for.as_deref()) {
+        (None, None) => Ok(None),
+        (Some(seconds), None) => Ok(Some(Duration::from_secs(seconds))),
+        (None, Some(text)) => crate::duration::parse_duration(text)
+            .map(Some)
+            .map_err(|e| AccessError::InvalidRequest(format!("for: {e}"))),
+        (Some(_), Some(_)) => Err(AccessError::InvalidRequest(
+            "give the window as window_seconds or as for (deprecated), not both".into(),
+        )),
+    }
+}
+
+/// The requested start, as Unix seconds and as given.
+fn asked_start(request: &AccessRequestCreate) -> Result<Option<(UnixTime, String)>, AccessError> {
+    let Some(text) = request.start.as_deref() else {
+        return Ok(None);
+    };
+    let at: jiff::Timestamp = text.trim().parse().map_err(|_| {
+        AccessError::InvalidRequest(format!(
+            "start {:?} is not an RFC 3339 time such as 2026-12-01T09:00:00Z",
+            text.chars().take(40).collect::<String>()
+        ))
+    })?;
+    Ok(Some((
+        u64::try_from(at.as_second()).unwrap_or(0),
+        text.trim().to_string(),
+    )))
 }
 
 #[cfg(test)]

@@ -66,21 +66,6 @@ impl From<AuthError> for IssueError {
     }
 }
 
-/// An [`AuthError`]'s words when the token was meant for a certificate.
-fn for_a_certificate(error: &AuthError) -> String {
-    match error {
-        AuthError::Token(error) => error.to_string(),
-        AuthError::Replayed => {
-            "this ID token was already used for a certificate; get a fresh one (log in again)"
-                .into()
-        }
-        AuthError::RateLimited(wait) => format!(
-            "too many certificate requests for this identity; retry in {}s",
-            wait.seconds()
-        ),
-    }
-}
-
 impl Authority {
     /// Issues a user certificate. Returns only after the issuance record is
     /// committed; on any error nothing was issued and the token is not spent.
@@ -252,4 +237,19 @@ fn checked_request(
         client_addr,
         approved: Vec::new(),
     })
+}
+
+/// An [`AuthError`]'s words when the token was meant for a certificate.
+fn for_a_certificate(error: &AuthError) -> String {
+    match error {
+        AuthError::Token(error) => error.to_string(),
+        AuthError::Replayed => {
+            "this ID token was already used for a certificate; get a fresh one (log in again)"
+                .into()
+        }
+        AuthError::RateLimited(wait) => format!(
+            "too many certificate requests for this identity; retry in {}s",
+            wait.seconds()
+        ),
+    }
 }

@@ -133,21 +133,6 @@ pub fn revocation_target(request: &RevocationRequest) -> Result<RevocationTarget
     Ok(target)
 }
 
-fn decimal_serial(text: &str) -> Result<u64, RevokeError> {
-    text.trim()
-        .parse()
-        .map_err(|_| RevokeError::InvalidRequest("serial must be a decimal 64-bit number".into()))
-}
-
-fn revocation_response(target: &RevocationTarget, revoked: Revoked) -> RevocationResponse {
-    RevocationResponse {
-        kind: target.kind().into(),
-        value: target.value(),
-        revoked_serials: revoked.serials,
-        krl_version: revoked.krl_version,
-    }
-}
-
 /// A revocation or lift by the operator on the CA host (`jit-ssh-ca revoke`
 /// and `unrevoke`), checked and recorded as the API's, as `operator@local`.
 /// It writes the database file directly, which is safe while the server
@@ -313,6 +298,21 @@ impl Authority {
         let krl = Arc::new(krl);
         self.krl_cache.keep(krl.clone());
         Ok(krl)
+    }
+}
+
+fn decimal_serial(text: &str) -> Result<u64, RevokeError> {
+    text.trim()
+        .parse()
+        .map_err(|_| RevokeError::InvalidRequest("serial must be a decimal 64-bit number".into()))
+}
+
+fn revocation_response(target: &RevocationTarget, revoked: Revoked) -> RevocationResponse {
+    RevocationResponse {
+        kind: target.kind().into(),
+        value: target.value(),
+        revoked_serials: revoked.serials,
+        krl_version: revoked.krl_version,
     }
 }
 

@@ -72,19 +72,6 @@ impl FromRequestParts<AppState> for Caller {
     }
 }
 
-fn bearer_token(headers: &HeaderMap) -> Result<BearerToken, ApiError> {
-    let value = headers
-        .get(header::AUTHORIZATION)
-        .ok_or_else(ApiError::missing_token)?
-        .to_str()
-        .map_err(|_| ApiError::missing_token())?;
-    let (scheme, token) = value.split_once(' ').ok_or_else(ApiError::missing_token)?;
-    if !scheme.eq_ignore_ascii_case("bearer") || token.trim().is_empty() {
-        return Err(ApiError::missing_token());
-    }
-    Ok(BearerToken::new(token.trim().to_string()))
-}
-
 /// A JSON request body: unreadable, oversized or with unknown fields, it is
 /// refused as `invalid_request` or `body_too_large`.
 #[derive(Debug)]
@@ -112,4 +99,17 @@ impl<S: Send + Sync> FromRequestParts<S> for RequestId {
             .map_err(|_| ApiError::invalid_request("the request id must be a decimal number"))?;
         Ok(RequestId(id))
     }
+}
+
+fn bearer_token(headers: &HeaderMap) -> Result<BearerToken, ApiError> {
+    let value = headers
+        .get(header::AUTHORIZATION)
+        .ok_or_else(ApiError::missing_token)?
+        .to_str()
+        .map_err(|_| ApiError::missing_token())?;
+    let (scheme, token) = value.split_once(' ').ok_or_else(ApiError::missing_token)?;
+    if !scheme.eq_ignore_ascii_case("bearer") || token.trim().is_empty() {
+        return Err(ApiError::missing_token());
+    }
+    Ok(BearerToken::new(token.trim().to_string()))
 }
