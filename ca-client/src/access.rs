@@ -10,13 +10,13 @@ use ca_proto::{
     AccessRequestCreate, AccessRequestDecision, AccessRequestView, ErrorCode, RequestStatus,
 };
 
-use crate::app::{Env, TokenSource};
 use crate::ca::CaClient;
-use crate::duration::format_seconds;
+use crate::commands::{Env, TokenSource};
 use crate::error::{CliError, Failure};
 use crate::oidc::Provider;
-use crate::secret::Secret;
 use crate::session::SessionFiles;
+use jit_ssh_common::duration::format_seconds;
+use jit_ssh_common::Secret;
 
 /// How often `request` asks the CA whether its request was decided.
 pub const POLL_INTERVAL: Duration = Duration::from_secs(2);
@@ -92,7 +92,7 @@ pub enum AccessCommand {
 /// Runs `command` against the CA at `target`; returns the requests to print.
 pub fn run(
     env: &Env,
-    target: &crate::app::CaTarget,
+    target: &crate::commands::CaTarget,
     auth: Auth,
     command: AccessCommand,
 ) -> Result<Vec<AccessRequestView>, CliError> {
@@ -105,7 +105,7 @@ pub fn run(
 
 async fn run_async(
     env: &Env,
-    target: &crate::app::CaTarget,
+    target: &crate::commands::CaTarget,
     auth: Auth,
     command: AccessCommand,
 ) -> Result<Vec<AccessRequestView>, CliError> {
@@ -274,7 +274,7 @@ pub fn created_message(created: &AccessRequestView) -> String {
             "Access request {} for {what} is approved by {}. {}",
             created.id,
             by.join(", "),
-            when_usable(created, crate::app::unix_now())
+            when_usable(created, crate::commands::unix_now())
         );
     }
     format!(
@@ -384,7 +384,7 @@ struct TokenMaker<'a> {
 }
 
 impl<'a> TokenMaker<'a> {
-    fn new(env: &'a Env, target: &crate::app::CaTarget, auth: Auth) -> Result<Self, CliError> {
+    fn new(env: &'a Env, target: &crate::commands::CaTarget, auth: Auth) -> Result<Self, CliError> {
         Ok(TokenMaker {
             env,
             ca: CaClient::new(&target.url, target.root_pem.as_deref())?,
@@ -447,12 +447,12 @@ impl<'a> TokenMaker<'a> {
             base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, bytes);
         let browser = self.env.browser.as_deref();
         let tokens = match flow {
-            crate::app::Flow::Browser => {
+            crate::commands::Flow::Browser => {
                 provider
                     .browser_login(&scopes, &nonce, browser, timeout, &self.env.ui)
                     .await?
             }
-            crate::app::Flow::Device => {
+            crate::commands::Flow::Device => {
                 provider
                     .device_login(&scopes, &nonce, browser, timeout, &self.env.ui)
                     .await?

@@ -13,6 +13,8 @@ use ca_proto::{
     RevocationResponse, UserCertRequest, UserCertResponse, OWN_REVOCATION_NAMESPACE,
     PROOF_NAMESPACE,
 };
+use jit_ssh_common::error_chain;
+use jit_ssh_common::http::{client_builder, read_capped};
 use ssh_key::{HashAlg, LineEnding, PrivateKey};
 
 /// Errors talking to the CA.
@@ -82,11 +84,9 @@ pub struct FetchedConfig {
 /// provider or CA that redirects is misconfigured or hostile), bounded
 /// timeouts, and the system roots plus `extra_root_pem`.
 pub fn http_client(extra_root_pem: Option<&[u8]>) -> Result<reqwest::Client, String> {
-    let mut builder = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
+    let mut builder = client_builder(concat!("jit-ssh/", env!("CARGO_PKG_VERSION")))
         .connect_timeout(Duration::from_secs(10))
-        .timeout(Duration::from_secs(30))
-        .user_agent(concat!("jit-ssh/", env!("CARGO_PKG_VERSION")));
+        .timeout(Duration::from_secs(30));
     if let Some(pem) = extra_root_pem {
         let root = reqwest::Certificate::from_pem(pem).map_err(|e| e.to_string())?;
         builder = builder.add_root_certificate(root);
@@ -294,7 +294,7 @@ impl CaClient {
             .and_then(|pem| String::from_utf8(pem).ok());
         let bytes = read_capped(response, MAX_KRL_LEN)
             .await
-            .map_err(transport)?;
+            .map_err(|e| transport(e.to_string()))?;
         Ok((bytes, signature))
     }
 }
@@ -337,7 +337,7 @@ async fn decode<T: serde::de::DeserializeOwned>(
     let status = response.status();
     let body = read_capped(response, MAX_RESPONSE_LEN)
         .await
-        .map_err(transport)?;
+        .map_err(|e| transport(e.to_string()))?;
     if status.is_success() {
         return serde_json::from_slice(&body).map_err(|e| transport(e.to_string()));
     }
@@ -371,33 +371,6 @@ pub const MAX_RESPONSE_LEN: usize = 1024 * 1024;
 
 /// Largest KRL read from the CA (about 40 bytes per revoked serial or key).
 const MAX_KRL_LEN: usize = 64 * 1024 * 1024;
-
-/// The body of `response`, refused once it grows past `limit` bytes.
-pub async fn read_capped(mut response: reqwest::Response, limit: usize) -> Result<Vec<u8>, String> {
-    let mut body = Vec::new();
-    while let Some(chunk) = response.chunk().await.map_err(|e| error_chain(&e))? {
-        if body.len() + chunk.len() > limit {
-            return Err(format!("response over {} KiB", limit / 1024));
-        }
-        body.extend_from_slice(&chunk);
-    }
-    Ok(body)
-}
-
-/// An error and all its causes on one line.
-pub fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.contains(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
-        source = cause.source();
-    }
-    text
-}
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used)]

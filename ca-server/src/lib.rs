@@ -14,7 +14,6 @@ pub mod ca_keys;
 pub mod cert;
 pub mod config;
 pub mod dev;
-pub mod duration;
 pub mod ed25519_batch;
 pub mod http;
 pub mod identity;

@@ -9,11 +9,11 @@ use ca_server::authority::{HostRevocation, RevocationChange};
 use ca_server::ca_keys::{self, CaKeyType};
 use ca_server::config::Config;
 use ca_server::dev::DevOptions;
-use ca_server::duration::parse_duration;
 use ca_server::secret::Passphrase;
 use ca_server::store::{self, read_audit, AuditFilter, DATABASE_FILE};
 use ca_server::{audit, server, unix_now};
 use clap::{Parser, Subcommand, ValueEnum};
+use jit_ssh_common::duration::parse_duration;
 
 #[derive(Parser)]
 #[command(

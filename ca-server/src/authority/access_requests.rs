@@ -184,8 +184,8 @@ impl Authority {
         if window < MIN_ACCESS_WINDOW || window > terms.max_window {
             return Err(AccessError::InvalidRequest(format!(
                 "for must be between {} and {} (max_window of rule {})",
-                crate::duration::format_duration(MIN_ACCESS_WINDOW),
-                crate::duration::format_duration(terms.max_window),
+                jit_ssh_common::duration::format_duration(MIN_ACCESS_WINDOW),
+                jit_ssh_common::duration::format_duration(terms.max_window),
                 terms.rules.join(", ")
             )));
         }
@@ -462,7 +462,7 @@ fn asked_window(request: &AccessRequestCreate) -> Result<Option<Duration>, Acces
     match (request.window_seconds, request.deprecated_for.as_deref()) {
         (None, None) => Ok(None),
         (Some(seconds), None) => Ok(Some(Duration::from_secs(seconds))),
-        (None, Some(text)) => crate::duration::parse_duration(text)
+        (None, Some(text)) => jit_ssh_common::duration::parse_duration(text)
             .map(Some)
             .map_err(|e| AccessError::InvalidRequest(format!("for: {e}"))),
         (Some(_), Some(_)) => Err(AccessError::InvalidRequest(

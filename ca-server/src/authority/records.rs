@@ -1,8 +1,8 @@
 //! The store records the use cases write, each kind built in one function.
 //!
-//! Every record names who acted, from which issuer and address, and when
-//! ([`Acting`]); those made with an ID token also spend it, in the same
-//! transaction. Building each kind in one place keeps the audit trail alike
+//! Every record names who acted, from which issuer and address, under which
+//! rules and when (the store's `Actor`); those made with an ID token also
+//! spend it, in the same transaction ([`Acting`] carries both). Building each kind in one place keeps the audit trail alike
 //! whichever door a change came through (the API, the owner's signature, the
 //! operator's CLI), and gives a change of the records' shape one place to land.
 
@@ -14,38 +14,38 @@ use crate::access::InstantApproval;
 use crate::cert::Serial;
 use crate::policy::Grant;
 use crate::store::{
-    CertificateEntry, DenialRecord, IssuanceRecord, NewRequest, RequestAction, RequestChange,
-    RevocationRecord, RevocationTarget,
+    Actor, CertificateEntry, DenialRecord, IssuanceRecord, NewRequest, RequestAction,
+    RequestChange, RevocationRecord, RevocationTarget, SpentToken,
 };
 use crate::UnixTime;
 
 use super::Authenticated;
 
-/// Who acts, from where, when, and the ID token their change spends.
+/// Who acts through a use case, and the ID token their change spends.
 #[derive(Debug, Clone)]
 pub(super) struct Acting {
-    /// `user@issuer`, or `operator@local` for the CLI on the CA host.
-    pub name: String,
-    /// The actor's issuer short name (`local` for the CLI).
-    pub issuer: String,
-    /// Client address (`local` for the CLI).
-    pub client_addr: String,
-    /// When.
-    pub at: UnixTime,
-    /// The ID token's digest and expiry, spent with the change; `None` when
-    /// no token is involved (an owner's signature, the operator).
-    pub spent_token: Option<([u8; 32], UnixTime)>,
+    /// Who, from where, when; each record adds the rules it acted under.
+    pub who: Actor,
+    /// The ID token spent with the change; `None` when no token is involved
+    /// (an owner's signature, the operator).
+    pub spent_token: Option<SpentToken>,
 }
 
 impl Acting {
     /// The bearer of a verified ID token, calling from `client_addr`.
     pub fn bearer(caller: &Authenticated, client_addr: IpAddr, at: UnixTime) -> Acting {
         Acting {
-            name: caller.name.clone(),
-            issuer: caller.token.identity.issuer_name.clone(),
-            client_addr: client_addr.to_string(),
-            at,
-            spent_token: Some((caller.token.digest, caller.token.expires_at)),
+            who: Actor {
+                identity: caller.name.clone(),
+                issuer: caller.token.identity.issuer_name.clone(),
+                client_addr: client_addr.to_string(),
+                rules: Vec::new(),
+                at,
+            },
+            spent_token: Some(SpentToken {
+                digest: caller.token.digest,
+                expires_at: caller.token.expires_at,
+            }),
         }
     }
 
@@ -53,10 +53,13 @@ impl Acting {
     /// identity the certificate was issued to.
     pub fn owner(certificate: &CertificateEntry, client_addr: IpAddr, at: UnixTime) -> Acting {
         Acting {
-            name: certificate.identity.clone(),
-            issuer: certificate.issuer.clone(),
-            client_addr: client_addr.to_string(),
-            at,
+            who: Actor {
+                identity: certificate.identity.clone(),
+                issuer: certificate.issuer.clone(),
+                client_addr: client_addr.to_string(),
+                rules: Vec::new(),
+                at,
+            },
             spent_token: None,
         }
     }
@@ -65,11 +68,21 @@ impl Acting {
     /// access to the database file is the authority.
     pub fn operator(at: UnixTime) -> Acting {
         Acting {
-            name: "operator@local".into(),
-            issuer: "local".into(),
-            client_addr: "local".into(),
-            at,
+            who: Actor::local_operator(at),
             spent_token: None,
+        }
+    }
+
+    /// `user@issuer` of who acts.
+    pub fn name(&self) -> &str {
+        &self.who.identity
+    }
+
+    /// Who acts, under `rules`.
+    fn under(&self, rules: Vec<String>) -> Actor {
+        Actor {
+            rules,
+            ..self.who.clone()
         }
     }
 }
@@ -77,12 +90,8 @@ impl Acting {
 /// A refused request by `acting`; denials spend no token.
 pub(super) fn denial(acting: &Acting, reason: String, rules: Vec<String>) -> DenialRecord {
     DenialRecord {
-        at: acting.at,
-        identity: acting.name.clone(),
-        issuer: acting.issuer.clone(),
-        client_addr: acting.client_addr.clone(),
+        actor: acting.under(rules),
         reason,
-        rules,
     }
 }
 
@@ -96,11 +105,10 @@ pub(super) fn revocation(
     RevocationRecord {
         target,
         reason: reason.trim().to_string(),
-        actor: acting.name,
-        actor_issuer: acting.issuer,
-        client_addr: acting.client_addr,
-        rules,
-        at: acting.at,
+        actor: Actor {
+            rules,
+            ..acting.who
+        },
         spent_token: acting.spent_token,
     }
 }
@@ -115,11 +123,10 @@ pub(super) fn request_action(
     RequestAction {
         id,
         change,
-        actor: acting.name,
-        actor_issuer: acting.issuer,
-        client_addr: acting.client_addr,
-        rules,
-        at: acting.at,
+        actor: Actor {
+            rules,
+            ..acting.who
+        },
         spent_token: acting.spent_token,
     }
 }
@@ -144,18 +151,18 @@ pub(super) struct Asked {
     pub from_first_use: bool,
 }
 
-/// A new access request by `acting`.
+/// A new access request by `acting`, decided by the approvers of
+/// `asked.rules`.
 pub(super) fn new_request(acting: Acting, asked: Asked) -> NewRequest {
     NewRequest {
-        requester: acting.name,
-        issuer: acting.issuer,
+        requester: Actor {
+            rules: asked.rules,
+            ..acting.who
+        },
         principals: asked.principals,
         reason: asked.reason,
         window_secs: asked.window_secs,
-        rules: asked.rules,
-        at: acting.at,
         expires_at: asked.expires_at,
-        client_addr: acting.client_addr,
         spent_token: acting.spent_token,
         approval: asked.approval,
         starts_at: asked.starts_at,
@@ -178,28 +185,27 @@ pub(super) struct Signed<'a> {
     pub grant: &'a Grant,
 }
 
-/// The issuance of `signed` to `caller`, acting as `acting`.
+/// The issuance of `signed` to `caller`, acting as `acting`; it spends the
+/// caller's token.
 pub(super) fn issuance(
     caller: &Authenticated,
     acting: &Acting,
     signed: &Signed<'_>,
 ) -> IssuanceRecord {
     IssuanceRecord {
+        actor: acting.under(signed.grant.rules.clone()),
         serial: signed.serial.to_string(),
         key_id: signed.certificate.key_id().to_string(),
-        issuer: acting.issuer.clone(),
         subject: caller.token.identity.subject.clone(),
-        identity: acting.name.clone(),
         principals: signed.grant.principals.clone(),
         valid_after: signed.certificate.valid_after(),
         valid_before: signed.certificate.valid_before(),
         key_fingerprint: signed.key_fingerprint.to_string(),
-        client_addr: acting.client_addr.clone(),
-        rules: signed.grant.rules.clone(),
-        issued_at: acting.at,
         certificate: signed.line.to_string(),
-        token_digest: caller.token.digest,
-        token_expires_at: caller.token.expires_at,
+        spent_token: SpentToken {
+            digest: caller.token.digest,
+            expires_at: caller.token.expires_at,
+        },
         request_ids: signed.grant.request_ids.clone(),
     }
 }

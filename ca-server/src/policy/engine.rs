@@ -25,6 +25,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use jit_ssh_common::duration::format_duration;
 use serde_json::Value;
 
 use super::glob::Glob;
@@ -33,7 +34,6 @@ use super::template::{verified_email, Template};
 use super::window::TimeWindow;
 use super::{AccessTerms, CertRequest, Decision, Denial, Grant};
 use crate::config::CertSettings;
-use crate::duration::format_duration;
 use crate::identity::Identity;
 use crate::UnixTime;
 

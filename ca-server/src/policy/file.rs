@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use jit_ssh_common::duration::{format_duration, parse_duration};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use toml::Spanned;
@@ -26,7 +27,6 @@ use super::restrict::{check_extension, SourceEntry, DEFAULT_RULE_EXTENSIONS};
 use super::template::{is_claim_name, Template};
 use super::window::TimeWindow;
 use crate::config::{CertSettings, MAX_TTL_CEILING};
-use crate::duration::{format_duration, parse_duration};
 
 /// Largest policy file read.
 pub const MAX_FILE_BYTES: u64 = 1024 * 1024;
