@@ -208,7 +208,7 @@ impl Authority {
         reason: &str,
         rules: Vec<String>,
     ) -> Result<(), IssueError> {
-        tracing::info!(identity = %acting.name(), client = %acting.who.client_addr, %reason, rules = %rules.join(","), "denied certificate");
+        tracing::info!(identity = %acting.who.identity, client = %acting.who.client_addr, %reason, rules = %rules.join(","), "denied certificate");
         self.store
             .record_denial(records::denial(acting, reason.into(), rules))
             .await

@@ -2,9 +2,10 @@
 //!
 //! Every record names who acted, from which issuer and address, under which
 //! rules and when (the store's `Actor`); those made with an ID token also
-//! spend it, in the same transaction ([`Acting`] carries both). Building each kind in one place keeps the audit trail alike
-//! whichever door a change came through (the API, the owner's signature, the
-//! operator's CLI), and gives a change of the records' shape one place to land.
+//! spend it, in the same transaction ([`Acting`] carries both). Building each
+//! kind in one place keeps the audit trail alike whichever door a change came
+//! through (the API, the owner's signature, the operator's CLI), and gives a
+//! change of the records' shape one place to land.
 
 use std::net::IpAddr;
 
@@ -71,11 +72,6 @@ impl Acting {
             who: Actor::local_operator(at),
             spent_token: None,
         }
-    }
-
-    /// `user@issuer` of who acts.
-    pub fn name(&self) -> &str {
-        &self.who.identity
     }
 
     /// Who acts, under `rules`.
