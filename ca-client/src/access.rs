@@ -6,15 +6,17 @@
 
 use std::time::{Duration, Instant};
 
-use ca_proto::{AccessRequestCreate, AccessRequestDecision, AccessRequestView};
+use ca_proto::{
+    AccessRequestCreate, AccessRequestDecision, AccessRequestView, ErrorCode, RequestStatus,
+};
 
-use crate::app::{Env, TokenSource};
 use crate::ca::CaClient;
-use crate::duration::format_seconds;
+use crate::commands::{Env, TokenSource};
 use crate::error::{CliError, Failure};
 use crate::oidc::Provider;
-use crate::secret::Secret;
 use crate::session::SessionFiles;
+use jit_ssh_common::duration::format_seconds;
+use jit_ssh_common::Secret;
 
 /// How often `request` asks the CA whether its request was decided.
 pub const POLL_INTERVAL: Duration = Duration::from_secs(2);
@@ -90,7 +92,7 @@ pub enum AccessCommand {
 /// Runs `command` against the CA at `target`; returns the requests to print.
 pub fn run(
     env: &Env,
-    target: &crate::app::CaTarget,
+    target: &crate::commands::CaTarget,
     auth: Auth,
     command: AccessCommand,
 ) -> Result<Vec<AccessRequestView>, CliError> {
@@ -103,7 +105,7 @@ pub fn run(
 
 async fn run_async(
     env: &Env,
-    target: &crate::app::CaTarget,
+    target: &crate::commands::CaTarget,
     auth: Auth,
     command: AccessCommand,
 ) -> Result<Vec<AccessRequestView>, CliError> {
@@ -128,10 +130,11 @@ async fn run_async(
                     &AccessRequestCreate {
                         principals,
                         reason,
-                        window: window.map(|w| format!("{}s", w.as_secs())),
+                        window_seconds: window.map(|w| w.as_secs()),
                         break_glass,
                         start,
                         from_first_use,
+                        deprecated_for: None,
                     },
                 )
                 .await
@@ -139,7 +142,7 @@ async fn run_async(
             env.ui.info(&created_message(&created));
             match wait {
                 // Approved at once (break-glass, or by the policy): no wait.
-                Some(limit) if created.status == "pending" => {
+                Some(limit) if created.status == RequestStatus::Pending => {
                     wait_for_decision(env, &mut tokens, created, limit).await?
                 }
                 _ => created,
@@ -221,14 +224,14 @@ async fn wait_for_decision(
             .await
         {
             Ok(list) => list,
-            Err(crate::ca::ClientError::Refused { code, .. }) if code == "invalid_token" => {
+            Err(error) if error.refusal_code() == Some(ErrorCode::InvalidToken) => {
                 token = tokens.token().await?;
                 continue;
             }
             Err(e) => return Err(e.into()),
         };
         if let Some(now) = listed.requests.into_iter().find(|r| r.id == created.id) {
-            if now.status != "pending" {
+            if now.status != RequestStatus::Pending {
                 return Ok(now);
             }
         }
@@ -261,7 +264,7 @@ pub fn created_message(created: &AccessRequestView) -> String {
             created.id, created.id
         );
     }
-    if created.status == "approved" {
+    if created.status == RequestStatus::Approved {
         let by: Vec<&str> = created
             .approvals
             .iter()
@@ -271,7 +274,7 @@ pub fn created_message(created: &AccessRequestView) -> String {
             "Access request {} for {what} is approved by {}. {}",
             created.id,
             by.join(", "),
-            when_usable(created, crate::app::unix_now())
+            when_usable(created, crate::commands::unix_now())
         );
     }
     format!(
@@ -322,12 +325,12 @@ pub fn describe(request: &AccessRequestView, now: u64) -> String {
         format_seconds(request.window_seconds),
         request.reason
     );
-    match (request.status.as_str(), request.window_end) {
-        ("pending", _) => line.push_str(&format!(
+    match (&request.status, request.window_end) {
+        (RequestStatus::Pending, _) => line.push_str(&format!(
             "  expires in {}",
             format_seconds(request.expires_at.saturating_sub(now))
         )),
-        ("approved", Some(end)) => match request.window_start {
+        (RequestStatus::Approved, Some(end)) => match request.window_start {
             Some(start) if start > now => line.push_str(&format!(
                 "  window opens in {}",
                 format_seconds(start - now)
@@ -337,13 +340,13 @@ pub fn describe(request: &AccessRequestView, now: u64) -> String {
                 format_seconds(end.saturating_sub(now))
             )),
         },
-        ("approved", None) if request.from_first_use => line.push_str(&format!(
+        (RequestStatus::Approved, None) if request.from_first_use => line.push_str(&format!(
             "  window opens at first use (unused, it lapses in {})",
             format_seconds(request.expires_at.saturating_sub(now))
         )),
         _ => {}
     }
-    if request.status == "pending" {
+    if request.status == RequestStatus::Pending {
         if let Some(start) = request.starts_at.filter(|s| *s > now) {
             line.push_str(&format!(
                 "  scheduled to open in {}",
@@ -381,7 +384,7 @@ struct TokenMaker<'a> {
 }
 
 impl<'a> TokenMaker<'a> {
-    fn new(env: &'a Env, target: &crate::app::CaTarget, auth: Auth) -> Result<Self, CliError> {
+    fn new(env: &'a Env, target: &crate::commands::CaTarget, auth: Auth) -> Result<Self, CliError> {
         Ok(TokenMaker {
             env,
             ca: CaClient::new(&target.url, target.root_pem.as_deref())?,
@@ -444,12 +447,12 @@ impl<'a> TokenMaker<'a> {
             base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, bytes);
         let browser = self.env.browser.as_deref();
         let tokens = match flow {
-            crate::app::Flow::Browser => {
+            crate::commands::Flow::Browser => {
                 provider
                     .browser_login(&scopes, &nonce, browser, timeout, &self.env.ui)
                     .await?
             }
-            crate::app::Flow::Device => {
+            crate::commands::Flow::Device => {
                 provider
                     .device_login(&scopes, &nonce, browser, timeout, &self.env.ui)
                     .await?

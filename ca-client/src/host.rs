@@ -15,7 +15,7 @@ use ssh_key::{PublicKey, SshSig};
 
 use ca_proto::krl::{self, KRL_SIGNATURE_NAMESPACE};
 
-use crate::app::CaTarget;
+use crate::commands::CaTarget;
 use crate::error::{CliError, Failure};
 use crate::paths::write_atomic;
 

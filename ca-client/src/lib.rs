@@ -5,19 +5,20 @@
 //!
 //! Modules, from the wire up: [`ca`] (the CA's HTTP API), [`oidc`] (the
 //! identity provider), [`agent`] (ssh-agent protocol), [`session`] and
-//! [`paths`] (what is kept on disk, 0600), [`app`] (the commands), [`error`]
-//! (one-line errors and exit codes), [`ui`] (stderr only).
+//! [`paths`] (what is kept on disk, 0600), [`commands`] (one file per
+//! command family), [`access`] (the access request commands), [`host`] (the
+//! hosts' KRL sync), [`error`] (one-line errors and exit codes), [`ui`]
+//! (stderr only). The binary (`main.rs`, its arguments in `cli.rs`) only
+//! parses arguments and calls these.
 
 pub mod access;
 pub mod agent;
-pub mod app;
 pub mod ca;
-pub mod duration;
+pub mod commands;
 pub mod error;
 pub mod host;
 pub mod oidc;
 pub mod paths;
-pub mod secret;
 pub mod session;
 pub mod ui;
 

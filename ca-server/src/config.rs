@@ -10,9 +10,9 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use jit_ssh_common::duration::parse_duration;
 use serde::Deserialize;
 
-use crate::duration::parse_duration;
 use crate::webhook::{WebhookSecret, WebhookTarget};
 
 /// Longest certificate lifetime the CA will ever be configured to sign.

@@ -15,7 +15,6 @@ pub mod cert;
 pub mod config;
 #[cfg(feature = "dev-idp")]
 pub mod dev;
-pub mod duration;
 pub mod ed25519_batch;
 pub mod http;
 pub mod identity;

@@ -1,14 +1,17 @@
-//! Secrets that must never reach a log: the CA key passphrase and bearer tokens.
+//! The CA's secrets that must never reach a log: the CA key passphrase and
+//! bearer tokens.
 //!
-//! They have no `Debug` derive (their `Debug` prints `[redacted]`), no
-//! `Serialize`, are wiped from memory on drop, and are read only through
-//! `expose_secret()`, which makes every use easy to find in review.
+//! Both are built on [`jit_ssh_common::Secret`]: they print `[redacted]`,
+//! have no `Serialize`, are wiped from memory on drop, and are read only
+//! through `expose_secret()`, which makes every use easy to find in review.
+//! The passphrase adds where it is read from and how long a new one must be.
 
 use std::fmt;
 use std::io::Read as _;
 use std::path::Path;
 
-use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
+use jit_ssh_common::Secret;
+use zeroize::Zeroizing;
 
 /// Name of the environment variable holding the CA key passphrase.
 pub const PASSPHRASE_ENV: &str = "JIT_SSH_CA_PASSPHRASE";
@@ -16,23 +19,23 @@ pub const PASSPHRASE_ENV: &str = "JIT_SSH_CA_PASSPHRASE";
 /// Shortest passphrase accepted when creating keys.
 pub const MIN_PASSPHRASE_LEN: usize = 12;
 
+/// An ID token as received in `Authorization: Bearer`.
+pub type BearerToken = Secret;
+
 /// The passphrase that encrypts the CA private keys at rest.
-#[derive(Clone, Zeroize, ZeroizeOnDrop)]
-pub struct Passphrase(String);
+#[derive(Clone)]
+pub struct Passphrase(Secret);
 
 impl Passphrase {
     /// Wraps a passphrase; trailing newlines (as left by `echo` into a file) are
     /// not part of it.
-    pub fn new(mut text: String) -> Self {
-        while text.ends_with('\n') || text.ends_with('\r') {
-            text.pop();
-        }
-        Passphrase(text)
+    pub fn new(text: String) -> Self {
+        Passphrase(Secret::new_trimmed(text))
     }
 
     /// The passphrase itself. Never log or format the result.
     pub fn expose_secret(&self) -> &str {
-        &self.0
+        self.0.expose_secret()
     }
 
     /// Reads the passphrase from `file` when given, else from
@@ -55,7 +58,7 @@ impl Passphrase {
                 }
             },
         };
-        if passphrase.0.is_empty() {
+        if passphrase.expose_secret().is_empty() {
             return Err("the CA key passphrase is empty".into());
         }
         Ok(passphrase)
@@ -64,29 +67,7 @@ impl Passphrase {
 
 impl fmt::Debug for Passphrase {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("[redacted]")
-    }
-}
-
-/// An ID token as received in `Authorization: Bearer`.
-#[derive(Zeroize, ZeroizeOnDrop)]
-pub struct BearerToken(String);
-
-impl BearerToken {
-    /// Wraps a token.
-    pub fn new(token: String) -> Self {
-        BearerToken(token)
-    }
-
-    /// The compact JWT. Never log or format the result.
-    pub fn expose_secret(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for BearerToken {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("[redacted]")
+        fmt::Debug::fmt(&self.0, f)
     }
 }
 

@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum_server::tls_rustls::RustlsConfig;
+use jit_ssh_common::http::client_builder;
 use tokio::sync::Semaphore;
 
 use crate::authority::Authority;
@@ -64,11 +65,9 @@ pub enum ServerError {
 /// The HTTP client the CA uses towards identity providers: bounded in time,
 /// never following redirects (discovery and JWKS URLs are taken literally).
 pub fn idp_http_client() -> Result<reqwest::Client, ServerError> {
-    reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
+    client_builder(concat!("jit-ssh-ca/", env!("CARGO_PKG_VERSION")))
         .connect_timeout(Duration::from_secs(5))
         .timeout(Duration::from_secs(10))
-        .user_agent(concat!("jit-ssh-ca/", env!("CARGO_PKG_VERSION")))
         .build()
         .map_err(|e| ServerError::HttpClient(e.to_string()))
 }

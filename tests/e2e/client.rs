@@ -6,10 +6,10 @@
 
 #![allow(clippy::unwrap_used, missing_docs)]
 
-use std::process::Command;
 use std::time::{Duration, Instant};
 
-use e2e::client::{files_under, mode, ssh_with_agent, ClientHome, SshAgent};
+use e2e::client::{files_under, mode, ClientHome};
+use e2e::openssh::SshAgent;
 use e2e::*;
 
 /// An IdP, a CA trusting it (issuer name `test`), and an sshd trusting the CA
@@ -23,17 +23,9 @@ struct World {
 
 fn world() -> World {
     let idp = Idp::start();
-    let setup = CaSetup::new(&[("test", &idp.issuer)], "", "");
+    let setup = CaSetup::builder().issuer("test", &idp.issuer).build();
     let ca = setup.start();
-    let (status, keys, err) = run(
-        Command::new("curl")
-            .args(["-fsS", "--max-time", "10"])
-            .arg(format!("{}/v1/ca/user.pub", ca.url)),
-        Duration::from_secs(15),
-    )
-    .unwrap();
-    assert!(status.success(), "fetching user.pub: {err}");
-    let sshd = Sshd::start(&keys, &["alice", "bob"]);
+    let sshd = Sshd::start(&ca.user_ca_keys(), &["alice", "bob"]);
     World {
         idp,
         _setup: setup,
@@ -97,7 +89,7 @@ fn browser_login_loads_the_agent_with_a_lifetime_and_logout_leaves_nothing() {
     let certs = agent.certificates();
     assert_eq!(certs.len(), 1, "{certs:?}");
     assert!(certs[0].starts_with("ssh-ed25519-cert-v01@openssh.com"));
-    let (ok, err) = ssh_with_agent(&w.sshd, &agent.socket);
+    let (ok, err) = w.sshd.login_with_agent(&agent.socket);
     assert!(ok, "ssh with the agent only: {err}\n{}", w.sshd.log());
 
     // Nothing on disk but the session: refresh token and key, both 0600.
@@ -138,7 +130,7 @@ fn browser_login_loads_the_agent_with_a_lifetime_and_logout_leaves_nothing() {
         .iter()
         .all(|p| p.ends_with("browser.log")));
     assert!(!refresh_works(&w.idp, refresh_token.trim()));
-    let (ok, _) = ssh_with_agent(&w.sshd, &agent.socket);
+    let (ok, _) = w.sshd.login_with_agent(&agent.socket);
     assert!(!ok, "ssh must fail after logout");
 }
 
@@ -178,7 +170,7 @@ fn ensure_renews_through_the_refresh_token_without_the_browser() {
     serials.dedup();
     assert_eq!(serials.len(), 3, "{serials:?}");
     assert_eq!(agent.certificates().len(), 1);
-    let (ok, err) = ssh_with_agent(&w.sshd, &agent.socket);
+    let (ok, err) = w.sshd.login_with_agent(&agent.socket);
     assert!(ok, "ssh after renewal: {err}");
 }
 
@@ -213,16 +205,19 @@ fn device_flow_loads_the_agent_and_the_agent_forgets_at_expiry() {
         .unwrap()
         .contains("/device?user_code="));
     assert_eq!(agent.certificates().len(), 1);
-    let (ok, err) = ssh_with_agent(&w.sshd, &agent.socket);
+    let (ok, err) = w.sshd.login_with_agent(&agent.socket);
     assert!(ok, "ssh with the agent only: {err}\n{}", w.sshd.log());
 
     // The lifetime constraint: the agent itself drops the key at expiry.
     let valid_before = issued["valid_before"].as_u64().unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !agent.certificates().is_empty() {
-        assert!(Instant::now() < deadline, "the agent kept an expired key");
-        std::thread::sleep(Duration::from_millis(250));
-    }
+    eventually(Duration::from_secs(30), || {
+        let held = agent.certificates();
+        if held.is_empty() {
+            Ok(())
+        } else {
+            Err(format!("the agent kept an expired key: {held:?}"))
+        }
+    });
     assert!(now() + 2 >= valid_before, "dropped before expiry");
 }
 

@@ -5,13 +5,13 @@
 use std::fmt::Write as _;
 use std::path::Path;
 
+use jit_ssh_common::duration::format_duration;
 use serde_json::{Map, Value};
 
 use super::engine::Trace;
 use super::file::{load_dir, PolicyContext};
 use super::{CertRequest, Decision};
 use crate::config::{CertSettings, Config, IssuerConfig};
-use crate::duration::format_duration;
 use crate::identity::Identity;
 use crate::UnixTime;
 

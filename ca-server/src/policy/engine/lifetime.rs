@@ -8,10 +8,11 @@
 
 use std::time::Duration;
 
+use jit_ssh_common::duration::format_duration;
+
 use super::merge::Deciding;
 use super::{Ask, Notes};
 use crate::config::CertSettings;
-use crate::duration::format_duration;
 
 /// The lifetime for `ask` under the `deciding` rules and the CA's `certs`.
 pub(super) fn ttl(

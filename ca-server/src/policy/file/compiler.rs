@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use jit_ssh_common::duration::{format_duration, parse_duration};
 use toml::Spanned;
 
 use super::raw::{
@@ -15,7 +16,6 @@ use super::raw::{
 };
 use super::{Diagnostic, PolicyContext, Source};
 use crate::config::MAX_TTL_CEILING;
-use crate::duration::{format_duration, parse_duration};
 use crate::policy::glob::Glob;
 use crate::policy::restrict::{check_extension, SourceEntry, DEFAULT_RULE_EXTENSIONS};
 use crate::policy::rules::{

@@ -1,0 +1,149 @@
+//! `jit-ssh login`: pick the identity provider the CA trusts, make a fresh
+//! Ed25519 key, obtain an ID token bound to it (interactively, or one the
+//! platform gave), have it certified and stored, and keep a sign-in session
+//! for silent renewals when the provider gave a refresh token. A login
+//! without a refresh token deletes any older session, whose key it replaced.
+
+use std::time::Duration;
+
+use ssh_key::{Algorithm, PrivateKey};
+
+use super::certify::{certify_and_store, Issued};
+use super::{fetch_config, runtime, CaTarget, Env, Flow, TokenSource};
+use crate::agent::Agent;
+use crate::error::CliError;
+use crate::oidc::{Provider, Tokens};
+use crate::session::{SessionFiles, SessionInfo, Storage};
+
+/// `login` options.
+#[derive(Debug)]
+pub struct LoginOptions {
+    /// `--issuer`.
+    pub issuer: Option<String>,
+    /// Where the token comes from.
+    pub source: TokenSource,
+    /// `--principal`.
+    pub principals: Vec<String>,
+    /// `--ttl`.
+    pub ttl: Option<Duration>,
+    /// `--no-agent`.
+    pub no_agent: bool,
+    /// `--confirm`.
+    pub confirm: bool,
+}
+
+/// `jit-ssh login`.
+pub fn login(env: &Env, target: &CaTarget, options: LoginOptions) -> Result<Issued, CliError> {
+    runtime()?.block_on(login_async(env, target, options))
+}
+
+/// `login` on a runtime the caller already has (`ensure` falls back to it).
+pub(super) async fn login_async(
+    env: &Env,
+    target: &CaTarget,
+    options: LoginOptions,
+) -> Result<Issued, CliError> {
+    let slug = target.slug()?;
+    let ca = target.client()?;
+    let config = fetch_config(&ca, env).await?.config;
+    let issuer = match &options.issuer {
+        Some(name) => config
+            .issuers
+            .iter()
+            .find(|i| &i.name == name)
+            .ok_or_else(|| {
+                CliError::other(format!(
+                    "the CA trusts no issuer named {name:?}; it trusts: {}",
+                    names(&config)
+                ))
+            })?,
+        None => match config.issuers.as_slice() {
+            [only] => only,
+            [] => return Err(CliError::other("the CA publishes no identity provider")),
+            _ => {
+                return Err(CliError::other(format!(
+                    "the CA trusts several identity providers: pick one with --issuer ({})",
+                    names(&config)
+                )))
+            }
+        },
+    };
+    let mut key = PrivateKey::random(&mut rand_core::OsRng, Algorithm::Ed25519)
+        .map_err(|e| CliError::other(format!("generating a key: {e}")))?;
+    key.set_comment("jit-ssh");
+    let nonce = crate::nonce_for(&key)?;
+    let tokens = match options.source {
+        TokenSource::Given(id_token) => Tokens {
+            id_token,
+            refresh_token: None,
+        },
+        TokenSource::Interactive { flow, timeout } => {
+            let provider = Provider::discover(ca.http(), &issuer.issuer, &issuer.client_id).await?;
+            let scopes = provider.scopes(&issuer.scopes);
+            let browser = env.browser.as_deref();
+            match flow {
+                Flow::Browser => {
+                    provider
+                        .browser_login(&scopes, &nonce, browser, timeout, &env.ui)
+                        .await?
+                }
+                Flow::Device => {
+                    provider
+                        .device_login(&scopes, &nonce, browser, timeout, &env.ui)
+                        .await?
+                }
+            }
+        }
+    };
+    let storage = choose_storage(env, options.no_agent);
+    let info = SessionInfo {
+        ca_url: target.url.clone(),
+        issuer_name: issuer.name.clone(),
+        issuer: issuer.issuer.clone(),
+        client_id: issuer.client_id.clone(),
+        storage,
+        confirm: options.confirm,
+        principals: options.principals.clone(),
+        ttl: options.ttl.map(|t| t.as_secs()),
+    };
+    let mut issued = certify_and_store(env, &ca, &slug, &key, &tokens.id_token, &info).await?;
+    let session = SessionFiles::new(env.dirs.session_dir(&slug));
+    match &tokens.refresh_token {
+        Some(refresh) => {
+            session
+                .save(&info, refresh, &key)
+                .map_err(CliError::other)?;
+            issued.renewable = true;
+        }
+        None => {
+            // A previous login's session belongs to a key that is now replaced.
+            session.delete().map_err(CliError::other)?;
+        }
+    }
+    Ok(issued)
+}
+
+/// The issuer names the CA trusts, for error messages.
+fn names(config: &ca_proto::CaConfig) -> String {
+    config
+        .issuers
+        .iter()
+        .map(|i| i.name.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The agent when one answers and `--no-agent` was not given, else files.
+fn choose_storage(env: &Env, no_agent: bool) -> Storage {
+    if no_agent {
+        return Storage::Files;
+    }
+    match &env.auth_sock {
+        Some(sock) if Agent::connect(sock).is_ok() => Storage::Agent,
+        _ => {
+            env.ui
+                .info("No ssh-agent reachable (SSH_AUTH_SOCK): writing key files instead.");
+            Storage::Files
+        }
+    }
+}

@@ -1,0 +1,245 @@
+//! What a token says, once its signature holds: issuer, audience and
+//! authorized party, `exp`, `nbf` and `iat` within the leeway, the nonce that
+//! binds it to the subject key, and the identity its claims name.
+
+use serde::Deserialize;
+use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq as _;
+
+use super::error::TokenError;
+use super::issuer::TrustedIssuer;
+use super::verifier::VerifiedToken;
+use crate::config::{IssuerConfig, UsernameClaim};
+use crate::identity::{is_workload_name, login_name_from_claim, Identity};
+use crate::UnixTime;
+
+/// Maps the claims of a token already verified to be from `config`'s issuer
+/// to an [`Identity`]: `sub`, the username (a Unix login name, from
+/// `preferred_username` or a verified `email`), email and groups. `claims`
+/// holds every claim but the registered ones. `policy explain` uses the same
+/// mapping, so it decides exactly as the server would.
+pub fn identity_from_claims(
+    config: &IssuerConfig,
+    subject: Option<String>,
+    claims: Map<String, Value>,
+) -> Result<Identity, TokenError> {
+    let subject = subject
+        .filter(|s| !s.is_empty())
+        .ok_or(TokenError::MissingClaim("sub"))?;
+    let email = claims
+        .get("email")
+        .and_then(Value::as_str)
+        .map(String::from);
+    let username = match &config.username_claim {
+        UsernameClaim::PreferredUsername => {
+            let value = claims
+                .get("preferred_username")
+                .and_then(Value::as_str)
+                .ok_or(TokenError::MissingClaim("preferred_username"))?;
+            login_name_from_claim(value, false)
+        }
+        UsernameClaim::Email => {
+            let value = email.as_deref().ok_or(TokenError::MissingClaim("email"))?;
+            if claims.get("email_verified") != Some(&Value::Bool(true)) {
+                return Err(TokenError::EmailNotVerified);
+            }
+            login_name_from_claim(value, true)
+        }
+        UsernameClaim::Claim(name) => {
+            let value = claims
+                .get(name.as_str())
+                .and_then(Value::as_str)
+                .ok_or(TokenError::MissingClaim("username_claim"))?;
+            is_workload_name(value).then(|| value.to_string())
+        }
+    }
+    .ok_or(TokenError::InvalidUsername)?;
+    let groups = match claims.get(&config.groups_claim) {
+        Some(Value::Array(items)) => items
+            .iter()
+            .filter_map(Value::as_str)
+            .map(String::from)
+            .collect(),
+        Some(Value::String(one)) => vec![one.clone()],
+        _ => Vec::new(),
+    };
+    Ok(Identity {
+        issuer_name: config.name.clone(),
+        issuer: config.issuer.clone(),
+        subject,
+        username,
+        email,
+        groups,
+        claims,
+    })
+}
+
+/// The claims of a token whose signature holds.
+#[derive(Deserialize)]
+pub(super) struct Claims {
+    iss: String,
+    sub: Option<String>,
+    aud: Option<Audience>,
+    azp: Option<String>,
+    exp: Option<i64>,
+    iat: Option<i64>,
+    nbf: Option<i64>,
+    nonce: Option<String>,
+    #[serde(flatten)]
+    other: Map<String, Value>,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Audience {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl TrustedIssuer {
+    /// Checks `claims` of `token` against this issuer's configuration at
+    /// `now`: issuer, audience and authorized party, `exp`, `nbf` and `iat`
+    /// within `leeway`, and the nonce when one is expected.
+    pub(super) fn check_claims(
+        &self,
+        claims: Claims,
+        expected_nonce: Option<&str>,
+        now: UnixTime,
+        leeway: u64,
+        token: &str,
+    ) -> Result<VerifiedToken, TokenError> {
+        let config = &self.config;
+        if claims.iss != config.issuer {
+            return Err(TokenError::UntrustedIssuer);
+        }
+        let audiences = match claims.aud {
+            Some(Audience::One(aud)) => vec![aud],
+            Some(Audience::Many(auds)) => auds,
+            None => return Err(TokenError::MissingClaim("aud")),
+        };
+        if !audiences.contains(&config.client_id) {
+            return Err(TokenError::WrongAudience);
+        }
+        match claims.azp {
+            Some(azp) if azp != config.client_id => return Err(TokenError::WrongAuthorizedParty),
+            None if audiences.len() > 1 => return Err(TokenError::WrongAuthorizedParty),
+            _ => {}
+        }
+        let now = i64::try_from(now).unwrap_or(i64::MAX);
+        let leeway = i64::try_from(leeway).unwrap_or(0);
+        let exp = claims.exp.ok_or(TokenError::MissingClaim("exp"))?;
+        if now >= exp.saturating_add(leeway) {
+            return Err(TokenError::Expired);
+        }
+        if claims
+            .nbf
+            .is_some_and(|nbf| nbf > now.saturating_add(leeway))
+        {
+            return Err(TokenError::NotYetValid);
+        }
+        let iat = claims.iat.ok_or(TokenError::MissingClaim("iat"))?;
+        if iat > now.saturating_add(leeway) {
+            return Err(TokenError::IssuedInFuture);
+        }
+        if let (Some(nonce), Some(expected_nonce)) = (&claims.nonce, expected_nonce) {
+            if !bool::from(nonce.as_bytes().ct_eq(expected_nonce.as_bytes())) {
+                return Err(TokenError::NonceMismatch);
+            }
+        }
+        Ok(VerifiedToken {
+            identity: identity_from_claims(config, claims.sub, claims.other)?,
+            expires_at: u64::try_from(exp).unwrap_or(0),
+            digest: Sha256::digest(token.as_bytes()).into(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::oidc::testing::issuer;
+
+    fn claims(value: Value) -> Map<String, Value> {
+        value.as_object().cloned().unwrap_or_default()
+    }
+
+    #[test]
+    fn preferred_username_must_be_a_login_name() {
+        let config = issuer(UsernameClaim::PreferredUsername);
+        let identity = identity_from_claims(
+            &config,
+            Some("u1".into()),
+            claims(json!({"preferred_username": "Alice", "groups": ["eng", 3, "sre"]})),
+        )
+        .expect("valid");
+        assert_eq!(identity.username, "alice");
+        assert_eq!(identity.groups, ["eng", "sre"]);
+        assert_eq!(identity.display_name(), "alice@corp");
+        for bad in [
+            json!({"preferred_username": "alice@corp"}),
+            json!({"preferred_username": "a b"}),
+            json!({}),
+        ] {
+            assert!(identity_from_claims(&config, Some("u1".into()), claims(bad)).is_err());
+        }
+        assert_eq!(
+            identity_from_claims(
+                &config,
+                None,
+                claims(json!({"preferred_username": "alice"}))
+            )
+            .map(|i| i.username),
+            Err(TokenError::MissingClaim("sub"))
+        );
+    }
+
+    #[test]
+    fn email_needs_email_verified_true() {
+        let config = issuer(UsernameClaim::Email);
+        let ok = identity_from_claims(
+            &config,
+            Some("u1".into()),
+            claims(
+                json!({"email": "Bob.Smith@example.com", "email_verified": true, "groups": "ops"}),
+            ),
+        )
+        .expect("valid");
+        assert_eq!(ok.username, "bob.smith");
+        assert_eq!(ok.groups, ["ops"]);
+        for verified in [json!(false), json!("true"), Value::Null] {
+            let result = identity_from_claims(
+                &config,
+                Some("u1".into()),
+                claims(json!({"email": "bob@example.com", "email_verified": verified})),
+            );
+            assert_eq!(
+                result.map(|i| i.username),
+                Err(TokenError::EmailNotVerified)
+            );
+        }
+    }
+
+    #[test]
+    fn workloads_are_named_by_their_claim() {
+        let config = issuer(UsernameClaim::Claim("repository".into()));
+        let github = claims(json!({"repository": "acme/app", "ref": "refs/heads/main"}));
+        let identity = identity_from_claims(
+            &config,
+            Some("repo:acme/app:ref:refs/heads/main".into()),
+            github,
+        )
+        .expect("valid");
+        assert_eq!(identity.display_name(), "acme/app@corp");
+        assert_eq!(identity.claims["ref"], "refs/heads/main");
+        for bad in [
+            json!({"repository": "acme app"}),
+            json!({"repository": ""}),
+            json!({"repository": 7}),
+        ] {
+            assert!(identity_from_claims(&config, Some("s".into()), claims(bad)).is_err());
+        }
+    }
+}

@@ -1,0 +1,69 @@
+//! Records the store's unit tests share.
+
+use super::{Actor, IssuanceRecord, NewRequest, RequestAction, RequestChange, SpentToken};
+use crate::UnixTime;
+
+/// `identity` acting from 127.0.0.1 under `rule` at `at`.
+pub(super) fn actor(identity: &str, rule: &str, at: UnixTime) -> Actor {
+    Actor {
+        identity: identity.into(),
+        issuer: "corp".into(),
+        client_addr: "127.0.0.1".into(),
+        rules: vec![rule.into()],
+        at,
+    }
+}
+
+pub(super) fn record(serial: &str, digest: u8) -> IssuanceRecord {
+    IssuanceRecord {
+        actor: actor("alice@corp", "builtin-username", 160),
+        serial: serial.into(),
+        key_id: format!("jit-ssh user=alice issuer=corp serial={serial}"),
+        subject: "user-alice".into(),
+        principals: vec!["alice".into()],
+        valid_after: 100,
+        valid_before: 400,
+        key_fingerprint: "SHA256:abc".into(),
+        certificate: "ssh-ed25519-cert-v01@openssh.com AAAA".into(),
+        spent_token: token(digest, u64::MAX / 4),
+        request_ids: Vec::new(),
+    }
+}
+
+pub(super) fn new_request(at: UnixTime) -> NewRequest {
+    NewRequest {
+        requester: actor("bob@corp", "sre-root-with-approval", at),
+        principals: vec!["root".into()],
+        reason: "INC-1234: disk full".into(),
+        window_secs: 1800,
+        expires_at: at + 3600,
+        spent_token: Some(token(9, u64::MAX / 4)),
+        approval: None,
+        starts_at: None,
+        from_first_use: false,
+    }
+}
+
+pub(super) fn action(id: u64, who: &str, change: RequestChange, at: UnixTime) -> RequestAction {
+    RequestAction {
+        id,
+        change,
+        actor: actor(who, "sre-root-with-approval", at),
+        spent_token: None,
+    }
+}
+
+pub(super) fn approve(required: u32) -> RequestChange {
+    RequestChange::Approve {
+        required,
+        comment: "ok".into(),
+    }
+}
+
+/// A token whose digest is `byte` repeated, expiring at `expires_at`.
+pub(super) fn token(byte: u8, expires_at: UnixTime) -> SpentToken {
+    SpentToken {
+        digest: [byte; 32],
+        expires_at,
+    }
+}

@@ -1,0 +1,346 @@
+//! The durable record: the certificates issued and refused, what is revoked,
+//! the access requests and their decisions, the spent ID tokens and the
+//! audit trail. Today one SQLite database (WAL, `synchronous=FULL`) in the
+//! data directory; this module is the store's whole public face.
+//!
+//! Writes go through a single writer thread that commits whatever requests are
+//! waiting in one transaction (group commit): under load, many issuances
+//! share one fsync, yet each caller is answered only after the
+//! transaction holding its own rows has committed. An issuance writes the
+//! certificate row, its audit event and the ID token's digest together, so a
+//! token is spent if and only if its certificate is on record.
+//!
+//! # Where a second backend plugs in
+//!
+//! The operations below, with the record types, [`Actor`], [`SpentToken`]
+//! and [`StoreError`], are everything the rest of the CA asks of the store.
+//! No SQLite type appears in them, so another backend (PostgreSQL) can
+//! provide the same operations, or a trait extracted from them, without a
+//! change to the authority:
+//!
+//! - on the serving handle, [`Store`]: [`Store::open`] (the one
+//!   backend-specific call: it takes the SQLite file, where PostgreSQL would
+//!   take its connection settings), [`Store::last_serial`];
+//!   [`Store::record_issuance`], [`Store::record_denial`],
+//!   [`Store::certificate`]; [`Store::revoke`], [`Store::lift`],
+//!   [`Store::revoked_set`]; [`Store::create_request`],
+//!   [`Store::change_request`], [`Store::request`], [`Store::requests`],
+//!   [`Store::pending_requests`], [`Store::unreviewed_requests`],
+//!   [`Store::open_grants`];
+//! - offline, for the admin CLI on the CA host, beside a running server or
+//!   without one: [`revoke_offline`], [`lift_offline`],
+//!   [`open_grants_offline`], [`read_audit`] and [`backup`]. They are part
+//!   of the face too; their `&Path` names the SQLite file, and is where a
+//!   PostgreSQL backend would take its connection settings.
+//!
+//! Whatever the backend, it keeps these promises (the unit tests in each
+//! file pin them down): an operation answers once its change is durable; an
+//! act's ID token is spent in the same transaction as its record, and a
+//! replay is refused ([`StoreError::Replayed`]) across restarts and across
+//! every operation that spends one; an issuance is refused in its own
+//! transaction, leaving no rows and its token unspent, when its identity or
+//! key is revoked, its serial is on record, or an access window it uses has
+//! closed; a change to an access request is checked against the request's
+//! state in the transaction that records it; every act writes its audit
+//! event in that transaction; the KRL version only grows, also across a
+//! restore from backup. This backend keeps the spent tokens in the serving
+//! writer's memory, so it allows one server per database file
+//! ([`StoreError::InUse`]).
+//!
+//! # One file per concern
+//!
+//! `writer.rs` the writer thread and group commit; `schema.rs` migrations
+//! and opening connections; `lock.rs` the one-server-per-database lock;
+//! `spent.rs` spent tokens and the write transaction that spends them;
+//! `certificates.rs` issuances, denials and certificate lookups;
+//! `revocations.rs` revocations and the KRL version; `access_requests.rs`
+//! access requests and their decisions; `grants.rs` the open grants
+//! issuance uses; `audit.rs` the audit trail; `backup.rs` backups.
+
+mod access_requests;
+mod audit;
+mod backup;
+mod certificates;
+#[cfg(test)]
+mod fixtures;
+mod grants;
+mod lock;
+mod revocations;
+mod schema;
+mod spent;
+mod writer;
+
+use std::path::{Path, PathBuf};
+
+use crate::access::{AccessRequest, RequestError};
+use crate::metrics::Metrics;
+use crate::UnixTime;
+
+pub use access_requests::{NewRequest, RequestAction, RequestChange, RequestChanged};
+pub use audit::{read_audit, AuditEntry, AuditFilter};
+pub use backup::backup;
+pub use certificates::{CertificateEntry, DenialRecord, IssuanceRecord};
+pub use grants::open_grants_offline;
+pub use revocations::{
+    lift_offline, revoke_offline, RevocationRecord, RevocationTarget, Revoked, RevokedSet,
+};
+pub use spent::SpentToken;
+
+use grants::GrantHorizon;
+use writer::Writer;
+
+/// File name of the database inside the data directory.
+pub const DATABASE_FILE: &str = "jit-ssh-ca.db";
+
+/// Store failures.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The ID token was already used for a certificate.
+    #[error("this ID token was already used")]
+    Replayed,
+    /// The serial is on record already (a clock set back across a restart).
+    #[error("serial already used")]
+    DuplicateSerial,
+    /// The database itself failed.
+    #[error("database {path}: {source}")]
+    Database {
+        /// The database file.
+        path: PathBuf,
+        /// Why.
+        source: DatabaseError,
+    },
+    /// The database was written by a newer jit-ssh-ca.
+    #[error("database {0} has a newer schema than this jit-ssh-ca understands")]
+    NewerSchema(PathBuf),
+    /// A read-only reader found a database the server has not migrated yet.
+    #[error("database {0} has an older schema; start the server once to migrate it")]
+    OlderSchema(PathBuf),
+    /// The writer thread is gone.
+    #[error("the database writer has stopped")]
+    Closed,
+    /// A transaction without the serving writer's spent-token set (the
+    /// admin CLI's offline changes) tried to spend a token: only the server
+    /// can tell a replay.
+    #[error("an ID token can only be spent by the server's database writer")]
+    NoSpentTokens,
+    /// Another server process writes this database.
+    #[error("database {0} is in use by another jit-ssh-ca server (one server per database)")]
+    InUse(PathBuf),
+    /// The lock file beside the database could not be opened or locked.
+    #[error("lock file {path}: {source}")]
+    LockFile {
+        /// The lock file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The identity is revoked: no certificate may be issued to it.
+    #[error("identity {0} is revoked")]
+    RevokedIdentity(String),
+    /// The subject key is revoked: no certificate may be issued for it.
+    #[error("key {0} is revoked")]
+    RevokedKey(String),
+    /// No certificate with this serial was issued here.
+    #[error("no certificate with serial {0} was issued by this CA")]
+    UnknownCertificate(String),
+    /// Nothing to lift: the target is not revoked.
+    #[error("{0} is not revoked")]
+    NotRevoked(String),
+    /// An access request transition the rules refuse.
+    #[error(transparent)]
+    Request(#[from] RequestError),
+}
+
+/// Why the database itself failed, as its engine (SQLite) tells it: for
+/// messages and logs, never for a caller to match on.
+#[derive(Debug, thiserror::Error)]
+#[error(transparent)]
+pub struct DatabaseError(rusqlite::Error);
+
+/// Who acted, as every record names them: the issuance's requester, the
+/// refused caller, the revoking administrator or owner, the requester or
+/// approver of an access request. The store writes these into the record's
+/// rows and its audit event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Actor {
+    /// `user@issuer` (`operator@local` for the CLI on the CA host).
+    pub identity: String,
+    /// The identity's issuer short name (`local` for the CLI).
+    pub issuer: String,
+    /// Client address as seen by the CA (`local` for the CLI).
+    pub client_addr: String,
+    /// The policy rules it acted under: those that allowed, refused or
+    /// authorised the act (empty when none applied, for owners and the CLI).
+    pub rules: Vec<String>,
+    /// When.
+    pub at: UnixTime,
+}
+
+impl Actor {
+    /// The operator at the CA host's command line (`jit-ssh-ca revoke`),
+    /// who acts under no policy rule.
+    pub fn local_operator(at: UnixTime) -> Actor {
+        Actor {
+            identity: "operator@local".into(),
+            issuer: "local".into(),
+            client_addr: "local".into(),
+            rules: Vec::new(),
+            at,
+        }
+    }
+}
+
+/// Handle to the database writer; cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    writer: Writer,
+    /// When the last grant on record closes (see [`GrantHorizon`]).
+    grants: GrantHorizon,
+    /// The serial of the last certificate on record when the store opened.
+    last_serial: u64,
+}
+
+impl Store {
+    /// Opens (creating and migrating as needed) the database at `path` and
+    /// starts its writer thread.
+    pub fn open(path: &Path, metrics: &Metrics) -> Result<Store, StoreError> {
+        let lock = lock::lock_for_serving(path)?;
+        let conn = schema::open_connection(path, false)?;
+        let spent = spent::load_spent_tokens(&conn, path)?;
+        let grants = GrantHorizon::load(&conn, path)?;
+        let last_serial = certificates::last_serial(&conn, path)?;
+        let db = spent::WriterDb { conn, spent };
+        let writer = Writer::start(db, lock, path, metrics, spent::purge_expired)?;
+        Ok(Store {
+            writer,
+            grants,
+            last_serial,
+        })
+    }
+
+    /// The serial of the last certificate on record when the store opened
+    /// (0 for none): new serials continue after it.
+    pub fn last_serial(&self) -> u64 {
+        self.last_serial
+    }
+
+    /// Records an issuance; returns once it is committed to disk.
+    pub async fn record_issuance(&self, record: IssuanceRecord) -> Result<(), StoreError> {
+        self.writer
+            .batched(record, certificates::insert_issuance)
+            .await
+    }
+
+    /// Records a denial; returns once it is committed to disk.
+    pub async fn record_denial(&self, record: DenialRecord) -> Result<(), StoreError> {
+        self.writer
+            .batched(record, certificates::insert_denial)
+            .await
+    }
+
+    /// Revokes `record.target`; returns once committed.
+    pub async fn revoke(&self, record: RevocationRecord) -> Result<Revoked, StoreError> {
+        self.writer
+            .transaction(move |tx, path| revocations::revoke_in(tx, &record, path))
+            .await
+    }
+
+    /// Lifts the revocation of `record.target`; returns once committed.
+    pub async fn lift(&self, record: RevocationRecord) -> Result<Revoked, StoreError> {
+        self.writer
+            .transaction(move |tx, path| revocations::lift_in(tx, &record, path))
+            .await
+    }
+
+    /// The current revocation state, without certificates expired at `now`.
+    pub async fn revoked_set(&self, now: UnixTime) -> Result<RevokedSet, StoreError> {
+        self.writer
+            .exclusive(move |db, path| revocations::read_revoked_set(&db.conn, now, path))
+            .await
+    }
+
+    /// The recorded certificate with this serial.
+    pub async fn certificate(&self, serial: &str) -> Result<Option<CertificateEntry>, StoreError> {
+        let serial = serial.to_string();
+        self.writer
+            .exclusive(move |db, path| certificates::read_certificate(&db.conn, &serial, path))
+            .await
+    }
+
+    /// Records a new access request (spending the requester's token);
+    /// returns it once committed.
+    pub async fn create_request(&self, new: NewRequest) -> Result<AccessRequest, StoreError> {
+        let request = self
+            .writer
+            .transaction(move |tx, path| access_requests::create_request_in(tx, &new, path))
+            .await?;
+        self.grants.include(&request);
+        Ok(request)
+    }
+
+    /// Requests still pending at `now` (not expired), newest first.
+    pub async fn pending_requests(&self, now: UnixTime) -> Result<Vec<AccessRequest>, StoreError> {
+        self.writer
+            .read(move |conn, path| access_requests::pending_requests_in(conn, now, path))
+            .await
+    }
+
+    /// Break-glass requests nobody has reviewed yet, newest first.
+    pub async fn unreviewed_requests(&self) -> Result<Vec<AccessRequest>, StoreError> {
+        self.writer
+            .read(access_requests::unreviewed_requests_in)
+            .await
+    }
+
+    /// Applies `action` if the request's state allows it at `action.actor.at`
+    /// (checked inside the transaction that records it); returns the request
+    /// after the change.
+    pub async fn change_request(
+        &self,
+        action: RequestAction,
+    ) -> Result<RequestChanged, StoreError> {
+        let changed = self
+            .writer
+            .transaction(move |tx, path| access_requests::change_request_in(tx, &action, path))
+            .await?;
+        self.grants.include(&changed.request);
+        Ok(changed)
+    }
+
+    /// The access request with this id.
+    pub async fn request(&self, id: u64) -> Result<Option<AccessRequest>, StoreError> {
+        self.writer
+            .read(move |conn, path| access_requests::read_request(conn, id, path))
+            .await
+    }
+
+    /// Access requests made since `since`, newest first: those of
+    /// `requester`, or everyone's when `None`.
+    pub async fn requests(
+        &self,
+        requester: Option<String>,
+        since: UnixTime,
+    ) -> Result<Vec<AccessRequest>, StoreError> {
+        self.writer
+            .read(move |conn, path| {
+                access_requests::read_requests(conn, requester.as_deref(), since, path)
+            })
+            .await
+    }
+
+    /// Approved access requests of `requester` whose window is open at `now`
+    /// (or would open with a certificate issued now, from first use).
+    pub async fn open_grants(
+        &self,
+        requester: String,
+        now: UnixTime,
+    ) -> Result<Vec<AccessRequest>, StoreError> {
+        if self.grants.passed(now) {
+            return Ok(Vec::new());
+        }
+        self.writer
+            .read(move |conn, path| grants::open_grants_in(conn, &requester, now, path))
+            .await
+    }
+}
