@@ -235,13 +235,15 @@ async fn dev_provider_refuses_what_a_real_one_refuses() {
 
 #[test]
 fn dev_mode_refuses_non_loopback_and_real_data_dirs() {
-    let (status, _, err) = run(
-        Command::new(bin("jit-ssh-ca")).args(["dev", "--listen", "0.0.0.0:0"]),
-        STARTUP,
-    )
-    .unwrap();
-    assert!(!status.success());
-    assert!(err.contains("loopback only"), "{err}");
+    for listen in ["--listen", "--metrics-listen"] {
+        let (status, _, err) = run(
+            Command::new(bin("jit-ssh-ca")).args(["dev", listen, "0.0.0.0:0"]),
+            STARTUP,
+        )
+        .unwrap();
+        assert!(!status.success(), "{listen}");
+        assert!(err.contains("loopback only"), "{listen}: {err}");
+    }
 
     // A data directory with real (non-dev) keys is never opened by dev mode.
     let real = CaSetup::builder()
