@@ -6,12 +6,15 @@
 //! listener, plain HTTP on loopback only. Everything else is the production
 //! code path: the same verifier, policy, signer, store and routers, the
 //! metrics on a monitoring listener of their own (a free loopback port by
-//! default, shown in the banner).
+//! default, shown in the banner). Both listeners answer only requests
+//! addressed to them by a loopback name ([`host`]), so that a web page cannot
+//! reach the password-less provider through DNS rebinding.
 //!
 //! All of it is behind ca-server's `dev-idp` cargo feature: on by default,
 //! so that trying jit-ssh takes one command, and left out of production
 //! builds with `--no-default-features` (docs/deploy.md).
 
+pub mod host;
 pub mod idp;
 
 use std::future::Future;
@@ -172,8 +175,11 @@ pub async fn run(
         &config,
     );
     let ready = state.ready.clone();
-    let monitoring = spawn_monitoring(metrics_listener, monitoring_app(state.clone()))?;
-    let router = app(state).merge(idp::router(provider));
+    let monitoring = spawn_monitoring(
+        metrics_listener,
+        host::answer_only_for(monitoring_app(state.clone()), config.metrics_listen),
+    )?;
+    let router = host::answer_only_for(app(state).merge(idp::router(provider)), local);
     on_ready(banner);
     let served = serve_router(listener, None, router, ready, shutdown).await;
     monitoring.stop();
