@@ -11,7 +11,10 @@
 //! leeway; a `nonce`, when present, equals the one derived from the subject
 //! key; and the username claim yields a Unix login name (an `email` only when
 //! `email_verified` is true). Single use is enforced by the store, which
-//! records [`VerifiedToken::digest`] in the same transaction as the certificate.
+//! records [`VerifiedToken::digest`] in the same transaction as the
+//! certificate: a [`TokenDigest`] of what the issuer signed, so that no other
+//! spelling of a spent token (the ECDSA twin `(r, n - s)` among them) is a new
+//! token.
 //!
 //! EdDSA signatures are checked with ed25519-dalek in the shared
 //! [`Ed25519Batcher`](crate::ed25519_batch::Ed25519Batcher), where
@@ -38,4 +41,4 @@ mod testing;
 pub use claims::identity_from_claims;
 pub use error::{DiscoveryError, TokenError};
 pub use issuer::MIN_JWKS_REFRESH;
-pub use verifier::{TokenVerifier, VerifiedToken, MAX_TOKEN_LEN};
+pub use verifier::{TokenDigest, TokenVerifier, VerifiedToken, MAX_TOKEN_LEN};

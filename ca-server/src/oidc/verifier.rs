@@ -12,6 +12,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use serde::Deserialize;
 use serde_json::Value;
+use sha2::{Digest, Sha256};
 
 use super::error::{DiscoveryError, TokenError};
 use super::issuer::{parse_jwks, TrustedIssuer};
@@ -32,8 +33,39 @@ pub struct VerifiedToken {
     pub identity: Identity,
     /// Its `exp`; its digest must be remembered at least this long.
     pub expires_at: UnixTime,
-    /// SHA-256 of the compact token, the key of single use.
-    pub digest: [u8; 32],
+    /// What single use knows it by.
+    pub digest: TokenDigest,
+}
+
+/// What single use knows a token by: the digest of what its issuer signed,
+/// never of how the signature happens to be written. ECDSA signatures come
+/// in pairs (`(r, s)` and `(r, n - s)` both verify), RSA-PSS and ECDSA
+/// issuers may sign one statement twice, and lax decoders read one
+/// signature from several spellings; none of that reaches `signed`, so
+/// every spelling of a statement is one token, spent once. The signature
+/// is therefore neither refused nor rewritten for its form: about half of
+/// the ECDSA signatures real providers make have a high `S`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TokenDigest {
+    /// SHA-256 of the signing input `header.payload`, both base64url parts
+    /// exactly as received: the bytes the signature covers, so a token
+    /// whose signature verifies cannot differ in them. A token is spent
+    /// under this digest.
+    pub signed: [u8; 32],
+    /// SHA-256 of the whole compact token: the digest releases before this
+    /// one spent tokens under. Checked, never written, so that a token spent
+    /// before an upgrade stays spent until it expires.
+    pub whole: [u8; 32],
+}
+
+impl TokenDigest {
+    /// The digests of `token`, whose signing input is `signing_input`.
+    fn of(token: &str, signing_input: &str) -> TokenDigest {
+        TokenDigest {
+            signed: Sha256::digest(signing_input.as_bytes()).into(),
+            whole: Sha256::digest(token.as_bytes()).into(),
+        }
+    }
 }
 
 /// Verifies ID tokens from the configured issuers.
@@ -196,10 +228,7 @@ impl TokenVerifier {
     /// signature, the JWKS refresh on an unknown `kid`, and the signature
     /// itself unless it is an Ed25519 one, left for the caller to check in a
     /// batch ([`PreparedToken::take_ed25519_check`]).
-    pub(crate) async fn prepare<'t>(
-        &self,
-        token: &'t str,
-    ) -> Result<PreparedToken<'t>, TokenError> {
+    pub(crate) async fn prepare(&self, token: &str) -> Result<PreparedToken, TokenError> {
         if token.len() > MAX_TOKEN_LEN {
             return Err(TokenError::Malformed("too long".into()));
         }
@@ -231,7 +260,7 @@ impl TokenVerifier {
             .verify_signature(&jws, header.kid.as_deref(), algorithm)
             .await?;
         Ok(PreparedToken {
-            token,
+            digest: TokenDigest::of(token, signing_input),
             issuer: issuer.clone(),
             signature,
         })
@@ -244,7 +273,7 @@ impl TokenVerifier {
     /// a verdict from anywhere else would skip the signature.
     pub(crate) fn finish(
         &self,
-        prepared: PreparedToken<'_>,
+        prepared: PreparedToken,
         ed25519_verdict: Option<bool>,
         expected_nonce: Option<&str>,
         now: UnixTime,
@@ -259,20 +288,20 @@ impl TokenVerifier {
         };
         prepared
             .issuer
-            .check_claims(claims, expected_nonce, now, self.leeway, prepared.token)
+            .check_claims(claims, expected_nonce, now, self.leeway, prepared.digest)
     }
 }
 
 /// A token checked up to its signature by [`TokenVerifier::prepare`]: its
 /// header, its issuer and the key it must be signed with are settled, and
 /// its signature is verified unless it is an Ed25519 one left for a batch.
-pub(crate) struct PreparedToken<'t> {
-    token: &'t str,
+pub(crate) struct PreparedToken {
+    digest: TokenDigest,
     issuer: Arc<TrustedIssuer>,
     signature: TokenSignature,
 }
 
-impl PreparedToken<'_> {
+impl PreparedToken {
     /// Takes the Ed25519 signature check left for a batch, if any; pass its
     /// verdict to [`TokenVerifier::finish`].
     pub(crate) fn take_ed25519_check(&mut self) -> Option<Ed25519Check> {
@@ -313,6 +342,18 @@ mod tests {
 
     use super::*;
     use crate::oidc::testing::*;
+
+    #[tokio::test]
+    async fn single_use_knows_a_token_by_what_its_issuer_signed() {
+        let key = ed25519_key();
+        let verifier = verifier(vec![jwk(Some("k1"), key.verifying_key().as_bytes())]);
+        let token = token(&key, Some("k1"), "alice");
+        let verified = verifier.verify(&token, "n", NOW).await.expect("valid");
+        let (signing_input, _) = token.rsplit_once('.').expect("JWS");
+        let signed: [u8; 32] = Sha256::digest(signing_input.as_bytes()).into();
+        let whole: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        assert_eq!(verified.digest, TokenDigest { signed, whole });
+    }
 
     #[tokio::test]
     async fn eddsa_tokens_are_checked_in_a_batch() {

@@ -1,0 +1,192 @@
+//! End-to-end: which ID tokens buy an act, with real tokens from the real
+//! test IdP and the real CA. A token is spent by what its issuer signed, so
+//! no other spelling of a spent token (the ECDSA twin `(r, n - s)`, or a
+//! re-encoded signature) buys a second certificate or a second admin act.
+
+#![allow(clippy::unwrap_used, missing_docs)]
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
+use ca_client::{nonce_for, CaClient};
+use e2e::jws::{ecdsa_twin, re_encodings};
+use e2e::*;
+use serde_json::{json, Value};
+use ssh_key::PrivateKey;
+
+const ADMIN_RULE: &str =
+    "[[admin]]\nname = \"test-admins\"\n[admin.match]\ngroups_any = [\"sre-leads\"]\n";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rs256_a_spent_tokens_other_spellings_buy_nothing() {
+    other_spellings_buy_nothing("RS256", "jit-ssh").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn es256_a_spent_tokens_twin_is_refused_as_replayed() {
+    other_spellings_buy_nothing("ES256", "jit-ssh-es256").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn es384_a_spent_tokens_twin_is_refused_as_replayed() {
+    other_spellings_buy_nothing("ES384", "jit-ssh-es384").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn eddsa_a_spent_tokens_other_spellings_buy_nothing() {
+    other_spellings_buy_nothing("EdDSA", "jit-ssh-eddsa").await;
+}
+
+/// Spends a real `alg` token of the IdP's `client_id` on a certificate and
+/// another on a revocation, then presents every other spelling of each: to
+/// certify the same key again (with a proof made for that spelling) and to
+/// lift the revocation. Each is refused, and nothing is issued or lifted.
+async fn other_spellings_buy_nothing(alg: &str, client_id: &str) {
+    let idp = Idp::start();
+    let setup = CaSetup::builder()
+        .issuer_for_client("corp", &idp.issuer, client_id)
+        .policy_file("admins.toml", ADMIN_RULE)
+        .build();
+    let ca = setup.start();
+    let client = CaClient::new(&ca.url, None).unwrap();
+    let key = PrivateKey::random(&mut rand_core::OsRng, ssh_key::Algorithm::Ed25519).unwrap();
+
+    // Issuance: alice's token, bound to her key, buys one certificate.
+    let token = login(&idp, "alice", client_id, Some(&nonce_for(&key).unwrap())).await;
+    let jwk = issuer_key(&idp, &token).await;
+    assert_eq!(header(&token)["alg"], alg);
+    client
+        .request_user_certificate(&token, &key, &[], None)
+        .await
+        .unwrap_or_else(|e| panic!("{alg}: {e}\n{}", ca.process.stderr.text()));
+    for (spelling, other, replay) in spellings(&token, alg, &jwk) {
+        let result = client
+            .request_user_certificate(&other, &key, &[], None)
+            .await;
+        let (status, code, _) = refusal(result);
+        assert_refused(alg, spelling, replay, (status, code));
+    }
+    let issued = setup.audit(&["--identity", "alice"]);
+    let issued = issued.iter().filter(|e| e["event"] == "issued").count();
+    assert_eq!(issued, 1, "{alg}: one token, one certificate");
+
+    // Admin: carol's token buys one revocation; no spelling of it lifts it.
+    let revoked = PrivateKey::random(&mut rand_core::OsRng, ssh_key::Algorithm::Ed25519).unwrap();
+    let target = json!({
+        "key_fingerprint": revoked.public_key().fingerprint(ssh_key::HashAlg::Sha256).to_string(),
+        "reason": "test",
+    });
+    let carol = login(&idp, "carol", client_id, None).await;
+    let (status, body) = post(&ca, "/v1/revocations", &carol, &target).await;
+    assert_eq!(status, 200, "{alg}: {body}");
+    for (spelling, other, replay) in spellings(&carol, alg, &jwk) {
+        let (status, body) = post(&ca, "/v1/revocations/lift", &other, &target).await;
+        let code = body["error"]["code"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        assert_refused(alg, spelling, replay, (status, code));
+    }
+    let lifted = setup.audit(&[]);
+    assert!(
+        lifted.iter().all(|e| e["event"] != "unrevoked"),
+        "{alg}: a spelling of a spent token lifted the revocation"
+    );
+    // The revocation is still in place: a fresh token of carol's lifts it.
+    let fresh = login(&idp, "carol", client_id, None).await;
+    let (status, body) = post(&ca, "/v1/revocations/lift", &fresh, &target).await;
+    assert_eq!(status, 200, "{alg}: {body}");
+}
+
+/// Other spellings of the spent `token`: the same bytes again and, for
+/// ECDSA, the twin `(r, n - s)`, both of which verify and so must be
+/// refused as replayed (`true`); then the re-encodings a strict decoder
+/// refuses outright (`false`), which must not buy anything either.
+fn spellings(token: &str, alg: &str, jwk: &Value) -> Vec<(&'static str, String, bool)> {
+    let mut spellings = vec![("the same bytes", token.to_string(), true)];
+    if alg.starts_with("ES") {
+        let twin = ecdsa_twin(token);
+        assert_ne!(twin, token);
+        assert!(verifies(&twin, alg, jwk), "the (r, n - s) twin verifies");
+        spellings.push(("the (r, n - s) twin", twin, true));
+    }
+    for (spelling, other) in re_encodings(token, alg, jwk) {
+        assert!(!verifies(&other, alg, jwk), "{spelling} is not a valid JWS");
+        spellings.push((spelling, other, false));
+    }
+    spellings
+}
+
+/// A spelling that verifies is refused as `replayed_token`; one that does
+/// not may be refused as an invalid token or as a replay, but refused.
+fn assert_refused(alg: &str, spelling: &str, replay: bool, (status, code): (u16, String)) {
+    if replay {
+        assert_eq!(
+            (status, code.as_str()),
+            (401, "replayed_token"),
+            "{alg}: {spelling}"
+        );
+    } else {
+        assert!(
+            status == 401 && (code == "invalid_token" || code == "replayed_token"),
+            "{alg}: {spelling}: {status} {code}"
+        );
+    }
+}
+
+/// Whether `token` verifies with `jwk` by jsonwebtoken's own check: a
+/// verifier independent of the CA's, so the twins' validity is a fact of
+/// the algorithm, not of the code under test.
+fn verifies(token: &str, alg: &str, jwk: &Value) -> bool {
+    let (input, signature) = token.rsplit_once('.').unwrap();
+    let jwk: jsonwebtoken::jwk::Jwk = serde_json::from_value(jwk.clone()).unwrap();
+    let key = jsonwebtoken::DecodingKey::from_jwk(&jwk).unwrap();
+    let alg: jsonwebtoken::Algorithm = alg.parse().unwrap();
+    jsonwebtoken::crypto::verify(signature, input.as_bytes(), &key, alg).unwrap_or(false)
+}
+
+/// A real ID token of `user` from `client_id`'s authorization-code flow.
+async fn login(idp: &Idp, user: &str, client_id: &str, nonce: Option<&str>) -> String {
+    idp.login(user, client_id, nonce)
+        .await
+        .unwrap_or_else(|e| panic!("login: {e}\n{}", idp.log()))
+        .id_token
+}
+
+/// The JOSE header of `token`.
+fn header(token: &str) -> Value {
+    let header = token.split('.').next().unwrap();
+    serde_json::from_slice(&URL_SAFE_NO_PAD.decode(header).unwrap()).unwrap()
+}
+
+/// The public JWK the IdP publishes for `token`'s `kid`.
+async fn issuer_key(idp: &Idp, token: &str) -> Value {
+    let jwks: Value = http_client()
+        .get(format!("{}/jwks", idp.issuer))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let kid = header(token)["kid"].clone();
+    jwks["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["kid"] == kid)
+        .cloned()
+        .unwrap_or_else(|| panic!("no key {kid} in {jwks}"))
+}
+
+/// POSTs `body` to `path` with `token`; returns the status and JSON body.
+async fn post(ca: &Ca, path: &str, token: &str, body: &Value) -> (u16, Value) {
+    let response = http_client()
+        .post(format!("{}{path}", ca.url))
+        .bearer_auth(token)
+        .json(body)
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
