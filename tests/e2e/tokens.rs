@@ -1,7 +1,8 @@
 //! End-to-end: which ID tokens buy an act, with real tokens from the real
 //! test IdP and the real CA. A token is spent by what its issuer signed, so
 //! no other spelling of a spent token (the ECDSA twin `(r, n - s)`, or a
-//! re-encoded signature) buys a second certificate or a second admin act.
+//! re-encoded signature) buys a second certificate or a second admin act;
+//! and an access token (`typ: at+jwt`) is never taken for an ID token.
 
 #![allow(clippy::unwrap_used, missing_docs)]
 
@@ -142,6 +143,56 @@ fn verifies(token: &str, alg: &str, jwk: &Value) -> bool {
     let key = jsonwebtoken::DecodingKey::from_jwk(&jwk).unwrap();
     let alg: jsonwebtoken::Algorithm = alg.parse().unwrap();
     jsonwebtoken::crypto::verify(signature, input.as_bytes(), &key, alg).unwrap_or(false)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn access_tokens_are_refused_as_id_tokens() {
+    let idp = Idp::start();
+    let setup = CaSetup::builder()
+        .issuer("corp", &idp.issuer)
+        .policy_file("admins.toml", ADMIN_RULE)
+        .build();
+    let ca = setup.start();
+    let client = CaClient::new(&ca.url, None).unwrap();
+    let key = PrivateKey::random(&mut rand_core::OsRng, ssh_key::Algorithm::Ed25519).unwrap();
+    let claims = idp.claims("alice", "jit-ssh", Some(&nonce_for(&key).unwrap()), now());
+    // RFC 9068 access tokens, signed by the IdP's real key with claims that
+    // are otherwise a valid ID token's; media types compare without case.
+    for typ in [
+        "at+jwt",
+        "application/at+jwt",
+        "AT+JWT",
+        "Application/At+JWT",
+    ] {
+        let token = idp.sign_with_typ("RS256", Some(typ), &claims);
+        let result = client
+            .request_user_certificate(&token, &key, &[], None)
+            .await;
+        let (status, code, message) = refusal(result);
+        assert_eq!((status, code.as_str()), (401, "invalid_token"), "{typ}");
+        assert!(message.contains("access token"), "{typ}: {message}");
+        let carol = idp.claims("carol", "jit-ssh", None, now());
+        let token = idp.sign_with_typ("ES256", Some(typ), &carol);
+        let target = json!({"identity": "alice@corp", "reason": "test"});
+        let (status, body) = post(&ca, "/v1/revocations", &token, &target).await;
+        assert_eq!(
+            (status, body["error"]["code"].as_str()),
+            (401, Some("invalid_token")),
+            "{typ}: {body}"
+        );
+    }
+    assert!(
+        setup.audit(&[]).is_empty(),
+        "an access token changed something"
+    );
+    // The same claims as an ID token (typ JWT, or none) are fine.
+    for typ in [Some("JWT"), None] {
+        let token = idp.sign_with_typ("RS256", typ, &claims);
+        let issued = client
+            .request_user_certificate(&token, &key, &[], None)
+            .await;
+        assert_eq!(issued.unwrap().principals, ["alice"], "{typ:?}");
+    }
 }
 
 /// A real ID token of `user` from `client_id`'s authorization-code flow.

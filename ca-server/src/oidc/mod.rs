@@ -3,7 +3,9 @@
 //! OpenID discovery (through the `openidconnect` crate) finds each trusted
 //! issuer's JWKS at start-up. A token is then accepted only if, in this order:
 //! its header names an asymmetric algorithm (`none` and HMAC are refused before
-//! any key is looked at); its `iss` is exactly a configured issuer; its
+//! any key is looked at) and no other kind of JWT (a `typ` of `at+jwt`, an
+//! access token, or anything but `JWT`); its `iss` is exactly a configured
+//! issuer; its
 //! signature verifies with a key from that issuer's JWKS (the set is refetched
 //! on an unknown `kid`, at most once per [`MIN_JWKS_REFRESH`]); `aud` contains
 //! the configured `client_id` (and `azp` equals it when present or when there

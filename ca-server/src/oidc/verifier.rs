@@ -243,6 +243,7 @@ impl TokenVerifier {
         if header.crit.is_some() {
             return Err(TokenError::CriticalHeader);
         }
+        check_type(header.typ.as_deref())?;
         let algorithm = accepted_algorithm(&header.alg)?;
         let payload = decode_base64(payload)?;
         let unverified: UnverifiedIssuer = parse_json(&payload)?;
@@ -316,7 +317,31 @@ impl PreparedToken {
 struct Header {
     alg: String,
     kid: Option<String>,
+    typ: Option<String>,
     crit: Option<Value>,
+}
+
+/// Refuses a token whose `typ` says it is some other kind of JWT than an ID
+/// token: an access token (RFC 9068's `at+jwt`) or any other explicitly
+/// typed one, which its issuer signed for another reader. OpenID Connect
+/// gives ID tokens no type of their own, so only none or the generic `JWT`
+/// passes. Media types compare without case, `application/` optional.
+fn check_type(typ: Option<&str>) -> Result<(), TokenError> {
+    let Some(typ) = typ else {
+        return Ok(());
+    };
+    let lower = typ.to_ascii_lowercase();
+    let media_type = lower.strip_prefix("application/").unwrap_or(&lower);
+    match media_type {
+        "jwt" => Ok(()),
+        t if t.ends_with("at+jwt") => Err(TokenError::AccessToken(shown(typ))),
+        _ => Err(TokenError::NotAnIdToken(shown(typ))),
+    }
+}
+
+/// At most 32 characters of a header value, for a refusal's message.
+fn shown(value: &str) -> String {
+    value.chars().take(32).collect()
 }
 
 #[derive(Deserialize)]
@@ -353,6 +378,45 @@ mod tests {
         let signed: [u8; 32] = Sha256::digest(signing_input.as_bytes()).into();
         let whole: [u8; 32] = Sha256::digest(token.as_bytes()).into();
         assert_eq!(verified.digest, TokenDigest { signed, whole });
+    }
+
+    #[tokio::test]
+    async fn tokens_typed_as_another_kind_of_jwt_are_refused() {
+        let key = ed25519_key();
+        let verifier = verifier(vec![jwk(Some("k1"), key.verifying_key().as_bytes())]);
+        let access = |typ: &str| Err(TokenError::AccessToken(typ.into()));
+        let other = |typ: &str| Err(TokenError::NotAnIdToken(typ.into()));
+        let cases = [
+            ("JWT", Ok("alice".to_string())),
+            ("jwt", Ok("alice".into())),
+            ("application/JWT", Ok("alice".into())),
+            ("at+jwt", access("at+jwt")),
+            ("AT+JWT", access("AT+JWT")),
+            ("application/at+jwt", access("application/at+jwt")),
+            ("Application/At+Jwt", access("Application/At+Jwt")),
+            (
+                "application/okta-internal-at+jwt",
+                access("application/okta-internal-at+jwt"),
+            ),
+            ("logout+jwt", other("logout+jwt")),
+            ("JOSE", other("JOSE")),
+            ("", other("")),
+            ("jwt; charset=utf-8", other("jwt; charset=utf-8")),
+        ];
+        for (typ, expected) in cases {
+            let token = signed(
+                &key,
+                serde_json::json!({"alg": "EdDSA", "kid": "k1", "typ": typ}),
+                &payload("alice"),
+            );
+            assert_eq!(username(&verifier, &token).await, expected, "{typ:?}");
+        }
+        let untyped = signed(
+            &key,
+            serde_json::json!({"alg": "EdDSA", "kid": "k1"}),
+            &payload("alice"),
+        );
+        assert_eq!(username(&verifier, &untyped).await, Ok("alice".into()));
     }
 
     #[tokio::test]
