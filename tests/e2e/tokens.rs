@@ -2,13 +2,18 @@
 //! test IdP and the real CA. A token is spent by what its issuer signed, so
 //! no other spelling of a spent token (the ECDSA twin `(r, n - s)`, or a
 //! re-encoded signature) buys a second certificate or a second admin act;
-//! and an access token (`typ: at+jwt`) is never taken for an ID token.
+//! an access token (`typ: at+jwt`) is never taken for an ID token; and a key
+//! the provider withdraws stops being trusted once the CA refetches the key
+//! set, on its schedule.
 
 #![allow(clippy::unwrap_used, missing_docs)]
+
+use std::time::Duration;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use ca_client::{nonce_for, CaClient};
+use ca_proto::UserCertResponse;
 use e2e::jws::{ecdsa_twin, re_encodings};
 use e2e::*;
 use serde_json::{json, Value};
@@ -193,6 +198,55 @@ async fn access_tokens_are_refused_as_id_tokens() {
             .await;
         assert_eq!(issued.unwrap().principals, ["alice"], "{typ:?}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_the_provider_withdraws_stops_being_trusted_at_the_next_refresh() {
+    let idp = Idp::start();
+    // The provider sends no Cache-Control on its JWKS, so the CA would
+    // refetch it hourly; this CA, trusting only a loopback provider, may
+    // refetch every second instead.
+    let setup = CaSetup::builder()
+        .issuer("corp", &idp.issuer)
+        .top_level_line("jwks_refresh_min = \"1s\"")
+        .top_level_line("jwks_refresh_max = \"1s\"")
+        .build();
+    let ca = setup.start();
+    let client = CaClient::new(&ca.url, None).unwrap();
+    let key = PrivateKey::random(&mut rand_core::OsRng, ssh_key::Algorithm::Ed25519).unwrap();
+    let nonce = nonce_for(&key).unwrap();
+    let old_token = login(&idp, "alice", "jit-ssh", Some(&nonce)).await;
+    let old_kid = header(&old_token)["kid"].as_str().unwrap().to_string();
+
+    // The provider rotates: the same issuer, none of the old keys published.
+    let port = idp.port();
+    drop(idp);
+    let idp = Idp::start_on(port);
+    let new_kid = idp.key("RS256").kid.clone();
+    assert_ne!(new_kid, old_kid);
+    // The CA takes in the new set on its schedule, with no token asking.
+    eventually_async(Duration::from_secs(30), || async {
+        let log = ca.process.stderr.text();
+        if log.contains(&new_kid) {
+            Ok(())
+        } else {
+            Err("no refresh naming the new key in the CA's log")
+        }
+    })
+    .await;
+    let result = client
+        .request_user_certificate(&old_token, &key, &[], None)
+        .await;
+    let (status, code, message) = refusal(result);
+    assert_eq!((status, code.as_str()), (401, "invalid_token"));
+    assert!(message.contains("does not publish"), "{message}");
+    // The provider's new key is trusted.
+    let new_token = login(&idp, "alice", "jit-ssh", Some(&nonce)).await;
+    let issued: UserCertResponse = client
+        .request_user_certificate(&new_token, &key, &[], None)
+        .await
+        .unwrap();
+    assert_eq!(issued.principals, ["alice"]);
 }
 
 /// A real ID token of `user` from `client_id`'s authorization-code flow.

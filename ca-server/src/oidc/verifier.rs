@@ -15,7 +15,7 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use super::error::{DiscoveryError, TokenError};
-use super::issuer::{parse_jwks, TrustedIssuer};
+use super::issuer::{parse_jwks, JwksRefresh, TrustedIssuer};
 use super::signature::{accepted_algorithm, Jws, TokenSignature};
 use crate::config::IssuerConfig;
 use crate::ed25519_batch::{Ed25519Batcher, Ed25519Check};
@@ -80,20 +80,23 @@ impl TokenVerifier {
     /// Runs OpenID discovery and fetches the JWKS of every issuer, retrying
     /// each up to `attempts` times with backoff. Fails if any issuer stays
     /// unreachable: a CA that silently trusts fewer issuers than configured
-    /// would lock people out with no clue why.
+    /// would lock people out with no clue why. Each issuer's key set is then
+    /// refetched on a schedule within `jwks_refresh` (by a task of the
+    /// current runtime, which ends with the verifier).
     pub async fn discover(
         issuers: &[IssuerConfig],
         leeway: Duration,
         attempts: u32,
         http: reqwest::Client,
         metrics: &Metrics,
+        jwks_refresh: JwksRefresh,
     ) -> Result<TokenVerifier, DiscoveryError> {
         let mut trusted = Vec::new();
         for config in issuers {
             let mut delay = Duration::from_millis(250);
             let mut attempt = 1;
             let issuer = loop {
-                match TrustedIssuer::discover(config, &http, metrics).await {
+                match TrustedIssuer::discover(config, &http, metrics, jwks_refresh).await {
                     Ok(issuer) => break issuer,
                     Err(reason) if attempt >= attempts => {
                         return Err(DiscoveryError {
@@ -112,14 +115,18 @@ impl TokenVerifier {
                 }
             };
             tracing::info!(issuer = %config.name, url = %config.issuer, keys = issuer.keys.load().len(), "trusting OpenID provider");
-            trusted.push(Arc::new(issuer));
+            let issuer = Arc::new(issuer);
+            TrustedIssuer::keep_keys_fresh(&issuer, jwks_refresh);
+            trusted.push(issuer);
         }
         Ok(TokenVerifier::from_issuers(trusted, leeway))
     }
 
     /// A verifier for one issuer whose metadata is known in-process (the dev
     /// mode's embedded provider): `jwks` is its current key set, `jwks_uri`
-    /// where to refetch it on an unknown `kid`. No discovery request is made.
+    /// where to refetch it on an unknown `kid`. No discovery request is made,
+    /// and no refresh is scheduled: the provider's keys live as long as the
+    /// process that holds them.
     pub fn with_known_issuer(
         config: IssuerConfig,
         jwks_uri: String,
