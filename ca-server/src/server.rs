@@ -89,6 +89,7 @@ pub async fn build_state(config: &Config) -> Result<AppState, ServerError> {
         config.discovery_attempts,
         idp_http_client()?,
         &metrics,
+        config.jwks_refresh,
     )
     .await?;
     Ok(assemble(
