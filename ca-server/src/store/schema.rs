@@ -149,6 +149,20 @@ INSERT INTO spent_tokens (digest, expires_at)
 DROP TABLE used_tokens;
 CREATE INDEX spent_tokens_expires_at ON spent_tokens (expires_at);
 "#,
+    // 9: the KRL version, a counter every revoke and lift raises in its own
+    // transaction (see revocations.rs). It starts above every version the
+    // time-derived scheme it replaces could have published: that scheme's
+    // version was the second of the latest revoke or lift, and versions now
+    // count a million per second.
+    r#"
+CREATE TABLE krl_version (
+    id      INTEGER PRIMARY KEY CHECK (id = 1),
+    version INTEGER NOT NULL
+);
+INSERT INTO krl_version (id, version)
+    SELECT 1, coalesce(max(at), 0) * 1000000 FROM audit_events
+    WHERE kind IN ('revoked', 'unrevoked');
+"#,
 ];
 
 /// Opens the database; `read_only` connections neither create nor migrate.
@@ -239,7 +253,7 @@ mod tests {
 
     use super::*;
     use crate::metrics::Metrics;
-    use crate::store::fixtures::record;
+    use crate::store::fixtures::{database_at_version, record};
     use crate::store::{access_requests, Store, DATABASE_FILE};
 
     #[test]
@@ -247,12 +261,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join(DATABASE_FILE);
         {
-            let conn = Connection::open(&path).expect("open");
-            for migration in &MIGRATIONS[..4] {
-                conn.execute_batch(migration).expect("migrate");
-            }
-            conn.pragma_update(None, "user_version", 4)
-                .expect("version");
+            let conn = database_at_version(&path, 4);
             conn.execute(
                 "INSERT INTO access_requests (requester, issuer, principals, reason, window_secs, \
                  rules, status, created_at, expires_at) \
@@ -273,12 +282,7 @@ mod tests {
     async fn tokens_spent_before_migration_8_stay_spent() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join(DATABASE_FILE);
-        let conn = Connection::open(&path).expect("create");
-        for migration in &MIGRATIONS[..7] {
-            conn.execute_batch(migration).expect("migrate");
-        }
-        conn.execute_batch("PRAGMA user_version = 7")
-            .expect("version");
+        let conn = database_at_version(&path, 7);
         conn.execute(
             "INSERT INTO used_tokens (digest, expires_at) VALUES (?1, ?2)",
             params![&[5u8; 32][..], i64::MAX / 4],
