@@ -88,9 +88,16 @@ pub(super) fn token(byte: u8, expires_at: UnixTime) -> SpentToken {
 }
 
 /// A database at `path` as jit-ssh-ca left it after its first `version`
-/// migrations, for tests of the ones after.
+/// migrations, for tests of the ones after (0600, as the CA makes it).
 pub(super) fn database_at_version(path: &Path, version: usize) -> Connection {
-    let conn = Connection::open(path).expect("create");
+    use std::os::unix::fs::OpenOptionsExt as _;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .expect("create 0600");
+    let conn = Connection::open(path).expect("open");
     for migration in &MIGRATIONS[..version] {
         conn.execute_batch(migration).expect("migrate");
     }

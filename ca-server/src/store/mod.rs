@@ -134,6 +134,10 @@ pub enum StoreError {
     /// Another server process writes this database.
     #[error("database {0} is in use by another jit-ssh-ca server (one server per database)")]
     InUse(PathBuf),
+    /// The database, or its WAL or shared-memory file, is open to group or
+    /// others (or its mode cannot be read).
+    #[error(transparent)]
+    FileMode(#[from] crate::private_files::ModeError),
     /// The lock file beside the database could not be opened or locked.
     #[error("lock file {path}: {source}")]
     LockFile {

@@ -6,13 +6,20 @@
 //! connection brings the database to the newest schema before anything else
 //! touches it; a read-only one never creates or migrates; no connection opens
 //! a database that a newer jit-ssh-ca wrote.
+//!
+//! The database names people and what they were allowed, so only the CA's
+//! user may open it: a writable connection creates a missing database file
+//! 0600 before SQLite opens it (SQLite gives the WAL and shared-memory files
+//! it creates beside it the database file's mode), and refuses a database,
+//! WAL or shared-memory file that group or others may open.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use rusqlite::{Connection, OpenFlags};
 
 use super::{DatabaseError, StoreError};
+use crate::private_files;
 
 /// Schema migrations; `PRAGMA user_version` counts those applied.
 pub(super) const MIGRATIONS: &[&str] = &[
@@ -171,6 +178,7 @@ pub(super) fn open_connection(path: &Path, read_only: bool) -> Result<Connection
     let flags = if read_only {
         OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX
     } else {
+        create_private(path)?;
         OpenFlags::SQLITE_OPEN_READ_WRITE
             | OpenFlags::SQLITE_OPEN_CREATE
             | OpenFlags::SQLITE_OPEN_NO_MUTEX
@@ -203,6 +211,47 @@ pub(super) fn open_connection(path: &Path, read_only: bool) -> Result<Connection
     }
     tx.commit().map_err(&err)?;
     Ok(conn)
+}
+
+/// Creates the database file at `path` 0600 if it is missing, and refuses
+/// the database, WAL or shared-memory file if group or others may open it.
+fn create_private(path: &Path) -> Result<(), StoreError> {
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let created = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path);
+    match created {
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(source) => {
+            return Err(private_files::ModeError::Io {
+                what: "database file",
+                path: path.to_path_buf(),
+                source,
+            }
+            .into())
+        }
+    }
+    for suffix in ["", "-wal", "-shm"] {
+        let mut file = path.as_os_str().to_owned();
+        file.push(suffix);
+        let file = PathBuf::from(file);
+        match std::fs::metadata(&file) {
+            Ok(metadata) => private_files::check("database file", &file, &metadata)?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(source) => {
+                return Err(private_files::ModeError::Io {
+                    what: "database file",
+                    path: file,
+                    source,
+                }
+                .into())
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Opens the database read-only, refusing one the server has not migrated
@@ -276,6 +325,40 @@ mod tests {
             .expect("kept");
         assert_eq!(r.reason, "old");
         assert!(!r.break_glass && r.review.is_none());
+    }
+
+    #[tokio::test]
+    async fn the_database_and_its_wal_and_shm_files_are_private() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join(DATABASE_FILE);
+        let files = ["", "-wal", "-shm"].map(|s| PathBuf::from(format!("{}{s}", path.display())));
+        let mode =
+            |file: &Path| std::fs::metadata(file).expect("stat").permissions().mode() & 0o777;
+        let store = Store::open(&path, &Metrics::new()).expect("open");
+        store.record_issuance(record("1", 1)).await.expect("issued");
+        for file in &files {
+            assert_eq!(mode(file), 0o600, "{}", file.display());
+        }
+        drop(store);
+        // One that group or others may read is refused, and left as it is.
+        for file in files.iter().filter(|f| f.exists()) {
+            std::fs::set_permissions(file, std::fs::Permissions::from_mode(0o640)).expect("chmod");
+            let err = open_connection(&path, false).expect_err("refused");
+            assert!(
+                matches!(&err, StoreError::FileMode(_))
+                    && err
+                        .to_string()
+                        .contains(&format!("chmod 600 {}", file.display())),
+                "{err}"
+            );
+            assert_eq!(mode(file), 0o640);
+            std::fs::set_permissions(file, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+        }
+        open_connection(&path, false).expect("private again");
+        // Readers create nothing and check nothing.
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+        open_connection(&path, true).expect("read-only");
     }
 
     #[tokio::test]
