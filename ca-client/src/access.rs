@@ -6,7 +6,9 @@
 
 use std::time::{Duration, Instant};
 
-use ca_proto::{AccessRequestCreate, AccessRequestDecision, AccessRequestView};
+use ca_proto::{
+    AccessRequestCreate, AccessRequestDecision, AccessRequestView, ErrorCode, RequestStatus,
+};
 
 use crate::ca::CaClient;
 use crate::commands::{Env, TokenSource};
@@ -128,10 +130,11 @@ async fn run_async(
                     &AccessRequestCreate {
                         principals,
                         reason,
-                        window: window.map(|w| format!("{}s", w.as_secs())),
+                        window_seconds: window.map(|w| w.as_secs()),
                         break_glass,
                         start,
                         from_first_use,
+                        deprecated_for: None,
                     },
                 )
                 .await
@@ -139,7 +142,7 @@ async fn run_async(
             env.ui.info(&created_message(&created));
             match wait {
                 // Approved at once (break-glass, or by the policy): no wait.
-                Some(limit) if created.status == "pending" => {
+                Some(limit) if created.status == RequestStatus::Pending => {
                     wait_for_decision(env, &mut tokens, created, limit).await?
                 }
                 _ => created,
@@ -221,14 +224,14 @@ async fn wait_for_decision(
             .await
         {
             Ok(list) => list,
-            Err(crate::ca::ClientError::Refused { code, .. }) if code == "invalid_token" => {
+            Err(error) if error.refusal_code() == Some(ErrorCode::InvalidToken) => {
                 token = tokens.token().await?;
                 continue;
             }
             Err(e) => return Err(e.into()),
         };
         if let Some(now) = listed.requests.into_iter().find(|r| r.id == created.id) {
-            if now.status != "pending" {
+            if now.status != RequestStatus::Pending {
                 return Ok(now);
             }
         }
@@ -261,7 +264,7 @@ pub fn created_message(created: &AccessRequestView) -> String {
             created.id, created.id
         );
     }
-    if created.status == "approved" {
+    if created.status == RequestStatus::Approved {
         let by: Vec<&str> = created
             .approvals
             .iter()
@@ -322,12 +325,12 @@ pub fn describe(request: &AccessRequestView, now: u64) -> String {
         format_seconds(request.window_seconds),
         request.reason
     );
-    match (request.status.as_str(), request.window_end) {
-        ("pending", _) => line.push_str(&format!(
+    match (&request.status, request.window_end) {
+        (RequestStatus::Pending, _) => line.push_str(&format!(
             "  expires in {}",
             format_seconds(request.expires_at.saturating_sub(now))
         )),
-        ("approved", Some(end)) => match request.window_start {
+        (RequestStatus::Approved, Some(end)) => match request.window_start {
             Some(start) if start > now => line.push_str(&format!(
                 "  window opens in {}",
                 format_seconds(start - now)
@@ -337,13 +340,13 @@ pub fn describe(request: &AccessRequestView, now: u64) -> String {
                 format_seconds(end.saturating_sub(now))
             )),
         },
-        ("approved", None) if request.from_first_use => line.push_str(&format!(
+        (RequestStatus::Approved, None) if request.from_first_use => line.push_str(&format!(
             "  window opens at first use (unused, it lapses in {})",
             format_seconds(request.expires_at.saturating_sub(now))
         )),
         _ => {}
     }
-    if request.status == "pending" {
+    if request.status == RequestStatus::Pending {
         if let Some(start) = request.starts_at.filter(|s| *s > now) {
             line.push_str(&format!(
                 "  scheduled to open in {}",

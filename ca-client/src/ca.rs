@@ -9,7 +9,7 @@
 use std::time::{Duration, SystemTime};
 
 use ca_proto::{
-    own_revocation_message, proof_message, CaConfig, ErrorBody, OwnRevocationRequest,
+    own_revocation_message, proof_message, CaConfig, ErrorBody, ErrorCode, OwnRevocationRequest,
     RevocationResponse, UserCertRequest, UserCertResponse, OWN_REVOCATION_NAMESPACE,
     PROOF_NAMESPACE,
 };
@@ -42,7 +42,8 @@ pub enum ClientError {
     Refused {
         /// HTTP status.
         status: u16,
-        /// Stable error code from the body.
+        /// Stable error code from the body, as sent;
+        /// [`ClientError::refusal_code`] gives it typed.
         code: String,
         /// The CA's explanation.
         message: String,
@@ -50,6 +51,17 @@ pub enum ClientError {
     /// The key could not be encoded or could not sign the proof.
     #[error("key: {0}")]
     Key(#[from] ssh_key::Error),
+}
+
+impl ClientError {
+    /// The CA's error code when it refused (a code this client does not
+    /// know is [`ErrorCode::Other`]); `None` for any other failure.
+    pub fn refusal_code(&self) -> Option<ErrorCode> {
+        match self {
+            ClientError::Refused { code, .. } => Some(ErrorCode::from(code.as_str())),
+            ClientError::Transport { .. } | ClientError::Tls { .. } | ClientError::Key(_) => None,
+        }
+    }
 }
 
 /// A connection to one CA.
@@ -332,7 +344,7 @@ async fn decode<T: serde::de::DeserializeOwned>(
     match serde_json::from_slice::<ErrorBody>(&body) {
         Ok(error) => Err(ClientError::Refused {
             status: status.as_u16(),
-            code: error.error.code,
+            code: error.error.code.as_str().to_owned(),
             message: error.error.message,
         }),
         Err(_) => Err(transport(format!("HTTP {status}"))),

@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{bail, Context as _};
+use ca_server::authority::{HostRevocation, RevocationChange};
 use ca_server::ca_keys::{self, CaKeyType};
 use ca_server::config::Config;
 use ca_server::dev::DevOptions;
@@ -304,8 +305,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             json,
         } => audit(&config, since.as_deref(), identity, json),
         Command::Backup { config, out } => backup(&config, &out),
-        Command::Revoke { target } => revocation(target, false),
-        Command::Unrevoke { target } => revocation(target, true),
+        Command::Revoke { target } => revocation(target, RevocationChange::Revoke),
+        Command::Unrevoke { target } => revocation(target, RevocationChange::Lift),
         Command::Policy { command } => policy(command),
     }
 }
@@ -548,7 +549,7 @@ fn audit(
     Ok(())
 }
 
-fn revocation(args: RevocationArgs, lift: bool) -> anyhow::Result<()> {
+fn revocation(args: RevocationArgs, change: RevocationChange) -> anyhow::Result<()> {
     let config = Config::load(&args.config)?;
     let request = ca_proto::RevocationRequest {
         serial: args.serial,
@@ -556,36 +557,31 @@ fn revocation(args: RevocationArgs, lift: bool) -> anyhow::Result<()> {
         key_fingerprint: args.key_fingerprint,
         reason: args.reason,
     };
-    let target = ca_server::authority::revocation_target(&request)?;
+    let revocation = HostRevocation::new(&request, change, unix_now())?;
     let db = config.data_dir.join(DATABASE_FILE);
     if !db.exists() {
         bail!("no database at {} (has the CA run yet?)", db.display());
     }
-    let record = store::RevocationRecord {
-        target: target.clone(),
-        reason: request.reason.trim().to_string(),
-        actor: store::Actor::local_operator(unix_now()),
-        spent_token: None,
-    };
-    if lift {
-        let done = store::lift_offline(&db, &record)?;
-        println!(
+    let target = revocation.target().clone();
+    let done = revocation.write(&db)?;
+    match change {
+        RevocationChange::Lift => println!(
             "Lifted the revocation of {target} (KRL version {}).",
             done.krl_version
-        );
-    } else {
-        let done = store::revoke_offline(&db, &record)?;
-        println!(
-            "Revoked {target}: {} unexpired certificate(s) newly listed in the KRL (version {}){}.",
-            done.serials.len(),
-            done.krl_version,
-            if matches!(target, store::RevocationTarget::Serial(_)) {
-                ""
-            } else {
-                "; no new certificates until `jit-ssh-ca unrevoke`"
-            }
-        );
-        println!("Hosts refuse them once `jit-ssh host sync-krl` has run (docs/hosts.md).");
+        ),
+        RevocationChange::Revoke => {
+            println!(
+                "Revoked {target}: {} unexpired certificate(s) newly listed in the KRL (version {}){}.",
+                done.serials.len(),
+                done.krl_version,
+                if matches!(target, store::RevocationTarget::Serial(_)) {
+                    ""
+                } else {
+                    "; no new certificates until `jit-ssh-ca unrevoke`"
+                }
+            );
+            println!("Hosts refuse them once `jit-ssh host sync-krl` has run (docs/hosts.md).");
+        }
     }
     Ok(())
 }

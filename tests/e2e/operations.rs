@@ -187,11 +187,12 @@ async fn metrics_and_request_ids_describe_what_happened() {
     assert!(status.success(), "{err}");
     assert!(out.contains("(1 certificates)"), "{out}");
     // The issuance log line carries its request id, serial and identity.
-    let log = ca.process.stderr.text();
-    let issued = log
-        .lines()
-        .find(|l| l.contains("issued user certificate"))
-        .unwrap();
+    // The log is written in batches: the line may follow the answer by a moment.
+    let issued = ca
+        .process
+        .stderr
+        .wait_for("issued user certificate", Duration::from_secs(10))
+        .unwrap_or_else(|e| panic!("{e}\n{}", ca.process.stderr.text()));
     assert!(issued.contains("request{id="), "{issued}");
     assert!(issued.contains("identity=alice@corp"), "{issued}");
     assert!(issued.contains("serial="), "{issued}");

@@ -391,13 +391,14 @@ fn bob_breaks_the_glass_and_carol_reviews_it_once() {
     assert_eq!(created["approvals"][0]["approver"], "bob@corp");
     assert!(glass.stderr.contains("BREAK-GLASS"), "{}", glass.stderr);
     let id = created["id"].as_u64().unwrap().to_string();
-    // The CA log says it loudly, at WARN.
-    let log = ca.process.stderr.text();
-    assert!(
-        log.lines()
-            .any(|l| l.contains("WARN") && l.contains("BREAK-GLASS")),
-        "{log}"
-    );
+    // The CA log says it loudly, at WARN (the log is written in batches, so
+    // the line may follow the answer by a moment).
+    let line = ca
+        .process
+        .stderr
+        .wait_for("BREAK-GLASS", Duration::from_secs(10))
+        .unwrap_or_else(|e| panic!("{e}\n{}", ca.process.stderr.text()));
+    assert!(line.contains("WARN"), "{line}");
 
     // The window is open at once.
     let login = bob

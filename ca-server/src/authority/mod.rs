@@ -1,0 +1,211 @@
+//! The certificate authority's use cases, one file each, over one shared
+//! [`Authority`]: the token verifier, the policy, the CA keys and the store,
+//! wired together.
+//!
+//! - [`issue`]: a user certificate for a verified ID token and a proven key;
+//! - [`revocations`]: an administrator's revoke and lift (through the API or,
+//!   as the operator, on the CA host), an owner's revocation of their own
+//!   certificate, and the signed KRL with its cache;
+//! - [`access_requests`]: asking for principals, listing, deciding and
+//!   reviewing access requests, and their wire view.
+//!
+//! Every use case authenticates its caller the same way ([`AuthError`] is
+//! what that can refuse), answers only after its change is committed, and
+//! builds its store records in `records.rs`, one function per kind. Nothing
+//! here knows HTTP: `crate::http` maps each error to a status exactly once.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use ca_proto::{CaConfig, IssuerInfo, PROOF_NAMESPACE};
+
+use crate::access::DEFAULT_PENDING_SECS;
+use crate::ca_keys::CaKeys;
+use crate::cert::SerialSource;
+use crate::config::CertSettings;
+use crate::identity::is_login_name;
+use crate::oidc::{TokenError, TokenVerifier, VerifiedToken};
+use crate::policy::Policy;
+use crate::rate_limit::{RateLimits, RetryAfter};
+use crate::secret::BearerToken;
+use crate::store::Store;
+use crate::webhook::Notifier;
+use crate::UnixTime;
+
+pub mod access_requests;
+pub mod issue;
+mod records;
+pub mod revocations;
+
+pub use access_requests::{
+    access_view, AccessError, AccessVerb, MIN_ACCESS_WINDOW, REQUEST_LIST_DAYS,
+};
+pub use issue::{IssueError, MAX_REQUESTED_PRINCIPALS};
+pub use revocations::{
+    revocation_target, HostRevocation, RevocationChange, RevokeError, KRL_CACHE_SECONDS,
+};
+
+/// Longest free text (a revocation or access request reason, a comment)
+/// accepted.
+pub const MAX_REASON_LEN: usize = 500;
+
+/// Why a caller could not act at all, whatever they asked: every use case's
+/// error wraps it.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum AuthError {
+    /// The ID token failed verification.
+    #[error(transparent)]
+    Token(TokenError),
+    /// The ID token was already spent, on a certificate or another change.
+    #[error("this ID token was already used; get a fresh one (log in again)")]
+    Replayed,
+    /// This identity sent more requests than its limit allows.
+    #[error("too many requests for this identity; retry in {}s", .0.seconds())]
+    RateLimited(RetryAfter),
+}
+
+/// The CA: verifier, policy, keys and store, wired together.
+pub struct Authority {
+    verifier: TokenVerifier,
+    policy: Arc<dyn Policy>,
+    keys: CaKeys,
+    store: Store,
+    certs: CertSettings,
+    rate_limits: Arc<RateLimits>,
+    /// How long an access request waits for a decision.
+    pending_secs: u64,
+    /// The last KRL built, served briefly to every host that polls.
+    krl_cache: revocations::KrlCache,
+    /// Posts access-request events to the configured webhooks.
+    webhooks: Notifier,
+    serials: SerialSource,
+}
+
+impl Authority {
+    /// Wires the parts together.
+    pub fn new(
+        verifier: TokenVerifier,
+        policy: Arc<dyn Policy>,
+        keys: CaKeys,
+        store: Store,
+        certs: CertSettings,
+    ) -> Self {
+        let serials = SerialSource::starting_after(store.last_serial());
+        Authority {
+            verifier,
+            policy,
+            keys,
+            store,
+            certs,
+            rate_limits: Arc::new(RateLimits::disabled()),
+            pending_secs: DEFAULT_PENDING_SECS,
+            krl_cache: revocations::KrlCache::default(),
+            webhooks: Notifier::disabled(),
+            serials,
+        }
+    }
+
+    /// Sends access-request events through `notifier` once they are committed.
+    pub fn with_webhooks(mut self, notifier: Notifier) -> Self {
+        self.webhooks = notifier;
+        self
+    }
+
+    /// Lets access requests wait `pending` for a decision before they
+    /// expire (default one hour).
+    pub fn with_access_request_pending(mut self, pending: Duration) -> Self {
+        self.pending_secs = pending.as_secs().max(1);
+        self
+    }
+
+    /// Applies `limits` per identity (the per-address limit is the HTTP
+    /// layer's, before any token is looked at).
+    pub fn with_rate_limits(mut self, limits: Arc<RateLimits>) -> Self {
+        self.rate_limits = limits;
+        self
+    }
+
+    /// What `GET /v1/config` publishes.
+    pub fn published_config(&self) -> CaConfig {
+        CaConfig {
+            issuers: self
+                .verifier
+                .issuers()
+                .map(|i| IssuerInfo {
+                    name: i.name.clone(),
+                    issuer: i.issuer.clone(),
+                    client_id: i.client_id.clone(),
+                    scopes: i.scopes.clone(),
+                })
+                .collect(),
+            user_ca_keys: self.keys.user.trusted_lines(),
+            host_ca_keys: self.keys.host.trusted_lines(),
+            proof_namespace: PROOF_NAMESPACE.into(),
+            default_ttl: self.certs.default_ttl.as_secs(),
+            max_ttl: self.certs.max_ttl.as_secs(),
+        }
+    }
+
+    /// Trusted user-CA keys, one OpenSSH line each.
+    pub fn user_ca_lines(&self) -> Vec<String> {
+        self.keys.user.trusted_lines()
+    }
+
+    /// Trusted host-CA keys, one OpenSSH line each.
+    pub fn host_ca_lines(&self) -> Vec<String> {
+        self.keys.host.trusted_lines()
+    }
+
+    /// Verifies the ID token of someone acting through the API without key
+    /// binding (there is no subject key) and counts the call against their
+    /// rate limit. The caller must spend the token with their change.
+    async fn authenticate(
+        &self,
+        token: &BearerToken,
+        now: UnixTime,
+    ) -> Result<Authenticated, AuthError> {
+        let token = self
+            .verifier
+            .verify_unbound(token.expose_secret(), now)
+            .await
+            .map_err(AuthError::Token)?;
+        self.admit(token)
+    }
+
+    /// Counts a call by the bearer of a verified `token` against their rate
+    /// limit.
+    fn admit(&self, token: VerifiedToken) -> Result<Authenticated, AuthError> {
+        let name = token.identity.display_name();
+        self.rate_limits
+            .check_identity(&name)
+            .map_err(AuthError::RateLimited)?;
+        Ok(Authenticated { token, name })
+    }
+}
+
+/// A caller whose ID token verified and who is within their rate limit.
+struct Authenticated {
+    /// The token's facts; its digest is spent with the caller's change.
+    token: VerifiedToken,
+    /// `user@issuer`.
+    name: String,
+}
+
+/// Why `principals` cannot be asked for: more than
+/// [`MAX_REQUESTED_PRINCIPALS`] (or none, unless `may_be_empty`), or one that
+/// is not a login name.
+fn principals_problem(principals: &[String], may_be_empty: bool) -> Option<String> {
+    if principals.len() > MAX_REQUESTED_PRINCIPALS || (principals.is_empty() && !may_be_empty) {
+        return Some(if may_be_empty {
+            format!("at most {MAX_REQUESTED_PRINCIPALS} principals per request")
+        } else {
+            format!("name 1 to {MAX_REQUESTED_PRINCIPALS} principals")
+        });
+    }
+    let bad = principals.iter().find(|p| !is_login_name(p))?;
+    Some(format!(
+        "principal {:?} is not a valid login name",
+        bad.chars().take(40).collect::<String>()
+    ))
+}
