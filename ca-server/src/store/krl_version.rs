@@ -3,19 +3,19 @@
 //!
 //! It is a counter in the database (`krl_version`, one row), counted in
 //! microseconds of the clock. Every revoke and lift raises it, in its own
-//! transaction, to the larger of one more than before and the change's time
-//! ([`VERSIONS_PER_SECOND`] per second): two changes in one second get two
-//! versions, and a version runs ahead of the clock only when more than one
-//! change commits in a microsecond.
+//! transaction, to the larger of one more than before and the start of the
+//! change's second ([`VERSIONS_PER_SECOND`] per second): two changes in one
+//! second get two versions, and a version runs ahead of the clock only when
+//! more changes commit within a second than microseconds have passed in it.
 //!
 //! Publishing a KRL ([`publish_revoked_set`]) holds to two more promises:
 //!
-//! - One version, one contents. The serving store remembers the version and
-//!   a digest of the contents it last published; when the contents change
-//!   without a revoke or lift (a revoked certificate expires and leaves the
-//!   list), the counter is raised before they are published. Hosts refuse a
-//!   KRL of the version in place with other contents, so a replayed KRL can
-//!   never pass for the current one.
+//! - One version, one list. The serving store remembers the version and a
+//!   digest of the list it last published; when the list changes without a
+//!   revoke or lift (a revoked certificate expires and leaves it), the
+//!   counter is raised before it is published. Hosts can therefore refuse a
+//!   KRL of the version in place with another list: it can only be an
+//!   earlier KRL replayed.
 //! - Never lower than before, even after a restore. A database restored
 //!   from a backup holds the counter of the backup, lower than what hosts
 //!   already have. So the first KRL a server publishes is raised to at least
