@@ -149,6 +149,8 @@ impl ApiError {
             ),
             AuthError::Token(
                 TokenError::Malformed(_)
+                | TokenError::AccessToken(_)
+                | TokenError::NotAnIdToken(_)
                 | TokenError::Unsigned
                 | TokenError::SymmetricAlgorithm(_)
                 | TokenError::UnsupportedAlgorithm(_)
