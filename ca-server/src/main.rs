@@ -90,6 +90,10 @@ enum Command {
         /// Loopback address to listen on.
         #[arg(long, default_value = "127.0.0.1:8443")]
         listen: std::net::SocketAddr,
+        /// Loopback address for /metrics (default: a free port, shown in
+        /// the banner).
+        #[arg(long, default_value = "127.0.0.1:0")]
+        metrics_listen: std::net::SocketAddr,
         /// Keep keys and database here (default: a temporary directory).
         #[arg(long)]
         data_dir: Option<PathBuf>,
@@ -304,12 +308,14 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         #[cfg(feature = "dev-idp")]
         Command::Dev {
             listen,
+            metrics_listen,
             data_dir,
             users,
             auto_login,
             policy_dir,
         } => dev(DevOptions {
             listen,
+            metrics_listen,
             data_dir,
             users,
             auto_login,
@@ -469,6 +475,8 @@ fn example_config(data_dir: &Path, passphrase_file: Option<&Path>) -> String {
 
 # Plain HTTP is allowed only on loopback; anything else needs [tls].
 listen = "127.0.0.1:8443"
+# metrics_listen = "127.0.0.1:9464"   # /metrics (and /healthz, /readyz): plain HTTP, no
+#                                     # authentication; keep it on loopback or a private address
 data_dir = {data_dir:?}
 policy_dir = "policies"
 {passphrase}

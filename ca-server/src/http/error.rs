@@ -100,6 +100,16 @@ impl ApiError {
         ApiError::new(StatusCode::BAD_REQUEST, ErrorCode::InvalidRequest, message)
     }
 
+    /// A request naming a host this server does not answer for (dev mode's
+    /// defence against DNS rebinding), with the names it does answer for.
+    pub fn misdirected(message: impl Into<String>) -> ApiError {
+        ApiError::new(
+            StatusCode::MISDIRECTED_REQUEST,
+            ErrorCode::InvalidRequest,
+            message,
+        )
+    }
+
     /// A fault of the CA itself: logged with `what`, answered generically.
     pub fn internal(error: &dyn std::fmt::Display, what: &str) -> ApiError {
         tracing::error!(%error, "{what}");
