@@ -27,6 +27,7 @@ fn context() -> PolicyContext {
     PolicyContext {
         issuers: Some(vec!["corp".into(), "github".into()]),
         certs: CertSettings::default(),
+        reserved: crate::policy::reserved::ReservedLogins::default(),
     }
 }
 
