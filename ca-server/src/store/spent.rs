@@ -162,6 +162,11 @@ pub(super) struct WriterDb {
 }
 
 impl WriterDb {
+    /// Whether the token with this digest was spent (by a committed act).
+    pub(super) fn is_spent(&self, digest: &[u8; 32]) -> bool {
+        self.spent.contains(digest)
+    }
+
     pub(super) fn transaction(&mut self) -> rusqlite::Result<WriteTx<'_>> {
         WriteTx::new(&mut self.conn, Some(&mut self.spent))
     }
