@@ -407,10 +407,11 @@ fn raw_limits(runtime: &tokio::runtime::Runtime, issuer: &Issuer) -> (f64, f64, 
 }
 
 /// Round trip of a cache line between two threads, in nanoseconds: the
-/// cost of every hand-over between cores. This machine's two virtual CPUs
-/// sometimes share a cache (about 60 ns) and sometimes do not (about
-/// 390 ns); the server is slower in the second state (about 10 % at stop
-/// 12), with the single-core rates unchanged (docs/benchmarks.md).
+/// cost of every hand-over between cores. On a virtual machine it can change
+/// from one run to the next, as the host places the virtual CPUs in one cache
+/// domain or in several, and the server is slower when it is high while the
+/// single-core rates stay the same; taken before and after the load, it says
+/// which state a run was in (docs/benchmarks.md).
 fn core_to_core_ns() -> f64 {
     use std::sync::atomic::AtomicU64;
     // Spins read the clock only now and then: a clock read in every spin
@@ -492,9 +493,9 @@ fn main() {
     let (signing, verifying, proving) = raw_limits(&runtime, &issuer);
     let raw_per_core = 1.0 / (1.0 / signing + 1.0 / verifying + 1.0 / proving);
 
-    // Enough for 0.7 of the raw limit over the whole run (the best runs
-    // reach 0.5; a run that uses them all says so), within memory (~1.5 kB
-    // each) and the two minutes the whole benchmark may take.
+    // Enough for 0.7 of the raw limit over the whole run, more than runs
+    // reach (docs/benchmarks.md; a run that uses them all says so), within
+    // memory (~1.5 kB each) and the two minutes the whole benchmark may take.
     let count = args.tokens.unwrap_or(
         ((raw_per_core * cores as f64 * args.duration as f64 * 0.7) as usize).min(1_000_000)
             + args.concurrency,
@@ -504,8 +505,9 @@ fn main() {
 
     let (mut server, url, pid) = start_server(&args.server, dir.path(), &issuer);
     // One keep-alive HTTP/1.1-over-TLS connection per client, driven with
-    // hyper directly: the load generator shares the two cores with the CA,
-    // and reqwest's pool and per-request work cost it a third more CPU.
+    // hyper directly: the load generator shares the cores with the CA, so
+    // its own work per request must stay small, and reqwest's pool and
+    // per-request work cost more (docs/benchmarks.md).
     let mut roots = rustls::RootCertStore::empty();
     let pem = std::fs::read(dir.path().join("tls.crt")).unwrap();
     for cert in rustls_pki_types::CertificateDer::pem_slice_iter(&pem) {

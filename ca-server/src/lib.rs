@@ -13,6 +13,7 @@ pub mod authority;
 pub mod ca_keys;
 pub mod cert;
 pub mod config;
+#[cfg(feature = "dev-idp")]
 pub mod dev;
 pub mod ed25519_batch;
 pub mod http;

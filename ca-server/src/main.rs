@@ -8,6 +8,7 @@ use anyhow::{bail, Context as _};
 use ca_server::authority::{HostRevocation, RevocationChange};
 use ca_server::ca_keys::{self, CaKeyType};
 use ca_server::config::Config;
+#[cfg(feature = "dev-idp")]
 use ca_server::dev::DevOptions;
 use ca_server::secret::Passphrase;
 use ca_server::store::{self, read_audit, AuditFilter, DATABASE_FILE};
@@ -80,6 +81,7 @@ enum Command {
     },
     /// Run a throw-away CA with a built-in identity provider, for trying
     /// jit-ssh and for tests. Loopback only; never for real access.
+    #[cfg(feature = "dev-idp")]
     #[command(after_help = "Examples:\n  \
         jit-ssh-ca dev\n  \
         jit-ssh-ca dev --listen 127.0.0.1:9000 --user dana:eng,sre --user erin:release-managers\n  \
@@ -103,6 +105,21 @@ enum Command {
         /// data directory where edits are reloaded).
         #[arg(long)]
         policy_dir: Option<PathBuf>,
+    },
+    // `dev` in a build without it: not listed, so production help offers no
+    // mode that is not there, but still taken (with whatever follows) so
+    // that someone following the README learns why it is missing rather
+    // than reading "unrecognized subcommand".
+    #[cfg(not(feature = "dev-idp"))]
+    #[command(
+        hide = true,
+        disable_help_flag = true,
+        about = "Not in this build: it was built without the `dev-idp` feature"
+    )]
+    Dev {
+        // Whatever followed `dev`; never looked at.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true, hide = true)]
+        ignored: Vec<std::ffi::OsString>,
     },
     /// Run the CA.
     #[command(after_help = "Examples:\n  \
@@ -149,7 +166,7 @@ enum Command {
     /// do nothing at the CA, until `unrevoke`). Writes the database directly,
     /// audited as operator@local.
     #[command(after_help = "Examples:\n  \
-        jit-ssh-ca revoke --config /etc/jit-ssh-ca/jit-ssh-ca.toml --serial 3653105375103083682 --reason \"laptop stolen\"\n  \
+        jit-ssh-ca revoke --config /etc/jit-ssh-ca/jit-ssh-ca.toml --serial 1783332000482917 --reason \"laptop stolen\"\n  \
         jit-ssh-ca revoke --config /etc/jit-ssh-ca/jit-ssh-ca.toml --identity bob@corp --reason \"left the company\"\n  \
         jit-ssh-ca revoke --config /etc/jit-ssh-ca/jit-ssh-ca.toml --key-fingerprint SHA256:abc... --reason \"key leaked\"")]
     Revoke {
@@ -286,6 +303,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             key_type,
             passphrase_file,
         } => init(&data_dir, key_type, passphrase_file.as_deref()),
+        #[cfg(feature = "dev-idp")]
         Command::Dev {
             listen,
             data_dir,
@@ -299,6 +317,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             auto_login,
             policy_dir,
         }),
+        #[cfg(not(feature = "dev-idp"))]
+        Command::Dev { .. } => bail!("{DEV_LEFT_OUT}"),
         Command::Serve { config } => serve(&config),
         Command::Audit {
             config,
@@ -494,6 +514,13 @@ fn serve(config_path: &Path) -> anyhow::Result<()> {
     })
 }
 
+/// What a build without the `dev-idp` feature says when asked for `dev`.
+#[cfg(not(feature = "dev-idp"))]
+const DEV_LEFT_OUT: &str = "this jit-ssh-ca was built without the `dev-idp` feature (production \
+    builds leave it out with --no-default-features), so it has no dev mode; for `jit-ssh-ca dev`, \
+    build with the default features: cargo build --release --locked";
+
+#[cfg(feature = "dev-idp")]
 fn dev(options: DevOptions) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -604,4 +631,61 @@ fn backup(config_path: &Path, out: &Path) -> anyhow::Result<()> {
         out.display()
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory as _;
+
+    use super::*;
+
+    /// The subcommands `--help` lists.
+    fn listed() -> Vec<String> {
+        Cli::command()
+            .get_subcommands()
+            .filter(|command| !command.is_hide_set())
+            .map(|command| command.get_name().to_string())
+            .collect()
+    }
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[cfg(feature = "dev-idp")]
+    #[test]
+    fn dev_mode_is_listed_and_taken_when_built_in() {
+        assert!(listed().contains(&"dev".to_string()), "{:?}", listed());
+        let cli = Cli::try_parse_from([
+            "jit-ssh-ca",
+            "dev",
+            "--listen",
+            "127.0.0.1:0",
+            "--user",
+            "dana:eng",
+        ])
+        .expect("dev parses");
+        assert!(matches!(cli.command, Command::Dev { .. }));
+    }
+
+    #[cfg(not(feature = "dev-idp"))]
+    #[test]
+    fn a_build_without_dev_mode_does_not_list_it_and_says_why_when_asked() {
+        assert!(!listed().contains(&"dev".to_string()), "{:?}", listed());
+        assert!(listed().contains(&"serve".to_string()), "{:?}", listed());
+        for args in [
+            vec!["jit-ssh-ca", "dev"],
+            vec!["jit-ssh-ca", "dev", "--listen", "127.0.0.1:0", "--help"],
+        ] {
+            let cli = Cli::try_parse_from(&args).expect("dev is still taken");
+            let error = run(cli).expect_err("there is no dev mode in this build");
+            let message = format!("{error:#}");
+            assert!(
+                message.contains("built without the `dev-idp` feature")
+                    && message.contains("no dev mode"),
+                "{message}"
+            );
+        }
+    }
 }

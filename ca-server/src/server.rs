@@ -89,6 +89,7 @@ pub async fn build_state(config: &Config) -> Result<AppState, ServerError> {
         config.discovery_attempts,
         idp_http_client()?,
         &metrics,
+        config.jwks_refresh,
     )
     .await?;
     Ok(assemble(
@@ -215,8 +216,9 @@ pub fn bind(addr: SocketAddr) -> Result<std::net::TcpListener, ServerError> {
 /// Each core has a serving thread with a single-threaded runtime, and all of
 /// them accept from `listener`: a connection, with its buffers and TLS
 /// state, stays on the thread that accepted it. Under tokio's work-stealing
-/// scheduler connections moved between cores, which cost about 15 % more
-/// CPU per certificate when the cores share no cache (docs/benchmarks.md).
+/// scheduler connections moved between cores, their data with them, which
+/// every request paid for, most where the cores share no cache
+/// (docs/benchmarks.md).
 /// Ed25519 batches still spread over the cores (`crate::ed25519_batch`).
 pub async fn serve_router(
     listener: std::net::TcpListener,

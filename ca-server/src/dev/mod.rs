@@ -5,6 +5,10 @@
 //! `--data-dir`), an embedded OpenID provider ([`idp`]) on the same loopback
 //! listener, plain HTTP on loopback only. Everything else is the production
 //! code path: the same verifier, policy, signer, store and router.
+//!
+//! All of it is behind ca-server's `dev-idp` cargo feature: on by default,
+//! so that trying jit-ssh takes one command, and left out of production
+//! builds with `--no-default-features` (docs/deploy.md).
 
 pub mod idp;
 

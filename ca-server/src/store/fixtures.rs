@@ -1,6 +1,7 @@
 //! Records the store's unit tests share.
 
 use super::{Actor, IssuanceRecord, NewRequest, RequestAction, RequestChange, SpentToken};
+use crate::oidc::TokenDigest;
 use crate::UnixTime;
 
 /// `identity` acting from 127.0.0.1 under `rule` at `at`.
@@ -60,10 +61,17 @@ pub(super) fn approve(required: u32) -> RequestChange {
     }
 }
 
-/// A token whose digest is `byte` repeated, expiring at `expires_at`.
+/// A token whose signed digest is `byte` repeated (its whole-token digest
+/// starts with `byte ^ 0x80`, so no fixture's two digests meet), expiring
+/// at `expires_at`.
 pub(super) fn token(byte: u8, expires_at: UnixTime) -> SpentToken {
+    let mut whole = [byte; 32];
+    whole[0] ^= 0x80;
     SpentToken {
-        digest: [byte; 32],
+        digest: TokenDigest {
+            signed: [byte; 32],
+            whole,
+        },
         expires_at,
     }
 }

@@ -131,6 +131,13 @@ mod tests {
             check("alice@corp", 1).await,
             Err(StoreError::Replayed)
         ));
+        // Another spelling of the spent token: what was signed is the same.
+        let mut twin = token(1, u64::MAX / 4);
+        twin.digest.whole = [0x55; 32];
+        assert!(matches!(
+            store.check_standing("alice@corp".into(), twin).await,
+            Err(StoreError::Replayed)
+        ));
         // Checking spends nothing.
         check("alice@corp", 2).await.expect("unspent");
         check("alice@corp", 2).await.expect("still unspent");

@@ -44,10 +44,17 @@ impl CaBuilder {
 
     /// Trusts the OpenID provider at `url` under `name`, for client_id
     /// `jit-ssh`.
-    pub fn issuer(mut self, name: &str, url: &str) -> CaBuilder {
+    pub fn issuer(self, name: &str, url: &str) -> CaBuilder {
+        self.issuer_for_client(name, url, "jit-ssh")
+    }
+
+    /// [`CaBuilder::issuer`] for `client_id` (the test IdP's clients differ
+    /// in the algorithm they sign ID tokens with).
+    pub fn issuer_for_client(mut self, name: &str, url: &str, client_id: &str) -> CaBuilder {
         self.issuers.push(Issuer {
             name: name.into(),
             url: url.into(),
+            client_id: client_id.into(),
             username_claim: None,
         });
         self
@@ -59,6 +66,7 @@ impl CaBuilder {
         self.issuers.push(Issuer {
             name: name.into(),
             url: url.into(),
+            client_id: "jit-ssh".into(),
             username_claim: Some(claim.into()),
         });
         self
@@ -228,7 +236,7 @@ impl CaBuilder {
             toml.push_str("\n[[oidc]]\n");
             writeln!(toml, "name = {}", quote(&issuer.name)).unwrap();
             writeln!(toml, "issuer = {}", quote(&issuer.url)).unwrap();
-            toml.push_str("client_id = \"jit-ssh\"\n");
+            writeln!(toml, "client_id = {}", quote(&issuer.client_id)).unwrap();
             if let Some(claim) = &issuer.username_claim {
                 writeln!(toml, "username_claim = {}", quote(claim)).unwrap();
             }
@@ -264,6 +272,7 @@ enum Policy {
 struct Issuer {
     name: String,
     url: String,
+    client_id: String,
     username_claim: Option<String>,
 }
 
