@@ -27,7 +27,8 @@ pub mod wait;
 pub use ca::{Ca, CaBuilder, CaSetup, BREAK_GLASS_POLICY, PASSPHRASE};
 pub use idp::{Idp, IdpKey, Tokens, REDIRECT_URI};
 pub use openssh::{
-    free_port, ssh_keygen, ssh_keygen_list, ssh_keygen_sign, write_certificate, Sshd,
+    free_port, ssh_keygen, ssh_keygen_list, ssh_keygen_revoked, ssh_keygen_sign, write_certificate,
+    Sshd,
 };
 pub use process::{bin, repo_root, run, Lines, Running, STARTUP};
 pub use tls::{tls_files, TlsFiles};

@@ -21,8 +21,8 @@
 //! - on the serving handle, [`Store`]: [`Store::open`] (the one
 //!   backend-specific call: it takes the SQLite file, where PostgreSQL would
 //!   take its connection settings), [`Store::last_serial`],
-//!   [`Store::check_standing`];
-//!   [`Store::record_issuance`], [`Store::record_denial`],
+//!   [`Store::check_standing`]; [`Store::record_issuance`],
+//!   [`Store::record_denial`],
 //!   [`Store::certificate`]; [`Store::revoke`], [`Store::lift`],
 //!   [`Store::revoked_set`]; [`Store::create_request`],
 //!   [`Store::change_request`], [`Store::request`], [`Store::requests`],
@@ -42,13 +42,15 @@
 //! when an unlifted revocation names their identity or their token was spent,
 //! and an act paid with an ID token is refused again in its transaction when
 //! its actor's identity is revoked ([`StoreError::RevokedIdentity`]); an
-//! issuance is refused in its own
-//! transaction, leaving no rows and its token unspent, when its identity or
-//! key is revoked, its serial is on record, or an access window it uses has
-//! closed; a change to an access request is checked against the request's
+//! issuance is refused in its own transaction, leaving no rows and its token
+//! unspent, when its identity or key is revoked, its serial is on record, or
+//! an access window it uses has closed; a change to an access request is checked against the request's
 //! state in the transaction that records it; every act writes its audit
-//! event in that transaction; the KRL version only grows, also across a
-//! restore from backup. This backend keeps the spent tokens in the serving
+//! event in that transaction; the KRL version a revoke or lift returns is
+//! above every one before it, also within one second, and a KRL version
+//! published names one revocation state and is never lower than one
+//! published before, also across a restart and a restore from backup.
+//! This backend keeps the spent tokens in the serving
 //! writer's memory, so it allows one server per database file
 //! ([`StoreError::InUse`]).
 //!
@@ -58,10 +60,11 @@
 //! and opening connections; `lock.rs` the one-server-per-database lock;
 //! `spent.rs` spent tokens and the write transaction that spends them;
 //! `certificates.rs` issuances, denials and certificate lookups;
-//! `revocations.rs` revocations and the KRL version; `standing.rs` whether
-//! a caller's identity is revoked or token spent; `access_requests.rs`
-//! access requests and their decisions; `grants.rs` the open grants
-//! issuance uses; `audit.rs` the audit trail; `backup.rs` backups.
+//! `revocations.rs` revocations; `krl_version.rs` the KRL version and what
+//! publishing one promises; `standing.rs` whether a caller's identity is
+//! revoked or token spent; `access_requests.rs` access requests and their
+//! decisions; `grants.rs` the open grants issuance uses; `audit.rs` the
+//! audit trail; `backup.rs` backups.
 
 mod access_requests;
 mod audit;
@@ -70,6 +73,7 @@ mod certificates;
 #[cfg(test)]
 mod fixtures;
 mod grants;
+mod krl_version;
 mod lock;
 mod revocations;
 mod schema;
@@ -78,6 +82,7 @@ mod standing;
 mod writer;
 
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use crate::access::{AccessRequest, RequestError};
 use crate::metrics::Metrics;
@@ -94,6 +99,7 @@ pub use revocations::{
 pub use spent::SpentToken;
 
 use grants::GrantHorizon;
+use krl_version::Publication;
 use spent::WriteTx;
 use standing::PaidAct;
 use writer::Writer;
@@ -136,6 +142,10 @@ pub enum StoreError {
     /// Another server process writes this database.
     #[error("database {0} is in use by another jit-ssh-ca server (one server per database)")]
     InUse(PathBuf),
+    /// The database, or its WAL or shared-memory file, is open to group or
+    /// others (or its mode cannot be read).
+    #[error(transparent)]
+    FileMode(#[from] crate::private_files::ModeError),
     /// The lock file beside the database could not be opened or locked.
     #[error("lock file {path}: {source}")]
     LockFile {
@@ -209,6 +219,9 @@ pub struct Store {
     grants: GrantHorizon,
     /// The serial of the last certificate on record when the store opened.
     last_serial: u64,
+    /// What publishing KRLs remembers (krl_version.rs). Used only by the
+    /// writer thread.
+    publication: Arc<Mutex<Publication>>,
 }
 
 impl Store {
@@ -216,6 +229,8 @@ impl Store {
     /// starts its writer thread.
     pub fn open(path: &Path, metrics: &Metrics) -> Result<Store, StoreError> {
         let lock = lock::lock_for_serving(path)?;
+        // Read once the previous server on this database has let go of it.
+        let publication = Publication::new(crate::unix_now_micros());
         let conn = schema::open_connection(path, false)?;
         let spent = spent::load_spent_tokens(&conn, path)?;
         let grants = GrantHorizon::load(&conn, path)?;
@@ -226,6 +241,7 @@ impl Store {
             writer,
             grants,
             last_serial,
+            publication: Arc::new(Mutex::new(publication)),
         })
     }
 
@@ -275,10 +291,20 @@ impl Store {
         self.act(record, revocations::lift_in).await
     }
 
-    /// The current revocation state, without certificates expired at `now`.
+    /// The revocation state to publish as the KRL at `now` (certificates
+    /// expired by then left out), with the version to publish it under: one
+    /// version never names two states, and none is lower than a version
+    /// published before, by this server or by one before it on this
+    /// database or on the database a backup restored.
     pub async fn revoked_set(&self, now: UnixTime) -> Result<RevokedSet, StoreError> {
+        let publication = self.publication.clone();
         self.writer
-            .exclusive(move |db, path| revocations::read_revoked_set(&db.conn, now, path))
+            .exclusive(move |db, path| {
+                // It is only ever changed after a commit, so it stays whole
+                // whatever panicked while holding it.
+                let mut publication = publication.lock().unwrap_or_else(PoisonError::into_inner);
+                krl_version::publish_revoked_set(&mut db.conn, &mut publication, now, path)
+            })
             .await
     }
 

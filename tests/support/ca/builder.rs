@@ -5,6 +5,8 @@
 //! reads, so no test spells out configuration text by position.
 
 use std::fmt::Write as _;
+use std::io::Write as _;
+use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -130,7 +132,7 @@ impl CaBuilder {
     }
 
     /// `passphrase_file`, holding `text` (instead of the passphrase in the
-    /// environment).
+    /// environment), created 0600 as docs/deploy.md has it.
     pub fn passphrase_file(mut self, text: &str) -> CaBuilder {
         self.passphrase_file = Some(text.into());
         self
@@ -220,7 +222,13 @@ impl CaBuilder {
         }
         if let Some(text) = &self.passphrase_file {
             let path = dir.join("passphrase");
-            std::fs::write(&path, text).unwrap();
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&path)
+                .and_then(|mut file| file.write_all(text.as_bytes()))
+                .unwrap();
             line("passphrase_file", quote_path(&path));
         }
         if let Some(limit) = self.rate_limit_per_identity {
