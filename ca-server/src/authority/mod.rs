@@ -203,19 +203,17 @@ impl Authority {
     /// Admits the bearer of a verified `token`, calling from `client_addr`:
     /// within their rate limit, not revoked, and with a token not yet spent.
     /// Every authenticated call passes here, reads included, so no use case
-    /// can act for a revoked identity or accept a spent token. A refusal for
-    /// revocation or replay is on record as a denial.
+    /// can act for a revoked identity or accept a spent token; issuance
+    /// alone makes the same two checks in the transaction that records its
+    /// certificate instead. A refusal for revocation or replay is on record
+    /// as a denial.
     async fn admit(
         &self,
         token: VerifiedToken,
         client_addr: IpAddr,
         now: UnixTime,
     ) -> Result<Authenticated, AuthError> {
-        let name = token.identity.display_name();
-        self.rate_limits
-            .check_identity(&name)
-            .map_err(AuthError::RateLimited)?;
-        let caller = Authenticated { token, name };
+        let caller = self.within_limits(token)?;
         let refusal = match self
             .store
             .check_standing(caller.name.clone(), caller.spent_token())
@@ -235,6 +233,17 @@ impl Authority {
             .await
             .map_err(AuthError::Store)?;
         Err(refusal)
+    }
+
+    /// The bearer of a verified `token`, within their identity's rate limit.
+    /// Their standing is not checked here: [`Authority::admit`] does that, or
+    /// the transaction of an act that checks it itself.
+    fn within_limits(&self, token: VerifiedToken) -> Result<Authenticated, AuthError> {
+        let name = token.identity.display_name();
+        self.rate_limits
+            .check_identity(&name)
+            .map_err(AuthError::RateLimited)?;
+        Ok(Authenticated { token, name })
     }
 }
 
