@@ -13,6 +13,7 @@ use std::time::Duration;
 use jit_ssh_common::duration::parse_duration;
 use serde::Deserialize;
 
+use crate::oidc::JwksRefresh;
 use crate::webhook::{WebhookSecret, WebhookTarget};
 
 /// Longest certificate lifetime the CA will ever be configured to sign.
@@ -77,6 +78,10 @@ struct RawConfig {
     rate_limit_per_address: u32,
     #[serde(default = "default_access_request_pending")]
     access_request_pending: String,
+    #[serde(default = "default_jwks_refresh_min")]
+    jwks_refresh_min: String,
+    #[serde(default = "default_jwks_refresh_max")]
+    jwks_refresh_max: String,
     #[serde(default)]
     webhook: Vec<RawWebhook>,
 }
@@ -161,6 +166,12 @@ fn default_access_request_pending() -> String {
 fn default_discovery_attempts() -> u32 {
     5
 }
+fn default_jwks_refresh_min() -> String {
+    "5m".into()
+}
+fn default_jwks_refresh_max() -> String {
+    "24h".into()
+}
 fn default_rate_limit_per_identity() -> u32 {
     DEFAULT_RATE_LIMIT_PER_IDENTITY
 }
@@ -224,6 +235,8 @@ pub struct Config {
     pub rate_limit_per_address: u32,
     /// How long an access request waits for a decision before it expires.
     pub access_request_pending: Duration,
+    /// How often each issuer's key set is refetched.
+    pub jwks_refresh: JwksRefresh,
     /// Where access-request events are posted, with their secrets.
     pub webhooks: Vec<WebhookTarget>,
 }
@@ -314,6 +327,7 @@ impl Config {
             rate_limit_per_identity: DEFAULT_RATE_LIMIT_PER_IDENTITY,
             rate_limit_per_address: DEFAULT_RATE_LIMIT_PER_ADDRESS,
             access_request_pending: Duration::from_secs(crate::access::DEFAULT_PENDING_SECS),
+            jwks_refresh: JwksRefresh::default(),
             webhooks: Vec::new(),
         }
     }
@@ -433,6 +447,27 @@ impl RawConfig {
         {
             return Err("access_request_pending must be between 1s and 24h".into());
         }
+        let jwks_refresh = JwksRefresh {
+            min: duration_field("jwks_refresh_min", &self.jwks_refresh_min)?,
+            max: duration_field("jwks_refresh_max", &self.jwks_refresh_max)?,
+        };
+        let all_loopback = issuers.iter().all(|i| {
+            reqwest::Url::parse(&i.issuer)
+                .is_ok_and(|url| ca_proto::is_loopback_host(url.host_str()))
+        });
+        let (floor, shown) = match all_loopback {
+            true => (JwksRefresh::LOOPBACK_FLOOR, "1s"),
+            false => (JwksRefresh::FLOOR, "5m"),
+        };
+        if jwks_refresh.min < floor || jwks_refresh.min > jwks_refresh.max {
+            return Err(format!(
+                "jwks_refresh_min must be at least {shown} and at most jwks_refresh_max \
+                 (below 5m only when every [[oidc]] issuer is on loopback)"
+            ));
+        }
+        if jwks_refresh.max > JwksRefresh::CEILING {
+            return Err("jwks_refresh_max must be at most 24h".into());
+        }
         let webhooks = self
             .webhook
             .into_iter()
@@ -456,6 +491,7 @@ impl RawConfig {
             rate_limit_per_identity: self.rate_limit_per_identity,
             rate_limit_per_address: self.rate_limit_per_address,
             access_request_pending,
+            jwks_refresh,
             webhooks,
         })
     }
@@ -648,6 +684,27 @@ client_id = "jit-ssh"
     }
 
     #[test]
+    fn jwks_refresh_bounds_go_below_five_minutes_only_for_loopback_providers() {
+        let config = parse(MINIMAL).expect("valid");
+        assert_eq!(config.jwks_refresh, JwksRefresh::default());
+        let narrow = MINIMAL.replace(
+            "data_dir",
+            "jwks_refresh_min = \"10m\"\njwks_refresh_max = \"30m\"\ndata_dir",
+        );
+        let config = parse(&narrow).expect("valid");
+        assert_eq!(config.jwks_refresh.min, Duration::from_secs(600));
+        assert_eq!(config.jwks_refresh.max, Duration::from_secs(1800));
+        let quick = "jwks_refresh_min = \"1s\"\njwks_refresh_max = \"1s\"\ndata_dir";
+        let err = parse(&MINIMAL.replace("data_dir", quick)).expect_err("remote provider");
+        assert!(err.contains("loopback"), "{err}");
+        let local = MINIMAL
+            .replace("https://idp.example.com", "http://127.0.0.1:9000")
+            .replace("data_dir", quick);
+        let config = parse(&local).expect("loopback provider");
+        assert_eq!(config.jwks_refresh.min, Duration::from_secs(1));
+    }
+
+    #[test]
     fn unknown_keys_are_refused_with_their_name() {
         let err = parse(&format!("{MINIMAL}\nmax_ttl = \"5m\"\n")).expect_err("unknown key");
         assert!(err.contains("max_ttl"), "{err}");
@@ -697,6 +754,12 @@ client_id = "jit-ssh"
             "listen = \"127.0.0.1:1\"\ndata_dir = \"d\"\n".to_string(),
             MINIMAL.replace("data_dir", "access_request_pending = \"0s\"\ndata_dir"),
             MINIMAL.replace("data_dir", "access_request_pending = \"25h\"\ndata_dir"),
+            MINIMAL.replace("data_dir", "jwks_refresh_min = \"4m\"\ndata_dir"),
+            MINIMAL.replace("data_dir", "jwks_refresh_max = \"25h\"\ndata_dir"),
+            MINIMAL.replace("data_dir", "jwks_refresh_min = \"2h\"\njwks_refresh_max = \"1h\"\ndata_dir"),
+            MINIMAL
+                .replace("https://idp.example.com", "http://127.0.0.1:9000")
+                .replace("data_dir", "jwks_refresh_min = \"0s\"\ndata_dir"),
             format!("{MINIMAL}\n[[webhook]]\nurl = \"http://hooks.example.com/x\"\nsecret_env = \"PATH\"\n"),
             format!("{MINIMAL}\n[[webhook]]\nurl = \"https://hooks.example.com/x\"\n"),
             format!("{MINIMAL}\n[[webhook]]\nurl = \"https://h.example.com/\"\nsecret = \"inline\"\n"),

@@ -23,6 +23,7 @@ pub mod log_writer;
 pub mod metrics;
 pub mod oidc;
 pub mod policy;
+pub mod private_files;
 pub mod rate_limit;
 pub mod secret;
 pub mod server;

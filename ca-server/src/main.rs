@@ -501,12 +501,16 @@ scopes = ["openid", "email", "profile", "groups", "offline_access"]
 
 fn serve(config_path: &Path) -> anyhow::Result<()> {
     let config = Config::load(config_path)?;
+    // Before the runtime's threads exist: reading it from the environment
+    // removes it there.
+    let passphrase =
+        Passphrase::load(config.passphrase_file.as_deref()).map_err(anyhow::Error::msg)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("starting the async runtime")?;
     runtime.block_on(async {
-        let state = server::build_state(&config).await?;
+        let state = server::build_state(&config, passphrase).await?;
         server::serve(&config, state, shutdown_signal()).await?;
         Ok(())
     })

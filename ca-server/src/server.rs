@@ -1,8 +1,9 @@
 //! Start-up and serving: turns a checked [`Config`] into a running CA.
 //!
 //! Start-up fails with one clear line rather than serving in a half-working
-//! state: keys that cannot be decrypted or are readable by others, a database
-//! that cannot be opened, an issuer whose discovery keeps failing.
+//! state: keys that cannot be decrypted or are readable by others, a data
+//! directory, database or passphrase file that group or others may open, a
+//! database that cannot be opened, an issuer whose discovery keeps failing.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -34,6 +35,9 @@ pub enum ServerError {
     /// The passphrase could not be read.
     #[error("{0}")]
     Passphrase(String),
+    /// The data directory is open to group or others, or unreadable.
+    #[error(transparent)]
+    DataDir(#[from] crate::private_files::ModeError),
     /// CA keys could not be loaded.
     #[error(transparent)]
     Keys(#[from] ca_keys::KeyError),
@@ -73,12 +77,12 @@ pub fn idp_http_client() -> Result<reqwest::Client, ServerError> {
 }
 
 /// Loads policy and keys, opens the store and discovers issuers: everything
-/// but the socket.
-pub async fn build_state(config: &Config) -> Result<AppState, ServerError> {
+/// but the socket. The `passphrase` is read by the caller, before the
+/// runtime starts ([`Passphrase::load`] says why).
+pub async fn build_state(config: &Config, passphrase: Passphrase) -> Result<AppState, ServerError> {
     // The policy first: a broken one should fail start-up before anything slow.
     let policy = load_policy(config)?;
-    let passphrase =
-        Passphrase::load(config.passphrase_file.as_deref()).map_err(ServerError::Passphrase)?;
+    crate::private_files::check_dir("data directory", &config.data_dir)?;
     let keys = ca_keys::load(&config.data_dir, &passphrase)?;
     drop(passphrase);
     let metrics = Metrics::new();
@@ -89,6 +93,7 @@ pub async fn build_state(config: &Config) -> Result<AppState, ServerError> {
         config.discovery_attempts,
         idp_http_client()?,
         &metrics,
+        config.jwks_refresh,
     )
     .await?;
     Ok(assemble(

@@ -8,20 +8,9 @@
 use std::process::Command;
 use std::time::Duration;
 
-use ca_client::{nonce_for, CaClient, ClientError};
+use ca_client::{nonce_for, CaClient};
 use e2e::*;
 use ssh_key::PrivateKey;
-
-fn refusal(result: Result<ca_proto::UserCertResponse, ClientError>) -> (u16, String, String) {
-    match result {
-        Err(ClientError::Refused {
-            status,
-            code,
-            message,
-        }) => (status, code, message),
-        other => panic!("expected a refusal, got {other:?}"),
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn group_membership_from_the_idp_decides_what_sshd_lets_in() {

@@ -7,14 +7,14 @@
 
 #![allow(clippy::unwrap_used, missing_docs)]
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use ca_client::{nonce_for, CaClient, ClientError};
 use ca_proto::UserCertResponse;
 use e2e::client::{sync_krl, ClientHome};
 use e2e::http_stub::{HttpStub, Route};
+use e2e::openssh::ssh_keygen_revoked as revoked;
 use e2e::openssh::SshAgent;
 use e2e::*;
 use serde_json::{json, Value};
@@ -119,26 +119,6 @@ async fn krl_file(w: &World, name: &str) -> PathBuf {
     let path = w.dir.path().join(name);
     std::fs::write(&path, &bytes).unwrap();
     path
-}
-
-/// `ssh-keygen -Q -f krl file`: whether OpenSSH considers `file` revoked.
-fn revoked(krl: &Path, file: &Path) -> bool {
-    let (status, out, err) = run(
-        Command::new("ssh-keygen")
-            .arg("-Q")
-            .arg("-f")
-            .arg(krl)
-            .arg(file),
-        Duration::from_secs(15),
-    )
-    .unwrap();
-    if out.contains("REVOKED") {
-        assert!(!status.success());
-        true
-    } else {
-        assert!(status.success() && out.contains(": ok"), "{out}\n{err}");
-        false
-    }
 }
 
 /// `jit-ssh-ca ARGS --config ...` on the CA host; returns whether it

@@ -47,6 +47,13 @@ pub struct Idp {
 impl Idp {
     /// Starts an IdP on a random loopback port.
     pub fn start() -> Idp {
+        Idp::start_on(0)
+    }
+
+    /// Starts an IdP on loopback `port` (0: a random one), with fresh keys:
+    /// started on the port of one that stopped, it is that provider after
+    /// a key rotation (same issuer, and none of its old keys published).
+    pub fn start_on(port: u16) -> Idp {
         let dir = tempfile::tempdir().unwrap();
         let keys_path = dir.path().join("keys.json");
         let idp_dir = repo_root().join("tests/idp");
@@ -59,7 +66,7 @@ impl Idp {
         let process = Running::spawn_tied(
             Command::new("node")
                 .arg(idp_dir.join("idp.mjs"))
-                .args(["--port", "0", "--keys-out"])
+                .args(["--port", &port.to_string(), "--keys-out"])
                 .arg(&keys_path),
         )
         .expect("node must be installed (scripts/test installs it)");
@@ -174,7 +181,13 @@ impl Idp {
         })
     }
 
-    /// The IdP's private key for `alg` (RS256, ES256 or EdDSA).
+    /// The loopback port the IdP listens on.
+    pub fn port(&self) -> u16 {
+        let port = self.issuer.rsplit(':').next().unwrap();
+        port.parse().unwrap()
+    }
+
+    /// The IdP's private key for `alg` (RS256, ES256, ES384 or EdDSA).
     pub fn key(&self, alg: &str) -> &IdpKey {
         self.keys
             .iter()
@@ -203,6 +216,11 @@ impl Idp {
 
     /// Signs `claims` with the IdP's real `alg` key.
     pub fn sign(&self, alg: &str, claims: &Value) -> String {
+        self.sign_with_typ(alg, Some("JWT"), claims)
+    }
+
+    /// [`Idp::sign`] with the header's `typ` set to `typ` (or left out).
+    pub fn sign_with_typ(&self, alg: &str, typ: Option<&str>, claims: &Value) -> String {
         let key = self.key(alg);
         let (algorithm, encoding) = match alg {
             "RS256" => (
@@ -213,6 +231,10 @@ impl Idp {
                 jsonwebtoken::Algorithm::ES256,
                 jsonwebtoken::EncodingKey::from_ec_pem(key.private_pem.as_bytes()).unwrap(),
             ),
+            "ES384" => (
+                jsonwebtoken::Algorithm::ES384,
+                jsonwebtoken::EncodingKey::from_ec_pem(key.private_pem.as_bytes()).unwrap(),
+            ),
             "EdDSA" => (
                 jsonwebtoken::Algorithm::EdDSA,
                 jsonwebtoken::EncodingKey::from_ed_pem(key.private_pem.as_bytes()).unwrap(),
@@ -221,6 +243,7 @@ impl Idp {
         };
         let mut header = jsonwebtoken::Header::new(algorithm);
         header.kid = Some(key.kid.clone());
+        header.typ = typ.map(String::from);
         jsonwebtoken::encode(&header, claims, &encoding).unwrap()
     }
 

@@ -5,7 +5,8 @@
 //! One module per party: [`process`] (children and their output), [`wait`]
 //! (bounded waits), [`idp`], [`ca`] (set-up builder, the running CA and its
 //! command line), [`openssh`], [`tls`], [`http_stub`] (a stand-in HTTP
-//! server), [`client`] (the `jit-ssh` binary) and [`dev`] (`jit-ssh-ca dev`).
+//! server), [`jws`] (other spellings of a real token), [`client`] (the
+//! `jit-ssh` binary) and [`dev`] (`jit-ssh-ca dev`).
 //! Every process started here is killed when its handle drops, and every
 //! wait is bounded by a deadline, so a failing test cannot hang CI or leak
 //! servers.
@@ -17,6 +18,7 @@ pub mod client;
 pub mod dev;
 pub mod http_stub;
 pub mod idp;
+pub mod jws;
 pub mod openssh;
 pub mod process;
 pub mod tls;
@@ -25,7 +27,8 @@ pub mod wait;
 pub use ca::{Ca, CaBuilder, CaSetup, BREAK_GLASS_POLICY, PASSPHRASE};
 pub use idp::{Idp, IdpKey, Tokens, REDIRECT_URI};
 pub use openssh::{
-    free_port, ssh_keygen, ssh_keygen_list, ssh_keygen_sign, write_certificate, Sshd,
+    free_port, ssh_keygen, ssh_keygen_list, ssh_keygen_revoked, ssh_keygen_sign, write_certificate,
+    Sshd,
 };
 pub use process::{bin, repo_root, run, Lines, Running, STARTUP};
 pub use tls::{tls_files, TlsFiles};
@@ -58,4 +61,19 @@ pub fn http_client() -> reqwest::Client {
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .expect("a client with a timeout and no redirects")
+}
+
+/// The status, error code and message of a request the CA refused, as the
+/// client library reports them; fails the test on anything else.
+pub fn refusal<T: std::fmt::Debug>(
+    result: Result<T, ca_client::ClientError>,
+) -> (u16, String, String) {
+    match result {
+        Err(ca_client::ClientError::Refused {
+            status,
+            code,
+            message,
+        }) => (status, code, message),
+        other => panic!("expected a refusal, got {other:?}"),
+    }
 }

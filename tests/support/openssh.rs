@@ -72,6 +72,27 @@ pub fn ssh_keygen_sign(key: &Path, namespace: &str, message: &[u8]) -> String {
     std::fs::read_to_string(dir.path().join("message.sig")).unwrap()
 }
 
+/// `ssh-keygen -Q -f KRL FILE`: whether real OpenSSH considers the key or
+/// certificate in `file` revoked by the KRL at `krl`.
+pub fn ssh_keygen_revoked(krl: &Path, file: &Path) -> bool {
+    let (status, out, err) = run(
+        Command::new("ssh-keygen")
+            .arg("-Q")
+            .arg("-f")
+            .arg(krl)
+            .arg(file),
+        Duration::from_secs(15),
+    )
+    .unwrap();
+    if out.contains("REVOKED") {
+        assert!(!status.success());
+        true
+    } else {
+        assert!(status.success() && out.contains(": ok"), "{out}\n{err}");
+        false
+    }
+}
+
 /// Writes `certificate` where OpenSSH looks for the certificate of the key
 /// at `key_path`, in `dir`: `<key name>-cert.pub`.
 pub fn write_certificate(dir: &Path, key_path: &Path, certificate: &str) -> PathBuf {

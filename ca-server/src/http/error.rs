@@ -139,6 +139,8 @@ impl ApiError {
             ),
             AuthError::Token(
                 TokenError::Malformed(_)
+                | TokenError::AccessToken(_)
+                | TokenError::NotAnIdToken(_)
                 | TokenError::Unsigned
                 | TokenError::SymmetricAlgorithm(_)
                 | TokenError::UnsupportedAlgorithm(_)

@@ -4,12 +4,11 @@
 
 use serde::Deserialize;
 use serde_json::{Map, Value};
-use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq as _;
 
 use super::error::TokenError;
 use super::issuer::TrustedIssuer;
-use super::verifier::VerifiedToken;
+use super::verifier::{TokenDigest, VerifiedToken};
 use crate::config::{IssuerConfig, UsernameClaim};
 use crate::identity::{is_workload_name, login_name_from_claim, Identity};
 use crate::UnixTime;
@@ -100,14 +99,15 @@ enum Audience {
 impl TrustedIssuer {
     /// Checks `claims` of `token` against this issuer's configuration at
     /// `now`: issuer, audience and authorized party, `exp`, `nbf` and `iat`
-    /// within `leeway`, and the nonce when one is expected.
+    /// within `leeway`, and the nonce when one is expected. `digest` is
+    /// what single use will know the token by.
     pub(super) fn check_claims(
         &self,
         claims: Claims,
         expected_nonce: Option<&str>,
         now: UnixTime,
         leeway: u64,
-        token: &str,
+        digest: TokenDigest,
     ) -> Result<VerifiedToken, TokenError> {
         let config = &self.config;
         if claims.iss != config.issuer {
@@ -150,7 +150,7 @@ impl TrustedIssuer {
         Ok(VerifiedToken {
             identity: identity_from_claims(config, claims.sub, claims.other)?,
             expires_at: u64::try_from(exp).unwrap_or(0),
-            digest: Sha256::digest(token.as_bytes()).into(),
+            digest,
         })
     }
 }

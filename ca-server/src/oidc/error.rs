@@ -20,6 +20,15 @@ pub enum TokenError {
     /// Any other algorithm name.
     #[error("ID token algorithm {0:?} is not accepted")]
     UnsupportedAlgorithm(String),
+    /// The header's `typ` says access token (`at+jwt`): a token meant for
+    /// a resource server, not an ID token.
+    #[error("the token's typ ({0:?}) says it is an access token; send the ID token instead")]
+    AccessToken(String),
+    /// The header's `typ` names another kind of JWT than an ID token.
+    #[error(
+        "the token's typ ({0:?}) says it is not an ID token (an ID token's typ is JWT or absent)"
+    )]
+    NotAnIdToken(String),
     /// A `crit` header this verifier cannot honour.
     #[error("ID token has critical header parameters, which are not supported")]
     CriticalHeader,

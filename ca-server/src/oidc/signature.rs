@@ -137,9 +137,10 @@ fn ed25519_signature(jws: &Jws<'_>, keys: Vec<VerifyingKey>) -> Result<TokenSign
     // The header checks jsonwebtoken makes for the other algorithms (it
     // refuses, for one, extra parameters that are not strings).
     jsonwebtoken::decode_header(jws.token).map_err(jwt_error)?;
-    // Canonical unpadded base64url and 64 bytes, so that a signature has one
-    // encoding and a token one digest (dalek and aws-lc refuse an `S` that is
-    // not reduced, the other way to write the same signature).
+    // Canonical unpadded base64url and 64 bytes, as strict as jsonwebtoken
+    // is with the other algorithms' signatures (and dalek and aws-lc refuse
+    // an `S` that is not reduced). Single use does not rest on this: a
+    // token is spent by what its issuer signed, however the signature reads.
     let signature = URL_SAFE_NO_PAD
         .decode(jws.signature)
         .ok()

@@ -58,8 +58,13 @@ pub(super) fn jwk(kid: Option<&str>, point: &[u8]) -> Value {
 
 /// The base64url claims of a valid token for `username`, nonce `n`.
 pub(super) fn payload(username: &str) -> String {
+    payload_of("https://idp.example.com", username)
+}
+
+/// [`payload`] for the issuer `iss`.
+pub(super) fn payload_of(iss: &str, username: &str) -> String {
     URL_SAFE_NO_PAD.encode(
-        json!({"iss": "https://idp.example.com", "sub": username, "aud": "jit-ssh",
+        json!({"iss": iss, "sub": username, "aud": "jit-ssh",
             "iat": NOW, "exp": NOW + 300, "nonce": "n", "preferred_username": username})
         .to_string(),
     )

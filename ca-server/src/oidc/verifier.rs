@@ -12,9 +12,10 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use serde::Deserialize;
 use serde_json::Value;
+use sha2::{Digest, Sha256};
 
 use super::error::{DiscoveryError, TokenError};
-use super::issuer::{parse_jwks, TrustedIssuer};
+use super::issuer::{parse_jwks, JwksRefresh, TrustedIssuer};
 use super::signature::{accepted_algorithm, Jws, TokenSignature};
 use crate::config::IssuerConfig;
 use crate::ed25519_batch::{Ed25519Batcher, Ed25519Check};
@@ -32,8 +33,39 @@ pub struct VerifiedToken {
     pub identity: Identity,
     /// Its `exp`; its digest must be remembered at least this long.
     pub expires_at: UnixTime,
-    /// SHA-256 of the compact token, the key of single use.
-    pub digest: [u8; 32],
+    /// What single use knows it by.
+    pub digest: TokenDigest,
+}
+
+/// What single use knows a token by: the digest of what its issuer signed,
+/// never of how the signature happens to be written. ECDSA signatures come
+/// in pairs (`(r, s)` and `(r, n - s)` both verify), RSA-PSS and ECDSA
+/// issuers may sign one statement twice, and lax decoders read one
+/// signature from several spellings; none of that reaches `signed`, so
+/// every spelling of a statement is one token, spent once. The signature
+/// is therefore neither refused nor rewritten for its form: about half of
+/// the ECDSA signatures real providers make have a high `S`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TokenDigest {
+    /// SHA-256 of the signing input `header.payload`, both base64url parts
+    /// exactly as received: the bytes the signature covers, so a token
+    /// whose signature verifies cannot differ in them. A token is spent
+    /// under this digest.
+    pub signed: [u8; 32],
+    /// SHA-256 of the whole compact token: the digest releases before this
+    /// one spent tokens under. Checked, never written, so that a token spent
+    /// before an upgrade stays spent until it expires.
+    pub whole: [u8; 32],
+}
+
+impl TokenDigest {
+    /// The digests of `token`, whose signing input is `signing_input`.
+    fn of(token: &str, signing_input: &str) -> TokenDigest {
+        TokenDigest {
+            signed: Sha256::digest(signing_input.as_bytes()).into(),
+            whole: Sha256::digest(token.as_bytes()).into(),
+        }
+    }
 }
 
 /// Verifies ID tokens from the configured issuers.
@@ -48,20 +80,23 @@ impl TokenVerifier {
     /// Runs OpenID discovery and fetches the JWKS of every issuer, retrying
     /// each up to `attempts` times with backoff. Fails if any issuer stays
     /// unreachable: a CA that silently trusts fewer issuers than configured
-    /// would lock people out with no clue why.
+    /// would lock people out with no clue why. Each issuer's key set is then
+    /// refetched on a schedule within `jwks_refresh` (by a task of the
+    /// current runtime, which ends with the verifier).
     pub async fn discover(
         issuers: &[IssuerConfig],
         leeway: Duration,
         attempts: u32,
         http: reqwest::Client,
         metrics: &Metrics,
+        jwks_refresh: JwksRefresh,
     ) -> Result<TokenVerifier, DiscoveryError> {
         let mut trusted = Vec::new();
         for config in issuers {
             let mut delay = Duration::from_millis(250);
             let mut attempt = 1;
             let issuer = loop {
-                match TrustedIssuer::discover(config, &http, metrics).await {
+                match TrustedIssuer::discover(config, &http, metrics, jwks_refresh).await {
                     Ok(issuer) => break issuer,
                     Err(reason) if attempt >= attempts => {
                         return Err(DiscoveryError {
@@ -80,14 +115,18 @@ impl TokenVerifier {
                 }
             };
             tracing::info!(issuer = %config.name, url = %config.issuer, keys = issuer.keys.load().len(), "trusting OpenID provider");
-            trusted.push(Arc::new(issuer));
+            let issuer = Arc::new(issuer);
+            TrustedIssuer::keep_keys_fresh(&issuer, jwks_refresh);
+            trusted.push(issuer);
         }
         Ok(TokenVerifier::from_issuers(trusted, leeway))
     }
 
     /// A verifier for one issuer whose metadata is known in-process (the dev
     /// mode's embedded provider): `jwks` is its current key set, `jwks_uri`
-    /// where to refetch it on an unknown `kid`. No discovery request is made.
+    /// where to refetch it on an unknown `kid`. No discovery request is made,
+    /// and no refresh is scheduled: the provider's keys live as long as the
+    /// process that holds them.
     pub fn with_known_issuer(
         config: IssuerConfig,
         jwks_uri: String,
@@ -196,10 +235,7 @@ impl TokenVerifier {
     /// signature, the JWKS refresh on an unknown `kid`, and the signature
     /// itself unless it is an Ed25519 one, left for the caller to check in a
     /// batch ([`PreparedToken::take_ed25519_check`]).
-    pub(crate) async fn prepare<'t>(
-        &self,
-        token: &'t str,
-    ) -> Result<PreparedToken<'t>, TokenError> {
+    pub(crate) async fn prepare(&self, token: &str) -> Result<PreparedToken, TokenError> {
         if token.len() > MAX_TOKEN_LEN {
             return Err(TokenError::Malformed("too long".into()));
         }
@@ -214,6 +250,7 @@ impl TokenVerifier {
         if header.crit.is_some() {
             return Err(TokenError::CriticalHeader);
         }
+        check_type(header.typ.as_deref())?;
         let algorithm = accepted_algorithm(&header.alg)?;
         let payload = decode_base64(payload)?;
         let unverified: UnverifiedIssuer = parse_json(&payload)?;
@@ -231,7 +268,7 @@ impl TokenVerifier {
             .verify_signature(&jws, header.kid.as_deref(), algorithm)
             .await?;
         Ok(PreparedToken {
-            token,
+            digest: TokenDigest::of(token, signing_input),
             issuer: issuer.clone(),
             signature,
         })
@@ -244,7 +281,7 @@ impl TokenVerifier {
     /// a verdict from anywhere else would skip the signature.
     pub(crate) fn finish(
         &self,
-        prepared: PreparedToken<'_>,
+        prepared: PreparedToken,
         ed25519_verdict: Option<bool>,
         expected_nonce: Option<&str>,
         now: UnixTime,
@@ -259,20 +296,20 @@ impl TokenVerifier {
         };
         prepared
             .issuer
-            .check_claims(claims, expected_nonce, now, self.leeway, prepared.token)
+            .check_claims(claims, expected_nonce, now, self.leeway, prepared.digest)
     }
 }
 
 /// A token checked up to its signature by [`TokenVerifier::prepare`]: its
 /// header, its issuer and the key it must be signed with are settled, and
 /// its signature is verified unless it is an Ed25519 one left for a batch.
-pub(crate) struct PreparedToken<'t> {
-    token: &'t str,
+pub(crate) struct PreparedToken {
+    digest: TokenDigest,
     issuer: Arc<TrustedIssuer>,
     signature: TokenSignature,
 }
 
-impl PreparedToken<'_> {
+impl PreparedToken {
     /// Takes the Ed25519 signature check left for a batch, if any; pass its
     /// verdict to [`TokenVerifier::finish`].
     pub(crate) fn take_ed25519_check(&mut self) -> Option<Ed25519Check> {
@@ -287,7 +324,31 @@ impl PreparedToken<'_> {
 struct Header {
     alg: String,
     kid: Option<String>,
+    typ: Option<String>,
     crit: Option<Value>,
+}
+
+/// Refuses a token whose `typ` says it is some other kind of JWT than an ID
+/// token: an access token (RFC 9068's `at+jwt`) or any other explicitly
+/// typed one, which its issuer signed for another reader. OpenID Connect
+/// gives ID tokens no type of their own, so only none or the generic `JWT`
+/// passes. Media types compare without case, `application/` optional.
+fn check_type(typ: Option<&str>) -> Result<(), TokenError> {
+    let Some(typ) = typ else {
+        return Ok(());
+    };
+    let lower = typ.to_ascii_lowercase();
+    let media_type = lower.strip_prefix("application/").unwrap_or(&lower);
+    match media_type {
+        "jwt" => Ok(()),
+        t if t.ends_with("at+jwt") => Err(TokenError::AccessToken(shown(typ))),
+        _ => Err(TokenError::NotAnIdToken(shown(typ))),
+    }
+}
+
+/// At most 32 characters of a header value, for a refusal's message.
+fn shown(value: &str) -> String {
+    value.chars().take(32).collect()
 }
 
 #[derive(Deserialize)]
@@ -313,6 +374,57 @@ mod tests {
 
     use super::*;
     use crate::oidc::testing::*;
+
+    #[tokio::test]
+    async fn single_use_knows_a_token_by_what_its_issuer_signed() {
+        let key = ed25519_key();
+        let verifier = verifier(vec![jwk(Some("k1"), key.verifying_key().as_bytes())]);
+        let token = token(&key, Some("k1"), "alice");
+        let verified = verifier.verify(&token, "n", NOW).await.expect("valid");
+        let (signing_input, _) = token.rsplit_once('.').expect("JWS");
+        let signed: [u8; 32] = Sha256::digest(signing_input.as_bytes()).into();
+        let whole: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        assert_eq!(verified.digest, TokenDigest { signed, whole });
+    }
+
+    #[tokio::test]
+    async fn tokens_typed_as_another_kind_of_jwt_are_refused() {
+        let key = ed25519_key();
+        let verifier = verifier(vec![jwk(Some("k1"), key.verifying_key().as_bytes())]);
+        let access = |typ: &str| Err(TokenError::AccessToken(typ.into()));
+        let other = |typ: &str| Err(TokenError::NotAnIdToken(typ.into()));
+        let cases = [
+            ("JWT", Ok("alice".to_string())),
+            ("jwt", Ok("alice".into())),
+            ("application/JWT", Ok("alice".into())),
+            ("at+jwt", access("at+jwt")),
+            ("AT+JWT", access("AT+JWT")),
+            ("application/at+jwt", access("application/at+jwt")),
+            ("Application/At+Jwt", access("Application/At+Jwt")),
+            (
+                "application/okta-internal-at+jwt",
+                access("application/okta-internal-at+jwt"),
+            ),
+            ("logout+jwt", other("logout+jwt")),
+            ("JOSE", other("JOSE")),
+            ("", other("")),
+            ("jwt; charset=utf-8", other("jwt; charset=utf-8")),
+        ];
+        for (typ, expected) in cases {
+            let token = signed(
+                &key,
+                serde_json::json!({"alg": "EdDSA", "kid": "k1", "typ": typ}),
+                &payload("alice"),
+            );
+            assert_eq!(username(&verifier, &token).await, expected, "{typ:?}");
+        }
+        let untyped = signed(
+            &key,
+            serde_json::json!({"alg": "EdDSA", "kid": "k1"}),
+            &payload("alice"),
+        );
+        assert_eq!(username(&verifier, &untyped).await, Ok("alice".into()));
+    }
 
     #[tokio::test]
     async fn eddsa_tokens_are_checked_in_a_batch() {

@@ -1,6 +1,15 @@
 //! Records the store's unit tests share.
 
-use super::{Actor, IssuanceRecord, NewRequest, RequestAction, RequestChange, SpentToken};
+use std::path::Path;
+
+use rusqlite::Connection;
+
+use super::schema::MIGRATIONS;
+use super::{
+    Actor, IssuanceRecord, NewRequest, RequestAction, RequestChange, RevocationRecord,
+    RevocationTarget, SpentToken,
+};
+use crate::oidc::TokenDigest;
 use crate::UnixTime;
 
 /// `identity` acting from 127.0.0.1 under `rule` at `at`.
@@ -27,6 +36,17 @@ pub(super) fn record(serial: &str, digest: u8) -> IssuanceRecord {
         certificate: "ssh-ed25519-cert-v01@openssh.com AAAA".into(),
         spent_token: token(digest, u64::MAX / 4),
         request_ids: Vec::new(),
+    }
+}
+
+/// carol, an administrator under rule `admins`, revoking or lifting
+/// `target` at `at`.
+pub(super) fn revocation(target: RevocationTarget, at: UnixTime) -> RevocationRecord {
+    RevocationRecord {
+        target,
+        reason: "test".into(),
+        actor: actor("carol@corp", "admins", at),
+        spent_token: None,
     }
 }
 
@@ -60,10 +80,36 @@ pub(super) fn approve(required: u32) -> RequestChange {
     }
 }
 
-/// A token whose digest is `byte` repeated, expiring at `expires_at`.
+/// A token whose signed digest is `byte` repeated (its whole-token digest
+/// starts with `byte ^ 0x80`, so no fixture's two digests meet), expiring
+/// at `expires_at`.
 pub(super) fn token(byte: u8, expires_at: UnixTime) -> SpentToken {
+    let mut whole = [byte; 32];
+    whole[0] ^= 0x80;
     SpentToken {
-        digest: [byte; 32],
+        digest: TokenDigest {
+            signed: [byte; 32],
+            whole,
+        },
         expires_at,
     }
+}
+
+/// A database at `path` as jit-ssh-ca left it after its first `version`
+/// migrations, for tests of the ones after (0600, as the CA makes it).
+pub(super) fn database_at_version(path: &Path, version: usize) -> Connection {
+    use std::os::unix::fs::OpenOptionsExt as _;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .expect("create 0600");
+    let conn = Connection::open(path).expect("open");
+    for migration in &MIGRATIONS[..version] {
+        conn.execute_batch(migration).expect("migrate");
+    }
+    conn.pragma_update(None, "user_version", version)
+        .expect("version");
+    conn
 }

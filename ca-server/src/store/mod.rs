@@ -42,8 +42,11 @@
 //! key is revoked, its serial is on record, or an access window it uses has
 //! closed; a change to an access request is checked against the request's
 //! state in the transaction that records it; every act writes its audit
-//! event in that transaction; the KRL version only grows, also across a
-//! restore from backup. This backend keeps the spent tokens in the serving
+//! event in that transaction; the KRL version a revoke or lift returns is
+//! above every one before it, also within one second, and a KRL version
+//! published names one revocation state and is never lower than one
+//! published before, also across a restart and a restore from backup.
+//! This backend keeps the spent tokens in the serving
 //! writer's memory, so it allows one server per database file
 //! ([`StoreError::InUse`]).
 //!
@@ -53,7 +56,8 @@
 //! and opening connections; `lock.rs` the one-server-per-database lock;
 //! `spent.rs` spent tokens and the write transaction that spends them;
 //! `certificates.rs` issuances, denials and certificate lookups;
-//! `revocations.rs` revocations and the KRL version; `access_requests.rs`
+//! `revocations.rs` revocations; `krl_version.rs` the KRL version and what
+//! publishing one promises; `access_requests.rs`
 //! access requests and their decisions; `grants.rs` the open grants
 //! issuance uses; `audit.rs` the audit trail; `backup.rs` backups.
 
@@ -64,6 +68,7 @@ mod certificates;
 #[cfg(test)]
 mod fixtures;
 mod grants;
+mod krl_version;
 mod lock;
 mod revocations;
 mod schema;
@@ -71,6 +76,7 @@ mod spent;
 mod writer;
 
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use crate::access::{AccessRequest, RequestError};
 use crate::metrics::Metrics;
@@ -87,6 +93,7 @@ pub use revocations::{
 pub use spent::SpentToken;
 
 use grants::GrantHorizon;
+use krl_version::Publication;
 use writer::Writer;
 
 /// File name of the database inside the data directory.
@@ -127,6 +134,10 @@ pub enum StoreError {
     /// Another server process writes this database.
     #[error("database {0} is in use by another jit-ssh-ca server (one server per database)")]
     InUse(PathBuf),
+    /// The database, or its WAL or shared-memory file, is open to group or
+    /// others (or its mode cannot be read).
+    #[error(transparent)]
+    FileMode(#[from] crate::private_files::ModeError),
     /// The lock file beside the database could not be opened or locked.
     #[error("lock file {path}: {source}")]
     LockFile {
@@ -199,6 +210,9 @@ pub struct Store {
     grants: GrantHorizon,
     /// The serial of the last certificate on record when the store opened.
     last_serial: u64,
+    /// What publishing KRLs remembers (krl_version.rs). Used only by the
+    /// writer thread.
+    publication: Arc<Mutex<Publication>>,
 }
 
 impl Store {
@@ -206,6 +220,8 @@ impl Store {
     /// starts its writer thread.
     pub fn open(path: &Path, metrics: &Metrics) -> Result<Store, StoreError> {
         let lock = lock::lock_for_serving(path)?;
+        // Read once the previous server on this database has let go of it.
+        let publication = Publication::new(crate::unix_now_micros());
         let conn = schema::open_connection(path, false)?;
         let spent = spent::load_spent_tokens(&conn, path)?;
         let grants = GrantHorizon::load(&conn, path)?;
@@ -216,6 +232,7 @@ impl Store {
             writer,
             grants,
             last_serial,
+            publication: Arc::new(Mutex::new(publication)),
         })
     }
 
@@ -253,10 +270,20 @@ impl Store {
             .await
     }
 
-    /// The current revocation state, without certificates expired at `now`.
+    /// The revocation state to publish as the KRL at `now` (certificates
+    /// expired by then left out), with the version to publish it under: one
+    /// version never names two states, and none is lower than a version
+    /// published before, by this server or by one before it on this
+    /// database or on the database a backup restored.
     pub async fn revoked_set(&self, now: UnixTime) -> Result<RevokedSet, StoreError> {
+        let publication = self.publication.clone();
         self.writer
-            .exclusive(move |db, path| revocations::read_revoked_set(&db.conn, now, path))
+            .exclusive(move |db, path| {
+                // It is only ever changed after a commit, so it stays whole
+                // whatever panicked while holding it.
+                let mut publication = publication.lock().unwrap_or_else(PoisonError::into_inner);
+                krl_version::publish_revoked_set(&mut db.conn, &mut publication, now, path)
+            })
             .await
     }
 

@@ -1,12 +1,11 @@
-//! Revocations and the KRL version: what is revoked (a certificate, every
-//! certificate of an identity, every certificate for a key), by whom and why,
-//! and the revocation state a KRL is made from.
+//! Revocations: what is revoked (a certificate, every certificate of an
+//! identity, every certificate for a key), by whom and why, and the
+//! revocation state a KRL is made from.
 //!
 //! A serial stays listed until its certificate expires; an identity or key
 //! is banned from issuance (and a key listed in the KRL) until the ban is
-//! lifted. Every revoke and lift writes its audit event in the same
-//! transaction, and the KRL version is the time of the latest one, so it only
-//! grows, even across a restore from backup.
+//! lifted. Every revoke and lift writes its audit event and raises the KRL
+//! version (krl_version.rs) in the same transaction.
 
 use std::path::Path;
 
@@ -14,6 +13,7 @@ use rusqlite::{params, Connection, OptionalExtension as _};
 
 use super::audit::{insert_audit, AuditRow};
 use super::certificates::unexpired;
+use super::krl_version;
 use super::schema::{open_connection, sqlite_error};
 use super::spent::{spend, SpentToken, WriteTx};
 use super::{Actor, StoreError};
@@ -82,7 +82,9 @@ pub struct Revoked {
 /// The revocation state a KRL is made from.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RevokedSet {
-    /// Increases with every revocation and lift.
+    /// The KRL version: raised by every revocation and lift, and whenever
+    /// the listed state changes otherwise; never the same for two different
+    /// states, never lower than a version published before.
     pub version: u64,
     /// Revoked serials of certificates not yet expired.
     pub serials: Vec<u64>,
@@ -194,7 +196,7 @@ pub(super) fn revoke_in(
     audit_revocation(tx, "revoked", r, &detail, path)?;
     Ok(Revoked {
         serials,
-        krl_version: krl_version(tx).map_err(&err)?,
+        krl_version: krl_version::raise(tx, r.actor.at).map_err(&err)?,
     })
 }
 
@@ -226,11 +228,12 @@ pub(super) fn lift_in(
     audit_revocation(tx, "unrevoked", r, &detail, path)?;
     Ok(Revoked {
         serials: Vec::new(),
-        krl_version: krl_version(tx).map_err(&err)?,
+        krl_version: krl_version::raise(tx, r.actor.at).map_err(&err)?,
     })
 }
 
-/// The revocation state at `now`, read from `conn`.
+/// The revocation state at `now`, read from `conn`, with the current KRL
+/// version (which publishing may still raise: krl_version.rs).
 pub(super) fn read_revoked_set(
     conn: &Connection,
     now: UnixTime,
@@ -249,7 +252,7 @@ pub(super) fn read_revoked_set(
         })
         .map_err(&err)?;
     let mut set = RevokedSet {
-        version: krl_version(conn).map_err(&err)?,
+        version: krl_version::current(conn).map_err(&err)?,
         ..RevokedSet::default()
     };
     for row in rows {
@@ -261,19 +264,6 @@ pub(super) fn read_revoked_set(
         }
     }
     Ok(set)
-}
-
-fn krl_version(conn: &Connection) -> rusqlite::Result<u64> {
-    // The time of the latest revoke or lift: it grows with every change made
-    // in a later second, and, unlike a counter, keeps growing after the
-    // database is restored from a backup, so hosts (which refuse a KRL older
-    // than theirs) accept the first change made after a restore.
-    conn.query_row(
-        "SELECT coalesce(max(at), 0) FROM audit_events WHERE kind IN ('revoked', 'unrevoked')",
-        [],
-        |row| row.get::<_, i64>(0),
-    )
-    .map(|v| v as u64)
 }
 
 fn audit_revocation(
@@ -301,22 +291,14 @@ fn audit_revocation(
 mod tests {
     use super::*;
     use crate::metrics::Metrics;
-    use crate::store::fixtures::{actor, record, token};
+    use crate::store::fixtures::{record, revocation, token};
     use crate::store::{read_audit, AuditFilter, Store, DATABASE_FILE};
-
-    fn revocation(target: RevocationTarget, at: UnixTime) -> RevocationRecord {
-        RevocationRecord {
-            target,
-            reason: "test".into(),
-            actor: actor("carol@corp", "admins", at),
-            spent_token: None,
-        }
-    }
 
     #[tokio::test]
     async fn revocations_list_serials_until_expiry_and_ban_until_lifted() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join(DATABASE_FILE);
+        let opened = crate::unix_now_micros();
         let store = Store::open(&path, &Metrics::new()).expect("open");
         store.record_issuance(record("1", 1)).await.expect("issued");
         store.record_issuance(record("2", 2)).await.expect("issued");
@@ -343,7 +325,9 @@ mod tests {
         assert!(all.krl_version > one.krl_version, "versions increase");
         let set = store.revoked_set(300).await.expect("set");
         assert_eq!(set.serials, [1, 2]);
-        assert_eq!(set.version, all.krl_version);
+        // This server's first KRL: at least the moment the store opened
+        // (krl_version.rs says why), so above every change before it.
+        assert!(set.version >= opened && set.version > all.krl_version);
         // Expired certificates (valid_before 400) drop out of the KRL.
         assert!(store
             .revoked_set(400)
@@ -394,7 +378,8 @@ mod tests {
             .await
             .expect("accepted");
         assert!(expired.serials.is_empty(), "expired: nothing to list");
-        assert_eq!(expired.krl_version, 400, "the time of the latest change");
+        let published = store.revoked_set(400).await.expect("set").version;
+        assert!(expired.krl_version > set.version && published >= expired.krl_version);
         // Every change is audited under the actor, with the deciding rule.
         let events: Vec<_> = read_audit(&path, &AuditFilter::default())
             .expect("read")

@@ -6,13 +6,20 @@
 //! connection brings the database to the newest schema before anything else
 //! touches it; a read-only one never creates or migrates; no connection opens
 //! a database that a newer jit-ssh-ca wrote.
+//!
+//! The database names people and what they were allowed, so only the CA's
+//! user may open it: a writable connection creates a missing database file
+//! 0600 before SQLite opens it (SQLite gives the WAL and shared-memory files
+//! it creates beside it the database file's mode), and refuses a database,
+//! WAL or shared-memory file that group or others may open.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use rusqlite::{Connection, OpenFlags};
 
 use super::{DatabaseError, StoreError};
+use crate::private_files;
 
 /// Schema migrations; `PRAGMA user_version` counts those applied.
 pub(super) const MIGRATIONS: &[&str] = &[
@@ -149,6 +156,20 @@ INSERT INTO spent_tokens (digest, expires_at)
 DROP TABLE used_tokens;
 CREATE INDEX spent_tokens_expires_at ON spent_tokens (expires_at);
 "#,
+    // 9: the KRL version, a counter every revoke and lift raises in its own
+    // transaction (see revocations.rs). It starts above every version the
+    // time-derived scheme it replaces could have published: that scheme's
+    // version was the second of the latest revoke or lift, and versions now
+    // count a million per second.
+    r#"
+CREATE TABLE krl_version (
+    id      INTEGER PRIMARY KEY CHECK (id = 1),
+    version INTEGER NOT NULL
+);
+INSERT INTO krl_version (id, version)
+    SELECT 1, coalesce(max(at), 0) * 1000000 FROM audit_events
+    WHERE kind IN ('revoked', 'unrevoked');
+"#,
 ];
 
 /// Opens the database; `read_only` connections neither create nor migrate.
@@ -157,6 +178,7 @@ pub(super) fn open_connection(path: &Path, read_only: bool) -> Result<Connection
     let flags = if read_only {
         OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX
     } else {
+        create_private(path)?;
         OpenFlags::SQLITE_OPEN_READ_WRITE
             | OpenFlags::SQLITE_OPEN_CREATE
             | OpenFlags::SQLITE_OPEN_NO_MUTEX
@@ -189,6 +211,47 @@ pub(super) fn open_connection(path: &Path, read_only: bool) -> Result<Connection
     }
     tx.commit().map_err(&err)?;
     Ok(conn)
+}
+
+/// Creates the database file at `path` 0600 if it is missing, and refuses
+/// the database, WAL or shared-memory file if group or others may open it.
+fn create_private(path: &Path) -> Result<(), StoreError> {
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let created = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path);
+    match created {
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(source) => {
+            return Err(private_files::ModeError::Io {
+                what: "database file",
+                path: path.to_path_buf(),
+                source,
+            }
+            .into())
+        }
+    }
+    for suffix in ["", "-wal", "-shm"] {
+        let mut file = path.as_os_str().to_owned();
+        file.push(suffix);
+        let file = PathBuf::from(file);
+        match std::fs::metadata(&file) {
+            Ok(metadata) => private_files::check("database file", &file, &metadata)?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(source) => {
+                return Err(private_files::ModeError::Io {
+                    what: "database file",
+                    path: file,
+                    source,
+                }
+                .into())
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Opens the database read-only, refusing one the server has not migrated
@@ -239,7 +302,7 @@ mod tests {
 
     use super::*;
     use crate::metrics::Metrics;
-    use crate::store::fixtures::record;
+    use crate::store::fixtures::{database_at_version, record};
     use crate::store::{access_requests, Store, DATABASE_FILE};
 
     #[test]
@@ -247,12 +310,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join(DATABASE_FILE);
         {
-            let conn = Connection::open(&path).expect("open");
-            for migration in &MIGRATIONS[..4] {
-                conn.execute_batch(migration).expect("migrate");
-            }
-            conn.pragma_update(None, "user_version", 4)
-                .expect("version");
+            let conn = database_at_version(&path, 4);
             conn.execute(
                 "INSERT INTO access_requests (requester, issuer, principals, reason, window_secs, \
                  rules, status, created_at, expires_at) \
@@ -270,15 +328,44 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn the_database_and_its_wal_and_shm_files_are_private() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join(DATABASE_FILE);
+        let files = ["", "-wal", "-shm"].map(|s| PathBuf::from(format!("{}{s}", path.display())));
+        let mode =
+            |file: &Path| std::fs::metadata(file).expect("stat").permissions().mode() & 0o777;
+        let store = Store::open(&path, &Metrics::new()).expect("open");
+        store.record_issuance(record("1", 1)).await.expect("issued");
+        for file in &files {
+            assert_eq!(mode(file), 0o600, "{}", file.display());
+        }
+        drop(store);
+        // One that group or others may read is refused, and left as it is.
+        for file in files.iter().filter(|f| f.exists()) {
+            std::fs::set_permissions(file, std::fs::Permissions::from_mode(0o640)).expect("chmod");
+            let err = open_connection(&path, false).expect_err("refused");
+            assert!(
+                matches!(&err, StoreError::FileMode(_))
+                    && err
+                        .to_string()
+                        .contains(&format!("chmod 600 {}", file.display())),
+                "{err}"
+            );
+            assert_eq!(mode(file), 0o640);
+            std::fs::set_permissions(file, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+        }
+        open_connection(&path, false).expect("private again");
+        // Readers create nothing and check nothing.
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+        open_connection(&path, true).expect("read-only");
+    }
+
+    #[tokio::test]
     async fn tokens_spent_before_migration_8_stay_spent() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join(DATABASE_FILE);
-        let conn = Connection::open(&path).expect("create");
-        for migration in &MIGRATIONS[..7] {
-            conn.execute_batch(migration).expect("migrate");
-        }
-        conn.execute_batch("PRAGMA user_version = 7")
-            .expect("version");
+        let conn = database_at_version(&path, 7);
         conn.execute(
             "INSERT INTO used_tokens (digest, expires_at) VALUES (?1, ?2)",
             params![&[5u8; 32][..], i64::MAX / 4],

@@ -16,6 +16,7 @@ use rusqlite::{params, Connection};
 
 use super::schema::{cached, sqlite_error};
 use super::StoreError;
+use crate::oidc::TokenDigest;
 use crate::UnixTime;
 
 /// The ID token an act spent, as the store keeps it: its digest, never the
@@ -23,8 +24,11 @@ use crate::UnixTime;
 /// expiry is refused anyway).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SpentToken {
-    /// SHA-256 of the ID token.
-    pub digest: [u8; 32],
+    /// What single use knows the token by: it is spent under
+    /// [`TokenDigest::signed`], and refused as a replay when that digest or
+    /// [`TokenDigest::whole`] (the one older releases spent tokens under)
+    /// was spent.
+    pub digest: TokenDigest,
     /// The token's expiry: until when its digest must be remembered.
     pub expires_at: UnixTime,
 }
@@ -39,11 +43,11 @@ pub(super) fn spend(
     let Some(SpentToken { digest, expires_at }) = token else {
         return Ok(());
     };
-    tx.spending.borrow_mut().spend(digest)?;
+    tx.spending.borrow_mut().spend(&digest)?;
     cached(
         tx,
         "INSERT INTO spent_tokens (digest, expires_at) VALUES (?1, ?2)",
-        params![&digest[..], expires_at as i64],
+        params![&digest.signed[..], expires_at as i64],
     )
     .map_err(sqlite_error(path))?;
     Ok(())
@@ -74,9 +78,9 @@ impl<'c> WriteTx<'c> {
     }
 
     /// Whether the token with this digest was spent.
-    pub(super) fn is_spent(&self, digest: &[u8; 32]) -> bool {
+    pub(super) fn is_spent(&self, digest: &TokenDigest) -> bool {
         let spending = self.spending.borrow();
-        spending.spent.as_ref().is_some_and(|s| s.contains(digest))
+        spending.spent.as_ref().is_some_and(|s| s.holds(digest))
     }
 
     pub(super) fn commit(self) -> rusqlite::Result<()> {
@@ -103,12 +107,12 @@ struct Spending<'c> {
 }
 
 impl Spending<'_> {
-    fn spend(&mut self, digest: [u8; 32]) -> Result<(), StoreError> {
+    fn spend(&mut self, digest: &TokenDigest) -> Result<(), StoreError> {
         let spent = self.spent.as_mut().ok_or(StoreError::NoSpentTokens)?;
-        if !spent.insert(&digest) {
+        if spent.contains(&digest.whole) || !spent.insert(&digest.signed) {
             return Err(StoreError::Replayed);
         }
-        self.added.push(digest);
+        self.added.push(digest.signed);
         Ok(())
     }
 }
@@ -148,6 +152,12 @@ impl SpentTokens {
 
     fn contains(&self, digest: &[u8; 32]) -> bool {
         self.0.contains(&Self::prefix(digest))
+    }
+
+    /// Whether the token of `digest` was spent, under either of its
+    /// digests.
+    fn holds(&self, digest: &TokenDigest) -> bool {
+        self.contains(&digest.signed) || self.contains(&digest.whole)
     }
 
     fn remove(&mut self, digest: &[u8; 32]) {
@@ -268,6 +278,39 @@ mod tests {
         store.record_issuance(record("3", 3)).await.expect("fresh");
     }
 
+    #[tokio::test]
+    async fn a_token_is_spent_by_what_was_signed_and_stays_spent_across_an_upgrade() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join(DATABASE_FILE);
+        let store = Store::open(&path, &Metrics::new()).expect("open");
+        store.record_issuance(record("1", 1)).await.expect("first");
+        // Another spelling of token 1: what was signed is the same, the
+        // whole token is not.
+        let mut twin = record("2", 1);
+        twin.spent_token.digest.whole = [0x55; 32];
+        assert!(matches!(
+            store.record_issuance(twin).await,
+            Err(StoreError::Replayed)
+        ));
+        drop(store);
+        // Token 2 spent by an older release, which kept the whole token's
+        // digest.
+        let legacy = token(2, u64::MAX / 4);
+        open_connection(&path, false)
+            .expect("open")
+            .execute(
+                "INSERT INTO spent_tokens (digest, expires_at) VALUES (?1, ?2)",
+                params![&legacy.digest.whole[..], i64::MAX / 4],
+            )
+            .expect("legacy row");
+        let store = Store::open(&path, &Metrics::new()).expect("reopen");
+        assert!(matches!(
+            store.record_issuance(record("3", 2)).await,
+            Err(StoreError::Replayed)
+        ));
+        store.record_issuance(record("4", 4)).await.expect("fresh");
+    }
+
     fn writer_db(path: &Path) -> WriterDb {
         let conn = open_connection(path, false).expect("open");
         let spent = load_spent_tokens(&conn, path).expect("load");
@@ -292,7 +335,7 @@ mod tests {
         purge_spent_before(&mut db, 1_000).expect("purge");
         assert_eq!(spent_on_disk(&db), 1);
         let tx = db.transaction().expect("tx");
-        assert!(!tx.is_spent(&[1; 32]));
+        assert!(!tx.is_spent(&token(1, 100).digest));
         assert!(matches!(
             spend(&tx, Some(token(2, 10_000)), &path),
             Err(StoreError::Replayed)
@@ -316,7 +359,7 @@ mod tests {
         let tx = db.transaction().expect("tx");
         spend(&tx, Some(token(1, 10_000)), &path).expect("unspent after the rollback");
         tx.commit().expect("commit");
-        assert!(db.spent.contains(&[1; 32]));
+        assert!(db.spent.contains(&token(1, 10_000).digest.signed));
         assert_eq!(spent_on_disk(&db), 1);
     }
 

@@ -356,7 +356,7 @@ mod tests {
             // Every 10th request reuses token 0: exactly one of those wins.
             let digest = if i % 10 == 0 { 0 } else { (i % 250) as u8 + 1 };
             let mut r = record(&format!("{}", i + 1), digest);
-            r.spent_token.digest[1] = (i / 250) as u8;
+            r.spent_token.digest.signed[1] = (i / 250) as u8;
             tasks.push(tokio::spawn(async move { store.record_issuance(r).await }));
         }
         let mut ok = 0;

@@ -5,6 +5,8 @@
 //! reads, so no test spells out configuration text by position.
 
 use std::fmt::Write as _;
+use std::io::Write as _;
+use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -44,10 +46,17 @@ impl CaBuilder {
 
     /// Trusts the OpenID provider at `url` under `name`, for client_id
     /// `jit-ssh`.
-    pub fn issuer(mut self, name: &str, url: &str) -> CaBuilder {
+    pub fn issuer(self, name: &str, url: &str) -> CaBuilder {
+        self.issuer_for_client(name, url, "jit-ssh")
+    }
+
+    /// [`CaBuilder::issuer`] for `client_id` (the test IdP's clients differ
+    /// in the algorithm they sign ID tokens with).
+    pub fn issuer_for_client(mut self, name: &str, url: &str, client_id: &str) -> CaBuilder {
         self.issuers.push(Issuer {
             name: name.into(),
             url: url.into(),
+            client_id: client_id.into(),
             username_claim: None,
         });
         self
@@ -59,6 +68,7 @@ impl CaBuilder {
         self.issuers.push(Issuer {
             name: name.into(),
             url: url.into(),
+            client_id: "jit-ssh".into(),
             username_claim: Some(claim.into()),
         });
         self
@@ -122,7 +132,7 @@ impl CaBuilder {
     }
 
     /// `passphrase_file`, holding `text` (instead of the passphrase in the
-    /// environment).
+    /// environment), created 0600 as docs/deploy.md has it.
     pub fn passphrase_file(mut self, text: &str) -> CaBuilder {
         self.passphrase_file = Some(text.into());
         self
@@ -212,7 +222,13 @@ impl CaBuilder {
         }
         if let Some(text) = &self.passphrase_file {
             let path = dir.join("passphrase");
-            std::fs::write(&path, text).unwrap();
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&path)
+                .and_then(|mut file| file.write_all(text.as_bytes()))
+                .unwrap();
             line("passphrase_file", quote_path(&path));
         }
         if let Some(limit) = self.rate_limit_per_identity {
@@ -228,7 +244,7 @@ impl CaBuilder {
             toml.push_str("\n[[oidc]]\n");
             writeln!(toml, "name = {}", quote(&issuer.name)).unwrap();
             writeln!(toml, "issuer = {}", quote(&issuer.url)).unwrap();
-            toml.push_str("client_id = \"jit-ssh\"\n");
+            writeln!(toml, "client_id = {}", quote(&issuer.client_id)).unwrap();
             if let Some(claim) = &issuer.username_claim {
                 writeln!(toml, "username_claim = {}", quote(claim)).unwrap();
             }
@@ -264,6 +280,7 @@ enum Policy {
 struct Issuer {
     name: String,
     url: String,
+    client_id: String,
     username_claim: Option<String>,
 }
 

@@ -89,16 +89,37 @@ impl CaSetup {
         global_args: &[&str],
         log_filter: &str,
     ) -> Result<Ca, (anyhow::Error, String)> {
-        let process = Running::spawn(
+        CaSetup::started(
             Command::new(bin("jit-ssh-ca"))
                 .args(global_args)
                 .arg("serve")
                 .arg("--config")
                 .arg(&self.config_path)
-                .env("JIT_SSH_CA_PASSPHRASE", PASSPHRASE)
                 .env("RUST_LOG", log_filter),
         )
-        .unwrap();
+    }
+
+    /// Starts `jit-ssh-ca serve` with the file-creation mask `umask` (octal,
+    /// as the shell writes it), as a shell or a service manager with that
+    /// mask would; panics with its log if it does not come up.
+    pub fn start_with_umask(&self, umask: &str) -> Ca {
+        CaSetup::started(
+            Command::new("sh")
+                .arg("-c")
+                .arg(format!(
+                    "umask {umask} && exec \"$0\" serve --config \"$1\""
+                ))
+                .arg(bin("jit-ssh-ca"))
+                .arg(&self.config_path)
+                .env("RUST_LOG", "info"),
+        )
+        .unwrap_or_else(|(e, log)| panic!("CA did not start: {e}\n{log}"))
+    }
+
+    /// Spawns `command` (a `serve`) with the test passphrase in its
+    /// environment and waits until it listens.
+    fn started(command: &mut Command) -> Result<Ca, (anyhow::Error, String)> {
+        let process = Running::spawn(command.env("JIT_SSH_CA_PASSPHRASE", PASSPHRASE)).unwrap();
         match process.stderr.wait_for("listening on ", STARTUP) {
             Ok(line) => {
                 // Text or JSON log line: the URL ends at a space or quote.
