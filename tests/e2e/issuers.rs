@@ -310,14 +310,3 @@ impl<'a> World<'a> {
         self.post(party, user, "/v1/revocations", body).await
     }
 }
-
-fn refusal<T: std::fmt::Debug>(result: Result<T, ClientError>) -> (u16, String, String) {
-    match result {
-        Err(ClientError::Refused {
-            status,
-            code,
-            message,
-        }) => (status, code, message),
-        other => panic!("expected a refusal, got {other:?}"),
-    }
-}
