@@ -124,8 +124,10 @@ pub async fn run(
         .map_err(DevError::Invalid)?,
     );
 
+    // `corp`: the issuer the example policies name for people, whose part
+    // the dev provider plays.
     let issuer = IssuerConfig {
-        name: "dev".into(),
+        name: "corp".into(),
         issuer: provider.issuer().to_string(),
         client_id: idp::CLIENT_ID.into(),
         username_claim: UsernameClaim::PreferredUsername,

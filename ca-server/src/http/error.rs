@@ -174,10 +174,21 @@ impl ApiError {
             ) => (StatusCode::FORBIDDEN, ErrorCode::EmailNotAccepted),
             AuthError::Replayed => (StatusCode::UNAUTHORIZED, ErrorCode::ReplayedToken),
             AuthError::RateLimited(_) => (StatusCode::TOO_MANY_REQUESTS, ErrorCode::RateLimited),
+            AuthError::RevokedIdentity(_) => (StatusCode::FORBIDDEN, ErrorCode::RevokedIdentity),
+            AuthError::Store(error) => {
+                return ApiError::store_unavailable(
+                    error,
+                    "the caller's standing could not be read",
+                    &message,
+                )
+            }
         };
         let retry_after = match error {
             AuthError::RateLimited(wait) => Some(*wait),
-            AuthError::Token(_) | AuthError::Replayed => None,
+            AuthError::Token(_)
+            | AuthError::Replayed
+            | AuthError::RevokedIdentity(_)
+            | AuthError::Store(_) => None,
         };
         ApiError {
             retry_after,
@@ -210,7 +221,6 @@ impl From<IssueError> for ApiError {
             IssueError::Auth(error) => return ApiError::auth(&error, message),
             IssueError::Denied(_) => (StatusCode::FORBIDDEN, ErrorCode::Denied),
             IssueError::ApprovalRequired(_) => (StatusCode::FORBIDDEN, ErrorCode::ApprovalRequired),
-            IssueError::RevokedIdentity(_) => (StatusCode::FORBIDDEN, ErrorCode::RevokedIdentity),
             IssueError::RevokedKey(_) => (StatusCode::FORBIDDEN, ErrorCode::RevokedKey),
             IssueError::Store(error) => {
                 return ApiError::store_unavailable(

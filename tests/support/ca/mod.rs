@@ -227,4 +227,21 @@ impl Ca {
     pub fn user_ca_keys(&self) -> String {
         String::from_utf8(self.download("/v1/ca/user.pub")).unwrap()
     }
+
+    /// `GET path` (with no `body`) or `POST path` with the JSON `body`,
+    /// sending `token` as `Authorization: Bearer`; returns the status and
+    /// the JSON answer (`null` when there is none).
+    pub async fn call(&self, path: &str, token: Option<&str>, body: Option<Value>) -> (u16, Value) {
+        let url = format!("{}{path}", self.url);
+        let mut request = match body {
+            Some(body) => crate::http_client().post(url).json(&body),
+            None => crate::http_client().get(url),
+        };
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
 }
