@@ -25,6 +25,9 @@ wire_names! {
         MissingToken = "missing_token",
         /// The ID token failed verification.
         InvalidToken = "invalid_token",
+        /// The token names its user by email, and that email is unverified
+        /// or outside the issuer's `email_domains`.
+        EmailNotAccepted = "email_not_accepted",
         /// The proof of possession failed.
         InvalidProof = "invalid_proof",
         /// The ID token was already spent.

@@ -90,6 +90,7 @@ fn token_verification(c: &mut Criterion) {
             client_id: "jit-ssh".into(),
             username_claim: UsernameClaim::PreferredUsername,
             groups_claim: "groups".into(),
+            email_domains: Vec::new(),
             scopes: vec!["openid".into()],
         },
         format!("{issuer}/jwks"),

@@ -41,6 +41,7 @@ fn bench(c: &mut Criterion) {
     let context = PolicyContext {
         issuers: Some(vec!["corp".into()]),
         certs: CertSettings::default(),
+        reserved: ca_server::policy::reserved::ReservedLogins::default(),
     };
     let mut claims = serde_json::Map::new();
     claims.insert("repository".into(), "acme/app-1".into());

@@ -14,6 +14,7 @@ use jit_ssh_common::duration::parse_duration;
 use serde::Deserialize;
 
 use crate::oidc::JwksRefresh;
+use crate::policy::reserved::ReservedLogins;
 use crate::webhook::{WebhookSecret, WebhookTarget};
 
 /// Longest certificate lifetime the CA will ever be configured to sign.
@@ -91,6 +92,8 @@ struct RawConfig {
     jwks_refresh_max: String,
     #[serde(default)]
     webhook: Vec<RawWebhook>,
+    #[serde(default)]
+    reserved_logins: Vec<String>,
 }
 
 #[derive(Deserialize)]
@@ -132,6 +135,8 @@ struct RawIssuer {
     groups_claim: String,
     #[serde(default = "default_scopes")]
     scopes: Vec<String>,
+    #[serde(default)]
+    email_domains: Vec<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -252,6 +257,9 @@ pub struct Config {
     pub jwks_refresh: JwksRefresh,
     /// Where access-request events are posted, with their secrets.
     pub webhooks: Vec<WebhookTarget>,
+    /// Names principal templates never expand to: the built-in list and
+    /// `reserved_logins`.
+    pub reserved_logins: ReservedLogins,
 }
 
 /// PEM files for HTTPS.
@@ -293,6 +301,11 @@ pub struct IssuerConfig {
     pub groups_claim: String,
     /// Scopes clients should request.
     pub scopes: Vec<String>,
+    /// With `username_claim = "email"` (where it is required and never
+    /// empty): the only domains, lower-cased, whose verified addresses name
+    /// a user, so that `alice@` of two domains cannot both become `alice`
+    /// unless the admin lists both. Empty for every other username claim.
+    pub email_domains: Vec<String>,
 }
 
 /// Certificate lifetimes.
@@ -343,6 +356,7 @@ impl Config {
             access_request_pending: Duration::from_secs(crate::access::DEFAULT_PENDING_SECS),
             jwks_refresh: JwksRefresh::default(),
             webhooks: Vec::new(),
+            reserved_logins: ReservedLogins::default(),
         }
     }
 
@@ -504,6 +518,7 @@ impl RawConfig {
             .into_iter()
             .map(|w| w.check(base))
             .collect::<Result<Vec<_>, _>>()?;
+        let reserved_logins = ReservedLogins::with_extra(&self.reserved_logins)?;
         Ok(Config {
             listen,
             metrics_listen,
@@ -525,6 +540,7 @@ impl RawConfig {
             access_request_pending,
             jwks_refresh,
             webhooks,
+            reserved_logins,
         })
     }
 }
@@ -619,6 +635,7 @@ impl RawIssuer {
             }
             other => UsernameClaim::Claim(other.to_string()),
         };
+        let email_domains = self.checked_email_domains(&username_claim)?;
         if !self.scopes.iter().any(|s| s == "openid") {
             return Err(format!(
                 "[[oidc]] {}: scopes must include \"openid\"",
@@ -632,7 +649,57 @@ impl RawIssuer {
             username_claim,
             groups_claim: self.groups_claim,
             scopes: self.scopes,
+            email_domains,
         })
+    }
+
+    /// `email_domains`, lower-cased: required with `username_claim =
+    /// "email"` (the local part alone would let one name stand for people
+    /// of every domain the provider serves), refused with any other claim,
+    /// where it would restrict nothing.
+    fn checked_email_domains(&self, username_claim: &UsernameClaim) -> Result<Vec<String>, String> {
+        let name = &self.name;
+        if *username_claim != UsernameClaim::Email {
+            if !self.email_domains.is_empty() {
+                return Err(format!(
+                    "[[oidc]] {name}: email_domains applies only with username_claim = \"email\" \
+                     (to restrict other issuers by domain, use an email_domain condition in the policy)"
+                ));
+            }
+            return Ok(Vec::new());
+        }
+        if self.email_domains.is_empty() {
+            return Err(format!(
+                "[[oidc]] {name}: username_claim = \"email\" needs email_domains = [\"corp.example\", ...]: \
+                 the login name is the address's local part, so without it alice@ of any domain \
+                 the provider vouches for would be the same user"
+            ));
+        }
+        let mut domains = Vec::new();
+        for domain in &self.email_domains {
+            let lowered = domain.to_ascii_lowercase();
+            let well_formed = lowered.contains('.')
+                && lowered.len() <= 253
+                && lowered.split('.').all(|label| {
+                    !label.is_empty()
+                        && label.len() <= 63
+                        && !label.starts_with('-')
+                        && !label.ends_with('-')
+                        && label
+                            .chars()
+                            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+                });
+            if !well_formed {
+                return Err(format!(
+                    "[[oidc]] {name}: email_domains entry {domain:?} is not a domain name \
+                     (write the part after '@', e.g. \"corp.example\"; no wildcards)"
+                ));
+            }
+            if !domains.contains(&lowered) {
+                domains.push(lowered);
+            }
+        }
+        Ok(domains)
     }
 }
 
@@ -788,6 +855,62 @@ client_id = "jit-ssh"
         assert_eq!(config.webhooks.len(), 1);
         assert_eq!(config.webhooks[0].url, "https://hooks.example.com/x");
         assert!(!format!("{config:?}").contains("s3cret"));
+    }
+
+    #[test]
+    fn an_email_named_issuer_must_list_its_domains() {
+        let email = MINIMAL.replace(
+            "client_id = \"jit-ssh\"",
+            "client_id = \"jit-ssh\"\nusername_claim = \"email\"",
+        );
+        let err = parse(&email).expect_err("no email_domains");
+        assert!(
+            err.contains("[[oidc]] corp: username_claim = \"email\" needs email_domains"),
+            "{err}"
+        );
+        let listed = format!("{email}email_domains = [\"Corp.Example\", \"contractor.example\"]\n");
+        let config = parse(&listed).expect("valid");
+        assert_eq!(
+            config.issuers[0].email_domains,
+            ["corp.example", "contractor.example"]
+        );
+        for bad in [
+            "\"*.corp.example\"",
+            "\"@corp.example\"",
+            "\"corp\"",
+            "\"a..b\"",
+            "\"-a.example\"",
+        ] {
+            let err = parse(&format!("{email}email_domains = [{bad}]\n")).expect_err(bad);
+            assert!(err.contains("is not a domain name"), "{bad}: {err}");
+        }
+        let err = parse(&format!("{email}email_domains = []\n")).expect_err("empty");
+        assert!(err.contains("needs email_domains"), "{err}");
+        let err = parse(&format!("{MINIMAL}email_domains = [\"corp.example\"]\n"))
+            .expect_err("not an email-named issuer");
+        assert!(
+            err.contains("only with username_claim = \"email\""),
+            "{err}"
+        );
+        assert!(parse(MINIMAL).expect("valid").issuers[0]
+            .email_domains
+            .is_empty());
+    }
+
+    #[test]
+    fn reserved_logins_extend_the_built_in_list() {
+        let config = parse(MINIMAL).expect("valid");
+        assert_eq!(config.reserved_logins, ReservedLogins::default());
+        let extended = MINIMAL.replace(
+            "data_dir",
+            "reserved_logins = [\"jenkins\", \"svc-*\"]\ndata_dir",
+        );
+        let config = parse(&extended).expect("valid");
+        assert!(config.reserved_logins.reason("svc-backup").is_some());
+        assert!(config.reserved_logins.reason("root").is_some());
+        let bad = MINIMAL.replace("data_dir", "reserved_logins = [\"Bad Name\"]\ndata_dir");
+        let err = parse(&bad).expect_err("not a login name");
+        assert!(err.contains("reserved_logins: \"Bad Name\""), "{err}");
     }
 
     #[test]

@@ -146,6 +146,7 @@ pub(crate) mod tests {
             client_id: "jit-ssh".into(),
             username_claim,
             groups_claim: "groups".into(),
+            email_domains: Vec::new(),
             scopes: vec!["openid".into()],
         }
     }

@@ -486,6 +486,8 @@ policy_dir = "policies"
 # request_timeout = "10s"
 # max_in_flight = 1024      # more concurrent requests are answered 429
 # access_request_pending = "1h"   # an undecided access request expires after this
+# reserved_logins = ["jenkins", "svc-*"]   # added to the built-in accounts (root, system and
+#                                          # cloud-image accounts) templates never expand to
 
 # [tls]
 # cert = "/etc/jit-ssh-ca/tls.crt"
@@ -501,7 +503,9 @@ policy_dir = "policies"
 name = "corp"
 issuer = "https://idp.example.com"
 client_id = "jit-ssh"                     # the audience ID tokens must carry
-username_claim = "preferred_username"     # or "email" (then email_verified must be true)
+username_claim = "preferred_username"     # or "email" (then email_verified must be true,
+# email_domains = ["corp.example"]        # and email_domains is required: an address of any
+#                                         # other domain is refused, never made the same user)
 groups_claim = "groups"
 scopes = ["openid", "email", "profile", "groups", "offline_access"]
 "#,

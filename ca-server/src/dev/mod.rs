@@ -132,6 +132,7 @@ pub async fn run(
         client_id: idp::CLIENT_ID.into(),
         username_claim: UsernameClaim::PreferredUsername,
         groups_claim: "groups".into(),
+        email_domains: Vec::new(),
         scopes: ["openid", "email", "profile", "groups", "offline_access"]
             .map(String::from)
             .to_vec(),

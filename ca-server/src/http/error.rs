@@ -165,9 +165,13 @@ impl ApiError {
                 | TokenError::WrongAuthorizedParty
                 | TokenError::NonceMismatch
                 | TokenError::MissingClaim(_)
-                | TokenError::EmailNotVerified
                 | TokenError::InvalidUsername,
             ) => (StatusCode::UNAUTHORIZED, ErrorCode::InvalidToken),
+            // The token is genuine; the CA does not accept its address as
+            // naming a user, and signing in again will not change that.
+            AuthError::Token(
+                TokenError::EmailNotVerified | TokenError::EmailDomainNotAccepted { .. },
+            ) => (StatusCode::FORBIDDEN, ErrorCode::EmailNotAccepted),
             AuthError::Replayed => (StatusCode::UNAUTHORIZED, ErrorCode::ReplayedToken),
             AuthError::RateLimited(_) => (StatusCode::TOO_MANY_REQUESTS, ErrorCode::RateLimited),
             AuthError::RevokedIdentity(_) => (StatusCode::FORBIDDEN, ErrorCode::RevokedIdentity),

@@ -1,6 +1,10 @@
 //! What a token says, once its signature holds: issuer, audience and
 //! authorized party, `exp`, `nbf` and `iat` within the leeway, the nonce that
 //! binds it to the subject key, and the identity its claims name.
+//!
+//! An identity named by its email is named by a verified address in one of
+//! the issuer's `email_domains`: the login name is the local part, so two
+//! domains' `alice@` would otherwise be one user.
 
 use serde::Deserialize;
 use serde_json::{Map, Value};
@@ -42,6 +46,16 @@ pub fn identity_from_claims(
             let value = email.as_deref().ok_or(TokenError::MissingClaim("email"))?;
             if claims.get("email_verified") != Some(&Value::Bool(true)) {
                 return Err(TokenError::EmailNotVerified);
+            }
+            let domain = value
+                .rsplit_once('@')
+                .map(|(_, domain)| domain.to_ascii_lowercase())
+                .ok_or(TokenError::InvalidUsername)?;
+            if !config.email_domains.contains(&domain) {
+                return Err(TokenError::EmailDomainNotAccepted {
+                    domain: domain.chars().take(64).collect(),
+                    accepted: config.email_domains.join(", "),
+                });
             }
             login_name_from_claim(value, true)
         }
@@ -209,6 +223,41 @@ mod tests {
         .expect("valid");
         assert_eq!(ok.username, "bob.smith");
         assert_eq!(ok.groups, ["ops"]);
+        let outside = identity_from_claims(
+            &config,
+            Some("u2".into()),
+            claims(json!({"email": "bob.smith@Contractor.Example", "email_verified": true})),
+        );
+        assert_eq!(
+            outside.map(|i| i.username),
+            Err(TokenError::EmailDomainNotAccepted {
+                domain: "contractor.example".into(),
+                accepted: "example.com".into()
+            })
+        );
+        // The domain is compared whole: a subdomain or a look-alike suffix
+        // is another domain.
+        for email in [
+            "bob@sub.example.com",
+            "bob@badexample.com",
+            "bob@example.com.evil",
+        ] {
+            let result = identity_from_claims(
+                &config,
+                Some("u3".into()),
+                claims(json!({"email": email, "email_verified": true})),
+            );
+            assert!(
+                matches!(result, Err(TokenError::EmailDomainNotAccepted { .. })),
+                "{email}"
+            );
+        }
+        let upper = identity_from_claims(
+            &config,
+            Some("u4".into()),
+            claims(json!({"email": "Bob@EXAMPLE.com", "email_verified": true})),
+        );
+        assert_eq!(upper.map(|i| i.username).as_deref(), Ok("bob"));
         for verified in [json!(false), json!("true"), Value::Null] {
             let result = identity_from_claims(
                 &config,

@@ -63,8 +63,17 @@ pub enum TokenError {
     #[error("ID token lacks the {0} claim")]
     MissingClaim(&'static str),
     /// `email` is the username claim but is not verified.
-    #[error("ID token email is not verified (email_verified must be true)")]
+    #[error("the token's email is not verified (email_verified must be true), and this issuer names users by their email")]
     EmailNotVerified,
+    /// `email` is the username claim and its domain is not one of the
+    /// issuer's `email_domains`.
+    #[error("the token's email domain {domain:?} is not accepted by this CA (accepted: {accepted}); its users are named by their address's local part, so only listed domains may sign in")]
+    EmailDomainNotAccepted {
+        /// The address's domain, lower-cased.
+        domain: String,
+        /// The issuer's `email_domains`, comma-separated.
+        accepted: String,
+    },
     /// The username claim is not usable as a login name.
     #[error("the username claim cannot name a user (preferred_username and email must be Unix login names: letters, digits, '.', '_', '-', at most 32)")]
     InvalidUsername,

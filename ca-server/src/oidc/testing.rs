@@ -13,12 +13,17 @@ use crate::config::{IssuerConfig, UsernameClaim};
 use crate::metrics::Metrics;
 use crate::UnixTime;
 
-/// The issuer `corp` at `https://idp.example.com`, audience `jit-ssh`.
+/// The issuer `corp` at `https://idp.example.com`, audience `jit-ssh`
+/// (with `username_claim = "email"`, for addresses at `example.com`).
 pub(super) fn issuer(username_claim: UsernameClaim) -> IssuerConfig {
     IssuerConfig {
         name: "corp".into(),
         issuer: "https://idp.example.com".into(),
         client_id: "jit-ssh".into(),
+        email_domains: match username_claim {
+            UsernameClaim::Email => vec!["example.com".into()],
+            _ => Vec::new(),
+        },
         username_claim,
         groups_claim: "groups".into(),
         scopes: vec!["openid".into()],

@@ -12,6 +12,7 @@ pub mod engine;
 pub mod file;
 pub mod glob;
 pub mod reload;
+pub mod reserved;
 pub mod restrict;
 pub mod rules;
 pub mod template;

@@ -93,6 +93,7 @@ pub async fn configured_fixture(configure: impl FnOnce(&mut Config)) -> Fixture 
         client_id: "jit-ssh".into(),
         username_claim: UsernameClaim::PreferredUsername,
         groups_claim: "groups".into(),
+        email_domains: Vec::new(),
         scopes: vec!["openid".into()],
     };
     let mut config = Config::with_defaults(

@@ -58,6 +58,7 @@ impl CaBuilder {
             url: url.into(),
             client_id: client_id.into(),
             username_claim: None,
+            lines: Vec::new(),
         });
         self
     }
@@ -70,7 +71,19 @@ impl CaBuilder {
             url: url.into(),
             client_id: "jit-ssh".into(),
             username_claim: Some(claim.into()),
+            lines: Vec::new(),
         });
+        self
+    }
+
+    /// A line the builder does not otherwise write (`email_domains = [..]`)
+    /// in the `[[oidc]]` table of the issuer added last.
+    pub fn issuer_line(mut self, line: &str) -> CaBuilder {
+        self.issuers
+            .last_mut()
+            .expect("issuer_line follows an .issuer(..)")
+            .lines
+            .push(line.into());
         self
     }
 
@@ -250,6 +263,9 @@ impl CaBuilder {
             if let Some(claim) = &issuer.username_claim {
                 writeln!(toml, "username_claim = {}", quote(claim)).unwrap();
             }
+            for extra in &issuer.lines {
+                writeln!(toml, "{extra}").unwrap();
+            }
         }
         if self.tls {
             // Relative paths: the CA reads them next to its config.
@@ -284,6 +300,8 @@ struct Issuer {
     url: String,
     client_id: String,
     username_claim: Option<String>,
+    /// Further lines of its `[[oidc]]` table.
+    lines: Vec<String>,
 }
 
 fn write_policy(dir: &Path, name: &str, text: &str) {

@@ -46,7 +46,7 @@ impl PolicySet {
                 .filter_map(|rule| rule.approval.as_ref().map(|a| (rule, a)))
                 .filter(|(rule, _)| {
                     rule.conditions.check(identity).is_ok()
-                        && expand(rule, identity, &mut Notes::quiet()).contains(p)
+                        && expand(rule, identity, &self.reserved, &mut Notes::quiet()).contains(p)
                 })
                 .collect();
             if covering.is_empty() {

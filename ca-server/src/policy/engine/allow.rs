@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 
 use super::{Ask, Notes};
 use crate::identity::Identity;
+use crate::policy::reserved::ReservedLogins;
 use crate::policy::rules::{open_window, windows_text, AllowRule, Approval};
 use crate::UnixTime;
 
@@ -69,7 +70,7 @@ impl<'p> Offers<'p> {
                 offers.outside_window.push(rule);
                 continue;
             };
-            let principals = expand(rule, ask.identity, notes);
+            let principals = expand(rule, ask.identity, ask.reserved, notes);
             if let Some(approval) = &rule.approval {
                 offers.approved(rule, approval, principals, window_end, ask, notes);
                 continue;
@@ -146,11 +147,17 @@ impl<'p> Offers<'p> {
 }
 
 /// The principals `rule` names for `identity`, templates expanded, each once
-/// and in the rule's order. Templates that expand to nothing usable are noted.
-pub(super) fn expand(rule: &AllowRule, identity: &Identity, notes: &mut Notes<'_>) -> Vec<String> {
+/// and in the rule's order. Templates that expand to nothing usable, or to a
+/// name in `reserved`, are noted.
+pub(super) fn expand(
+    rule: &AllowRule,
+    identity: &Identity,
+    reserved: &ReservedLogins,
+    notes: &mut Notes<'_>,
+) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
     for template in &rule.principals {
-        let expansion = template.expand(identity);
+        let expansion = template.expand(identity, reserved);
         for dropped in expansion.dropped {
             notes.add(|| format!("rule {}: {}: {dropped}", rule.name, template.as_str()));
         }

@@ -34,6 +34,7 @@ mod select;
 use std::path::PathBuf;
 
 use super::file::Diagnostic;
+use super::reserved::ReservedLogins;
 use super::rules::{AdminRule, AllowRule, DenyRule};
 use super::{AccessTerms, CertRequest, Decision, Denial, Grant};
 use crate::config::CertSettings;
@@ -52,6 +53,8 @@ pub struct PolicySet {
     pub(crate) deny: Vec<DenyRule>,
     pub(crate) admin: Vec<AdminRule>,
     pub(crate) certs: CertSettings,
+    /// Names templates never expand to.
+    pub(crate) reserved: ReservedLogins,
     pub(crate) files: Vec<PathBuf>,
     pub(crate) warnings: Vec<Diagnostic>,
 }
@@ -105,6 +108,7 @@ impl PolicySet {
             request,
             now,
             who: identity.display_name(),
+            reserved: &self.reserved,
         };
         match self.phases(&ask, &mut Notes(trace)) {
             Ok(grant) => Decision::Allow(grant),
@@ -151,6 +155,8 @@ struct Ask<'a> {
     now: UnixTime,
     /// The identity as reasons name it (`user@issuer`).
     who: String,
+    /// Names templates never expand to.
+    reserved: &'a ReservedLogins,
 }
 
 /// The trace, when one is asked for. Lines come as closures so that the

@@ -122,7 +122,7 @@ fn all_requested(
         if let Some(rule) = offers
             .outside_window
             .iter()
-            .find(|r| expand(r, ask.identity, &mut Notes::quiet()).contains(p))
+            .find(|r| expand(r, ask.identity, ask.reserved, &mut Notes::quiet()).contains(p))
         {
             return Err(denial(
                 format!(

@@ -23,6 +23,7 @@ use std::fmt;
 use std::path::Path;
 
 use super::engine::PolicySet;
+use super::reserved::ReservedLogins;
 use super::rules::Location;
 use crate::config::CertSettings;
 use compiler::{Compiler, Locator};
@@ -39,6 +40,9 @@ pub struct PolicyContext {
     pub issuers: Option<Vec<String>>,
     /// Global lifetimes: the fallback `default_ttl` and the ceiling.
     pub certs: CertSettings,
+    /// Names templates never expand to (`reserved_logins` and the built-in
+    /// list).
+    pub reserved: ReservedLogins,
 }
 
 /// One problem in the policy.
@@ -148,6 +152,7 @@ pub fn compile(sources: &[Source], context: &PolicyContext) -> Result<PolicySet,
         deny,
         admin,
         certs: context.certs,
+        reserved: context.reserved.clone(),
         files: sources.iter().map(|s| s.path.clone()).collect(),
         warnings,
     })

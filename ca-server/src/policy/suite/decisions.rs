@@ -420,3 +420,36 @@ fn explain_traces_every_rule_and_the_failed_condition() {
         assert!(text.contains(needle), "missing {needle:?} in\n{text}");
     }
 }
+
+#[test]
+fn a_template_never_grants_a_reserved_login_but_a_literal_rule_does() {
+    let set = policy(
+        "[[rule]]\nname = \"own\"\nprincipals = [\"{username}\", \"{email_local}\", \"{username}-ops\"]\n\
+         [rule.match]\nissuer = [\"corp\"]\n\
+         [[rule]]\nname = \"break-glass-root\"\nprincipals = [\"root\"]\n\
+         [rule.match]\ngroups_any = [\"sre\"]\n",
+    );
+    let verified_root = json!({"email": "Root@corp.example", "email_verified": true});
+    // The provider calls someone root: the templates grant nothing by it.
+    let mallory = person("root", &["eng"], verified_root.clone());
+    let grant = allowed(set.evaluate(&mallory, &ask(&[]), MONDAY_NOON_BERLIN));
+    assert_eq!(grant.principals, ["root-ops"]);
+    let d = denied(set.evaluate(&mallory, &ask(&["root"]), MONDAY_NOON_BERLIN));
+    assert!(d.reason.contains("no rule grants it"), "{}", d.reason);
+    // An email root@ under another username: {email_local} is dropped alike.
+    let alice = person("alice", &["eng"], verified_root.clone());
+    let grant = allowed(set.evaluate(&alice, &ask(&[]), MONDAY_NOON_BERLIN));
+    assert_eq!(grant.principals, ["alice", "alice-ops"]);
+    // The rule that names root literally still grants it to its group.
+    let sre = person("root", &["sre"], verified_root);
+    let grant = allowed(set.evaluate(&sre, &ask(&["root"]), MONDAY_NOON_BERLIN));
+    assert_eq!(grant.rules, ["break-glass-root"]);
+    let (_, text) = cli::explain(&set, &mallory, &ask(&[]), MONDAY_NOON_BERLIN);
+    for needle in [
+        "rule own: {username}: \"root\" dropped: root is a built-in reserved login; a template never grants a reserved account (name it literally in a rule to grant it)",
+        "rule own: {email_local}: \"root\" dropped: root is a built-in reserved login",
+        "rule own: grants [\"root-ops\"]",
+    ] {
+        assert!(text.contains(needle), "missing {needle:?} in\n{text}");
+    }
+}

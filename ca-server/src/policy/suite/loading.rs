@@ -179,6 +179,7 @@ fn identity_from_claims_matches_the_servers_mapping() {
         client_id: "jit-ssh".into(),
         username_claim: crate::config::UsernameClaim::PreferredUsername,
         groups_claim: "roles".into(),
+        email_domains: Vec::new(),
         scopes: vec!["openid".into()],
     }];
     let id = cli::identity_from_claims(

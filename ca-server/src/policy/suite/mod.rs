@@ -36,6 +36,7 @@ fn issuers(names: &[&str]) -> PolicyContext {
     PolicyContext {
         issuers: Some(names.iter().map(|n| n.to_string()).collect()),
         certs: CertSettings::default(),
+        reserved: crate::policy::reserved::ReservedLogins::default(),
     }
 }
 
