@@ -91,6 +91,7 @@ fn token_verification(c: &mut Criterion) {
             username_claim: UsernameClaim::PreferredUsername,
             groups_claim: "groups".into(),
             scopes: vec!["openid".into()],
+            nonce: ca_server::config::NonceRule::default(),
         },
         format!("{issuer}/jwks"),
         jwks.to_string().as_bytes(),

@@ -198,6 +198,9 @@ impl From<IssueError> for ApiError {
             IssueError::ApprovalRequired(_) => (StatusCode::FORBIDDEN, ErrorCode::ApprovalRequired),
             IssueError::RevokedIdentity(_) => (StatusCode::FORBIDDEN, ErrorCode::RevokedIdentity),
             IssueError::RevokedKey(_) => (StatusCode::FORBIDDEN, ErrorCode::RevokedKey),
+            IssueError::NonceRequired { .. } => {
+                (StatusCode::UNAUTHORIZED, ErrorCode::NonceRequired)
+            }
             IssueError::Store(error) => {
                 return ApiError::store_unavailable(
                     &error,

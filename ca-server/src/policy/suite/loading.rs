@@ -180,6 +180,7 @@ fn identity_from_claims_matches_the_servers_mapping() {
         username_claim: crate::config::UsernameClaim::PreferredUsername,
         groups_claim: "roles".into(),
         scopes: vec!["openid".into()],
+        nonce: crate::config::NonceRule::default(),
     }];
     let id = cli::identity_from_claims(
         &issuers,
