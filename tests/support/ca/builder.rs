@@ -58,6 +58,7 @@ impl CaBuilder {
             url: url.into(),
             client_id: client_id.into(),
             username_claim: None,
+            settings: Vec::new(),
         });
         self
     }
@@ -70,7 +71,19 @@ impl CaBuilder {
             url: url.into(),
             client_id: "jit-ssh".into(),
             username_claim: Some(claim.into()),
+            settings: Vec::new(),
         });
+        self
+    }
+
+    /// Adds `line` (`key = value`) to the `[[oidc]]` table of the issuer
+    /// added last, e.g. `require_nonce = false`.
+    pub fn issuer_setting(mut self, line: &str) -> CaBuilder {
+        self.issuers
+            .last_mut()
+            .expect("issuer_setting follows an issuer")
+            .settings
+            .push(line.into());
         self
     }
 
@@ -248,6 +261,9 @@ impl CaBuilder {
             if let Some(claim) = &issuer.username_claim {
                 writeln!(toml, "username_claim = {}", quote(claim)).unwrap();
             }
+            for setting in &issuer.settings {
+                writeln!(toml, "{setting}").unwrap();
+            }
         }
         if self.tls {
             // Relative paths: the CA reads them next to its config.
@@ -282,6 +298,7 @@ struct Issuer {
     url: String,
     client_id: String,
     username_claim: Option<String>,
+    settings: Vec<String>,
 }
 
 fn write_policy(dir: &Path, name: &str, text: &str) {
