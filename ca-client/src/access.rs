@@ -2,7 +2,11 @@
 //! `done`, `review`. Each authenticates like `login`: an ID token given by the caller
 //! (`--id-token-file`/`--id-token-env`), else one obtained silently with the
 //! stored refresh token, else an interactive sign-in. The CA spends each
-//! token on one change, so every change gets a fresh one.
+//! token on one change and refuses a spent one on every call, reads
+//! included, so every change gets a fresh one. A read spends nothing: one
+//! given token serves `requests` and then one change, and a wait polls with
+//! one token; but a given token cannot pay for a request and the wait for
+//! its decision, which `request` says before it asks anything.
 
 use std::time::{Duration, Instant};
 
@@ -123,6 +127,13 @@ async fn run_async(
             from_first_use,
             wait,
         } => {
+            if wait.is_some() && !break_glass && tokens.token_is_given() {
+                return Err(CliError::other(
+                    "a given ID token (--id-token-file, --id-token-env) pays for one call, and \
+                     waiting for the decision takes more: add --no-wait, then follow the request \
+                     with `jit-ssh requests` and a fresh token",
+                ));
+            }
             let token = tokens.token().await?;
             let created = ca
                 .create_access_request(
@@ -391,6 +402,12 @@ impl<'a> TokenMaker<'a> {
             slug: target.slug()?,
             auth,
         })
+    }
+
+    /// Whether every token is the one given (`--id-token-file`,
+    /// `--id-token-env`), which the CA accepts for one change only.
+    fn token_is_given(&self) -> bool {
+        matches!(self.auth.source, TokenSource::Given(_))
     }
 
     /// A fresh ID token: the given one, else from the stored sign-in

@@ -194,7 +194,12 @@ fn prepare(issuer: &Issuer, count: usize) -> Vec<Prepared> {
     })
 }
 
-fn start_server(server: &Path, dir: &Path, issuer: &Issuer) -> (std::process::Child, String, u32) {
+/// Starts the CA; returns it, its API URL, its metrics URL and its pid.
+fn start_server(
+    server: &Path,
+    dir: &Path,
+    issuer: &Issuer,
+) -> (std::process::Child, String, String, u32) {
     let data_dir = dir.join("data");
     let status = Command::new(server)
         .args(["init", "--data-dir"])
@@ -210,7 +215,8 @@ fn start_server(server: &Path, dir: &Path, issuer: &Issuer) -> (std::process::Ch
     // Rate limits are off: the load generator is one address whose 1,000
     // users each ask far more often than a person would.
     let config = format!(
-        "listen = \"127.0.0.1:0\"\ndata_dir = {:?}\nmax_in_flight = 4096\n\
+        "listen = \"127.0.0.1:0\"\nmetrics_listen = \"127.0.0.1:0\"\n\
+         data_dir = {:?}\nmax_in_flight = 4096\n\
          rate_limit_per_identity = 0\nrate_limit_per_address = 0\n\
          [tls]\ncert = \"tls.crt\"\nkey = \"tls.key\"\n\
          [[oidc]]\nname = \"bench\"\nissuer = {:?}\nclient_id = \"jit-ssh\"\n",
@@ -241,17 +247,23 @@ fn start_server(server: &Path, dir: &Path, issuer: &Issuer) -> (std::process::Ch
     let pid = child.id();
     let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
     // Logged as deployed (one info line per certificate); the lines are drained.
+    // The metrics listener is announced first, then the API's.
+    let mut metrics_url = None;
     let url = loop {
         let line = lines
             .next()
             .expect("server exited before listening")
             .unwrap();
+        if let Some(rest) = line.split("metrics listener on ").nth(1) {
+            metrics_url = rest.split_whitespace().next().map(String::from);
+        }
         if let Some(url) = line.split("listening on ").nth(1) {
             break url.trim().to_string();
         }
     };
     std::thread::spawn(move || for _ in lines.by_ref() {});
-    (child, url, pid)
+    let metrics_url = metrics_url.expect("the metrics listener is announced before the API's");
+    (child, url, metrics_url, pid)
 }
 
 /// A keep-alive HTTP/1.1 connection over TLS to `authority` (`ip:port`).
@@ -504,7 +516,7 @@ fn main() {
     eprintln!("pre-minting {count} unique tokens, keys and proofs...");
     let prepared = Arc::new(prepare(&issuer, count));
 
-    let (mut server, url, pid) = start_server(&args.server, dir.path(), &issuer);
+    let (mut server, url, metrics_url, pid) = start_server(&args.server, dir.path(), &issuer);
     // One keep-alive HTTP/1.1-over-TLS connection per client, driven with
     // hyper directly: the load generator shares the cores with the CA, so
     // its own work per request must stay small, and reqwest's pool and
@@ -627,16 +639,13 @@ fn main() {
         / machine_total as f64;
 
     // How the group commit batched: commits and records per commit.
+    // From the monitoring listener, in plain HTTP: the API does not serve it.
     let metrics = runtime
         .block_on(async {
-            let mut connection = connect(&authority, tls.clone()).await;
-            let request = http::Request::get("/metrics")
-                .header(HOST, host.clone())
-                .body(Full::new(Bytes::new()))
-                .unwrap();
-            let response = connection.send_request(request).await?;
-            let body = response.into_body().collect().await?.to_bytes();
-            Ok::<_, hyper::Error>(String::from_utf8_lossy(&body).into_owned())
+            reqwest::get(format!("{metrics_url}/metrics"))
+                .await?
+                .text()
+                .await
         })
         .unwrap_or_default();
     let metric = |name: &str| -> f64 {

@@ -6,7 +6,7 @@
 //! every limit is checked here so the rest of the server can trust it.
 
 use std::collections::HashSet;
-use std::net::SocketAddr;
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -20,6 +20,11 @@ use crate::webhook::{WebhookSecret, WebhookTarget};
 pub const MAX_TTL_CEILING: Duration = Duration::from_secs(60 * 60);
 /// Largest clock-skew allowance for ID tokens.
 pub const MAX_TOKEN_LEEWAY: Duration = Duration::from_secs(60);
+/// Where `/metrics` is served unless the config says otherwise: loopback,
+/// so that counts of issuances, refusals and issuers stay on the CA's host
+/// until an operator chooses to expose them.
+pub const DEFAULT_METRICS_LISTEN: SocketAddr =
+    SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 9464));
 
 /// Errors reading the configuration; each renders as one line.
 #[derive(Debug, thiserror::Error)]
@@ -55,6 +60,8 @@ pub enum ConfigError {
 #[serde(deny_unknown_fields)]
 struct RawConfig {
     listen: String,
+    #[serde(default = "default_metrics_listen")]
+    metrics_listen: String,
     data_dir: PathBuf,
     #[serde(default = "default_policy_dir")]
     policy_dir: PathBuf,
@@ -152,6 +159,9 @@ impl Default for RawCerts {
     }
 }
 
+fn default_metrics_listen() -> String {
+    DEFAULT_METRICS_LISTEN.to_string()
+}
 fn default_policy_dir() -> PathBuf {
     PathBuf::from("policies")
 }
@@ -219,6 +229,9 @@ fn default_backdate() -> String {
 pub struct Config {
     /// Address to listen on.
     pub listen: SocketAddr,
+    /// Address of the monitoring listener (`/metrics`, `/healthz`,
+    /// `/readyz`), apart from the API.
+    pub metrics_listen: SocketAddr,
     /// Directory holding the CA keys and the database.
     pub data_dir: PathBuf,
     /// Directory of `*.toml` policy files.
@@ -357,6 +370,7 @@ impl Config {
     ) -> Config {
         Config {
             listen,
+            metrics_listen: DEFAULT_METRICS_LISTEN,
             data_dir,
             policy_dir,
             passphrase_file: None,
@@ -433,6 +447,23 @@ impl RawConfig {
                 "listen: {listen} is not a loopback address, and plain HTTP would send ID tokens \
                  in clear text: add a [tls] section or listen on 127.0.0.1"
             ));
+        }
+        let metrics_listen: SocketAddr = self.metrics_listen.parse().map_err(|_| {
+            format!(
+                "metrics_listen: {:?} is not an address:port (e.g. \"{DEFAULT_METRICS_LISTEN}\")",
+                self.metrics_listen
+            )
+        })?;
+        if metrics_listen.port() != 0 && metrics_listen.port() == listen.port() {
+            let same_socket = metrics_listen.ip() == listen.ip()
+                || metrics_listen.ip().is_unspecified()
+                || listen.ip().is_unspecified();
+            if same_socket {
+                return Err(format!(
+                    "metrics_listen: {metrics_listen} overlaps listen ({listen}); /metrics has \
+                     its own listener: give it another port (default {DEFAULT_METRICS_LISTEN})"
+                ));
+            }
         }
         if self.oidc.is_empty() {
             return Err("no [[oidc]] issuer: the CA needs at least one identity provider".into());
@@ -518,6 +549,7 @@ impl RawConfig {
             .collect::<Result<Vec<_>, _>>()?;
         Ok(Config {
             listen,
+            metrics_listen,
             data_dir: base.join(self.data_dir),
             policy_dir: base.join(self.policy_dir),
             passphrase_file: self.passphrase_file.map(|p| base.join(p)),
@@ -720,6 +752,7 @@ client_id = "jit-ssh"
         assert_eq!(config.certs.default_ttl, Duration::from_secs(300));
         assert_eq!(config.certs.max_ttl, Duration::from_secs(3600));
         assert_eq!(config.token_leeway, Duration::from_secs(60));
+        assert_eq!(config.metrics_listen.to_string(), "127.0.0.1:9464");
         let issuer = &config.issuers[0];
         assert_eq!(issuer.username_claim, UsernameClaim::PreferredUsername);
         assert_eq!(issuer.groups_claim, "groups");
@@ -797,6 +830,27 @@ client_id = "jit-ssh"
     }
 
     #[test]
+    fn metrics_listen_is_its_own_socket() {
+        let with = |line: &str| parse(&MINIMAL.replace("data_dir", &format!("{line}\ndata_dir")));
+        let config = with("metrics_listen = \"10.0.0.5:9100\"").expect("valid");
+        assert_eq!(config.metrics_listen.to_string(), "10.0.0.5:9100");
+        for overlapping in [
+            "metrics_listen = \"127.0.0.1:8443\"",
+            "metrics_listen = \"0.0.0.0:8443\"",
+        ] {
+            let err = with(overlapping).expect_err(overlapping);
+            assert!(err.contains("metrics_listen"), "{err}");
+        }
+        // Another address on the same port is another socket; port 0 picks
+        // a free port for each.
+        assert!(with("metrics_listen = \"127.0.0.2:8443\"").is_ok());
+        let both_free = MINIMAL
+            .replace("127.0.0.1:8443", "127.0.0.1:0")
+            .replace("data_dir", "metrics_listen = \"127.0.0.1:0\"\ndata_dir");
+        assert!(parse(&both_free).is_ok());
+    }
+
+    #[test]
     fn webhook_secret_is_read_from_a_file_and_never_printed() {
         let dir = tempfile::tempdir().expect("tempdir");
         std::fs::write(dir.path().join("hook.secret"), "s3cret-value\n").expect("write");
@@ -839,6 +893,7 @@ client_id = "jit-ssh"
             format!("{MINIMAL}\n[[webhook]]\nurl = \"https://hooks.example.com/x\"\n"),
             format!("{MINIMAL}\n[[webhook]]\nurl = \"https://h.example.com/\"\nsecret = \"inline\"\n"),
             format!("{MINIMAL}\n[[webhook]]\nurl = \"https://h.example.com/\"\nsecret_env = \"JIT_SSH_TEST_UNSET_VAR\"\n"),
+            MINIMAL.replace("data_dir", "metrics_listen = \"9464\"\ndata_dir"),
         ];
         for case in cases {
             assert!(parse(&case).is_err(), "should be refused:\n{case}");

@@ -38,13 +38,14 @@ struct Cli {
         .args(["serial", "identity", "key_fingerprint"])
 ))]
 struct RevocationArgs {
-    /// The TOML configuration file (for its data_dir).
+    /// The TOML configuration file (for its data_dir and its issuers).
     #[arg(long)]
     config: PathBuf,
     /// One certificate, by serial (decimal, as in `jit-ssh-ca audit`).
     #[arg(long)]
     serial: Option<String>,
-    /// Every certificate of an identity, user@issuer as in `jit-ssh-ca audit`.
+    /// Every certificate of an identity, and everything it may do at the CA:
+    /// user@issuer as in `jit-ssh-ca audit`, for an [[oidc]] issuer's name.
     #[arg(long)]
     identity: Option<String>,
     /// Every certificate for a key, by SHA256:... fingerprint.
@@ -90,6 +91,10 @@ enum Command {
         /// Loopback address to listen on.
         #[arg(long, default_value = "127.0.0.1:8443")]
         listen: std::net::SocketAddr,
+        /// Loopback address for /metrics (default: a free port, shown in
+        /// the banner).
+        #[arg(long, default_value = "127.0.0.1:0")]
+        metrics_listen: std::net::SocketAddr,
         /// Keep keys and database here (default: a temporary directory).
         #[arg(long)]
         data_dir: Option<PathBuf>,
@@ -161,8 +166,9 @@ enum Command {
         json: bool,
     },
     /// Revoke a certificate, an identity or a key (listed in the KRL at
-    /// GET /v1/krl; an identity or key also gets no new certificates until
-    /// `unrevoke`). Writes the database directly, audited as operator@local.
+    /// GET /v1/krl; a key also gets no new certificates, and an identity can
+    /// do nothing at the CA, until `unrevoke`). Writes the database directly,
+    /// audited as operator@local.
     #[command(after_help = "Examples:\n  \
         jit-ssh-ca revoke --config /etc/jit-ssh-ca/jit-ssh-ca.toml --serial 1783332000482917 --reason \"laptop stolen\"\n  \
         jit-ssh-ca revoke --config /etc/jit-ssh-ca/jit-ssh-ca.toml --identity bob@corp --reason \"left the company\"\n  \
@@ -304,12 +310,14 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         #[cfg(feature = "dev-idp")]
         Command::Dev {
             listen,
+            metrics_listen,
             data_dir,
             users,
             auto_login,
             policy_dir,
         } => dev(DevOptions {
             listen,
+            metrics_listen,
             data_dir,
             users,
             auto_login,
@@ -469,6 +477,8 @@ fn example_config(data_dir: &Path, passphrase_file: Option<&Path>) -> String {
 
 # Plain HTTP is allowed only on loopback; anything else needs [tls].
 listen = "127.0.0.1:8443"
+# metrics_listen = "127.0.0.1:9464"   # /metrics (and /healthz, /readyz): plain HTTP, no
+#                                     # authentication; keep it on loopback or a private address
 data_dir = {data_dir:?}
 policy_dir = "policies"
 {passphrase}
@@ -595,7 +605,7 @@ fn revocation(args: RevocationArgs, change: RevocationChange) -> anyhow::Result<
         key_fingerprint: args.key_fingerprint,
         reason: args.reason,
     };
-    let revocation = HostRevocation::new(&request, change, unix_now())?;
+    let revocation = HostRevocation::new(&request, change, &config.issuers, unix_now())?;
     let db = config.data_dir.join(DATABASE_FILE);
     if !db.exists() {
         bail!("no database at {} (has the CA run yet?)", db.display());
@@ -612,10 +622,14 @@ fn revocation(args: RevocationArgs, change: RevocationChange) -> anyhow::Result<
                 "Revoked {target}: {} unexpired certificate(s) newly listed in the KRL (version {}){}.",
                 done.serials.len(),
                 done.krl_version,
-                if matches!(target, store::RevocationTarget::Serial(_)) {
-                    ""
-                } else {
-                    "; no new certificates until `jit-ssh-ca unrevoke`"
+                match target {
+                    store::RevocationTarget::Serial(_) => "",
+                    store::RevocationTarget::Key(_) => {
+                        "; no new certificates until `jit-ssh-ca unrevoke`"
+                    }
+                    store::RevocationTarget::Identity(_) => {
+                        "; it can do nothing at the CA until `jit-ssh-ca unrevoke`"
+                    }
                 }
             );
             println!("Hosts refuse them once `jit-ssh host sync-krl` has run (docs/hosts.md).");

@@ -19,7 +19,7 @@ use tokio::sync::Semaphore;
 use crate::authority::Authority;
 use crate::ca_keys::{self, CaKeys};
 use crate::config::{Config, TlsFiles};
-use crate::http::{app, AppState, SharedState};
+use crate::http::{app, monitoring_app, AppState, SharedState};
 use crate::metrics::Metrics;
 use crate::oidc::TokenVerifier;
 use crate::policy::{cli as policy_cli, reload, ReloadablePolicy};
@@ -190,15 +190,60 @@ fn spawn_rate_limit_sweeper(limits: Arc<RateLimits>) {
     });
 }
 
-/// Serves until `shutdown` completes, then drains requests in flight.
+/// Serves the API on `listen` and the monitoring endpoints on
+/// `metrics_listen` until `shutdown` completes, then drains requests in
+/// flight.
 pub async fn serve(
     config: &Config,
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServerError> {
     let listener = bind(config.listen)?;
+    let monitoring = spawn_monitoring(bind(config.metrics_listen)?, monitoring_app(state.clone()))?;
     let ready = state.ready.clone();
-    serve_router(listener, config.tls.as_ref(), app(state), ready, shutdown).await
+    let served = serve_router(listener, config.tls.as_ref(), app(state), ready, shutdown).await;
+    monitoring.stop();
+    served
+}
+
+/// The monitoring listener, serving until [`Monitoring::stop`].
+pub struct Monitoring {
+    handle: axum_server::Handle,
+    /// Where it listens (the port chosen when it was given as 0).
+    pub local: SocketAddr,
+}
+
+impl Monitoring {
+    /// Stops serving; a scrape in flight is cut, which Prometheus retries.
+    pub fn stop(&self) {
+        self.handle.shutdown();
+    }
+}
+
+/// Serves `router` (see [`monitoring_app`]) on `listener` from a task of the
+/// current runtime, in plain HTTP: what it serves carries no credential, and
+/// it listens where the operator chose to let scrapers in. Logs
+/// `metrics listener on http://ADDRESS` before it returns, so the line
+/// precedes the API's `listening on`.
+pub fn spawn_monitoring(
+    listener: std::net::TcpListener,
+    router: Router,
+) -> Result<Monitoring, ServerError> {
+    let local = listener
+        .local_addr()
+        .map_err(|source| ServerError::Listen {
+            addr: SocketAddr::from(([0, 0, 0, 0], 0)),
+            source,
+        })?;
+    let handle = axum_server::Handle::new();
+    let server = axum_server::from_tcp(listener).handle(handle.clone());
+    tokio::spawn(async move {
+        if let Err(error) = server.serve(router.into_make_service()).await {
+            tracing::error!(%error, "metrics listener on {local} stopped");
+        }
+    });
+    tracing::info!("metrics listener on http://{local} (/metrics, /healthz, /readyz)");
+    Ok(Monitoring { handle, local })
 }
 
 /// Longest time requests in flight get to finish after a shutdown signal.

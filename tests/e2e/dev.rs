@@ -233,15 +233,124 @@ async fn dev_provider_refuses_what_a_real_one_refuses() {
     assert_eq!(token.status(), 400);
 }
 
+/// DNS rebinding: a web page at evil.example whose name then resolves to
+/// 127.0.0.1 talks to the dev CA as its own origin, so the browser would let
+/// it read what the password-less provider answers. The dev CA answers only
+/// requests naming it by a loopback name with its port.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dev_mode_refuses_requests_for_another_host_against_dns_rebinding() {
+    // With --auto-login, a device authorization is approved at once: what a
+    // rebinding page would go for first.
+    let dev = DevCa::start(&["--user", "erin:eng", "--auto-login", "erin"]);
+    let origin = |url: &str| -> (String, std::net::SocketAddr) {
+        let authority = url
+            .strip_prefix("http://")
+            .and_then(|rest| rest.split('/').next())
+            .unwrap()
+            .to_string();
+        let address = authority.parse().unwrap();
+        (authority, address)
+    };
+    let (ca_authority, ca_address) = origin(&dev.url);
+    let (metrics_authority, metrics_address) = origin(&dev.metrics);
+    // The browser after the rebinding: evil.example resolves to the CA.
+    let rebound = |address: std::net::SocketAddr| {
+        reqwest::Client::builder()
+            .resolve("evil.example", address)
+            .no_proxy()
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(Duration::from_secs(10))
+            .build()
+            .unwrap()
+    };
+    // It names the page's host, with the port, as a browser does.
+    let evil = |url: &str, authority: &str, address: std::net::SocketAddr| {
+        url.replace(authority, &format!("evil.example:{}", address.port()))
+    };
+    let evil_issuer = evil(&dev.issuer, &ca_authority, ca_address);
+    let evil_ca = evil(&dev.url, &ca_authority, ca_address);
+    let evil_metrics = evil(&dev.metrics, &metrics_authority, metrics_address);
+    let http = rebound(ca_address);
+    for (refused, own) in [
+        (
+            http.post(format!("{evil_issuer}/device_authorization"))
+                .form(&[("client_id", "jit-ssh"), ("scope", "openid")]),
+            &ca_authority,
+        ),
+        (
+            http.get(format!("{evil_issuer}/.well-known/openid-configuration")),
+            &ca_authority,
+        ),
+        (
+            http.get(format!("{evil_issuer}/authorize?client_id=jit-ssh")),
+            &ca_authority,
+        ),
+        (http.get(format!("{evil_ca}/v1/config")), &ca_authority),
+        (http.get(format!("{evil_ca}/nowhere")), &ca_authority),
+        (
+            rebound(metrics_address).get(&evil_metrics),
+            &metrics_authority,
+        ),
+    ] {
+        let answer = refused.send().await.unwrap();
+        let url = answer.url().to_string();
+        assert_eq!(answer.status(), 421, "{url}");
+        let body: Value = answer.json().await.unwrap();
+        assert_eq!(body["error"]["code"], "invalid_request", "{url}: {body}");
+        // It says which names it answers for, and why.
+        let message = body["error"]["message"].as_str().unwrap();
+        assert!(message.contains(own.as_str()), "{url}: {message}");
+        assert!(message.contains("DNS rebinding"), "{url}: {message}");
+    }
+    // The same requests by loopback name are answered, and the device flow
+    // completes as usual.
+    let http = http_client();
+    let localhost = |url: &str, authority: &str, port: u16| {
+        url.replace(authority, &format!("localhost:{port}"))
+    };
+    let config = http
+        .get(localhost(
+            &format!("{}/v1/config", dev.url),
+            &ca_authority,
+            ca_address.port(),
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(config.status(), 200);
+    let metrics = http
+        .get(localhost(
+            &dev.metrics,
+            &metrics_authority,
+            metrics_address.port(),
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(metrics.status(), 200);
+    assert!(metrics
+        .text()
+        .await
+        .unwrap()
+        .contains("jit_ssh_ca_build_info"));
+    let device = device_authorize(&http, &dev.issuer, "openid")
+        .await
+        .unwrap();
+    let tokens = device_poll(&http, &dev.issuer, &device).await.unwrap();
+    assert!(tokens["id_token"].is_string(), "{tokens}");
+}
+
 #[test]
 fn dev_mode_refuses_non_loopback_and_real_data_dirs() {
-    let (status, _, err) = run(
-        Command::new(bin("jit-ssh-ca")).args(["dev", "--listen", "0.0.0.0:0"]),
-        STARTUP,
-    )
-    .unwrap();
-    assert!(!status.success());
-    assert!(err.contains("loopback only"), "{err}");
+    for listen in ["--listen", "--metrics-listen"] {
+        let (status, _, err) = run(
+            Command::new(bin("jit-ssh-ca")).args(["dev", listen, "0.0.0.0:0"]),
+            STARTUP,
+        )
+        .unwrap();
+        assert!(!status.success(), "{listen}");
+        assert!(err.contains("loopback only"), "{listen}: {err}");
+    }
 
     // A data directory with real (non-dev) keys is never opened by dev mode.
     let real = CaSetup::builder()

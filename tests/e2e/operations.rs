@@ -1,7 +1,8 @@
-//! End-to-end: what an operator relies on. Metrics count what happened, every
-//! request has an id in its logs, logs never hold a secret even at trace
-//! level, one flooding identity is limited without slowing others, and
-//! SIGTERM in the middle of a load loses no record.
+//! End-to-end: what an operator relies on. Metrics count what happened and
+//! are served on their own listener only, every request has an id in its
+//! logs, logs never hold a secret even at trace level, one flooding identity
+//! is limited without slowing others, and SIGTERM in the middle of a load
+//! loses no record.
 
 #![allow(clippy::unwrap_used)]
 
@@ -141,7 +142,7 @@ async fn metrics_and_request_ids_describe_what_happened() {
 
     let http = http_client();
     let metrics = http
-        .get(format!("{}/metrics", ca.url))
+        .get(format!("{}/metrics", ca.metrics_url))
         .send()
         .await
         .unwrap();
@@ -196,6 +197,50 @@ async fn metrics_and_request_ids_describe_what_happened() {
     assert!(issued.contains("request{id="), "{issued}");
     assert!(issued.contains("identity=alice@corp"), "{issued}");
     assert!(issued.contains("serial="), "{issued}");
+}
+
+/// Metrics name the issuers and count issuances and refusals: the API's
+/// listener does not serve them; the monitoring listener (`metrics_listen`)
+/// does, with the health and readiness probes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_are_served_on_the_metrics_listener_not_the_api() {
+    let idp = Idp::start();
+    let ca = CaSetup::trusting(&idp).start();
+    let http = http_client();
+    let public = http
+        .get(format!("{}/metrics", ca.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(public.status(), 404);
+    let body = public.text().await.unwrap();
+    assert!(body.contains("\"not_found\""), "{body}");
+    assert!(!body.contains("jit_ssh_ca_"), "{body}");
+
+    assert_ne!(ca.metrics_url, ca.url);
+    let scraped = http
+        .get(format!("{}/metrics", ca.metrics_url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(scraped.status(), 200);
+    let text = scraped.text().await.unwrap();
+    assert!(text.contains("jit_ssh_ca_build_info{version="), "{text}");
+    for probe in ["/healthz", "/readyz"] {
+        let answer = http
+            .get(format!("{}{probe}", ca.metrics_url))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(answer.status(), 200, "{probe}");
+    }
+    // The API stays on its own listener.
+    let config = http
+        .get(format!("{}/v1/config", ca.metrics_url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(config.status(), 404);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -270,7 +270,9 @@ fn policy_check_and_explain_output_and_exit_codes() {
         format!("error: {b}/b.toml:3:15: template \"{{username}}@corp\" can never expand to a login name"),
         format!("error: {b}/b.toml:4:11: max_ttl: invalid duration \"1d\""),
         format!("error: {b}/b.toml:7:1: window: unknown time zone \"Europe/Berln\""),
-        "4 error(s); the CA would refuse this policy".to_string(),
+        // This CA trusts corp and github: a group means nothing without its issuer.
+        format!("error: {b}/b.toml:6:14: [rule.match] names no issuer, and this CA trusts 2 issuers (corp, github): groups_any would hold for a token of any of them. Add `issuer = [\"corp\"]` to [rule.match]"),
+        "5 error(s); the CA would refuse this policy".to_string(),
     ] {
         assert!(err.contains(&needle), "missing {needle:?} in\n{err}");
     }

@@ -15,6 +15,8 @@ pub struct DevCa {
     pub url: String,
     /// The identity provider URL from the banner.
     pub issuer: String,
+    /// The `/metrics` URL from the banner (the monitoring listener).
+    pub metrics: String,
     /// The user-CA key line from the banner.
     pub user_ca_line: String,
     /// The whole banner.
@@ -49,6 +51,7 @@ impl DevCa {
         };
         let url = field("CA ");
         let issuer = field("Identity provider ");
+        let metrics = field("Metrics ");
         let user_ca_line = banner
             .lines()
             .map(str::trim)
@@ -58,6 +61,7 @@ impl DevCa {
         DevCa {
             url,
             issuer,
+            metrics,
             user_ca_line,
             banner,
             process,

@@ -3,8 +3,10 @@
 //! deny, end or review one; and the wire view of a request.
 //!
 //! Every change spends the caller's ID token in the transaction that records
-//! it; reading spends nothing. The rules of the state machine are in
-//! `crate::access`, checked again by the store inside that transaction.
+//! it; reading spends nothing, but refuses a spent token as every call does
+//! (and a revoked identity reads nothing either). The rules of the state
+//! machine are in `crate::access`, checked again by the store inside that
+//! transaction.
 
 use std::collections::BTreeSet;
 use std::net::IpAddr;
@@ -37,7 +39,8 @@ pub enum AccessError {
     /// The request body makes no sense.
     #[error("{0}")]
     InvalidRequest(String),
-    /// The caller could not act: token, replay or rate limit.
+    /// The caller could not act: token, replay, rate limit or revoked
+    /// identity.
     #[error(transparent)]
     Auth(#[from] AuthError),
     /// The policy lets nobody, or not this caller, ask for these principals.
@@ -86,6 +89,7 @@ impl From<StoreError> for AccessError {
     fn from(error: StoreError) -> Self {
         match error {
             StoreError::Replayed => AccessError::Auth(AuthError::Replayed),
+            StoreError::RevokedIdentity(who) => AccessError::Auth(AuthError::RevokedIdentity(who)),
             StoreError::Request(RequestError::OwnRequest) => AccessError::OwnRequest,
             StoreError::Request(RequestError::Unknown(id)) => AccessError::Unknown(id),
             StoreError::Request(other) => AccessError::Conflict(other),
@@ -165,7 +169,7 @@ impl Authority {
         let from_first_use_asked = request.from_first_use;
         let start = asked_start(&request)?;
         let asked = asked_window(&request)?;
-        let caller = self.authenticate(token, now).await?;
+        let caller = self.authenticate(token, client_addr, now).await?;
         let acting = Acting::bearer(&caller, client_addr, now);
         let terms = match self
             .policy
@@ -248,14 +252,15 @@ impl Authority {
 
     /// The caller's own access requests of the last week and, for an
     /// approver, the pending requests of others they may decide; newest
-    /// first. Reading spends no token.
+    /// first. Reading spends no token, but a spent one is refused.
     pub async fn list_access_requests(
         &self,
         token: &BearerToken,
         pending_only: bool,
+        client_addr: IpAddr,
         now: UnixTime,
     ) -> Result<Vec<AccessRequestView>, AccessError> {
-        let Authenticated { token, name: me } = self.authenticate(token, now).await?;
+        let Authenticated { token, name: me } = self.authenticate(token, client_addr, now).await?;
         let identity = token.identity;
         let mut requests = self
             .store
@@ -283,13 +288,14 @@ impl Authority {
 
     /// Break-glass requests nobody has reviewed yet that the caller may
     /// review (as an approver of their rules, or an administrator), newest
-    /// first. Reading spends no token.
+    /// first. Reading spends no token, but a spent one is refused.
     pub async fn unreviewed_access_requests(
         &self,
         token: &BearerToken,
+        client_addr: IpAddr,
         now: UnixTime,
     ) -> Result<Vec<AccessRequestView>, AccessError> {
-        let Authenticated { token, name: me } = self.authenticate(token, now).await?;
+        let Authenticated { token, name: me } = self.authenticate(token, client_addr, now).await?;
         let identity = token.identity;
         let admin = self.policy.admin(&identity).is_some();
         Ok(self
@@ -319,7 +325,7 @@ impl Authority {
         client_addr: IpAddr,
         now: UnixTime,
     ) -> Result<AccessRequestView, AccessError> {
-        let caller = self.authenticate(token, now).await?;
+        let caller = self.authenticate(token, client_addr, now).await?;
         let acting = Acting::bearer(&caller, client_addr, now);
         let (identity, me) = (&caller.token.identity, &caller.name);
         let request = self

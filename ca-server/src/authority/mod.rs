@@ -10,10 +10,15 @@
 //!   reviewing access requests, and their wire view.
 //!
 //! Every use case authenticates its caller the same way ([`AuthError`] is
-//! what that can refuse), answers only after its change is committed, and
+//! what that can refuse): the ID token verifies, the identity is within its
+//! rate limit, no unlifted revocation names it, and the token is unspent. A
+//! read spends nothing; a change spends the token in the transaction that
+//! records it, where the store checks the revocation again. Every use case
+//! answers only after its change is committed, and
 //! builds its store records in `records.rs`, one function per kind. Nothing
 //! here knows HTTP: `crate::http` maps each error to a status exactly once.
 
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -28,7 +33,7 @@ use crate::oidc::{TokenError, TokenVerifier, VerifiedToken};
 use crate::policy::Policy;
 use crate::rate_limit::{RateLimits, RetryAfter};
 use crate::secret::BearerToken;
-use crate::store::Store;
+use crate::store::{SpentToken, Store, StoreError};
 use crate::webhook::Notifier;
 use crate::UnixTime;
 
@@ -63,6 +68,26 @@ pub enum AuthError {
     /// This identity sent more requests than its limit allows.
     #[error("too many requests for this identity; retry in {}s", .0.seconds())]
     RateLimited(RetryAfter),
+    /// An unlifted revocation names the caller's identity: it may do
+    /// nothing, read nothing, until another administrator (or the operator)
+    /// lifts it.
+    #[error("identity {0} is revoked: it can do nothing at this CA until an administrator lifts the revocation")]
+    RevokedIdentity(String),
+    /// The caller's standing could not be read.
+    #[error("the CA cannot read its records right now; nothing changed")]
+    Store(#[source] StoreError),
+}
+
+impl AuthError {
+    /// The refusal of a store that found the caller revoked or the token
+    /// spent; any other store failure as [`AuthError::Store`].
+    fn from_store(error: StoreError) -> AuthError {
+        match error {
+            StoreError::Replayed => AuthError::Replayed,
+            StoreError::RevokedIdentity(who) => AuthError::RevokedIdentity(who),
+            other => AuthError::Store(other),
+        }
+    }
 }
 
 /// The CA: verifier, policy, keys and store, wired together.
@@ -158,11 +183,13 @@ impl Authority {
     }
 
     /// Verifies the ID token of someone acting through the API without key
-    /// binding (there is no subject key) and counts the call against their
-    /// rate limit. The caller must spend the token with their change.
+    /// binding (there is no subject key), then admits them
+    /// ([`Authority::admit`]). A caller who changes something must spend the
+    /// token with their change.
     async fn authenticate(
         &self,
         token: &BearerToken,
+        client_addr: IpAddr,
         now: UnixTime,
     ) -> Result<Authenticated, AuthError> {
         let token = self
@@ -170,12 +197,48 @@ impl Authority {
             .verify_unbound(token.expose_secret(), now)
             .await
             .map_err(AuthError::Token)?;
-        self.admit(token)
+        self.admit(token, client_addr, now).await
     }
 
-    /// Counts a call by the bearer of a verified `token` against their rate
-    /// limit.
-    fn admit(&self, token: VerifiedToken) -> Result<Authenticated, AuthError> {
+    /// Admits the bearer of a verified `token`, calling from `client_addr`:
+    /// within their rate limit, not revoked, and with a token not yet spent.
+    /// Every authenticated call passes here, reads included, so no use case
+    /// can act for a revoked identity or accept a spent token; issuance
+    /// alone makes the same two checks in the transaction that records its
+    /// certificate instead. A refusal for revocation or replay is on record
+    /// as a denial.
+    async fn admit(
+        &self,
+        token: VerifiedToken,
+        client_addr: IpAddr,
+        now: UnixTime,
+    ) -> Result<Authenticated, AuthError> {
+        let caller = self.within_limits(token)?;
+        let refusal = match self
+            .store
+            .check_standing(caller.name.clone(), caller.spent_token())
+            .await
+        {
+            Ok(()) => return Ok(caller),
+            Err(error) => AuthError::from_store(error),
+        };
+        let reason = match &refusal {
+            AuthError::RevokedIdentity(_) => "revoked identity",
+            AuthError::Replayed => "replayed ID token",
+            _ => return Err(refusal),
+        };
+        let acting = records::Acting::bearer(&caller, client_addr, now);
+        self.store
+            .record_denial(records::denial(&acting, reason.into(), Vec::new()))
+            .await
+            .map_err(AuthError::Store)?;
+        Err(refusal)
+    }
+
+    /// The bearer of a verified `token`, within their identity's rate limit.
+    /// Their standing is not checked here: [`Authority::admit`] does that, or
+    /// the transaction of an act that checks it itself.
+    fn within_limits(&self, token: VerifiedToken) -> Result<Authenticated, AuthError> {
         let name = token.identity.display_name();
         self.rate_limits
             .check_identity(&name)
@@ -184,12 +247,23 @@ impl Authority {
     }
 }
 
-/// A caller whose ID token verified and who is within their rate limit.
+/// A caller whose ID token verified, within their rate limit, not revoked,
+/// with a token not yet spent.
 struct Authenticated {
     /// The token's facts; its digest is spent with the caller's change.
     token: VerifiedToken,
     /// `user@issuer`.
     name: String,
+}
+
+impl Authenticated {
+    /// The caller's token as the store spends it.
+    fn spent_token(&self) -> SpentToken {
+        SpentToken {
+            digest: self.token.digest,
+            expires_at: self.token.expires_at,
+        }
+    }
 }
 
 /// Why `principals` cannot be asked for: more than

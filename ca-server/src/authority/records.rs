@@ -44,10 +44,7 @@ impl Acting {
                 rules: Vec::new(),
                 at,
             },
-            spent_token: Some(SpentToken {
-                digest: caller.token.digest,
-                expires_at: caller.token.expires_at,
-            }),
+            spent_token: Some(caller.spent_token()),
         }
     }
 
@@ -200,10 +197,7 @@ pub(super) fn issuance(
         valid_before: signed.certificate.valid_before(),
         key_fingerprint: signed.key_fingerprint.to_string(),
         certificate: signed.line.to_string(),
-        spent_token: SpentToken {
-            digest: caller.token.digest,
-            expires_at: caller.token.expires_at,
-        },
+        spent_token: caller.spent_token(),
         request_ids: signed.grant.request_ids.clone(),
         nonce_binding: match caller.token.key_binding {
             KeyBinding::Nonce { session } => NonceBinding::Bind {

@@ -2,8 +2,14 @@
 //! identity or a key; the holder of a certificate's key revokes that
 //! certificate; the operator on the CA host does what an administrator does,
 //! straight in the database file ([`HostRevocation`]). All three check the
-//! target alike and write the same records and audit events; the signed KRL
-//! that hosts poll is built from them and cached briefly.
+//! target alike (an identity must be spelled as the CA spells identities,
+//! for a configured issuer) and write the same records and audit events; the
+//! signed KRL that hosts poll is built from them and cached briefly.
+//!
+//! An administrator whose own identity is revoked can revoke and lift
+//! nothing, her own revocation included: authentication refuses her, and the
+//! store refuses again in the transaction that would record the change.
+//! Another administrator, or the operator, lifts it.
 
 use std::net::IpAddr;
 use std::path::Path;
@@ -15,7 +21,8 @@ use ca_proto::{
 };
 use ssh_key::{Certificate, HashAlg, SshSig};
 
-use crate::identity::is_workload_name;
+use crate::config::IssuerConfig;
+use crate::identity::check_identity_spelling;
 use crate::krl::SignedKrl;
 use crate::secret::BearerToken;
 use crate::store::{self, RevocationRecord, RevocationTarget, Revoked, StoreError};
@@ -37,7 +44,8 @@ pub enum RevokeError {
     /// The request body makes no sense.
     #[error("{0}")]
     InvalidRequest(String),
-    /// The caller could not act: token, replay or rate limit.
+    /// The caller could not act: token, replay, rate limit or revoked
+    /// identity.
     #[error(transparent)]
     Auth(#[from] AuthError),
     /// The caller is not an administrator.
@@ -64,6 +72,7 @@ impl From<StoreError> for RevokeError {
     fn from(error: StoreError) -> Self {
         match error {
             StoreError::Replayed => RevokeError::Auth(AuthError::Replayed),
+            StoreError::RevokedIdentity(who) => RevokeError::Auth(AuthError::RevokedIdentity(who)),
             StoreError::UnknownCertificate(serial) => RevokeError::UnknownCertificate(serial),
             StoreError::NotRevoked(what) => RevokeError::NotRevoked(what),
             other => RevokeError::Store(other),
@@ -90,8 +99,12 @@ impl RevocationChange {
     }
 }
 
-/// Checks a revocation request's target and reason.
-pub fn revocation_target(request: &RevocationRequest) -> Result<RevocationTarget, RevokeError> {
+/// Checks a revocation request's target and reason; an identity must name
+/// one of `issuers` and be spelled as the CA spells identities.
+pub fn revocation_target<'a>(
+    request: &RevocationRequest,
+    issuers: impl IntoIterator<Item = &'a IssuerConfig>,
+) -> Result<RevocationTarget, RevokeError> {
     let reason = request.reason.trim();
     if reason.is_empty() || reason.len() > MAX_REASON_LEN {
         return Err(RevokeError::InvalidRequest(format!(
@@ -102,17 +115,7 @@ pub fn revocation_target(request: &RevocationRequest) -> Result<RevocationTarget
         (Some(serial), None, None) => RevocationTarget::Serial(decimal_serial(serial)?),
         (None, Some(identity), None) => {
             let identity = identity.trim();
-            // The issuer's name never holds an `@`; a workload's name may
-            // (any printable claim value, e.g. acme/app@gh). Every login
-            // name is also a workload name.
-            let valid = identity
-                .rsplit_once('@')
-                .is_some_and(|(user, issuer)| is_workload_name(user) && !issuer.is_empty());
-            if !valid {
-                return Err(RevokeError::InvalidRequest(
-                    "identity must be user@issuer (as in the audit log), e.g. alice@corp".into(),
-                ));
-            }
+            check_identity_spelling(identity, issuers).map_err(RevokeError::InvalidRequest)?;
             RevocationTarget::Identity(identity.to_string())
         }
         (None, None, Some(fingerprint)) => {
@@ -145,13 +148,15 @@ pub struct HostRevocation {
 }
 
 impl HostRevocation {
-    /// Checks `request` as the API does and prepares its record at `now`.
+    /// Checks `request` as the API does, for a CA trusting `issuers`, and
+    /// prepares its record at `now`.
     pub fn new(
         request: &RevocationRequest,
         change: RevocationChange,
+        issuers: &[IssuerConfig],
         now: UnixTime,
     ) -> Result<HostRevocation, RevokeError> {
-        let target = revocation_target(request)?;
+        let target = revocation_target(request, issuers)?;
         let record =
             records::revocation(target, &request.reason, Acting::operator(now), Vec::new());
         Ok(HostRevocation { change, record })
@@ -207,7 +212,8 @@ impl Authority {
     /// An administrator revokes or lifts a target. The ID token is verified
     /// without nonce binding (there is no subject key), must meet an
     /// `[[admin]]` rule, and is spent in the same transaction as the change,
-    /// so a token works for one action only.
+    /// so a token works for one action only. A revoked administrator is
+    /// refused, whatever the target.
     pub async fn admin_revocation(
         &self,
         token: &BearerToken,
@@ -216,8 +222,8 @@ impl Authority {
         client_addr: IpAddr,
         now: UnixTime,
     ) -> Result<RevocationResponse, RevokeError> {
-        let target = revocation_target(&request)?;
-        let caller = self.authenticate(token, now).await?;
+        let target = revocation_target(&request, self.verifier.issuers())?;
+        let caller = self.authenticate(token, client_addr, now).await?;
         let acting = Acting::bearer(&caller, client_addr, now);
         let Some(rule) = self.policy.admin(&caller.token.identity) else {
             let reason = format!("not an administrator: {} {target} refused", change.verb());
@@ -319,15 +325,25 @@ fn revocation_response(target: &RevocationTarget, revoked: Revoked) -> Revocatio
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::UsernameClaim;
+    use crate::identity::tests::issuer;
     use crate::store::Actor;
 
+    fn issuers() -> Vec<IssuerConfig> {
+        vec![
+            issuer("corp", UsernameClaim::PreferredUsername),
+            issuer("github", UsernameClaim::Claim("repository".into())),
+        ]
+    }
+
     fn by_identity(identity: &str) -> Result<RevocationTarget, RevokeError> {
-        revocation_target(&RevocationRequest {
+        let request = RevocationRequest {
             serial: None,
             identity: Some(identity.into()),
             key_fingerprint: None,
             reason: "test".into(),
-        })
+        };
+        revocation_target(&request, &issuers())
     }
 
     #[test]
@@ -338,7 +354,16 @@ mod tests {
                 RevocationTarget::Identity(identity.into())
             );
         }
-        for bad in ["alice", "@corp", "alice@", "a b@corp", "\"x\"@corp", ""] {
+        for bad in [
+            "alice",
+            "@corp",
+            "alice@",
+            "a b@corp",
+            "\"x\"@corp",
+            "",
+            "Alice@corp",
+            "alice@elsewhere",
+        ] {
             assert!(
                 matches!(by_identity(bad), Err(RevokeError::InvalidRequest(_))),
                 "{bad:?}"
@@ -355,7 +380,8 @@ mod tests {
             reason: "  laptop stolen ".into(),
         };
         let revocation =
-            HostRevocation::new(&request, RevocationChange::Revoke, 1_700_000_000).expect("valid");
+            HostRevocation::new(&request, RevocationChange::Revoke, &[], 1_700_000_000)
+                .expect("valid");
         assert_eq!(revocation.target(), &RevocationTarget::Serial(42));
         let record = &revocation.record;
         assert_eq!(record.actor, Actor::local_operator(1_700_000_000));
@@ -366,7 +392,7 @@ mod tests {
             ..request
         };
         assert!(matches!(
-            HostRevocation::new(&no_reason, RevocationChange::Lift, 0),
+            HostRevocation::new(&no_reason, RevocationChange::Lift, &[], 0),
             Err(RevokeError::InvalidRequest(_))
         ));
     }

@@ -100,6 +100,16 @@ impl ApiError {
         ApiError::new(StatusCode::BAD_REQUEST, ErrorCode::InvalidRequest, message)
     }
 
+    /// A request naming a host this server does not answer for (dev mode's
+    /// defence against DNS rebinding), with the names it does answer for.
+    pub fn misdirected(message: impl Into<String>) -> ApiError {
+        ApiError::new(
+            StatusCode::MISDIRECTED_REQUEST,
+            ErrorCode::InvalidRequest,
+            message,
+        )
+    }
+
     /// A fault of the CA itself: logged with `what`, answered generically.
     pub fn internal(error: &dyn std::fmt::Display, what: &str) -> ApiError {
         tracing::error!(%error, "{what}");
@@ -160,10 +170,21 @@ impl ApiError {
             ) => (StatusCode::UNAUTHORIZED, ErrorCode::InvalidToken),
             AuthError::Replayed => (StatusCode::UNAUTHORIZED, ErrorCode::ReplayedToken),
             AuthError::RateLimited(_) => (StatusCode::TOO_MANY_REQUESTS, ErrorCode::RateLimited),
+            AuthError::RevokedIdentity(_) => (StatusCode::FORBIDDEN, ErrorCode::RevokedIdentity),
+            AuthError::Store(error) => {
+                return ApiError::store_unavailable(
+                    error,
+                    "the caller's standing could not be read",
+                    &message,
+                )
+            }
         };
         let retry_after = match error {
             AuthError::RateLimited(wait) => Some(*wait),
-            AuthError::Token(_) | AuthError::Replayed => None,
+            AuthError::Token(_)
+            | AuthError::Replayed
+            | AuthError::RevokedIdentity(_)
+            | AuthError::Store(_) => None,
         };
         ApiError {
             retry_after,
@@ -196,7 +217,6 @@ impl From<IssueError> for ApiError {
             IssueError::Auth(error) => return ApiError::auth(&error, message),
             IssueError::Denied(_) => (StatusCode::FORBIDDEN, ErrorCode::Denied),
             IssueError::ApprovalRequired(_) => (StatusCode::FORBIDDEN, ErrorCode::ApprovalRequired),
-            IssueError::RevokedIdentity(_) => (StatusCode::FORBIDDEN, ErrorCode::RevokedIdentity),
             IssueError::RevokedKey(_) => (StatusCode::FORBIDDEN, ErrorCode::RevokedKey),
             IssueError::NonceRequired { .. } => {
                 (StatusCode::UNAUTHORIZED, ErrorCode::NonceRequired)

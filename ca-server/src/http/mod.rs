@@ -7,6 +7,13 @@
 //! domain error becomes HTTP in `error.rs`, once. The endpoints that do
 //! domain work answer `503 timeout` past the configured request timeout (a
 //! tower layer), and every request gets an id and metrics (`observe.rs`).
+//!
+//! The CA serves two routers on two listeners: [`app`], the API, and
+//! [`monitoring_app`], the only one that serves `/metrics`. Metrics name the
+//! issuers and count issuances and refusals, which is the operator's to
+//! watch, not everyone's who can reach the API; the monitoring listener has
+//! no authentication, so where it listens is the control (loopback by
+//! default).
 
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
@@ -69,7 +76,7 @@ pub struct SharedState {
     pub in_flight: Arc<Semaphore>,
     /// Longest time one request doing domain work may take.
     pub request_timeout: Duration,
-    /// Counters and histograms served at `/metrics`.
+    /// Counters and histograms, served at `/metrics` by [`monitoring_app`].
     pub metrics: Arc<Metrics>,
     /// What `/readyz` answers; cleared first when shutting down.
     pub ready: Arc<AtomicBool>,
@@ -103,7 +110,6 @@ pub fn app(state: AppState) -> Router {
     Router::new()
         .route("/healthz", get(public::healthz))
         .route("/readyz", get(public::readyz))
-        .route("/metrics", get(public::metrics))
         .route("/v1/config", get(public::config))
         .route("/v1/ca/user.pub", get(public::user_ca))
         .route("/v1/ca/host.pub", get(public::host_ca))
@@ -115,6 +121,19 @@ pub fn app(state: AppState) -> Router {
         ))
         .fallback(public::not_found)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .with_state(state)
+}
+
+/// The router of the monitoring listener (`metrics_listen`): `/metrics`,
+/// and `/healthz` and `/readyz` for probes that should not go through the
+/// API's address. Nothing here reads a request body or does domain work, and
+/// scrapes are not counted among the API's requests.
+pub fn monitoring_app(state: AppState) -> Router {
+    Router::new()
+        .route("/metrics", get(public::metrics))
+        .route("/healthz", get(public::healthz))
+        .route("/readyz", get(public::readyz))
+        .fallback(public::not_found)
         .with_state(state)
 }
 

@@ -1,5 +1,6 @@
 //! Endpoints anyone may call, which change nothing: health, readiness,
-//! metrics, the published configuration and the CA's public keys.
+//! the published configuration and the CA's public keys on the API's
+//! listener; metrics, health and readiness on the monitoring listener.
 
 use std::sync::atomic::Ordering;
 

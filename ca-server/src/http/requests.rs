@@ -46,12 +46,12 @@ pub(super) async fn list(
     let requests = if query.needs_review {
         state
             .authority
-            .unreviewed_access_requests(&caller.token, now)
+            .unreviewed_access_requests(&caller.token, caller.addr, now)
             .await?
     } else {
         state
             .authority
-            .list_access_requests(&caller.token, query.pending, now)
+            .list_access_requests(&caller.token, query.pending, caller.addr, now)
             .await?
     };
     Ok(Json(AccessRequestList { requests }))

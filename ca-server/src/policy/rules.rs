@@ -99,7 +99,7 @@ impl Conditions {
 
     /// Checks the conditions, cheapest first.
     pub fn check(&self, id: &Identity) -> Result<(), Failed> {
-        if !self.issuers.is_empty() && !self.issuers.contains(&id.issuer_name) {
+        if !of_issuers(&self.issuers, id) {
             return Err(Failed::Issuer);
         }
         if !self.groups_any.is_empty() && !self.groups_any.iter().any(|g| id.groups.contains(g)) {
@@ -203,6 +203,10 @@ fn claim_matches(value: Option<&Value>, matcher: &ClaimMatch) -> bool {
 pub struct Approval {
     /// Groups whose members may approve.
     pub approver_groups: Vec<String>,
+    /// Issuer short names whose tokens' groups count for `approver_groups`;
+    /// empty means every trusted issuer (the loader allows that only while
+    /// the CA trusts one).
+    pub approver_issuers: Vec<String>,
     /// Identities (`user@issuer`) who may approve.
     pub approver_users: Vec<String>,
     /// Distinct approvals needed.
@@ -225,6 +229,9 @@ pub struct Approval {
 /// a request when it is made.
 #[derive(Debug, Clone)]
 pub struct AutoApproval {
+    /// The requester's token comes from one of these issuers (short names);
+    /// empty means any (the loader allows that only while the CA trusts one).
+    pub issuers: Vec<String>,
     /// The requester is in at least one of these groups (never empty).
     pub groups: Vec<String>,
     /// When it applies; empty means always.
@@ -234,20 +241,24 @@ pub struct AutoApproval {
 impl AutoApproval {
     /// Whether it approves a request by `requester` made at `now`.
     pub fn holds(&self, requester: &Identity, now: UnixTime) -> bool {
-        self.groups.iter().any(|g| requester.groups.contains(g))
+        of_issuers(&self.issuers, requester)
+            && self.groups.iter().any(|g| requester.groups.contains(g))
             && open_window(&self.windows, now).is_some()
     }
 }
 
 impl Approval {
-    /// Whether `identity` is one of this rule's approvers.
+    /// Whether `identity` is one of this rule's approvers: one of
+    /// `approver_users`, or a member of `approver_groups` by a token of one
+    /// of `approver_issuers`.
     pub fn approver(&self, identity: &Identity) -> bool {
         let name = identity.display_name();
         self.approver_users.contains(&name)
-            || identity
-                .groups
-                .iter()
-                .any(|g| self.approver_groups.contains(g))
+            || (of_issuers(&self.approver_issuers, identity)
+                && identity
+                    .groups
+                    .iter()
+                    .any(|g| self.approver_groups.contains(g)))
     }
 }
 
@@ -310,6 +321,12 @@ pub struct AdminRule {
     pub location: Location,
     /// Who it applies to; never empty.
     pub conditions: Conditions,
+}
+
+/// Whether `identity`'s token comes from one of `issuers` (short names);
+/// an empty list names no issuer and so holds for every one.
+fn of_issuers(issuers: &[String], identity: &Identity) -> bool {
+    issuers.is_empty() || issuers.contains(&identity.issuer_name)
 }
 
 /// Whether `windows` are open at `now`: `None` when none is, otherwise the

@@ -20,8 +20,9 @@
 //!
 //! - on the serving handle, [`Store`]: [`Store::open`] (the one
 //!   backend-specific call: it takes the SQLite file, where PostgreSQL would
-//!   take its connection settings), [`Store::last_serial`];
-//!   [`Store::record_issuance`], [`Store::record_denial`],
+//!   take its connection settings), [`Store::last_serial`],
+//!   [`Store::check_standing`]; [`Store::record_issuance`],
+//!   [`Store::record_denial`],
 //!   [`Store::certificate`]; [`Store::revoke`], [`Store::lift`],
 //!   [`Store::revoked_set`]; [`Store::create_request`],
 //!   [`Store::change_request`], [`Store::request`], [`Store::requests`],
@@ -37,12 +38,16 @@
 //! file pin them down): an operation answers once its change is durable; an
 //! act's ID token is spent in the same transaction as its record, and a
 //! replay is refused ([`StoreError::Replayed`]) across restarts and across
-//! every operation that spends one; an issuance is refused in its own
-//! transaction, leaving no rows and its token unspent, when its identity or
-//! key is revoked, its token has no nonce and its key is not bound to its
-//! identity within a sign-in session ([`NonceBinding`]), its serial is on
-//! record, or an access window it uses has closed; a nonce-bound issuance
-//! binds its key in its own transaction; a change to an access request is checked against the request's
+//! every operation that spends one; a caller is refused at authentication
+//! when an unlifted revocation names their identity or their token was spent,
+//! and an act paid with an ID token is refused again in its transaction when
+//! its actor's identity is revoked ([`StoreError::RevokedIdentity`]); an
+//! issuance is refused in its own transaction, leaving no rows and its token
+//! unspent, when its identity or key is revoked, its token has no nonce and
+//! its key is not bound to its identity within a sign-in session
+//! ([`NonceBinding`]), its serial is on record, or an access window it uses
+//! has closed; a nonce-bound issuance binds its key in its own transaction;
+//! a change to an access request is checked against the request's
 //! state in the transaction that records it; every act writes its audit
 //! event in that transaction; the KRL version a revoke or lift returns is
 //! above every one before it, also within one second, and a KRL version
@@ -59,10 +64,12 @@
 //! `spent.rs` spent tokens and the write transaction that spends them;
 //! `certificates.rs` issuances, denials and certificate lookups;
 //! `key_bindings.rs` the keys bound to an identity by a nonce, which a
-//! token without one may certify again; `revocations.rs` revocations; `krl_version.rs` the KRL version and what
-//! publishing one promises; `access_requests.rs`
-//! access requests and their decisions; `grants.rs` the open grants
-//! issuance uses; `audit.rs` the audit trail; `backup.rs` backups.
+//! token without one may certify again; `revocations.rs` revocations;
+//! `krl_version.rs` the KRL version and what publishing one promises;
+//! `standing.rs` whether a caller's identity is revoked or token spent;
+//! `access_requests.rs` access requests and their decisions; `grants.rs`
+//! the open grants issuance uses; `audit.rs` the audit trail; `backup.rs`
+//! backups.
 
 mod access_requests;
 mod audit;
@@ -77,6 +84,7 @@ mod lock;
 mod revocations;
 mod schema;
 mod spent;
+mod standing;
 mod writer;
 
 use std::path::{Path, PathBuf};
@@ -99,6 +107,8 @@ pub use spent::SpentToken;
 
 use grants::GrantHorizon;
 use krl_version::Publication;
+use spent::WriteTx;
+use standing::PaidAct;
 use writer::Writer;
 
 /// File name of the database inside the data directory.
@@ -151,7 +161,8 @@ pub enum StoreError {
         /// Why.
         source: std::io::Error,
     },
-    /// The identity is revoked: no certificate may be issued to it.
+    /// The identity is revoked: it may not act (a certificate, an access
+    /// request or a decision on one, a revocation or a lift) nor read.
     #[error("identity {0} is revoked")]
     RevokedIdentity(String),
     /// The subject key is revoked: no certificate may be issued for it.
@@ -266,6 +277,20 @@ impl Store {
         self.last_serial
     }
 
+    /// Refuses a caller whose `identity` is revoked
+    /// ([`StoreError::RevokedIdentity`]) or whose ID `token` was spent
+    /// ([`StoreError::Replayed`]): what every authenticated call checks
+    /// before it acts or reads. Spends nothing.
+    pub async fn check_standing(
+        &self,
+        identity: String,
+        token: SpentToken,
+    ) -> Result<(), StoreError> {
+        self.writer
+            .read_spent(move |db, path| standing::check_standing(db, &identity, &token, path))
+            .await
+    }
+
     /// Records an issuance; returns once it is committed to disk.
     pub async fn record_issuance(&self, record: IssuanceRecord) -> Result<(), StoreError> {
         self.writer
@@ -282,16 +307,14 @@ impl Store {
 
     /// Revokes `record.target`; returns once committed.
     pub async fn revoke(&self, record: RevocationRecord) -> Result<Revoked, StoreError> {
-        self.writer
-            .transaction(move |tx, path| revocations::revoke_in(tx, &record, path))
-            .await
+        self.act(record, revocations::revoke_in).await
     }
 
-    /// Lifts the revocation of `record.target`; returns once committed.
+    /// Lifts the revocation of `record.target`; returns once committed. A
+    /// revoked administrator's token lifts nothing, her own revocation
+    /// included.
     pub async fn lift(&self, record: RevocationRecord) -> Result<Revoked, StoreError> {
-        self.writer
-            .transaction(move |tx, path| revocations::lift_in(tx, &record, path))
-            .await
+        self.act(record, revocations::lift_in).await
     }
 
     /// The revocation state to publish as the KRL at `now` (certificates
@@ -322,10 +345,7 @@ impl Store {
     /// Records a new access request (spending the requester's token);
     /// returns it once committed.
     pub async fn create_request(&self, new: NewRequest) -> Result<AccessRequest, StoreError> {
-        let request = self
-            .writer
-            .transaction(move |tx, path| access_requests::create_request_in(tx, &new, path))
-            .await?;
+        let request = self.act(new, access_requests::create_request_in).await?;
         self.grants.include(&request);
         Ok(request)
     }
@@ -351,10 +371,7 @@ impl Store {
         &self,
         action: RequestAction,
     ) -> Result<RequestChanged, StoreError> {
-        let changed = self
-            .writer
-            .transaction(move |tx, path| access_requests::change_request_in(tx, &action, path))
-            .await?;
+        let changed = self.act(action, access_requests::change_request_in).await?;
         self.grants.include(&changed.request);
         Ok(changed)
     }
@@ -392,6 +409,26 @@ impl Store {
         }
         self.writer
             .read(move |conn, path| grants::open_grants_in(conn, &requester, now, path))
+            .await
+    }
+
+    /// Records `act` with `write` in a transaction of its own, refused there
+    /// when the act spends an ID token and its actor's identity is revoked:
+    /// a revocation committed after the caller authenticated still wins.
+    async fn act<R, T>(
+        &self,
+        act: R,
+        write: fn(&WriteTx<'_>, &R, &Path) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError>
+    where
+        R: PaidAct + Send + 'static,
+        T: Send + 'static,
+    {
+        self.writer
+            .transaction(move |tx, path| {
+                standing::refuse_revoked_bearer(tx, &act, path)?;
+                write(tx, &act, path)
+            })
             .await
     }
 }

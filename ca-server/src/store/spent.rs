@@ -172,6 +172,12 @@ pub(super) struct WriterDb {
 }
 
 impl WriterDb {
+    /// Whether the token of `digest` was spent (by a committed act), under
+    /// either of its digests.
+    pub(super) fn is_spent(&self, digest: &TokenDigest) -> bool {
+        self.spent.holds(digest)
+    }
+
     pub(super) fn transaction(&mut self) -> rusqlite::Result<WriteTx<'_>> {
         WriteTx::new(&mut self.conn, Some(&mut self.spent))
     }

@@ -41,8 +41,8 @@ const UPKEEP_INTERVAL: Duration = Duration::from_secs(60);
 type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
 /// Work that runs alone on the writer's connection and spent set.
 type ExclusiveWork = Box<dyn FnOnce(&mut WriterDb, &Path) + Send>;
-/// A read on the writer's connection.
-type ReadWork = Box<dyn FnOnce(&Connection, &Path) + Send>;
+/// A read on the writer's connection and spent set.
+type ReadWork = Box<dyn FnOnce(&WriterDb, &Path) + Send>;
 
 /// Writes one record inside a batch's transaction. Every check that can
 /// refuse the record must run before its first write, so that a refusal
@@ -144,9 +144,18 @@ impl Writer {
         &self,
         work: impl FnOnce(&Connection, &Path) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
+        self.read_spent(move |db, path| work(&db.conn, path)).await
+    }
+
+    /// [`Writer::read`] that also sees the spent-token set, as the last
+    /// commit left it.
+    pub(super) async fn read_spent<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&WriterDb, &Path) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
         self.ask(move |done: Reply<T>| {
-            Job::Read(Box::new(move |conn, path| {
-                let _ = done.send(work(conn, path));
+            Job::Read(Box::new(move |db, path| {
+                let _ = done.send(work(db, path));
             }))
         })
         .await
@@ -233,10 +242,10 @@ impl WriterThread {
                     Job::Batched(record) => batch.push(record),
                     // None of the waiting batch's callers has been answered,
                     // so a read that runs before the batch commits misses
-                    // nothing anyone was told of; every issuance makes one
-                    // (its open grants), and flushing the batch for each
-                    // would end group commit.
-                    Job::Read(work) => work(&self.db.conn, &self.path),
+                    // nothing anyone was told of; every authenticated call
+                    // makes one (its caller's standing), and flushing the
+                    // batch for each would end group commit.
+                    Job::Read(work) => work(&self.db, &self.path),
                     Job::Exclusive(work) => {
                         if !batch.is_empty() {
                             self.commit_batch(std::mem::take(&mut batch));

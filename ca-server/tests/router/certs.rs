@@ -119,7 +119,7 @@ async fn a_principal_needing_approval_is_approval_required_not_denied() {
         (StatusCode::FORBIDDEN, "denied")
     );
     // The metric counts it under its own code.
-    let (_, _, metrics) = send(&f.router, get("/metrics")).await;
+    let (_, _, metrics) = send(&f.monitoring, get("/metrics")).await;
     assert!(
         String::from_utf8_lossy(&metrics).contains("approval_required"),
         "metrics lack the code"

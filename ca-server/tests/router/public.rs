@@ -28,9 +28,43 @@ async fn public_endpoints_answer() {
         String::from_utf8_lossy(&body).trim(),
         config.user_ca_keys[0]
     );
-    let (status, _, body) = send(&f.router, get("/metrics")).await;
+    let (status, _, body) = send(&f.monitoring, get("/metrics")).await;
     assert_eq!(status, StatusCode::OK);
     assert!(String::from_utf8_lossy(&body).contains("jit_ssh_ca_build_info"));
+}
+
+/// Metrics name the issuers and count issuances and refusals: the API's
+/// listener does not serve them, only the monitoring listener
+/// (`metrics_listen`), which also answers health and readiness probes.
+#[tokio::test]
+async fn metrics_are_served_only_by_the_monitoring_router() {
+    let f = fixture().await;
+    let (status, _, body) = send(&f.router, get("/metrics")).await;
+    assert_eq!(
+        (status, error_code(&body).as_str()),
+        (StatusCode::NOT_FOUND, "not_found")
+    );
+    assert!(!String::from_utf8_lossy(&body).contains("jit_ssh_ca_"));
+    let (status, headers, body) = send(&f.monitoring, get("/metrics")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(headers[header::CONTENT_TYPE]
+        .to_str()
+        .unwrap_or_default()
+        .starts_with("text/plain; version=0.0.4"));
+    assert!(String::from_utf8_lossy(&body).contains("jit_ssh_ca_build_info"));
+    for probe in ["/healthz", "/readyz"] {
+        let (status, _, _) = send(&f.monitoring, get(probe)).await;
+        assert_eq!(status, StatusCode::OK, "{probe}");
+    }
+    // Nothing of the API is reachable there.
+    for api in ["/v1/config", "/v1/krl", "/v1/ca/user.pub"] {
+        let (status, _, body) = send(&f.monitoring, get(api)).await;
+        assert_eq!(
+            (status, error_code(&body).as_str()),
+            (StatusCode::NOT_FOUND, "not_found"),
+            "{api}"
+        );
+    }
 }
 
 #[tokio::test]

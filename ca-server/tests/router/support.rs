@@ -15,7 +15,7 @@ use base64::Engine as _;
 use ca_server::access::DEFAULT_PENDING_SECS;
 use ca_server::ca_keys::{self, CaKeyType};
 use ca_server::config::{Config, IssuerConfig, UsernameClaim};
-use ca_server::http::{app, AppState};
+use ca_server::http::{app, monitoring_app, AppState};
 use ca_server::metrics::Metrics;
 use ca_server::oidc::TokenVerifier;
 use ca_server::policy::{cli, ReloadablePolicy};
@@ -35,6 +35,8 @@ pub const ISSUER: &str = "http://127.0.0.1:9/idp";
 pub struct Fixture {
     /// `app()` over the CA.
     pub router: Router,
+    /// `monitoring_app()` over the same CA: where `/metrics` is served.
+    pub monitoring: Router,
     /// The state the router serves.
     pub state: AppState,
     /// Signs ID tokens the CA trusts.
@@ -127,8 +129,10 @@ pub async fn configured_fixture(configure: impl FnOnce(&mut Config)) -> Fixture 
     );
     let router =
         app(state.clone()).layer(MockConnectInfo(SocketAddr::from(([127, 0, 0, 1], 40000))));
+    let monitoring = monitoring_app(state.clone());
     Fixture {
         router,
+        monitoring,
         state,
         issuer_key,
         _dir: dir,

@@ -1,5 +1,5 @@
 //! The CA set-up a test asks for, as a builder: every test starts from the
-//! same defaults (listening on a free loopback port, every configured
+//! same defaults (listening, API and metrics, on free loopback ports, every configured
 //! issuer's users getting their own login) and names only what differs.
 //! [`CaBuilder::build`] runs `jit-ssh-ca init` and writes the TOML the CA
 //! reads, so no test spells out configuration text by position.
@@ -228,6 +228,8 @@ impl CaBuilder {
         let mut toml = String::new();
         let mut line = |key: &str, value: String| writeln!(toml, "{key} = {value}").unwrap();
         line("listen", quote(&self.listen));
+        // A free port too: tests run many CAs at once.
+        line("metrics_listen", quote("127.0.0.1:0"));
         line("data_dir", quote_path(data_dir));
         line("discovery_attempts", "2".into());
         if policy_dir != own {

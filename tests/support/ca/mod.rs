@@ -122,16 +122,19 @@ impl CaSetup {
         let process = Running::spawn(command.env("JIT_SSH_CA_PASSPHRASE", PASSPHRASE)).unwrap();
         match process.stderr.wait_for("listening on ", STARTUP) {
             Ok(line) => {
-                // Text or JSON log line: the URL ends at a space or quote.
-                let url = line
-                    .split("listening on ")
-                    .nth(1)
-                    .unwrap()
-                    .split(|c: char| c.is_whitespace() || c == '"')
-                    .next()
-                    .unwrap()
-                    .to_string();
-                Ok(Ca { url, process })
+                let url = url_after(&line, "listening on ");
+                // The monitoring listener is announced before the API's.
+                let log = process.stderr.text();
+                let metrics_url = log
+                    .lines()
+                    .find(|l| l.contains(METRICS_ANNOUNCEMENT))
+                    .map(|l| url_after(l, METRICS_ANNOUNCEMENT))
+                    .unwrap_or_else(|| panic!("no metrics listener in the log:\n{log}"));
+                Ok(Ca {
+                    url,
+                    metrics_url,
+                    process,
+                })
             }
             Err(e) => Err((e, process.stderr.text())),
         }
@@ -178,8 +181,27 @@ impl CaSetup {
 
 /// A running CA.
 pub struct Ca {
+    /// The API's base URL.
     pub url: String,
+    /// The monitoring listener's base URL (`metrics_listen`), serving
+    /// `/metrics`.
+    pub metrics_url: String,
     pub process: Running,
+}
+
+/// What the CA logs before the monitoring listener's URL.
+const METRICS_ANNOUNCEMENT: &str = "metrics listener on ";
+
+/// The URL that follows `marker` in a log line, text or JSON: it ends at a
+/// space or a quote.
+fn url_after(line: &str, marker: &str) -> String {
+    line.split(marker)
+        .nth(1)
+        .unwrap_or_else(|| panic!("{marker:?} not in {line}"))
+        .split(|c: char| c.is_whitespace() || c == '"')
+        .next()
+        .unwrap_or_default()
+        .to_string()
 }
 
 impl Ca {
@@ -204,5 +226,22 @@ impl Ca {
     /// `TrustedUserCAKeys` would hold them.
     pub fn user_ca_keys(&self) -> String {
         String::from_utf8(self.download("/v1/ca/user.pub")).unwrap()
+    }
+
+    /// `GET path` (with no `body`) or `POST path` with the JSON `body`,
+    /// sending `token` as `Authorization: Bearer`; returns the status and
+    /// the JSON answer (`null` when there is none).
+    pub async fn call(&self, path: &str, token: Option<&str>, body: Option<Value>) -> (u16, Value) {
+        let url = format!("{}{path}", self.url);
+        let mut request = match body {
+            Some(body) => crate::http_client().post(url).json(&body),
+            None => crate::http_client().get(url),
+        };
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
     }
 }

@@ -11,6 +11,7 @@ use std::time::Duration;
 use jit_ssh_common::duration::{format_duration, parse_duration};
 use toml::Spanned;
 
+use super::issuers::Table;
 use super::raw::{
     RawAdmin, RawAllow, RawApproval, RawClaim, RawDeny, RawMatch, RawWindow, Strings,
 };
@@ -73,7 +74,7 @@ pub(super) struct Compiler<'a> {
 }
 
 impl Compiler<'_> {
-    fn error(&mut self, span: Range<usize>, message: impl Into<String>) {
+    pub(super) fn error(&mut self, span: Range<usize>, message: impl Into<String>) {
         let location = Some(self.locator.at(span));
         self.errors.push(Diagnostic {
             location,
@@ -149,7 +150,7 @@ impl Compiler<'_> {
         out
     }
 
-    fn plain(&mut self, field: &str, list: &Option<Spanned<Strings>>) -> Vec<String> {
+    pub(super) fn plain(&mut self, field: &str, list: &Option<Spanned<Strings>>) -> Vec<String> {
         let mut out = Vec::new();
         for item in self.non_empty(field, list) {
             if item.get_ref().trim().is_empty() {
@@ -166,24 +167,7 @@ impl Compiler<'_> {
             return Conditions::default();
         };
         let m = raw.get_ref();
-        let issuers = self.plain("issuer", &m.issuer);
-        if let (Some(known), Some(list)) = (self.context.issuers.clone(), &m.issuer) {
-            for item in list.get_ref() {
-                // A warning, not an error: one policy may serve several CAs
-                // with different issuers, and the rule simply cannot apply here.
-                if !known.contains(item.get_ref()) {
-                    let location = Some(self.locator.at(item.span()));
-                    self.warnings.push(Diagnostic {
-                        location,
-                        message: format!(
-                            "issuer {:?} is not an [[oidc]] name of the config (known: {}); this condition never holds here",
-                            item.get_ref(),
-                            known.join(", ")
-                        ),
-                    });
-                }
-            }
-        }
+        let issuers = self.issuer_names("issuer", &m.issuer);
         let email_domains = self
             .plain("email_domain", &m.email_domain)
             .into_iter()
@@ -289,6 +273,7 @@ impl Compiler<'_> {
             "rule has no [rule.match] conditions; an allow rule never applies to everyone \
              implicitly (name the issuer, e.g. `issuer = [\"corp\"]`, to mean every identity of it)",
         );
+        self.name_issuers(Table::Rule, &raw.conditions);
         let mut principals = Vec::new();
         if raw.principals.get_ref().is_empty() {
             self.error(
@@ -358,7 +343,10 @@ impl Compiler<'_> {
             }
             entries
         });
-        let approval = raw.approval.as_ref().map(|a| self.approval(a));
+        let approval = raw
+            .approval
+            .as_ref()
+            .map(|a| self.approval(a, &conditions.issuers));
         AllowRule {
             name: raw.name.get_ref().clone(),
             location: self.locator.at(raw.name.span()),
@@ -375,7 +363,9 @@ impl Compiler<'_> {
     }
 
     /// `[rule.approval]`: who may approve, how many must, and for how long.
-    fn approval(&mut self, a: &Spanned<RawApproval>) -> Approval {
+    /// `rule_issuers` are those of the rule's `[rule.match]`, suggested
+    /// when an approver or auto-approval group names no issuer.
+    fn approval(&mut self, a: &Spanned<RawApproval>, rule_issuers: &[String]) -> Approval {
         let r = a.get_ref();
         let list = |v: &Option<Spanned<Strings>>| -> Vec<String> {
             v.as_ref()
@@ -395,6 +385,7 @@ impl Compiler<'_> {
                 format!("approval.{field} is empty: nobody could approve"),
             );
         }
+        let approver_issuers = self.approver_issuers(r, rule_issuers);
         for user in r.approver_users.iter().flat_map(|l| l.get_ref()) {
             let valid = user
                 .get_ref()
@@ -405,6 +396,8 @@ impl Compiler<'_> {
                     user.span(),
                     "approval.approver_users entries are `user@issuer` (the issuer's short name)",
                 );
+            } else if let Some((_, issuer)) = user.get_ref().rsplit_once('@') {
+                self.known_issuer(issuer, user.span(), "this approver can never approve here");
             }
         }
         if *r.min_approvals.get_ref() == 0 || *r.min_approvals.get_ref() > 10 {
@@ -443,12 +436,14 @@ impl Compiler<'_> {
                 );
             }
             AutoApproval {
+                issuers: self.auto_issuers(raw_auto, rule_issuers),
                 groups,
                 windows: self.windows(&raw_auto.window),
             }
         });
         Approval {
             approver_groups,
+            approver_issuers,
             approver_users,
             min_approvals: *r.min_approvals.get_ref(),
             max_window,
@@ -467,6 +462,7 @@ impl Compiler<'_> {
             "admin rule has no [admin.match] conditions; admin rights never go to everyone \
              implicitly (name a group, e.g. `groups_any = [\"sre-leads\"]`)",
         );
+        self.name_issuers(Table::Admin, &raw.conditions);
         AdminRule {
             name: raw.name.get_ref().clone(),
             location: self.locator.at(raw.name.span()),
@@ -477,6 +473,7 @@ impl Compiler<'_> {
     pub(super) fn deny(&mut self, raw: &RawDeny) -> DenyRule {
         self.name(&raw.name);
         let conditions = self.conditions(&raw.conditions);
+        self.name_issuers(Table::Deny, &raw.conditions);
         let mut principals = Vec::new();
         if let Some(list) = &raw.principals {
             if list.get_ref().is_empty() {

@@ -7,10 +7,13 @@
 //! whole: there is no partial load and never an empty policy.
 //!
 //! `read` reads the directory, `raw` is the file format as TOML gives it,
-//! `compiler` checks one rule at a time, and `shadow` finds allow rules a
-//! deny rule always cancels; [`compile`] runs them and checks across files.
+//! `compiler` checks one rule at a time, `issuers` makes every rule that
+//! hands out power name the issuers it believes when the config trusts
+//! several, and `shadow` finds allow rules a deny rule always cancels;
+//! [`compile`] runs them and checks across files.
 
 mod compiler;
+mod issuers;
 mod raw;
 mod read;
 mod shadow;

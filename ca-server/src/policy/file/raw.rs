@@ -96,6 +96,7 @@ pub(super) struct RawWindow {
 pub(super) struct RawApproval {
     pub(super) approver_groups: Option<Spanned<Strings>>,
     pub(super) approver_users: Option<Spanned<Strings>>,
+    pub(super) approver_issuer: Option<Spanned<Strings>>,
     #[serde(default = "one")]
     pub(super) min_approvals: Spanned<u32>,
     pub(super) max_window: Option<Spanned<String>>,
@@ -108,6 +109,7 @@ pub(super) struct RawApproval {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawAuto {
+    pub(super) issuer: Option<Spanned<Strings>>,
     pub(super) groups: Option<Spanned<Strings>>,
     #[serde(default)]
     pub(super) window: Vec<Spanned<RawWindow>>,

@@ -10,6 +10,7 @@
 
 mod approvals;
 mod decisions;
+mod issuers;
 mod loading;
 mod properties;
 
@@ -23,11 +24,25 @@ use super::file::{compile, load_dir, PolicyContext, Source};
 use super::*;
 use crate::config::CertSettings;
 
+/// A CA trusting one issuer, `corp`: most tests are about what a rule
+/// decides, not whose word it takes (a rule naming another issuer loads with
+/// a warning and is evaluated all the same).
 fn context() -> PolicyContext {
+    issuers(&["corp"])
+}
+
+/// A CA trusting `names`, in this order.
+fn issuers(names: &[&str]) -> PolicyContext {
     PolicyContext {
-        issuers: Some(vec!["corp".into(), "github".into()]),
+        issuers: Some(names.iter().map(|n| n.to_string()).collect()),
         certs: CertSettings::default(),
     }
+}
+
+/// The CA the shipped examples are written for: people from `corp`, CI
+/// workloads from `github`.
+fn two_issuers() -> PolicyContext {
+    issuers(&["corp", "github"])
 }
 
 fn policy(text: &str) -> PolicySet {
@@ -110,7 +125,7 @@ fn denied(decision: Decision) -> Denial {
 
 fn shipped() -> PolicySet {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies");
-    load_dir(&dir, &context())
+    load_dir(&dir, &two_issuers())
         .unwrap_or_else(|d| {
             panic!(
                 "{}",
