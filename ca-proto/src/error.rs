@@ -32,6 +32,10 @@ wire_names! {
         InvalidProof = "invalid_proof",
         /// The ID token was already spent.
         ReplayedToken = "replayed_token",
+        /// The ID token has no nonce, its issuer requires one, and the key
+        /// was not certified with a nonce-bound token in the same sign-in
+        /// session.
+        NonceRequired = "nonce_required",
         /// The policy refused.
         Denied = "denied",
         /// The principals need an approved access request.

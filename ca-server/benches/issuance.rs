@@ -92,6 +92,7 @@ fn token_verification(c: &mut Criterion) {
             groups_claim: "groups".into(),
             email_domains: Vec::new(),
             scopes: vec!["openid".into()],
+            nonce: ca_server::config::NonceRule::default(),
         },
         format!("{issuer}/jwks"),
         jwks.to_string().as_bytes(),

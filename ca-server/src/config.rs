@@ -137,6 +137,10 @@ struct RawIssuer {
     scopes: Vec<String>,
     #[serde(default)]
     email_domains: Vec<String>,
+    #[serde(default = "default_require_nonce")]
+    require_nonce: bool,
+    #[serde(default = "default_nonce_session")]
+    nonce_session: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -208,6 +212,12 @@ fn default_scopes() -> Vec<String> {
     ["openid", "email", "profile", "groups", "offline_access"]
         .map(String::from)
         .to_vec()
+}
+fn default_require_nonce() -> bool {
+    true
+}
+fn default_nonce_session() -> String {
+    "12h".into()
 }
 fn default_ttl() -> String {
     "5m".into()
@@ -306,7 +316,40 @@ pub struct IssuerConfig {
     /// a user, so that `alice@` of two domains cannot both become `alice`
     /// unless the admin lists both. Empty for every other username claim.
     pub email_domains: Vec<String>,
+    /// Whether a certificate needs a token bound to its key by a nonce.
+    pub nonce: NonceRule,
 }
+
+/// How an issuer's ID tokens must be bound to the key they certify
+/// (`require_nonce`, `nonce_session`; docs/security.md, *Key binding*).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NonceRule {
+    /// A token without a nonce certifies only a key that the same `(issuer,
+    /// sub)` certified with a nonce within [`NonceRule::session`]; `false`
+    /// (workload issuers, whose tokens carry no nonce) lets it certify any
+    /// key its bearer proves.
+    pub required: bool,
+    /// How long after a certificate for a key bound by a nonce a token
+    /// without one still certifies that key: the sign-in session a refresh
+    /// token renews silently.
+    pub session: Duration,
+}
+
+impl Default for NonceRule {
+    /// Required, with a 12-hour sign-in session.
+    fn default() -> NonceRule {
+        NonceRule {
+            required: true,
+            session: DEFAULT_NONCE_SESSION,
+        }
+    }
+}
+
+/// The default `nonce_session`: a working day and then some, about as long
+/// as identity providers keep a refresh token alive without a new sign-in.
+pub const DEFAULT_NONCE_SESSION: Duration = Duration::from_secs(12 * 3600);
+/// The longest `nonce_session` accepted.
+pub const MAX_NONCE_SESSION: Duration = Duration::from_secs(30 * 24 * 3600);
 
 /// Certificate lifetimes.
 #[derive(Debug, Clone, Copy)]
@@ -642,6 +685,14 @@ impl RawIssuer {
                 self.name
             ));
         }
+        let session = duration_field("nonce_session", &self.nonce_session)
+            .map_err(|e| format!("[[oidc]] {}: {e}", self.name))?;
+        if session.is_zero() || session > MAX_NONCE_SESSION {
+            return Err(format!(
+                "[[oidc]] {}: nonce_session must be between 1s and 720h",
+                self.name
+            ));
+        }
         Ok(IssuerConfig {
             name: self.name,
             issuer: self.issuer,
@@ -650,6 +701,10 @@ impl RawIssuer {
             groups_claim: self.groups_claim,
             scopes: self.scopes,
             email_domains,
+            nonce: NonceRule {
+                required: self.require_nonce,
+                session,
+            },
         })
     }
 
@@ -769,6 +824,26 @@ client_id = "jit-ssh"
         assert_eq!(issuer.username_claim, UsernameClaim::PreferredUsername);
         assert_eq!(issuer.groups_claim, "groups");
         assert!(issuer.scopes.contains(&"offline_access".to_string()));
+        assert_eq!(issuer.nonce, NonceRule::default());
+        assert!(issuer.nonce.required);
+    }
+
+    #[test]
+    fn nonce_rules_are_per_issuer_and_bounded() {
+        let config = parse(&format!(
+            "{MINIMAL}require_nonce = false\nnonce_session = \"2h\"\n"
+        ))
+        .expect("valid");
+        let nonce = config.issuers[0].nonce;
+        assert!(!nonce.required);
+        assert_eq!(nonce.session, Duration::from_secs(7200));
+        for bad in ["0s", "721h", "soon"] {
+            let err = parse(&format!("{MINIMAL}nonce_session = \"{bad}\"\n")).expect_err(bad);
+            assert!(
+                err.contains("[[oidc]] corp") && err.contains("nonce_session"),
+                "{err}"
+            );
+        }
     }
 
     #[test]

@@ -148,6 +148,7 @@ pub(crate) mod tests {
             groups_claim: "groups".into(),
             email_domains: Vec::new(),
             scopes: vec!["openid".into()],
+            nonce: crate::config::NonceRule::default(),
         }
     }
 

@@ -508,6 +508,17 @@ username_claim = "preferred_username"     # or "email" (then email_verified must
 #                                         # other domain is refused, never made the same user)
 groups_claim = "groups"
 scopes = ["openid", "email", "profile", "groups", "offline_access"]
+# require_nonce = true      # a certificate needs an ID token whose nonce names its key; a token
+#                           # without one renews only a key signed in with one (docs/security.md)
+# nonce_session = "12h"     # ...for this long after that sign-in
+
+# A workload issuer: its tokens carry no nonce, so it must not require one.
+# [[oidc]]
+# name = "github"
+# issuer = "https://token.actions.githubusercontent.com"
+# client_id = "jit-ssh"
+# username_claim = "repository"
+# require_nonce = false
 "#,
         data_dir = data_dir.display().to_string()
     )

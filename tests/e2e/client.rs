@@ -22,8 +22,18 @@ struct World {
 }
 
 fn world() -> World {
+    world_with(&[])
+}
+
+/// [`world`], with `settings` in the issuer's `[[oidc]]` table.
+fn world_with(settings: &[&str]) -> World {
     let idp = Idp::start();
-    let setup = CaSetup::builder().issuer("test", &idp.issuer).build();
+    let setup = settings
+        .iter()
+        .fold(CaSetup::builder().issuer("test", &idp.issuer), |b, line| {
+            b.issuer_setting(line)
+        })
+        .build();
     let ca = setup.start();
     let sshd = Sshd::start(&ca.user_ca_keys(), &["alice", "bob"]);
     World {
@@ -174,9 +184,12 @@ fn ensure_renews_through_the_refresh_token_without_the_browser() {
     assert!(ok, "ssh after renewal: {err}");
 }
 
+/// The device flow of the test IdP (npm oidc-provider, like RFC 8628) puts
+/// no nonce in the ID token, so it certifies a key only where the issuer is
+/// configured not to require one (docs/security.md, *Key binding*).
 #[test]
 fn device_flow_loads_the_agent_and_the_agent_forgets_at_expiry() {
-    let w = world();
+    let w = world_with(&["require_nonce = false"]);
     let agent = SshAgent::start();
     let home = ClientHome::new("alice", Some(&agent));
     let login = home.run(&[
@@ -221,9 +234,52 @@ fn device_flow_loads_the_agent_and_the_agent_forgets_at_expiry() {
     assert!(now() + 2 >= valid_before, "dropped before expiry");
 }
 
+/// Where the issuer requires nonces (the default), the device flow's
+/// nonce-less token is refused, nothing is stored, and the client says in
+/// one line what happened and what to do.
+#[test]
+fn device_login_is_refused_in_one_line_where_the_issuer_requires_nonces() {
+    let w = world();
+    let agent = SshAgent::start();
+    let home = ClientHome::new("alice", Some(&agent));
+    let login = home.run(&[
+        "--ca",
+        &w.ca.url,
+        "login",
+        "--flow",
+        "device",
+        "--timeout",
+        "60s",
+    ]);
+    assert_exit(&login, 5, "left the nonce out of the device-flow ID token");
+    assert!(
+        login.stderr.contains("--flow browser") && login.stderr.contains("require_nonce = false"),
+        "{}",
+        login.stderr
+    );
+    assert!(agent.certificates().is_empty());
+    assert!(!home.config_dir().exists(), "no session kept");
+    // A workload token (no nonce) is refused the same way, with its own hint.
+    let token = w
+        .idp
+        .sign("RS256", &w.idp.claims("bob", "jit-ssh", None, now()));
+    let token_path = home.home().join("token.jwt");
+    std::fs::write(&token_path, &token).unwrap();
+    let login = home.run(&[
+        "--ca",
+        &w.ca.url,
+        "login",
+        "--id-token-file",
+        token_path.to_str().unwrap(),
+        "--no-agent",
+    ]);
+    assert_exit(&login, 5, "workload tokens carry none");
+}
+
+/// A workload's token has no nonce: its issuer has `require_nonce = false`.
 #[test]
 fn workload_id_token_file_gives_key_files_and_ssh_config_installs_once() {
-    let w = world();
+    let w = world_with(&["require_nonce = false"]);
     let home = ClientHome::new("bob", None);
     let token = w
         .idp

@@ -52,7 +52,7 @@ async fn an_email_named_issuer_accepts_only_its_domains_so_two_alices_stay_two()
 
     let setup = CaSetup::builder()
         .issuer_with_username_claim("corp", &idp.issuer, "email")
-        .issuer_line("email_domains = [\"example.com\"]")
+        .issuer_setting("email_domains = [\"example.com\"]")
         .build();
     let ca = setup.start();
     let client = CaClient::new(&ca.url, None).unwrap();
@@ -81,7 +81,7 @@ async fn an_email_named_issuer_accepts_only_its_domains_so_two_alices_stay_two()
     // one person: then both become alice@corp.
     let both = CaSetup::builder()
         .issuer_with_username_claim("corp", &idp.issuer, "email")
-        .issuer_line("email_domains = [\"example.com\", \"contractor.example\"]")
+        .issuer_setting("email_domains = [\"example.com\", \"contractor.example\"]")
         .build();
     let ca = both.start();
     let client = CaClient::new(&ca.url, None).unwrap();

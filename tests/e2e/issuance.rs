@@ -383,7 +383,12 @@ async fn bad_keys_proofs_and_bodies_are_refused() {
     let http = http_client();
     let url = format!("{}/v1/certs/user", ca.url);
     let key = PrivateKey::random(&mut rand_core::OsRng, ssh_key::Algorithm::Ed25519).unwrap();
-    let token = idp.sign("RS256", &idp.claims("alice", "jit-ssh", None, now()));
+    // Bound to `key` by its nonce, as a person's token is: the issuer
+    // requires one (docs/security.md, *Key binding*).
+    let token = idp.sign(
+        "RS256",
+        &idp.claims("alice", "jit-ssh", Some(&nonce_for(&key).unwrap()), now()),
+    );
 
     let post = |body: Value, bearer: Option<String>| {
         let mut request = http.post(&url).json(&body);

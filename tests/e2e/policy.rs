@@ -17,10 +17,11 @@ async fn group_membership_from_the_idp_decides_what_sshd_lets_in() {
     let idp = Idp::start();
     let github = Idp::start();
     // GitHub Actions tokens name no person: the workload issuer takes its
-    // identity from `repository`.
+    // identity from `repository`, and carry no nonce.
     let setup = CaSetup::builder()
         .issuer("corp", &idp.issuer)
         .issuer_with_username_claim("github", &github.issuer, "repository")
+        .issuer_setting("require_nonce = false")
         .shipped_policies()
         .build();
     let ca = setup.start();

@@ -56,6 +56,20 @@ pub enum IssueError {
     /// The subject key is revoked.
     #[error("key {0} is revoked: log in again to certify a fresh key")]
     RevokedKey(String),
+    /// The ID token has no nonce, its issuer requires one, and the key was
+    /// not certified for this identity with a nonce-bound token during the
+    /// issuer's sign-in session.
+    #[error(
+        "the ID token has no nonce, and issuer {issuer} requires one: it certifies only a key \
+         {identity} certified with a nonce in the same sign-in session; sign in again \
+         (jit-ssh login) to certify a fresh key"
+    )]
+    NonceRequired {
+        /// `user@issuer`.
+        identity: String,
+        /// The issuer's short name.
+        issuer: String,
+    },
 }
 
 impl From<AuthError> for IssueError {
@@ -186,6 +200,15 @@ impl Authority {
                     self.record_denial(&acting, "revoked key", Vec::new())
                         .await?;
                     return Err(IssueError::RevokedKey(key));
+                }
+                Err(StoreError::UnboundKey { identity, issuer }) => {
+                    self.record_denial(
+                        &acting,
+                        "ID token without a nonce for a key not bound by one",
+                        Vec::new(),
+                    )
+                    .await?;
+                    return Err(IssueError::NonceRequired { identity, issuer });
                 }
                 Err(StoreError::Request(closed)) => {
                     return Err(IssueError::Denied(format!(

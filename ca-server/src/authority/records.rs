@@ -13,9 +13,10 @@ use ssh_key::Certificate;
 
 use crate::access::InstantApproval;
 use crate::cert::Serial;
+use crate::oidc::KeyBinding;
 use crate::policy::Grant;
 use crate::store::{
-    Actor, CertificateEntry, DenialRecord, IssuanceRecord, NewRequest, RequestAction,
+    Actor, CertificateEntry, DenialRecord, IssuanceRecord, NewRequest, NonceBinding, RequestAction,
     RequestChange, RevocationRecord, RevocationTarget, SpentToken,
 };
 use crate::UnixTime;
@@ -179,7 +180,8 @@ pub(super) struct Signed<'a> {
 }
 
 /// The issuance of `signed` to `caller`, acting as `acting`; it spends the
-/// caller's token.
+/// caller's token, and binds the key to the caller when the token's nonce
+/// named it (or needs it bound when the token has none).
 pub(super) fn issuance(
     caller: &Authenticated,
     acting: &Acting,
@@ -197,5 +199,12 @@ pub(super) fn issuance(
         certificate: signed.line.to_string(),
         spent_token: caller.spent_token(),
         request_ids: signed.grant.request_ids.clone(),
+        nonce_binding: match caller.token.key_binding {
+            KeyBinding::Nonce { session } => NonceBinding::Bind {
+                until: acting.who.at.saturating_add(session.as_secs()),
+            },
+            KeyBinding::NonceMissing => NonceBinding::Required,
+            KeyBinding::NotRequired => NonceBinding::NotRequired,
+        },
     }
 }

@@ -23,7 +23,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::ca_keys::{self, CaKeyType};
-use crate::config::{Config, IssuerConfig, UsernameClaim};
+use crate::config::{Config, IssuerConfig, NonceRule, UsernameClaim};
 use crate::http::{app, monitoring_app};
 use crate::metrics::Metrics;
 use crate::oidc::TokenVerifier;
@@ -136,6 +136,13 @@ pub async fn run(
         scopes: ["openid", "email", "profile", "groups", "offline_access"]
             .map(String::from)
             .to_vec(),
+        // Its device flow, like RFC 8628, has no nonce, and anyone who can
+        // reach this password-less provider signs in as anyone: a nonce
+        // would protect nothing here (docs/security.md, *Key binding*).
+        nonce: NonceRule {
+            required: false,
+            ..NonceRule::default()
+        },
     };
     let policy_dir = match &options.policy_dir {
         Some(dir) => dir.clone(),

@@ -222,6 +222,9 @@ impl From<IssueError> for ApiError {
             IssueError::Denied(_) => (StatusCode::FORBIDDEN, ErrorCode::Denied),
             IssueError::ApprovalRequired(_) => (StatusCode::FORBIDDEN, ErrorCode::ApprovalRequired),
             IssueError::RevokedKey(_) => (StatusCode::FORBIDDEN, ErrorCode::RevokedKey),
+            IssueError::NonceRequired { .. } => {
+                (StatusCode::UNAUTHORIZED, ErrorCode::NonceRequired)
+            }
             IssueError::Store(error) => {
                 return ApiError::store_unavailable(
                     &error,

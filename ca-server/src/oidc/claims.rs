@@ -1,6 +1,8 @@
 //! What a token says, once its signature holds: issuer, audience and
 //! authorized party, `exp`, `nbf` and `iat` within the leeway, the nonce that
-//! binds it to the subject key, and the identity its claims name.
+//! binds it to the subject key (or, when it has none, what its issuer's
+//! `require_nonce` lets it certify: [`KeyBinding`]), and the identity its
+//! claims name.
 //!
 //! An identity named by its email is named by a verified address in one of
 //! the issuer's `email_domains`: the login name is the local part, so two
@@ -12,7 +14,7 @@ use subtle::ConstantTimeEq as _;
 
 use super::error::TokenError;
 use super::issuer::TrustedIssuer;
-use super::verifier::{TokenDigest, VerifiedToken};
+use super::verifier::{KeyBinding, TokenDigest, VerifiedToken};
 use crate::config::{IssuerConfig, UsernameClaim};
 use crate::identity::{is_workload_name, login_name_from_claim, Identity};
 use crate::UnixTime;
@@ -113,8 +115,10 @@ enum Audience {
 impl TrustedIssuer {
     /// Checks `claims` of `token` against this issuer's configuration at
     /// `now`: issuer, audience and authorized party, `exp`, `nbf` and `iat`
-    /// within `leeway`, and the nonce when one is expected. `digest` is
-    /// what single use will know the token by.
+    /// within `leeway`, and the nonce when one is expected (a token without
+    /// one comes back as [`KeyBinding::NonceMissing`] when this issuer
+    /// requires nonces: only the store can tell whether its key was bound
+    /// earlier). `digest` is what single use will know the token by.
     pub(super) fn check_claims(
         &self,
         claims: Claims,
@@ -156,15 +160,24 @@ impl TrustedIssuer {
         if iat > now.saturating_add(leeway) {
             return Err(TokenError::IssuedInFuture);
         }
-        if let (Some(nonce), Some(expected_nonce)) = (&claims.nonce, expected_nonce) {
-            if !bool::from(nonce.as_bytes().ct_eq(expected_nonce.as_bytes())) {
-                return Err(TokenError::NonceMismatch);
+        let key_binding = match (expected_nonce, &claims.nonce) {
+            (None, _) => KeyBinding::NotRequired,
+            (Some(expected_nonce), Some(nonce)) => {
+                if !bool::from(nonce.as_bytes().ct_eq(expected_nonce.as_bytes())) {
+                    return Err(TokenError::NonceMismatch);
+                }
+                KeyBinding::Nonce {
+                    session: config.nonce.session,
+                }
             }
-        }
+            (Some(_), None) if config.nonce.required => KeyBinding::NonceMissing,
+            (Some(_), None) => KeyBinding::NotRequired,
+        };
         Ok(VerifiedToken {
             identity: identity_from_claims(config, claims.sub, claims.other)?,
             expires_at: u64::try_from(exp).unwrap_or(0),
             digest,
+            key_binding,
         })
     }
 }

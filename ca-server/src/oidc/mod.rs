@@ -11,7 +11,10 @@
 //! [`MIN_JWKS_REFRESH`]); `aud` contains the configured `client_id` (and
 //! `azp` equals it when present or when there are several audiences); `exp`,
 //! `nbf` and `iat` hold within the configured leeway; a `nonce`, when
-//! present, equals the one derived from the subject key; and the username
+//! present, equals the one derived from the subject key (a token without one,
+//! from an issuer with `require_nonce`, is marked
+//! [`KeyBinding::NonceMissing`] and certifies only a key bound earlier); and
+//! the username
 //! claim yields a Unix login name (an `email` only when `email_verified` is
 //! true). Single use is enforced by the store, which records
 //! [`VerifiedToken::digest`] in the same transaction as the certificate: a
@@ -43,4 +46,4 @@ mod testing;
 pub use claims::identity_from_claims;
 pub use error::{DiscoveryError, TokenError};
 pub use issuer::{JwksRefresh, DEFAULT_JWKS_MAX_AGE, MIN_JWKS_REFRESH};
-pub use verifier::{TokenDigest, TokenVerifier, VerifiedToken, MAX_TOKEN_LEN};
+pub use verifier::{KeyBinding, TokenDigest, TokenVerifier, VerifiedToken, MAX_TOKEN_LEN};

@@ -27,6 +27,7 @@ pub(super) fn issuer(username_claim: UsernameClaim) -> IssuerConfig {
         username_claim,
         groups_claim: "groups".into(),
         scopes: vec!["openid".into()],
+        nonce: crate::config::NonceRule::default(),
     }
 }
 

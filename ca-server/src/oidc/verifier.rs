@@ -35,6 +35,30 @@ pub struct VerifiedToken {
     pub expires_at: UnixTime,
     /// What single use knows it by.
     pub digest: TokenDigest,
+    /// How it is bound to the subject key it was verified for.
+    pub key_binding: KeyBinding,
+}
+
+/// How a verified token is bound to the subject key it is to certify: by its
+/// nonce, or, without one, by what its issuer's `require_nonce` allows. A
+/// token without a nonce names no key, so whoever holds it first could have
+/// it certify their own; where the issuer requires nonces, it certifies only
+/// a key its identity bound with a nonce within the issuer's sign-in session
+/// (a silent renewal through a refresh token), and the store decides that.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyBinding {
+    /// Its nonce names the subject key. The key stays bound to the identity
+    /// for `session`, in which a token without a nonce may certify it again.
+    Nonce {
+        /// The issuer's `nonce_session`.
+        session: Duration,
+    },
+    /// No nonce, and the issuer requires one: it certifies only a key bound
+    /// to the same identity by a nonce within that key's session.
+    NonceMissing,
+    /// No nonce is asked for: no subject key is involved (administrators'
+    /// and requesters' calls), or the issuer has `require_nonce = false`.
+    NotRequired,
 }
 
 /// What single use knows a token by: the digest of what its issuer signed,
@@ -385,6 +409,46 @@ mod tests {
         let signed: [u8; 32] = Sha256::digest(signing_input.as_bytes()).into();
         let whole: [u8; 32] = Sha256::digest(token.as_bytes()).into();
         assert_eq!(verified.digest, TokenDigest { signed, whole });
+    }
+
+    #[tokio::test]
+    async fn a_token_without_a_nonce_is_marked_for_the_store_to_check() {
+        let key = ed25519_key();
+        let verifier = verifier(vec![jwk(Some("k1"), key.verifying_key().as_bytes())]);
+        let header = serde_json::json!({"alg": "EdDSA", "kid": "k1"});
+        let with_nonce = signed(&key, header.clone(), &payload("alice"));
+        let claims = serde_json::json!({"iss": "https://idp.example.com", "sub": "alice",
+            "aud": "jit-ssh", "iat": NOW, "exp": NOW + 300, "preferred_username": "alice"});
+        let without = signed(&key, header, &URL_SAFE_NO_PAD.encode(claims.to_string()));
+        let binding = |token: &str, nonce: Option<&str>| {
+            let token = token.to_string();
+            let nonce = nonce.map(String::from);
+            let verifier = &verifier;
+            async move {
+                let (verified, _) = verifier
+                    .verify_inner(&token, nonce.as_deref(), NOW, None)
+                    .await?;
+                Ok::<_, TokenError>(verified.key_binding)
+            }
+        };
+        let session = crate::config::DEFAULT_NONCE_SESSION;
+        assert_eq!(
+            binding(&with_nonce, Some("n")).await,
+            Ok(KeyBinding::Nonce { session })
+        );
+        assert_eq!(
+            binding(&with_nonce, Some("m")).await,
+            Err(TokenError::NonceMismatch)
+        );
+        assert_eq!(
+            binding(&without, Some("n")).await,
+            Ok(KeyBinding::NonceMissing)
+        );
+        assert_eq!(
+            binding(&with_nonce, None).await,
+            Ok(KeyBinding::NotRequired)
+        );
+        assert_eq!(binding(&without, None).await, Ok(KeyBinding::NotRequired));
     }
 
     #[tokio::test]

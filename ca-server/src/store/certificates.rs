@@ -2,10 +2,11 @@
 //! request, and the lookups revocation needs.
 //!
 //! An issuance writes the certificate row, its audit event and the ID
-//! token's digest together, so a token is spent if and only if its
+//! token's digest together (and, when the token's nonce named the key, the
+//! key's binding to the identity), so a token is spent if and only if its
 //! certificate is on record. Whatever can refuse it (a revoked identity or
-//! key, a replayed token, a closed access window, a serial already on
-//! record) is checked inside the issuing transaction, before its first
+//! key, a replayed token, a token without a nonce for a key not bound, a
+//! closed access window, a serial already on record) is checked inside the issuing transaction, before its first
 //! write, so that no certificate slips out past a change committed just
 //! before and a refusal leaves no rows behind.
 
@@ -15,6 +16,7 @@ use rusqlite::{params, Connection, OptionalExtension as _};
 
 use super::audit::{insert_audit, AuditRow};
 use super::grants::check_request_window;
+use super::key_bindings::{check_binding, write_binding, NonceBinding};
 use super::schema::{cached, json_list, sqlite_error};
 use super::spent::{spend, SpentToken, WriteTx};
 use super::{Actor, StoreError};
@@ -46,6 +48,9 @@ pub struct IssuanceRecord {
     pub spent_token: SpentToken,
     /// Approved access requests whose principals the certificate carries.
     pub request_ids: Vec<u64>,
+    /// Whether the token bound the key by its nonce, or needs it bound
+    /// before (key_bindings.rs).
+    pub nonce_binding: NonceBinding,
 }
 
 /// A refused request by an authenticated identity.
@@ -102,6 +107,7 @@ pub(super) fn insert_issuance(
     if tx.is_spent(&r.spent_token.digest) {
         return Err(StoreError::Replayed);
     }
+    check_binding(tx, r, path)?;
     // Checked in the issuing transaction, so that no certificate is issued
     // under a request that `done` ended after the policy looked.
     let mut first_uses = Vec::new();
@@ -151,6 +157,7 @@ pub(super) fn insert_issuance(
         )
         .map_err(&err)?;
     }
+    write_binding(tx, r, path)?;
     spend(tx, Some(r.spent_token), path)?;
     insert_audit(
         tx,

@@ -6,8 +6,8 @@ use rusqlite::Connection;
 
 use super::schema::MIGRATIONS;
 use super::{
-    Actor, IssuanceRecord, NewRequest, RequestAction, RequestChange, RevocationRecord,
-    RevocationTarget, SpentToken,
+    Actor, IssuanceRecord, NewRequest, NonceBinding, RequestAction, RequestChange,
+    RevocationRecord, RevocationTarget, SpentToken,
 };
 use crate::oidc::TokenDigest;
 use crate::UnixTime;
@@ -36,6 +36,7 @@ pub(super) fn record(serial: &str, digest: u8) -> IssuanceRecord {
         certificate: "ssh-ed25519-cert-v01@openssh.com AAAA".into(),
         spent_token: token(digest, u64::MAX / 4),
         request_ids: Vec::new(),
+        nonce_binding: NonceBinding::NotRequired,
     }
 }
 

@@ -43,8 +43,11 @@
 //! and an act paid with an ID token is refused again in its transaction when
 //! its actor's identity is revoked ([`StoreError::RevokedIdentity`]); an
 //! issuance is refused in its own transaction, leaving no rows and its token
-//! unspent, when its identity or key is revoked, its serial is on record, or
-//! an access window it uses has closed; a change to an access request is checked against the request's
+//! unspent, when its identity or key is revoked, its token has no nonce and
+//! its key is not bound to its identity within a sign-in session
+//! ([`NonceBinding`]), its serial is on record, or an access window it uses
+//! has closed; a nonce-bound issuance binds its key in its own transaction;
+//! a change to an access request is checked against the request's
 //! state in the transaction that records it; every act writes its audit
 //! event in that transaction; the KRL version a revoke or lift returns is
 //! above every one before it, also within one second, and a KRL version
@@ -60,11 +63,13 @@
 //! and opening connections; `lock.rs` the one-server-per-database lock;
 //! `spent.rs` spent tokens and the write transaction that spends them;
 //! `certificates.rs` issuances, denials and certificate lookups;
-//! `revocations.rs` revocations; `krl_version.rs` the KRL version and what
-//! publishing one promises; `standing.rs` whether a caller's identity is
-//! revoked or token spent; `access_requests.rs` access requests and their
-//! decisions; `grants.rs` the open grants issuance uses; `audit.rs` the
-//! audit trail; `backup.rs` backups.
+//! `key_bindings.rs` the keys bound to an identity by a nonce, which a
+//! token without one may certify again; `revocations.rs` revocations;
+//! `krl_version.rs` the KRL version and what publishing one promises;
+//! `standing.rs` whether a caller's identity is revoked or token spent;
+//! `access_requests.rs` access requests and their decisions; `grants.rs`
+//! the open grants issuance uses; `audit.rs` the audit trail; `backup.rs`
+//! backups.
 
 mod access_requests;
 mod audit;
@@ -73,6 +78,7 @@ mod certificates;
 #[cfg(test)]
 mod fixtures;
 mod grants;
+mod key_bindings;
 mod krl_version;
 mod lock;
 mod revocations;
@@ -93,6 +99,7 @@ pub use audit::{read_audit, AuditEntry, AuditFilter};
 pub use backup::backup;
 pub use certificates::{CertificateEntry, DenialRecord, IssuanceRecord};
 pub use grants::open_grants_offline;
+pub use key_bindings::NonceBinding;
 pub use revocations::{
     lift_offline, revoke_offline, RevocationRecord, RevocationTarget, Revoked, RevokedSet,
 };
@@ -161,6 +168,16 @@ pub enum StoreError {
     /// The subject key is revoked: no certificate may be issued for it.
     #[error("key {0} is revoked")]
     RevokedKey(String),
+    /// The ID token has no nonce, its issuer requires one, and the subject
+    /// key is not bound to the identity by an earlier token with a nonce
+    /// within the issuer's sign-in session.
+    #[error("the key is not bound to {identity} by a sign-in with a nonce (issuer {issuer})")]
+    UnboundKey {
+        /// `user@issuer`.
+        identity: String,
+        /// The issuer's short name.
+        issuer: String,
+    },
     /// No certificate with this serial was issued here.
     #[error("no certificate with serial {0} was issued by this CA")]
     UnknownCertificate(String),
@@ -211,6 +228,15 @@ impl Actor {
     }
 }
 
+/// The writer's upkeep between jobs: forgets expired spent tokens and key
+/// bindings whose session ended.
+fn upkeep(db: &mut spent::WriterDb) {
+    spent::purge_expired(db);
+    if let Err(error) = key_bindings::purge_ended(&db.conn, crate::unix_now()) {
+        tracing::warn!(%error, "purging ended key bindings failed");
+    }
+}
+
 /// Handle to the database writer; cheap to clone.
 #[derive(Clone)]
 pub struct Store {
@@ -236,7 +262,7 @@ impl Store {
         let grants = GrantHorizon::load(&conn, path)?;
         let last_serial = certificates::last_serial(&conn, path)?;
         let db = spent::WriterDb { conn, spent };
-        let writer = Writer::start(db, lock, path, metrics, spent::purge_expired)?;
+        let writer = Writer::start(db, lock, path, metrics, upkeep)?;
         Ok(Store {
             writer,
             grants,

@@ -170,6 +170,20 @@ INSERT INTO krl_version (id, version)
     SELECT 1, coalesce(max(at), 0) * 1000000 FROM audit_events
     WHERE kind IN ('revoked', 'unrevoked');
 "#,
+    // 10: keys bound to an identity by a nonce, until the end of the sign-in
+    // session in which a token without a nonce may certify them again
+    // (key_bindings.rs).
+    r#"
+CREATE TABLE nonce_bound_keys (
+    issuer          TEXT NOT NULL,
+    subject         TEXT NOT NULL,
+    key_fingerprint TEXT NOT NULL,
+    bound_at        INTEGER NOT NULL,
+    expires_at      INTEGER NOT NULL,
+    PRIMARY KEY (issuer, subject, key_fingerprint)
+) WITHOUT ROWID;
+CREATE INDEX nonce_bound_keys_expires_at ON nonce_bound_keys (expires_at);
+"#,
 ];
 
 /// Opens the database; `read_only` connections neither create nor migrate.

@@ -95,6 +95,7 @@ pub async fn configured_fixture(configure: impl FnOnce(&mut Config)) -> Fixture 
         groups_claim: "groups".into(),
         email_domains: Vec::new(),
         scopes: vec!["openid".into()],
+        nonce: ca_server::config::NonceRule::default(),
     };
     let mut config = Config::with_defaults(
         SocketAddr::from(([127, 0, 0, 1], 0)),

@@ -58,7 +58,7 @@ impl CaBuilder {
             url: url.into(),
             client_id: client_id.into(),
             username_claim: None,
-            lines: Vec::new(),
+            settings: Vec::new(),
         });
         self
     }
@@ -71,18 +71,18 @@ impl CaBuilder {
             url: url.into(),
             client_id: "jit-ssh".into(),
             username_claim: Some(claim.into()),
-            lines: Vec::new(),
+            settings: Vec::new(),
         });
         self
     }
 
-    /// A line the builder does not otherwise write (`email_domains = [..]`)
-    /// in the `[[oidc]]` table of the issuer added last.
-    pub fn issuer_line(mut self, line: &str) -> CaBuilder {
+    /// Adds `line` (`key = value`) to the `[[oidc]]` table of the issuer
+    /// added last, e.g. `require_nonce = false` or `email_domains = [..]`.
+    pub fn issuer_setting(mut self, line: &str) -> CaBuilder {
         self.issuers
             .last_mut()
-            .expect("issuer_line follows an .issuer(..)")
-            .lines
+            .expect("issuer_setting follows an issuer")
+            .settings
             .push(line.into());
         self
     }
@@ -263,8 +263,8 @@ impl CaBuilder {
             if let Some(claim) = &issuer.username_claim {
                 writeln!(toml, "username_claim = {}", quote(claim)).unwrap();
             }
-            for extra in &issuer.lines {
-                writeln!(toml, "{extra}").unwrap();
+            for setting in &issuer.settings {
+                writeln!(toml, "{setting}").unwrap();
             }
         }
         if self.tls {
@@ -300,8 +300,8 @@ struct Issuer {
     url: String,
     client_id: String,
     username_claim: Option<String>,
-    /// Further lines of its `[[oidc]]` table.
-    lines: Vec<String>,
+    /// Further `key = value` lines of its `[[oidc]]` table.
+    settings: Vec<String>,
 }
 
 fn write_policy(dir: &Path, name: &str, text: &str) {

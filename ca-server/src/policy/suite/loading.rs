@@ -181,6 +181,7 @@ fn identity_from_claims_matches_the_servers_mapping() {
         groups_claim: "roles".into(),
         email_domains: Vec::new(),
         scopes: vec!["openid".into()],
+        nonce: crate::config::NonceRule::default(),
     }];
     let id = cli::identity_from_claims(
         &issuers,
