@@ -2,19 +2,25 @@
 //! `done`, `review`. Each authenticates like `login`: an ID token given by the caller
 //! (`--id-token-file`/`--id-token-env`), else one obtained silently with the
 //! stored refresh token, else an interactive sign-in. The CA spends each
-//! token on one change, so every change gets a fresh one.
+//! token on one change and refuses a spent one on every call, reads
+//! included, so every change gets a fresh one. A read spends nothing: one
+//! given token serves `requests` and then one change, and a wait polls with
+//! one token; but a given token cannot pay for a request and the wait for
+//! its decision, which `request` says before it asks anything.
 
 use std::time::{Duration, Instant};
 
-use ca_proto::{AccessRequestCreate, AccessRequestDecision, AccessRequestView};
+use ca_proto::{
+    AccessRequestCreate, AccessRequestDecision, AccessRequestView, ErrorCode, RequestStatus,
+};
 
 use crate::ca::CaClient;
 use crate::commands::{Env, TokenSource};
-use crate::duration::format_seconds;
 use crate::error::{CliError, Failure};
 use crate::oidc::Provider;
-use crate::secret::Secret;
 use crate::session::SessionFiles;
+use jit_ssh_common::duration::format_seconds;
+use jit_ssh_common::Secret;
 
 /// How often `request` asks the CA whether its request was decided.
 pub const POLL_INTERVAL: Duration = Duration::from_secs(2);
@@ -121,6 +127,13 @@ async fn run_async(
             from_first_use,
             wait,
         } => {
+            if wait.is_some() && !break_glass && tokens.token_is_given() {
+                return Err(CliError::other(
+                    "a given ID token (--id-token-file, --id-token-env) pays for one call, and \
+                     waiting for the decision takes more: add --no-wait, then follow the request \
+                     with `jit-ssh requests` and a fresh token",
+                ));
+            }
             let token = tokens.token().await?;
             let created = ca
                 .create_access_request(
@@ -128,10 +141,11 @@ async fn run_async(
                     &AccessRequestCreate {
                         principals,
                         reason,
-                        window: window.map(|w| format!("{}s", w.as_secs())),
+                        window_seconds: window.map(|w| w.as_secs()),
                         break_glass,
                         start,
                         from_first_use,
+                        deprecated_for: None,
                     },
                 )
                 .await
@@ -139,7 +153,7 @@ async fn run_async(
             env.ui.info(&created_message(&created));
             match wait {
                 // Approved at once (break-glass, or by the policy): no wait.
-                Some(limit) if created.status == "pending" => {
+                Some(limit) if created.status == RequestStatus::Pending => {
                     wait_for_decision(env, &mut tokens, created, limit).await?
                 }
                 _ => created,
@@ -221,14 +235,14 @@ async fn wait_for_decision(
             .await
         {
             Ok(list) => list,
-            Err(crate::ca::ClientError::Refused { code, .. }) if code == "invalid_token" => {
+            Err(error) if error.refusal_code() == Some(ErrorCode::InvalidToken) => {
                 token = tokens.token().await?;
                 continue;
             }
             Err(e) => return Err(e.into()),
         };
         if let Some(now) = listed.requests.into_iter().find(|r| r.id == created.id) {
-            if now.status != "pending" {
+            if now.status != RequestStatus::Pending {
                 return Ok(now);
             }
         }
@@ -261,7 +275,7 @@ pub fn created_message(created: &AccessRequestView) -> String {
             created.id, created.id
         );
     }
-    if created.status == "approved" {
+    if created.status == RequestStatus::Approved {
         let by: Vec<&str> = created
             .approvals
             .iter()
@@ -322,12 +336,12 @@ pub fn describe(request: &AccessRequestView, now: u64) -> String {
         format_seconds(request.window_seconds),
         request.reason
     );
-    match (request.status.as_str(), request.window_end) {
-        ("pending", _) => line.push_str(&format!(
+    match (&request.status, request.window_end) {
+        (RequestStatus::Pending, _) => line.push_str(&format!(
             "  expires in {}",
             format_seconds(request.expires_at.saturating_sub(now))
         )),
-        ("approved", Some(end)) => match request.window_start {
+        (RequestStatus::Approved, Some(end)) => match request.window_start {
             Some(start) if start > now => line.push_str(&format!(
                 "  window opens in {}",
                 format_seconds(start - now)
@@ -337,13 +351,13 @@ pub fn describe(request: &AccessRequestView, now: u64) -> String {
                 format_seconds(end.saturating_sub(now))
             )),
         },
-        ("approved", None) if request.from_first_use => line.push_str(&format!(
+        (RequestStatus::Approved, None) if request.from_first_use => line.push_str(&format!(
             "  window opens at first use (unused, it lapses in {})",
             format_seconds(request.expires_at.saturating_sub(now))
         )),
         _ => {}
     }
-    if request.status == "pending" {
+    if request.status == RequestStatus::Pending {
         if let Some(start) = request.starts_at.filter(|s| *s > now) {
             line.push_str(&format!(
                 "  scheduled to open in {}",
@@ -388,6 +402,12 @@ impl<'a> TokenMaker<'a> {
             slug: target.slug()?,
             auth,
         })
+    }
+
+    /// Whether every token is the one given (`--id-token-file`,
+    /// `--id-token-env`), which the CA accepts for one change only.
+    fn token_is_given(&self) -> bool {
+        matches!(self.auth.source, TokenSource::Given(_))
     }
 
     /// A fresh ID token: the given one, else from the stored sign-in

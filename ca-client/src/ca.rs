@@ -9,10 +9,12 @@
 use std::time::{Duration, SystemTime};
 
 use ca_proto::{
-    own_revocation_message, proof_message, CaConfig, ErrorBody, OwnRevocationRequest,
+    own_revocation_message, proof_message, CaConfig, ErrorBody, ErrorCode, OwnRevocationRequest,
     RevocationResponse, UserCertRequest, UserCertResponse, OWN_REVOCATION_NAMESPACE,
     PROOF_NAMESPACE,
 };
+use jit_ssh_common::error_chain;
+use jit_ssh_common::http::{client_builder, read_capped};
 use ssh_key::{HashAlg, LineEnding, PrivateKey};
 
 /// Errors talking to the CA.
@@ -40,7 +42,8 @@ pub enum ClientError {
     Refused {
         /// HTTP status.
         status: u16,
-        /// Stable error code from the body.
+        /// Stable error code from the body, as sent;
+        /// [`ClientError::refusal_code`] gives it typed.
         code: String,
         /// The CA's explanation.
         message: String,
@@ -48,6 +51,17 @@ pub enum ClientError {
     /// The key could not be encoded or could not sign the proof.
     #[error("key: {0}")]
     Key(#[from] ssh_key::Error),
+}
+
+impl ClientError {
+    /// The CA's error code when it refused (a code this client does not
+    /// know is [`ErrorCode::Other`]); `None` for any other failure.
+    pub fn refusal_code(&self) -> Option<ErrorCode> {
+        match self {
+            ClientError::Refused { code, .. } => Some(ErrorCode::from(code.as_str())),
+            ClientError::Transport { .. } | ClientError::Tls { .. } | ClientError::Key(_) => None,
+        }
+    }
 }
 
 /// A connection to one CA.
@@ -70,11 +84,9 @@ pub struct FetchedConfig {
 /// provider or CA that redirects is misconfigured or hostile), bounded
 /// timeouts, and the system roots plus `extra_root_pem`.
 pub fn http_client(extra_root_pem: Option<&[u8]>) -> Result<reqwest::Client, String> {
-    let mut builder = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
+    let mut builder = client_builder(concat!("jit-ssh/", env!("CARGO_PKG_VERSION")))
         .connect_timeout(Duration::from_secs(10))
-        .timeout(Duration::from_secs(30))
-        .user_agent(concat!("jit-ssh/", env!("CARGO_PKG_VERSION")));
+        .timeout(Duration::from_secs(30));
     if let Some(pem) = extra_root_pem {
         let root = reqwest::Certificate::from_pem(pem).map_err(|e| e.to_string())?;
         builder = builder.add_root_certificate(root);
@@ -282,7 +294,7 @@ impl CaClient {
             .and_then(|pem| String::from_utf8(pem).ok());
         let bytes = read_capped(response, MAX_KRL_LEN)
             .await
-            .map_err(transport)?;
+            .map_err(|e| transport(e.to_string()))?;
         Ok((bytes, signature))
     }
 }
@@ -325,14 +337,14 @@ async fn decode<T: serde::de::DeserializeOwned>(
     let status = response.status();
     let body = read_capped(response, MAX_RESPONSE_LEN)
         .await
-        .map_err(transport)?;
+        .map_err(|e| transport(e.to_string()))?;
     if status.is_success() {
         return serde_json::from_slice(&body).map_err(|e| transport(e.to_string()));
     }
     match serde_json::from_slice::<ErrorBody>(&body) {
         Ok(error) => Err(ClientError::Refused {
             status: status.as_u16(),
-            code: error.error.code,
+            code: error.error.code.as_str().to_owned(),
             message: error.error.message,
         }),
         Err(_) => Err(transport(format!("HTTP {status}"))),
@@ -359,33 +371,6 @@ pub const MAX_RESPONSE_LEN: usize = 1024 * 1024;
 
 /// Largest KRL read from the CA (about 40 bytes per revoked serial or key).
 const MAX_KRL_LEN: usize = 64 * 1024 * 1024;
-
-/// The body of `response`, refused once it grows past `limit` bytes.
-pub async fn read_capped(mut response: reqwest::Response, limit: usize) -> Result<Vec<u8>, String> {
-    let mut body = Vec::new();
-    while let Some(chunk) = response.chunk().await.map_err(|e| error_chain(&e))? {
-        if body.len() + chunk.len() > limit {
-            return Err(format!("response over {} KiB", limit / 1024));
-        }
-        body.extend_from_slice(&chunk);
-    }
-    Ok(body)
-}
-
-/// An error and all its causes on one line.
-pub fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.contains(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
-        source = cause.source();
-    }
-    text
-}
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used)]

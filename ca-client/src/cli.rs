@@ -8,11 +8,11 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use ca_client::commands::{CaTarget, Flow, TokenSource};
-use ca_client::duration::parse_duration;
 use ca_client::error::{CliError, EXIT_CODES_HELP};
 use ca_client::paths::Dirs;
-use ca_client::secret::Secret;
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use jit_ssh_common::duration::parse_duration;
+use jit_ssh_common::Secret;
 
 use crate::var;
 

@@ -2,6 +2,8 @@
 //! what to do, and a distinct exit code per kind so scripts can tell them
 //! apart. The table of codes is [`EXIT_CODES_HELP`], shown by `jit-ssh --help`.
 
+use ca_proto::ErrorCode;
+
 use crate::agent::AgentError;
 use crate::ca::ClientError;
 use crate::oidc::OidcError;
@@ -129,34 +131,37 @@ impl From<ClientError> for CliError {
                      with the root that signed it"
                 ),
             ),
-            ClientError::Refused { code, message, .. } if code == "approval_required" => {
-                CliError::new(
+            ClientError::Refused {
+                status,
+                code,
+                message,
+            } => match ErrorCode::from(code.as_str()) {
+                ErrorCode::ApprovalRequired => CliError::new(
                     Failure::Denied,
                     format!(
                         "approval required: {message}\n\
                          hint: ask for it with the command above (an approver runs \
                          `jit-ssh approve ID`); once it is approved, run `jit-ssh login` again"
                     ),
-                )
-            }
-            ClientError::Refused { code, message, .. } if code == "denied" => CliError::new(
-                Failure::Denied,
-                format!(
-                    "denied by the CA's policy: {message}; ask only for principals you are \
-                     granted (drop --principal to get all of them)"
                 ),
-            ),
-            ClientError::Refused {
-                status,
-                code,
-                message,
-            } => CliError::new(
-                Failure::CaRefused,
-                format!(
-                    "the CA refused the request ({status} {code}): {message}; run `jit-ssh login` \
-                     again, and contact the CA's operators if it persists"
+                ErrorCode::Denied => CliError::new(
+                    Failure::Denied,
+                    format!(
+                        "denied by the CA's policy: {message}; ask only for principals you are \
+                         granted (drop --principal to get all of them)"
+                    ),
                 ),
-            ),
+                // Every other refusal (token, proof, key, limits, and codes
+                // of newer CAs this client does not know) is said as the CA
+                // words it.
+                _ => CliError::new(
+                    Failure::CaRefused,
+                    format!(
+                        "the CA refused the request ({status} {code}): {message}; run `jit-ssh \
+                         login` again, and contact the CA's operators if it persists"
+                    ),
+                ),
+            },
             ClientError::Key(e) => CliError::other(format!("key error: {e}")),
         }
     }

@@ -4,8 +4,10 @@
 //! sshd refuses every public key login when its `RevokedKeys` file is
 //! missing or unreadable, so the file is only ever replaced, never removed
 //! or truncated: the new KRL is fetched, parsed, its CA signature checked,
-//! refused when older than the file in place, written to a temporary file in
-//! the same directory, fsynced, renamed over the old one, and the directory
+//! refused when older than the file in place or of the same version with
+//! other contents (the CA never publishes two states under one version, so
+//! that is a replay of an earlier one), written to a temporary file in the
+//! same directory, fsynced, renamed over the old one, and the directory
 //! fsynced. Any failure leaves the last good file exactly as it was.
 
 use std::path::{Path, PathBuf};
@@ -74,8 +76,8 @@ pub fn sync_krl(
 
 /// Installs downloaded KRL `bytes` at `out` if they parse, `signature`
 /// (armored SSHSIG) verifies with one of `trusted_lines` (OpenSSH public key
-/// lines), and the version is not older than the file in place. On any error
-/// the file in place is untouched.
+/// lines), and the version is newer than the file in place, or the same with
+/// the same contents. On any error the file in place is untouched.
 pub fn install_krl(
     bytes: &[u8],
     signature: Option<&str>,
@@ -107,6 +109,11 @@ pub fn install_krl(
             refused("the KRL's signature does not verify with a trusted user-CA key".into())
         })?;
     let current = std::fs::read(out).ok();
+    // A KRL is regenerated on every fetch; only its generated_date differs
+    // when nothing else changed, and then the file is left alone.
+    let changed = current
+        .as_deref()
+        .is_none_or(|old| without_date(old) != without_date(bytes));
     if let Some(old) = current.as_deref().and_then(|b| krl::parse(b).ok()) {
         if old.version > summary.version {
             return Err(refused(format!(
@@ -114,12 +121,14 @@ pub fn install_krl(
                 summary.version, old.version
             )));
         }
+        if old.version == summary.version && changed {
+            return Err(refused(format!(
+                "the CA sent KRL version {}, the version in place, with other contents \
+                 (a replayed earlier KRL, or a CA that reuses versions)",
+                summary.version
+            )));
+        }
     }
-    // A KRL is regenerated on every fetch; only its generated_date differs
-    // when nothing else changed, and then the file is left alone.
-    let changed = current
-        .as_deref()
-        .is_none_or(|old| without_date(old) != without_date(bytes));
     if changed {
         write_atomic(out, bytes, 0o644)
             .and_then(|()| sync_dir(out))
@@ -204,11 +213,14 @@ mod tests {
         );
         assert_eq!(std::fs::read(&out).expect("read"), v2);
 
-        // Older, forged, unsigned, garbage: refused, file untouched.
+        // Older, the same version with other contents, forged, unsigned,
+        // garbage: refused, file untouched.
         let (v1, sig1) = signed(&ca, 1, 200, &[]);
+        let (v2_other, sig2_other) = signed(&ca, 2, 200, &[5, 6]);
         let (forged, forged_sig) = signed(&other, 3, 200, &[]);
         let refusals = [
             install_krl(&v1, Some(&sig1), &trusted, &out),
+            install_krl(&v2_other, Some(&sig2_other), &trusted, &out),
             install_krl(&forged, Some(&forged_sig), &trusted, &out),
             install_krl(&v2, None, &trusted, &out),
             install_krl(&v2, Some(&sig1), &trusted, &out),

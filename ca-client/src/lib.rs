@@ -15,12 +15,10 @@ pub mod access;
 pub mod agent;
 pub mod ca;
 pub mod commands;
-pub mod duration;
 pub mod error;
 pub mod host;
 pub mod oidc;
 pub mod paths;
-pub mod secret;
 pub mod session;
 pub mod ui;
 

@@ -176,7 +176,7 @@ fn run(cli: Cli) -> Result<ExitCode, CliError> {
             };
             let done = access(&env, &cli.ca, &dirs, auth, command, json)?;
             if let Some(request) = done.first() {
-                if !no_wait && request.status != "approved" {
+                if !no_wait && request.status != ca_proto::RequestStatus::Approved {
                     return Err(CliError::new(
                         Failure::Denied,
                         format!("access request {} was {}", request.id, request.status),

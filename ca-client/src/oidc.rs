@@ -10,6 +10,9 @@
 use std::borrow::Cow;
 use std::time::Duration;
 
+use jit_ssh_common::http::OidcHttp;
+use jit_ssh_common::secret::constant_time_eq;
+use jit_ssh_common::{error_chain, Secret};
 use openidconnect::core::{
     CoreAuthDisplay, CoreAuthenticationFlow, CoreClaimName, CoreClaimType, CoreClient,
     CoreClientAuthMethod, CoreDeviceAuthorizationResponse, CoreErrorResponseType, CoreGrantType,
@@ -24,8 +27,7 @@ use openidconnect::{
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
-use crate::ca::error_chain;
-use crate::secret::Secret;
+use crate::ca::MAX_RESPONSE_LEN;
 use crate::ui::{open_url, Ui};
 
 /// Discovery fields `CoreProviderMetadata` does not have.
@@ -130,8 +132,7 @@ impl Provider {
             message,
         };
         let url = IssuerUrl::new(issuer.to_string()).map_err(|e| unreachable(e.to_string()))?;
-        let client = |request| oidc_http(http, request);
-        let metadata = Metadata::discover_async(url, &client)
+        let metadata = Metadata::discover_async(url, &OidcHttp::new(http, MAX_RESPONSE_LEN))
             .await
             .map_err(|e| unreachable(error_chain(&e)))?;
         Ok(Provider {
@@ -232,13 +233,12 @@ impl Provider {
         };
         respond(&mut stream, 200, page.0, page.1).await;
         let code = outcome?;
-        let http = |request| oidc_http(&self.http, request);
         let response = client
             .exchange_code(AuthorizationCode::new(code))
             .map_err(|e| OidcError::Local(e.to_string()))?
             .set_pkce_verifier(verifier)
             .set_redirect_uri(Cow::Owned(redirect))
-            .request_async(&http)
+            .request_async(&self.idp())
             .await
             .map_err(|e| self.token_error(e))?;
         tokens_from(response)
@@ -260,7 +260,7 @@ impl Provider {
             .clone()
             .ok_or_else(|| OidcError::NoDeviceFlow(self.metadata.issuer().to_string()))?;
         let client = self.client().set_device_authorization_url(endpoint);
-        let http = |request| oidc_http(&self.http, request);
+        let http = self.idp();
         // RFC 8628 has no nonce, but OpenID providers (oidc-provider among
         // them) accept the OIDC parameter here and put it in the ID token.
         let mut request = client
@@ -316,12 +316,11 @@ impl Provider {
     /// A fresh ID token from a refresh token (which may rotate).
     pub async fn refresh(&self, refresh_token: &Secret) -> Result<Tokens, OidcError> {
         let client = self.client();
-        let http = |request| oidc_http(&self.http, request);
         let token = RefreshToken::new(refresh_token.expose_secret().to_string());
         let response = client
             .exchange_refresh_token(&token)
             .map_err(|e| OidcError::Local(e.to_string()))?
-            .request_async(&http)
+            .request_async(&self.idp())
             .await
             .map_err(|e| match e {
                 RequestTokenError::ServerResponse(r) => {
@@ -373,6 +372,12 @@ impl Provider {
                 description: None,
             })
         }
+    }
+
+    /// What `openidconnect` sends its requests through: the shared client,
+    /// capped like every answer the client reads.
+    fn idp(&self) -> OidcHttp<'_> {
+        OidcHttp::new(&self.http, MAX_RESPONSE_LEN)
     }
 
     fn unreachable(&self, message: String) -> OidcError {
@@ -487,13 +492,7 @@ pub fn check_callback(query: &str, state: &str, issuer: &str) -> Result<String, 
             .find(|(k, _)| k == name)
             .map(|(_, v)| v.as_str())
     };
-    let state_ok = param("state").is_some_and(|s| {
-        s.len() == state.len()
-            && s.bytes()
-                .zip(state.bytes())
-                .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-                == 0
-    });
+    let state_ok = param("state").is_some_and(|s| constant_time_eq(s.as_bytes(), state.as_bytes()));
     if !state_ok {
         return Err(OidcError::StateMismatch);
     }
@@ -521,33 +520,6 @@ pub fn check_callback(query: &str, state: &str, issuer: &str) -> Result<String, 
             description: Some("the callback carries no authorization code".into()),
         })
 }
-
-/// Adapts reqwest to the HTTP client interface of `openidconnect`.
-async fn oidc_http(
-    http: &reqwest::Client,
-    request: openidconnect::HttpRequest,
-) -> Result<openidconnect::HttpResponse, HttpError> {
-    let (parts, body) = request.into_parts();
-    let response = http
-        .request(parts.method, parts.uri.to_string())
-        .headers(parts.headers)
-        .body(body)
-        .send()
-        .await
-        .map_err(|e| HttpError(error_chain(&e)))?;
-    let mut builder = openidconnect::http::Response::builder().status(response.status());
-    for (name, value) in response.headers() {
-        builder = builder.header(name, value);
-    }
-    let body = crate::ca::read_capped(response, crate::ca::MAX_RESPONSE_LEN)
-        .await
-        .map_err(HttpError)?;
-    builder.body(body).map_err(|e| HttpError(e.to_string()))
-}
-
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-struct HttpError(String);
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]

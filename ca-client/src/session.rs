@@ -6,12 +6,12 @@
 
 use std::path::{Path, PathBuf};
 
+use jit_ssh_common::Secret;
 use serde::{Deserialize, Serialize};
 use ssh_key::{LineEnding, PrivateKey};
 use zeroize::Zeroizing;
 
 use crate::paths::{create_private_dir, write_atomic, write_private};
-use crate::secret::Secret;
 
 /// Where certificates go.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

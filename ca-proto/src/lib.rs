@@ -12,7 +12,14 @@ use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+mod error;
 pub mod krl;
+mod wire_name;
+
+pub use error::{ErrorBody, ErrorCode, ErrorDetail};
+pub use wire_name::OtherName;
+
+use wire_name::wire_names;
 
 /// The SSHSIG namespace of the proof-of-possession signature.
 ///
@@ -41,7 +48,7 @@ pub struct UserCertRequest {
 }
 
 /// `POST /v1/requests` request body: ask for principals by access request.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AccessRequestCreate {
     /// Principals asked for; at least one.
@@ -49,9 +56,14 @@ pub struct AccessRequestCreate {
     /// Why (required when the policy says so).
     #[serde(default)]
     pub reason: String,
-    /// Window length, e.g. `30m`; absent means the policy's `max_window`.
+    /// Window length in seconds; absent means the policy's `max_window`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window_seconds: Option<u64>,
+    /// Deprecated: the window as a duration string (`"for": "30m"`), as
+    /// clients before `window_seconds` send it. Still accepted; giving both
+    /// is refused.
     #[serde(default, rename = "for", skip_serializing_if = "Option::is_none")]
-    pub window: Option<String>,
+    pub deprecated_for: Option<String>,
     /// Approve it at once as its requester (only under rules with
     /// `break_glass = true`; a reason is then required). It is flagged for
     /// review.
@@ -95,6 +107,22 @@ pub struct AccessApproval {
     pub comment: String,
 }
 
+wire_names! {
+    /// Where an access request stands, as of an answer.
+    pub enum RequestStatus {
+        /// Waiting for approvals.
+        Pending = "pending",
+        /// Approved (its window may not be open yet).
+        Approved = "approved",
+        /// Denied by an approver.
+        Denied = "denied",
+        /// Nobody decided in time, or an approved grant went unused.
+        Expired = "expired",
+        /// The window closed, or it was ended early.
+        Ended = "ended",
+    }
+}
+
 /// An access request, as every `/v1/requests` endpoint returns it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AccessRequestView {
@@ -108,8 +136,8 @@ pub struct AccessRequestView {
     pub reason: String,
     /// Window length in seconds.
     pub window_seconds: u64,
-    /// `pending`, `approved`, `denied`, `expired` or `ended`, as of the answer.
-    pub status: String,
+    /// Where it stands, as of the answer.
+    pub status: RequestStatus,
     /// When it was made.
     pub created_at: u64,
     /// When it expires unless decided.
@@ -209,22 +237,6 @@ pub struct IssuerInfo {
     pub client_id: String,
     /// Scopes clients should request.
     pub scopes: Vec<String>,
-}
-
-/// Error body of every non-2xx response: `{"error":{"code":..,"message":..}}`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ErrorBody {
-    /// The error.
-    pub error: ErrorDetail,
-}
-
-/// A stable machine-readable `code` and a message safe to show to the user.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ErrorDetail {
-    /// Stable identifier, e.g. `invalid_token`, `weak_key`, `replayed_token`.
-    pub code: String,
-    /// Human-readable explanation.
-    pub message: String,
 }
 
 /// SSHSIG namespace of an owner's request to revoke their own certificate.
@@ -361,6 +373,39 @@ mod tests {
         .expect("parse");
         assert!(new.break_glass);
         assert_eq!(new.start.as_deref(), Some("2026-12-01T09:00:00Z"));
+    }
+
+    #[test]
+    fn the_window_travels_in_seconds_and_the_old_string_still_parses() {
+        let new = AccessRequestCreate {
+            principals: vec!["root".into()],
+            window_seconds: Some(1800),
+            ..AccessRequestCreate::default()
+        };
+        let text = serde_json::to_string(&new).expect("json");
+        assert_eq!(
+            text,
+            r#"{"principals":["root"],"reason":"","window_seconds":1800}"#
+        );
+        let old: AccessRequestCreate =
+            serde_json::from_str(r#"{"principals":["root"],"for":"30m"}"#).expect("parse");
+        assert_eq!(old.deprecated_for.as_deref(), Some("30m"));
+        assert_eq!(old.window_seconds, None);
+    }
+
+    #[test]
+    fn statuses_travel_as_their_strings() {
+        for status in RequestStatus::KNOWN {
+            let json = serde_json::to_string(status).expect("json");
+            assert_eq!(json, format!("\"{status}\""));
+            assert_eq!(
+                &serde_json::from_str::<RequestStatus>(&json).expect("parse"),
+                status
+            );
+        }
+        let later: RequestStatus = serde_json::from_str("\"archived\"").expect("parse");
+        assert_eq!(later.as_str(), "archived");
+        assert_eq!(RequestStatus::from("pending"), RequestStatus::Pending);
     }
 
     #[test]

@@ -194,7 +194,12 @@ fn prepare(issuer: &Issuer, count: usize) -> Vec<Prepared> {
     })
 }
 
-fn start_server(server: &Path, dir: &Path, issuer: &Issuer) -> (std::process::Child, String, u32) {
+/// Starts the CA; returns it, its API URL, its metrics URL and its pid.
+fn start_server(
+    server: &Path,
+    dir: &Path,
+    issuer: &Issuer,
+) -> (std::process::Child, String, String, u32) {
     let data_dir = dir.join("data");
     let status = Command::new(server)
         .args(["init", "--data-dir"])
@@ -210,7 +215,8 @@ fn start_server(server: &Path, dir: &Path, issuer: &Issuer) -> (std::process::Ch
     // Rate limits are off: the load generator is one address whose 1,000
     // users each ask far more often than a person would.
     let config = format!(
-        "listen = \"127.0.0.1:0\"\ndata_dir = {:?}\nmax_in_flight = 4096\n\
+        "listen = \"127.0.0.1:0\"\nmetrics_listen = \"127.0.0.1:0\"\n\
+         data_dir = {:?}\nmax_in_flight = 4096\n\
          rate_limit_per_identity = 0\nrate_limit_per_address = 0\n\
          [tls]\ncert = \"tls.crt\"\nkey = \"tls.key\"\n\
          [[oidc]]\nname = \"bench\"\nissuer = {:?}\nclient_id = \"jit-ssh\"\n",
@@ -241,17 +247,23 @@ fn start_server(server: &Path, dir: &Path, issuer: &Issuer) -> (std::process::Ch
     let pid = child.id();
     let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
     // Logged as deployed (one info line per certificate); the lines are drained.
+    // The metrics listener is announced first, then the API's.
+    let mut metrics_url = None;
     let url = loop {
         let line = lines
             .next()
             .expect("server exited before listening")
             .unwrap();
+        if let Some(rest) = line.split("metrics listener on ").nth(1) {
+            metrics_url = rest.split_whitespace().next().map(String::from);
+        }
         if let Some(url) = line.split("listening on ").nth(1) {
             break url.trim().to_string();
         }
     };
     std::thread::spawn(move || for _ in lines.by_ref() {});
-    (child, url, pid)
+    let metrics_url = metrics_url.expect("the metrics listener is announced before the API's");
+    (child, url, metrics_url, pid)
 }
 
 /// A keep-alive HTTP/1.1 connection over TLS to `authority` (`ip:port`).
@@ -374,7 +386,9 @@ fn raw_limits(runtime: &tokio::runtime::Runtime, issuer: &Issuer) -> (f64, f64, 
             client_id: "jit-ssh".into(),
             username_claim: UsernameClaim::PreferredUsername,
             groups_claim: "groups".into(),
+            email_domains: Vec::new(),
             scopes: vec!["openid".into()],
+            nonce: ca_server::config::NonceRule::default(),
         },
         format!("{}/jwks", issuer.url),
         issuer.jwks().to_string().as_bytes(),
@@ -407,10 +421,11 @@ fn raw_limits(runtime: &tokio::runtime::Runtime, issuer: &Issuer) -> (f64, f64, 
 }
 
 /// Round trip of a cache line between two threads, in nanoseconds: the
-/// cost of every hand-over between cores. This machine's two virtual CPUs
-/// sometimes share a cache (about 60 ns) and sometimes do not (about
-/// 390 ns); the server is slower in the second state (about 10 % at stop
-/// 12), with the single-core rates unchanged (docs/benchmarks.md).
+/// cost of every hand-over between cores. On a virtual machine it can change
+/// from one run to the next, as the host places the virtual CPUs in one cache
+/// domain or in several, and the server is slower when it is high while the
+/// single-core rates stay the same; taken before and after the load, it says
+/// which state a run was in (docs/benchmarks.md).
 fn core_to_core_ns() -> f64 {
     use std::sync::atomic::AtomicU64;
     // Spins read the clock only now and then: a clock read in every spin
@@ -492,9 +507,9 @@ fn main() {
     let (signing, verifying, proving) = raw_limits(&runtime, &issuer);
     let raw_per_core = 1.0 / (1.0 / signing + 1.0 / verifying + 1.0 / proving);
 
-    // Enough for 0.7 of the raw limit over the whole run (the best runs
-    // reach 0.5; a run that uses them all says so), within memory (~1.5 kB
-    // each) and the two minutes the whole benchmark may take.
+    // Enough for 0.7 of the raw limit over the whole run, more than runs
+    // reach (docs/benchmarks.md; a run that uses them all says so), within
+    // memory (~1.5 kB each) and the two minutes the whole benchmark may take.
     let count = args.tokens.unwrap_or(
         ((raw_per_core * cores as f64 * args.duration as f64 * 0.7) as usize).min(1_000_000)
             + args.concurrency,
@@ -502,10 +517,11 @@ fn main() {
     eprintln!("pre-minting {count} unique tokens, keys and proofs...");
     let prepared = Arc::new(prepare(&issuer, count));
 
-    let (mut server, url, pid) = start_server(&args.server, dir.path(), &issuer);
+    let (mut server, url, metrics_url, pid) = start_server(&args.server, dir.path(), &issuer);
     // One keep-alive HTTP/1.1-over-TLS connection per client, driven with
-    // hyper directly: the load generator shares the two cores with the CA,
-    // and reqwest's pool and per-request work cost it a third more CPU.
+    // hyper directly: the load generator shares the cores with the CA, so
+    // its own work per request must stay small, and reqwest's pool and
+    // per-request work cost more (docs/benchmarks.md).
     let mut roots = rustls::RootCertStore::empty();
     let pem = std::fs::read(dir.path().join("tls.crt")).unwrap();
     for cert in rustls_pki_types::CertificateDer::pem_slice_iter(&pem) {
@@ -624,16 +640,13 @@ fn main() {
         / machine_total as f64;
 
     // How the group commit batched: commits and records per commit.
+    // From the monitoring listener, in plain HTTP: the API does not serve it.
     let metrics = runtime
         .block_on(async {
-            let mut connection = connect(&authority, tls.clone()).await;
-            let request = http::Request::get("/metrics")
-                .header(HOST, host.clone())
-                .body(Full::new(Bytes::new()))
-                .unwrap();
-            let response = connection.send_request(request).await?;
-            let body = response.into_body().collect().await?.to_bytes();
-            Ok::<_, hyper::Error>(String::from_utf8_lossy(&body).into_owned())
+            reqwest::get(format!("{metrics_url}/metrics"))
+                .await?
+                .text()
+                .await
         })
         .unwrap_or_default();
     let metric = |name: &str| -> f64 {

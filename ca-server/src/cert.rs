@@ -25,8 +25,8 @@ pub struct Serial(pub u64);
 /// microsecond (or the clock stepped back).
 ///
 /// Increasing serials keep the database's serial index append-only, where
-/// random ones dirtied a random index page per certificate (a quarter of the
-/// writer's disk traffic under load). Nothing relies on serials being
+/// random ones dirtied a random index page per certificate
+/// (docs/benchmarks.md). Nothing relies on serials being
 /// unpredictable: the signed bytes of every certificate begin with a 32-byte
 /// random nonce, which is what defeats chosen-prefix attacks on the signature.
 /// A serial that is taken anyway (a clock set back across a restart) is
@@ -98,9 +98,9 @@ pub struct CertificateSpec<'a> {
 }
 
 /// Builds and signs a user certificate. Its nonce comes from the kernel
-/// (`getrandom`). aws-lc's DRBG would save that call, but once a process had
-/// drawn from it, aws-lc's Ed25519 verification in that process ran 25 %
-/// slower (the benchmark's raw rates: 29,000 against 37,000 a second).
+/// (`getrandom`). aws-lc's DRBG would save that call, but once a process has
+/// drawn from it, aws-lc's Ed25519 verification in that process is slower,
+/// by far more than the call costs (docs/benchmarks.md).
 pub fn sign_user_certificate(
     signer: &CaSigner,
     spec: &CertificateSpec<'_>,

@@ -6,19 +6,26 @@
 //! every limit is checked here so the rest of the server can trust it.
 
 use std::collections::HashSet;
-use std::net::SocketAddr;
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use jit_ssh_common::duration::parse_duration;
 use serde::Deserialize;
 
-use crate::duration::parse_duration;
+use crate::oidc::JwksRefresh;
+use crate::policy::reserved::ReservedLogins;
 use crate::webhook::{WebhookSecret, WebhookTarget};
 
 /// Longest certificate lifetime the CA will ever be configured to sign.
 pub const MAX_TTL_CEILING: Duration = Duration::from_secs(60 * 60);
 /// Largest clock-skew allowance for ID tokens.
 pub const MAX_TOKEN_LEEWAY: Duration = Duration::from_secs(60);
+/// Where `/metrics` is served unless the config says otherwise: loopback,
+/// so that counts of issuances, refusals and issuers stay on the CA's host
+/// until an operator chooses to expose them.
+pub const DEFAULT_METRICS_LISTEN: SocketAddr =
+    SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 9464));
 
 /// Errors reading the configuration; each renders as one line.
 #[derive(Debug, thiserror::Error)]
@@ -54,6 +61,8 @@ pub enum ConfigError {
 #[serde(deny_unknown_fields)]
 struct RawConfig {
     listen: String,
+    #[serde(default = "default_metrics_listen")]
+    metrics_listen: String,
     data_dir: PathBuf,
     #[serde(default = "default_policy_dir")]
     policy_dir: PathBuf,
@@ -77,8 +86,14 @@ struct RawConfig {
     rate_limit_per_address: u32,
     #[serde(default = "default_access_request_pending")]
     access_request_pending: String,
+    #[serde(default = "default_jwks_refresh_min")]
+    jwks_refresh_min: String,
+    #[serde(default = "default_jwks_refresh_max")]
+    jwks_refresh_max: String,
     #[serde(default)]
     webhook: Vec<RawWebhook>,
+    #[serde(default)]
+    reserved_logins: Vec<String>,
 }
 
 #[derive(Deserialize)]
@@ -120,6 +135,12 @@ struct RawIssuer {
     groups_claim: String,
     #[serde(default = "default_scopes")]
     scopes: Vec<String>,
+    #[serde(default)]
+    email_domains: Vec<String>,
+    #[serde(default = "default_require_nonce")]
+    require_nonce: bool,
+    #[serde(default = "default_nonce_session")]
+    nonce_session: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -143,6 +164,9 @@ impl Default for RawCerts {
     }
 }
 
+fn default_metrics_listen() -> String {
+    DEFAULT_METRICS_LISTEN.to_string()
+}
 fn default_policy_dir() -> PathBuf {
     PathBuf::from("policies")
 }
@@ -160,6 +184,12 @@ fn default_access_request_pending() -> String {
 }
 fn default_discovery_attempts() -> u32 {
     5
+}
+fn default_jwks_refresh_min() -> String {
+    "5m".into()
+}
+fn default_jwks_refresh_max() -> String {
+    "24h".into()
 }
 fn default_rate_limit_per_identity() -> u32 {
     DEFAULT_RATE_LIMIT_PER_IDENTITY
@@ -183,6 +213,12 @@ fn default_scopes() -> Vec<String> {
         .map(String::from)
         .to_vec()
 }
+fn default_require_nonce() -> bool {
+    true
+}
+fn default_nonce_session() -> String {
+    "12h".into()
+}
 fn default_ttl() -> String {
     "5m".into()
 }
@@ -198,6 +234,9 @@ fn default_backdate() -> String {
 pub struct Config {
     /// Address to listen on.
     pub listen: SocketAddr,
+    /// Address of the monitoring listener (`/metrics`, `/healthz`,
+    /// `/readyz`), apart from the API.
+    pub metrics_listen: SocketAddr,
     /// Directory holding the CA keys and the database.
     pub data_dir: PathBuf,
     /// Directory of `*.toml` policy files.
@@ -224,8 +263,13 @@ pub struct Config {
     pub rate_limit_per_address: u32,
     /// How long an access request waits for a decision before it expires.
     pub access_request_pending: Duration,
+    /// How often each issuer's key set is refetched.
+    pub jwks_refresh: JwksRefresh,
     /// Where access-request events are posted, with their secrets.
     pub webhooks: Vec<WebhookTarget>,
+    /// Names principal templates never expand to: the built-in list and
+    /// `reserved_logins`.
+    pub reserved_logins: ReservedLogins,
 }
 
 /// PEM files for HTTPS.
@@ -267,7 +311,45 @@ pub struct IssuerConfig {
     pub groups_claim: String,
     /// Scopes clients should request.
     pub scopes: Vec<String>,
+    /// With `username_claim = "email"` (where it is required and never
+    /// empty): the only domains, lower-cased, whose verified addresses name
+    /// a user, so that `alice@` of two domains cannot both become `alice`
+    /// unless the admin lists both. Empty for every other username claim.
+    pub email_domains: Vec<String>,
+    /// Whether a certificate needs a token bound to its key by a nonce.
+    pub nonce: NonceRule,
 }
+
+/// How an issuer's ID tokens must be bound to the key they certify
+/// (`require_nonce`, `nonce_session`; docs/security.md, *Key binding*).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NonceRule {
+    /// A token without a nonce certifies only a key that the same `(issuer,
+    /// sub)` certified with a nonce within [`NonceRule::session`]; `false`
+    /// (workload issuers, whose tokens carry no nonce) lets it certify any
+    /// key its bearer proves.
+    pub required: bool,
+    /// How long after a certificate for a key bound by a nonce a token
+    /// without one still certifies that key: the sign-in session a refresh
+    /// token renews silently.
+    pub session: Duration,
+}
+
+impl Default for NonceRule {
+    /// Required, with a 12-hour sign-in session.
+    fn default() -> NonceRule {
+        NonceRule {
+            required: true,
+            session: DEFAULT_NONCE_SESSION,
+        }
+    }
+}
+
+/// The default `nonce_session`: a working day and then some, about as long
+/// as identity providers keep a refresh token alive without a new sign-in.
+pub const DEFAULT_NONCE_SESSION: Duration = Duration::from_secs(12 * 3600);
+/// The longest `nonce_session` accepted.
+pub const MAX_NONCE_SESSION: Duration = Duration::from_secs(30 * 24 * 3600);
 
 /// Certificate lifetimes.
 #[derive(Debug, Clone, Copy)]
@@ -301,6 +383,7 @@ impl Config {
     ) -> Config {
         Config {
             listen,
+            metrics_listen: DEFAULT_METRICS_LISTEN,
             data_dir,
             policy_dir,
             passphrase_file: None,
@@ -314,7 +397,9 @@ impl Config {
             rate_limit_per_identity: DEFAULT_RATE_LIMIT_PER_IDENTITY,
             rate_limit_per_address: DEFAULT_RATE_LIMIT_PER_ADDRESS,
             access_request_pending: Duration::from_secs(crate::access::DEFAULT_PENDING_SECS),
+            jwks_refresh: JwksRefresh::default(),
             webhooks: Vec::new(),
+            reserved_logins: ReservedLogins::default(),
         }
     }
 
@@ -377,6 +462,23 @@ impl RawConfig {
                  in clear text: add a [tls] section or listen on 127.0.0.1"
             ));
         }
+        let metrics_listen: SocketAddr = self.metrics_listen.parse().map_err(|_| {
+            format!(
+                "metrics_listen: {:?} is not an address:port (e.g. \"{DEFAULT_METRICS_LISTEN}\")",
+                self.metrics_listen
+            )
+        })?;
+        if metrics_listen.port() != 0 && metrics_listen.port() == listen.port() {
+            let same_socket = metrics_listen.ip() == listen.ip()
+                || metrics_listen.ip().is_unspecified()
+                || listen.ip().is_unspecified();
+            if same_socket {
+                return Err(format!(
+                    "metrics_listen: {metrics_listen} overlaps listen ({listen}); /metrics has \
+                     its own listener: give it another port (default {DEFAULT_METRICS_LISTEN})"
+                ));
+            }
+        }
         if self.oidc.is_empty() {
             return Err("no [[oidc]] issuer: the CA needs at least one identity provider".into());
         }
@@ -433,13 +535,36 @@ impl RawConfig {
         {
             return Err("access_request_pending must be between 1s and 24h".into());
         }
+        let jwks_refresh = JwksRefresh {
+            min: duration_field("jwks_refresh_min", &self.jwks_refresh_min)?,
+            max: duration_field("jwks_refresh_max", &self.jwks_refresh_max)?,
+        };
+        let all_loopback = issuers.iter().all(|i| {
+            reqwest::Url::parse(&i.issuer)
+                .is_ok_and(|url| ca_proto::is_loopback_host(url.host_str()))
+        });
+        let (floor, shown) = match all_loopback {
+            true => (JwksRefresh::LOOPBACK_FLOOR, "1s"),
+            false => (JwksRefresh::FLOOR, "5m"),
+        };
+        if jwks_refresh.min < floor || jwks_refresh.min > jwks_refresh.max {
+            return Err(format!(
+                "jwks_refresh_min must be at least {shown} and at most jwks_refresh_max \
+                 (below 5m only when every [[oidc]] issuer is on loopback)"
+            ));
+        }
+        if jwks_refresh.max > JwksRefresh::CEILING {
+            return Err("jwks_refresh_max must be at most 24h".into());
+        }
         let webhooks = self
             .webhook
             .into_iter()
             .map(|w| w.check(base))
             .collect::<Result<Vec<_>, _>>()?;
+        let reserved_logins = ReservedLogins::with_extra(&self.reserved_logins)?;
         Ok(Config {
             listen,
+            metrics_listen,
             data_dir: base.join(self.data_dir),
             policy_dir: base.join(self.policy_dir),
             passphrase_file: self.passphrase_file.map(|p| base.join(p)),
@@ -456,7 +581,9 @@ impl RawConfig {
             rate_limit_per_identity: self.rate_limit_per_identity,
             rate_limit_per_address: self.rate_limit_per_address,
             access_request_pending,
+            jwks_refresh,
             webhooks,
+            reserved_logins,
         })
     }
 }
@@ -551,9 +678,18 @@ impl RawIssuer {
             }
             other => UsernameClaim::Claim(other.to_string()),
         };
+        let email_domains = self.checked_email_domains(&username_claim)?;
         if !self.scopes.iter().any(|s| s == "openid") {
             return Err(format!(
                 "[[oidc]] {}: scopes must include \"openid\"",
+                self.name
+            ));
+        }
+        let session = duration_field("nonce_session", &self.nonce_session)
+            .map_err(|e| format!("[[oidc]] {}: {e}", self.name))?;
+        if session.is_zero() || session > MAX_NONCE_SESSION {
+            return Err(format!(
+                "[[oidc]] {}: nonce_session must be between 1s and 720h",
                 self.name
             ));
         }
@@ -564,7 +700,61 @@ impl RawIssuer {
             username_claim,
             groups_claim: self.groups_claim,
             scopes: self.scopes,
+            email_domains,
+            nonce: NonceRule {
+                required: self.require_nonce,
+                session,
+            },
         })
+    }
+
+    /// `email_domains`, lower-cased: required with `username_claim =
+    /// "email"` (the local part alone would let one name stand for people
+    /// of every domain the provider serves), refused with any other claim,
+    /// where it would restrict nothing.
+    fn checked_email_domains(&self, username_claim: &UsernameClaim) -> Result<Vec<String>, String> {
+        let name = &self.name;
+        if *username_claim != UsernameClaim::Email {
+            if !self.email_domains.is_empty() {
+                return Err(format!(
+                    "[[oidc]] {name}: email_domains applies only with username_claim = \"email\" \
+                     (to restrict other issuers by domain, use an email_domain condition in the policy)"
+                ));
+            }
+            return Ok(Vec::new());
+        }
+        if self.email_domains.is_empty() {
+            return Err(format!(
+                "[[oidc]] {name}: username_claim = \"email\" needs email_domains = [\"corp.example\", ...]: \
+                 the login name is the address's local part, so without it alice@ of any domain \
+                 the provider vouches for would be the same user"
+            ));
+        }
+        let mut domains = Vec::new();
+        for domain in &self.email_domains {
+            let lowered = domain.to_ascii_lowercase();
+            let well_formed = lowered.contains('.')
+                && lowered.len() <= 253
+                && lowered.split('.').all(|label| {
+                    !label.is_empty()
+                        && label.len() <= 63
+                        && !label.starts_with('-')
+                        && !label.ends_with('-')
+                        && label
+                            .chars()
+                            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+                });
+            if !well_formed {
+                return Err(format!(
+                    "[[oidc]] {name}: email_domains entry {domain:?} is not a domain name \
+                     (write the part after '@', e.g. \"corp.example\"; no wildcards)"
+                ));
+            }
+            if !domains.contains(&lowered) {
+                domains.push(lowered);
+            }
+        }
+        Ok(domains)
     }
 }
 
@@ -629,10 +819,31 @@ client_id = "jit-ssh"
         assert_eq!(config.certs.default_ttl, Duration::from_secs(300));
         assert_eq!(config.certs.max_ttl, Duration::from_secs(3600));
         assert_eq!(config.token_leeway, Duration::from_secs(60));
+        assert_eq!(config.metrics_listen.to_string(), "127.0.0.1:9464");
         let issuer = &config.issuers[0];
         assert_eq!(issuer.username_claim, UsernameClaim::PreferredUsername);
         assert_eq!(issuer.groups_claim, "groups");
         assert!(issuer.scopes.contains(&"offline_access".to_string()));
+        assert_eq!(issuer.nonce, NonceRule::default());
+        assert!(issuer.nonce.required);
+    }
+
+    #[test]
+    fn nonce_rules_are_per_issuer_and_bounded() {
+        let config = parse(&format!(
+            "{MINIMAL}require_nonce = false\nnonce_session = \"2h\"\n"
+        ))
+        .expect("valid");
+        let nonce = config.issuers[0].nonce;
+        assert!(!nonce.required);
+        assert_eq!(nonce.session, Duration::from_secs(7200));
+        for bad in ["0s", "721h", "soon"] {
+            let err = parse(&format!("{MINIMAL}nonce_session = \"{bad}\"\n")).expect_err(bad);
+            assert!(
+                err.contains("[[oidc]] corp") && err.contains("nonce_session"),
+                "{err}"
+            );
+        }
     }
 
     #[test]
@@ -645,6 +856,27 @@ client_id = "jit-ssh"
             parsed.issuers.clone(),
         );
         assert_eq!(format!("{built:?}"), format!("{parsed:?}"));
+    }
+
+    #[test]
+    fn jwks_refresh_bounds_go_below_five_minutes_only_for_loopback_providers() {
+        let config = parse(MINIMAL).expect("valid");
+        assert_eq!(config.jwks_refresh, JwksRefresh::default());
+        let narrow = MINIMAL.replace(
+            "data_dir",
+            "jwks_refresh_min = \"10m\"\njwks_refresh_max = \"30m\"\ndata_dir",
+        );
+        let config = parse(&narrow).expect("valid");
+        assert_eq!(config.jwks_refresh.min, Duration::from_secs(600));
+        assert_eq!(config.jwks_refresh.max, Duration::from_secs(1800));
+        let quick = "jwks_refresh_min = \"1s\"\njwks_refresh_max = \"1s\"\ndata_dir";
+        let err = parse(&MINIMAL.replace("data_dir", quick)).expect_err("remote provider");
+        assert!(err.contains("loopback"), "{err}");
+        let local = MINIMAL
+            .replace("https://idp.example.com", "http://127.0.0.1:9000")
+            .replace("data_dir", quick);
+        let config = parse(&local).expect("loopback provider");
+        assert_eq!(config.jwks_refresh.min, Duration::from_secs(1));
     }
 
     #[test]
@@ -665,6 +897,27 @@ client_id = "jit-ssh"
     }
 
     #[test]
+    fn metrics_listen_is_its_own_socket() {
+        let with = |line: &str| parse(&MINIMAL.replace("data_dir", &format!("{line}\ndata_dir")));
+        let config = with("metrics_listen = \"10.0.0.5:9100\"").expect("valid");
+        assert_eq!(config.metrics_listen.to_string(), "10.0.0.5:9100");
+        for overlapping in [
+            "metrics_listen = \"127.0.0.1:8443\"",
+            "metrics_listen = \"0.0.0.0:8443\"",
+        ] {
+            let err = with(overlapping).expect_err(overlapping);
+            assert!(err.contains("metrics_listen"), "{err}");
+        }
+        // Another address on the same port is another socket; port 0 picks
+        // a free port for each.
+        assert!(with("metrics_listen = \"127.0.0.2:8443\"").is_ok());
+        let both_free = MINIMAL
+            .replace("127.0.0.1:8443", "127.0.0.1:0")
+            .replace("data_dir", "metrics_listen = \"127.0.0.1:0\"\ndata_dir");
+        assert!(parse(&both_free).is_ok());
+    }
+
+    #[test]
     fn webhook_secret_is_read_from_a_file_and_never_printed() {
         let dir = tempfile::tempdir().expect("tempdir");
         std::fs::write(dir.path().join("hook.secret"), "s3cret-value\n").expect("write");
@@ -677,6 +930,62 @@ client_id = "jit-ssh"
         assert_eq!(config.webhooks.len(), 1);
         assert_eq!(config.webhooks[0].url, "https://hooks.example.com/x");
         assert!(!format!("{config:?}").contains("s3cret"));
+    }
+
+    #[test]
+    fn an_email_named_issuer_must_list_its_domains() {
+        let email = MINIMAL.replace(
+            "client_id = \"jit-ssh\"",
+            "client_id = \"jit-ssh\"\nusername_claim = \"email\"",
+        );
+        let err = parse(&email).expect_err("no email_domains");
+        assert!(
+            err.contains("[[oidc]] corp: username_claim = \"email\" needs email_domains"),
+            "{err}"
+        );
+        let listed = format!("{email}email_domains = [\"Corp.Example\", \"contractor.example\"]\n");
+        let config = parse(&listed).expect("valid");
+        assert_eq!(
+            config.issuers[0].email_domains,
+            ["corp.example", "contractor.example"]
+        );
+        for bad in [
+            "\"*.corp.example\"",
+            "\"@corp.example\"",
+            "\"corp\"",
+            "\"a..b\"",
+            "\"-a.example\"",
+        ] {
+            let err = parse(&format!("{email}email_domains = [{bad}]\n")).expect_err(bad);
+            assert!(err.contains("is not a domain name"), "{bad}: {err}");
+        }
+        let err = parse(&format!("{email}email_domains = []\n")).expect_err("empty");
+        assert!(err.contains("needs email_domains"), "{err}");
+        let err = parse(&format!("{MINIMAL}email_domains = [\"corp.example\"]\n"))
+            .expect_err("not an email-named issuer");
+        assert!(
+            err.contains("only with username_claim = \"email\""),
+            "{err}"
+        );
+        assert!(parse(MINIMAL).expect("valid").issuers[0]
+            .email_domains
+            .is_empty());
+    }
+
+    #[test]
+    fn reserved_logins_extend_the_built_in_list() {
+        let config = parse(MINIMAL).expect("valid");
+        assert_eq!(config.reserved_logins, ReservedLogins::default());
+        let extended = MINIMAL.replace(
+            "data_dir",
+            "reserved_logins = [\"jenkins\", \"svc-*\"]\ndata_dir",
+        );
+        let config = parse(&extended).expect("valid");
+        assert!(config.reserved_logins.reason("svc-backup").is_some());
+        assert!(config.reserved_logins.reason("root").is_some());
+        let bad = MINIMAL.replace("data_dir", "reserved_logins = [\"Bad Name\"]\ndata_dir");
+        let err = parse(&bad).expect_err("not a login name");
+        assert!(err.contains("reserved_logins: \"Bad Name\""), "{err}");
     }
 
     #[test]
@@ -697,10 +1006,17 @@ client_id = "jit-ssh"
             "listen = \"127.0.0.1:1\"\ndata_dir = \"d\"\n".to_string(),
             MINIMAL.replace("data_dir", "access_request_pending = \"0s\"\ndata_dir"),
             MINIMAL.replace("data_dir", "access_request_pending = \"25h\"\ndata_dir"),
+            MINIMAL.replace("data_dir", "jwks_refresh_min = \"4m\"\ndata_dir"),
+            MINIMAL.replace("data_dir", "jwks_refresh_max = \"25h\"\ndata_dir"),
+            MINIMAL.replace("data_dir", "jwks_refresh_min = \"2h\"\njwks_refresh_max = \"1h\"\ndata_dir"),
+            MINIMAL
+                .replace("https://idp.example.com", "http://127.0.0.1:9000")
+                .replace("data_dir", "jwks_refresh_min = \"0s\"\ndata_dir"),
             format!("{MINIMAL}\n[[webhook]]\nurl = \"http://hooks.example.com/x\"\nsecret_env = \"PATH\"\n"),
             format!("{MINIMAL}\n[[webhook]]\nurl = \"https://hooks.example.com/x\"\n"),
             format!("{MINIMAL}\n[[webhook]]\nurl = \"https://h.example.com/\"\nsecret = \"inline\"\n"),
             format!("{MINIMAL}\n[[webhook]]\nurl = \"https://h.example.com/\"\nsecret_env = \"JIT_SSH_TEST_UNSET_VAR\"\n"),
+            MINIMAL.replace("data_dir", "metrics_listen = \"9464\"\ndata_dir"),
         ];
         for case in cases {
             assert!(parse(&case).is_err(), "should be refused:\n{case}");

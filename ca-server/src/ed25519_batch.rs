@@ -1,9 +1,10 @@
 //! Ed25519 signature checks batched across concurrent requests.
 //!
 //! Under load many requests each need one Ed25519 verification (their proof
-//! of possession) at nearly the same moment. Checking them together costs
-//! about half as much per signature from a batch of eight on (measured in
-//! docs/benchmarks.md). Each core has a queue. The first request to arrive
+//! of possession) at nearly the same moment. Checking them together, in one
+//! equation, costs much less per signature than checking each alone, and the
+//! more so the larger the batch (docs/benchmarks.md has the figures). Each
+//! core has a queue. The first request to arrive
 //! at its core's queue while no batch of it is running leads: it lets the
 //! other requests ready on its thread reach the queue, checks everything
 //! queued, and answers each waiter; no thread is handed anything but half of
@@ -85,9 +86,10 @@ pub struct Ed25519Batcher {
     /// One queue per core. A request queues on its thread's, so that with
     /// per-core serving (`server::serve_router`) a check, its waiter and its
     /// answer stay on one core; only half of a large batch crosses to
-    /// another thread. With one queue for all, leaders took and answered the
-    /// other core's checks: about 5 µs more CPU per certificate when the
-    /// cores share no cache (docs/benchmarks.md).
+    /// another thread. With one queue for all, a leader took, checked and
+    /// answered the other core's checks, so each check's data and wake-up
+    /// crossed between cores, which costs most where the cores share no
+    /// cache (docs/benchmarks.md).
     queues: Box<[Arc<Mutex<Queue>>]>,
 }
 
@@ -116,8 +118,8 @@ struct Queue {
     single_until: Option<Instant>,
 }
 
-/// Larger batches gain little (12.5 µs per signature at 64 against 14.9 µs
-/// at 8) and keep their leader's request waiting longer.
+/// Beyond this a larger batch saves little more per signature
+/// (docs/benchmarks.md) and keeps its leader's request waiting longer.
 const MAX_BATCH: usize = 64;
 
 /// Batches of this many checks or more are split between two cores.
@@ -125,7 +127,7 @@ const SPLIT_AT: usize = 16;
 
 /// How long signatures are checked one at a time after a batch failed. Long
 /// enough that a flood of forged signatures fails at most one batch per core
-/// (at most [`MAX_BATCH`] extra checks) a second; short enough that honest load is back
+/// (at most `MAX_BATCH` extra checks) a second; short enough that honest load is back
 /// to batches soon after an occasional bad proof.
 pub const SINGLE_CHECKS_AFTER_FAILURE: Duration = Duration::from_secs(1);
 

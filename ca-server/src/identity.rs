@@ -1,6 +1,10 @@
-//! Who is asking: the verified facts of an ID token that policy decides on.
+//! Who is asking: the verified facts of an ID token that policy decides on,
+//! and how the CA spells an identity (`user@issuer`) wherever a person
+//! names one.
 
 use serde_json::{Map, Value};
+
+use crate::config::{IssuerConfig, UsernameClaim};
 
 /// A verified identity, produced only by [`crate::oidc`] after every check passed.
 #[derive(Debug, Clone)]
@@ -25,6 +29,62 @@ impl Identity {
     /// `username@issuer`, the form used in key IDs, logs and audit records.
     pub fn display_name(&self) -> String {
         format!("{}@{}", self.username, self.issuer_name)
+    }
+}
+
+/// Checks that `text` names an identity exactly as the CA spells it in
+/// certificates, logs and records ([`Identity::display_name`]): `user@issuer`,
+/// where `issuer` is the short name of one of `issuers`, and `user` is a login
+/// name (lower case) for an issuer of people, or a workload name for an
+/// issuer whose usernames come from another claim. A revocation naming any
+/// other spelling would match nobody, so the error says what is wrong, and
+/// the CA's spelling when a near miss (case) has one.
+pub fn check_identity_spelling<'a>(
+    text: &str,
+    issuers: impl IntoIterator<Item = &'a IssuerConfig>,
+) -> Result<(), String> {
+    let issuers: Vec<&IssuerConfig> = issuers.into_iter().collect();
+    let shown: String = text.chars().take(64).collect();
+    let example = issuers.first().map_or("corp", |i| i.name.as_str());
+    let form =
+        format!("identities are spelled user@issuer, as in the audit log, e.g. alice@{example}");
+    let Some((user, issuer_name)) = text.rsplit_once('@') else {
+        return Err(format!("identity {shown:?} is not user@issuer: {form}"));
+    };
+    let exact = issuers.iter().find(|i| i.name == issuer_name);
+    let Some(issuer) = exact.or_else(|| {
+        issuers
+            .iter()
+            .find(|i| i.name.eq_ignore_ascii_case(issuer_name))
+    }) else {
+        let names: Vec<&str> = issuers.iter().map(|i| i.name.as_str()).collect();
+        return Err(format!(
+            "identity {shown:?} names no configured issuer (this CA's issuers: {}); {form}",
+            names.join(", ")
+        ));
+    };
+    match user_spelling(user, issuer) {
+        Some(spelled) if exact.is_some() && spelled == user => Ok(()),
+        Some(spelled) => Err(format!(
+            "identity {shown:?} is not spelled as the CA spells identities: did you mean \
+             {spelled}@{}? ({form})",
+            issuer.name
+        )),
+        None => Err(format!(
+            "identity {shown:?}: the CA gives users of issuer {} no such name; {form}",
+            issuer.name
+        )),
+    }
+}
+
+/// How the CA spells `user` for a user of `issuer`, when it can be one.
+fn user_spelling(user: &str, issuer: &IssuerConfig) -> Option<String> {
+    match issuer.username_claim {
+        UsernameClaim::PreferredUsername | UsernameClaim::Email => {
+            let lowered = user.to_ascii_lowercase();
+            is_login_name(&lowered).then_some(lowered)
+        }
+        UsernameClaim::Claim(_) => is_workload_name(user).then(|| user.to_string()),
     }
 }
 
@@ -75,8 +135,71 @@ pub fn login_name_from_claim(value: &str, is_email: bool) -> Option<String> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
+
+    /// An issuer named `name` whose usernames come from `username_claim`.
+    pub(crate) fn issuer(name: &str, username_claim: UsernameClaim) -> IssuerConfig {
+        IssuerConfig {
+            name: name.into(),
+            issuer: format!("https://{name}.example"),
+            client_id: "jit-ssh".into(),
+            username_claim,
+            groups_claim: "groups".into(),
+            email_domains: Vec::new(),
+            scopes: vec!["openid".into()],
+            nonce: crate::config::NonceRule::default(),
+        }
+    }
+
+    #[test]
+    fn identities_are_named_as_the_ca_spells_them_or_refused_with_its_spelling() {
+        let issuers = [
+            issuer("corp", UsernameClaim::PreferredUsername),
+            issuer("mail", UsernameClaim::Email),
+            issuer("github", UsernameClaim::Claim("repository".into())),
+        ];
+        for spelled in [
+            "alice@corp",
+            "bob.smith@mail",
+            "Acme/App@github",
+            "a@b@github",
+        ] {
+            assert_eq!(
+                check_identity_spelling(spelled, &issuers),
+                Ok(()),
+                "{spelled}"
+            );
+        }
+        let refused = |text: &str| check_identity_spelling(text, &issuers).expect_err(text);
+        for (near_miss, spelling) in [
+            ("Alice@corp", "alice@corp"),
+            ("alice@CORP", "alice@corp"),
+            ("Bob.Smith@Mail", "bob.smith@mail"),
+            ("Acme/App@GitHub", "Acme/App@github"),
+        ] {
+            let message = refused(near_miss);
+            assert!(
+                message.contains(&format!("did you mean {spelling}?")),
+                "{message}"
+            );
+        }
+        for unknown in ["alice@example.com", "alice@", "alice@corp.example"] {
+            let message = refused(unknown);
+            assert!(message.contains("names no configured issuer"), "{message}");
+            assert!(message.contains("corp, mail, github"), "{message}");
+        }
+        for bad in ["alice", "", "@corp", "a b@corp", "root;@corp", "a b@github"] {
+            let message = refused(bad);
+            assert!(message.contains("user@issuer"), "{bad:?}: {message}");
+            assert!(!message.contains("did you mean"), "{bad:?}: {message}");
+        }
+        let long = format!("{}@corp", "A".repeat(5000));
+        assert!(
+            refused(&long).len() < 400,
+            "a long name is not echoed whole"
+        );
+    }
 
     #[test]
     fn login_names() {

@@ -3,9 +3,10 @@
 //! a detached SSHSIG signature over its bytes by the active user-CA key.
 //!
 //! Serials are listed under every trusted user-CA key: the record does not
-//! keep which key signed a certificate, and serials are random 64-bit
-//! numbers, so listing one under a key that never used it revokes nothing
-//! else. Revoked keys are listed by SHA-256 hash, which OpenSSH applies to
+//! keep which key signed a certificate, and serials are unique across all of
+//! the CA's keys (one increasing sequence, `cert::SerialSource`, which the
+//! store keeps from repeating), so listing one under a key that never used it
+//! revokes nothing else. Revoked keys are listed by SHA-256 hash, which OpenSSH applies to
 //! the key and every certificate for it.
 
 use std::str::FromStr as _;

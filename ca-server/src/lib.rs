@@ -13,8 +13,8 @@ pub mod authority;
 pub mod ca_keys;
 pub mod cert;
 pub mod config;
+#[cfg(feature = "dev-idp")]
 pub mod dev;
-pub mod duration;
 pub mod ed25519_batch;
 pub mod http;
 pub mod identity;
@@ -23,6 +23,7 @@ pub mod log_writer;
 pub mod metrics;
 pub mod oidc;
 pub mod policy;
+pub mod private_files;
 pub mod rate_limit;
 pub mod secret;
 pub mod server;

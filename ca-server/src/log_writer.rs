@@ -2,11 +2,12 @@
 //! thread, many per `write(2)`.
 //!
 //! Under load the CA logs one line per certificate. Writing each line itself
-//! cost 5 % of the CA's time; handing each to a thread through a queue
-//! (tracing-appender) cost a thread wake-up per line. Here a line is appended
+//! costs a system call and the stderr lock per certificate; handing each to
+//! a thread through a queue (tracing-appender) costs a thread wake-up per
+//! line (docs/benchmarks.md has what each cost). Here a line is appended
 //! to a buffer under a short lock, and only the first line into an empty
 //! buffer wakes the writer thread, which lets lines gather for
-//! [`GATHER`] before it writes them all: a few wake-ups a second at any load.
+//! `GATHER` before it writes them all: a few wake-ups a second at any load.
 
 use std::io::Write;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -78,9 +79,9 @@ pub fn gathered_lines(
 }
 
 fn write_gathered(shared: &Shared, mut out: impl Write) {
-    // Two buffers take turns, keeping their capacity: a fresh one grew by
-    // reallocation in the serving threads every round, and the writer freed
-    // the old one into their arenas.
+    // Two buffers take turns, keeping their capacity: with a fresh buffer
+    // every round, the serving threads would grow it again as they log, and
+    // this thread would free what they allocated.
     let mut lines = Vec::new();
     loop {
         let stopping = shared.stopping.load(Ordering::Acquire);

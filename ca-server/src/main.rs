@@ -5,14 +5,16 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{bail, Context as _};
+use ca_server::authority::{HostRevocation, RevocationChange};
 use ca_server::ca_keys::{self, CaKeyType};
 use ca_server::config::Config;
+#[cfg(feature = "dev-idp")]
 use ca_server::dev::DevOptions;
-use ca_server::duration::parse_duration;
 use ca_server::secret::Passphrase;
 use ca_server::store::{self, read_audit, AuditFilter, DATABASE_FILE};
 use ca_server::{audit, server, unix_now};
 use clap::{Parser, Subcommand, ValueEnum};
+use jit_ssh_common::duration::parse_duration;
 
 #[derive(Parser)]
 #[command(
@@ -36,13 +38,14 @@ struct Cli {
         .args(["serial", "identity", "key_fingerprint"])
 ))]
 struct RevocationArgs {
-    /// The TOML configuration file (for its data_dir).
+    /// The TOML configuration file (for its data_dir and its issuers).
     #[arg(long)]
     config: PathBuf,
     /// One certificate, by serial (decimal, as in `jit-ssh-ca audit`).
     #[arg(long)]
     serial: Option<String>,
-    /// Every certificate of an identity, user@issuer as in `jit-ssh-ca audit`.
+    /// Every certificate of an identity, and everything it may do at the CA:
+    /// user@issuer as in `jit-ssh-ca audit`, for an [[oidc]] issuer's name.
     #[arg(long)]
     identity: Option<String>,
     /// Every certificate for a key, by SHA256:... fingerprint.
@@ -78,6 +81,7 @@ enum Command {
     },
     /// Run a throw-away CA with a built-in identity provider, for trying
     /// jit-ssh and for tests. Loopback only; never for real access.
+    #[cfg(feature = "dev-idp")]
     #[command(after_help = "Examples:\n  \
         jit-ssh-ca dev\n  \
         jit-ssh-ca dev --listen 127.0.0.1:9000 --user dana:eng,sre --user erin:release-managers\n  \
@@ -87,6 +91,10 @@ enum Command {
         /// Loopback address to listen on.
         #[arg(long, default_value = "127.0.0.1:8443")]
         listen: std::net::SocketAddr,
+        /// Loopback address for /metrics (default: a free port, shown in
+        /// the banner).
+        #[arg(long, default_value = "127.0.0.1:0")]
+        metrics_listen: std::net::SocketAddr,
         /// Keep keys and database here (default: a temporary directory).
         #[arg(long)]
         data_dir: Option<PathBuf>,
@@ -101,6 +109,21 @@ enum Command {
         /// data directory where edits are reloaded).
         #[arg(long)]
         policy_dir: Option<PathBuf>,
+    },
+    // `dev` in a build without it: not listed, so production help offers no
+    // mode that is not there, but still taken (with whatever follows) so
+    // that someone following the README learns why it is missing rather
+    // than reading "unrecognized subcommand".
+    #[cfg(not(feature = "dev-idp"))]
+    #[command(
+        hide = true,
+        disable_help_flag = true,
+        about = "Not in this build: it was built without the `dev-idp` feature"
+    )]
+    Dev {
+        // Whatever followed `dev`; never looked at.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true, hide = true)]
+        ignored: Vec<std::ffi::OsString>,
     },
     /// Run the CA.
     #[command(after_help = "Examples:\n  \
@@ -143,10 +166,11 @@ enum Command {
         json: bool,
     },
     /// Revoke a certificate, an identity or a key (listed in the KRL at
-    /// GET /v1/krl; an identity or key also gets no new certificates until
-    /// `unrevoke`). Writes the database directly, audited as operator@local.
+    /// GET /v1/krl; a key also gets no new certificates, and an identity can
+    /// do nothing at the CA, until `unrevoke`). Writes the database directly,
+    /// audited as operator@local.
     #[command(after_help = "Examples:\n  \
-        jit-ssh-ca revoke --config /etc/jit-ssh-ca/jit-ssh-ca.toml --serial 3653105375103083682 --reason \"laptop stolen\"\n  \
+        jit-ssh-ca revoke --config /etc/jit-ssh-ca/jit-ssh-ca.toml --serial 1783332000482917 --reason \"laptop stolen\"\n  \
         jit-ssh-ca revoke --config /etc/jit-ssh-ca/jit-ssh-ca.toml --identity bob@corp --reason \"left the company\"\n  \
         jit-ssh-ca revoke --config /etc/jit-ssh-ca/jit-ssh-ca.toml --key-fingerprint SHA256:abc... --reason \"key leaked\"")]
     Revoke {
@@ -283,19 +307,24 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             key_type,
             passphrase_file,
         } => init(&data_dir, key_type, passphrase_file.as_deref()),
+        #[cfg(feature = "dev-idp")]
         Command::Dev {
             listen,
+            metrics_listen,
             data_dir,
             users,
             auto_login,
             policy_dir,
         } => dev(DevOptions {
             listen,
+            metrics_listen,
             data_dir,
             users,
             auto_login,
             policy_dir,
         }),
+        #[cfg(not(feature = "dev-idp"))]
+        Command::Dev { .. } => bail!("{DEV_LEFT_OUT}"),
         Command::Serve { config } => serve(&config),
         Command::Audit {
             config,
@@ -304,8 +333,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             json,
         } => audit(&config, since.as_deref(), identity, json),
         Command::Backup { config, out } => backup(&config, &out),
-        Command::Revoke { target } => revocation(target, false),
-        Command::Unrevoke { target } => revocation(target, true),
+        Command::Revoke { target } => revocation(target, RevocationChange::Revoke),
+        Command::Unrevoke { target } => revocation(target, RevocationChange::Lift),
         Command::Policy { command } => policy(command),
     }
 }
@@ -448,6 +477,8 @@ fn example_config(data_dir: &Path, passphrase_file: Option<&Path>) -> String {
 
 # Plain HTTP is allowed only on loopback; anything else needs [tls].
 listen = "127.0.0.1:8443"
+# metrics_listen = "127.0.0.1:9464"   # /metrics (and /healthz, /readyz): plain HTTP, no
+#                                     # authentication; keep it on loopback or a private address
 data_dir = {data_dir:?}
 policy_dir = "policies"
 {passphrase}
@@ -455,6 +486,8 @@ policy_dir = "policies"
 # request_timeout = "10s"
 # max_in_flight = 1024      # more concurrent requests are answered 429
 # access_request_pending = "1h"   # an undecided access request expires after this
+# reserved_logins = ["jenkins", "svc-*"]   # added to the built-in accounts (root, system and
+#                                          # cloud-image accounts) templates never expand to
 
 # [tls]
 # cert = "/etc/jit-ssh-ca/tls.crt"
@@ -470,9 +503,22 @@ policy_dir = "policies"
 name = "corp"
 issuer = "https://idp.example.com"
 client_id = "jit-ssh"                     # the audience ID tokens must carry
-username_claim = "preferred_username"     # or "email" (then email_verified must be true)
+username_claim = "preferred_username"     # or "email" (then email_verified must be true,
+# email_domains = ["corp.example"]        # and email_domains is required: an address of any
+#                                         # other domain is refused, never made the same user)
 groups_claim = "groups"
 scopes = ["openid", "email", "profile", "groups", "offline_access"]
+# require_nonce = true      # a certificate needs an ID token whose nonce names its key; a token
+#                           # without one renews only a key signed in with one (docs/security.md)
+# nonce_session = "12h"     # ...for this long after that sign-in
+
+# A workload issuer: its tokens carry no nonce, so it must not require one.
+# [[oidc]]
+# name = "github"
+# issuer = "https://token.actions.githubusercontent.com"
+# client_id = "jit-ssh"
+# username_claim = "repository"
+# require_nonce = false
 "#,
         data_dir = data_dir.display().to_string()
     )
@@ -480,17 +526,28 @@ scopes = ["openid", "email", "profile", "groups", "offline_access"]
 
 fn serve(config_path: &Path) -> anyhow::Result<()> {
     let config = Config::load(config_path)?;
+    // Before the runtime's threads exist: reading it from the environment
+    // removes it there.
+    let passphrase =
+        Passphrase::load(config.passphrase_file.as_deref()).map_err(anyhow::Error::msg)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("starting the async runtime")?;
     runtime.block_on(async {
-        let state = server::build_state(&config).await?;
+        let state = server::build_state(&config, passphrase).await?;
         server::serve(&config, state, shutdown_signal()).await?;
         Ok(())
     })
 }
 
+/// What a build without the `dev-idp` feature says when asked for `dev`.
+#[cfg(not(feature = "dev-idp"))]
+const DEV_LEFT_OUT: &str = "this jit-ssh-ca was built without the `dev-idp` feature (production \
+    builds leave it out with --no-default-features), so it has no dev mode; for `jit-ssh-ca dev`, \
+    build with the default features: cargo build --release --locked";
+
+#[cfg(feature = "dev-idp")]
 fn dev(options: DevOptions) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -544,7 +601,7 @@ fn audit(
     Ok(())
 }
 
-fn revocation(args: RevocationArgs, lift: bool) -> anyhow::Result<()> {
+fn revocation(args: RevocationArgs, change: RevocationChange) -> anyhow::Result<()> {
     let config = Config::load(&args.config)?;
     let request = ca_proto::RevocationRequest {
         serial: args.serial,
@@ -552,40 +609,35 @@ fn revocation(args: RevocationArgs, lift: bool) -> anyhow::Result<()> {
         key_fingerprint: args.key_fingerprint,
         reason: args.reason,
     };
-    let target = ca_server::authority::revocation_target(&request)?;
+    let revocation = HostRevocation::new(&request, change, &config.issuers, unix_now())?;
     let db = config.data_dir.join(DATABASE_FILE);
     if !db.exists() {
         bail!("no database at {} (has the CA run yet?)", db.display());
     }
-    let record = store::RevocationRecord {
-        target: target.clone(),
-        reason: request.reason.trim().to_string(),
-        actor: "operator@local".into(),
-        actor_issuer: "local".into(),
-        client_addr: "local".into(),
-        rules: Vec::new(),
-        at: unix_now(),
-        spent_token: None,
-    };
-    if lift {
-        let done = store::lift_offline(&db, &record)?;
-        println!(
+    let target = revocation.target().clone();
+    let done = revocation.write(&db)?;
+    match change {
+        RevocationChange::Lift => println!(
             "Lifted the revocation of {target} (KRL version {}).",
             done.krl_version
-        );
-    } else {
-        let done = store::revoke_offline(&db, &record)?;
-        println!(
-            "Revoked {target}: {} unexpired certificate(s) newly listed in the KRL (version {}){}.",
-            done.serials.len(),
-            done.krl_version,
-            if matches!(target, store::RevocationTarget::Serial(_)) {
-                ""
-            } else {
-                "; no new certificates until `jit-ssh-ca unrevoke`"
-            }
-        );
-        println!("Hosts refuse them once `jit-ssh host sync-krl` has run (docs/hosts.md).");
+        ),
+        RevocationChange::Revoke => {
+            println!(
+                "Revoked {target}: {} unexpired certificate(s) newly listed in the KRL (version {}){}.",
+                done.serials.len(),
+                done.krl_version,
+                match target {
+                    store::RevocationTarget::Serial(_) => "",
+                    store::RevocationTarget::Key(_) => {
+                        "; no new certificates until `jit-ssh-ca unrevoke`"
+                    }
+                    store::RevocationTarget::Identity(_) => {
+                        "; it can do nothing at the CA until `jit-ssh-ca unrevoke`"
+                    }
+                }
+            );
+            println!("Hosts refuse them once `jit-ssh host sync-krl` has run (docs/hosts.md).");
+        }
     }
     Ok(())
 }
@@ -606,4 +658,61 @@ fn backup(config_path: &Path, out: &Path) -> anyhow::Result<()> {
         out.display()
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory as _;
+
+    use super::*;
+
+    /// The subcommands `--help` lists.
+    fn listed() -> Vec<String> {
+        Cli::command()
+            .get_subcommands()
+            .filter(|command| !command.is_hide_set())
+            .map(|command| command.get_name().to_string())
+            .collect()
+    }
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[cfg(feature = "dev-idp")]
+    #[test]
+    fn dev_mode_is_listed_and_taken_when_built_in() {
+        assert!(listed().contains(&"dev".to_string()), "{:?}", listed());
+        let cli = Cli::try_parse_from([
+            "jit-ssh-ca",
+            "dev",
+            "--listen",
+            "127.0.0.1:0",
+            "--user",
+            "dana:eng",
+        ])
+        .expect("dev parses");
+        assert!(matches!(cli.command, Command::Dev { .. }));
+    }
+
+    #[cfg(not(feature = "dev-idp"))]
+    #[test]
+    fn a_build_without_dev_mode_does_not_list_it_and_says_why_when_asked() {
+        assert!(!listed().contains(&"dev".to_string()), "{:?}", listed());
+        assert!(listed().contains(&"serve".to_string()), "{:?}", listed());
+        for args in [
+            vec!["jit-ssh-ca", "dev"],
+            vec!["jit-ssh-ca", "dev", "--listen", "127.0.0.1:0", "--help"],
+        ] {
+            let cli = Cli::try_parse_from(&args).expect("dev is still taken");
+            let error = run(cli).expect_err("there is no dev mode in this build");
+            let message = format!("{error:#}");
+            assert!(
+                message.contains("built without the `dev-idp` feature")
+                    && message.contains("no dev mode"),
+                "{message}"
+            );
+        }
+    }
 }

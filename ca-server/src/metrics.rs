@@ -1,4 +1,5 @@
-//! Prometheus metrics of the CA, served at `GET /metrics`.
+//! Prometheus metrics of the CA, served at `GET /metrics` on the monitoring
+//! listener (`metrics_listen`), never on the API's.
 //!
 //! One [`Metrics`] value per server, created at start-up and handed to the
 //! parts that count (no global registry): the HTTP layer counts requests and

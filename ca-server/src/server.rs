@@ -1,8 +1,9 @@
 //! Start-up and serving: turns a checked [`Config`] into a running CA.
 //!
 //! Start-up fails with one clear line rather than serving in a half-working
-//! state: keys that cannot be decrypted or are readable by others, a database
-//! that cannot be opened, an issuer whose discovery keeps failing.
+//! state: keys that cannot be decrypted or are readable by others, a data
+//! directory, database or passphrase file that group or others may open, a
+//! database that cannot be opened, an issuer whose discovery keeps failing.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -12,12 +13,13 @@ use std::time::Duration;
 
 use axum::Router;
 use axum_server::tls_rustls::RustlsConfig;
+use jit_ssh_common::http::client_builder;
 use tokio::sync::Semaphore;
 
 use crate::authority::Authority;
 use crate::ca_keys::{self, CaKeys};
 use crate::config::{Config, TlsFiles};
-use crate::http::{app, AppState, SharedState};
+use crate::http::{app, monitoring_app, AppState, SharedState};
 use crate::metrics::Metrics;
 use crate::oidc::TokenVerifier;
 use crate::policy::{cli as policy_cli, reload, ReloadablePolicy};
@@ -33,6 +35,9 @@ pub enum ServerError {
     /// The passphrase could not be read.
     #[error("{0}")]
     Passphrase(String),
+    /// The data directory is open to group or others, or unreadable.
+    #[error(transparent)]
+    DataDir(#[from] crate::private_files::ModeError),
     /// CA keys could not be loaded.
     #[error(transparent)]
     Keys(#[from] ca_keys::KeyError),
@@ -64,22 +69,20 @@ pub enum ServerError {
 /// The HTTP client the CA uses towards identity providers: bounded in time,
 /// never following redirects (discovery and JWKS URLs are taken literally).
 pub fn idp_http_client() -> Result<reqwest::Client, ServerError> {
-    reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
+    client_builder(concat!("jit-ssh-ca/", env!("CARGO_PKG_VERSION")))
         .connect_timeout(Duration::from_secs(5))
         .timeout(Duration::from_secs(10))
-        .user_agent(concat!("jit-ssh-ca/", env!("CARGO_PKG_VERSION")))
         .build()
         .map_err(|e| ServerError::HttpClient(e.to_string()))
 }
 
 /// Loads policy and keys, opens the store and discovers issuers: everything
-/// but the socket.
-pub async fn build_state(config: &Config) -> Result<AppState, ServerError> {
+/// but the socket. The `passphrase` is read by the caller, before the
+/// runtime starts ([`Passphrase::load`] says why).
+pub async fn build_state(config: &Config, passphrase: Passphrase) -> Result<AppState, ServerError> {
     // The policy first: a broken one should fail start-up before anything slow.
     let policy = load_policy(config)?;
-    let passphrase =
-        Passphrase::load(config.passphrase_file.as_deref()).map_err(ServerError::Passphrase)?;
+    crate::private_files::check_dir("data directory", &config.data_dir)?;
     let keys = ca_keys::load(&config.data_dir, &passphrase)?;
     drop(passphrase);
     let metrics = Metrics::new();
@@ -90,6 +93,7 @@ pub async fn build_state(config: &Config) -> Result<AppState, ServerError> {
         config.discovery_attempts,
         idp_http_client()?,
         &metrics,
+        config.jwks_refresh,
     )
     .await?;
     Ok(assemble(
@@ -186,15 +190,60 @@ fn spawn_rate_limit_sweeper(limits: Arc<RateLimits>) {
     });
 }
 
-/// Serves until `shutdown` completes, then drains requests in flight.
+/// Serves the API on `listen` and the monitoring endpoints on
+/// `metrics_listen` until `shutdown` completes, then drains requests in
+/// flight.
 pub async fn serve(
     config: &Config,
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServerError> {
     let listener = bind(config.listen)?;
+    let monitoring = spawn_monitoring(bind(config.metrics_listen)?, monitoring_app(state.clone()))?;
     let ready = state.ready.clone();
-    serve_router(listener, config.tls.as_ref(), app(state), ready, shutdown).await
+    let served = serve_router(listener, config.tls.as_ref(), app(state), ready, shutdown).await;
+    monitoring.stop();
+    served
+}
+
+/// The monitoring listener, serving until [`Monitoring::stop`].
+pub struct Monitoring {
+    handle: axum_server::Handle,
+    /// Where it listens (the port chosen when it was given as 0).
+    pub local: SocketAddr,
+}
+
+impl Monitoring {
+    /// Stops serving; a scrape in flight is cut, which Prometheus retries.
+    pub fn stop(&self) {
+        self.handle.shutdown();
+    }
+}
+
+/// Serves `router` (see [`monitoring_app`]) on `listener` from a task of the
+/// current runtime, in plain HTTP: what it serves carries no credential, and
+/// it listens where the operator chose to let scrapers in. Logs
+/// `metrics listener on http://ADDRESS` before it returns, so the line
+/// precedes the API's `listening on`.
+pub fn spawn_monitoring(
+    listener: std::net::TcpListener,
+    router: Router,
+) -> Result<Monitoring, ServerError> {
+    let local = listener
+        .local_addr()
+        .map_err(|source| ServerError::Listen {
+            addr: SocketAddr::from(([0, 0, 0, 0], 0)),
+            source,
+        })?;
+    let handle = axum_server::Handle::new();
+    let server = axum_server::from_tcp(listener).handle(handle.clone());
+    tokio::spawn(async move {
+        if let Err(error) = server.serve(router.into_make_service()).await {
+            tracing::error!(%error, "metrics listener on {local} stopped");
+        }
+    });
+    tracing::info!("metrics listener on http://{local} (/metrics, /healthz, /readyz)");
+    Ok(Monitoring { handle, local })
 }
 
 /// Longest time requests in flight get to finish after a shutdown signal.
@@ -216,8 +265,9 @@ pub fn bind(addr: SocketAddr) -> Result<std::net::TcpListener, ServerError> {
 /// Each core has a serving thread with a single-threaded runtime, and all of
 /// them accept from `listener`: a connection, with its buffers and TLS
 /// state, stays on the thread that accepted it. Under tokio's work-stealing
-/// scheduler connections moved between cores, which cost about 15 % more
-/// CPU per certificate when the cores share no cache (docs/benchmarks.md).
+/// scheduler connections moved between cores, their data with them, which
+/// every request paid for, most where the cores share no cache
+/// (docs/benchmarks.md).
 /// Ed25519 batches still spread over the cores (`crate::ed25519_batch`).
 pub async fn serve_router(
     listener: std::net::TcpListener,

@@ -18,10 +18,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hmac::{Hmac, Mac as _};
+use jit_ssh_common::Secret;
 use serde::Serialize;
 use sha2::Sha256;
 use tokio::sync::{mpsc, Semaphore};
-use zeroize::{Zeroize, ZeroizeOnDrop};
 
 use crate::access::AccessRequest;
 use crate::metrics::Metrics;
@@ -42,28 +42,25 @@ const FIRST_RETRY_DELAY: Duration = Duration::from_secs(1);
 /// Longest wait between two attempts.
 const MAX_RETRY_DELAY: Duration = Duration::from_secs(30);
 
-/// A webhook secret; never printed.
-#[derive(Clone, Zeroize, ZeroizeOnDrop)]
-pub struct WebhookSecret(Vec<u8>);
+/// A webhook secret; never printed, wiped on drop.
+#[derive(Clone)]
+pub struct WebhookSecret(Secret);
 
 impl WebhookSecret {
     /// Wraps a secret; trailing newlines (as left in a file) are not part of it.
-    pub fn new(mut text: String) -> Self {
-        while text.ends_with('\n') || text.ends_with('\r') {
-            text.pop();
-        }
-        WebhookSecret(text.into_bytes())
+    pub fn new(text: String) -> Self {
+        WebhookSecret(Secret::new_trimmed(text))
     }
 
     /// Whether there is nothing to sign with.
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.0.expose_secret().is_empty()
     }
 }
 
 impl fmt::Debug for WebhookSecret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("[redacted]")
+        fmt::Debug::fmt(&self.0, f)
     }
 }
 
@@ -209,7 +206,8 @@ impl Event {
 /// `sha256=<hex>` of HMAC-SHA256 under `secret` over `<timestamp>.<body>`.
 pub fn signature(secret: &WebhookSecret, timestamp: UnixTime, body: &[u8]) -> String {
     // HMAC accepts keys of any length.
-    let mut mac = Hmac::<Sha256>::new_from_slice(&secret.0).expect("HMAC takes any key length");
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret.0.expose_secret().as_bytes())
+        .expect("HMAC takes any key length");
     mac.update(timestamp.to_string().as_bytes());
     mac.update(b".");
     mac.update(body);

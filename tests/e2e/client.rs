@@ -6,10 +6,10 @@
 
 #![allow(clippy::unwrap_used, missing_docs)]
 
-use std::process::Command;
 use std::time::{Duration, Instant};
 
-use e2e::client::{files_under, mode, ssh_with_agent, ClientHome, SshAgent};
+use e2e::client::{files_under, mode, ClientHome};
+use e2e::openssh::SshAgent;
 use e2e::*;
 
 /// An IdP, a CA trusting it (issuer name `test`), and an sshd trusting the CA
@@ -22,18 +22,20 @@ struct World {
 }
 
 fn world() -> World {
+    world_with(&[])
+}
+
+/// [`world`], with `settings` in the issuer's `[[oidc]]` table.
+fn world_with(settings: &[&str]) -> World {
     let idp = Idp::start();
-    let setup = CaSetup::new(&[("test", &idp.issuer)], "", "");
+    let setup = settings
+        .iter()
+        .fold(CaSetup::builder().issuer("test", &idp.issuer), |b, line| {
+            b.issuer_setting(line)
+        })
+        .build();
     let ca = setup.start();
-    let (status, keys, err) = run(
-        Command::new("curl")
-            .args(["-fsS", "--max-time", "10"])
-            .arg(format!("{}/v1/ca/user.pub", ca.url)),
-        Duration::from_secs(15),
-    )
-    .unwrap();
-    assert!(status.success(), "fetching user.pub: {err}");
-    let sshd = Sshd::start(&keys, &["alice", "bob"]);
+    let sshd = Sshd::start(&ca.user_ca_keys(), &["alice", "bob"]);
     World {
         idp,
         _setup: setup,
@@ -97,7 +99,7 @@ fn browser_login_loads_the_agent_with_a_lifetime_and_logout_leaves_nothing() {
     let certs = agent.certificates();
     assert_eq!(certs.len(), 1, "{certs:?}");
     assert!(certs[0].starts_with("ssh-ed25519-cert-v01@openssh.com"));
-    let (ok, err) = ssh_with_agent(&w.sshd, &agent.socket);
+    let (ok, err) = w.sshd.login_with_agent(&agent.socket);
     assert!(ok, "ssh with the agent only: {err}\n{}", w.sshd.log());
 
     // Nothing on disk but the session: refresh token and key, both 0600.
@@ -138,7 +140,7 @@ fn browser_login_loads_the_agent_with_a_lifetime_and_logout_leaves_nothing() {
         .iter()
         .all(|p| p.ends_with("browser.log")));
     assert!(!refresh_works(&w.idp, refresh_token.trim()));
-    let (ok, _) = ssh_with_agent(&w.sshd, &agent.socket);
+    let (ok, _) = w.sshd.login_with_agent(&agent.socket);
     assert!(!ok, "ssh must fail after logout");
 }
 
@@ -178,13 +180,16 @@ fn ensure_renews_through_the_refresh_token_without_the_browser() {
     serials.dedup();
     assert_eq!(serials.len(), 3, "{serials:?}");
     assert_eq!(agent.certificates().len(), 1);
-    let (ok, err) = ssh_with_agent(&w.sshd, &agent.socket);
+    let (ok, err) = w.sshd.login_with_agent(&agent.socket);
     assert!(ok, "ssh after renewal: {err}");
 }
 
+/// The device flow of the test IdP (npm oidc-provider, like RFC 8628) puts
+/// no nonce in the ID token, so it certifies a key only where the issuer is
+/// configured not to require one (docs/security.md, *Key binding*).
 #[test]
 fn device_flow_loads_the_agent_and_the_agent_forgets_at_expiry() {
-    let w = world();
+    let w = world_with(&["require_nonce = false"]);
     let agent = SshAgent::start();
     let home = ClientHome::new("alice", Some(&agent));
     let login = home.run(&[
@@ -213,22 +218,68 @@ fn device_flow_loads_the_agent_and_the_agent_forgets_at_expiry() {
         .unwrap()
         .contains("/device?user_code="));
     assert_eq!(agent.certificates().len(), 1);
-    let (ok, err) = ssh_with_agent(&w.sshd, &agent.socket);
+    let (ok, err) = w.sshd.login_with_agent(&agent.socket);
     assert!(ok, "ssh with the agent only: {err}\n{}", w.sshd.log());
 
     // The lifetime constraint: the agent itself drops the key at expiry.
     let valid_before = issued["valid_before"].as_u64().unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !agent.certificates().is_empty() {
-        assert!(Instant::now() < deadline, "the agent kept an expired key");
-        std::thread::sleep(Duration::from_millis(250));
-    }
+    eventually(Duration::from_secs(30), || {
+        let held = agent.certificates();
+        if held.is_empty() {
+            Ok(())
+        } else {
+            Err(format!("the agent kept an expired key: {held:?}"))
+        }
+    });
     assert!(now() + 2 >= valid_before, "dropped before expiry");
 }
 
+/// Where the issuer requires nonces (the default), the device flow's
+/// nonce-less token is refused, nothing is stored, and the client says in
+/// one line what happened and what to do.
+#[test]
+fn device_login_is_refused_in_one_line_where_the_issuer_requires_nonces() {
+    let w = world();
+    let agent = SshAgent::start();
+    let home = ClientHome::new("alice", Some(&agent));
+    let login = home.run(&[
+        "--ca",
+        &w.ca.url,
+        "login",
+        "--flow",
+        "device",
+        "--timeout",
+        "60s",
+    ]);
+    assert_exit(&login, 5, "left the nonce out of the device-flow ID token");
+    assert!(
+        login.stderr.contains("--flow browser") && login.stderr.contains("require_nonce = false"),
+        "{}",
+        login.stderr
+    );
+    assert!(agent.certificates().is_empty());
+    assert!(!home.config_dir().exists(), "no session kept");
+    // A workload token (no nonce) is refused the same way, with its own hint.
+    let token = w
+        .idp
+        .sign("RS256", &w.idp.claims("bob", "jit-ssh", None, now()));
+    let token_path = home.home().join("token.jwt");
+    std::fs::write(&token_path, &token).unwrap();
+    let login = home.run(&[
+        "--ca",
+        &w.ca.url,
+        "login",
+        "--id-token-file",
+        token_path.to_str().unwrap(),
+        "--no-agent",
+    ]);
+    assert_exit(&login, 5, "workload tokens carry none");
+}
+
+/// A workload's token has no nonce: its issuer has `require_nonce = false`.
 #[test]
 fn workload_id_token_file_gives_key_files_and_ssh_config_installs_once() {
-    let w = world();
+    let w = world_with(&["require_nonce = false"]);
     let home = ClientHome::new("bob", None);
     let token = w
         .idp

@@ -9,8 +9,9 @@ use std::process::Command;
 use std::time::Duration;
 
 use ca_client::{nonce_for, CaClient};
-use e2e::client::{ssh_with_agent, ClientHome, SshAgent};
+use e2e::client::ClientHome;
 use e2e::dev::{dev_login, device_authorize, device_poll, DevCa};
+use e2e::openssh::{current_user, ssh_with_agent, SshAgent};
 use e2e::*;
 use serde_json::Value;
 
@@ -56,7 +57,7 @@ async fn dev_mode_login_page_flow_gives_a_certificate_sshd_accepts() {
     // The refresh token rotates and the refreshed ID token keeps the nonce,
     // so it certifies the same key again (once).
     let refresh = tokens["refresh_token"].as_str().unwrap();
-    let http = reqwest::Client::new();
+    let http = http_client();
     let refresh_with = |token: String| {
         let http = http.clone();
         let url = format!("{}/token", dev.issuer);
@@ -109,7 +110,7 @@ async fn auto_login_and_device_flow_need_no_page() {
 
     // Device flow: with --auto-login it completes at the first poll, and a
     // poll faster than the interval is told to slow down.
-    let http = reqwest::Client::new();
+    let http = http_client();
     let device = device_authorize(&http, &dev.issuer, "openid groups")
         .await
         .unwrap();
@@ -126,10 +127,7 @@ async fn auto_login_and_device_flow_need_no_page() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn device_flow_waits_for_the_user_and_enforces_the_interval() {
     let dev = DevCa::start(&[]);
-    let http = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap();
+    let http = http_client();
     let device = device_authorize(&http, &dev.issuer, "openid offline_access")
         .await
         .unwrap();
@@ -161,6 +159,8 @@ async fn device_flow_waits_for_the_user_and_enforces_the_interval() {
         .await
         .unwrap();
     assert!(done.contains("device-success"), "{done}");
+    // Waits, on purpose, for the polling interval the provider asked for:
+    // polling sooner is answered slow_down, as checked above.
     tokio::time::sleep(Duration::from_secs(interval + 1)).await;
     let tokens = device_poll(&http, &dev.issuer, &device).await.unwrap();
     assert!(tokens["refresh_token"].is_string(), "{tokens}");
@@ -184,10 +184,7 @@ async fn device_flow_waits_for_the_user_and_enforces_the_interval() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dev_provider_refuses_what_a_real_one_refuses() {
     let dev = DevCa::start(&[]);
-    let http = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap();
+    let http = http_client();
     let authorize = |params: &[(&str, &str)]| {
         http.get(format!("{}/authorize", dev.issuer))
             .query(params)
@@ -236,18 +233,129 @@ async fn dev_provider_refuses_what_a_real_one_refuses() {
     assert_eq!(token.status(), 400);
 }
 
+/// DNS rebinding: a web page at evil.example whose name then resolves to
+/// 127.0.0.1 talks to the dev CA as its own origin, so the browser would let
+/// it read what the password-less provider answers. The dev CA answers only
+/// requests naming it by a loopback name with its port.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dev_mode_refuses_requests_for_another_host_against_dns_rebinding() {
+    // With --auto-login, a device authorization is approved at once: what a
+    // rebinding page would go for first.
+    let dev = DevCa::start(&["--user", "erin:eng", "--auto-login", "erin"]);
+    let origin = |url: &str| -> (String, std::net::SocketAddr) {
+        let authority = url
+            .strip_prefix("http://")
+            .and_then(|rest| rest.split('/').next())
+            .unwrap()
+            .to_string();
+        let address = authority.parse().unwrap();
+        (authority, address)
+    };
+    let (ca_authority, ca_address) = origin(&dev.url);
+    let (metrics_authority, metrics_address) = origin(&dev.metrics);
+    // The browser after the rebinding: evil.example resolves to the CA.
+    let rebound = |address: std::net::SocketAddr| {
+        reqwest::Client::builder()
+            .resolve("evil.example", address)
+            .no_proxy()
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(Duration::from_secs(10))
+            .build()
+            .unwrap()
+    };
+    // It names the page's host, with the port, as a browser does.
+    let evil = |url: &str, authority: &str, address: std::net::SocketAddr| {
+        url.replace(authority, &format!("evil.example:{}", address.port()))
+    };
+    let evil_issuer = evil(&dev.issuer, &ca_authority, ca_address);
+    let evil_ca = evil(&dev.url, &ca_authority, ca_address);
+    let evil_metrics = evil(&dev.metrics, &metrics_authority, metrics_address);
+    let http = rebound(ca_address);
+    for (refused, own) in [
+        (
+            http.post(format!("{evil_issuer}/device_authorization"))
+                .form(&[("client_id", "jit-ssh"), ("scope", "openid")]),
+            &ca_authority,
+        ),
+        (
+            http.get(format!("{evil_issuer}/.well-known/openid-configuration")),
+            &ca_authority,
+        ),
+        (
+            http.get(format!("{evil_issuer}/authorize?client_id=jit-ssh")),
+            &ca_authority,
+        ),
+        (http.get(format!("{evil_ca}/v1/config")), &ca_authority),
+        (http.get(format!("{evil_ca}/nowhere")), &ca_authority),
+        (
+            rebound(metrics_address).get(&evil_metrics),
+            &metrics_authority,
+        ),
+    ] {
+        let answer = refused.send().await.unwrap();
+        let url = answer.url().to_string();
+        assert_eq!(answer.status(), 421, "{url}");
+        let body: Value = answer.json().await.unwrap();
+        assert_eq!(body["error"]["code"], "invalid_request", "{url}: {body}");
+        // It says which names it answers for, and why.
+        let message = body["error"]["message"].as_str().unwrap();
+        assert!(message.contains(own.as_str()), "{url}: {message}");
+        assert!(message.contains("DNS rebinding"), "{url}: {message}");
+    }
+    // The same requests by loopback name are answered, and the device flow
+    // completes as usual.
+    let http = http_client();
+    let localhost = |url: &str, authority: &str, port: u16| {
+        url.replace(authority, &format!("localhost:{port}"))
+    };
+    let config = http
+        .get(localhost(
+            &format!("{}/v1/config", dev.url),
+            &ca_authority,
+            ca_address.port(),
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(config.status(), 200);
+    let metrics = http
+        .get(localhost(
+            &dev.metrics,
+            &metrics_authority,
+            metrics_address.port(),
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(metrics.status(), 200);
+    assert!(metrics
+        .text()
+        .await
+        .unwrap()
+        .contains("jit_ssh_ca_build_info"));
+    let device = device_authorize(&http, &dev.issuer, "openid")
+        .await
+        .unwrap();
+    let tokens = device_poll(&http, &dev.issuer, &device).await.unwrap();
+    assert!(tokens["id_token"].is_string(), "{tokens}");
+}
+
 #[test]
 fn dev_mode_refuses_non_loopback_and_real_data_dirs() {
-    let (status, _, err) = run(
-        Command::new(bin("jit-ssh-ca")).args(["dev", "--listen", "0.0.0.0:0"]),
-        STARTUP,
-    )
-    .unwrap();
-    assert!(!status.success());
-    assert!(err.contains("loopback only"), "{err}");
+    for listen in ["--listen", "--metrics-listen"] {
+        let (status, _, err) = run(
+            Command::new(bin("jit-ssh-ca")).args(["dev", listen, "0.0.0.0:0"]),
+            STARTUP,
+        )
+        .unwrap();
+        assert!(!status.success(), "{listen}");
+        assert!(err.contains("loopback only"), "{listen}: {err}");
+    }
 
     // A data directory with real (non-dev) keys is never opened by dev mode.
-    let real = CaSetup::new(&[("corp", "https://idp.example.com")], "", "");
+    let real = CaSetup::builder()
+        .issuer("corp", "https://idp.example.com")
+        .build();
     let (status, _, err) = run(
         Command::new(bin("jit-ssh-ca"))
             .args(["dev", "--listen", "127.0.0.1:0", "--data-dir"])
@@ -286,7 +394,7 @@ fn the_client_logs_in_to_dev_mode_with_both_flows_and_ssh_works() {
             "{flow}"
         );
         assert_eq!(agent.certificates().len(), 1, "{flow}");
-        let (ok, err) = ssh_with_agent(&sshd, &agent.socket);
+        let (ok, err) = sshd.login_with_agent(&agent.socket);
         assert!(
             ok,
             "{flow}: ssh with the dev certificate: {err}\n{}",
@@ -337,7 +445,7 @@ fn readme_quick_start_works_as_written() {
         "{}",
         login.stderr
     );
-    let (ok, err) = ssh_with_agent(&sshd, &agent.socket);
+    let (ok, err) = sshd.login_with_agent(&agent.socket);
     assert!(ok, "ssh after the README login: {err}");
 }
 
@@ -382,46 +490,20 @@ fn getting_started_host_setup_works_as_written() {
     );
     std::fs::create_dir_all("/run/sshd").ok();
     let mut words = sshd_line.split_whitespace();
-    let child = Command::new(words.next().unwrap())
-        .args(words)
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let (sshd, lines) = Running::new(child);
-    wait_for_line(&lines, "Server listening on", STARTUP).unwrap_or_else(|e| {
-        panic!(
-            "sshd from the guide did not start: {e}\n{}",
-            sshd.stderr.text()
-        )
-    });
+    let sshd = Running::spawn(Command::new(words.next().unwrap()).args(words)).unwrap();
+    sshd.stderr
+        .wait_for("Server listening on", STARTUP)
+        .unwrap_or_else(|e| {
+            panic!(
+                "sshd from the guide did not start: {e}\n{}",
+                sshd.stderr.text()
+            )
+        });
 
     let agent = SshAgent::start();
     let home = ClientHome::new("alice", Some(&agent));
     let login = home.run(&["login", "--ca", &dev.url]);
     assert!(login.status.success(), "{}", login.stderr);
-    let (_, user, _) = run(Command::new("id").arg("-un"), STARTUP).unwrap();
-    let (status, out, err) = run(
-        Command::new("ssh")
-            .args(["-F", "/dev/null", "-o", "BatchMode=yes"])
-            .args([
-                "-o",
-                "StrictHostKeyChecking=no",
-                "-o",
-                "UserKnownHostsFile=/dev/null",
-            ])
-            .arg("-o")
-            .arg(format!("IdentityAgent={}", agent.socket.display()))
-            .args(["-o", "IdentityFile=none", "-p", &port.to_string()])
-            .arg(format!("{}@127.0.0.1", user.trim()))
-            .arg("echo jit-ssh-ok"),
-        Duration::from_secs(30),
-    )
-    .unwrap();
-    assert!(
-        status.success() && out.contains("jit-ssh-ok"),
-        "ssh as in step 4: {err}\n{}",
-        sshd.stderr.text()
-    );
+    let (ok, err) = ssh_with_agent(port, &current_user(), &agent.socket);
+    assert!(ok, "ssh as in step 4: {err}\n{}", sshd.stderr.text());
 }

@@ -4,7 +4,6 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
@@ -18,15 +17,6 @@ use ssh_key::PrivateKey;
 
 fn fixture(name: &str) -> std::path::PathBuf {
     repo_root().join("tests/fixtures/keys").join(name)
-}
-
-fn write_cert(dir: &Path, key_path: &Path, certificate: &str) -> std::path::PathBuf {
-    let cert_path = dir.join(format!(
-        "{}-cert.pub",
-        key_path.file_name().unwrap().to_string_lossy()
-    ));
-    std::fs::write(&cert_path, format!("{certificate}\n")).unwrap();
-    cert_path
 }
 
 fn refused_code(result: Result<ca_proto::UserCertResponse, ClientError>) -> (u16, String) {
@@ -47,7 +37,7 @@ fn issued_count(setup: &CaSetup) -> usize {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn real_tokens_get_certificates_that_openssh_accepts() {
     let idp = Idp::start();
-    let setup = CaSetup::new(&[("corp", &idp.issuer)], "", "");
+    let setup = CaSetup::trusting(&idp);
     let ca = setup.start();
     let client = CaClient::new(&ca.url, None).unwrap();
 
@@ -55,14 +45,18 @@ async fn real_tokens_get_certificates_that_openssh_accepts() {
     let config = client.config().await.unwrap();
     assert_eq!(config.issuers[0].issuer, idp.issuer);
     assert_eq!(config.issuers[0].client_id, "jit-ssh");
-    let user_ca = reqwest::get(format!("{}/v1/ca/user.pub", ca.url))
+    let user_ca = http_client()
+        .get(format!("{}/v1/ca/user.pub", ca.url))
+        .send()
         .await
         .unwrap()
         .text()
         .await
         .unwrap();
     assert_eq!(user_ca.trim(), config.user_ca_keys[0]);
-    let host_ca = reqwest::get(format!("{}/v1/ca/host.pub", ca.url))
+    let host_ca = http_client()
+        .get(format!("{}/v1/ca/host.pub", ca.url))
+        .send()
         .await
         .unwrap()
         .text()
@@ -83,7 +77,7 @@ async fn real_tokens_get_certificates_that_openssh_accepts() {
     assert_eq!(issued.principals, ["alice"]);
     let lifetime = issued.valid_before - issued.valid_after;
     assert_eq!(lifetime, 300 + 60, "default 5m plus 60s backdate");
-    let cert_path = write_cert(dir.path(), &key_path, &issued.certificate);
+    let cert_path = write_certificate(dir.path(), &key_path, &issued.certificate);
 
     let listing = ssh_keygen_list(&cert_path);
     assert!(listing.contains("user certificate"), "{listing}");
@@ -128,9 +122,11 @@ async fn real_tokens_get_certificates_that_openssh_accepts() {
         .await
         .unwrap();
     assert!(short.valid_before <= now() + 2);
-    let short_cert = write_cert(dir.path(), &short_path, &short.certificate);
+    let short_cert = write_certificate(dir.path(), &short_path, &short.certificate);
     let (ok, err) = sshd.login(&short_path, &short_cert);
     assert!(ok, "fresh short certificate refused: {err}");
+    // Waits, on purpose, for the certificate's lifetime to run out (plus a
+    // second of clock granularity on each side).
     let wait = short.valid_before.saturating_sub(now()) + 2;
     tokio::time::sleep(Duration::from_secs(wait)).await;
     let (ok, _) = sshd.login(&short_path, &short_cert);
@@ -146,7 +142,7 @@ async fn real_tokens_get_certificates_that_openssh_accepts() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_token_algorithm_of_the_idp_is_verified_against_its_jwks() {
     let idp = Idp::start();
-    let setup = CaSetup::new(&[("corp", &idp.issuer)], "", "");
+    let setup = CaSetup::trusting(&idp);
     let ca = setup.start();
     let client = CaClient::new(&ca.url, None).unwrap();
     for alg in ["RS256", "ES256", "EdDSA"] {
@@ -161,7 +157,7 @@ async fn every_token_algorithm_of_the_idp_is_verified_against_its_jwks() {
     }
     // Subject keys of the other accepted types, with proofs made by real
     // OpenSSH (`ssh-keygen -Y sign`).
-    let http = reqwest::Client::new();
+    let http = http_client();
     for name in ["rsa2048", "ecdsa521"] {
         let public_line = std::fs::read_to_string(fixture(&format!("{name}.pub"))).unwrap();
         let public = ssh_key::PublicKey::from_openssh(public_line.trim()).unwrap();
@@ -199,7 +195,7 @@ async fn every_token_algorithm_of_the_idp_is_verified_against_its_jwks() {
         );
         let issued: ca_proto::UserCertResponse = response.json().await.unwrap();
         let dir = tempfile::tempdir().unwrap();
-        let cert = write_cert(dir.path(), &fixture(name), &issued.certificate);
+        let cert = write_certificate(dir.path(), &fixture(name), &issued.certificate);
         let listing = ssh_keygen_list(&cert);
         assert!(
             listing.lines().any(|l| l.trim() == "carol"),
@@ -212,7 +208,7 @@ async fn every_token_algorithm_of_the_idp_is_verified_against_its_jwks() {
 async fn bad_tokens_are_refused_and_change_nothing() {
     let idp = Idp::start();
     let untrusted = Idp::start();
-    let setup = CaSetup::new(&[("corp", &idp.issuer)], "", "");
+    let setup = CaSetup::trusting(&idp);
     let ca = setup.start();
     let client = CaClient::new(&ca.url, None).unwrap();
     let key = PrivateKey::random(&mut rand_core::OsRng, ssh_key::Algorithm::Ed25519).unwrap();
@@ -288,7 +284,9 @@ async fn bad_tokens_are_refused_and_change_nothing() {
         .encode(serde_json::to_vec(&idp.claims("alice", "jit-ssh", Some(&nonce), t)).unwrap());
     cases.push(("alg none", format!("{none_header}.{claims_b64}.")));
     // HS256 keyed with the issuer's public JWKS (the classic confusion attack).
-    let jwks = reqwest::get(format!("{}/jwks", idp.issuer))
+    let jwks = http_client()
+        .get(format!("{}/jwks", idp.issuer))
+        .send()
         .await
         .unwrap()
         .text()
@@ -380,12 +378,17 @@ async fn bad_tokens_are_refused_and_change_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_keys_proofs_and_bodies_are_refused() {
     let idp = Idp::start();
-    let setup = CaSetup::new(&[("corp", &idp.issuer)], "", "");
+    let setup = CaSetup::trusting(&idp);
     let ca = setup.start();
-    let http = reqwest::Client::new();
+    let http = http_client();
     let url = format!("{}/v1/certs/user", ca.url);
     let key = PrivateKey::random(&mut rand_core::OsRng, ssh_key::Algorithm::Ed25519).unwrap();
-    let token = idp.sign("RS256", &idp.claims("alice", "jit-ssh", None, now()));
+    // Bound to `key` by its nonce, as a person's token is: the issuer
+    // requires one (docs/security.md, *Key binding*).
+    let token = idp.sign(
+        "RS256",
+        &idp.claims("alice", "jit-ssh", Some(&nonce_for(&key).unwrap()), now()),
+    );
 
     let post = |body: Value, bearer: Option<String>| {
         let mut request = http.post(&url).json(&body);
@@ -489,7 +492,7 @@ async fn bad_keys_proofs_and_bodies_are_refused() {
     .await;
     // Oversized body. The CA answers 413 without reading it and closes that
     // connection, so this request gets a client of its own.
-    let huge = reqwest::Client::new()
+    let huge = http_client()
         .post(&url)
         .bearer_auth(&token)
         .header("content-type", "application/json")
@@ -528,7 +531,7 @@ async fn bad_keys_proofs_and_bodies_are_refused() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_returned_certificate_survives_kill_9() {
     let idp = Idp::start();
-    let setup = CaSetup::new(&[("corp", &idp.issuer)], "", "");
+    let setup = CaSetup::trusting(&idp);
     let mut ca = setup.start();
     let client = CaClient::new(&ca.url, None).unwrap();
     let mut serials = Vec::new();
@@ -561,42 +564,30 @@ async fn every_returned_certificate_survives_kill_9() {
 fn startup_refuses_bad_setups_with_one_clear_line() {
     let idp = Idp::start();
 
-    let unknown_key = CaSetup::new(&[("corp", &idp.issuer)], "max_ttl = \"5m\"", "");
+    let corp = || CaSetup::builder().issuer("corp", &idp.issuer);
+
+    let unknown_key = corp().top_level_line("max_ttl = \"5m\"").build();
     let err = unknown_key.expect_start_failure();
     assert!(err.contains("unknown field `max_ttl`"), "{err}");
 
-    let loose = CaSetup::new(&[("corp", &idp.issuer)], "", "");
+    let loose = CaSetup::trusting(&idp);
     let key = loose.data_dir.join("keys/user-ca-1");
-    Command::new("chmod").arg("640").arg(&key).status().unwrap();
+    let (status, _, err) = run(Command::new("chmod").arg("640").arg(&key), STARTUP).unwrap();
+    assert!(status.success(), "{err}");
     let err = loose.expect_start_failure();
     assert!(err.contains("chmod 600"), "{err}");
 
-    let wrong_pass = CaSetup::new(&[("corp", &idp.issuer)], "", "");
-    let pass_file = wrong_pass.dir.path().join("pass");
-    std::fs::write(&pass_file, "not the passphrase\n").unwrap();
-    let config = std::fs::read_to_string(&wrong_pass.config_path).unwrap();
-    std::fs::write(
-        &wrong_pass.config_path,
-        format!(
-            "passphrase_file = {:?}\n{config}",
-            pass_file.display().to_string()
-        ),
-    )
-    .unwrap();
+    let wrong_pass = corp().passphrase_file("not the passphrase\n").build();
     let err = wrong_pass.expect_start_failure();
     assert!(err.contains("wrong passphrase"), "{err}");
 
     let unreachable = format!("http://127.0.0.1:{}", free_port());
-    let no_idp = CaSetup::new(&[("corp", &unreachable)], "", "");
+    let no_idp = CaSetup::builder().issuer("corp", &unreachable).build();
     let err = no_idp.expect_start_failure();
     assert!(err.contains("OpenID discovery for issuer corp"), "{err}");
     assert!(err.contains("after 2 attempts"), "{err}");
 
-    let public = CaSetup::new(&[("corp", &idp.issuer)], "", "");
-    let config = std::fs::read_to_string(&public.config_path)
-        .unwrap()
-        .replace("127.0.0.1:0", "0.0.0.0:0");
-    std::fs::write(&public.config_path, config).unwrap();
+    let public = corp().listen("0.0.0.0:0").build();
     let err = public.expect_start_failure();
     assert!(err.contains("[tls]"), "{err}");
 
@@ -624,14 +615,10 @@ fn startup_refuses_bad_setups_with_one_clear_line() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serves_https_with_rustls() {
     let idp = Idp::start();
-    let setup = CaSetup::new(&[("corp", &idp.issuer)], "", "");
-    let (root_path, _, _) = tls_files(setup.dir.path());
-    let mut config = std::fs::read_to_string(&setup.config_path).unwrap();
-    config.push_str("[tls]\ncert = \"tls.crt\"\nkey = \"tls.key\"\n");
-    std::fs::write(&setup.config_path, config).unwrap();
+    let setup = CaSetup::builder().issuer("corp", &idp.issuer).tls().build();
     let ca = setup.start();
     assert!(ca.url.starts_with("https://127.0.0.1:"), "{}", ca.url);
-    let root = std::fs::read(root_path).unwrap();
+    let root = std::fs::read(setup.tls_root.as_ref().unwrap()).unwrap();
     let client = CaClient::new(&ca.url, Some(&root)).unwrap();
     let key = PrivateKey::random(&mut rand_core::OsRng, ssh_key::Algorithm::Ed25519).unwrap();
     let token = idp.sign(
@@ -663,7 +650,7 @@ async fn the_documented_shell_proof_of_possession_works() {
         .and_then(|rest| rest.split("```").next())
         .expect("docs/api.md has the OpenSSH proof snippet");
     let idp = Idp::start();
-    let setup = CaSetup::new(&[("corp", &idp.issuer)], "", "");
+    let setup = CaSetup::trusting(&idp);
     let ca = setup.start();
     let dir = tempfile::tempdir().unwrap();
     let (_, key) = ssh_keygen(dir.path(), "key", &["-t", "ed25519"]);
@@ -681,7 +668,7 @@ async fn the_documented_shell_proof_of_possession_works() {
     .unwrap();
     assert!(status.success(), "the documented snippet failed: {err}");
     let proof = std::fs::read_to_string(dir.path().join("message.sig")).unwrap();
-    let response = reqwest::Client::new()
+    let response = http_client()
         .post(format!("{}/v1/certs/user", ca.url))
         .bearer_auth(&token)
         .json(&UserCertRequest {

@@ -5,49 +5,25 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use ca_client::{nonce_for, CaClient, ClientError};
+use ca_client::{nonce_for, CaClient};
 use e2e::*;
 use ssh_key::PrivateKey;
-
-fn write_cert(dir: &Path, key_path: &Path, certificate: &str) -> PathBuf {
-    let cert_path = dir.join(format!(
-        "{}-cert.pub",
-        key_path.file_name().unwrap().to_string_lossy()
-    ));
-    std::fs::write(&cert_path, format!("{certificate}\n")).unwrap();
-    cert_path
-}
-
-fn refusal(result: Result<ca_proto::UserCertResponse, ClientError>) -> (u16, String, String) {
-    match result {
-        Err(ClientError::Refused {
-            status,
-            code,
-            message,
-        }) => (status, code, message),
-        other => panic!("expected a refusal, got {other:?}"),
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn group_membership_from_the_idp_decides_what_sshd_lets_in() {
     let idp = Idp::start();
     let github = Idp::start();
     // GitHub Actions tokens name no person: the workload issuer takes its
-    // identity from `repository`.
-    let setup = CaSetup::new(
-        &[("corp", &idp.issuer)],
-        &policy_dir_line(&shipped_policies()),
-        &format!(
-            "[[oidc]]\nname = \"github\"\nissuer = {:?}\nclient_id = \"jit-ssh\"\n\
-             username_claim = \"repository\"\n",
-            github.issuer
-        ),
-    );
+    // identity from `repository`, and carry no nonce.
+    let setup = CaSetup::builder()
+        .issuer("corp", &idp.issuer)
+        .issuer_with_username_claim("github", &github.issuer, "repository")
+        .issuer_setting("require_nonce = false")
+        .shipped_policies()
+        .build();
     let ca = setup.start();
     let client = CaClient::new(&ca.url, None).unwrap();
     let user_ca = client.config().await.unwrap().user_ca_keys.join("\n");
@@ -66,7 +42,7 @@ async fn group_membership_from_the_idp_decides_what_sshd_lets_in() {
         .unwrap_or_else(|e| panic!("bob: {e}\n{}", ca.process.stderr.text()));
     assert_eq!(issued.principals, ["bob", "deploy"]);
     assert_eq!(issued.valid_before - issued.valid_after, 300 + 60);
-    let bob_cert = write_cert(dir.path(), &bob_path, &issued.certificate);
+    let bob_cert = write_certificate(dir.path(), &bob_path, &issued.certificate);
     let listing = ssh_keygen_list(&bob_cert);
     assert!(
         listing.contains("rule=eng-own-login,sre-deploy"),
@@ -91,7 +67,7 @@ async fn group_membership_from_the_idp_decides_what_sshd_lets_in() {
         .await
         .unwrap();
     assert_eq!(issued.principals, ["alice"]);
-    let alice_cert = write_cert(dir.path(), &alice_path, &issued.certificate);
+    let alice_cert = write_certificate(dir.path(), &alice_path, &issued.certificate);
     assert!(
         !deploy_host.login(&alice_path, &alice_cert).0,
         "alice must not get in as deploy"
@@ -190,7 +166,11 @@ async fn group_membership_from_the_idp_decides_what_sshd_lets_in() {
         "{}",
         issued.key_id
     );
-    let listing = ssh_keygen_list(&write_cert(dir.path(), &ci_path, &issued.certificate));
+    let listing = ssh_keygen_list(&write_certificate(
+        dir.path(),
+        &ci_path,
+        &issued.certificate,
+    ));
     assert!(
         listing.contains("force-command /usr/local/bin/deploy-acme-app"),
         "{listing}"
@@ -242,14 +222,11 @@ fn ca_cli(args: &[&str]) -> (i32, String, String) {
 
 #[test]
 fn policy_check_and_explain_output_and_exit_codes() {
-    let setup = CaSetup::new(
-        &[
-            ("corp", "https://idp.example.com"),
-            ("github", "https://token.actions.githubusercontent.com"),
-        ],
-        &policy_dir_line(&shipped_policies()),
-        "",
-    );
+    let setup = CaSetup::builder()
+        .issuer("corp", "https://idp.example.com")
+        .issuer("github", "https://token.actions.githubusercontent.com")
+        .shipped_policies()
+        .build();
     let config = setup.config_path.to_str().unwrap();
 
     let (code, out, err) = ca_cli(&["policy", "check", "--config", config]);
@@ -293,7 +270,9 @@ fn policy_check_and_explain_output_and_exit_codes() {
         format!("error: {b}/b.toml:3:15: template \"{{username}}@corp\" can never expand to a login name"),
         format!("error: {b}/b.toml:4:11: max_ttl: invalid duration \"1d\""),
         format!("error: {b}/b.toml:7:1: window: unknown time zone \"Europe/Berln\""),
-        "4 error(s); the CA would refuse this policy".to_string(),
+        // This CA trusts corp and github: a group means nothing without its issuer.
+        format!("error: {b}/b.toml:6:14: [rule.match] names no issuer, and this CA trusts 2 issuers (corp, github): groups_any would hold for a token of any of them. Add `issuer = [\"corp\"]` to [rule.match]"),
+        "5 error(s); the CA would refuse this policy".to_string(),
     ] {
         assert!(err.contains(&needle), "missing {needle:?} in\n{err}");
     }
@@ -407,18 +386,11 @@ fn policy_check_and_explain_output_and_exit_codes() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_running_ca_reloads_edits_and_keeps_the_last_good_policy() {
     let idp = Idp::start();
-    let policies = tempfile::tempdir().unwrap();
-    for entry in std::fs::read_dir(shipped_policies()).unwrap() {
-        let path = entry.unwrap().path();
-        if path.extension().is_some_and(|e| e == "toml") {
-            std::fs::copy(&path, policies.path().join(path.file_name().unwrap())).unwrap();
-        }
-    }
-    let setup = CaSetup::new(
-        &[("corp", &idp.issuer)],
-        &policy_dir_line(policies.path()),
-        "",
-    );
+    let setup = CaSetup::builder()
+        .issuer("corp", &idp.issuer)
+        .copy_of_shipped_policies()
+        .build();
+    let policies = &setup.policy_dir;
     let ca = setup.start();
     let client = CaClient::new(&ca.url, None).unwrap();
     let key = PrivateKey::random(&mut rand_core::OsRng, ssh_key::Algorithm::Ed25519).unwrap();
@@ -433,38 +405,38 @@ async fn the_running_ca_reloads_edits_and_keeps_the_last_good_policy() {
     assert_eq!(alice_gets().await.unwrap(), ["alice"]);
 
     std::fs::write(
-        policies.path().join("50-shared.toml"),
+        policies.join("50-shared.toml"),
         "[[rule]]\nname = \"eng-shared\"\nprincipals = [\"shared\"]\n[rule.match]\ngroups_any = [\"eng\"]\n",
     )
     .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        if alice_gets().await.unwrap() == ["alice", "shared"] {
-            break;
+    eventually_async(Duration::from_secs(10), || async {
+        let principals = alice_gets().await.unwrap();
+        if principals == ["alice", "shared"] {
+            Ok(())
+        } else {
+            Err(format!(
+                "edit not picked up: alice gets {principals:?}\n{}",
+                ca.process.stderr.text()
+            ))
         }
-        assert!(
-            Instant::now() < deadline,
-            "edit not picked up:\n{}",
-            ca.process.stderr.text()
-        );
-        tokio::time::sleep(Duration::from_millis(300)).await;
-    }
+    })
+    .await;
 
     // A broken edit is refused and logged; the last good policy stays.
     std::fs::write(
-        policies.path().join("50-shared.toml"),
+        policies.join("50-shared.toml"),
         "[[rule]]\nname = \"eng-shared\"\nprincipals = [\"Shared\"]\n",
     )
     .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !ca.process.stderr.text().contains("policy reload refused") {
-        assert!(
-            Instant::now() < deadline,
-            "broken edit not reported:\n{}",
-            ca.process.stderr.text()
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    ca.process
+        .stderr
+        .wait_for("policy reload refused", Duration::from_secs(10))
+        .unwrap_or_else(|e| {
+            panic!(
+                "broken edit not reported: {e}\n{}",
+                ca.process.stderr.text()
+            )
+        });
     let log = ca.process.stderr.text();
     assert!(
         log.contains("50-shared.toml:3:15: principal \"Shared\" is not a Unix login name"),

@@ -7,45 +7,17 @@
 #![allow(clippy::unwrap_used, missing_docs)]
 
 use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
-use e2e::client::{ssh_with_agent, ClientHome, Outcome, SshAgent};
+use e2e::client::{ClientHome, Outcome};
+use e2e::openssh::SshAgent;
 use e2e::*;
 use serde_json::Value;
 
+/// The host's KRL timer: pulls the CA's KRL into `out`, which must work.
 fn sync_krl(ca_url: &str, out: &Path) {
-    let (status, _, stderr) = run(
-        Command::new(bin("jit-ssh"))
-            .args(["--ca", ca_url, "host", "sync-krl", "--json", "--out"])
-            .arg(out),
-        Duration::from_secs(30),
-    )
-    .unwrap();
-    assert!(status.success(), "sync-krl: {stderr}");
-}
-
-fn user_ca(ca_url: &str) -> String {
-    let (status, keys, err) = run(
-        Command::new("curl")
-            .args(["-fsS", "--max-time", "10"])
-            .arg(format!("{ca_url}/v1/ca/user.pub")),
-        Duration::from_secs(15),
-    )
-    .unwrap();
-    assert!(status.success(), "fetching user.pub: {err}");
-    keys
-}
-
-fn ok(outcome: &Outcome, what: &str) -> Value {
-    assert!(
-        outcome.status.success(),
-        "{what}: exit {}\nstdout: {}\nstderr: {}",
-        outcome.code(),
-        outcome.stdout,
-        outcome.stderr
-    );
-    outcome.json()
+    let (ok, _, stderr) = e2e::client::sync_krl(ca_url, out, &[]);
+    assert!(ok, "sync-krl: {stderr}");
 }
 
 fn refused(outcome: &Outcome, needle: &str) {
@@ -75,11 +47,10 @@ fn principals(issued: &Value) -> Vec<String> {
 #[test]
 fn bob_gets_root_after_carols_approval_until_he_is_done() {
     let idp = Idp::start();
-    let setup = CaSetup::new(
-        &[("corp", &idp.issuer)],
-        &policy_dir_line(&shipped_policies()),
-        "",
-    );
+    let setup = CaSetup::builder()
+        .issuer("corp", &idp.issuer)
+        .shipped_policies()
+        .build();
     let ca = setup.start();
     let url = ca.url.as_str();
     let dir = tempfile::tempdir().unwrap();
@@ -87,7 +58,7 @@ fn bob_gets_root_after_carols_approval_until_he_is_done() {
     sync_krl(url, &krl);
     // The host lets in only root's principal, and refuses what the KRL lists.
     let sshd = Sshd::start_with(
-        &user_ca(url),
+        &ca.user_ca_keys(),
         &["root"],
         &format!("RevokedKeys {}", krl.display()),
     );
@@ -98,16 +69,18 @@ fn bob_gets_root_after_carols_approval_until_he_is_done() {
     let carol = ClientHome::new("carol", None);
 
     // Without a request bob gets his usual principals, and no root.
-    let first = ok(&bob.run(&["--ca", url, "login", "--json"]), "bob login");
+    let first = bob
+        .run(&["--ca", url, "login", "--json"])
+        .ok_json("bob login");
     assert_eq!(principals(&first), ["bob", "deploy"]);
     assert!(
-        !ssh_with_agent(&sshd, &agent.socket).0,
+        !sshd.login_with_agent(&agent.socket).0,
         "root without approval"
     );
 
     // bob asks (authenticated by his stored sign-in session, no browser).
-    let created = ok(
-        &bob.run(&[
+    let created = bob
+        .run(&[
             "--ca",
             url,
             "request",
@@ -119,9 +92,8 @@ fn bob_gets_root_after_carols_approval_until_he_is_done() {
             "30m",
             "--no-wait",
             "--json",
-        ]),
-        "bob request",
-    );
+        ])
+        .ok_json("bob request");
     assert_eq!(
         bob.browser_runs(),
         1,
@@ -154,10 +126,9 @@ fn bob_gets_root_after_carols_approval_until_he_is_done() {
     );
 
     // carol (sre-leads) sees it among those she may decide, and approves.
-    let pending = ok(
-        &carol.run(&["--ca", url, "requests", "--pending", "--json"]),
-        "carol requests",
-    );
+    let pending = carol
+        .run(&["--ca", url, "requests", "--pending", "--json"])
+        .ok_json("carol requests");
     assert!(
         pending
             .as_array()
@@ -166,8 +137,8 @@ fn bob_gets_root_after_carols_approval_until_he_is_done() {
             .any(|r| r["id"].as_u64().map(|n| n.to_string()) == Some(id.clone())),
         "{pending}"
     );
-    let approved = ok(
-        &carol.run(&[
+    let approved = carol
+        .run(&[
             "--ca",
             url,
             "approve",
@@ -175,9 +146,8 @@ fn bob_gets_root_after_carols_approval_until_he_is_done() {
             "--comment",
             "go ahead",
             "--json",
-        ]),
-        "carol approve",
-    );
+        ])
+        .ok_json("carol approve");
     assert_eq!(approved["status"], "approved");
     assert_eq!(approved["approvals"][0]["approver"], "carol@corp");
     let window_end = approved["window_end"].as_u64().unwrap();
@@ -189,29 +159,35 @@ fn bob_gets_root_after_carols_approval_until_he_is_done() {
 
     // bob's next login carries root, minute-scale and inside the window,
     // and a real sshd lets him in as root's principal.
-    let elevated = ok(&bob.run(&["--ca", url, "login", "--json"]), "bob login");
+    let elevated = bob
+        .run(&["--ca", url, "login", "--json"])
+        .ok_json("bob login");
     assert_eq!(principals(&elevated), ["bob", "deploy", "root"]);
     let valid_before = elevated["valid_before"].as_u64().unwrap();
     assert!(valid_before <= window_end);
     assert!(valid_before - elevated["valid_after"].as_u64().unwrap() <= 15 * 60);
-    let (ok_root, err) = ssh_with_agent(&sshd, &agent.socket);
+    let (ok_root, err) = sshd.login_with_agent(&agent.socket);
     assert!(ok_root, "ssh as root's principal: {err}\n{}", sshd.log());
 
     // done: the certificate issued under the request is revoked, the host
     // pulls the KRL and refuses it, and new logins lack root.
-    let done = ok(&bob.run(&["--ca", url, "done", &id, "--json"]), "bob done");
+    let done = bob
+        .run(&["--ca", url, "done", &id, "--json"])
+        .ok_json("bob done");
     assert_eq!(done["status"], "ended");
     assert_eq!(
         done["revoked_serials"],
         serde_json::json!([elevated["serial"].as_str().unwrap()])
     );
     sync_krl(url, &krl);
-    let (ok_root, _) = ssh_with_agent(&sshd, &agent.socket);
+    let (ok_root, _) = sshd.login_with_agent(&agent.socket);
     assert!(!ok_root, "sshd accepted a certificate of an ended request");
     assert!(sshd.log().contains("revoked"), "{}", sshd.log());
-    let after = ok(&bob.run(&["--ca", url, "login", "--json"]), "bob login");
+    let after = bob
+        .run(&["--ca", url, "login", "--json"])
+        .ok_json("bob login");
     assert_eq!(principals(&after), ["bob", "deploy"]);
-    assert!(!ssh_with_agent(&sshd, &agent.socket).0);
+    assert!(!sshd.login_with_agent(&agent.socket).0);
 
     // Every step is in the audit log.
     let events: Vec<String> = setup
@@ -229,22 +205,17 @@ fn bob_gets_root_after_carols_approval_until_he_is_done() {
 #[test]
 fn an_undecided_request_expires_and_can_no_longer_be_approved() {
     let idp = Idp::start();
-    let setup = CaSetup::new(
-        &[("corp", &idp.issuer)],
-        &format!(
-            "{}\naccess_request_pending = \"3s\"",
-            policy_dir_line(&shipped_policies())
-        ),
-        "",
-    );
+    let setup = CaSetup::builder()
+        .issuer("corp", &idp.issuer)
+        .shipped_policies()
+        .access_request_pending("3s")
+        .build();
     let ca = setup.start();
     let url = ca.url.as_str();
     let bob = ClientHome::new("bob", None);
     let carol = ClientHome::new("carol", None);
-    ok(
-        &bob.run(&["--ca", url, "login", "--no-agent", "--json"]),
-        "bob login",
-    );
+    bob.run(&["--ca", url, "login", "--no-agent", "--json"])
+        .ok_json("bob login");
 
     // bob waits (spinner, polling) until nobody has decided in time.
     let waited = bob.run(&[
@@ -269,35 +240,30 @@ fn an_undecided_request_expires_and_can_no_longer_be_approved() {
         &carol.run(&["--ca", url, "approve", &id]),
         "is expired, not pending",
     );
-    let mine = ok(
-        &bob.run(&["--ca", url, "requests", "--json"]),
-        "bob requests",
-    );
+    let mine = bob
+        .run(&["--ca", url, "requests", "--json"])
+        .ok_json("bob requests");
     assert_eq!(mine[0]["status"], "expired", "{mine}");
     // Expired requests grant nothing.
-    let login = ok(
-        &bob.run(&["--ca", url, "login", "--no-agent", "--json"]),
-        "bob login",
-    );
+    let login = bob
+        .run(&["--ca", url, "login", "--no-agent", "--json"])
+        .ok_json("bob login");
     assert_eq!(principals(&login), ["bob", "deploy"]);
 }
 
 #[test]
 fn a_waiting_request_returns_when_approved_and_an_admin_can_end_it() {
     let idp = Idp::start();
-    let setup = CaSetup::new(
-        &[("corp", &idp.issuer)],
-        &policy_dir_line(&shipped_policies()),
-        "",
-    );
+    let setup = CaSetup::builder()
+        .issuer("corp", &idp.issuer)
+        .shipped_policies()
+        .build();
     let ca = setup.start();
     let url = ca.url.clone();
     let bob = ClientHome::new("bob", None);
     let carol = ClientHome::new("carol", None);
-    ok(
-        &bob.run(&["--ca", &url, "login", "--no-agent", "--json"]),
-        "bob login",
-    );
+    bob.run(&["--ca", &url, "login", "--no-agent", "--json"])
+        .ok_json("bob login");
 
     // bob waits in the background; carol finds the request and approves it.
     let waiting = std::thread::scope(|scope| {
@@ -315,28 +281,23 @@ fn a_waiting_request_returns_when_approved_and_an_admin_can_end_it() {
                 "--json",
             ])
         });
-        let mut id = None;
-        for _ in 0..60 {
-            let pending = ok(
-                &carol.run(&["--ca", &url, "requests", "--pending", "--json"]),
-                "carol requests",
-            );
-            if let Some(first) = pending.as_array().unwrap().first() {
-                id = first["id"].as_u64();
-                break;
+        let id = eventually(Duration::from_secs(30), || {
+            let pending = carol
+                .run(&["--ca", &url, "requests", "--pending", "--json"])
+                .ok_json("carol requests");
+            match pending.as_array().unwrap().first() {
+                Some(first) => Ok(first["id"].as_u64().unwrap().to_string()),
+                None => Err(format!(
+                    "bob's request not yet pending for carol: {pending}"
+                )),
             }
-            std::thread::sleep(Duration::from_millis(500));
-        }
-        let id = id
-            .expect("bob's request never showed up for carol")
-            .to_string();
-        ok(
-            &carol.run(&["--ca", &url, "approve", &id, "--json"]),
-            "approve",
-        );
+        });
+        carol
+            .run(&["--ca", &url, "approve", &id, "--json"])
+            .ok_json("approve");
         waiter.join().unwrap()
     });
-    let approved = ok(&waiting, "bob's waiting request");
+    let approved = waiting.ok_json("bob's waiting request");
     assert_eq!(approved["status"], "approved");
     let id = approved["id"].as_u64().unwrap().to_string();
 
@@ -349,16 +310,14 @@ fn a_waiting_request_returns_when_approved_and_an_admin_can_end_it() {
     )
     .unwrap();
     let explain = || {
-        run(
-            Command::new(bin("jit-ssh-ca"))
-                .args(["policy", "explain", "--config"])
-                .arg(&setup.config_path)
-                .arg("--claims")
-                .arg(&claims)
-                .args(["--principal", "root"]),
-            Duration::from_secs(30),
-        )
-        .unwrap()
+        setup.cli(&[
+            "policy",
+            "explain",
+            "--claims",
+            claims.to_str().unwrap(),
+            "--principal",
+            "root",
+        ])
     };
     let (status, out, err) = explain();
     assert!(status.success(), "{out}\n{err}");
@@ -369,8 +328,8 @@ fn a_waiting_request_returns_when_approved_and_an_admin_can_end_it() {
     );
 
     // carol is an administrator ([[admin]] sre-leads): she may end it too.
-    let ended = ok(
-        &carol.run(&[
+    let ended = carol
+        .run(&[
             "--ca",
             &url,
             "done",
@@ -378,30 +337,26 @@ fn a_waiting_request_returns_when_approved_and_an_admin_can_end_it() {
             "--reason",
             "incident closed",
             "--json",
-        ]),
-        "carol done",
-    );
+        ])
+        .ok_json("carol done");
     assert_eq!(ended["status"], "ended");
     assert_eq!(ended["closed_by"], "carol@corp");
     let (status, out, _) = explain();
     assert_eq!(status.code(), Some(3), "{out}");
     assert!(out.contains("approvals held: none"), "{out}");
-    let login = ok(
-        &bob.run(&["--ca", &url, "login", "--no-agent", "--json"]),
-        "bob login",
-    );
+    let login = bob
+        .run(&["--ca", &url, "login", "--no-agent", "--json"])
+        .ok_json("bob login");
     assert_eq!(principals(&login), ["bob", "deploy"]);
 }
 
 #[test]
 fn bob_breaks_the_glass_and_carol_reviews_it_once() {
     let idp = Idp::start();
-    let dir = tempfile::tempdir().unwrap();
-    let setup = CaSetup::new(
-        &[("corp", &idp.issuer)],
-        &policy_dir(dir.path(), BREAK_GLASS_POLICY),
-        "",
-    );
+    let setup = CaSetup::builder()
+        .issuer("corp", &idp.issuer)
+        .policy(BREAK_GLASS_POLICY)
+        .build();
     let ca = setup.start();
     let url = ca.url.as_str();
     let bob = ClientHome::new("bob", None);
@@ -429,40 +384,38 @@ fn bob_breaks_the_glass_and_carol_reviews_it_once() {
         "--reason",
         "INC-99: site down, nobody awake",
     ]);
-    let created = ok(&glass, "bob break-glass");
+    let created = glass.ok_json("bob break-glass");
     assert_eq!(created["status"], "approved");
     assert_eq!(created["break_glass"], true);
     assert_eq!(created["needs_review"], true);
     assert_eq!(created["approvals"][0]["approver"], "bob@corp");
     assert!(glass.stderr.contains("BREAK-GLASS"), "{}", glass.stderr);
     let id = created["id"].as_u64().unwrap().to_string();
-    // The CA log says it loudly, at WARN.
-    let log = ca.process.stderr.text();
-    assert!(
-        log.lines()
-            .any(|l| l.contains("WARN") && l.contains("BREAK-GLASS")),
-        "{log}"
-    );
+    // The CA log says it loudly, at WARN (the log is written in batches, so
+    // the line may follow the answer by a moment).
+    let line = ca
+        .process
+        .stderr
+        .wait_for("BREAK-GLASS", Duration::from_secs(10))
+        .unwrap_or_else(|e| panic!("{e}\n{}", ca.process.stderr.text()));
+    assert!(line.contains("WARN"), "{line}");
 
     // The window is open at once.
-    let login = ok(
-        &bob.run(&["--ca", url, "login", "--no-agent", "--json"]),
-        "bob login",
-    );
+    let login = bob
+        .run(&["--ca", url, "login", "--no-agent", "--json"])
+        .ok_json("bob login");
     assert_eq!(principals(&login), ["bob", "root"]);
 
     // carol (approver and admin) sees it awaiting review; alice and bob do not.
-    let listed = ok(
-        &carol.run(&["--ca", url, "requests", "--needs-review", "--json"]),
-        "carol needs-review",
-    );
+    let listed = carol
+        .run(&["--ca", url, "requests", "--needs-review", "--json"])
+        .ok_json("carol needs-review");
     assert_eq!(listed.as_array().unwrap().len(), 1, "{listed}");
     assert_eq!(listed[0]["id"].as_u64().unwrap().to_string(), id);
     for (who, home) in [("alice", &alice), ("bob", &bob)] {
-        let theirs = ok(
-            &home.run(&["--ca", url, "requests", "--needs-review", "--json"]),
-            who,
-        );
+        let theirs = home
+            .run(&["--ca", url, "requests", "--needs-review", "--json"])
+            .ok_json(who);
         assert_eq!(theirs, serde_json::json!([]), "{who}");
     }
     refused(
@@ -473,8 +426,8 @@ fn bob_breaks_the_glass_and_carol_reviews_it_once() {
         &alice.run(&["--ca", url, "review", &id]),
         "may not review access request",
     );
-    let reviewed = ok(
-        &carol.run(&[
+    let reviewed = carol
+        .run(&[
             "--ca",
             url,
             "review",
@@ -482,9 +435,8 @@ fn bob_breaks_the_glass_and_carol_reviews_it_once() {
             "--comment",
             "justified: INC-99",
             "--json",
-        ]),
-        "carol review",
-    );
+        ])
+        .ok_json("carol review");
     assert_eq!(reviewed["reviewed_by"], "carol@corp");
     assert_eq!(reviewed["review_comment"], "justified: INC-99");
     assert!(reviewed.get("needs_review").is_none(), "{reviewed}");
@@ -492,10 +444,9 @@ fn bob_breaks_the_glass_and_carol_reviews_it_once() {
         &carol.run(&["--ca", url, "review", &id]),
         "already reviewed by carol@corp",
     );
-    let listed = ok(
-        &carol.run(&["--ca", url, "requests", "--needs-review", "--json"]),
-        "carol needs-review",
-    );
+    let listed = carol
+        .run(&["--ca", url, "requests", "--needs-review", "--json"])
+        .ok_json("carol needs-review");
     assert_eq!(listed, serde_json::json!([]));
 
     let events: Vec<(String, String)> = setup
@@ -522,19 +473,17 @@ fn bob_breaks_the_glass_and_carol_reviews_it_once() {
 #[test]
 fn erin_on_call_is_approved_by_the_policy_and_bob_still_waits() {
     let idp = Idp::start();
-    let dir = tempfile::tempdir().unwrap();
-    let setup = CaSetup::new(
-        &[("corp", &idp.issuer)],
-        &policy_dir(dir.path(), BREAK_GLASS_POLICY),
-        "",
-    );
+    let setup = CaSetup::builder()
+        .issuer("corp", &idp.issuer)
+        .policy(BREAK_GLASS_POLICY)
+        .build();
     let ca = setup.start();
     let url = ca.url.as_str();
     let erin = ClientHome::new("erin", None);
     let bob = ClientHome::new("bob", None);
 
-    let auto = ok(
-        &erin.run(&[
+    let auto = erin
+        .run(&[
             "--ca",
             url,
             "request",
@@ -543,21 +492,19 @@ fn erin_on_call_is_approved_by_the_policy_and_bob_still_waits() {
             "--reason",
             "INC-7: pager",
             "--json",
-        ]),
-        "erin request",
-    );
+        ])
+        .ok_json("erin request");
     assert_eq!(auto["status"], "approved");
     assert_eq!(auto["approvals"][0]["approver"], "policy:sre-root");
     assert!(auto.get("break_glass").is_none(), "{auto}");
-    let login = ok(
-        &erin.run(&["--ca", url, "login", "--no-agent", "--json"]),
-        "erin login",
-    );
+    let login = erin
+        .run(&["--ca", url, "login", "--no-agent", "--json"])
+        .ok_json("erin login");
     assert_eq!(principals(&login), ["erin", "root"]);
 
     // bob is not on call: his request waits for an approver.
-    let pending = ok(
-        &bob.run(&[
+    let pending = bob
+        .run(&[
             "--ca",
             url,
             "request",
@@ -565,9 +512,8 @@ fn erin_on_call_is_approved_by_the_policy_and_bob_still_waits() {
             "root",
             "--no-wait",
             "--json",
-        ]),
-        "bob request",
-    );
+        ])
+        .ok_json("bob request");
     assert_eq!(pending["status"], "pending");
     let approved: Vec<String> = setup
         .audit(&[])
@@ -587,19 +533,16 @@ fn rfc3339(unix: u64) -> String {
 #[test]
 fn a_scheduled_window_opens_at_its_start() {
     let idp = Idp::start();
-    let setup = CaSetup::new(
-        &[("corp", &idp.issuer)],
-        &policy_dir_line(&shipped_policies()),
-        "",
-    );
+    let setup = CaSetup::builder()
+        .issuer("corp", &idp.issuer)
+        .shipped_policies()
+        .build();
     let ca = setup.start();
     let url = ca.url.as_str();
     let bob = ClientHome::new("bob", None);
     let carol = ClientHome::new("carol", None);
-    ok(
-        &bob.run(&["--ca", url, "login", "--no-agent", "--json"]),
-        "bob login",
-    );
+    bob.run(&["--ca", url, "login", "--no-agent", "--json"])
+        .ok_json("bob login");
     let ask = |start: &str| {
         bob.run(&[
             "--ca",
@@ -628,39 +571,40 @@ fn a_scheduled_window_opens_at_its_start() {
     }
 
     let start = now() + 6;
-    let created = ok(&ask(&rfc3339(start)), "bob scheduled request");
+    let created = ask(&rfc3339(start)).ok_json("bob scheduled request");
     assert_eq!(created["status"], "pending");
     assert_eq!(created["starts_at"], start);
     let id = created["id"].as_u64().unwrap().to_string();
-    let approved = ok(
-        &carol.run(&["--ca", url, "approve", &id, "--json"]),
-        "carol approve",
-    );
+    let approved = carol
+        .run(&["--ca", url, "approve", &id, "--json"])
+        .ok_json("carol approve");
     assert_eq!(approved["status"], "approved");
     assert_eq!(approved["window_start"], start, "opens at its start");
     let window_end = approved["window_end"].as_u64().unwrap();
     assert_eq!(window_end, start + 300);
 
     // Approved, but not yet open: no root.
-    let early = ok(
-        &bob.run(&["--ca", url, "login", "--no-agent", "--json"]),
-        "bob early login",
-    );
+    let early = bob
+        .run(&["--ca", url, "login", "--no-agent", "--json"])
+        .ok_json("bob early login");
     assert!(
         now() < start,
         "the test machine was too slow to check early"
     );
     assert_eq!(principals(&early), ["bob", "deploy"]);
 
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    while now() < start {
-        assert!(std::time::Instant::now() < deadline, "clock stuck");
-        std::thread::sleep(Duration::from_millis(250));
-    }
-    let open = ok(
-        &bob.run(&["--ca", url, "login", "--no-agent", "--json"]),
-        "bob login in the window",
-    );
+    // Waits, on purpose, for the clock to reach the window's start.
+    eventually(Duration::from_secs(20), || {
+        let now = now();
+        if now >= start {
+            Ok(())
+        } else {
+            Err(format!("now {now}, the window starts at {start}"))
+        }
+    });
+    let open = bob
+        .run(&["--ca", url, "login", "--no-agent", "--json"])
+        .ok_json("bob login in the window");
     assert_eq!(principals(&open), ["bob", "deploy", "root"]);
     assert!(open["valid_before"].as_u64().unwrap() <= window_end);
 }
@@ -668,27 +612,24 @@ fn a_scheduled_window_opens_at_its_start() {
 #[test]
 fn a_window_from_first_use_opens_at_login_and_an_unused_one_lapses() {
     let idp = Idp::start();
-    let setup = CaSetup::new(
-        &[("corp", &idp.issuer)],
-        &format!(
-            "{}\naccess_request_pending = \"8s\"",
-            policy_dir_line(&shipped_policies())
-        ),
-        "",
-    );
+    let setup = CaSetup::builder()
+        .issuer("corp", &idp.issuer)
+        .shipped_policies()
+        .access_request_pending("8s")
+        .build();
     let ca = setup.start();
     let url = ca.url.as_str();
     let bob = ClientHome::new("bob", None);
     let carol = ClientHome::new("carol", None);
-    ok(
-        &bob.run(&["--ca", url, "login", "--no-agent", "--json"]),
-        "bob login",
-    );
+    bob.run(&["--ca", url, "login", "--no-agent", "--json"])
+        .ok_json("bob login");
     // carol signs in once, so that approving later takes no browser.
-    ok(&carol.run(&["--ca", url, "requests", "--json"]), "carol");
+    carol
+        .run(&["--ca", url, "requests", "--json"])
+        .ok_json("carol");
     let request_and_approve = || {
-        let created = ok(
-            &bob.run(&[
+        let created = bob
+            .run(&[
                 "--ca",
                 url,
                 "request",
@@ -701,27 +642,26 @@ fn a_window_from_first_use_opens_at_login_and_an_unused_one_lapses() {
                 "--from-first-use",
                 "--no-wait",
                 "--json",
-            ]),
-            "bob request",
-        );
+            ])
+            .ok_json("bob request");
         assert_eq!(created["from_first_use"], true);
         let id = created["id"].as_u64().unwrap().to_string();
-        let approved = ok(
-            &carol.run(&["--ca", url, "approve", &id, "--json"]),
-            "carol approve",
-        );
+        let approved = carol
+            .run(&["--ca", url, "approve", &id, "--json"])
+            .ok_json("carol approve");
         assert_eq!(approved["status"], "approved");
         assert!(approved.get("window_start").is_none(), "{approved}");
         id
     };
 
     let id = request_and_approve();
-    let first = ok(
-        &bob.run(&["--ca", url, "login", "--no-agent", "--json"]),
-        "bob first use",
-    );
+    let first = bob
+        .run(&["--ca", url, "login", "--no-agent", "--json"])
+        .ok_json("bob first use");
     assert_eq!(principals(&first), ["bob", "deploy", "root"]);
-    let mine = ok(&bob.run(&["--ca", url, "requests", "--json"]), "requests");
+    let mine = bob
+        .run(&["--ca", url, "requests", "--json"])
+        .ok_json("requests");
     let used = mine
         .as_array()
         .unwrap()
@@ -732,13 +672,15 @@ fn a_window_from_first_use_opens_at_login_and_an_unused_one_lapses() {
     assert_eq!(used["window_end"].as_u64().unwrap(), start + 120);
     assert!(first["valid_before"].as_u64().unwrap() <= start + 120);
     // It is an ordinary open window now: done ends it.
-    ok(&bob.run(&["--ca", url, "done", &id, "--json"]), "bob done");
+    bob.run(&["--ca", url, "done", &id, "--json"])
+        .ok_json("bob done");
 
     // Approved and never used: it lapses after the pending time.
     let unused = request_and_approve();
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        let mine = ok(&bob.run(&["--ca", url, "requests", "--json"]), "requests");
+    eventually(Duration::from_secs(30), || {
+        let mine = bob
+            .run(&["--ca", url, "requests", "--json"])
+            .ok_json("requests");
         let status = mine
             .as_array()
             .unwrap()
@@ -747,18 +689,13 @@ fn a_window_from_first_use_opens_at_login_and_an_unused_one_lapses() {
             .map(|r| r["status"].as_str().unwrap().to_string())
             .unwrap();
         if status == "expired" {
-            break;
+            return Ok(());
         }
         assert_eq!(status, "approved");
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the unused grant never lapsed"
-        );
-        std::thread::sleep(Duration::from_millis(500));
-    }
-    let after = ok(
-        &bob.run(&["--ca", url, "login", "--no-agent", "--json"]),
-        "bob login",
-    );
+        Err("the unused grant has not lapsed yet")
+    });
+    let after = bob
+        .run(&["--ca", url, "login", "--no-agent", "--json"])
+        .ok_json("bob login");
     assert_eq!(principals(&after), ["bob", "deploy"]);
 }

@@ -7,17 +7,15 @@
 
 #![allow(clippy::unwrap_used, missing_docs)]
 
-use std::io::{Read as _, Write as _};
-use std::net::TcpListener;
-use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use ca_client::{nonce_for, CaClient, ClientError};
 use ca_proto::UserCertResponse;
-use e2e::client::{ClientHome, SshAgent};
+use e2e::client::{sync_krl, ClientHome};
+use e2e::http_stub::{HttpStub, Route};
+use e2e::openssh::ssh_keygen_revoked as revoked;
+use e2e::openssh::SshAgent;
 use e2e::*;
 use serde_json::{json, Value};
 
@@ -35,8 +33,10 @@ struct World {
 
 async fn world() -> World {
     let idp = Idp::start();
-    let setup = CaSetup::new(&[("test", &idp.issuer)], "", "");
-    std::fs::write(setup.dir.path().join("policies/admins.toml"), ADMIN_RULE).unwrap();
+    let setup = CaSetup::builder()
+        .issuer("test", &idp.issuer)
+        .policy_file("admins.toml", ADMIN_RULE)
+        .build();
     let ca = setup.start();
     let client = CaClient::new(&ca.url, None).unwrap();
     let user_ca = client.config().await.unwrap().user_ca_keys.join("\n") + "\n";
@@ -95,7 +95,7 @@ async fn token(w: &World, user: &str) -> String {
 
 /// POSTs `body` to `path` with `token`; returns the status and JSON body.
 async fn post(w: &World, path: &str, token: Option<&str>, body: Value) -> (u16, Value) {
-    let mut request = reqwest::Client::new()
+    let mut request = http_client()
         .post(format!("{}{path}", w.ca.url))
         .json(&body);
     if let Some(token) = token {
@@ -108,7 +108,9 @@ async fn post(w: &World, path: &str, token: Option<&str>, body: Value) -> (u16, 
 
 /// `GET /v1/krl` written to a file.
 async fn krl_file(w: &World, name: &str) -> PathBuf {
-    let bytes = reqwest::get(format!("{}/v1/krl", w.ca.url))
+    let bytes = http_client()
+        .get(format!("{}/v1/krl", w.ca.url))
+        .send()
         .await
         .unwrap()
         .bytes()
@@ -119,48 +121,10 @@ async fn krl_file(w: &World, name: &str) -> PathBuf {
     path
 }
 
-/// `ssh-keygen -Q -f krl file`: whether OpenSSH considers `file` revoked.
-fn revoked(krl: &Path, file: &Path) -> bool {
-    let (status, out, err) = run(
-        Command::new("ssh-keygen")
-            .arg("-Q")
-            .arg("-f")
-            .arg(krl)
-            .arg(file),
-        Duration::from_secs(15),
-    )
-    .unwrap();
-    if out.contains("REVOKED") {
-        assert!(!status.success());
-        true
-    } else {
-        assert!(status.success() && out.contains(": ok"), "{out}\n{err}");
-        false
-    }
-}
-
-/// `jit-ssh --ca URL host sync-krl --out OUT [extra]`.
-fn sync_krl(ca_url: &str, out: &Path, extra: &[&str]) -> (bool, String, String) {
-    let (status, stdout, stderr) = run(
-        Command::new(bin("jit-ssh"))
-            .args(["--ca", ca_url, "host", "sync-krl", "--json", "--out"])
-            .arg(out)
-            .args(extra),
-        Duration::from_secs(30),
-    )
-    .unwrap();
-    (status.success(), stdout, stderr)
-}
-
+/// `jit-ssh-ca ARGS --config ...` on the CA host; returns whether it
+/// succeeded, its stdout and its stderr.
 fn ca_cli(setup: &CaSetup, args: &[&str]) -> (bool, String, String) {
-    let (status, out, err) = run(
-        Command::new(bin("jit-ssh-ca"))
-            .args(args)
-            .arg("--config")
-            .arg(&setup.config_path),
-        Duration::from_secs(30),
-    )
-    .unwrap();
+    let (status, out, err) = setup.cli(args);
     (status.success(), out, err)
 }
 
@@ -168,7 +132,7 @@ fn ca_cli(setup: &CaSetup, args: &[&str]) -> (bool, String, String) {
 async fn an_admin_revocation_reaches_sshd_through_the_synced_krl() {
     let w = world().await;
     let (bob_key, bob_cert, bob) = certify(&w, "bob", "bob").await;
-    let (alice_key, alice_cert, alice) = certify(&w, "alice", "alice").await;
+    let (alice_key, alice_cert, _) = certify(&w, "alice", "alice").await;
 
     // The host's KRL before any revocation: sshd lets both in.
     let krl = w.dir.path().join("etc-ssh-jit-ssh.krl");
@@ -280,7 +244,6 @@ async fn an_admin_revocation_reaches_sshd_through_the_synced_krl() {
             .as_str()
             .unwrap()
             .contains("not an administrator")));
-    let _ = alice;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -404,18 +367,20 @@ async fn revoking_an_identity_or_key_blocks_issuance_until_unrevoked() {
     );
     // The CA serves a KRL for up to 5 s; a revocation written by another
     // process (the CLI) shows within that.
-    let mut listed = false;
-    for attempt in 0..20 {
-        if revoked(
-            &krl_file(&w, &format!("k2-{attempt}.krl")).await,
-            &alice_cert,
-        ) {
-            listed = true;
-            break;
+    let mut attempt = 0;
+    eventually_async(Duration::from_secs(15), || {
+        attempt += 1;
+        let name = format!("k2-{attempt}.krl");
+        let (w, alice_cert) = (&w, &alice_cert);
+        async move {
+            if revoked(&krl_file(w, &name).await, alice_cert) {
+                Ok(())
+            } else {
+                Err("the CLI's revocation has not reached the KRL")
+            }
         }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
-    assert!(listed, "the CLI's revocation never reached the KRL");
+    })
+    .await;
     let (ok, _, err) = ca_cli(&w.setup, &["revoke", "--serial", "1", "--reason", "x"]);
     assert!(!ok && err.contains("no certificate with serial 1"), "{err}");
     let (ok, _, err) = ca_cli(
@@ -490,70 +455,6 @@ async fn revoking_an_identity_or_key_blocks_issuance_until_unrevoked() {
     );
 }
 
-/// A loopback HTTP server answering every request for `path` with a fixed
-/// response; stops when dropped.
-struct FakeCa {
-    url: String,
-    stop: Arc<AtomicBool>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-type Route = (String, Vec<(String, String)>, Vec<u8>);
-
-impl FakeCa {
-    fn start(routes: Vec<Route>) -> FakeCa {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
-        let stop = Arc::new(AtomicBool::new(false));
-        let stopping = stop.clone();
-        let thread = std::thread::spawn(move || {
-            for stream in listener.incoming() {
-                if stopping.load(Ordering::SeqCst) {
-                    return;
-                }
-                let Ok(mut stream) = stream else { continue };
-                let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
-                let mut head = Vec::new();
-                let mut byte = [0u8; 1];
-                while !head.ends_with(b"\r\n\r\n") && stream.read(&mut byte).unwrap_or(0) == 1 {
-                    head.push(byte[0]);
-                }
-                let head = String::from_utf8_lossy(&head).to_string();
-                let path = head.split_whitespace().nth(1).unwrap_or("").to_string();
-                let (status, headers, body) = match routes.iter().find(|r| r.0 == path) {
-                    Some((_, headers, body)) => ("200 OK", headers.clone(), body.clone()),
-                    None => ("404 Not Found", Vec::new(), Vec::new()),
-                };
-                let mut response = format!(
-                    "HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n",
-                    body.len()
-                );
-                for (name, value) in headers {
-                    response.push_str(&format!("{name}: {value}\r\n"));
-                }
-                response.push_str("\r\n");
-                let _ = stream.write_all(response.as_bytes());
-                let _ = stream.write_all(&body);
-            }
-        });
-        FakeCa {
-            url,
-            stop,
-            thread: Some(thread),
-        }
-    }
-}
-
-impl Drop for FakeCa {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        let _ = std::net::TcpStream::connect(self.url.trim_start_matches("http://"));
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sync_krl_keeps_the_last_good_file_on_any_failure() {
     let mut w = world().await;
@@ -579,7 +480,11 @@ async fn sync_krl_keeps_the_last_good_file_on_any_failure() {
     assert!(revoked(&krl, &bob_cert));
 
     // What the real CA serves, to build bad variants from.
-    let response = reqwest::get(format!("{}/v1/krl", w.ca.url)).await.unwrap();
+    let response = http_client()
+        .get(format!("{}/v1/krl", w.ca.url))
+        .send()
+        .await
+        .unwrap();
     let signature = response
         .headers()
         .get(ca_proto::krl::KRL_SIGNATURE_HEADER)
@@ -588,19 +493,23 @@ async fn sync_krl_keeps_the_last_good_file_on_any_failure() {
         .unwrap()
         .to_string();
     let real_krl = response.bytes().await.unwrap().to_vec();
-    let config = reqwest::get(format!("{}/v1/config", w.ca.url))
+    let config = http_client()
+        .get(format!("{}/v1/config", w.ca.url))
+        .send()
         .await
         .unwrap()
         .bytes()
         .await
         .unwrap()
         .to_vec();
-    let sig_header = |value: &str| {
-        vec![(
-            ca_proto::krl::KRL_SIGNATURE_HEADER.to_string(),
-            value.to_string(),
-        )]
+    let krl_route = |body: Vec<u8>, signature: Option<&str>| {
+        let route = Route::new("/v1/krl", body);
+        match signature {
+            Some(value) => route.header(ca_proto::krl::KRL_SIGNATURE_HEADER, value),
+            None => route,
+        }
     };
+    let config_route = || Route::new("/v1/config", config.clone());
     // An empty KRL signed by another key (a forged CA).
     let forger =
         ssh_key::PrivateKey::random(&mut rand_core::OsRng, ssh_key::Algorithm::Ed25519).unwrap();
@@ -623,54 +532,37 @@ async fn sync_krl_keeps_the_last_good_file_on_any_failure() {
         (
             "garbage",
             vec![
-                ("/v1/config".into(), vec![], config.clone()),
-                (
-                    "/v1/krl".into(),
-                    sig_header(&signature),
-                    b"<html>502 Bad Gateway</html>".to_vec(),
-                ),
+                config_route(),
+                krl_route(b"<html>502 Bad Gateway</html>".to_vec(), Some(&signature)),
             ],
             "no valid KRL",
         ),
         (
             "empty body",
-            vec![
-                ("/v1/config".into(), vec![], config.clone()),
-                ("/v1/krl".into(), sig_header(&signature), Vec::new()),
-            ],
+            vec![config_route(), krl_route(Vec::new(), Some(&signature))],
             "no valid KRL",
         ),
         (
             "unsigned",
-            vec![
-                ("/v1/config".into(), vec![], config.clone()),
-                ("/v1/krl".into(), vec![], real_krl.clone()),
-            ],
+            vec![config_route(), krl_route(real_krl.clone(), None)],
             "without the CA's signature",
         ),
         (
             "forged signature",
-            vec![
-                ("/v1/config".into(), vec![], config.clone()),
-                ("/v1/krl".into(), sig_header(&forged), empty.clone()),
-            ],
+            vec![config_route(), krl_route(empty.clone(), Some(&forged))],
             "does not verify",
         ),
         (
             "truncated",
             vec![
-                ("/v1/config".into(), vec![], config.clone()),
-                (
-                    "/v1/krl".into(),
-                    sig_header(&signature),
-                    real_krl[..real_krl.len() - 3].to_vec(),
-                ),
+                config_route(),
+                krl_route(real_krl[..real_krl.len() - 3].to_vec(), Some(&signature)),
             ],
             "no valid KRL",
         ),
     ];
     for (name, routes, needle) in cases {
-        let fake = FakeCa::start(routes);
+        let fake = HttpStub::start(routes);
         let (ok, _, err) = sync_krl(&fake.url, &krl, &[]);
         assert!(!ok, "{name}: sync-krl accepted it");
         assert!(
@@ -680,7 +572,7 @@ async fn sync_krl_keeps_the_last_good_file_on_any_failure() {
         assert_eq!(std::fs::read(&krl).unwrap(), good, "{name}: file changed");
     }
     // The forged KRL is also refused against the host's trusted keys.
-    let fake = FakeCa::start(vec![("/v1/krl".into(), sig_header(&forged), empty)]);
+    let fake = HttpStub::start(vec![krl_route(empty, Some(&forged))]);
     let (ok, _, err) = sync_krl(&fake.url, &krl, &["--trusted-ca-keys", trusted_arg]);
     assert!(!ok && err.contains("does not verify"), "{err}");
     drop(fake);
@@ -704,20 +596,12 @@ async fn sync_krl_keeps_the_last_good_file_on_any_failure() {
 #[test]
 fn logout_revokes_the_current_certificate_at_the_ca() {
     let idp = Idp::start();
-    let setup = CaSetup::new(&[("test", &idp.issuer)], "", "");
+    let setup = CaSetup::builder().issuer("test", &idp.issuer).build();
     let ca = setup.start();
     let dir = tempfile::tempdir().unwrap();
-    let fetch_krl = |name: &str| {
+    let fetch_krl = |ca: &Ca, name: &str| {
         let path = dir.path().join(name);
-        let (status, _, err) = run(
-            Command::new("curl")
-                .args(["-fsS", "--max-time", "10", "-o"])
-                .arg(&path)
-                .arg(format!("{}/v1/krl", ca.url)),
-            Duration::from_secs(15),
-        )
-        .unwrap();
-        assert!(status.success(), "{err}");
+        std::fs::write(&path, ca.download("/v1/krl")).unwrap();
         path
     };
 
@@ -729,11 +613,11 @@ fn logout_revokes_the_current_certificate_at_the_ca() {
     let serial = login.json()["serial"].as_str().unwrap().to_string();
     let cert = dir.path().join("agent-cert.pub");
     std::fs::write(&cert, agent.certificates()[0].clone() + "\n").unwrap();
-    assert!(!revoked(&fetch_krl("before.krl"), &cert));
+    assert!(!revoked(&fetch_krl(&ca, "before.krl"), &cert));
     let logout = home.run(&["--ca", &ca.url, "logout", "--json"]);
     assert!(logout.status.success(), "{}", logout.stderr);
     assert_eq!(logout.json()["certificates_revoked"], json!([serial]));
-    assert!(revoked(&fetch_krl("after.krl"), &cert));
+    assert!(revoked(&fetch_krl(&ca, "after.krl"), &cert));
 
     // Files storage: the key file signs it; the text output says so.
     let home = ClientHome::new("bob", None);
@@ -757,7 +641,7 @@ fn logout_revokes_the_current_certificate_at_the_ca() {
         "{}",
         logout.stderr
     );
-    assert!(revoked(&fetch_krl("after2.krl"), &cert));
+    assert!(revoked(&fetch_krl(&ca, "after2.krl"), &cert));
 
     // With the CA down, logout still cleans up and says what it could not do.
     let home = ClientHome::new("alice", None);

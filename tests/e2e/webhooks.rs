@@ -6,28 +6,16 @@
 
 #![allow(clippy::unwrap_used, missing_docs)]
 
-use std::io::{BufRead as _, BufReader, Read as _, Write as _};
 use std::net::TcpListener;
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use e2e::client::{ClientHome, Outcome};
+use e2e::client::ClientHome;
+use e2e::http_stub::{HttpStub, Route};
 use e2e::*;
 use serde_json::Value;
 use sha2::{Digest as _, Sha256};
 
 const SECRET: &str = "webhook-test-secret-0123456789";
-
-fn ok(outcome: &Outcome, what: &str) -> Value {
-    assert!(
-        outcome.status.success(),
-        "{what}: exit {}\nstdout: {}\nstderr: {}",
-        outcome.code(),
-        outcome.stdout,
-        outcome.stderr
-    );
-    outcome.json()
-}
 
 /// HMAC-SHA256 (RFC 2104) written out, so the test does not share the
 /// server's implementation.
@@ -48,104 +36,37 @@ fn hmac_sha256_hex(key: &[u8], message: &[u8]) -> String {
     outer.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// A delivery as received: lower-cased headers and the raw body.
-struct Delivery {
-    headers: Vec<(String, String)>,
-    body: Vec<u8>,
+/// A webhook receiver on a loopback port: answers 200 to every POST on
+/// `/hook` and records it. Returns it and the URL to configure.
+fn receiver() -> (HttpStub, String) {
+    let stub = HttpStub::start(vec![Route::new("/hook", Vec::new())]);
+    let url = format!("{}/hook", stub.url);
+    (stub, url)
 }
 
-impl Delivery {
-    fn header(&self, name: &str) -> &str {
-        self.headers
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
-            .unwrap_or_else(|| panic!("no {name} header"))
-    }
-}
-
-/// Answers 200 to every POST on a loopback port; sends each one down the channel.
-fn receiver() -> (String, mpsc::Receiver<Delivery>) {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("http://{}/hook", listener.local_addr().unwrap());
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(stream) = stream else { continue };
-            let tx = tx.clone();
-            std::thread::spawn(move || {
-                stream
-                    .set_read_timeout(Some(Duration::from_secs(10)))
-                    .unwrap();
-                let mut reader = BufReader::new(stream);
-                loop {
-                    let mut headers = Vec::new();
-                    let mut line = String::new();
-                    if reader.read_line(&mut line).unwrap_or(0) == 0 {
-                        return;
-                    }
-                    loop {
-                        line.clear();
-                        if reader.read_line(&mut line).unwrap_or(0) == 0 {
-                            return;
-                        }
-                        let trimmed = line.trim_end();
-                        if trimmed.is_empty() {
-                            break;
-                        }
-                        let (name, value) = trimmed.split_once(':').unwrap();
-                        headers.push((name.trim().to_ascii_lowercase(), value.trim().to_string()));
-                    }
-                    let length: usize = headers
-                        .iter()
-                        .find(|(n, _)| n == "content-length")
-                        .map(|(_, v)| v.parse().unwrap())
-                        .unwrap_or(0);
-                    let mut body = vec![0u8; length];
-                    if reader.read_exact(&mut body).is_err() {
-                        return;
-                    }
-                    let _ = reader
-                        .get_mut()
-                        .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n");
-                    let _ = tx.send(Delivery { headers, body });
-                }
-            });
-        }
-    });
-    (url, rx)
-}
-
-fn webhook_table(url: &str, secret_file: &std::path::Path) -> String {
-    format!(
-        "[[webhook]]\nurl = {url:?}\nsecret_file = {:?}\n",
-        secret_file.display().to_string()
-    )
-}
-
-fn setup_with_webhook(idp: &Idp, url: &str, dir: &std::path::Path) -> CaSetup {
-    let secret_file = dir.join("webhook.secret");
-    std::fs::write(&secret_file, format!("{SECRET}\n")).unwrap();
-    CaSetup::new(
-        &[("corp", &idp.issuer)],
-        &policy_dir_line(&shipped_policies()),
-        &webhook_table(url, &secret_file),
-    )
+/// The usual CA for these tests: the shipped policies and one webhook to
+/// `url`, its secret file ending in a newline as an editor leaves it.
+fn setup_with_webhook(idp: &Idp, url: &str) -> CaSetup {
+    CaSetup::builder()
+        .issuer("corp", &idp.issuer)
+        .shipped_policies()
+        .webhook(url, &format!("{SECRET}\n"))
+        .build()
 }
 
 #[test]
 fn request_events_arrive_signed_at_a_loopback_receiver() {
     let idp = Idp::start();
-    let (hook_url, deliveries) = receiver();
-    let dir = tempfile::tempdir().unwrap();
-    let setup = setup_with_webhook(&idp, &hook_url, dir.path());
+    let (hook, hook_url) = receiver();
+    let deliveries = &hook.received;
+    let setup = setup_with_webhook(&idp, &hook_url);
     let ca = setup.start();
     let url = ca.url.as_str();
     let bob = ClientHome::new("bob", None);
     let carol = ClientHome::new("carol", None);
 
-    let created = ok(
-        &bob.run(&[
+    let created = bob
+        .run(&[
             "--ca",
             url,
             "request",
@@ -157,13 +78,12 @@ fn request_events_arrive_signed_at_a_loopback_receiver() {
             "30m",
             "--no-wait",
             "--json",
-        ]),
-        "bob request",
-    );
+        ])
+        .ok_json("bob request");
     let id = created["id"].as_u64().unwrap();
     let id_text = id.to_string();
-    ok(
-        &carol.run(&[
+    carol
+        .run(&[
             "--ca",
             url,
             "approve",
@@ -171,19 +91,20 @@ fn request_events_arrive_signed_at_a_loopback_receiver() {
             "--comment",
             "go ahead",
             "--json",
-        ]),
-        "carol approve",
-    );
-    ok(
-        &bob.run(&["--ca", url, "done", &id_text, "--json"]),
-        "bob done",
-    );
+        ])
+        .ok_json("carol approve");
+    bob.run(&["--ca", url, "done", &id_text, "--json"])
+        .ok_json("bob done");
 
     let mut events = Vec::new();
     for _ in 0..3 {
         let delivery = deliveries
             .recv_timeout(Duration::from_secs(30))
             .unwrap_or_else(|_| panic!("webhook deliveries so far: {}", events.len()));
+        assert_eq!(
+            (delivery.method.as_str(), delivery.path.as_str()),
+            ("POST", "/hook")
+        );
         // The signature is HMAC-SHA256 of "<timestamp>.<body>" under the secret.
         let timestamp = delivery.header("x-jit-ssh-timestamp");
         let timestamp_secs: u64 = timestamp.parse().unwrap();
@@ -217,7 +138,8 @@ fn request_events_arrive_signed_at_a_loopback_receiver() {
     assert_eq!(by_kind("approved")["comment"], "go ahead");
     assert!(by_kind("approved")["window_end"].as_u64().is_some());
     assert_eq!(by_kind("ended")["actor"], "bob@corp");
-    // Nothing else was sent, and the secret is in no log line.
+    // Nothing else was sent (a bounded wait for something that must not
+    // come), and the secret is in no log line.
     assert!(deliveries.recv_timeout(Duration::from_millis(500)).is_err());
     let log = ca.process.stderr.text();
     assert!(!log.contains(SECRET), "{log}");
@@ -226,15 +148,14 @@ fn request_events_arrive_signed_at_a_loopback_receiver() {
 #[test]
 fn break_glass_is_a_loud_event_and_a_policy_approval_is_approved_by_the_rule() {
     let idp = Idp::start();
-    let (hook_url, deliveries) = receiver();
-    let dir = tempfile::tempdir().unwrap();
-    let secret_file = dir.path().join("webhook.secret");
-    std::fs::write(&secret_file, SECRET).unwrap();
-    let setup = CaSetup::new(
-        &[("corp", &idp.issuer)],
-        &policy_dir(dir.path(), BREAK_GLASS_POLICY),
-        &webhook_table(&hook_url, &secret_file),
-    );
+    let (hook, hook_url) = receiver();
+    let deliveries = &hook.received;
+    // A secret file without a final newline works the same.
+    let setup = CaSetup::builder()
+        .issuer("corp", &idp.issuer)
+        .policy(BREAK_GLASS_POLICY)
+        .webhook(&hook_url, SECRET)
+        .build();
     let ca = setup.start();
     let url = ca.url.as_str();
     let bob = ClientHome::new("bob", None);
@@ -251,7 +172,7 @@ fn break_glass_is_a_loud_event_and_a_policy_approval_is_approved_by_the_rule() {
             "--json",
         ];
         args.extend_from_slice(extra);
-        let created = ok(&home.run(&args), "request");
+        let created = home.run(&args).ok_json("request");
         let delivery = deliveries
             .recv_timeout(Duration::from_secs(30))
             .expect("a webhook delivery");
@@ -272,7 +193,8 @@ fn break_glass_is_a_loud_event_and_a_policy_approval_is_approved_by_the_rule() {
     assert_eq!(auto["kind"], "approved");
     assert_eq!(auto["actor"], "policy:sre-root");
     assert!(auto["window_end"].as_u64().is_some());
-    // Nothing else: no `created` event for requests approved at once.
+    // Nothing else (a bounded wait for something that must not come): no
+    // `created` event for requests approved at once.
     assert!(deliveries.recv_timeout(Duration::from_millis(500)).is_err());
 }
 
@@ -282,41 +204,37 @@ fn a_dead_receiver_does_not_slow_issuance_or_requests() {
     // Accepts connections into its backlog and never answers.
     let silent = TcpListener::bind("127.0.0.1:0").unwrap();
     let hook_url = format!("http://{}/hook", silent.local_addr().unwrap());
-    let dir = tempfile::tempdir().unwrap();
-    let setup = setup_with_webhook(&idp, &hook_url, dir.path());
+    let setup = setup_with_webhook(&idp, &hook_url);
     let ca = setup.start();
     let url = ca.url.as_str();
     let bob = ClientHome::new("bob", None);
-    ok(
-        &bob.run(&["--ca", url, "login", "--json"]),
-        "bob first login",
-    );
+    bob.run(&["--ca", url, "login", "--json"])
+        .ok_json("bob first login");
 
     for round in 0..3 {
         let started = Instant::now();
-        ok(
-            &bob.run(&[
-                "--ca",
-                url,
-                "request",
-                "--principal",
-                "root",
-                "--reason",
-                "INC-9: dead hook",
-                "--for",
-                "30m",
-                "--no-wait",
-                "--json",
-            ]),
-            "bob request",
-        );
+        bob.run(&[
+            "--ca",
+            url,
+            "request",
+            "--principal",
+            "root",
+            "--reason",
+            "INC-9: dead hook",
+            "--for",
+            "30m",
+            "--no-wait",
+            "--json",
+        ])
+        .ok_json("bob request");
         let took = started.elapsed();
         assert!(
             took < Duration::from_secs(2),
             "request {round} took {took:?}"
         );
         let started = Instant::now();
-        ok(&bob.run(&["--ca", url, "login", "--json"]), "bob login");
+        bob.run(&["--ca", url, "login", "--json"])
+            .ok_json("bob login");
         let took = started.elapsed();
         assert!(took < Duration::from_secs(2), "login {round} took {took:?}");
     }

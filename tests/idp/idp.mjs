@@ -5,7 +5,7 @@
 //        [--users tests/idp/users.json] [--id-token-ttl SECS]
 //
 // * Listens on 127.0.0.1:<port> (0 = random), plain HTTP. Issuer = http://127.0.0.1:<port>.
-// * Fresh RS256 / ES256 / EdDSA signing keys at every start; their PKCS#8 PEMs are written
+// * Fresh RS256 / ES256 / ES384 / EdDSA signing keys at every start; their PKCS#8 PEMs are written
 //   to --keys-out (mode 0600) before the ready line, so tests can forge tokens.
 // * When ready prints exactly one line to stdout: {"issuer":"http://127.0.0.1:PORT","port":PORT}
 //   Everything else (logs, warnings) goes to stderr.
@@ -81,6 +81,7 @@ function makeKey(alg, type, opts) {
 const keys = [
   makeKey('RS256', 'rsa', { modulusLength: 2048 }),
   makeKey('ES256', 'ec', { namedCurve: 'P-256' }),
+  makeKey('ES384', 'ec', { namedCurve: 'P-384' }),
   makeKey('EdDSA', 'ed25519', {}),
 ];
 
@@ -126,6 +127,7 @@ const configuration = {
   clients: [
     publicClient('jit-ssh'),
     publicClient('jit-ssh-es256', { id_token_signed_response_alg: 'ES256' }),
+    publicClient('jit-ssh-es384', { id_token_signed_response_alg: 'ES384' }),
     publicClient('jit-ssh-eddsa', { id_token_signed_response_alg: 'EdDSA' }),
     publicClient('other-app'),
   ],
@@ -145,7 +147,7 @@ const configuration = {
   issueRefreshToken: async (ctx, client, code) => client.grantTypeAllowed('refresh_token')
     && code.scopes.has('offline_access'),
   enabledJWA: {
-    idTokenSigningAlgValues: ['RS256', 'ES256', 'EdDSA'],
+    idTokenSigningAlgValues: ['RS256', 'ES256', 'ES384', 'EdDSA'],
   },
   ttl: {
     IdToken: idTokenTtl,

@@ -155,6 +155,7 @@ function verifyJwt(jwt, jwks) {
   switch (alg) {
     case 'RS256': return crypto.verify('sha256', data, key, sig);
     case 'ES256': return crypto.verify('sha256', data, { key, dsaEncoding: 'ieee-p1363' }, sig);
+    case 'ES384': return crypto.verify('sha384', data, { key, dsaEncoding: 'ieee-p1363' }, sig);
     case 'EdDSA': return crypto.verify(null, data, key, sig);
     default: return false;
   }
@@ -249,7 +250,7 @@ async function main() {
   const { issuer } = ready;
   const keysFile = JSON.parse(fs.readFileSync(keysOut, 'utf8'));
   check('keys file mode 0600', (fs.statSync(keysOut).mode & 0o777) === 0o600);
-  check('keys file has RS256, ES256, EdDSA PKCS#8 keys', sameArray(keysFile.keys.map((k) => k.alg), ['RS256', 'ES256', 'EdDSA'])
+  check('keys file has RS256, ES256, ES384, EdDSA PKCS#8 keys', sameArray(keysFile.keys.map((k) => k.alg), ['RS256', 'ES256', 'ES384', 'EdDSA'])
     && keysFile.keys.every((k) => k.private_pem.startsWith('-----BEGIN PRIVATE KEY-----')));
 
   // Discovery + JWKS
@@ -258,7 +259,7 @@ async function main() {
   const disco = JSON.parse(d.text);
   check('discovery issuer', disco.issuer === issuer, disco.issuer);
   check('discovery device_authorization_endpoint', disco.device_authorization_endpoint === `${issuer}/device/auth`, disco.device_authorization_endpoint);
-  check('discovery id_token algs', ['RS256', 'ES256', 'EdDSA'].every((a) => disco.id_token_signing_alg_values_supported.includes(a)), disco.id_token_signing_alg_values_supported);
+  check('discovery id_token algs', ['RS256', 'ES256', 'ES384', 'EdDSA'].every((a) => disco.id_token_signing_alg_values_supported.includes(a)), disco.id_token_signing_alg_values_supported);
   check('discovery scopes include groups', disco.scopes_supported.includes('groups'), disco.scopes_supported);
   console.log(`# endpoints: auth=${disco.authorization_endpoint} token=${disco.token_endpoint} device=${disco.device_authorization_endpoint} jwks=${disco.jwks_uri}`);
   const j = await req(null, 'GET', disco.jwks_uri);
@@ -293,10 +294,14 @@ async function main() {
   const ui = await req(null, 'GET', disco.userinfo_endpoint, { headers: { authorization: `Bearer ${alice.tokens.access_token}` } });
   check('userinfo -> 200 with groups', ui.status === 200 && sameArray(JSON.parse(ui.text).groups, ['eng']), ui.text);
 
-  // ES256 / EdDSA clients
+  // ES256 / ES384 / EdDSA clients
   const carol = await authCodeFlow(ctx, { clientId: 'jit-ssh-es256', username: 'carol' });
   checkIdToken('carol/es256 id_token', carol.tokens.id_token, ctx, {
     alg: 'ES256', aud: 'jit-ssh-es256', sub: 'user-carol', nonce: carol.nonce, username: 'carol', emailVerified: true, groups: ['sre-leads'],
+  });
+  const erin = await authCodeFlow(ctx, { clientId: 'jit-ssh-es384', username: 'erin' });
+  checkIdToken('erin/es384 id_token', erin.tokens.id_token, ctx, {
+    alg: 'ES384', aud: 'jit-ssh-es384', sub: 'user-erin', nonce: erin.nonce, username: 'erin', emailVerified: true, groups: ['eng', 'sre', 'oncall'],
   });
   const dave = await authCodeFlow(ctx, { clientId: 'jit-ssh-eddsa', username: 'dave' });
   checkIdToken('dave/eddsa id_token', dave.tokens.id_token, ctx, {

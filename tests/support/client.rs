@@ -1,75 +1,17 @@
-//! Helpers for the `jit-ssh` client tests: a real `ssh-agent` on its own
-//! socket (killed on drop), and an isolated home (`HOME`, `XDG_CONFIG_HOME`)
-//! in which to run the `jit-ssh` binary with `$BROWSER` set to the committed
-//! test driver `tests/idp/browser-login.sh`.
+//! The `jit-ssh` client binary under test: run in an isolated home (`HOME`,
+//! `XDG_CONFIG_HOME`) with `$BROWSER` set to the committed test driver
+//! `tests/idp/browser-login.sh`, a scripted person signing in with curl.
+//! Every run is bounded and its output and exit code kept for assertions.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitStatus, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, ExitStatus};
+use std::time::Duration;
 
+use serde_json::Value;
 use tempfile::TempDir;
 
-use crate::{bin, repo_root, run, Lines, Running, STARTUP};
-
-/// A real `ssh-agent -D` listening on a socket of its own.
-pub struct SshAgent {
-    pub socket: PathBuf,
-    _process: Running,
-    _dir: TempDir,
-}
-
-impl SshAgent {
-    /// Starts the agent and waits for its socket.
-    pub fn start() -> SshAgent {
-        let dir = tempfile::tempdir().unwrap();
-        let socket = dir.path().join("agent.sock");
-        let mut child = Command::new("ssh-agent")
-            .arg("-D")
-            .arg("-a")
-            .arg(&socket)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("ssh-agent must be installed (openssh-client)");
-        let (stderr, _) = Lines::drain(child.stderr.take().unwrap());
-        let process = Running { child, stderr };
-        let deadline = Instant::now() + STARTUP;
-        while !socket.exists() {
-            assert!(
-                Instant::now() < deadline,
-                "ssh-agent did not create its socket"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        SshAgent {
-            socket,
-            _process: process,
-            _dir: dir,
-        }
-    }
-
-    /// `ssh-add -L` against this agent: the public keys and certificates.
-    pub fn list(&self) -> String {
-        let (_, out, _) = run(
-            Command::new("ssh-add")
-                .arg("-L")
-                .env("SSH_AUTH_SOCK", &self.socket),
-            Duration::from_secs(10),
-        )
-        .unwrap();
-        out
-    }
-
-    /// The certificate lines of `ssh-add -L`.
-    pub fn certificates(&self) -> Vec<String> {
-        self.list()
-            .lines()
-            .filter(|l| l.contains("-cert-v01@openssh.com"))
-            .map(str::to_string)
-            .collect()
-    }
-}
+use crate::openssh::SshAgent;
+use crate::process::{bin, repo_root, run};
 
 /// An isolated user for `jit-ssh`.
 pub struct ClientHome {
@@ -93,9 +35,22 @@ impl Outcome {
         self.status.code().unwrap_or(-1)
     }
 
-    pub fn json(&self) -> serde_json::Value {
+    pub fn json(&self) -> Value {
         serde_json::from_str(&self.stdout)
             .unwrap_or_else(|e| panic!("not JSON ({e}): {}\n{}", self.stdout, self.stderr))
+    }
+
+    /// The JSON output of a run that must have succeeded; `what` names the
+    /// step in the failure message.
+    pub fn ok_json(&self, what: &str) -> Value {
+        assert!(
+            self.status.success(),
+            "{what}: exit {}\nstdout: {}\nstderr: {}",
+            self.code(),
+            self.stdout,
+            self.stderr
+        );
+        self.json()
     }
 }
 
@@ -191,26 +146,16 @@ pub fn mode(path: &Path) -> u32 {
     std::fs::metadata(path).unwrap().permissions().mode() & 0o777
 }
 
-/// `ssh` into `sshd` using only the agent at `socket` (no key file).
-pub fn ssh_with_agent(sshd: &crate::Sshd, socket: &Path) -> (bool, String) {
-    let (status, out, err) = run(
-        Command::new("ssh")
-            .args(["-F", "/dev/null", "-o", "BatchMode=yes"])
-            .args([
-                "-o",
-                "StrictHostKeyChecking=no",
-                "-o",
-                "UserKnownHostsFile=/dev/null",
-            ])
-            .arg("-o")
-            .arg(format!("IdentityAgent={}", socket.display()))
-            .args(["-o", "IdentityFile=none", "-o", "ConnectTimeout=10"])
-            .args(["-o", "LogLevel=ERROR"])
-            .args(["-p", &sshd.port.to_string()])
-            .arg(format!("{}@127.0.0.1", sshd.user))
-            .arg("echo jit-ssh-ok"),
+/// `jit-ssh --ca URL host sync-krl --json --out OUT [extra]`, as a host's
+/// timer runs it; returns whether it succeeded, its stdout and its stderr.
+pub fn sync_krl(ca_url: &str, out: &Path, extra: &[&str]) -> (bool, String, String) {
+    let (status, stdout, stderr) = run(
+        Command::new(bin("jit-ssh"))
+            .args(["--ca", ca_url, "host", "sync-krl", "--json", "--out"])
+            .arg(out)
+            .args(extra),
         Duration::from_secs(30),
     )
     .unwrap();
-    (status.success() && out.contains("jit-ssh-ok"), err)
+    (status.success(), stdout, stderr)
 }

@@ -1,15 +1,13 @@
 //! `jit-ssh-ca dev` under test: started as a user would start it, with its
 //! banner parsed for the CA URL and the `TrustedUserCAKeys` line.
 
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use anyhow::{anyhow, bail};
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine as _;
-use sha2::{Digest, Sha256};
 
-use crate::{bin, rand_bytes, wait_for_line, Lines, Running, STARTUP};
+use crate::idp::{authorization_code, Pkce};
+use crate::process::{bin, Running, STARTUP};
 
 /// A running `jit-ssh-ca dev`.
 pub struct DevCa {
@@ -17,6 +15,8 @@ pub struct DevCa {
     pub url: String,
     /// The identity provider URL from the banner.
     pub issuer: String,
+    /// The `/metrics` URL from the banner (the monitoring listener).
+    pub metrics: String,
     /// The user-CA key line from the banner.
     pub user_ca_line: String,
     /// The whole banner.
@@ -28,24 +28,21 @@ pub struct DevCa {
 impl DevCa {
     /// Runs `jit-ssh-ca dev --listen 127.0.0.1:0 ARGS...`.
     pub fn start(args: &[&str]) -> DevCa {
-        let mut child = Command::new(bin("jit-ssh-ca"))
-            .args(["dev", "--listen", "127.0.0.1:0"])
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let (stdout, stdout_rx) = Lines::drain(child.stdout.take().unwrap());
-        let (stderr, rx) = Lines::drain(child.stderr.take().unwrap());
-        let process = Running { child, stderr };
+        let process = Running::spawn(
+            Command::new(bin("jit-ssh-ca"))
+                .args(["dev", "--listen", "127.0.0.1:0"])
+                .args(args),
+        )
+        .unwrap();
         // The banner ends with the CA key line; serving starts after it.
-        let ready = wait_for_line(&stdout_rx, "ssh-ed25519 ", STARTUP)
-            .and_then(|_| wait_for_line(&rx, "listening on ", STARTUP));
+        let ready = process
+            .stdout
+            .wait_for("ssh-ed25519 ", STARTUP)
+            .and_then(|_| process.stderr.wait_for("listening on ", STARTUP));
         if let Err(e) = ready {
             panic!("dev CA did not start: {e}\n{}", process.stderr.text());
         }
-        let banner = stdout.text();
+        let banner = process.stdout.text();
         let field = |label: &str| {
             banner
                 .lines()
@@ -54,6 +51,7 @@ impl DevCa {
         };
         let url = field("CA ");
         let issuer = field("Identity provider ");
+        let metrics = field("Metrics ");
         let user_ca_line = banner
             .lines()
             .map(str::trim)
@@ -63,6 +61,7 @@ impl DevCa {
         DevCa {
             url,
             issuer,
+            metrics,
             user_ca_line,
             banner,
             process,
@@ -83,8 +82,7 @@ pub async fn dev_login(
         .redirect(reqwest::redirect::Policy::none())
         .timeout(Duration::from_secs(10))
         .build()?;
-    let verifier = URL_SAFE_NO_PAD.encode(rand_bytes::<32>());
-    let challenge = URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()));
+    let pkce = Pkce::new();
     let redirect_uri = "http://127.0.0.1:45678/callback";
     let response = http
         .get(format!("{issuer}/authorize"))
@@ -95,7 +93,7 @@ pub async fn dev_login(
             ("scope", scope),
             ("state", "st-1"),
             ("nonce", nonce),
-            ("code_challenge", &challenge),
+            ("code_challenge", &pkce.challenge),
             ("code_challenge_method", "S256"),
         ])
         .send()
@@ -122,16 +120,7 @@ pub async fn dev_login(
         .ok_or_else(|| anyhow!("no redirect: {}", response.status()))?
         .to_str()?
         .to_string();
-    let url = reqwest::Url::parse(&location)?;
-    let param = |name: &str| {
-        url.query_pairs()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.to_string())
-    };
-    if param("state").as_deref() != Some("st-1") {
-        bail!("state not returned: {location}");
-    }
-    let code = param("code").ok_or_else(|| anyhow!("no code: {location}"))?;
+    let code = authorization_code(&location, "st-1")?;
     let tokens = http
         .post(format!("{issuer}/token"))
         .form(&[
@@ -139,7 +128,7 @@ pub async fn dev_login(
             ("code", &code),
             ("redirect_uri", redirect_uri),
             ("client_id", "jit-ssh"),
-            ("code_verifier", &verifier),
+            ("code_verifier", &pkce.verifier),
         ])
         .send()
         .await?;

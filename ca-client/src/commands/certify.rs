@@ -7,17 +7,18 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use ca_proto::ErrorCode;
 use serde::Serialize;
 use ssh_key::{Certificate, LineEnding, PrivateKey};
 
 use super::{unix_now, Env};
 use crate::agent::{comment_for, Added, Agent};
 use crate::ca::CaClient;
-use crate::duration::format_seconds;
 use crate::error::{CliError, Failure};
 use crate::paths::{create_private_dir, write_atomic, write_private, CaSlug};
-use crate::secret::Secret;
 use crate::session::{SessionInfo, Storage};
+use jit_ssh_common::duration::format_seconds;
+use jit_ssh_common::Secret;
 
 /// What `login` (and a renewal) did; `--json` prints this.
 #[derive(Debug, Clone, Serialize)]
@@ -75,6 +76,30 @@ pub fn describe(issued: &Issued, now: u64) -> String {
     )
 }
 
+/// Why [`certify_and_store`] stored nothing.
+#[derive(Debug)]
+pub(super) enum NotCertified {
+    /// The CA refused the ID token because it has no nonce, the issuer
+    /// requires one, and the key is not bound to the identity by a sign-in
+    /// with a nonce (`nonce_required`): what to do depends on where the
+    /// token came from, which the caller knows.
+    NonceRequired,
+    /// Any other failure, worded already.
+    Failed(CliError),
+}
+
+impl From<CliError> for NotCertified {
+    fn from(error: CliError) -> NotCertified {
+        NotCertified::Failed(error)
+    }
+}
+
+impl From<crate::agent::AgentError> for NotCertified {
+    fn from(error: crate::agent::AgentError) -> NotCertified {
+        NotCertified::Failed(error.into())
+    }
+}
+
 /// Certifies `key` with `id_token` under the session's wishes (principals,
 /// lifetime, storage, confirm) and stores the result. `renewable` is left
 /// false: whether a refresh token is kept is the caller's to say.
@@ -85,7 +110,7 @@ pub(super) async fn certify_and_store(
     key: &PrivateKey,
     id_token: &Secret,
     info: &SessionInfo,
-) -> Result<Issued, CliError> {
+) -> Result<Issued, NotCertified> {
     let response = ca
         .request_user_certificate(
             id_token.expose_secret(),
@@ -93,7 +118,11 @@ pub(super) async fn certify_and_store(
             &info.principals,
             info.ttl.map(Duration::from_secs),
         )
-        .await?;
+        .await
+        .map_err(|error| match error.refusal_code() {
+            Some(ErrorCode::NonceRequired) => NotCertified::NonceRequired,
+            _ => NotCertified::Failed(error.into()),
+        })?;
     let certificate = Certificate::from_openssh(&response.certificate)
         .map_err(|e| CliError::other(format!("the CA returned an unreadable certificate: {e}")))?;
     let mut issued = Issued {

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use ssh_key::Certificate;
 
-use super::certify::{certify_and_store, Issued};
+use super::certify::{certify_and_store, Issued, NotCertified};
 use super::login::{login_async, LoginOptions};
 use super::{fetch_config, runtime, unix_now, CaTarget, Env, Flow, TokenSource};
 use crate::agent::{Agent, AgentEntry};
@@ -143,7 +143,24 @@ pub fn ensure(env: &Env, target: &CaTarget, options: &EnsureOptions) -> Result<E
                 info.storage = Storage::Files;
             }
             let mut issued =
-                certify_and_store(env, &ca, &slug, &session.key, &tokens.id_token, &info).await?;
+                match certify_and_store(env, &ca, &slug, &session.key, &tokens.id_token, &info)
+                    .await
+                {
+                    Ok(issued) => issued,
+                    // The refreshed token has no nonce, and the CA's sign-in
+                    // session for this key (nonce_session) is over: only a
+                    // new sign-in binds a key again.
+                    Err(NotCertified::NonceRequired) => {
+                        env.ui.info(
+                            "The CA renews this sign-in's key only during its sign-in session, \
+                             which has ended (the refreshed ID token carries no nonce); signing \
+                             in again.",
+                        );
+                        session_files.delete().map_err(CliError::other)?;
+                        return Ok(None);
+                    }
+                    Err(NotCertified::Failed(error)) => return Err(error),
+                };
             issued.renewable = true;
             Ok::<_, CliError>(Some(issued))
         })?;

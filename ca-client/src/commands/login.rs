@@ -8,10 +8,10 @@ use std::time::Duration;
 
 use ssh_key::{Algorithm, PrivateKey};
 
-use super::certify::{certify_and_store, Issued};
+use super::certify::{certify_and_store, Issued, NotCertified};
 use super::{fetch_config, runtime, CaTarget, Env, Flow, TokenSource};
 use crate::agent::Agent;
-use crate::error::CliError;
+use crate::error::{CliError, Failure};
 use crate::oidc::{Provider, Tokens};
 use crate::session::{SessionFiles, SessionInfo, Storage};
 
@@ -72,6 +72,13 @@ pub(super) async fn login_async(
         .map_err(|e| CliError::other(format!("generating a key: {e}")))?;
     key.set_comment("jit-ssh");
     let nonce = crate::nonce_for(&key)?;
+    let origin = match &options.source {
+        TokenSource::Given(_) => Origin::Given,
+        TokenSource::Interactive {
+            flow: Flow::Device, ..
+        } => Origin::Device,
+        TokenSource::Interactive { .. } => Origin::Browser,
+    };
     let tokens = match options.source {
         TokenSource::Given(id_token) => Tokens {
             id_token,
@@ -106,7 +113,12 @@ pub(super) async fn login_async(
         principals: options.principals.clone(),
         ttl: options.ttl.map(|t| t.as_secs()),
     };
-    let mut issued = certify_and_store(env, &ca, &slug, &key, &tokens.id_token, &info).await?;
+    let mut issued = certify_and_store(env, &ca, &slug, &key, &tokens.id_token, &info)
+        .await
+        .map_err(|refusal| match refusal {
+            NotCertified::NonceRequired => nonce_required(origin, &issuer.name),
+            NotCertified::Failed(error) => error,
+        })?;
     let session = SessionFiles::new(env.dirs.session_dir(&slug));
     match &tokens.refresh_token {
         Some(refresh) => {
@@ -121,6 +133,40 @@ pub(super) async fn login_async(
         }
     }
     Ok(issued)
+}
+
+/// Where a login's ID token came from: what to do about a token without a
+/// nonce depends on it.
+#[derive(Debug, Clone, Copy)]
+enum Origin {
+    Browser,
+    Device,
+    Given,
+}
+
+/// The one line for a CA that refused this login's ID token for having no
+/// nonce (`nonce_required`): a fresh key is bound to nothing yet, so only a
+/// token whose nonce names it, or an issuer that needs none, can certify it.
+fn nonce_required(origin: Origin, issuer: &str) -> CliError {
+    let message = match origin {
+        Origin::Device => format!(
+            "the identity provider left the nonce out of the device-flow ID token, and the CA \
+             requires ID tokens of issuer {issuer} bound to the key by one: sign in with the \
+             browser flow (`jit-ssh login --flow browser`), or ask the CA's operators to set \
+             require_nonce = false for {issuer}"
+        ),
+        Origin::Given => format!(
+            "the ID token has no nonce for this login's fresh key, and the CA requires one for \
+             issuer {issuer}: workload tokens carry none, so the CA's operators set \
+             require_nonce = false on a workload issuer; a person signs in with `jit-ssh login`"
+        ),
+        Origin::Browser => format!(
+            "the identity provider left the nonce out of the ID token, and the CA requires one \
+             for issuer {issuer}: run `jit-ssh login` again, and contact the CA's operators if it \
+             persists"
+        ),
+    };
+    CliError::new(Failure::CaRefused, message)
 }
 
 /// The issuer names the CA trusts, for error messages.

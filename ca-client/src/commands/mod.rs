@@ -25,8 +25,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use crate::ca::{CaClient, FetchedConfig};
 use crate::error::CliError;
 use crate::paths::{CaSlug, Dirs};
-use crate::secret::Secret;
 use crate::ui::Ui;
+use jit_ssh_common::Secret;
 
 pub use certify::{describe, Issued};
 pub use ensure::{

@@ -10,8 +10,8 @@ use ssh_key::Certificate;
 
 use super::{unix_now, Env};
 use crate::agent::Agent;
-use crate::duration::format_seconds;
 use crate::session::Storage;
+use jit_ssh_common::duration::format_seconds;
 
 /// One jit-ssh certificate found by `status`.
 #[derive(Debug, Clone, Serialize)]

@@ -4,8 +4,17 @@
 //! Fresh CA keys and a SQLite database in a temporary directory (or a kept
 //! `--data-dir`), an embedded OpenID provider ([`idp`]) on the same loopback
 //! listener, plain HTTP on loopback only. Everything else is the production
-//! code path: the same verifier, policy, signer, store and router.
+//! code path: the same verifier, policy, signer, store and routers, the
+//! metrics on a monitoring listener of their own (a free loopback port by
+//! default, shown in the banner). Both listeners answer only requests
+//! addressed to them by a loopback name ([`host`]), so that a web page cannot
+//! reach the password-less provider through DNS rebinding.
+//!
+//! All of it is behind ca-server's `dev-idp` cargo feature: on by default,
+//! so that trying jit-ssh takes one command, and left out of production
+//! builds with `--no-default-features` (docs/deploy.md).
 
+pub mod host;
 pub mod idp;
 
 use std::future::Future;
@@ -14,13 +23,14 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::ca_keys::{self, CaKeyType};
-use crate::config::{Config, IssuerConfig, UsernameClaim};
-use crate::http::app;
+use crate::config::{Config, IssuerConfig, NonceRule, UsernameClaim};
+use crate::http::{app, monitoring_app};
 use crate::metrics::Metrics;
 use crate::oidc::TokenVerifier;
 use crate::secret::Passphrase;
 use crate::server::{
-    assemble, bind, idp_http_client, load_policy, serve_router, CaParts, ServerError,
+    assemble, bind, idp_http_client, load_policy, serve_router, spawn_monitoring, CaParts,
+    ServerError,
 };
 use crate::store::{Store, DATABASE_FILE};
 use idp::{DevIdp, DevUser};
@@ -33,6 +43,8 @@ pub const DEV_PASSPHRASE_FILE: &str = "dev-passphrase";
 pub struct DevOptions {
     /// Loopback address to listen on.
     pub listen: SocketAddr,
+    /// Loopback address of the monitoring listener (`/metrics`).
+    pub metrics_listen: SocketAddr,
     /// Keep keys and database here instead of a temporary directory.
     pub data_dir: Option<PathBuf>,
     /// Dev users; empty means [`idp::default_users`].
@@ -74,8 +86,10 @@ pub async fn run(
     on_ready: impl FnOnce(String),
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), DevError> {
-    if !options.listen.ip().is_loopback() {
-        return Err(DevError::NotLoopback(options.listen));
+    for address in [options.listen, options.metrics_listen] {
+        if !address.ip().is_loopback() {
+            return Err(DevError::NotLoopback(address));
+        }
     }
     let users = if options.users.is_empty() {
         idp::default_users()
@@ -110,21 +124,36 @@ pub async fn run(
         .map_err(DevError::Invalid)?,
     );
 
+    // `corp`: the issuer the example policies name for people, whose part
+    // the dev provider plays.
     let issuer = IssuerConfig {
-        name: "dev".into(),
+        name: "corp".into(),
         issuer: provider.issuer().to_string(),
         client_id: idp::CLIENT_ID.into(),
         username_claim: UsernameClaim::PreferredUsername,
         groups_claim: "groups".into(),
+        email_domains: Vec::new(),
         scopes: ["openid", "email", "profile", "groups", "offline_access"]
             .map(String::from)
             .to_vec(),
+        // Its device flow, like RFC 8628, has no nonce, and anyone who can
+        // reach this password-less provider signs in as anyone: a nonce
+        // would protect nothing here (docs/security.md, *Key binding*).
+        nonce: NonceRule {
+            required: false,
+            ..NonceRule::default()
+        },
     };
     let policy_dir = match &options.policy_dir {
         Some(dir) => dir.clone(),
         None => example_policy_dir(&data_dir)?,
     };
-    let config = Config::with_defaults(local, data_dir.clone(), policy_dir, vec![issuer.clone()]);
+    let metrics_listener = bind(options.metrics_listen)?;
+    let mut config =
+        Config::with_defaults(local, data_dir.clone(), policy_dir, vec![issuer.clone()]);
+    config.metrics_listen = metrics_listener
+        .local_addr()
+        .map_err(|e| DevError::Invalid(e.to_string()))?;
     let policy = load_policy(&config)?;
     let keys = ca_keys::load(&data_dir, &passphrase).map_err(ServerError::from)?;
     let metrics = Metrics::new();
@@ -156,10 +185,15 @@ pub async fn run(
         &config,
     );
     let ready = state.ready.clone();
-    let router = app(state).merge(idp::router(provider));
+    let monitoring = spawn_monitoring(
+        metrics_listener,
+        host::answer_only_for(monitoring_app(state.clone()), config.metrics_listen),
+    )?;
+    let router = host::answer_only_for(app(state).merge(idp::router(provider)), local);
     on_ready(banner);
-    serve_router(listener, None, router, ready, shutdown).await?;
-    Ok(())
+    let served = serve_router(listener, None, router, ready, shutdown).await;
+    monitoring.stop();
+    served.map_err(DevError::from)
 }
 
 /// `DATA_DIR/policies`, holding the example policies (written on first use,
@@ -251,12 +285,14 @@ fn banner(
          with no passwords. Never trust this CA on a machine that matters.\n\n  \
          CA                 {ca_url}\n  \
          Identity provider  {issuer}\n  \
+         Metrics            http://{metrics}/metrics\n  \
          Users              {users}\n  \
          Data               {storage}\n  \
          Policies           {policies} (edits are reloaded)\n\n  \
          Log in:\n    jit-ssh login --ca {ca_url}\n\n  \
          Trust this CA in a test sshd (sshd_config: TrustedUserCAKeys FILE, FILE holding):\n    {keys}\n",
         issuer = provider.issuer(),
+        metrics = config.metrics_listen,
         policies = config.policy_dir.display(),
         users = users.join(", "),
         keys = user_ca_keys.join("\n    ")

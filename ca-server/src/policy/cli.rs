@@ -5,13 +5,14 @@
 use std::fmt::Write as _;
 use std::path::Path;
 
+use jit_ssh_common::duration::format_duration;
 use serde_json::{Map, Value};
 
 use super::engine::Trace;
 use super::file::{load_dir, PolicyContext};
+use super::reserved::ReservedLogins;
 use super::{CertRequest, Decision};
 use crate::config::{CertSettings, Config, IssuerConfig};
-use crate::duration::format_duration;
 use crate::identity::Identity;
 use crate::UnixTime;
 
@@ -21,6 +22,7 @@ pub fn context(config: Option<&Config>) -> PolicyContext {
     PolicyContext {
         issuers: config.map(|c| c.issuers.iter().map(|i| i.name.clone()).collect()),
         certs: config.map_or_else(CertSettings::default, |c| c.certs),
+        reserved: config.map_or_else(ReservedLogins::default, |c| c.reserved_logins.clone()),
     }
 }
 

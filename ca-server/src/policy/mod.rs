@@ -2,17 +2,19 @@
 //!
 //! [`Policy::evaluate`] sees only the verified identity, the request and the
 //! time; it never touches keys or the store, and the signer never reads
-//! policy. The server runs admin-written policy files ([`file`] parses them
-//! into an immutable [`PolicySet`], [`engine`] evaluates it, [`reload`] swaps
-//! it atomically when the files change). docs/policies.md describes the
-//! language.
+//! policy. The server runs admin-written policy files
+//! ([`file`](mod@file) parses them into the [`rules`] of an immutable
+//! [`PolicySet`], [`engine`] evaluates it, [`reload`] swaps it atomically
+//! when the files change). docs/policies.md describes the language.
 
 pub mod cli;
 pub mod engine;
 pub mod file;
 pub mod glob;
 pub mod reload;
+pub mod reserved;
 pub mod restrict;
+pub mod rules;
 pub mod template;
 pub mod window;
 

@@ -213,6 +213,7 @@ mod tests {
         PolicyContext {
             issuers: Some(vec!["corp".into()]),
             certs: CertSettings::default(),
+            reserved: crate::policy::reserved::ReservedLogins::default(),
         }
     }
 

@@ -7,10 +7,14 @@
 //! because such a rule could never grant anything. At evaluation every
 //! expansion is checked again as a login name and dropped if it is not one;
 //! values are never rewritten (lower-cased, trimmed) into one, because a
-//! rewrite lets two identities collide on one account.
+//! rewrite lets two identities collide on one account. An expansion that
+//! names a reserved account ([`ReservedLogins`]: `root`, the system accounts)
+//! is dropped too, whatever the token says; only a literal principal grants
+//! one.
 
 use serde_json::Value;
 
+use super::reserved::ReservedLogins;
 use crate::identity::{is_login_name, Identity, MAX_LOGIN_NAME};
 
 /// Most principals one template may expand to (list claims multiply).
@@ -149,8 +153,9 @@ impl Template {
 
     /// Expands the template for `identity`. Multi-valued claims give one
     /// principal per value (several give their product, capped at
-    /// [`MAX_EXPANSIONS`]).
-    pub fn expand(&self, identity: &Identity) -> Expansion {
+    /// [`MAX_EXPANSIONS`]). A template with a placeholder never yields a
+    /// name in `reserved`; a literal one yields its name whatever it is.
+    pub fn expand(&self, identity: &Identity, reserved: &ReservedLogins) -> Expansion {
         if let Some(literal) = self.literal() {
             return Expansion {
                 principals: vec![literal.to_string()],
@@ -206,15 +211,18 @@ impl Template {
         }
         let mut principals = Vec::new();
         for candidate in partial {
-            if is_login_name(&candidate) {
-                if !principals.contains(&candidate) {
-                    principals.push(candidate);
-                }
-            } else {
+            if !is_login_name(&candidate) {
                 dropped.push(format!(
                     "{:?} is not a login name",
                     candidate.chars().take(40).collect::<String>()
                 ));
+            } else if let Some(why) = reserved.reason(&candidate) {
+                dropped.push(format!(
+                    "{candidate:?} dropped: {why}; a template never grants a reserved \
+                     account (name it literally in a rule to grant it)"
+                ));
+            } else if !principals.contains(&candidate) {
+                principals.push(candidate);
             }
         }
         Expansion {
@@ -294,7 +302,7 @@ mod tests {
         ];
         for (text, claims, expected) in cases {
             let template = Template::parse(text).expect(text);
-            let got = template.expand(&identity((*claims).clone()));
+            let got = template.expand(&identity((*claims).clone()), &ReservedLogins::default());
             assert_eq!(got.principals, *expected, "{text} with {claims}");
         }
     }
@@ -303,7 +311,10 @@ mod tests {
     fn claim_values_that_are_not_login_names_are_dropped_not_rewritten() {
         let template = Template::parse("{claim.name}").expect("parses");
         for value in ["Alice", "root;", "a b", "../x", "1abc", ""] {
-            let got = template.expand(&identity(json!({ "name": value })));
+            let got = template.expand(
+                &identity(json!({ "name": value })),
+                &ReservedLogins::default(),
+            );
             assert!(
                 got.principals.is_empty(),
                 "{value:?} -> {:?}",
@@ -313,8 +324,60 @@ mod tests {
         let many = json!({ "teams": (0..200).map(|i| format!("t{i}")).collect::<Vec<_>>() });
         let got = Template::parse("{claim.teams}")
             .expect("parses")
-            .expand(&identity(many));
+            .expand(&identity(many), &ReservedLogins::default());
         assert_eq!(got.principals.len(), MAX_EXPANSIONS);
+    }
+
+    #[test]
+    fn templates_never_expand_to_a_reserved_account_but_literals_do() {
+        let reserved = ReservedLogins::with_extra(&["jenkins".into()]).expect("valid");
+        let root_everywhere = json!({"email": "Root@corp.example", "email_verified": true,
+            "login": "root", "logins": ["alice", "daemon", "systemd-network", "jenkins"]});
+        let mut as_root = identity(root_everywhere);
+        as_root.username = "root".into();
+        let cases: &[(&str, &[&str], &[&str])] = &[
+            (
+                "{username}",
+                &[],
+                &["\"root\" dropped: root is a built-in reserved login"],
+            ),
+            (
+                "{email_local}",
+                &[],
+                &["\"root\" dropped: root is a built-in reserved login"],
+            ),
+            ("{claim.login}", &[], &["\"root\" dropped"]),
+            (
+                "{claim.logins}",
+                &["alice"],
+                &[
+                    "\"daemon\" dropped",
+                    "\"systemd-network\" dropped: systemd-*",
+                    "\"jenkins\" dropped: jenkins is in reserved_logins",
+                ],
+            ),
+            ("{username}-ops", &["root-ops"], &[]),
+            ("root", &["root"], &[]),
+            ("jenkins", &["jenkins"], &[]),
+        ];
+        for (text, principals, dropped) in cases {
+            let got = Template::parse(text)
+                .expect(text)
+                .expand(&as_root, &reserved);
+            assert_eq!(got.principals, *principals, "{text}");
+            assert_eq!(
+                got.dropped.len(),
+                dropped.len(),
+                "{text}: {:?}",
+                got.dropped
+            );
+            for (line, want) in got.dropped.iter().zip(dropped.iter()) {
+                assert!(
+                    line.starts_with(want),
+                    "{text}: {line:?} should start with {want:?}"
+                );
+            }
+        }
     }
 
     #[test]

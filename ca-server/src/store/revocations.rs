@@ -1,0 +1,424 @@
+//! Revocations: what is revoked (a certificate, every certificate of an
+//! identity, every certificate for a key), by whom and why, and the
+//! revocation state a KRL is made from.
+//!
+//! A serial stays listed until its certificate expires; an identity or key
+//! is banned from issuance (and a key listed in the KRL) until the ban is
+//! lifted. Every revoke and lift writes its audit event and raises the KRL
+//! version (krl_version.rs) in the same transaction.
+
+use std::path::Path;
+
+use rusqlite::{params, Connection, OptionalExtension as _};
+
+use super::audit::{insert_audit, AuditRow};
+use super::certificates::unexpired;
+use super::krl_version;
+use super::schema::{open_connection, sqlite_error};
+use super::spent::{spend, SpentToken, WriteTx};
+use super::{Actor, StoreError};
+use crate::UnixTime;
+
+/// What a revocation names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RevocationTarget {
+    /// One certificate.
+    Serial(u64),
+    /// Every certificate of `user@issuer`, and future issuance to it.
+    Identity(String),
+    /// Every certificate for the key with this `SHA256:...` fingerprint, and
+    /// future issuance for it.
+    Key(String),
+}
+
+impl RevocationTarget {
+    /// `serial`, `identity` or `key`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            RevocationTarget::Serial(_) => "serial",
+            RevocationTarget::Identity(_) => "identity",
+            RevocationTarget::Key(_) => "key",
+        }
+    }
+
+    /// The serial (decimal), identity or fingerprint.
+    pub fn value(&self) -> String {
+        match self {
+            RevocationTarget::Serial(serial) => serial.to_string(),
+            RevocationTarget::Identity(v) | RevocationTarget::Key(v) => v.clone(),
+        }
+    }
+}
+
+impl std::fmt::Display for RevocationTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}", self.kind(), self.value())
+    }
+}
+
+/// Who revokes or lifts what, and why.
+#[derive(Debug, Clone)]
+pub struct RevocationRecord {
+    /// What.
+    pub target: RevocationTarget,
+    /// Why.
+    pub reason: String,
+    /// Who, from where, when, and the admin rule that authorised it (no
+    /// rule for owners and the CLI).
+    pub actor: Actor,
+    /// The admin's ID token, spent in the same transaction (single use).
+    pub spent_token: Option<SpentToken>,
+}
+
+/// What a revocation changed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Revoked {
+    /// Serials newly listed in the KRL.
+    pub serials: Vec<String>,
+    /// KRL version after the change.
+    pub krl_version: u64,
+}
+
+/// The revocation state a KRL is made from.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RevokedSet {
+    /// The KRL version: raised by every revocation and lift, and whenever
+    /// the listed state changes otherwise; never the same for two different
+    /// states, never lower than a version published before.
+    pub version: u64,
+    /// Revoked serials of certificates not yet expired.
+    pub serials: Vec<u64>,
+    /// `SHA256:...` fingerprints of revoked keys.
+    pub key_fingerprints: Vec<String>,
+}
+
+/// Revokes directly in the database file (`jit-ssh-ca revoke` on the CA
+/// host), safe while the server runs: SQLite serialises the writers.
+pub fn revoke_offline(path: &Path, record: &RevocationRecord) -> Result<Revoked, StoreError> {
+    let mut conn = open_connection(path, false)?;
+    let tx = WriteTx::new(&mut conn, None).map_err(sqlite_error(path))?;
+    let revoked = revoke_in(&tx, record, path)?;
+    tx.commit().map_err(sqlite_error(path))?;
+    Ok(revoked)
+}
+
+/// Lifts directly in the database file (`jit-ssh-ca unrevoke`).
+pub fn lift_offline(path: &Path, record: &RevocationRecord) -> Result<Revoked, StoreError> {
+    let mut conn = open_connection(path, false)?;
+    let tx = WriteTx::new(&mut conn, None).map_err(sqlite_error(path))?;
+    let lifted = lift_in(&tx, record, path)?;
+    tx.commit().map_err(sqlite_error(path))?;
+    Ok(lifted)
+}
+
+/// Revokes `r.target` inside `tx`: lists the certificate(s) in the KRL,
+/// bans an identity or key from issuance, spends `r.spent_token`, and writes
+/// the `revoked` audit event, all or nothing with the rest of `tx`. Ending an
+/// access grant early (`jit-ssh done`) calls this once per serial issued under
+/// the grant, in the same transaction that ends it; a serial already revoked
+/// or expired is accepted and lists nothing new.
+pub(super) fn revoke_in(
+    tx: &WriteTx<'_>,
+    r: &RevocationRecord,
+    path: &Path,
+) -> Result<Revoked, StoreError> {
+    let err = sqlite_error(path);
+    spend(tx, r.spent_token, path)?;
+    let at = r.actor.at as i64;
+    // The certificates this revocation lists: one serial, or every unexpired
+    // certificate of the identity or key.
+    let certificates: Vec<(String, i64)> = match &r.target {
+        RevocationTarget::Serial(serial) => {
+            let serial = serial.to_string();
+            let found: Option<i64> = tx
+                .query_row(
+                    "SELECT valid_before FROM certificates WHERE serial = ?1",
+                    [&serial],
+                    |row| row.get(0),
+                )
+                .optional()
+                .map_err(&err)?;
+            match found {
+                Some(valid_before) => vec![(serial, valid_before)],
+                None => return Err(StoreError::UnknownCertificate(serial)),
+            }
+        }
+        RevocationTarget::Identity(identity) => {
+            unexpired(tx, "identity", identity, at).map_err(&err)?
+        }
+        RevocationTarget::Key(fingerprint) => {
+            unexpired(tx, "key_fingerprint", fingerprint, at).map_err(&err)?
+        }
+    };
+    let insert =
+        "INSERT INTO revocations (kind, value, reason, revoked_by, revoked_at, expires_at) \
+                  VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT DO NOTHING";
+    let mut serials = Vec::new();
+    // An expired certificate needs no listing: sshd refuses it anyway.
+    for (serial, valid_before) in certificates.iter().filter(|(_, until)| *until > at) {
+        let inserted = tx
+            .execute(
+                insert,
+                params![
+                    "serial",
+                    serial,
+                    r.reason,
+                    r.actor.identity,
+                    at,
+                    valid_before
+                ],
+            )
+            .map_err(&err)?;
+        if inserted > 0 {
+            serials.push(serial.clone());
+        }
+    }
+    if !matches!(r.target, RevocationTarget::Serial(_)) {
+        tx.execute(
+            insert,
+            params![
+                r.target.kind(),
+                r.target.value(),
+                r.reason,
+                r.actor.identity,
+                at,
+                None::<i64>
+            ],
+        )
+        .map_err(&err)?;
+    }
+    let detail = format!(
+        "{}: {} ({} certificate(s) newly listed)",
+        r.target,
+        r.reason,
+        serials.len()
+    );
+    audit_revocation(tx, "revoked", r, &detail, path)?;
+    Ok(Revoked {
+        serials,
+        krl_version: krl_version::raise(tx, r.actor.at).map_err(&err)?,
+    })
+}
+
+/// Lifts the revocation of `r.target` inside `tx`, spending `r.spent_token`
+/// and writing the `unrevoked` audit event.
+pub(super) fn lift_in(
+    tx: &WriteTx<'_>,
+    r: &RevocationRecord,
+    path: &Path,
+) -> Result<Revoked, StoreError> {
+    let err = sqlite_error(path);
+    spend(tx, r.spent_token, path)?;
+    let lifted = tx
+        .execute(
+            "UPDATE revocations SET lifted_by = ?1, lifted_at = ?2 \
+             WHERE kind = ?3 AND value = ?4 AND lifted_at IS NULL",
+            params![
+                r.actor.identity,
+                r.actor.at as i64,
+                r.target.kind(),
+                r.target.value()
+            ],
+        )
+        .map_err(&err)?;
+    if lifted == 0 {
+        return Err(StoreError::NotRevoked(r.target.to_string()));
+    }
+    let detail = format!("{}: {}", r.target, r.reason);
+    audit_revocation(tx, "unrevoked", r, &detail, path)?;
+    Ok(Revoked {
+        serials: Vec::new(),
+        krl_version: krl_version::raise(tx, r.actor.at).map_err(&err)?,
+    })
+}
+
+/// The revocation state at `now`, read from `conn`, with the current KRL
+/// version (which publishing may still raise: krl_version.rs).
+pub(super) fn read_revoked_set(
+    conn: &Connection,
+    now: UnixTime,
+    path: &Path,
+) -> Result<RevokedSet, StoreError> {
+    let err = sqlite_error(path);
+    let mut statement = conn
+        .prepare_cached(
+            "SELECT kind, value FROM revocations WHERE lifted_at IS NULL \
+             AND (kind = 'key' OR (kind = 'serial' AND expires_at > ?1)) ORDER BY kind, value",
+        )
+        .map_err(&err)?;
+    let rows = statement
+        .query_map([now as i64], |row| {
+            Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?))
+        })
+        .map_err(&err)?;
+    let mut set = RevokedSet {
+        version: krl_version::current(conn).map_err(&err)?,
+        ..RevokedSet::default()
+    };
+    for row in rows {
+        let (kind, value) = row.map_err(&err)?;
+        if kind == "key" {
+            set.key_fingerprints.push(value);
+        } else if let Ok(serial) = value.parse() {
+            set.serials.push(serial);
+        }
+    }
+    Ok(set)
+}
+
+fn audit_revocation(
+    tx: &rusqlite::Transaction<'_>,
+    kind: &str,
+    r: &RevocationRecord,
+    detail: &str,
+    path: &Path,
+) -> Result<(), StoreError> {
+    let serial = match &r.target {
+        RevocationTarget::Serial(serial) => Some(serial.to_string()),
+        _ => None,
+    };
+    insert_audit(
+        tx,
+        &AuditRow {
+            serial: serial.as_deref(),
+            ..AuditRow::by(&r.actor, kind, detail)
+        },
+        path,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metrics::Metrics;
+    use crate::store::fixtures::{record, revocation, token};
+    use crate::store::{read_audit, AuditFilter, Store, DATABASE_FILE};
+
+    #[tokio::test]
+    async fn revocations_list_serials_until_expiry_and_ban_until_lifted() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join(DATABASE_FILE);
+        let opened = crate::unix_now_micros();
+        let store = Store::open(&path, &Metrics::new()).expect("open");
+        store.record_issuance(record("1", 1)).await.expect("issued");
+        store.record_issuance(record("2", 2)).await.expect("issued");
+        assert!(matches!(
+            store
+                .revoke(revocation(RevocationTarget::Serial(9), 200))
+                .await,
+            Err(StoreError::UnknownCertificate(s)) if s == "9"
+        ));
+        let one = store
+            .revoke(revocation(RevocationTarget::Serial(1), 200))
+            .await
+            .expect("revoked");
+        assert_eq!(one.serials, ["1"]);
+        // The identity: the remaining unexpired certificate, and a ban.
+        let all = store
+            .revoke(revocation(
+                RevocationTarget::Identity("alice@corp".into()),
+                210,
+            ))
+            .await
+            .expect("revoked");
+        assert_eq!(all.serials, ["2"]);
+        assert!(all.krl_version > one.krl_version, "versions increase");
+        let set = store.revoked_set(300).await.expect("set");
+        assert_eq!(set.serials, [1, 2]);
+        // This server's first KRL: at least the moment the store opened
+        // (krl_version.rs says why), so above every change before it.
+        assert!(set.version >= opened && set.version > all.krl_version);
+        // Expired certificates (valid_before 400) drop out of the KRL.
+        assert!(store
+            .revoked_set(400)
+            .await
+            .expect("set")
+            .serials
+            .is_empty());
+        // Banned: no issuance, and the token is not spent.
+        assert!(matches!(
+            store.record_issuance(record("3", 3)).await,
+            Err(StoreError::RevokedIdentity(who)) if who == "alice@corp"
+        ));
+        assert!(matches!(
+            store
+                .lift(revocation(
+                    RevocationTarget::Identity("bob@corp".into()),
+                    220
+                ))
+                .await,
+            Err(StoreError::NotRevoked(_))
+        ));
+        store
+            .lift(revocation(
+                RevocationTarget::Identity("alice@corp".into()),
+                220,
+            ))
+            .await
+            .expect("lifted");
+        store
+            .record_issuance(record("3", 3))
+            .await
+            .expect("token 3 unspent");
+        // A key ban lists the key and refuses it.
+        store
+            .revoke(revocation(RevocationTarget::Key("SHA256:abc".into()), 230))
+            .await
+            .expect("revoked");
+        assert_eq!(
+            store.revoked_set(300).await.expect("set").key_fingerprints,
+            ["SHA256:abc"]
+        );
+        assert!(matches!(
+            store.record_issuance(record("4", 4)).await,
+            Err(StoreError::RevokedKey(_))
+        ));
+        let expired = store
+            .revoke(revocation(RevocationTarget::Serial(3), 400))
+            .await
+            .expect("accepted");
+        assert!(expired.serials.is_empty(), "expired: nothing to list");
+        let published = store.revoked_set(400).await.expect("set").version;
+        assert!(expired.krl_version > set.version && published >= expired.krl_version);
+        // Every change is audited under the actor, with the deciding rule.
+        let events: Vec<_> = read_audit(&path, &AuditFilter::default())
+            .expect("read")
+            .into_iter()
+            .filter(|e| e.event.contains("revoked"))
+            .map(|e| (e.event, e.identity, e.rules))
+            .collect();
+        assert_eq!(events.len(), 5);
+        assert!(events
+            .iter()
+            .all(|(_, who, rules)| who == "carol@corp" && rules == &["admins"]));
+    }
+
+    #[tokio::test]
+    async fn an_admin_token_is_spent_with_its_revocation() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join(DATABASE_FILE);
+        let store = Store::open(&path, &Metrics::new()).expect("open");
+        store.record_issuance(record("1", 1)).await.expect("issued");
+        let mut r = revocation(RevocationTarget::Serial(1), 200);
+        r.spent_token = Some(token(7, u64::MAX / 4));
+        store.revoke(r.clone()).await.expect("revoked");
+        assert!(matches!(store.revoke(r).await, Err(StoreError::Replayed)));
+        // Nor can it then get a certificate.
+        assert!(matches!(
+            store.record_issuance(record("2", 7)).await,
+            Err(StoreError::Replayed)
+        ));
+        // The CLI path writes the same rows through its own connection.
+        let offline = revoke_offline(
+            &path,
+            &revocation(RevocationTarget::Identity("bob@corp".into()), 300),
+        )
+        .expect("offline");
+        assert!(offline.serials.is_empty());
+        assert!(lift_offline(
+            &path,
+            &revocation(RevocationTarget::Identity("bob@corp".into()), 301)
+        )
+        .is_ok());
+    }
+}
