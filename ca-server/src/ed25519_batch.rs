@@ -16,12 +16,12 @@
 //! flood of forgeries so costs what it cost before batching. An idle CA
 //! checks batches of one.
 
+use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, LazyLock, Mutex};
 use std::time::{Duration, Instant};
 
-use aws_lc_rs::signature::{UnparsedPublicKey, ED25519};
 use curve25519_dalek::constants::ED25519_BASEPOINT_POINT;
 use curve25519_dalek::edwards::{CompressedEdwardsY, EdwardsPoint, VartimeEdwardsPrecomputation};
 use curve25519_dalek::traits::{IsIdentity as _, VartimePrecomputedMultiscalarMul as _};
@@ -33,8 +33,9 @@ use tokio::sync::oneshot;
 
 /// One signature to check: `signature` by `key` over `message`.
 pub struct Ed25519Check {
-    /// The signer's public key (never a small-order point: see
-    /// `SubjectKey::parse` and the JWKS parsing in [`crate::oidc`]).
+    /// The signer's public key. A small-order or non-canonically encoded
+    /// one fails every check; `SubjectKey::parse` and the JWKS parsing in
+    /// [`crate::oidc`] refuse small-order keys before that, with reasons.
     pub key: VerifyingKey,
     /// The exact signed bytes.
     pub message: Vec<u8>,
@@ -60,13 +61,23 @@ impl Ed25519Check {
     }
 }
 
-/// Checks one signature on its own, with aws-lc: the quicker single check of
-/// the two libraries at hand (docs/benchmarks.md), and like dalek's it
-/// refuses a non-canonical `S`, so no signature has a second form.
+/// Checks one signature on its own, by the rule of the batches ([`all_hold`]):
+/// the same conditions on its encoding, then the cofactored equation
+/// `[8]([s]B - R - [k]A) = 0` with `k = SHA-512(R || A || M)`. So a
+/// signature is accepted alone exactly when it is accepted in a batch, and
+/// acceptance never depends on load. (aws-lc's check, faster on one
+/// signature, is cofactorless: no batch can agree with it on signatures whose
+/// `R` or key carries a small-order component.)
 pub fn verify_one(key: &VerifyingKey, message: &[u8], signature: &Signature) -> bool {
-    UnparsedPublicKey::new(&ED25519, key.as_bytes())
-        .verify(message, &signature.to_bytes())
-        .is_ok()
+    if !admissible_key(key) {
+        return false;
+    }
+    let Some((r, s)) = admissible_signature(signature) else {
+        return false;
+    };
+    let k = challenge(key, message, signature);
+    let expected_r = EdwardsPoint::vartime_double_scalar_mul_basepoint(&k, &-key.to_edwards(), &s);
+    (r - expected_r).mul_by_cofactor().is_identity()
 }
 
 /// Batches [`Ed25519Check`]s; shared by all requests.
@@ -267,18 +278,26 @@ fn check_all<'a>(
 /// Whether every one of `checks` holds, in one batch equation: for random
 /// 128-bit `z_i`, with `k_i = SHA-512(R_i || A_i || M_i)`,
 ///
-/// `[-Σ z_i·s_i]B + Σ [z_i]R_i + Σ_A [Σ_{i signed by A} z_i·k_i]A = 0`.
+/// `[8]([-Σ z_i·s_i]B + Σ [z_i]R_i + Σ_A [Σ_{i signed by A} z_i·k_i]A) = 0`,
 ///
-/// This is `ed25519_dalek::verify_batch`'s equation (cofactorless, `s`
-/// reduced, `R` decompressed), with one change: the terms of the signatures
-/// made by one key are summed into one scalar for that key, as
-/// ed25519-zebra's batches do. Every ID token in a batch is signed by the
+/// after every check met the conditions of [`admissible_key`] and
+/// [`admissible_signature`]. Exposed for the
+/// differential tests, which hold it to [`verify_one`] on hostile inputs.
+///
+/// This is the cofactored equation of ed25519-zebra's batches (ZIP 215),
+/// with the terms of the signatures made by one key summed into one scalar
+/// for that key, as zebra does: every ID token in a batch is signed by the
 /// same issuer key, so each certificate costs three terms instead of four.
-/// (ed25519-zebra and ed25519-consensus would decompress every key again, and
-/// their cofactored ZIP-215 rule is not the rule of the single checks that
-/// a failed batch falls back to.) The keys come decompressed, and were
-/// refused if of small order when parsed.
-fn all_hold<'a>(checks: impl ExactSizeIterator<Item = &'a Ed25519Check>) -> bool {
+/// (ed25519-zebra and ed25519-consensus would decompress every key again;
+/// the keys here come decompressed.) The cofactor is what makes a batch agree
+/// with the single check: multiplied by 8, each signature's error
+/// `[s]B - R - [k]A` lands in the prime-order subgroup, where a nonzero error
+/// survives any 128-bit weight, so random weights hide a bad signature only
+/// with probability 2^-128 per batch. Without it, an error of small order (a
+/// torsion component in `R` or in a mixed-order key) vanished whenever its
+/// weight was a multiple of its order: refused alone, such a signature
+/// passed one batch in eight, or one in two.
+pub fn all_hold<'a>(checks: impl ExactSizeIterator<Item = &'a Ed25519Check>) -> bool {
     static BASEPOINT: LazyLock<VartimeEdwardsPrecomputation> =
         LazyLock::new(|| VartimeEdwardsPrecomputation::new([ED25519_BASEPOINT_POINT]));
     let count = checks.len();
@@ -293,38 +312,98 @@ fn all_hold<'a>(checks: impl ExactSizeIterator<Item = &'a Ed25519Check>) -> bool
     let mut key_points: Vec<EdwardsPoint> = Vec::new();
     let mut key_index: HashMap<[u8; 32], usize> = HashMap::with_capacity(count);
     for (check, z) in checks.zip(randomness.chunks_exact(16)) {
-        let signature = &check.signature;
-        let Some(s) = Option::<Scalar>::from(Scalar::from_canonical_bytes(*signature.s_bytes()))
-        else {
+        let Some((r, s)) = admissible_signature(&check.signature) else {
             return false;
         };
-        let Some(r) = CompressedEdwardsY(*signature.r_bytes()).decompress() else {
-            return false;
-        };
-        let k = Scalar::from_bytes_mod_order_wide(
-            &Sha512::new()
-                .chain_update(signature.r_bytes())
-                .chain_update(check.key.as_bytes())
-                .chain_update(&check.message)
-                .finalize()
-                .into(),
-        );
+        let k = challenge(&check.key, &check.message, &check.signature);
         let z = Scalar::from(u128::from_le_bytes(z.try_into().expect("16 bytes")));
         basepoint_scalar -= z * s;
         scalars.push(z);
         points.push(r);
-        let key = *key_index.entry(check.key.to_bytes()).or_insert_with(|| {
-            key_scalars.push(Scalar::ZERO);
-            key_points.push(check.key.to_edwards());
-            key_points.len() - 1
-        });
+        // Each key is checked once, as it joins the batch.
+        let key = match key_index.entry(check.key.to_bytes()) {
+            Entry::Occupied(known) => *known.get(),
+            Entry::Vacant(new) => {
+                if !admissible_key(&check.key) {
+                    return false;
+                }
+                key_scalars.push(Scalar::ZERO);
+                key_points.push(check.key.to_edwards());
+                *new.insert(key_points.len() - 1)
+            }
+        };
         key_scalars[key] += z * k;
     }
     scalars.append(&mut key_scalars);
     points.append(&mut key_points);
     BASEPOINT
         .vartime_mixed_multiscalar_mul([basepoint_scalar], &scalars, &points)
+        .mul_by_cofactor()
         .is_identity()
+}
+
+/// What both checks require of a key before their equation: the one
+/// canonical encoding of a curve point, so that it has no second spelling,
+/// and not of small order, for then anyone can make its signatures.
+fn admissible_key(key: &VerifyingKey) -> bool {
+    is_canonical_encoding(key.as_bytes()) && !key.is_weak()
+}
+
+/// What both checks require of a signature before their equation: `S`
+/// reduced (below the group order), so that a signature has one form, and
+/// `R` the one canonical encoding of a curve point, so that it has no second
+/// spelling. Gives `R` decompressed and `S`.
+fn admissible_signature(signature: &Signature) -> Option<(EdwardsPoint, Scalar)> {
+    let s = Option::<Scalar>::from(Scalar::from_canonical_bytes(*signature.s_bytes()))?;
+    let r_bytes = signature.r_bytes();
+    if !is_canonical_encoding(r_bytes) {
+        return None;
+    }
+    let r = CompressedEdwardsY(*r_bytes).decompress()?;
+    Some((r, s))
+}
+
+/// Whether `bytes` are not a second spelling of a point: `y` below the field
+/// prime `p = 2^255 - 19`, and no sign on an `x` of zero (the points with
+/// `y = 1` or `y = p - 1`). curve25519-dalek reads `y` modulo `p` and
+/// negates a zero `x` to zero, so it decompresses both kinds of second
+/// spelling to the point of the first.
+fn is_canonical_encoding(bytes: &[u8; 32]) -> bool {
+    // p, p - 1 and 1, little-endian, as 255-bit `y` values.
+    const P: [u8; 32] = {
+        let mut p = [0xff; 32];
+        p[0] = 0xed;
+        p[31] = 0x7f;
+        p
+    };
+    const P_MINUS_ONE: [u8; 32] = {
+        let mut p = P;
+        p[0] = 0xec;
+        p
+    };
+    const ONE: [u8; 32] = {
+        let mut one = [0; 32];
+        one[0] = 1;
+        one
+    };
+    let mut y = *bytes;
+    y[31] &= 0x7f;
+    let negative_x = bytes[31] >> 7 == 1;
+    let below_p = y.iter().rev().lt(P.iter().rev());
+    below_p && !(negative_x && (y == ONE || y == P_MINUS_ONE))
+}
+
+/// `k = SHA-512(R || A || M)`, reduced: the scalar that binds a signature to
+/// its key and message.
+fn challenge(key: &VerifyingKey, message: &[u8], signature: &Signature) -> Scalar {
+    Scalar::from_bytes_mod_order_wide(
+        &Sha512::new()
+            .chain_update(signature.r_bytes())
+            .chain_update(key.as_bytes())
+            .chain_update(message)
+            .finalize()
+            .into(),
+    )
 }
 
 #[cfg(test)]
@@ -461,6 +540,41 @@ mod tests {
         checks[0].message = second;
         checks[4].message = first;
         assert!(!all_hold(checks.iter()));
+    }
+
+    #[test]
+    fn canonical_encodings_are_those_that_compress_back_to_themselves() {
+        // Every `y` near 0 and near p, with and without the sign bit: the
+        // only places where second spellings exist; then random bytes.
+        let mut encodings = Vec::new();
+        for low in 0u8..40 {
+            let mut near_zero = [0u8; 32];
+            near_zero[0] = low;
+            let mut near_p = [0xffu8; 32];
+            near_p[31] = 0x7f;
+            near_p[0] = 0xff - low;
+            encodings.extend([near_zero, near_p]);
+        }
+        for _ in 0..200 {
+            let mut random = [0u8; 32];
+            rand_core::OsRng.fill_bytes(&mut random);
+            encodings.push(random);
+        }
+        let mut second_spellings = 0;
+        for mut bytes in encodings {
+            for sign in [0, 0x80] {
+                bytes[31] = (bytes[31] & 0x7f) | sign;
+                let Some(point) = CompressedEdwardsY(bytes).decompress() else {
+                    continue;
+                };
+                let round_trip = point.compress().to_bytes() == bytes;
+                assert_eq!(is_canonical_encoding(&bytes), round_trip, "{bytes:02x?}");
+                second_spellings += usize::from(!round_trip);
+            }
+        }
+        // y = p, p + 1 (with either sign), 1 and p - 1 with a sign, and the
+        // y + p of each small y on the curve.
+        assert!(second_spellings >= 6, "{second_spellings}");
     }
 
     #[test]

@@ -138,7 +138,7 @@ fn ed25519_signature(jws: &Jws<'_>, keys: Vec<VerifyingKey>) -> Result<TokenSign
     // refuses, for one, extra parameters that are not strings).
     jsonwebtoken::decode_header(jws.token).map_err(jwt_error)?;
     // Canonical unpadded base64url and 64 bytes, as strict as jsonwebtoken
-    // is with the other algorithms' signatures (and dalek and aws-lc refuse
+    // is with the other algorithms' signatures (and the Ed25519 checks refuse
     // an `S` that is not reduced). Single use does not rest on this: a
     // token is spent by what its issuer signed, however the signature reads.
     let signature = URL_SAFE_NO_PAD

@@ -242,7 +242,8 @@ impl TokenVerifier {
     }
 
     /// [`TokenVerifier::verify`] without the batcher: an EdDSA signature is
-    /// checked alone, with aws-lc. What a token costs without batching; the
+    /// checked alone (`ed25519_batch::verify_one`, by the batches' rule).
+    /// What a token costs without batching; the
     /// issuance benchmark measures its raw limit with it.
     pub async fn verify_alone(
         &self,
