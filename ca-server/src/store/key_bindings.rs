@@ -11,6 +11,14 @@
 //! The check runs in the issuing transaction too, before its first write, so
 //! a refusal leaves no rows and its token unspent. Rows past their end are
 //! deleted by the writer's upkeep; they would refuse nothing anyway.
+//!
+//! Every nonce-bound issuance writes a row, so the table is shaped for the
+//! write: rows are appended in the order they are bound, with an index on
+//! their end alone, and no index keyed by identity or key, whose random
+//! order would dirty a page of its own in every certificate's commit. The
+//! look-up, which only a token without a nonce needs, reads the bindings
+//! whose session is still open and picks the one for its key. A key bound
+//! again gets a second row with the later end.
 
 use std::path::Path;
 
@@ -90,8 +98,7 @@ pub(super) fn write_binding(
     cached(
         tx,
         "INSERT INTO nonce_bound_keys (issuer, subject, key_fingerprint, bound_at, expires_at) \
-         VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (issuer, subject, key_fingerprint) \
-         DO UPDATE SET bound_at = excluded.bound_at, expires_at = excluded.expires_at",
+         VALUES (?1, ?2, ?3, ?4, ?5)",
         params![
             r.actor.issuer,
             r.subject,
@@ -171,5 +178,32 @@ mod tests {
         assert_eq!(rows, 1);
         assert_eq!(purge_ended(&conn, 199).expect("purge"), 0);
         assert_eq!(purge_ended(&conn, 200).expect("purge"), 1);
+    }
+
+    #[tokio::test]
+    async fn a_key_bound_again_gets_a_new_session() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join(DATABASE_FILE);
+        let store = Store::open(&path, &Metrics::new()).expect("open");
+        let unbound = |r: Result<(), StoreError>| matches!(r, Err(StoreError::UnboundKey { .. }));
+
+        store
+            .record_issuance(issued("1", 1, 100, NonceBinding::Bind { until: 200 }))
+            .await
+            .expect("bound");
+        store
+            .record_issuance(issued("2", 2, 150, NonceBinding::Bind { until: 400 }))
+            .await
+            .expect("bound again");
+        // The first session is over at 200; the second holds until 400.
+        store
+            .record_issuance(issued("3", 3, 300, NonceBinding::Required))
+            .await
+            .expect("within the second session");
+        assert!(unbound(
+            store
+                .record_issuance(issued("4", 4, 400, NonceBinding::Required))
+                .await
+        ));
     }
 }

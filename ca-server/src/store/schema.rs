@@ -179,9 +179,8 @@ CREATE TABLE nonce_bound_keys (
     subject         TEXT NOT NULL,
     key_fingerprint TEXT NOT NULL,
     bound_at        INTEGER NOT NULL,
-    expires_at      INTEGER NOT NULL,
-    PRIMARY KEY (issuer, subject, key_fingerprint)
-) WITHOUT ROWID;
+    expires_at      INTEGER NOT NULL
+);
 CREATE INDEX nonce_bound_keys_expires_at ON nonce_bound_keys (expires_at);
 "#,
 ];
