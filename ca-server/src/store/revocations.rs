@@ -95,20 +95,26 @@ pub struct RevokedSet {
 /// Revokes directly in the database file (`jit-ssh-ca revoke` on the CA
 /// host), safe while the server runs: SQLite serialises the writers.
 pub fn revoke_offline(path: &Path, record: &RevocationRecord) -> Result<Revoked, StoreError> {
-    let mut conn = open_connection(path, false)?;
-    let tx = WriteTx::new(&mut conn, None).map_err(sqlite_error(path))?;
-    let revoked = revoke_in(&tx, record, path)?;
-    tx.commit().map_err(sqlite_error(path))?;
-    Ok(revoked)
+    offline(path, record, revoke_in)
 }
 
 /// Lifts directly in the database file (`jit-ssh-ca unrevoke`).
 pub fn lift_offline(path: &Path, record: &RevocationRecord) -> Result<Revoked, StoreError> {
+    offline(path, record, lift_in)
+}
+
+/// Runs `change` in its own transaction on the database file, beside a
+/// running server or without one.
+fn offline(
+    path: &Path,
+    record: &RevocationRecord,
+    change: fn(&WriteTx<'_>, &RevocationRecord, &Path) -> Result<Revoked, StoreError>,
+) -> Result<Revoked, StoreError> {
     let mut conn = open_connection(path, false)?;
     let tx = WriteTx::new(&mut conn, None).map_err(sqlite_error(path))?;
-    let lifted = lift_in(&tx, record, path)?;
+    let done = change(&tx, record, path)?;
     tx.commit().map_err(sqlite_error(path))?;
-    Ok(lifted)
+    Ok(done)
 }
 
 /// Revokes `r.target` inside `tx`: lists the certificate(s) in the KRL,
