@@ -161,8 +161,8 @@ pub fn ensure(env: &Env, target: &CaTarget, options: &EnsureOptions) -> Result<E
                 Err(NotCertified::NonceRequired) => {
                     env.ui.info(
                         "The CA renews this sign-in's key only during its sign-in session, \
-                             which has ended (the refreshed ID token carries no nonce); signing \
-                             in again.",
+                         which has ended (the refreshed ID token carries no nonce); signing \
+                         in again.",
                     );
                     session_files.delete().map_err(CliError::other)?;
                     return Ok(None);
