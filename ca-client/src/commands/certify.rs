@@ -46,6 +46,10 @@ pub struct Issued {
     pub certificate_path: Option<PathBuf>,
     /// Whether silent renewal is possible (a refresh token is kept).
     pub renewable: bool,
+    /// What the CA asked to be told: principals it grants but left out of
+    /// this certificate, and how to ask for them.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
 }
 
 /// One line per `login`/renewal for people.
@@ -64,7 +68,7 @@ pub fn describe(issued: &Issued, now: u64) -> String {
         _ if issued.agent_lifetime == Some(false) => "loaded into ssh-agent (no lifetime)".into(),
         _ => format!("loaded into ssh-agent for {left}"),
     };
-    format!(
+    let mut text = format!(
         "Certificate for {} (serial {}, valid {left}) {place}{}",
         issued.principals.join(","),
         issued.serial,
@@ -73,7 +77,12 @@ pub fn describe(issued: &Issued, now: u64) -> String {
         } else {
             ""
         }
-    )
+    );
+    for note in &issued.notes {
+        text.push_str("\nNote: ");
+        text.push_str(note);
+    }
+    text
 }
 
 /// Why [`certify_and_store`] stored nothing.
@@ -136,6 +145,7 @@ pub(super) async fn certify_and_store(
         key_path: None,
         certificate_path: None,
         renewable: false,
+        notes: response.notes.clone(),
     };
     let now = unix_now();
     match info.storage {
