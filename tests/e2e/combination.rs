@@ -153,3 +153,40 @@ async fn a_username_claim_that_is_not_a_login_name_is_refused_not_folded() {
     let alice = idp.certify(&client, "alice", &[]).await.unwrap();
     assert_eq!(alice.principals, ["alice", "by-mail", "deploy"]);
 }
+
+#[test]
+fn jit_ssh_login_tells_the_person_which_principals_to_ask_for_apart() {
+    let idp = Idp::start();
+    let setup = CaSetup::builder()
+        .issuer("corp", &idp.issuer)
+        .policy(POLICY)
+        .build();
+    let ca = setup.start();
+    let agent = e2e::openssh::SshAgent::start();
+    let home = e2e::client::ClientHome::new("bob", Some(&agent));
+    let login = home.run(&["--ca", &ca.url, "login", "--flow", "browser"]);
+    assert!(
+        login.status.success(),
+        "login: {}\n{}",
+        login.stderr,
+        idp.log()
+    );
+    let output = format!("{}{}", login.stdout, login.stderr);
+    assert!(
+        output.contains("Certificate for bob,by-mail,by-subject"),
+        "{output}"
+    );
+    assert!(
+        output.contains(
+            "Note: also granted, but bound by other restrictions (force-command \"/usr/local/bin/backup\") and so left out of this certificate: backup; ask for them on their own with `--principal backup`"
+        ),
+        "{output}"
+    );
+    let json = home.run(&["--ca", &ca.url, "login", "--flow", "browser", "--json"]);
+    let issued = json.ok_json("login --json");
+    assert_eq!(
+        issued["notes"].as_array().map(Vec::len),
+        Some(1),
+        "{issued}"
+    );
+}
