@@ -94,40 +94,29 @@ fn all_granted(
             }
         }
     }
-    if let Some(first) = issuable.first() {
-        // Unbound principals if there are any; otherwise those bound like
-        // the principal of the earliest rule.
-        let chosen_binding = issuable
-            .iter()
-            .find(|(_, c)| c.is_empty())
-            .map(|(_, c)| *c)
-            .unwrap_or_else(|| {
-                issuable
-                    .iter()
-                    .min_by_key(|(p, _)| granted[*p].first().copied().unwrap_or(usize::MAX))
-                    .map_or(first.1, |(_, c)| *c)
-            });
-        let mut principals = Vec::new();
-        let mut others: Vec<(&Critical, Vec<&str>)> = Vec::new();
-        for (p, critical) in &issuable {
-            if *critical == chosen_binding {
-                principals.push(p.to_string());
-                continue;
-            }
-            match others.iter_mut().find(|(c, _)| c == critical) {
-                Some((_, ps)) => ps.push(p),
-                None => others.push((critical, vec![p])),
-            }
-        }
-        let client_notes: Vec<String> = others
+    let mut groups = by_binding(issuable);
+    // Unbound principals if there are any; otherwise those bound like the
+    // principal of the earliest rule.
+    let earliest = |ps: &[&str]| {
+        ps.iter()
+            .filter_map(|p| granted.get(p).and_then(|c| c.first().copied()))
+            .min()
+            .unwrap_or(usize::MAX)
+    };
+    let chosen = groups
+        .iter()
+        .position(|(critical, _)| critical.is_empty())
+        .or_else(|| (0..groups.len()).min_by_key(|&i| earliest(&groups[i].1)));
+    if let Some(chosen) = chosen {
+        let (_, principals) = groups.remove(chosen);
+        let client_notes: Vec<String> = groups
             .iter()
             .map(|(critical, ps)| {
-                let asks: Vec<String> = ps.iter().map(|p| format!("--principal {p}")).collect();
                 format!(
                     "also granted, but bound by other restrictions ({}) and so left out of this certificate: {}; ask for them on their own with `{}`",
                     critical_text(critical),
                     ps.join(", "),
-                    asks.join(" ")
+                    principal_flags(ps)
                 )
             })
             .collect();
@@ -135,7 +124,7 @@ fn all_granted(
             notes.add(|| format!("note for the client: {line}"));
         }
         return Ok(Selection {
-            principals,
+            principals: principals.iter().map(ToString::to_string).collect(),
             notes: client_notes,
         });
     }
@@ -187,13 +176,10 @@ fn alike(
     bindings: &Bindings<'_>,
     chosen: &[String],
 ) -> Result<(), Denial> {
-    let mut groups: Vec<(&Critical, Vec<&str>)> = Vec::new();
+    let mut bound = Vec::new();
     for p in chosen {
         match &bindings[p.as_str()] {
-            Ok(critical) => match groups.iter_mut().find(|(c, _)| *c == critical) {
-                Some((_, ps)) => ps.push(p),
-                None => groups.push((critical, vec![p])),
-            },
+            Ok(critical) => bound.push((p.as_str(), critical)),
             Err(reason) => {
                 return Err(denial(
                     format!(
@@ -205,15 +191,13 @@ fn alike(
             }
         }
     }
+    let groups = by_binding(bound);
     if groups.len() < 2 {
         return Ok(());
     }
     let split: Vec<String> = groups
         .iter()
-        .map(|(critical, ps)| {
-            let asks: Vec<String> = ps.iter().map(|p| format!("--principal {p}")).collect();
-            format!("`{}` ({})", asks.join(" "), critical_text(critical))
-        })
+        .map(|(critical, ps)| format!("`{}` ({})", principal_flags(ps), critical_text(critical)))
         .collect();
     let mut rules = Vec::new();
     for p in chosen {
@@ -245,6 +229,30 @@ fn alike(
         ),
         rules,
     ))
+}
+
+/// `principals` grouped by the critical options that bind them, groups and
+/// their principals in the order given.
+fn by_binding<'a>(
+    principals: impl IntoIterator<Item = (&'a str, &'a Critical)>,
+) -> Vec<(&'a Critical, Vec<&'a str>)> {
+    let mut groups: Vec<(&Critical, Vec<&str>)> = Vec::new();
+    for (p, critical) in principals {
+        match groups.iter_mut().find(|(c, _)| *c == critical) {
+            Some((_, ps)) => ps.push(p),
+            None => groups.push((critical, vec![p])),
+        }
+    }
+    groups
+}
+
+/// How the client asks for `principals`: `--principal a --principal b`.
+fn principal_flags(principals: &[&str]) -> String {
+    principals
+        .iter()
+        .map(|p| format!("--principal {p}"))
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// The names of the rules that grant `principal`, each once.
