@@ -2,7 +2,7 @@
 //! their email accepts only the domains its `email_domains` lists (and only
 //! verified addresses), so another domain's `alice@` never becomes `alice`;
 //! and a provider that calls someone `root` (a `preferred_username` of
-//! `Root`, an address `root@…`) never gets them the principal `root`
+//! `root`, an address `root@…`) never gets them the principal `root`
 //! through a template, while a rule naming `root` literally still grants it.
 //! Tokens come from the real test IdP (tests/idp/users.json: mallory and
 //! alice-contractor).
@@ -16,25 +16,6 @@ use base64::Engine as _;
 use ca_client::{nonce_for, CaClient};
 use e2e::*;
 use ssh_key::PrivateKey;
-
-/// Signs `user` in at `idp` and asks `client` for a certificate with
-/// `principals` (none: whatever the policy grants).
-async fn certify(
-    idp: &Idp,
-    client: &CaClient,
-    user: &str,
-    principals: &[&str],
-) -> Result<ca_proto::UserCertResponse, ca_client::ClientError> {
-    let key = PrivateKey::random(&mut rand_core::OsRng, ssh_key::Algorithm::Ed25519).unwrap();
-    let tokens = idp
-        .login(user, "jit-ssh", Some(&nonce_for(&key).unwrap()))
-        .await
-        .unwrap();
-    let principals: Vec<String> = principals.iter().map(|p| p.to_string()).collect();
-    client
-        .request_user_certificate(&tokens.id_token, &key, &principals, None)
-        .await
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_email_named_issuer_accepts_only_its_domains_so_two_alices_stay_two() {
@@ -57,20 +38,20 @@ async fn an_email_named_issuer_accepts_only_its_domains_so_two_alices_stay_two()
     let ca = setup.start();
     let client = CaClient::new(&ca.url, None).unwrap();
 
-    let alice = certify(&idp, &client, "alice", &[]).await.unwrap();
+    let alice = idp.certify(&client, "alice", &[]).await.unwrap();
     assert_eq!(alice.principals, ["alice"]);
     let recorded = setup.audit(&[]).len();
 
     // alice@contractor.example is another person: refused, not merged into
     // alice@corp, with a stable code and a reason naming the domain.
-    let (status, code, message) = refusal(certify(&idp, &client, "alice-contractor", &[]).await);
+    let (status, code, message) = refusal(idp.certify(&client, "alice-contractor", &[]).await);
     assert_eq!((status, code.as_str()), (403, "email_not_accepted"));
     assert!(
         message.contains("email domain \"contractor.example\" is not accepted by this CA (accepted: example.com)"),
         "{message}"
     );
     // dave's address is unverified: refused alike.
-    let (status, code, message) = refusal(certify(&idp, &client, "dave", &[]).await);
+    let (status, code, message) = refusal(idp.certify(&client, "dave", &[]).await);
     assert_eq!((status, code.as_str()), (403, "email_not_accepted"));
     assert!(message.contains("email is not verified"), "{message}");
     // A refusal changes nothing.
@@ -85,9 +66,7 @@ async fn an_email_named_issuer_accepts_only_its_domains_so_two_alices_stay_two()
         .build();
     let ca = both.start();
     let client = CaClient::new(&ca.url, None).unwrap();
-    let contractor = certify(&idp, &client, "alice-contractor", &[])
-        .await
-        .unwrap();
+    let contractor = idp.certify(&client, "alice-contractor", &[]).await.unwrap();
     assert_eq!(contractor.principals, ["alice"]);
 }
 
@@ -115,18 +94,18 @@ async fn a_provider_naming_someone_root_never_gets_root_through_a_template() {
     let ca = setup.start();
     let client = CaClient::new(&ca.url, None).unwrap();
 
-    // mallory's preferred_username is "Root" and her verified email
+    // mallory's preferred_username is "root" and her verified email
     // root@example.com: neither template grants root, so nothing is left.
-    let (status, code, message) = refusal(certify(&idp, &client, "mallory", &[]).await);
+    let (status, code, message) = refusal(idp.certify(&client, "mallory", &[]).await);
     assert_eq!((status, code.as_str()), (403, "denied"), "{message}");
-    let (status, code, message) = refusal(certify(&idp, &client, "mallory", &["root"]).await);
+    let (status, code, message) = refusal(idp.certify(&client, "mallory", &["root"]).await);
     assert_eq!((status, code.as_str()), (403, "denied"));
     assert!(
         message.contains("principal \"root\" is not granted to root@corp: no rule grants it"),
         "{message}"
     );
     // The rule that names root literally still grants it.
-    let carol = certify(&idp, &client, "carol", &["root"]).await.unwrap();
+    let carol = idp.certify(&client, "carol", &["root"]).await.unwrap();
     assert_eq!(carol.principals, ["root"]);
 
     // policy explain, on mallory's real token, shows the drop and why.

@@ -188,6 +188,7 @@ impl Authority {
                         valid_after: certificate.valid_after(),
                         valid_before: certificate.valid_before(),
                         certificate: line,
+                        notes: grant.notes,
                     });
                 }
                 Err(StoreError::DuplicateSerial) => continue,
