@@ -245,6 +245,7 @@ async fn certify(
         principals,
         valid_after: after,
         valid_before,
+        notes: Vec::new(),
     })
 }
 
