@@ -53,6 +53,14 @@ pub(super) fn record(serial: &str, digest: u8) -> IssuanceRecord {
     }
 }
 
+/// [`record`] issued to `identity`, with its key ([`key_of`]).
+pub(super) fn record_as(serial: &str, digest: u8, identity: &str) -> IssuanceRecord {
+    let mut r = record(serial, digest);
+    r.actor.identity = identity.into();
+    r.actor.key = Some(key_of(identity));
+    r
+}
+
 /// carol, an administrator under rule `admins`, revoking or lifting
 /// `target` at `at`.
 pub(super) fn revocation(target: RevocationTarget, at: UnixTime) -> RevocationRecord {

@@ -136,16 +136,14 @@ mod tests {
     use rusqlite::Connection;
 
     use super::*;
+    use crate::identity::IdentityKey;
     use crate::metrics::Metrics;
-    use crate::store::fixtures::{action, approve, key_of, new_request, record};
+    use crate::store::fixtures::{action, approve, key_of, new_request, record, record_as};
     use crate::store::schema::MIGRATIONS;
     use crate::store::{RequestChange, Store, StoreError, DATABASE_FILE};
 
-    #[tokio::test]
-    async fn ending_a_grant_revokes_the_certificates_issued_under_it() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let path = dir.path().join(DATABASE_FILE);
-        let store = Store::open(&path, &Metrics::new()).expect("open");
+    /// bob's request for root, approved by carol at 150 (window 150 to 1950).
+    async fn approved_request(store: &Store) -> u64 {
         let mut new = new_request(100);
         new.spent_token = None;
         let id = store.create_request(new).await.expect("created").id;
@@ -153,14 +151,19 @@ mod tests {
             .change_request(action(id, "carol@corp", approve(1), 150))
             .await
             .expect("approved");
-        let mut under = record("1", 1);
-        under.actor.identity = "bob@corp".into();
-        under.actor.key = Some(key_of("bob@corp"));
+        id
+    }
+
+    #[tokio::test]
+    async fn ending_a_grant_revokes_the_certificates_issued_under_it() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join(DATABASE_FILE);
+        let store = Store::open(&path, &Metrics::new()).expect("open");
+        let id = approved_request(&store).await;
+        let mut under = record_as("1", 1, "bob@corp");
         under.request_ids = vec![id];
         store.record_issuance(under).await.expect("issued");
-        let mut plain = record("2", 2);
-        plain.actor.identity = "bob@corp".into();
-        plain.actor.key = Some(key_of("bob@corp"));
+        let plain = record_as("2", 2, "bob@corp");
         store.record_issuance(plain).await.expect("issued");
         let end = RequestChange::End {
             reason: "fixed".into(),
@@ -192,9 +195,7 @@ mod tests {
         ));
         // An issuance the policy approved just before the end is refused in
         // its own transaction, leaving no row and its token unspent.
-        let mut late = record("3", 3);
-        late.actor.identity = "bob@corp".into();
-        late.actor.key = Some(key_of("bob@corp"));
+        let mut late = record_as("3", 3, "bob@corp");
         late.request_ids = vec![id];
         assert!(matches!(
             store.record_issuance(late).await,
@@ -229,9 +230,7 @@ mod tests {
             .await
             .expect("open");
         assert_eq!(open.len(), 1, "a grant nobody used yet is open");
-        let mut first = record("1", 1);
-        first.actor.identity = "bob@corp".into();
-        first.actor.key = Some(key_of("bob@corp"));
+        let mut first = record_as("1", 1, "bob@corp");
         first.request_ids = vec![id];
         store.record_issuance(first).await.expect("issued");
         let used = store.request(id).await.expect("read").expect("exists");
@@ -246,9 +245,7 @@ mod tests {
             .await
             .expect("open")
             .is_empty());
-        let mut late = record("2", 2);
-        late.actor.identity = "bob@corp".into();
-        late.actor.key = Some(key_of("bob@corp"));
+        let mut late = record_as("2", 2, "bob@corp");
         late.request_ids = vec![id];
         late.actor.at = 1960;
         assert!(matches!(
@@ -317,9 +314,7 @@ mod tests {
         );
         // Issued under it before the start (a policy that looked too early):
         // refused in the issuing transaction.
-        let mut early = record("1", 1);
-        early.actor.identity = "bob@corp".into();
-        early.actor.key = Some(key_of("bob@corp"));
+        let mut early = record_as("1", 1, "bob@corp");
         early.request_ids = vec![id];
         early.actor.at = 999;
         assert!(matches!(
@@ -333,13 +328,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join(DATABASE_FILE);
         let store = Store::open(&path, &Metrics::new()).expect("open");
-        let mut new = new_request(100);
-        new.spent_token = None;
-        let id = store.create_request(new).await.expect("created").id;
-        store
-            .change_request(action(id, "carol@corp", approve(1), 150))
-            .await
-            .expect("approved");
+        approved_request(&store).await;
         let online = store
             .open_grants(key_of("bob@corp"), 200)
             .await
@@ -365,6 +354,55 @@ mod tests {
         assert!(matches!(
             open_grants_offline(&old, &key_of("bob@corp"), 200),
             Err(StoreError::OlderSchema(_))
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_grant_is_its_requesters_by_key_and_one_recorded_before_keys_grants_nobody() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join(DATABASE_FILE);
+        let store = Store::open(&path, &Metrics::new()).expect("open");
+        let id = approved_request(&store).await;
+        // Another person who also shows bob@corp holds none of it...
+        let other_bob = IdentityKey {
+            subject: "user-bob-2".into(),
+            ..key_of("bob@corp")
+        };
+        assert!(store
+            .open_grants(other_bob.clone(), 200)
+            .await
+            .expect("open")
+            .is_empty());
+        // ...and cannot certify under it, even naming it.
+        let mut under = record("1", 1);
+        under.actor.identity = "bob@corp".into();
+        under.actor.key = Some(other_bob);
+        under.request_ids = vec![id];
+        assert!(matches!(
+            store.record_issuance(under).await,
+            Err(StoreError::Request(RequestError::Closed { .. }))
+        ));
+        // A request recorded before keys (its key columns empty) grants
+        // nobody, its display name's owner included.
+        drop(store);
+        Connection::open(&path)
+            .expect("open")
+            .execute(
+                "UPDATE access_requests SET requester_issuer = NULL, requester_subject = NULL",
+                [],
+            )
+            .expect("forget the key");
+        let store = Store::open(&path, &Metrics::new()).expect("open");
+        assert!(store
+            .open_grants(key_of("bob@corp"), 200)
+            .await
+            .expect("open")
+            .is_empty());
+        let mut legacy = record_as("2", 2, "bob@corp");
+        legacy.request_ids = vec![id];
+        assert!(matches!(
+            store.record_issuance(legacy).await,
+            Err(StoreError::Request(RequestError::Closed { .. }))
         ));
     }
 }

@@ -368,8 +368,8 @@ fn audit_revocation(
 mod tests {
     use super::*;
     use crate::metrics::Metrics;
-    use crate::store::fixtures::{record, revocation, token};
-    use crate::store::{read_audit, AuditFilter, Store, DATABASE_FILE};
+    use crate::store::fixtures::{key_of, record, revocation, token};
+    use crate::store::{read_audit, AuditFilter, IssuanceRecord, Store, DATABASE_FILE};
 
     #[tokio::test]
     async fn revocations_list_serials_until_expiry_and_ban_until_lifted() {
@@ -497,5 +497,107 @@ mod tests {
             &revocation(RevocationTarget::Identity("bob@corp".into()), 301)
         )
         .is_ok());
+    }
+
+    /// alice's record as another person who also shows `alice@corp`
+    /// (`sub` `user-alice-2`), or as alice under another display name.
+    fn issued_as(serial: &str, digest: u8, identity: &str, subject: &str) -> IssuanceRecord {
+        let mut r = record(serial, digest);
+        r.actor.identity = identity.into();
+        r.actor.key = Some(IdentityKey {
+            subject: subject.into(),
+            ..key_of("alice@corp")
+        });
+        r.subject = subject.into();
+        r
+    }
+
+    #[tokio::test]
+    async fn a_ban_by_display_name_follows_its_people_and_a_ban_by_subject_one_person() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join(DATABASE_FILE);
+        let store = Store::open(&path, &Metrics::new()).expect("open");
+        let refused = |r: Result<(), StoreError>| matches!(r, Err(StoreError::RevokedIdentity(_)));
+        store
+            .record_issuance(issued_as("1", 1, "alice@corp", "user-alice"))
+            .await
+            .expect("alice");
+        store
+            .record_issuance(issued_as("2", 2, "alice@corp", "user-alice-2"))
+            .await
+            .expect("the other alice@corp");
+        // By subject: the one person, her certificate, her standing.
+        let subject = RevocationTarget::Subject {
+            key: IdentityKey {
+                subject: "user-alice-2".into(),
+                ..key_of("alice@corp")
+            },
+            spelled: "sub:user-alice-2@corp".into(),
+        };
+        let one = store
+            .revoke(revocation(subject.clone(), 200))
+            .await
+            .expect("revoked");
+        assert_eq!(one.serials, ["2"]);
+        assert!(refused(
+            store
+                .record_issuance(issued_as("3", 3, "alice@corp", "user-alice-2"))
+                .await
+        ));
+        // ...whatever name she shows.
+        assert!(refused(
+            store
+                .record_issuance(issued_as("3", 3, "alice.b@corp", "user-alice-2"))
+                .await
+        ));
+        store
+            .record_issuance(issued_as("3", 3, "alice@corp", "user-alice"))
+            .await
+            .expect("alice is someone else");
+        store
+            .lift(revocation(subject, 210))
+            .await
+            .expect("lifted by its spelling");
+        // By display name: everyone showing it, and every key seen with it,
+        // also once they show another name.
+        let display = store
+            .revoke(revocation(
+                RevocationTarget::Identity("alice@corp".into()),
+                220,
+            ))
+            .await
+            .expect("revoked");
+        assert_eq!(display.serials, ["1", "3"], "2 was listed before");
+        for (identity, subject) in [
+            ("alice@corp", "user-alice-3"),
+            ("alice.smith@corp", "user-alice"),
+            ("alice.b@corp", "user-alice-2"),
+        ] {
+            assert!(
+                refused(
+                    store
+                        .record_issuance(issued_as("4", 4, identity, subject))
+                        .await
+                ),
+                "{identity} {subject}"
+            );
+            assert!(matches!(
+                store
+                    .check_standing(
+                        identity.into(),
+                        IdentityKey {
+                            subject: subject.into(),
+                            ..key_of("alice@corp")
+                        },
+                        token(40, u64::MAX / 4)
+                    )
+                    .await,
+                Err(StoreError::RevokedIdentity(_))
+            ));
+        }
+        store
+            .record_issuance(issued_as("4", 4, "bob@corp", "user-bob"))
+            .await
+            .expect("bob was never alice@corp");
     }
 }

@@ -377,8 +377,9 @@ mod tests {
     use rusqlite::params;
 
     use super::*;
+    use crate::access::RequestError;
     use crate::metrics::Metrics;
-    use crate::store::fixtures::{database_at_version, record};
+    use crate::store::fixtures::{database_at_version, record, token};
     use crate::store::{access_requests, Store, DATABASE_FILE};
 
     #[test]
@@ -454,5 +455,50 @@ mod tests {
             Err(StoreError::Replayed)
         ));
         store.record_issuance(record("2", 6)).await.expect("fresh");
+    }
+
+    #[tokio::test]
+    async fn rows_from_before_identity_keys_migrate_and_fail_closed() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join(DATABASE_FILE);
+        {
+            let conn = database_at_version(&path, 10);
+            conn.execute_batch(
+                "INSERT INTO access_requests (requester, issuer, principals, reason, window_secs, \
+                 rules, status, created_at, expires_at) \
+                 VALUES ('bob@corp', 'corp', '[\"root\"]', 'old', 60, '[]', 'pending', 1, 99999); \
+                 INSERT INTO request_approvals (request_id, approver, at, comment) \
+                 VALUES (1, 'carol@corp', 2, 'ok'); \
+                 INSERT INTO revocations (kind, value, reason, revoked_by, revoked_at) \
+                 VALUES ('identity', 'alice@corp', 'old ban', 'operator@local', 3);",
+            )
+            .expect("rows of version 10");
+        }
+        let store = Store::open(&path, &Metrics::new()).expect("migrated");
+        let request = store.request(1).await.expect("read").expect("kept");
+        assert_eq!(request.requester_key, None);
+        assert_eq!(request.approvals[0].approver_key, None);
+        // The old ban still refuses its display name, whoever shows it.
+        let alice = crate::store::fixtures::key_of("alice@corp");
+        assert!(matches!(
+            store
+                .check_standing("alice@corp".into(), alice.clone(), token(1, u64::MAX / 4))
+                .await,
+            Err(StoreError::RevokedIdentity(_))
+        ));
+        // The old request is its display name's: anyone showing bob@corp
+        // is refused as its requester, and carol's old approval as hers.
+        let other_bob = crate::identity::IdentityKey {
+            subject: "user-bob-2".into(),
+            ..alice
+        };
+        assert_eq!(
+            request.check_approval(&other_bob, "bob@corp", 10),
+            Err(RequestError::OwnRequest)
+        );
+        assert_eq!(
+            request.check_approval(&other_bob, "carol@corp", 10),
+            Err(RequestError::AlreadyApproved(1))
+        );
     }
 }
