@@ -406,9 +406,19 @@ fn policy(command: PolicyCommand) -> anyhow::Result<()> {
                 Some(at) => cli::parse_at(&at).map_err(anyhow::Error::msg)?,
                 None => unix_now(),
             };
-            // The approvals the server would count: open windows only.
+            // The approvals the server would count: open windows only, of
+            // requests by this (iss, sub); without a `sub` the claims name
+            // no one whose requests they could be.
             let db = database.unwrap_or_else(|| config.data_dir.join(DATABASE_FILE));
-            let approved = if db.exists() {
+            let has_subject = claims_json
+                .get("sub")
+                .is_some_and(serde_json::Value::is_string);
+            let approved = if !has_subject {
+                eprintln!(
+                    "note: the claims have no sub; held approvals, which belong to an issuer's sub, are not counted"
+                );
+                Vec::new()
+            } else if db.exists() {
                 store::open_grants_offline(&db, &identity.key(), now)
                     .with_context(|| format!("reading held approvals from {}", db.display()))?
                     .iter()
