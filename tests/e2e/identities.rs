@@ -213,11 +213,9 @@ async fn two_alices_and_a_request() -> TwoAlices {
     let setup = two_alices(&idp).build();
     let ca = setup.start();
     let client = CaClient::new(&ca.url, None).unwrap();
-    let alice = certify(&idp, &client, "alice", &[]).await.unwrap();
+    let alice = idp.certify(&client, "alice", &[]).await.unwrap();
     assert_eq!(alice.principals, ["alice"]);
-    let contractor = certify(&idp, &client, "alice-contractor", &[])
-        .await
-        .unwrap();
+    let contractor = idp.certify(&client, "alice-contractor", &[]).await.unwrap();
     assert_eq!(contractor.principals, ["alice"], "one display name");
     let body = json!({"principals": ["deploy"], "reason": "INC-7: release"});
     let (status, created) = call_as(&idp, &ca, "alice", "/v1/requests", Some(body)).await;
@@ -243,7 +241,7 @@ impl TwoAlices {
         user: &str,
         principals: &[&str],
     ) -> Result<ca_proto::UserCertResponse, ca_client::ClientError> {
-        certify(&self.idp, &self.client, user, principals).await
+        self.idp.certify(&self.client, user, principals).await
     }
 }
 
