@@ -154,6 +154,7 @@ impl Authority {
     /// Records a new access request by the bearer of `token` (verified
     /// without nonce binding and spent with the request): the policy must let
     /// the caller ask for every principal, for at most its longest window.
+    /// A retry with the token that created a request returns that request.
     pub async fn create_access_request(
         &self,
         token: &BearerToken,
@@ -169,8 +170,22 @@ impl Authority {
         let from_first_use_asked = request.from_first_use;
         let start = asked_start(&request)?;
         let asked = asked_window(&request)?;
-        let caller = self.authenticate(token, client_addr, now).await?;
+        let verified = self
+            .verifier
+            .verify_unbound(token.expose_secret(), now)
+            .await
+            .map_err(AuthError::Token)?;
+        let caller = self.within_limits(verified)?;
         let acting = Acting::bearer(&caller, client_addr, now);
+        // A retry with the token that created a request (its answer lost)
+        // is answered with that request; any other spent token is refused
+        // by the standing check below.
+        let retry = records::retry(&caller, &acting);
+        if let Some(created) = self.store.retried_request(retry).await? {
+            tracing::info!(id = created.id, requester = %created.requester, "returned the access request a retry's ID token created");
+            return Ok(access_view(&created, now, Vec::new()));
+        }
+        let caller = self.in_standing(caller, client_addr, now).await?;
         let terms = match self
             .policy
             .access_terms(&caller.token.identity, &principals, now)

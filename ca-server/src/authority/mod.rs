@@ -214,6 +214,16 @@ impl Authority {
         now: UnixTime,
     ) -> Result<Authenticated, AuthError> {
         let caller = self.within_limits(token)?;
+        self.in_standing(caller, client_addr, now).await
+    }
+
+    /// [`Authority::admit`] for a caller already within their rate limit.
+    async fn in_standing(
+        &self,
+        caller: Authenticated,
+        client_addr: IpAddr,
+        now: UnixTime,
+    ) -> Result<Authenticated, AuthError> {
         let refusal = match self
             .store
             .check_standing(caller.name.clone(), caller.spent_token())

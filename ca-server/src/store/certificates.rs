@@ -18,7 +18,7 @@ use super::audit::{insert_audit, AuditRow};
 use super::grants::check_request_window;
 use super::key_bindings::{check_binding, write_binding, NonceBinding};
 use super::schema::{cached, json_list, sqlite_error};
-use super::spent::{spend, SpentToken, WriteTx};
+use super::spent::{spend_for, Paid, SpentToken, WriteTx};
 use super::{Actor, StoreError};
 use crate::UnixTime;
 
@@ -87,23 +87,7 @@ pub(super) fn insert_issuance(
     let err = sqlite_error(path);
     // Checked in the issuing transaction, so that no certificate slips out
     // between a revocation's commit and this one.
-    let banned: Option<String> = tx
-        .prepare_cached(
-            "SELECT kind FROM revocations WHERE lifted_at IS NULL AND \
-             ((kind = 'identity' AND value = ?1) OR (kind = 'key' AND value = ?2)) LIMIT 1",
-        )
-        .and_then(|mut s| {
-            s.query_row(params![r.actor.identity, r.key_fingerprint], |row| {
-                row.get(0)
-            })
-            .optional()
-        })
-        .map_err(&err)?;
-    match banned.as_deref() {
-        Some("identity") => return Err(StoreError::RevokedIdentity(r.actor.identity.clone())),
-        Some(_) => return Err(StoreError::RevokedKey(r.key_fingerprint.clone())),
-        None => {}
-    }
+    refuse_banned(tx, &r.actor.identity, &r.key_fingerprint, path)?;
     if tx.is_spent(&r.spent_token.digest) {
         return Err(StoreError::Replayed);
     }
@@ -158,7 +142,8 @@ pub(super) fn insert_issuance(
         .map_err(&err)?;
     }
     write_binding(tx, r, path)?;
-    spend(tx, Some(r.spent_token), path)?;
+    let serial = r.serial.parse().map_or(Paid::Other, Paid::Certificate);
+    spend_for(tx, Some(r.spent_token), serial, path)?;
     insert_audit(
         tx,
         &AuditRow {
@@ -167,6 +152,31 @@ pub(super) fn insert_issuance(
         },
         path,
     )
+}
+
+/// Refuses an issuance to `identity` or for the key `key_fingerprint` while
+/// an unlifted revocation bans either.
+pub(super) fn refuse_banned(
+    tx: &WriteTx<'_>,
+    identity: &str,
+    key_fingerprint: &str,
+    path: &Path,
+) -> Result<(), StoreError> {
+    let banned: Option<String> = tx
+        .prepare_cached(
+            "SELECT kind FROM revocations WHERE lifted_at IS NULL AND \
+             ((kind = 'identity' AND value = ?1) OR (kind = 'key' AND value = ?2)) LIMIT 1",
+        )
+        .and_then(|mut s| {
+            s.query_row(params![identity, key_fingerprint], |row| row.get(0))
+                .optional()
+        })
+        .map_err(sqlite_error(path))?;
+    match banned.as_deref() {
+        Some("identity") => Err(StoreError::RevokedIdentity(identity.to_string())),
+        Some(_) => Err(StoreError::RevokedKey(key_fingerprint.to_string())),
+        None => Ok(()),
+    }
 }
 
 /// Writes a denial: its audit event.

@@ -183,6 +183,14 @@ CREATE TABLE nonce_bound_keys (
 );
 CREATE INDEX nonce_bound_keys_expires_at ON nonce_bound_keys (expires_at);
 "#,
+    // 11: what a spent token paid for, when a retry with it is answered
+    // with what was recorded (retries.rs): the certificate's serial or the
+    // access request's id. Tokens spent before stay spent, paying for
+    // nothing a retry returns.
+    r#"
+ALTER TABLE spent_tokens ADD COLUMN serial TEXT;
+ALTER TABLE spent_tokens ADD COLUMN request_id INTEGER;
+"#,
 ];
 
 /// Opens the database; `read_only` connections neither create nor migrate.
