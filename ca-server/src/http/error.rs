@@ -244,9 +244,11 @@ fn key_code(rejection: &KeyRejection) -> ErrorCode {
         KeyRejection::CertificateOffered => ErrorCode::CertificateOffered,
         KeyRejection::Dsa
         | KeyRejection::RsaSize { .. }
+        | KeyRejection::RsaExponent(_)
         | KeyRejection::WeakEd25519
         | KeyRejection::Unsupported(_) => ErrorCode::WeakKey,
         KeyRejection::Malformed(_)
+        | KeyRejection::EcdsaPoint(_)
         | KeyRejection::ProofMalformed(_)
         | KeyRejection::ProofWrongKey
         | KeyRejection::ProofWrongNamespace(_)
