@@ -1,10 +1,17 @@
 //! `jit-ssh-ca audit`: the issuance record as people and scripts read it.
+//! The table escapes every control character it prints (a reason recorded
+//! with a newline or an escape sequence shows as `\n` or `\x1b`, and can
+//! neither forge a row nor drive the terminal); `--json` keeps the values
+//! as recorded.
 
 use std::fmt::Write as _;
 
+use jit_ssh_common::text::escape_control;
+
 use crate::store::AuditEntry;
 
-/// Renders entries as an aligned text table, oldest first.
+/// Renders entries as an aligned text table, oldest first, with control
+/// characters escaped.
 pub fn render_table(entries: &[AuditEntry]) -> String {
     let mut out = String::new();
     let _ = writeln!(
@@ -23,17 +30,17 @@ pub fn render_table(entries: &[AuditEntry]) -> String {
             out,
             "{:<20}  {:<9}  {:<24}  {:<20}  {:<16}  {:<20}  {:<24}  {}",
             format_utc(e.at),
-            e.event,
-            e.identity,
-            e.serial.as_deref().unwrap_or("-"),
-            principals,
+            escape_control(&e.event),
+            escape_control(&e.identity),
+            escape_control(e.serial.as_deref().unwrap_or("-")),
+            escape_control(&principals),
             until,
-            if e.rules.is_empty() {
+            escape_control(&if e.rules.is_empty() {
                 "-".to_string()
             } else {
                 e.rules.join(",")
-            },
-            e.detail
+            }),
+            escape_control(&e.detail)
         );
     }
     out

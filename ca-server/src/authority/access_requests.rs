@@ -13,6 +13,7 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 use ca_proto::{AccessApproval, AccessRequestCreate, AccessRequestDecision, AccessRequestView};
+use jit_ssh_common::text::control_refusal;
 
 use crate::access::{
     check_start, instant_approval, AccessRequest, CreateRefusal, InstantApproval, RequestError,
@@ -39,6 +40,9 @@ pub enum AccessError {
     /// The request body makes no sense.
     #[error("{0}")]
     InvalidRequest(String),
+    /// A reason or comment holds a control character other than tab.
+    #[error("{0}")]
+    InvalidText(String),
     /// The caller could not act: token, replay, rate limit or revoked
     /// identity.
     #[error(transparent)]
@@ -162,6 +166,7 @@ impl Authority {
         client_addr: IpAddr,
         now: UnixTime,
     ) -> Result<AccessRequestView, AccessError> {
+        refuse_control("reason", Some(&request.reason))?;
         let principals: BTreeSet<String> = request.principals.iter().cloned().collect();
         let principals: Vec<String> = principals.into_iter().collect();
         if let Some(problem) = principals_problem(&principals, false) {
@@ -340,6 +345,8 @@ impl Authority {
         client_addr: IpAddr,
         now: UnixTime,
     ) -> Result<AccessRequestView, AccessError> {
+        refuse_control("comment", body.comment.as_deref())?;
+        refuse_control("reason", body.reason.as_deref())?;
         let caller = self.authenticate(token, client_addr, now).await?;
         let acting = Acting::bearer(&caller, client_addr, now);
         let (identity, me) = (&caller.token.identity, &caller.name);
@@ -459,6 +466,16 @@ fn wire_status(status: RequestStatus) -> ca_proto::RequestStatus {
         RequestStatus::Denied => ca_proto::RequestStatus::Denied,
         RequestStatus::Expired => ca_proto::RequestStatus::Expired,
         RequestStatus::Ended => ca_proto::RequestStatus::Ended,
+    }
+}
+
+/// Refuses `text`, the value of `field`, when it holds a control character
+/// other than tab: checked before anything else, so it is refused before
+/// anything is recorded or any token spent.
+fn refuse_control(field: &str, text: Option<&str>) -> Result<(), AccessError> {
+    match text.and_then(|text| control_refusal(field, text)) {
+        Some(refusal) => Err(AccessError::InvalidText(refusal)),
+        None => Ok(()),
     }
 }
 

@@ -19,6 +19,7 @@ use ca_proto::{
     own_revocation_message, OwnRevocationRequest, RevocationRequest, RevocationResponse,
     OWN_REVOCATION_NAMESPACE,
 };
+use jit_ssh_common::text::control_refusal;
 use ssh_key::{Certificate, HashAlg, SshSig};
 
 use crate::config::IssuerConfig;
@@ -44,6 +45,9 @@ pub enum RevokeError {
     /// The request body makes no sense.
     #[error("{0}")]
     InvalidRequest(String),
+    /// The reason holds a control character other than tab.
+    #[error("{0}")]
+    InvalidText(String),
     /// The caller could not act: token, replay, rate limit or revoked
     /// identity.
     #[error(transparent)]
@@ -99,12 +103,16 @@ impl RevocationChange {
     }
 }
 
-/// Checks a revocation request's target and reason; an identity must name
-/// one of `issuers` and be spelled as the CA spells identities.
+/// Checks a revocation request's target and reason (no control character
+/// but tab); an identity must name one of `issuers` and be spelled as the CA
+/// spells identities.
 pub fn revocation_target<'a>(
     request: &RevocationRequest,
     issuers: impl IntoIterator<Item = &'a IssuerConfig>,
 ) -> Result<RevocationTarget, RevokeError> {
+    if let Some(refusal) = control_refusal("reason", &request.reason) {
+        return Err(RevokeError::InvalidText(refusal));
+    }
     let reason = request.reason.trim();
     if reason.is_empty() || reason.len() > MAX_REASON_LEN {
         return Err(RevokeError::InvalidRequest(format!(
