@@ -334,11 +334,100 @@ mod tests {
             Algorithm::Ecdsa {
                 curve: EcdsaCurve::NistP384,
             },
+            Algorithm::Ecdsa {
+                curve: EcdsaCurve::NistP521,
+            },
         ] {
             let key = random(algorithm);
             let line = key.public_key().to_openssh().expect("line");
             let subject = SubjectKey::parse(&line).expect("accepted");
             assert!(subject.fingerprint().starts_with("SHA256:"));
+        }
+    }
+
+    /// The OpenSSH line of an ECDSA key with the SEC1 `point`.
+    fn ecdsa_line(point: &[u8]) -> String {
+        let key = ssh_key::public::EcdsaPublicKey::from_sec1_bytes(point).expect("sec1");
+        PublicKey::new(KeyData::Ecdsa(key), "")
+            .to_openssh()
+            .expect("line")
+    }
+
+    #[test]
+    fn refuses_ecdsa_points_openssh_cannot_read_on_every_curve() {
+        for curve in [
+            EcdsaCurve::NistP256,
+            EcdsaCurve::NistP384,
+            EcdsaCurve::NistP521,
+        ] {
+            let key = random(Algorithm::Ecdsa { curve });
+            let KeyData::Ecdsa(ecdsa) = key.public_key().key_data() else {
+                panic!("an ECDSA key");
+            };
+            let point = ecdsa.as_sec1_bytes();
+            let mut off_curve = point.to_vec();
+            if let Some(last) = off_curve.last_mut() {
+                *last ^= 1;
+            }
+            let mut zero = vec![0; point.len()];
+            zero[0] = 4;
+            for bad in [off_curve, zero] {
+                assert_eq!(
+                    SubjectKey::parse(&ecdsa_line(&bad)).map(|_| ()),
+                    Err(KeyRejection::EcdsaPoint("is not a point of its curve")),
+                    "{curve:?}"
+                );
+            }
+            let compressed = match ecdsa {
+                ssh_key::public::EcdsaPublicKey::NistP256(p) => p.compress().as_bytes().to_vec(),
+                ssh_key::public::EcdsaPublicKey::NistP384(p) => p.compress().as_bytes().to_vec(),
+                ssh_key::public::EcdsaPublicKey::NistP521(p) => p.compress().as_bytes().to_vec(),
+            };
+            assert_eq!(
+                SubjectKey::parse(&ecdsa_line(&compressed)).map(|_| ()),
+                Err(KeyRejection::EcdsaPoint("is not an uncompressed point")),
+                "{curve:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn refuses_rsa_exponents_openssh_and_the_verifier_refuse() {
+        let line = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../tests/fixtures/keys/rsa2048.pub"
+        ))
+        .expect("fixture");
+        let key = PublicKey::from_openssh(&line).expect("key");
+        let KeyData::Rsa(rsa) = key.key_data() else {
+            panic!("an RSA key");
+        };
+        let with_e = |e: &[u8]| {
+            let key = ssh_key::public::RsaPublicKey {
+                e: ssh_key::Mpint::from_positive_bytes(e).expect("mpint"),
+                n: rsa.n.clone(),
+            };
+            SubjectKey::parse(
+                &PublicKey::new(KeyData::Rsa(key), "")
+                    .to_openssh()
+                    .expect("line"),
+            )
+            .map(|_| ())
+        };
+        for (e, verdict) in [
+            (&[0][..], Err(KeyRejection::RsaExponent("is below 3"))),
+            (&[1], Err(KeyRejection::RsaExponent("is below 3"))),
+            (&[2], Err(KeyRejection::RsaExponent("is even"))),
+            (&[1, 0, 0], Err(KeyRejection::RsaExponent("is even"))),
+            (&[3], Ok(())),
+            (&[1, 0, 1], Ok(())),
+            (&[1, 255, 255, 255, 255], Ok(())),
+            (
+                &[2, 0, 0, 0, 1],
+                Err(KeyRejection::RsaExponent("is too large")),
+            ),
+        ] {
+            assert_eq!(with_e(e), verdict, "e = {e:?}");
         }
     }
 

@@ -43,6 +43,20 @@ async fn a_retry_gets_the_same_certificate_also_after_a_restart_and_another_key_
         "{refused}"
     );
 
+    // A retry is not counted as an issuance.
+    let metrics = http_client()
+        .get(format!("{}/metrics", ca.metrics_url))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("jit_ssh_ca_certificates_issued_total 1\n"),
+        "{metrics}"
+    );
+
     drop(ca);
     let ca = setup.start();
     let (status, after_restart) = issue(&ca, &token, &key).await;

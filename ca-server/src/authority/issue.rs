@@ -75,6 +75,16 @@ pub enum IssueError {
     },
 }
 
+/// A certificate for the caller: newly issued, or, for a retry with the
+/// token that paid for it, the one on record.
+#[derive(Debug, Clone)]
+pub struct Issued {
+    /// What the caller is answered.
+    pub certificate: UserCertResponse,
+    /// Whether it is the answer to a retry (issued before, not now).
+    pub retry: bool,
+}
+
 impl From<AuthError> for IssueError {
     fn from(error: AuthError) -> Self {
         IssueError::Auth(error)
@@ -84,13 +94,15 @@ impl From<AuthError> for IssueError {
 impl Authority {
     /// Issues a user certificate. Returns only after the issuance record is
     /// committed; on any error nothing was issued and the token is not spent.
+    /// A retry with the token that paid for a certificate, for the same key,
+    /// returns that certificate (and its retry is on record).
     pub async fn issue_user_certificate(
         &self,
         token: &BearerToken,
         request: UserCertRequest,
         client_addr: IpAddr,
         now: UnixTime,
-    ) -> Result<UserCertResponse, IssueError> {
+    ) -> Result<Issued, IssueError> {
         let mut cert_request = checked_request(&request, client_addr)?;
         let subject = SubjectKey::parse(&request.public_key).map_err(IssueError::SubjectKey)?;
         // An Ed25519 proof's signature is checked in the token's batch (one
@@ -184,13 +196,16 @@ impl Authority {
                         client = %client_addr,
                         "issued user certificate"
                     );
-                    return Ok(UserCertResponse {
-                        serial: serial.to_string(),
-                        key_id: certificate.key_id().to_string(),
-                        principals: grant.principals,
-                        valid_after: certificate.valid_after(),
-                        valid_before: certificate.valid_before(),
-                        certificate: line,
+                    return Ok(Issued {
+                        certificate: UserCertResponse {
+                            serial: serial.to_string(),
+                            key_id: certificate.key_id().to_string(),
+                            principals: grant.principals,
+                            valid_after: certificate.valid_after(),
+                            valid_before: certificate.valid_before(),
+                            certificate: line,
+                        },
+                        retry: false,
                     });
                 }
                 Err(StoreError::DuplicateSerial) => continue,
@@ -236,7 +251,7 @@ impl Authority {
         caller: &Authenticated,
         acting: &Acting,
         key_fingerprint: &str,
-    ) -> Result<UserCertResponse, IssueError> {
+    ) -> Result<Issued, IssueError> {
         let retry = records::retry(caller, acting);
         match self
             .store
@@ -253,13 +268,16 @@ impl Authority {
                     client = %acting.who.client_addr,
                     "returned the certificate a retry's ID token paid for"
                 );
-                Ok(UserCertResponse {
-                    serial: recorded.serial,
-                    key_id: certificate.key_id().to_string(),
-                    principals: certificate.valid_principals().to_vec(),
-                    valid_after: certificate.valid_after(),
-                    valid_before: certificate.valid_before(),
-                    certificate: recorded.certificate,
+                Ok(Issued {
+                    certificate: UserCertResponse {
+                        serial: recorded.serial,
+                        key_id: certificate.key_id().to_string(),
+                        principals: certificate.valid_principals().to_vec(),
+                        valid_after: certificate.valid_after(),
+                        valid_before: certificate.valid_before(),
+                        certificate: recorded.certificate,
+                    },
+                    retry: true,
                 })
             }
             Err(StoreError::Replayed) => {

@@ -45,7 +45,7 @@ pub mod revocations;
 pub use access_requests::{
     access_view, AccessError, AccessVerb, MIN_ACCESS_WINDOW, REQUEST_LIST_DAYS,
 };
-pub use issue::{IssueError, MAX_REQUESTED_PRINCIPALS};
+pub use issue::{IssueError, Issued, MAX_REQUESTED_PRINCIPALS};
 pub use revocations::{
     revocation_target, HostRevocation, RevocationChange, RevokeError, KRL_CACHE_SECONDS,
 };
