@@ -106,6 +106,35 @@ mod tests {
     }
 
     #[test]
+    fn control_characters_print_escaped_on_their_own_row() {
+        let forged = AuditEntry {
+            at: 1_796_083_199,
+            event: "request_created".into(),
+            identity: "bob@corp".into(),
+            issuer: "corp".into(),
+            serial: None,
+            principals: None,
+            valid_after: None,
+            valid_before: None,
+            key_fingerprint: None,
+            client_addr: "127.0.0.1".into(),
+            detail: "disk full\n2026-12-05 issued mallory@corp\u{1b}[8m".into(),
+            rules: vec!["sre\u{9b}2J".into()],
+        };
+        let table = render_table(&[forged]);
+        assert_eq!(table.lines().count(), 2, "{table}");
+        assert!(
+            !table.contains('\u{1b}') && !table.contains('\u{9b}'),
+            "{table:?}"
+        );
+        assert!(
+            table.contains("disk full\\n2026-12-05 issued mallory@corp\\x1b[8m"),
+            "{table}"
+        );
+        assert!(table.contains("sre\\u{9b}2J"), "{table}");
+    }
+
+    #[test]
     fn formats_utc() {
         assert_eq!(format_utc(0), "1970-01-01 00:00:00");
         assert_eq!(format_utc(951_782_400), "2000-02-29 00:00:00");
