@@ -92,6 +92,8 @@ wire_names! {
         StoreUnavailable = "store_unavailable",
         /// A fault inside the CA; the details are in its log.
         Internal = "internal",
+        /// A reason or comment holds a control character other than tab.
+        InvalidText = "invalid_text",
     }
 }
 

@@ -15,6 +15,7 @@ use ca_server::store::{self, read_audit, AuditFilter, DATABASE_FILE};
 use ca_server::{audit, server, unix_now};
 use clap::{Parser, Subcommand, ValueEnum};
 use jit_ssh_common::duration::parse_duration;
+use jit_ssh_common::text::{escape_control, escape_control_lines};
 
 #[derive(Parser)]
 #[command(
@@ -438,7 +439,7 @@ fn policy(command: PolicyCommand) -> anyhow::Result<()> {
                 approved,
             };
             let (decision, text) = cli::explain(&set, &identity, &request, now);
-            print!("{text}");
+            print!("{}", escape_control_lines(&text));
             match decision {
                 Decision::Allow(_) => Ok(()),
                 Decision::Deny(_) => Err(Exit(3).into()),
@@ -631,12 +632,14 @@ fn revocation(args: RevocationArgs, change: RevocationChange) -> anyhow::Result<
     let done = revocation.write(&db)?;
     match change {
         RevocationChange::Lift => println!(
-            "Lifted the revocation of {target} (KRL version {}).",
+            "Lifted the revocation of {} (KRL version {}).",
+            escape_control(&target.to_string()),
             done.krl_version
         ),
         RevocationChange::Revoke => {
             println!(
-                "Revoked {target}: {} unexpired certificate(s) newly listed in the KRL (version {}){}.",
+                "Revoked {}: {} unexpired certificate(s) newly listed in the KRL (version {}){}.",
+                escape_control(&target.to_string()),
                 done.serials.len(),
                 done.krl_version,
                 match target {

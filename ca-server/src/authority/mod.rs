@@ -49,7 +49,7 @@ pub mod revocations;
 pub use access_requests::{
     access_view, AccessError, AccessVerb, MIN_ACCESS_WINDOW, REQUEST_LIST_DAYS,
 };
-pub use issue::{IssueError, MAX_REQUESTED_PRINCIPALS};
+pub use issue::{IssueError, Issued, MAX_REQUESTED_PRINCIPALS};
 pub use revocations::{
     revocation_target, HostRevocation, RevocationChange, RevokeError, KRL_CACHE_SECONDS,
 };
@@ -218,6 +218,16 @@ impl Authority {
         now: UnixTime,
     ) -> Result<Authenticated, AuthError> {
         let caller = self.within_limits(token)?;
+        self.in_standing(caller, client_addr, now).await
+    }
+
+    /// [`Authority::admit`] for a caller already within their rate limit.
+    async fn in_standing(
+        &self,
+        caller: Authenticated,
+        client_addr: IpAddr,
+        now: UnixTime,
+    ) -> Result<Authenticated, AuthError> {
         let refusal = match self
             .store
             .check_standing(

@@ -246,6 +246,14 @@ CREATE TABLE identity_subjects (
     PRIMARY KEY (identity, issuer, subject)
 ) WITHOUT ROWID;
 "#,
+    // 12: what a spent token paid for, when a retry with it is answered
+    // with what was recorded (retries.rs): the certificate's serial or the
+    // access request's id. Tokens spent before stay spent, paying for
+    // nothing a retry returns.
+    r#"
+ALTER TABLE spent_tokens ADD COLUMN serial TEXT;
+ALTER TABLE spent_tokens ADD COLUMN request_id INTEGER;
+"#,
 ];
 
 /// Opens the database; `read_only` connections neither create nor migrate.
