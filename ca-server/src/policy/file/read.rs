@@ -1,6 +1,7 @@
 //! Reading `policy_dir`: every policy file's text and one fingerprint over
-//! them all, so the server can tell whether anything changed before it
-//! parses anything.
+//! them all (names, sizes, modification times and contents), so the server
+//! can tell whether anything changed before it parses anything, and whether a
+//! change has held still since the last look.
 
 use std::path::{Path, PathBuf};
 
@@ -20,7 +21,8 @@ pub struct Source {
     pub text: String,
 }
 
-/// SHA-256 over the names and contents of the files read.
+/// SHA-256 over the names, sizes, modification times and contents of the
+/// files read.
 pub type Fingerprint = [u8; 32];
 
 /// Reads every `*.toml` directly in `dir` (not hidden ones), sorted by name.
@@ -56,9 +58,16 @@ pub fn read_dir(dir: &Path) -> Result<(Vec<Source>, Fingerprint), Diagnostic> {
     for name in names {
         let path = real.join(&name);
         let shown = dir.join(&name);
-        let size = std::fs::metadata(&path)
-            .map_err(|e| fail(format!("{}: {e}", shown.display())))?
-            .len();
+        let metadata =
+            std::fs::metadata(&path).map_err(|e| fail(format!("{}: {e}", shown.display())))?;
+        let size = metadata.len();
+        // A file system without modification times still has sizes and
+        // contents to compare.
+        let modified = metadata
+            .modified()
+            .ok()
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map_or(0, |d| d.as_nanos());
         if size > MAX_FILE_BYTES {
             return Err(fail(format!(
                 "{}: larger than {MAX_FILE_BYTES} bytes",
@@ -69,6 +78,8 @@ pub fn read_dir(dir: &Path) -> Result<(Vec<Source>, Fingerprint), Diagnostic> {
             .map_err(|e| fail(format!("{}: {e}", shown.display())))?;
         hasher.update((name.len() as u64).to_le_bytes());
         hasher.update(name.as_bytes());
+        hasher.update(size.to_le_bytes());
+        hasher.update(modified.to_le_bytes());
         hasher.update((text.len() as u64).to_le_bytes());
         hasher.update(text.as_bytes());
         sources.push(Source { path: shown, text });
