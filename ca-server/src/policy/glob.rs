@@ -5,6 +5,15 @@
 //! `?` one character other than `/`, `[abc]`/`[a-z]`/`[!a-z]` one character
 //! from (or not from) a set, and `\x` a literal `x`. Matching is exact and
 //! case-sensitive over the whole value, never a substring search.
+//!
+//! Matching runs in time proportional to the value's length times the
+//! pattern's length, whatever the pattern: the value is read once, left to
+//! right, while the set of pattern positions it could have reached is carried
+//! along (a Thompson-style simulation of the pattern's automaton). There is no
+//! backtracking, so an adversarial claim (a token may carry 16 KiB of them)
+//! against a pattern with many stars costs the same as any other claim of its
+//! length, and a policy decision stays short enough to run on the async
+//! runtime's thread.
 
 use std::fmt;
 
@@ -125,44 +134,64 @@ impl Glob {
         if self.is_literal() && !self.text.contains('\\') {
             return self.text == value;
         }
-        let value: Vec<char> = value.chars().collect();
-        match_from(&self.tokens, &value)
+        match_tokens(&self.tokens, value)
     }
 }
 
-fn match_from(tokens: &[Token], value: &[char]) -> bool {
-    let Some((token, rest)) = tokens.split_first() else {
-        return value.is_empty();
-    };
-    match token {
-        Token::Star => {
-            // Try every split that does not cross a `/`.
-            for split in 0..=value.len() {
-                if match_from(rest, &value[split..]) {
-                    return true;
-                }
-                if value.get(split) == Some(&'/') {
-                    return false;
-                }
+/// Whether the whole of `value` matches `tokens`.
+///
+/// `active[i]` says the prefix of the value read so far can end just before
+/// token `i` (`active[tokens.len()]`: the pattern is used up). A star position
+/// stays active while it absorbs characters and also lets the next position be
+/// active without consuming one; every other token moves one position forward
+/// per character it accepts.
+fn match_tokens(tokens: &[Token], value: &str) -> bool {
+    let mut active = vec![false; tokens.len() + 1];
+    let mut next = vec![false; tokens.len() + 1];
+    active[0] = true;
+    close_over_stars(tokens, &mut active);
+    for c in value.chars() {
+        next.iter_mut().for_each(|slot| *slot = false);
+        let mut any = false;
+        for (i, token) in tokens.iter().enumerate() {
+            if !active[i] {
+                continue;
             }
-            false
+            let (stay, advance) = match token {
+                Token::Star => (c != '/', false),
+                Token::DoubleStar => (true, false),
+                Token::AnyOne => (false, c != '/'),
+                Token::Literal(expected) => (false, c == *expected),
+                Token::Class { negated, ranges } => {
+                    let inside = ranges.iter().any(|(lo, hi)| (*lo..=*hi).contains(&c));
+                    (false, inside != *negated && c != '/')
+                }
+            };
+            if stay {
+                next[i] = true;
+                any = true;
+            }
+            if advance {
+                next[i + 1] = true;
+                any = true;
+            }
         }
-        Token::DoubleStar => (0..=value.len()).any(|split| match_from(rest, &value[split..])),
-        Token::AnyOne => match value.split_first() {
-            Some((c, tail)) if *c != '/' => match_from(rest, tail),
-            _ => false,
-        },
-        Token::Literal(expected) => match value.split_first() {
-            Some((c, tail)) if c == expected => match_from(rest, tail),
-            _ => false,
-        },
-        Token::Class { negated, ranges } => match value.split_first() {
-            Some((c, tail)) => {
-                let inside = ranges.iter().any(|(lo, hi)| (*lo..=*hi).contains(c));
-                inside != *negated && *c != '/' && match_from(rest, tail)
-            }
-            None => false,
-        },
+        if !any {
+            return false;
+        }
+        close_over_stars(tokens, &mut next);
+        std::mem::swap(&mut active, &mut next);
+    }
+    active[tokens.len()]
+}
+
+/// Marks the positions reachable from active ones without reading a
+/// character: past any star, which may match the empty run.
+fn close_over_stars(tokens: &[Token], active: &mut [bool]) {
+    for (i, token) in tokens.iter().enumerate() {
+        if active[i] && matches!(token, Token::Star | Token::DoubleStar) {
+            active[i + 1] = true;
+        }
     }
 }
 
@@ -233,6 +262,90 @@ mod tests {
             let err = Glob::new(bad).expect_err(bad);
             assert!(err.contains(why), "{bad:?}: {err}");
         }
+    }
+
+    /// The backtracking matcher this module used before it became linear:
+    /// the plain statement of the semantics, kept to check the automaton
+    /// against on small inputs.
+    fn reference(tokens: &[Token], value: &[char]) -> bool {
+        let Some((token, rest)) = tokens.split_first() else {
+            return value.is_empty();
+        };
+        match token {
+            Token::Star => {
+                for split in 0..=value.len() {
+                    if reference(rest, &value[split..]) {
+                        return true;
+                    }
+                    if value.get(split) == Some(&'/') {
+                        return false;
+                    }
+                }
+                false
+            }
+            Token::DoubleStar => (0..=value.len()).any(|split| reference(rest, &value[split..])),
+            Token::AnyOne => match value.split_first() {
+                Some((c, tail)) if *c != '/' => reference(rest, tail),
+                _ => false,
+            },
+            Token::Literal(expected) => match value.split_first() {
+                Some((c, tail)) if c == expected => reference(rest, tail),
+                _ => false,
+            },
+            Token::Class { negated, ranges } => match value.split_first() {
+                Some((c, tail)) => {
+                    let inside = ranges.iter().any(|(lo, hi)| (*lo..=*hi).contains(c));
+                    inside != *negated && *c != '/' && reference(rest, tail)
+                }
+                None => false,
+            },
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn linear_matcher_agrees_with_backtracking(
+            pattern in "([ab/?*-]|\\*\\*|\\[!?a-b\\]){1,8}",
+            value in "[ab/-]{0,10}",
+        ) {
+            // `***` is refused at compile time; nothing to compare.
+            let Ok(glob) = Glob::new(&pattern) else {
+                return Ok(());
+            };
+            let chars: Vec<char> = value.chars().collect();
+            proptest::prop_assert_eq!(
+                glob.matches(&value),
+                reference(&glob.tokens, &chars),
+                "{:?} vs {:?}", pattern, value
+            );
+        }
+    }
+
+    /// Issue 17 item 11: `*-*-*-*-prod` against a run of dashes took time
+    /// growing with the fourth power of its length. A token may carry 16 KiB
+    /// of claims; one such claim against a pattern with many stars must
+    /// decide at once (the bound is generous: a debug build on a busy
+    /// machine; the release figure is in docs/benchmarks.md).
+    #[test]
+    fn adversarial_claim_decides_in_linear_time() {
+        let claim = "-".repeat(16 * 1024);
+        for pattern in [
+            "*-*-*-*-prod",
+            "*-*-*-*-*-*-*-*-*-*-*-*-*-*-*-*-prod",
+            "**-**-**-**-x",
+        ] {
+            let glob = Glob::new(pattern).expect("valid");
+            let started = std::time::Instant::now();
+            assert!(!glob.matches(&claim), "{pattern}");
+            let elapsed = started.elapsed();
+            assert!(
+                elapsed < std::time::Duration::from_secs(1),
+                "{pattern} against 16 KiB of dashes took {elapsed:?}"
+            );
+        }
+        let mut matching = claim.clone();
+        matching.push_str("-prod");
+        assert!(Glob::new("*-*-*-*-prod").expect("valid").matches(&matching));
     }
 
     #[test]
