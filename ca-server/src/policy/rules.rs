@@ -330,16 +330,13 @@ fn of_issuers(issuers: &[String], identity: &Identity) -> bool {
 }
 
 /// Whether `windows` are open at `now`: `None` when none is, otherwise the
-/// latest end among those that are (`Some(None)`: no windows, always open).
+/// end of the continuous run of occurrences `now` is in (`Some(None)`: no
+/// windows, always open).
 pub(super) fn open_window(windows: &[TimeWindow], now: UnixTime) -> Option<Option<UnixTime>> {
     if windows.is_empty() {
         return Some(None);
     }
-    windows
-        .iter()
-        .filter_map(|w| w.end_if_open(now))
-        .max()
-        .map(Some)
+    super::window::open_until(windows, now).map(Some)
 }
 
 /// `windows` as reasons name them.

@@ -124,7 +124,7 @@ impl PolicySet {
         let granted = offers.by_principal();
         let principals = select::principals(ask, &offers, &granted, &denies, notes)?;
         let deciding = Deciding::of(&principals, &granted, &offers);
-        let ttl = lifetime::ttl(&self.certs, &deciding, ask, notes);
+        let ttl = lifetime::ttl(&self.certs, &deciding, &self.deny, &principals, ask, notes);
         let Restrictions {
             extensions,
             critical_options,

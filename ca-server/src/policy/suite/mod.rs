@@ -13,6 +13,7 @@ mod decisions;
 mod issuers;
 mod loading;
 mod properties;
+mod time;
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
