@@ -128,6 +128,15 @@ impl Glob {
         self.tokens.iter().all(|t| matches!(t, Token::Literal(_)))
     }
 
+    /// The characters the pattern requires literally, outside wildcards and
+    /// sets: a value without one of them can never match.
+    pub fn literal_chars(&self) -> impl Iterator<Item = char> + '_ {
+        self.tokens.iter().filter_map(|t| match t {
+            Token::Literal(c) => Some(*c),
+            _ => None,
+        })
+    }
+
     /// Whether the whole of `value` matches.
     pub fn matches(&self, value: &str) -> bool {
         // Fast path for the common literal pattern.

@@ -15,7 +15,7 @@ use serde_json::Value;
 
 use super::glob::Glob;
 use super::restrict::SourceEntry;
-use super::template::{verified_email, Template};
+use super::template::{claim_text, verified_email, Template};
 use super::window::TimeWindow;
 use crate::identity::Identity;
 use crate::UnixTime;
@@ -189,11 +189,14 @@ impl Conditions {
 fn claim_matches(value: Option<&Value>, matcher: &ClaimMatch) -> bool {
     match (matcher, value) {
         (ClaimMatch::Bool(want), Some(Value::Bool(got))) => want == got,
-        (ClaimMatch::Globs(globs), Some(Value::String(s))) => globs.iter().any(|g| g.matches(s)),
+        // Integers match as their decimal strings; an empty string is missing.
         (ClaimMatch::Globs(globs), Some(Value::Array(items))) => items
             .iter()
-            .filter_map(Value::as_str)
-            .any(|s| globs.iter().any(|g| g.matches(s))),
+            .filter_map(claim_text)
+            .any(|s| globs.iter().any(|g| g.matches(&s))),
+        (ClaimMatch::Globs(globs), Some(value)) => {
+            claim_text(value).is_some_and(|s| globs.iter().any(|g| g.matches(&s)))
+        }
         _ => false,
     }
 }

@@ -38,29 +38,59 @@ pub struct TimeWindow {
     zone: TimeZone,
 }
 
+/// The part of a window a problem is in, so a policy diagnostic can point
+/// at the key rather than the table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WindowField {
+    /// `days`.
+    Days,
+    /// `from`.
+    From,
+    /// `to`.
+    To,
+    /// `time_zone`.
+    TimeZone,
+}
+
 impl TimeWindow {
     /// Builds a window from its parts as written in a policy file.
     pub fn parse(days: &[String], from: &str, to: &str, time_zone: &str) -> Result<Self, String> {
+        Self::parse_fields(days, from, to, time_zone).map_err(|(_, message)| message)
+    }
+
+    /// As [`TimeWindow::parse`], saying which part is wrong.
+    pub fn parse_fields(
+        days: &[String],
+        from: &str,
+        to: &str,
+        time_zone: &str,
+    ) -> Result<Self, (WindowField, String)> {
         let zone = TimeZone::get(time_zone).map_err(|_| {
-            format!("unknown time zone {time_zone:?} (use an IANA name such as \"Europe/Berlin\" or \"UTC\")")
+            (WindowField::TimeZone, format!("unknown time zone {time_zone:?} (use an IANA name such as \"Europe/Berlin\" or \"UTC\")"))
         })?;
         // Without allow_24, parse_time never returns None.
-        let start = parse_time(from, false)?.unwrap_or(Time::midnight());
-        let end = parse_time(to, true)?;
+        let start = parse_time(from, false)
+            .map_err(|e| (WindowField::From, e))?
+            .unwrap_or(Time::midnight());
+        let end = parse_time(to, true).map_err(|e| (WindowField::To, e))?;
         if Some(start) == end {
-            return Err(format!(
-                "window {from}–{to} is empty; leave out [[window]] for a rule that applies at any time"
+            return Err((
+                WindowField::To,
+                format!(
+                    "window {from}–{to} is empty; leave out [[window]] for a rule that applies at any time"
+                ),
             ));
         }
         let mut day_set = [false; 7];
         if days.is_empty() {
             day_set = [true; 7];
         }
+        let day = |text: &str| parse_day(text).map_err(|e| (WindowField::Days, e));
         for entry in days {
             let (first, last) = match entry.split_once('-') {
-                Some((a, b)) => (parse_day(a)?, parse_day(b)?),
+                Some((a, b)) => (day(a)?, day(b)?),
                 None => {
-                    let d = parse_day(entry)?;
+                    let d = day(entry)?;
                     (d, d)
                 }
             };

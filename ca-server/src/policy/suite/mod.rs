@@ -14,6 +14,7 @@ mod issuers;
 mod loading;
 mod properties;
 mod time;
+mod values;
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
