@@ -76,7 +76,7 @@ struct Seen {
 impl ReloadablePolicy {
     /// Loads `dir`; fails (listing every problem) unless the policy is valid.
     pub fn load(dir: &Path, context: PolicyContext) -> Result<Self, Vec<Diagnostic>> {
-        let (sources, fingerprint) = stable_read(dir).map_err(|d| vec![d])?;
+        let (sources, fingerprint) = stable_read(dir)?;
         let set = compile(&sources, &context)?;
         for warning in set.warnings() {
             tracing::warn!("policy: {warning}");
@@ -109,7 +109,7 @@ impl ReloadablePolicy {
     pub fn reload(&self, force: bool) -> ReloadOutcome {
         let (sources, fingerprint) = match stable_read(&self.dir) {
             Ok(read) => read,
-            Err(diagnostic) => return ReloadOutcome::Refused(vec![diagnostic]),
+            Err(diagnostics) => return ReloadOutcome::Refused(diagnostics),
         };
         {
             let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
@@ -167,7 +167,7 @@ impl ReloadablePolicy {
 
 /// Reads until two consecutive reads agree, so a multi-file change that is
 /// being written while it is read is not taken half-way.
-fn stable_read(dir: &Path) -> Result<(Vec<Source>, Fingerprint), Diagnostic> {
+fn stable_read(dir: &Path) -> Result<(Vec<Source>, Fingerprint), Vec<Diagnostic>> {
     let mut previous = read_dir(dir)?;
     for _ in 0..5 {
         let again = read_dir(dir)?;

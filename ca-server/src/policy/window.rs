@@ -168,6 +168,15 @@ impl TimeWindow {
     }
 }
 
+/// An instant as people read it in traces and reports: RFC 3339 in UTC
+/// (`2026-07-06T22:00:00Z`), or the raw seconds when it is out of range.
+pub fn format_instant(unix: UnixTime) -> String {
+    i64::try_from(unix)
+        .ok()
+        .and_then(|s| Timestamp::from_second(s).ok())
+        .map_or_else(|| unix.to_string(), |t| t.to_string())
+}
+
 /// How far [`open_until`] follows a run of adjacent occurrences: beyond
 /// anything a window end bounds (certificates live at most an hour, access
 /// request windows at most a week), so a run longer than this is as good as

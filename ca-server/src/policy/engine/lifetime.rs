@@ -17,7 +17,7 @@ use super::merge::Deciding;
 use super::{Ask, Notes};
 use crate::config::CertSettings;
 use crate::policy::rules::DenyRule;
-use crate::policy::window::next_start;
+use crate::policy::window::{format_instant, next_start};
 
 /// The lifetime for `ask` of a certificate for `principals` under the
 /// `deciding` rules, the `deny` rules and the CA's `certs`.
@@ -42,8 +42,15 @@ pub(super) fn ttl(
             if left < cap {
                 cap = left;
                 cap_by = match c.request_id {
-                    Some(id) => format!("end of access request {id}'s window"),
-                    None => format!("end of rule {}'s window", c.rule.name),
+                    Some(id) => format!(
+                        "end of access request {id}'s window at {}",
+                        format_instant(end)
+                    ),
+                    None => format!(
+                        "end of rule {}'s window at {}",
+                        c.rule.name,
+                        format_instant(end)
+                    ),
                 };
             }
         }
@@ -63,7 +70,11 @@ pub(super) fn ttl(
             let left = Duration::from_secs(start.saturating_sub(ask.now));
             if left < cap {
                 cap = left;
-                cap_by = format!("start of deny rule {}'s window", rule.name);
+                cap_by = format!(
+                    "start of deny rule {}'s window at {}",
+                    rule.name,
+                    format_instant(start)
+                );
             }
         }
     }
