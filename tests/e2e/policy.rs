@@ -1,7 +1,8 @@
 //! End-to-end: the shipped policies/ decide, from the real IdP's `groups`
 //! claim, what a real sshd lets in; `policy check` and `policy explain`
-//! output and exit codes are pinned; the running CA picks up policy edits and
-//! refuses broken ones without losing the last good policy.
+//! output and exit codes are pinned, with windows, claims and checks as
+//! issue 17 fixed them; the running CA picks up policy edits and refuses
+//! broken ones without losing the last good policy.
 
 #![allow(clippy::unwrap_used)]
 
@@ -445,10 +446,11 @@ async fn the_running_ca_reloads_edits_and_keeps_the_last_good_policy() {
     assert_eq!(alice_gets().await.unwrap(), ["alice", "shared"]);
 }
 
-/// Issue 17 items 9 and 10 and its small things, through the binary: what
+/// Issue 17 items 7 to 10 and its small things, through the binary: what
 /// `policy explain` decides and prints for a deny window ahead, windows that
-/// touch, a window inside New York's repeated hour, `--ttl 0s`, and what
-/// `policy check` reports of a directory with unreadable files.
+/// touch, a window inside New York's repeated hour, an empty claim in a
+/// template and `--ttl 0s`, and what `policy check` reports of rules that can
+/// never match and of a directory with unreadable files.
 #[test]
 fn explain_clips_at_deny_windows_and_joins_touching_windows() {
     let setup = CaSetup::builder()
@@ -483,6 +485,12 @@ days = ["sun"]
 from = "01:00"
 to = "01:45"
 time_zone = "America/New_York"
+
+[[rule]]
+name = "team-login"
+principals = ["ci-{claim.team}"]
+[rule.match]
+groups_any = ["sre"]
 
 [[deny]]
 name = "no-root-at-night"
@@ -550,6 +558,77 @@ time_zone = "UTC"
     assert!(
         err.contains("--ttl \"0s\": a certificate lifetime must be at least 1 second"),
         "{err}"
+    );
+
+    // An empty claim is a missing one: `ci-{claim.team}` gives nothing, and
+    // the trace names the claim.
+    let empty_team = setup.dir.path().join("empty-team.json");
+    std::fs::write(
+        &empty_team,
+        serde_json::json!({"iss": "https://idp.example.com", "preferred_username": "sam", "groups": ["sre"], "team": ""}).to_string(),
+    )
+    .unwrap();
+    let (code, out, err) = ca_cli(&[
+        "policy",
+        "explain",
+        "--config",
+        config,
+        "--claims",
+        empty_team.to_str().unwrap(),
+        "--at",
+        "2026-07-06T11:30:00Z",
+    ]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains("principals: deploy, root\n")
+            && out.contains("{claim.team} in \"ci-{claim.team}\": claim missing or empty"),
+        "{out}"
+    );
+
+    // Rules that can never match are reported where they are written.
+    let never = setup.dir.path().join("never");
+    std::fs::create_dir(&never).unwrap();
+    std::fs::write(
+        never.join("a.toml"),
+        "[[rule]]\nname = \"a\"\nprincipals = [\"ops\"]\n[rule.match]\nusername = [\"ALICE\"]\n\
+         [[deny]]\nname = \"d\"\nprincipals = [\"Ops\", \"ops@host\"]\n",
+    )
+    .unwrap();
+    let (code, out, err) = ca_cli(&[
+        "policy",
+        "check",
+        "--config",
+        config,
+        "--policy-dir",
+        never.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 1, "{out}{err}");
+    let n = never.display();
+    for needle in [
+        format!("error: {n}/a.toml:8:15: principals: \"Ops\" can never match"),
+        format!("error: {n}/a.toml:8:22: principals: \"ops@host\" can never match"),
+    ] {
+        assert!(err.contains(&needle), "missing {needle:?} in\n{err}");
+    }
+    std::fs::write(
+        never.join("a.toml"),
+        "[[rule]]\nname = \"a\"\nprincipals = [\"ops\"]\n[rule.match]\nusername = [\"ALICE\"]\n",
+    )
+    .unwrap();
+    let (code, out, err) = ca_cli(&[
+        "policy",
+        "check",
+        "--config",
+        config,
+        "--policy-dir",
+        never.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains(&format!(
+            "warning: {n}/a.toml:5:13: username \"ALICE\" contains 'A'"
+        )),
+        "{out}"
     );
 
     // Every unreadable file is reported, and the problems of the readable.
