@@ -353,7 +353,7 @@ mod tests {
         );
         assert_eq!(open_until(&both, at("2026-07-06T17:00:00Z")), None);
         assert_eq!(
-            open_until(&[morning.clone()], at("2026-07-06T11:00:00Z")),
+            open_until(std::slice::from_ref(&morning), at("2026-07-06T11:00:00Z")),
             Some(at("2026-07-06T12:00:00Z"))
         );
         // A daily 00:00–24:00 never ends; the run is followed about eight

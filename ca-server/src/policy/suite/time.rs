@@ -64,7 +64,8 @@ to = "24:00"
     let sre = person("alice", &["sre"], json!({}));
     let contractor = person("carol", &["sre", "contractors"], json!({}));
     // (who, principals, minutes asked, now) → minutes granted, or denied.
-    let cases: &[(&Identity, &[&str], u64, &str, Option<u64>)] = &[
+    type Case<'a> = (&'a Identity, &'a [&'a str], u64, &'a str, Option<u64>);
+    let cases: &[Case<'_>] = &[
         // The case: root for 60 minutes at 21:55, deny from 22:00.
         (&sre, &["root"], 60, "2026-07-06T21:55:00Z", Some(5)),
         (&sre, &["root"], 60, "2026-07-06T20:30:00Z", Some(60)),
