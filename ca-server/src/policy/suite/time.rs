@@ -227,6 +227,14 @@ fn daylight_saving_days_keep_each_window_its_wall_clock_length() {
             "berlin-gap-start",
             &[window("Europe/Berlin", "sun", "02:30", "05:00")],
         ),
+        rule(
+            "berlin-in-gap",
+            &[window("Europe/Berlin", "sun", "02:15", "02:45")],
+        ),
+        rule(
+            "berlin-emptied",
+            &[window("Europe/Berlin", "sun", "02:30", "03:00")],
+        ),
         // Berlin falls back on 2026-10-25 at 03:00 CEST to 02:00 CET.
         rule(
             "berlin-fold",
@@ -276,6 +284,13 @@ fn daylight_saving_days_keep_each_window_its_wall_clock_length() {
         // window never opens before then.
         ("berlin-gap-start", "2026-03-29T01:00:00Z", None),
         ("berlin-gap-start", "2026-03-29T01:30:00Z", Some(60)),
+        // Wholly inside the gap: moved by it, 03:15–03:45 CEST.
+        ("berlin-in-gap", "2026-03-29T01:00:00Z", None),
+        ("berlin-in-gap", "2026-03-29T01:15:00Z", Some(30)),
+        // 02:30 is read as 03:30 CEST, after the end at 03:00: never open.
+        ("berlin-emptied", "2026-03-29T00:45:00Z", None),
+        ("berlin-emptied", "2026-03-29T01:15:00Z", None),
+        ("berlin-emptied", "2026-03-29T01:40:00Z", None),
         // 02:15–02:45 CEST (00:15Z–00:45Z), the first time round only.
         ("berlin-fold", "2026-10-25T00:15:00Z", Some(30)),
         ("berlin-fold", "2026-10-25T01:15:00Z", None),
