@@ -229,6 +229,9 @@ impl Masks {
     /// Whether the whole of `value` matches `tokens`, whose masks these are:
     /// one pass over the value, a few word operations per character.
     fn matches(&self, tokens: &[Token], value: &str) -> bool {
+        if self.words == 1 {
+            return self.matches_in_one_word(tokens, value);
+        }
         let words = self.words;
         let mut active = vec![0u64; words];
         let mut next = vec![0u64; words];
@@ -269,6 +272,36 @@ impl Masks {
         }
         let end = tokens.len();
         active[end / 64] & (1 << (end % 64)) != 0
+    }
+
+    /// [`Masks::matches`] for patterns of fewer than 64 tokens, nearly all
+    /// of them: the same steps on one word, without allocating.
+    fn matches_in_one_word(&self, tokens: &[Token], value: &str) -> bool {
+        let (stars, double_stars) = (self.stars[0], self.double_stars[0]);
+        let close = |mut set: u64| loop {
+            let widened = set | ((set & stars) << 1);
+            if widened == set {
+                return set;
+            }
+            set = widened;
+        };
+        let mut active = close(1);
+        for c in value.chars() {
+            let accepting = if c.is_ascii() {
+                self.ascii[c as usize]
+            } else {
+                self.others
+                    .iter()
+                    .filter(|&&i| accepts(&tokens[i], c))
+                    .fold(self.any_one[0], |set, &i| set | 1 << i)
+            };
+            let absorbing = if c == '/' { double_stars } else { stars };
+            active = close((active & absorbing) | ((active & accepting) << 1));
+            if active == 0 {
+                return false;
+            }
+        }
+        active & (1 << tokens.len()) != 0
     }
 
     /// Adds the positions reachable without reading a character: past any
