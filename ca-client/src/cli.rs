@@ -117,6 +117,10 @@ pub enum Command {
         /// Make the agent ask for confirmation at each use of the key.
         #[arg(long)]
         confirm: bool,
+        /// Trust this user-CA key (SHA256:… fingerprint, repeatable) although it replaces the
+        /// keys pinned at the first login; only after the CA's operators confirm it.
+        #[arg(long = "accept-ca-key", value_name = "FINGERPRINT")]
+        accept_ca_keys: Vec<String>,
         /// Print the result as JSON on stdout.
         #[arg(long)]
         json: bool,

@@ -6,7 +6,9 @@ use ca_proto::ErrorCode;
 
 use crate::agent::AgentError;
 use crate::ca::ClientError;
+use crate::check::CertificateError;
 use crate::oidc::OidcError;
+use crate::pins::PinError;
 
 /// What kind of failure, i.e. which exit code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,6 +40,10 @@ pub enum Failure {
     Agent,
     /// No valid certificate and no interactive login allowed.
     NotLoggedIn,
+    /// The CA's certificate failed the client's checks.
+    BadCertificate,
+    /// The CA's user-CA keys changed outside a published rotation.
+    CaKeyChanged,
 }
 
 impl Failure {
@@ -57,6 +63,8 @@ impl Failure {
             Failure::DeviceExpired => 12,
             Failure::Agent => 13,
             Failure::NotLoggedIn => 14,
+            Failure::BadCertificate => 15,
+            Failure::CaKeyChanged => 16,
         }
     }
 }
@@ -79,6 +87,8 @@ Exit codes:
   12  the device code expired before sign-in finished
   13  the ssh-agent refused the key or cannot be used (try --no-agent)
   14  not logged in and `ensure --no-login` forbids an interactive login
+  15  the CA's certificate is not what was asked for (nothing was stored)
+  16  the CA's user-CA key changed outside a published rotation (see --accept-ca-key)
 
 A clock more than 30 s away from the CA's is reported as a warning.";
 
@@ -164,6 +174,29 @@ impl From<ClientError> for CliError {
             },
             ClientError::Key(e) => CliError::other(format!("key error: {e}")),
         }
+    }
+}
+
+impl From<CertificateError> for CliError {
+    fn from(error: CertificateError) -> CliError {
+        CliError::new(
+            Failure::BadCertificate,
+            format!(
+                "refused the CA's certificate: {error}; nothing was stored. Tell the CA's \
+                 operators: the CA is misconfigured, or not the CA it claims to be"
+            ),
+        )
+    }
+}
+
+impl From<PinError> for CliError {
+    fn from(error: PinError) -> CliError {
+        let failure = match &error {
+            PinError::Changed { .. } => Failure::CaKeyChanged,
+            PinError::NoKeys { .. } | PinError::Unreadable { .. } => Failure::CaRefused,
+            PinError::NotPublished { .. } | PinError::File { .. } => Failure::Other,
+        };
+        CliError::new(failure, error.to_string())
     }
 }
 

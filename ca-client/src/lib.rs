@@ -3,7 +3,9 @@
 //! key, load it into the ssh-agent with a lifetime, renew it silently with a
 //! refresh token, and clean up at logout.
 //!
-//! Modules, from the wire up: [`ca`] (the CA's HTTP API), [`oidc`] (the
+//! Modules, from the wire up: [`ca`] (the CA's HTTP API), [`check`] (what a
+//! certificate from the CA must be before it is stored), [`pins`] (the CA's
+//! user-CA keys pinned at first use), [`oidc`] (the
 //! identity provider), [`agent`] (ssh-agent protocol), [`session`] and
 //! [`paths`] (what is kept on disk, 0600), [`commands`] (one file per
 //! command family), [`access`] (the access request commands), [`host`] (the
@@ -14,11 +16,13 @@
 pub mod access;
 pub mod agent;
 pub mod ca;
+pub mod check;
 pub mod commands;
 pub mod error;
 pub mod host;
 pub mod oidc;
 pub mod paths;
+pub mod pins;
 pub mod session;
 pub mod ui;
 

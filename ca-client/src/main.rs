@@ -63,6 +63,7 @@ fn run(cli: Cli) -> Result<ExitCode, CliError> {
             ttl,
             no_agent,
             confirm,
+            accept_ca_keys,
             json,
         } => {
             let target = cli.ca.target(&dirs)?;
@@ -77,6 +78,7 @@ fn run(cli: Cli) -> Result<ExitCode, CliError> {
                     ttl,
                     no_agent,
                     confirm,
+                    accept_ca_keys,
                 },
             )?;
             if json {

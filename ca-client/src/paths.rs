@@ -8,6 +8,10 @@
 //!   `refresh_token` and `session_key` (both 0600), `session.json`.
 //! - `~/.ssh/jit-ssh/<ca>/id_ed25519` (0600) and `id_ed25519-cert.pub` when the
 //!   certificate goes to files instead of the agent.
+//! - `~/.local/share/jit-ssh/<ca>/user_ca_keys.json` (0600, directory 0700):
+//!   the CA's user-CA keys pinned at the first login. Kept apart from the
+//!   session because `logout` deletes the session and must not forget the
+//!   pins, as ssh keeps `known_hosts` (`$XDG_DATA_HOME` moves it).
 
 use std::io::Write as _;
 use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
@@ -20,10 +24,12 @@ pub struct Dirs {
     pub config: PathBuf,
     /// `$HOME/.ssh`.
     pub ssh: PathBuf,
+    /// `$XDG_DATA_HOME/jit-ssh` or `$HOME/.local/share/jit-ssh`.
+    pub data: PathBuf,
 }
 
 impl Dirs {
-    /// From `XDG_CONFIG_HOME` and `HOME` as given by `var`.
+    /// From `XDG_CONFIG_HOME`, `XDG_DATA_HOME` and `HOME` as given by `var`.
     pub fn from_env(var: impl Fn(&str) -> Option<String>) -> Result<Dirs, String> {
         let home = var("HOME")
             .filter(|h| !h.is_empty())
@@ -33,9 +39,14 @@ impl Dirs {
             Some(xdg) => PathBuf::from(xdg).join("jit-ssh"),
             None => home.join(".config").join("jit-ssh"),
         };
+        let data = match var("XDG_DATA_HOME").filter(|v| Path::new(v).is_absolute()) {
+            Some(xdg) => PathBuf::from(xdg).join("jit-ssh"),
+            None => home.join(".local").join("share").join("jit-ssh"),
+        };
         Ok(Dirs {
             config,
             ssh: home.join(".ssh"),
+            data,
         })
     }
 
@@ -47,6 +58,11 @@ impl Dirs {
     /// The directory of `--no-agent` key and certificate files of one CA.
     pub fn files_dir(&self, ca: &CaSlug) -> PathBuf {
         self.ssh.join("jit-ssh").join(&ca.0)
+    }
+
+    /// The CA's pinned user-CA keys (`jit-ssh login` pins them at first use).
+    pub fn pinned_keys_file(&self, ca: &CaSlug) -> PathBuf {
+        self.data.join(&ca.0).join("user_ca_keys.json")
     }
 
     /// `config.toml`.
@@ -175,6 +191,7 @@ mod tests {
         assert_eq!(dirs.ssh, PathBuf::from("/home/a/.ssh"));
         let dirs = Dirs::from_env(|k| (k == "HOME").then(|| "/home/a".to_string())).unwrap();
         assert_eq!(dirs.config, PathBuf::from("/home/a/.config/jit-ssh"));
+        assert_eq!(dirs.data, PathBuf::from("/home/a/.local/share/jit-ssh"));
     }
 
     #[test]

@@ -1,4 +1,7 @@
 //! `jit-ssh-ca audit`: the issuance record as people and scripts read it.
+//! Each line names its actor by display name and by subject (the `sub` its
+//! issuer vouched for, and the issuer's URL), which tells apart two people
+//! who show one display name.
 
 use std::fmt::Write as _;
 
@@ -9,8 +12,15 @@ pub fn render_table(entries: &[AuditEntry]) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "{:<20}  {:<9}  {:<24}  {:<20}  {:<16}  {:<20}  {:<24}  DETAIL",
-        "TIME (UTC)", "EVENT", "IDENTITY", "SERIAL", "PRINCIPALS", "VALID UNTIL (UTC)", "RULES"
+        "{:<20}  {:<9}  {:<24}  {:<40}  {:<20}  {:<16}  {:<20}  {:<24}  DETAIL",
+        "TIME (UTC)",
+        "EVENT",
+        "IDENTITY",
+        "SUBJECT (ISSUER URL)",
+        "SERIAL",
+        "PRINCIPALS",
+        "VALID UNTIL (UTC)",
+        "RULES"
     );
     for e in entries {
         let principals = e
@@ -19,12 +29,17 @@ pub fn render_table(entries: &[AuditEntry]) -> String {
             .map(|p| p.join(","))
             .unwrap_or_default();
         let until = e.valid_before.map(format_utc).unwrap_or_default();
+        let subject = match (&e.subject, &e.issuer_url) {
+            (Some(subject), Some(issuer)) => format!("{subject} ({issuer})"),
+            _ => "-".to_string(),
+        };
         let _ = writeln!(
             out,
-            "{:<20}  {:<9}  {:<24}  {:<20}  {:<16}  {:<20}  {:<24}  {}",
+            "{:<20}  {:<9}  {:<24}  {:<40}  {:<20}  {:<16}  {:<20}  {:<24}  {}",
             format_utc(e.at),
             e.event,
             e.identity,
+            subject,
             e.serial.as_deref().unwrap_or("-"),
             principals,
             until,
@@ -72,6 +87,8 @@ mod tests {
             event: "issued".into(),
             identity: "bob@corp".into(),
             issuer: "corp".into(),
+            issuer_url: Some("https://corp.example".into()),
+            subject: Some("user-bob".into()),
             serial: Some("42".into()),
             principals: Some(vec!["bob".into(), "deploy".into()]),
             valid_after: Some(1_796_083_139),
@@ -93,8 +110,11 @@ mod tests {
         let table = render_table(&[issued, denied]);
         let lines: Vec<&str> = table.lines().collect();
         assert_eq!(lines.len(), 3);
-        assert!(lines[0].contains("RULES"));
+        assert!(lines[0].contains("RULES") && lines[0].contains("SUBJECT (ISSUER URL)"));
         assert!(lines[1].contains("bob,deploy") && lines[1].contains("eng-own-login,sre-deploy"));
+        assert!(
+            lines[1].contains("bob@corp  ") && lines[1].contains("user-bob (https://corp.example)")
+        );
         assert!(lines[2].contains("denied") && lines[2].contains("not granted"));
     }
 

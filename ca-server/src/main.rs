@@ -45,7 +45,9 @@ struct RevocationArgs {
     #[arg(long)]
     serial: Option<String>,
     /// Every certificate of an identity, and everything it may do at the CA:
-    /// user@issuer as in `jit-ssh-ca audit`, for an [[oidc]] issuer's name.
+    /// user@issuer as in `jit-ssh-ca audit`, for an [[oidc]] issuer's name
+    /// (everyone showing that name, and every subject seen with it), or
+    /// sub:<sub>@<issuer> for exactly one person (the sub the audit shows).
     #[arg(long)]
     identity: Option<String>,
     /// Every certificate for a key, by SHA256:... fingerprint.
@@ -172,6 +174,7 @@ enum Command {
     #[command(after_help = "Examples:\n  \
         jit-ssh-ca revoke --config /etc/jit-ssh-ca/jit-ssh-ca.toml --serial 1783332000482917 --reason \"laptop stolen\"\n  \
         jit-ssh-ca revoke --config /etc/jit-ssh-ca/jit-ssh-ca.toml --identity bob@corp --reason \"left the company\"\n  \
+        jit-ssh-ca revoke --config /etc/jit-ssh-ca/jit-ssh-ca.toml --identity 'sub:00u1a2b3c4@corp' --reason \"account taken over\"\n  \
         jit-ssh-ca revoke --config /etc/jit-ssh-ca/jit-ssh-ca.toml --key-fingerprint SHA256:abc... --reason \"key leaked\"")]
     Revoke {
         #[command(flatten)]
@@ -399,10 +402,20 @@ fn policy(command: PolicyCommand) -> anyhow::Result<()> {
                 Some(at) => cli::parse_at(&at).map_err(anyhow::Error::msg)?,
                 None => unix_now(),
             };
-            // The approvals the server would count: open windows only.
+            // The approvals the server would count: open windows only, of
+            // requests by this (iss, sub); without a `sub` the claims name
+            // no one whose requests they could be.
             let db = database.unwrap_or_else(|| config.data_dir.join(DATABASE_FILE));
-            let approved = if db.exists() {
-                store::open_grants_offline(&db, &identity.display_name(), now)
+            let has_subject = claims_json
+                .get("sub")
+                .is_some_and(serde_json::Value::is_string);
+            let approved = if !has_subject {
+                eprintln!(
+                    "note: the claims have no sub; held approvals, which belong to an issuer's sub, are not counted"
+                );
+                Vec::new()
+            } else if db.exists() {
+                store::open_grants_offline(&db, &identity.key(), now)
                     .with_context(|| format!("reading held approvals from {}", db.display()))?
                     .iter()
                     .filter_map(|r| r.as_approved(now))
@@ -627,7 +640,8 @@ fn revocation(args: RevocationArgs, change: RevocationChange) -> anyhow::Result<
                     store::RevocationTarget::Key(_) => {
                         "; no new certificates until `jit-ssh-ca unrevoke`"
                     }
-                    store::RevocationTarget::Identity(_) => {
+                    store::RevocationTarget::Identity(_)
+                    | store::RevocationTarget::Subject { .. } => {
                         "; it can do nothing at the CA until `jit-ssh-ca unrevoke`"
                     }
                 }

@@ -136,9 +136,14 @@ fn browser_login_loads_the_agent_with_a_lifetime_and_logout_leaves_nothing() {
     assert_eq!(out["session_removed"], true);
     assert_eq!(out["refresh_token_revoked"], true);
     assert!(agent.certificates().is_empty(), "{}", agent.list());
+    // Nothing else: the CA's pinned user-CA keys outlive the session, as
+    // ssh's known_hosts does (tests/e2e/certificate_checks.rs).
+    let slug = ca_client::paths::CaSlug::from_url(&w.ca.url).unwrap();
+    let pins = home.data_dir().join(slug.0).join("user_ca_keys.json");
+    assert!(pins.exists());
     assert!(files_under(home.home())
         .iter()
-        .all(|p| p.ends_with("browser.log")));
+        .all(|p| p.ends_with("browser.log") || p == &pins));
     assert!(!refresh_works(&w.idp, refresh_token.trim()));
     let (ok, _) = w.sshd.login_with_agent(&agent.socket);
     assert!(!ok, "ssh must fail after logout");

@@ -77,6 +77,11 @@ impl ClientHome {
         self.home().join("xdg").join("jit-ssh")
     }
 
+    /// `~/.local/share/jit-ssh`, where the CAs' user-CA keys are pinned.
+    pub fn data_dir(&self) -> PathBuf {
+        self.home().join(".local").join("share").join("jit-ssh")
+    }
+
     /// `~/.ssh/jit-ssh`.
     pub fn files_root(&self) -> PathBuf {
         self.home().join(".ssh").join("jit-ssh")

@@ -6,7 +6,8 @@
 //! (bounded waits), [`idp`], [`ca`] (set-up builder, the running CA and its
 //! command line), [`openssh`], [`tls`], [`http_stub`] (a stand-in HTTP
 //! server), [`jws`] (other spellings of a real token), [`client`] (the
-//! `jit-ssh` binary) and [`dev`] (`jit-ssh-ca dev`).
+//! `jit-ssh` binary), [`fake_ca`] (a CA that answers bad certificates on
+//! purpose) and [`dev`] (`jit-ssh-ca dev`).
 //! Every process started here is killed when its handle drops, and every
 //! wait is bounded by a deadline, so a failing test cannot hang CI or leak
 //! servers.
@@ -16,6 +17,7 @@
 pub mod ca;
 pub mod client;
 pub mod dev;
+pub mod fake_ca;
 pub mod http_stub;
 pub mod idp;
 pub mod jws;

@@ -2,7 +2,9 @@
 //! with an ID token, then put key and certificate where the session says,
 //! into the ssh-agent with a lifetime (replacing this CA's previous entry)
 //! or into key files under `~/.ssh/jit-ssh/<ca>/`. The private key is
-//! written 0600; nothing is stored before the CA has answered.
+//! written 0600; nothing is stored before the CA has answered, and nothing
+//! at all unless the certificate passes [`crate::check`] against the keys
+//! [`crate::pins`] trusts (the pins are updated only then).
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -14,8 +16,10 @@ use ssh_key::{Certificate, LineEnding, PrivateKey};
 use super::{unix_now, Env};
 use crate::agent::{comment_for, Added, Agent};
 use crate::ca::CaClient;
+use crate::check::{check_certificate, Expected};
 use crate::error::{CliError, Failure};
 use crate::paths::{create_private_dir, write_atomic, write_private, CaSlug};
+use crate::pins::CaTrust;
 use crate::session::{SessionInfo, Storage};
 use jit_ssh_common::duration::format_seconds;
 use jit_ssh_common::Secret;
@@ -46,6 +50,10 @@ pub struct Issued {
     pub certificate_path: Option<PathBuf>,
     /// Whether silent renewal is possible (a refresh token is kept).
     pub renewable: bool,
+    /// What the CA asked to be told: principals it grants but left out of
+    /// this certificate, and how to ask for them.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
 }
 
 /// One line per `login`/renewal for people.
@@ -64,7 +72,7 @@ pub fn describe(issued: &Issued, now: u64) -> String {
         _ if issued.agent_lifetime == Some(false) => "loaded into ssh-agent (no lifetime)".into(),
         _ => format!("loaded into ssh-agent for {left}"),
     };
-    format!(
+    let mut text = format!(
         "Certificate for {} (serial {}, valid {left}) {place}{}",
         issued.principals.join(","),
         issued.serial,
@@ -73,7 +81,12 @@ pub fn describe(issued: &Issued, now: u64) -> String {
         } else {
             ""
         }
-    )
+    );
+    for note in &issued.notes {
+        text.push_str("\nNote: ");
+        text.push_str(note);
+    }
+    text
 }
 
 /// Why [`certify_and_store`] stored nothing.
@@ -101,7 +114,8 @@ impl From<crate::agent::AgentError> for NotCertified {
 }
 
 /// Certifies `key` with `id_token` under the session's wishes (principals,
-/// lifetime, storage, confirm) and stores the result. `renewable` is left
+/// lifetime, storage, confirm), checks the certificate against what was
+/// asked and the CA keys in `trust`, and stores it. `renewable` is left
 /// false: whether a refresh token is kept is the caller's to say.
 pub(super) async fn certify_and_store(
     env: &Env,
@@ -110,6 +124,7 @@ pub(super) async fn certify_and_store(
     key: &PrivateKey,
     id_token: &Secret,
     info: &SessionInfo,
+    trust: &CaTrust,
 ) -> Result<Issued, NotCertified> {
     let response = ca
         .request_user_certificate(
@@ -123,21 +138,35 @@ pub(super) async fn certify_and_store(
             Some(ErrorCode::NonceRequired) => NotCertified::NonceRequired,
             _ => NotCertified::Failed(error.into()),
         })?;
-    let certificate = Certificate::from_openssh(&response.certificate)
-        .map_err(|e| CliError::other(format!("the CA returned an unreadable certificate: {e}")))?;
+    let now = unix_now();
+    let max_lifetime = info.ttl.map_or(trust.max_ttl, |ttl| ttl.min(trust.max_ttl));
+    let certificate = check_certificate(
+        &response,
+        &Expected {
+            subject: key.public_key().key_data(),
+            signers: &trust.signers,
+            principals: &info.principals,
+            max_lifetime,
+            now,
+        },
+    )
+    .map_err(CliError::from)?;
+    for note in trust.commit().map_err(CliError::from)? {
+        env.ui.info(note);
+    }
     let mut issued = Issued {
-        serial: response.serial.clone(),
-        key_id: response.key_id.clone(),
-        principals: response.principals.clone(),
-        valid_after: response.valid_after,
-        valid_before: response.valid_before,
+        serial: certificate.serial().to_string(),
+        key_id: certificate.key_id().to_string(),
+        principals: certificate.valid_principals().to_vec(),
+        valid_after: certificate.valid_after(),
+        valid_before: certificate.valid_before(),
         stored: info.storage,
         agent_lifetime: None,
         key_path: None,
         certificate_path: None,
         renewable: false,
+        notes: response.notes.clone(),
     };
-    let now = unix_now();
     match info.storage {
         Storage::Agent => {
             let sock = env
@@ -146,7 +175,10 @@ pub(super) async fn certify_and_store(
                 .ok_or_else(|| CliError::new(Failure::Agent, "SSH_AUTH_SOCK is not set"))?;
             let mut agent = Agent::connect(sock)?;
             agent.remove_stale(slug, now, true)?;
-            let lifetime = Duration::from_secs(response.valid_before.saturating_sub(now).max(1));
+            // The certificate's own end, never the JSON's: the two were
+            // checked to agree, and only the certificate binds sshd.
+            let lifetime =
+                Duration::from_secs(certificate.valid_before().saturating_sub(now).max(1));
             let user_at = certificate.comment().to_string();
             let user_at = user_at.strip_prefix("jit-ssh:").unwrap_or(&user_at);
             let added = agent.add(

@@ -16,7 +16,7 @@ use ssh_key::Certificate;
 
 use super::certify::{certify_and_store, Issued, NotCertified};
 use super::login::{login_async, LoginOptions};
-use super::{fetch_config, runtime, unix_now, CaTarget, Env, Flow, TokenSource};
+use super::{ca_trust, fetch_config, runtime, unix_now, CaTarget, Env, Flow, TokenSource};
 use crate::agent::{Agent, AgentEntry};
 use crate::error::{CliError, Failure};
 use crate::oidc::Provider;
@@ -113,7 +113,8 @@ pub fn ensure(env: &Env, target: &CaTarget, options: &EnsureOptions) -> Result<E
         );
         let renewed = runtime.block_on(async {
             let ca = target.client()?;
-            fetch_config(&ca, env).await?;
+            let config = fetch_config(&ca, env).await?.config;
+            let trust = ca_trust(env, target, &slug, &config, &[])?;
             let provider =
                 Provider::discover(ca.http(), &session.info.issuer, &session.info.client_id)
                     .await?;
@@ -142,25 +143,32 @@ pub fn ensure(env: &Env, target: &CaTarget, options: &EnsureOptions) -> Result<E
             if info.storage == Storage::Agent && !agent_up {
                 info.storage = Storage::Files;
             }
-            let mut issued =
-                match certify_and_store(env, &ca, &slug, &session.key, &tokens.id_token, &info)
-                    .await
-                {
-                    Ok(issued) => issued,
-                    // The refreshed token has no nonce, and the CA's sign-in
-                    // session for this key (nonce_session) is over: only a
-                    // new sign-in binds a key again.
-                    Err(NotCertified::NonceRequired) => {
-                        env.ui.info(
-                            "The CA renews this sign-in's key only during its sign-in session, \
-                             which has ended (the refreshed ID token carries no nonce); signing \
-                             in again.",
-                        );
-                        session_files.delete().map_err(CliError::other)?;
-                        return Ok(None);
-                    }
-                    Err(NotCertified::Failed(error)) => return Err(error),
-                };
+            let mut issued = match certify_and_store(
+                env,
+                &ca,
+                &slug,
+                &session.key,
+                &tokens.id_token,
+                &info,
+                &trust,
+            )
+            .await
+            {
+                Ok(issued) => issued,
+                // The refreshed token has no nonce, and the CA's sign-in
+                // session for this key (nonce_session) is over: only a
+                // new sign-in binds a key again.
+                Err(NotCertified::NonceRequired) => {
+                    env.ui.info(
+                        "The CA renews this sign-in's key only during its sign-in session, \
+                         which has ended (the refreshed ID token carries no nonce); signing \
+                         in again.",
+                    );
+                    session_files.delete().map_err(CliError::other)?;
+                    return Ok(None);
+                }
+                Err(NotCertified::Failed(error)) => return Err(error),
+            };
             issued.renewable = true;
             Ok::<_, CliError>(Some(issued))
         })?;
@@ -188,6 +196,7 @@ pub fn ensure(env: &Env, target: &CaTarget, options: &EnsureOptions) -> Result<E
             ttl,
             no_agent: false,
             confirm,
+            accept_ca_keys: Vec::new(),
         },
     ))?;
     Ok(Ensured::LoggedIn(issued))

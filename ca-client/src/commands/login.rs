@@ -9,7 +9,7 @@ use std::time::Duration;
 use ssh_key::{Algorithm, PrivateKey};
 
 use super::certify::{certify_and_store, Issued, NotCertified};
-use super::{fetch_config, runtime, CaTarget, Env, Flow, TokenSource};
+use super::{ca_trust, fetch_config, runtime, CaTarget, Env, Flow, TokenSource};
 use crate::agent::Agent;
 use crate::error::{CliError, Failure};
 use crate::oidc::{Provider, Tokens};
@@ -30,6 +30,9 @@ pub struct LoginOptions {
     pub no_agent: bool,
     /// `--confirm`.
     pub confirm: bool,
+    /// `--accept-ca-key`: fingerprints of user-CA keys to trust although
+    /// they replace the pinned ones outside a published rotation.
+    pub accept_ca_keys: Vec<String>,
 }
 
 /// `jit-ssh login`.
@@ -46,6 +49,9 @@ pub(super) async fn login_async(
     let slug = target.slug()?;
     let ca = target.client()?;
     let config = fetch_config(&ca, env).await?.config;
+    // Before the sign-in: a CA whose key changed is refused before the
+    // person spends any effort on it.
+    let trust = ca_trust(env, target, &slug, &config, &options.accept_ca_keys)?;
     let issuer = match &options.issuer {
         Some(name) => config
             .issuers
@@ -113,7 +119,7 @@ pub(super) async fn login_async(
         principals: options.principals.clone(),
         ttl: options.ttl.map(|t| t.as_secs()),
     };
-    let mut issued = certify_and_store(env, &ca, &slug, &key, &tokens.id_token, &info)
+    let mut issued = certify_and_store(env, &ca, &slug, &key, &tokens.id_token, &info, &trust)
         .await
         .map_err(|refusal| match refusal {
             NotCertified::NonceRequired => nonce_required(origin, &issuer.name),

@@ -25,6 +25,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use crate::ca::{CaClient, FetchedConfig};
 use crate::error::CliError;
 use crate::paths::{CaSlug, Dirs};
+use crate::pins::{self, CaTrust, PinFile};
 use crate::ui::Ui;
 use jit_ssh_common::Secret;
 
@@ -141,6 +142,29 @@ async fn fetch_config(ca: &CaClient, env: &Env) -> Result<FetchedConfig, CliErro
     Ok(fetched)
 }
 
+/// Which of the user-CA keys the CA publishes in `config` this client
+/// trusts, against the keys pinned for it (`accepted`: the fingerprints of
+/// `--accept-ca-key`). Refuses a signing key that changed outside a
+/// published rotation; writes nothing (see [`CaTrust::commit`]).
+fn ca_trust(
+    env: &Env,
+    target: &CaTarget,
+    slug: &CaSlug,
+    config: &ca_proto::CaConfig,
+    accepted: &[String],
+) -> Result<CaTrust, CliError> {
+    let file = PinFile::new(env.dirs.pinned_keys_file(slug));
+    let pinned = file.load()?;
+    Ok(pins::evaluate(
+        &target.url,
+        file,
+        pinned,
+        &config.user_ca_keys,
+        config.max_ttl,
+        accepted,
+    )?)
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
@@ -155,6 +179,7 @@ mod tests {
             dirs: Dirs {
                 ssh: home.join(".ssh"),
                 config: home.join(".config").join("jit-ssh"),
+                data: home.join(".local").join("share").join("jit-ssh"),
             },
             browser: None,
             auth_sock,

@@ -2,6 +2,11 @@
 //! those one may decide, list unreviewed break-glass requests, and approve,
 //! deny, end or review one; and the wire view of a request.
 //!
+//! Whose request it is, and who approved it, is decided by key `(iss, sub)`
+//! (`AccessRequest::is_requester`), never by display name: another person
+//! who shows the requester's `user@issuer` may approve it, cannot end it,
+//! and its grant is not theirs.
+//!
 //! Every change spends the caller's ID token in the transaction that records
 //! it; reading spends nothing, but refuses a spent token as every call does
 //! (and a revoked identity reads nothing either). The rules of the state
@@ -260,12 +265,16 @@ impl Authority {
         client_addr: IpAddr,
         now: UnixTime,
     ) -> Result<Vec<AccessRequestView>, AccessError> {
-        let Authenticated { token, name: me } = self.authenticate(token, client_addr, now).await?;
+        let Authenticated {
+            token,
+            name: me,
+            key,
+        } = self.authenticate(token, client_addr, now).await?;
         let identity = token.identity;
         let mut requests = self
             .store
             .requests(
-                Some(me.clone()),
+                Some((key.clone(), me.clone())),
                 now.saturating_sub(REQUEST_LIST_DAYS * 86_400),
             )
             .await?;
@@ -273,7 +282,7 @@ impl Authority {
         // decisions until its start plus the pending time.
         let others = self.store.pending_requests(now).await?;
         requests.extend(others.into_iter().filter(|r| {
-            r.requester != me
+            !r.is_requester(&key, &me)
                 && r.status_at(now) == RequestStatus::Pending
                 && self.policy.approval_rights(&identity, &r.rules).is_some()
         }));
@@ -295,7 +304,11 @@ impl Authority {
         client_addr: IpAddr,
         now: UnixTime,
     ) -> Result<Vec<AccessRequestView>, AccessError> {
-        let Authenticated { token, name: me } = self.authenticate(token, client_addr, now).await?;
+        let Authenticated {
+            token,
+            name: me,
+            key,
+        } = self.authenticate(token, client_addr, now).await?;
         let identity = token.identity;
         let admin = self.policy.admin(&identity).is_some();
         Ok(self
@@ -304,7 +317,7 @@ impl Authority {
             .await?
             .iter()
             .filter(|r| {
-                r.requester != me
+                !r.is_requester(&key, &me)
                     && (admin || self.policy.approval_rights(&identity, &r.rules).is_some())
             })
             .map(|r| access_view(r, now, Vec::new()))
@@ -327,7 +340,7 @@ impl Authority {
     ) -> Result<AccessRequestView, AccessError> {
         let caller = self.authenticate(token, client_addr, now).await?;
         let acting = Acting::bearer(&caller, client_addr, now);
-        let (identity, me) = (&caller.token.identity, &caller.name);
+        let (identity, me, key) = (&caller.token.identity, &caller.name, &caller.key);
         let request = self
             .store
             .request(id)
@@ -335,7 +348,7 @@ impl Authority {
             .ok_or(AccessError::Unknown(id))?;
         let (change, rules) = match verb {
             AccessVerb::Approve | AccessVerb::Deny => {
-                if &request.requester == me {
+                if request.is_requester(key, me) {
                     return Err(AccessError::OwnRequest);
                 }
                 let Some(required) = self.policy.approval_rights(identity, &request.rules) else {
@@ -362,7 +375,7 @@ impl Authority {
             }
             AccessVerb::Done => {
                 let admin = self.policy.admin(identity);
-                if &request.requester != me && admin.is_none() {
+                if !request.is_requester(key, me) && admin.is_none() {
                     return Err(AccessError::NotRequester(id));
                 }
                 let reason = checked_text("reason", body.reason.as_deref(), false)?;
@@ -374,7 +387,7 @@ impl Authority {
                 (RequestChange::End { reason }, admin.into_iter().collect())
             }
             AccessVerb::Review => {
-                if &request.requester == me {
+                if request.is_requester(key, me) {
                     return Err(AccessError::Conflict(RequestError::OwnReview));
                 }
                 let approver = self.policy.approval_rights(identity, &request.rules);
@@ -413,7 +426,7 @@ impl Authority {
                     .approvals
                     .iter()
                     .rev()
-                    .find(|a| &a.approver == me)
+                    .find(|a| a.is_by(key, me))
                     .map(|a| a.comment.clone())
                     .unwrap_or_default();
                 Some((EventKind::Approved, comment))

@@ -127,7 +127,7 @@ impl Authority {
         // rules grant their principals; the policy still decides.
         cert_request.approved = self
             .store
-            .open_grants(caller.name.clone(), now)
+            .open_grants(caller.key.clone(), now)
             .await
             .map_err(IssueError::Store)?
             .iter()
@@ -188,6 +188,7 @@ impl Authority {
                         valid_after: certificate.valid_after(),
                         valid_before: certificate.valid_before(),
                         certificate: line,
+                        notes: grant.notes,
                     });
                 }
                 Err(StoreError::DuplicateSerial) => continue,

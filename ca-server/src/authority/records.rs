@@ -39,6 +39,7 @@ impl Acting {
         Acting {
             who: Actor {
                 identity: caller.name.clone(),
+                key: Some(caller.key.clone()),
                 issuer: caller.token.identity.issuer_name.clone(),
                 client_addr: client_addr.to_string(),
                 rules: Vec::new(),
@@ -54,6 +55,7 @@ impl Acting {
         Acting {
             who: Actor {
                 identity: certificate.identity.clone(),
+                key: certificate.key.clone(),
                 issuer: certificate.issuer.clone(),
                 client_addr: client_addr.to_string(),
                 rules: Vec::new(),

@@ -133,7 +133,7 @@ pub fn identity_from_claims(issuers: &[IssuerConfig], claims: &Value) -> Result<
     );
     // The same split the verifier makes: registered claims out, the rest kept.
     let mut other: Map<String, Value> = map.clone();
-    for registered in ["iss", "sub", "aud", "azp", "exp", "iat", "nbf", "nonce"] {
+    for registered in crate::oidc::UNMATCHED_CLAIMS {
         other.remove(registered);
     }
     crate::oidc::identity_from_claims(issuer, subject, other).map_err(|e| e.to_string())

@@ -6,6 +6,7 @@
 //! Conditions are checked cheapest first, and a failed condition can be
 //! described in the rule's own words for `policy explain`.
 
+use std::borrow::Cow;
 use std::fmt;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -47,7 +48,8 @@ pub enum ClaimMatch {
 }
 
 /// Who a rule applies to: every present condition must hold; within a list,
-/// any entry suffices (except `groups_all`).
+/// any entry suffices (except `groups_all`). `claims.email` reads only a
+/// verified email, as `email` does.
 #[derive(Debug, Clone, Default)]
 pub struct Conditions {
     /// Issuer short names (`[[oidc]] name`).
@@ -131,7 +133,7 @@ impl Conditions {
             }
         }
         for (index, (name, matcher)) in self.claims.iter().enumerate() {
-            if !claim_matches(id.claims.get(name), matcher) {
+            if !claim_matches(claim_value(id, name).as_deref(), matcher) {
                 return Err(Failed::Claim(index));
             }
         }
@@ -177,13 +179,27 @@ impl Conditions {
                         format!("{:?}", globs.iter().map(Glob::as_str).collect::<Vec<_>>())
                     }
                 };
-                match id.claims.get(name) {
+                match claim_value(id, name) {
                     Some(value) => format!("claim {name} = {value} does not match {wanted}"),
+                    None if name == "email" => {
+                        format!("claims.email: the token has no verified email (wanted {wanted})")
+                    }
                     None => format!("claim {name} is missing (wanted {wanted})"),
                 }
             }
         }
     }
+}
+
+/// The value a `claims.NAME` condition reads: the claim as the token has
+/// it, except `email`, which is read as the `email` condition reads it (only
+/// when `email_verified` is true, lower-cased): an address the provider did
+/// not verify says nothing about who holds the token.
+fn claim_value<'i>(id: &'i Identity, name: &str) -> Option<Cow<'i, Value>> {
+    if name == "email" {
+        return verified_email(id).map(|e| Cow::Owned(Value::String(e.to_ascii_lowercase())));
+    }
+    id.claims.get(name).map(Cow::Borrowed)
 }
 
 fn claim_matches(value: Option<&Value>, matcher: &ClaimMatch) -> bool {

@@ -91,6 +91,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use crate::access::{AccessRequest, RequestError};
+use crate::identity::IdentityKey;
 use crate::metrics::Metrics;
 use crate::UnixTime;
 
@@ -201,8 +202,13 @@ pub struct DatabaseError(rusqlite::Error);
 /// rows and its audit event.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Actor {
-    /// `user@issuer` (`operator@local` for the CLI on the CA host).
+    /// `user@issuer` (`operator@local` for the CLI on the CA host): the
+    /// display name, for people to read.
     pub identity: String,
+    /// The stable key every decision compares (identity.rs); `None` for the
+    /// operator on the CA host, and for the owner of a certificate recorded
+    /// before keys were.
+    pub key: Option<IdentityKey>,
     /// The identity's issuer short name (`local` for the CLI).
     pub issuer: String,
     /// Client address as seen by the CA (`local` for the CLI).
@@ -220,6 +226,7 @@ impl Actor {
     pub fn local_operator(at: UnixTime) -> Actor {
         Actor {
             identity: "operator@local".into(),
+            key: None,
             issuer: "local".into(),
             client_addr: "local".into(),
             rules: Vec::new(),
@@ -277,17 +284,18 @@ impl Store {
         self.last_serial
     }
 
-    /// Refuses a caller whose `identity` is revoked
-    /// ([`StoreError::RevokedIdentity`]) or whose ID `token` was spent
-    /// ([`StoreError::Replayed`]): what every authenticated call checks
-    /// before it acts or reads. Spends nothing.
+    /// Refuses a caller displayed as `identity` with key `key` when a ban
+    /// names either ([`StoreError::RevokedIdentity`]), or whose ID `token`
+    /// was spent ([`StoreError::Replayed`]): what every authenticated call
+    /// checks before it acts or reads. Spends nothing.
     pub async fn check_standing(
         &self,
         identity: String,
+        key: IdentityKey,
         token: SpentToken,
     ) -> Result<(), StoreError> {
         self.writer
-            .read_spent(move |db, path| standing::check_standing(db, &identity, &token, path))
+            .read_spent(move |db, path| standing::check_standing(db, &identity, &key, &token, path))
             .await
     }
 
@@ -383,25 +391,27 @@ impl Store {
             .await
     }
 
-    /// Access requests made since `since`, newest first: those of
-    /// `requester`, or everyone's when `None`.
+    /// Access requests made since `since`, newest first: those of the
+    /// requester with this key and display name (a request recorded
+    /// before keys by its display name), or everyone's when `None`.
     pub async fn requests(
         &self,
-        requester: Option<String>,
+        requester: Option<(IdentityKey, String)>,
         since: UnixTime,
     ) -> Result<Vec<AccessRequest>, StoreError> {
         self.writer
             .read(move |conn, path| {
-                access_requests::read_requests(conn, requester.as_deref(), since, path)
+                access_requests::read_requests(conn, requester.as_ref(), since, path)
             })
             .await
     }
 
-    /// Approved access requests of `requester` whose window is open at `now`
-    /// (or would open with a certificate issued now, from first use).
+    /// Approved access requests of the requester with key `requester` whose
+    /// window is open at `now` (or would open with a certificate issued
+    /// now, from first use). A request recorded before keys grants nobody.
     pub async fn open_grants(
         &self,
-        requester: String,
+        requester: IdentityKey,
         now: UnixTime,
     ) -> Result<Vec<AccessRequest>, StoreError> {
         if self.grants.passed(now) {

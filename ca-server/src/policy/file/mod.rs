@@ -12,6 +12,7 @@
 //! several, and `shadow` finds allow rules a deny rule always cancels;
 //! [`compile`] runs them and checks across files.
 
+mod combination;
 mod compiler;
 mod issuers;
 mod raw;
@@ -155,6 +156,12 @@ pub fn compile(sources: &[Source], context: &PolicyContext) -> Result<PolicySet,
                     .into(),
         });
     }
+    warnings.extend(combination::warnings(
+        &allow,
+        &deny,
+        &admin,
+        &context.reserved,
+    ));
     if !errors.is_empty() {
         return Err(errors);
     }

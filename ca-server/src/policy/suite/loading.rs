@@ -185,7 +185,7 @@ fn identity_from_claims_matches_the_servers_mapping() {
     }];
     let id = cli::identity_from_claims(
         &issuers,
-        &json!({"iss": "https://idp", "sub": "s", "preferred_username": "Bob", "roles": ["sre"], "repository": "a/b"}),
+        &json!({"iss": "https://idp", "sub": "s", "preferred_username": "bob", "roles": ["sre"], "repository": "a/b"}),
     )
     .unwrap();
     assert_eq!(
@@ -205,4 +205,6 @@ fn identity_from_claims_matches_the_servers_mapping() {
     assert!(
         cli::identity_from_claims(&issuers, &json!({"preferred_username": "not valid"})).is_err()
     );
+    // As the server: a name that is not a login name is refused, not folded.
+    assert!(cli::identity_from_claims(&issuers, &json!({"preferred_username": "Bob"})).is_err());
 }

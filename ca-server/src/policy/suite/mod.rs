@@ -9,6 +9,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod approvals;
+mod combination;
 mod decisions;
 mod issuers;
 mod loading;
