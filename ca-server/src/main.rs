@@ -397,11 +397,7 @@ fn policy(command: PolicyCommand) -> anyhow::Result<()> {
                 bail!("--principal {bad:?} is not a valid login name");
             }
             let ttl = ttl
-                .map(|t| {
-                    parse_duration(&t)
-                        .map_err(anyhow::Error::msg)
-                        .context("--ttl")
-                })
+                .map(|t| cli::parse_ttl(&t).map_err(anyhow::Error::msg))
                 .transpose()?;
             let now = match at {
                 Some(at) => cli::parse_at(&at).map_err(anyhow::Error::msg)?,
