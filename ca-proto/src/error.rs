@@ -92,6 +92,12 @@ wire_names! {
         StoreUnavailable = "store_unavailable",
         /// A fault inside the CA; the details are in its log.
         Internal = "internal",
+        /// The endpoint does not take the request's method.
+        MethodNotAllowed = "method_not_allowed",
+        /// Too many header fields, or too many bytes of them.
+        HeadersTooLarge = "headers_too_large",
+        /// The request body did not arrive within the body deadline.
+        BodyTimeout = "body_timeout",
     }
 }
 
