@@ -41,7 +41,9 @@ async fn readiness_follows_whether_the_database_accepts_writes() {
             .await
             .unwrap_or_else(|e| panic!("login: {e}\n{}", idp.log()))
             .id_token;
-        client.request_user_certificate(&token, &key, &[], None).await
+        client
+            .request_user_certificate(&token, &key, &[], None)
+            .await
     };
     assert_eq!(ready().await.unwrap(), 200);
     issue().await.unwrap();
@@ -56,7 +58,11 @@ async fn readiness_follows_whether_the_database_accepts_writes() {
     assert_eq!(ready().await.unwrap(), 503);
     let log = ca.process.stderr.text();
     let lines: Vec<&str> = log.lines().filter(|l| l.contains(UNWRITABLE)).collect();
-    assert_eq!(lines.len(), 1, "one line for the change, not one per request:\n{log}");
+    assert_eq!(
+        lines.len(),
+        1,
+        "one line for the change, not one per request:\n{log}"
+    );
     // SQLite's reason: a write refused with EFBIG is an I/O error to it
     // (a full disk, ENOSPC, reads "database or disk is full").
     assert!(lines[0].contains("disk I/O error"), "{}", lines[0]);

@@ -76,7 +76,9 @@ impl ConnectionLimits {
             max_connections_per_address: raw.max_connections_per_address,
         };
         if limits.max_connections == 0 || limits.max_connections_per_address == 0 {
-            return Err("max_connections and max_connections_per_address must be at least 1".into());
+            return Err(
+                "max_connections and max_connections_per_address must be at least 1".into(),
+            );
         }
         if limits.max_connections_per_address > limits.max_connections {
             return Err("max_connections_per_address must be at most max_connections".into());
@@ -235,8 +237,14 @@ mod tests {
             ("body_timeout = \"1h\"", "body_timeout"),
             ("idle_timeout = \"500ms\"", "idle_timeout"),
             ("max_connections = 0", "max_connections"),
-            ("max_connections_per_address = 0", "max_connections_per_address"),
-            ("max_connections = 4\nmax_connections_per_address = 5", "at most"),
+            (
+                "max_connections_per_address = 0",
+                "max_connections_per_address",
+            ),
+            (
+                "max_connections = 4\nmax_connections_per_address = 5",
+                "at most",
+            ),
         ] {
             let err = with(bad).expect_err(bad);
             assert!(err.contains(says), "{bad}: {err}");

@@ -359,6 +359,9 @@ mod tests {
         let other: IpAddr = "2001:db8:1:2:ffff::9".parse().expect("address");
         assert_eq!(address_key(one), address_key(other));
         let mapped: IpAddr = "::ffff:192.0.2.1".parse().expect("address");
-        assert_eq!(address_key(mapped), "192.0.2.1".parse::<IpAddr>().expect("v4"));
+        assert_eq!(
+            address_key(mapped),
+            "192.0.2.1".parse::<IpAddr>().expect("v4")
+        );
     }
 }

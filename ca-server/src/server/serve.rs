@@ -79,8 +79,11 @@ pub fn spawn_monitoring(
     router: Router,
 ) -> Result<Monitoring, ServerError> {
     let local = local_address(&listener)?;
-    let listener = tokio::net::TcpListener::from_std(listener)
-        .map_err(|source| ServerError::Listen { addr: local, source })?;
+    let listener =
+        tokio::net::TcpListener::from_std(listener).map_err(|source| ServerError::Listen {
+            addr: local,
+            source,
+        })?;
     let (stop, stopped) = watch::channel(false);
     let limits = ConnectionLimits::default();
     // Its own metrics: refusals here are not the API's.
@@ -138,14 +141,21 @@ pub async fn serve_router(
         limits: state.connections,
         caps: Caps::new(state.connections, state.metrics.clone()),
     };
-    // One stop signal for all threads: a shutdown reaches every one.
+    // One stop signal for all threads: a shutdown reaches every one, and so
+    // does dropping this future (a caller that gave up on serving).
     let (stop, stopped) = watch::channel(false);
+    let stop = StopOnDrop(stop);
+    let (done, mut ended) = tokio::sync::mpsc::unbounded_channel();
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let mut servers = Vec::with_capacity(threads);
     for index in 0..threads {
         let listener = listener.try_clone().map_err(listen_err)?;
-        let (served, stopped, stop) = (served.clone(), stopped.clone(), stop.clone());
-        let server = std::thread::Builder::new()
+        let (served, stopped, stop, done) = (
+            served.clone(),
+            stopped.clone(),
+            stop.0.clone(),
+            done.clone(),
+        );
+        std::thread::Builder::new()
             .name(format!("jit-ssh-ca-http-{index}"))
             .spawn(move || {
                 let ended = tokio::runtime::Builder::new_current_thread()
@@ -160,33 +170,48 @@ pub async fn serve_router(
                     });
                 // A thread that stopped serving (an error) stops the others.
                 stop.send_replace(true);
-                ended
+                let _ = done.send(ended);
             })
             .map_err(listen_err)?;
-        servers.push(server);
     }
-    let scheme = if served.tls.is_some() { "https" } else { "http" };
+    drop(done);
+    let scheme = if served.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
     tracing::info!("listening on {scheme}://{local}");
-    let ready = state.ready.clone();
-    tokio::spawn(async move {
-        shutdown.await;
-        ready.store(false, Ordering::SeqCst);
-        tracing::info!("shutting down: finishing requests in flight");
-        stop.send_replace(true);
-    });
-    let ended = tokio::task::spawn_blocking(move || {
-        let mut ended = Ok(());
-        for server in servers {
-            let joined = server
-                .join()
-                .unwrap_or_else(|_| Err(std::io::Error::other("a serving thread panicked")));
-            ended = ended.and(joined);
+    let mut outcome = Ok(());
+    let mut reported = 0;
+    tokio::select! {
+        () = shutdown => {
+            state.ready.store(false, Ordering::SeqCst);
+            tracing::info!("shutting down: finishing requests in flight");
         }
-        ended
-    })
-    .await
-    .unwrap_or_else(|e| Err(std::io::Error::other(e)));
-    ended.map_err(listen_err)
+        first = ended.recv() => {
+            reported += 1;
+            outcome = first.unwrap_or_else(|| Err(std::io::Error::other("a serving thread panicked")));
+        }
+    }
+    stop.0.send_replace(true);
+    while reported < threads {
+        let next = ended
+            .recv()
+            .await
+            .unwrap_or_else(|| Err(std::io::Error::other("a serving thread panicked")));
+        outcome = outcome.and(next);
+        reported += 1;
+    }
+    outcome.map_err(listen_err)
+}
+
+/// Tells the serving threads to stop when dropped.
+struct StopOnDrop(watch::Sender<bool>);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        self.0.send_replace(true);
+    }
 }
 
 /// What every connection of one listener is served with.
@@ -238,13 +263,19 @@ impl Served {
                 let stream = Watched::new(stream, activity.clone());
                 let handshake = served.limits.header_read_timeout;
                 match &served.tls {
-                    None => served.connection(&builder, stream, peer, activity, watcher).await,
+                    None => {
+                        served
+                            .connection(&builder, stream, peer, activity, watcher)
+                            .await
+                    }
                     Some(tls) => {
                         // A failed or too slow handshake is the client's
                         // affair; its connection just closes.
                         let handshake = tokio::time::timeout(handshake, tls.accept(stream)).await;
                         if let Ok(Ok(stream)) = handshake {
-                            served.connection(&builder, stream, peer, activity, watcher).await;
+                            served
+                                .connection(&builder, stream, peer, activity, watcher)
+                                .await;
                         }
                     }
                 }

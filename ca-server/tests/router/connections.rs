@@ -121,13 +121,19 @@ fn parse(response: &[u8]) -> (u16, String) {
 
 /// The `error.code` of a JSON error body.
 fn code(body: &str) -> String {
-    let value: serde_json::Value =
-        serde_json::from_str(body).unwrap_or_else(|e| panic!("not a JSON error body ({e}): {body:?}"));
-    value["error"]["code"].as_str().unwrap_or_default().to_string()
+    let value: serde_json::Value = serde_json::from_str(body)
+        .unwrap_or_else(|e| panic!("not a JSON error body ({e}): {body:?}"));
+    value["error"]["code"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
 }
 
 /// Writes `request` and reads the answer up to the close.
-async fn exchange(stream: &mut (impl AsyncRead + AsyncWrite + Unpin), request: &[u8]) -> (u16, String) {
+async fn exchange(
+    stream: &mut (impl AsyncRead + AsyncWrite + Unpin),
+    request: &[u8],
+) -> (u16, String) {
     stream.write_all(request).await.expect("write");
     let (response, _) = until_closed(stream).await;
     parse(&response)
@@ -168,7 +174,10 @@ async fn silent_and_slow_clients_are_closed_on_their_deadlines() {
         assert!(started.elapsed() < BOUND, "still reading dripped headers");
     }
     let (answer, _) = until_closed(&mut dripping).await;
-    assert!(answer.is_empty(), "answered a request it never finished reading");
+    assert!(
+        answer.is_empty(),
+        "answered a request it never finished reading"
+    );
 
     // A kept-alive connection after its request: closed once idle.
     let mut kept = served.connect().await;
@@ -352,7 +361,9 @@ async fn every_refusal_the_ca_writes_has_the_json_error_body() {
         (
             format!(
                 "GET /healthz HTTP/1.1\r\nHost: ca\r\n{CLOSE}{}\r\n",
-                (0..150).map(|i| format!("X-H{i}: v\r\n")).collect::<String>()
+                (0..150)
+                    .map(|i| format!("X-H{i}: v\r\n"))
+                    .collect::<String>()
             ),
             431,
             "headers_too_large",
@@ -469,7 +480,8 @@ async fn first_settings(stream: &mut (impl AsyncRead + Unpin)) -> Vec<(u16, u32)
             .await
             .expect("a frame in time")
             .expect("frame header");
-        let length = usize::from(header[0]) << 16 | usize::from(header[1]) << 8 | usize::from(header[2]);
+        let length =
+            usize::from(header[0]) << 16 | usize::from(header[1]) << 8 | usize::from(header[2]);
         let mut payload = vec![0u8; length];
         tokio::time::timeout(BOUND, stream.read_exact(&mut payload))
             .await
