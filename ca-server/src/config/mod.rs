@@ -39,6 +39,7 @@ pub use issuers::{
     IssuerConfig, NonceRule, UsernameClaim, DEFAULT_NONCE_SESSION, MAX_NONCE_SESSION,
 };
 pub use limits::{
+    ConnectionLimits, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_CONNECTIONS_PER_ADDRESS,
     DEFAULT_RATE_LIMIT_PER_ADDRESS, DEFAULT_RATE_LIMIT_PER_IDENTITY, MAX_TOKEN_LEEWAY,
 };
 pub use listeners::{TlsFiles, DEFAULT_METRICS_LISTEN};
@@ -105,6 +106,8 @@ pub struct Config {
     pub request_timeout: Duration,
     /// Requests processed at once; more are answered 429.
     pub max_in_flight: usize,
+    /// Connection deadlines and caps.
+    pub connections: ConnectionLimits,
     /// Attempts at OpenID discovery per issuer before start-up fails.
     pub discovery_attempts: u32,
     /// Certificate requests per minute per identity (0: unlimited).
@@ -143,6 +146,7 @@ impl Config {
             token_leeway: MAX_TOKEN_LEEWAY,
             request_timeout: Duration::from_secs(10),
             max_in_flight: limits::default_max_in_flight(),
+            connections: ConnectionLimits::default(),
             discovery_attempts: limits::default_discovery_attempts(),
             rate_limit_per_identity: DEFAULT_RATE_LIMIT_PER_IDENTITY,
             rate_limit_per_address: DEFAULT_RATE_LIMIT_PER_ADDRESS,
@@ -202,6 +206,16 @@ struct RawConfig {
     request_timeout: String,
     #[serde(default = "limits::default_max_in_flight")]
     max_in_flight: usize,
+    #[serde(default = "limits::default_header_read_timeout")]
+    header_read_timeout: String,
+    #[serde(default = "limits::default_body_timeout")]
+    body_timeout: String,
+    #[serde(default = "limits::default_idle_timeout")]
+    idle_timeout: String,
+    #[serde(default = "limits::default_max_connections")]
+    max_connections: usize,
+    #[serde(default = "limits::default_max_connections_per_address")]
+    max_connections_per_address: usize,
     #[serde(default = "limits::default_discovery_attempts")]
     discovery_attempts: u32,
     #[serde(default = "limits::default_rate_limit_per_identity")]
@@ -274,6 +288,7 @@ impl RawConfig {
             token_leeway: limits.token_leeway,
             request_timeout: limits.request_timeout,
             max_in_flight: limits.max_in_flight,
+            connections: limits.connections,
             discovery_attempts: limits.discovery_attempts,
             rate_limit_per_identity: limits.rate_limit_per_identity,
             rate_limit_per_address: limits.rate_limit_per_address,

@@ -184,14 +184,14 @@ pub async fn run(
         },
         &config,
     );
-    let ready = state.ready.clone();
+    let serving = state.clone();
     let monitoring = spawn_monitoring(
         metrics_listener,
         host::answer_only_for(monitoring_app(state.clone()), config.metrics_listen),
     )?;
     let router = host::answer_only_for(app(state).merge(idp::router(provider)), local);
     on_ready(banner);
-    let served = serve_router(listener, None, router, ready, shutdown).await;
+    let served = serve_router(listener, None, router, &serving, shutdown).await;
     monitoring.stop();
     served.map_err(DevError::from)
 }
