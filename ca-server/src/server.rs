@@ -165,6 +165,7 @@ pub fn assemble(parts: CaParts, config: &Config) -> AppState {
     )
     .with_rate_limits(rate_limits.clone())
     .with_access_request_pending(config.access_request_pending)
+    .with_ssh_hosts(config.client.ssh_hosts.clone())
     .with_webhooks(Notifier::start(
         config.webhooks.clone(),
         parts.metrics.clone(),
