@@ -609,3 +609,20 @@ fn dev_on_a_taken_port_names_listen_once_and_creates_no_keys() {
         "keys were made for a CA that never started"
     );
 }
+
+/// docs/getting-started.md step 4: the dev CA publishes its loopback hosts,
+/// so `ssh-config` needs no `--hosts` there.
+#[test]
+fn the_dev_ca_publishes_its_loopback_hosts_for_ssh_config() {
+    let dev = e2e::dev::DevCa::start(&[]);
+    let home = ClientHome::new("alice", None);
+    let shown = home.run(&["--ca", &dev.url, "ssh-config"]);
+    ok(&shown, "ssh-config against the dev CA");
+    assert!(
+        shown
+            .stdout
+            .contains("Match host \"127.0.0.1,localhost\" exec \""),
+        "{}",
+        shown.stdout
+    );
+}

@@ -179,6 +179,9 @@ pub async fn run(
     config.metrics_listen = metrics_listener
         .local_addr()
         .map_err(|e| DevError::Invalid(e.to_string()))?;
+    // The dev CA's hosts are test sshds on this machine: `jit-ssh
+    // ssh-config --install` scopes its block to them.
+    config.client.ssh_hosts = vec!["127.0.0.1".into(), "localhost".into()];
     let policy = load_policy(&config)?;
     let keys = ca_keys::load(&data_dir, &passphrase).map_err(ServerError::from)?;
     let metrics = Metrics::new();
