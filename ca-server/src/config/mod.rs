@@ -10,7 +10,7 @@
 //! concern checks its own part, in its own file: `listeners.rs` (`listen`,
 //! `metrics_listen`, `[tls]`), `issuers.rs` (`[[oidc]]`), `certs.rs`
 //! (`[certs]`), `limits.rs` (limits and timeouts), `webhooks.rs`
-//! (`[[webhook]]`), and `urls.rs` (the https-or-loopback rule issuers and
+//! (`[[webhook]]`), `client.rs` (`[client]`: what `/v1/config` tells clients), and `urls.rs` (the https-or-loopback rule issuers and
 //! webhooks share); `reserved_logins` is checked by the policy's
 //! [`ReservedLogins`].
 
@@ -26,6 +26,7 @@ use crate::policy::reserved::ReservedLogins;
 use crate::webhook::WebhookTarget;
 
 mod certs;
+mod client;
 mod issuers;
 mod limits;
 mod listeners;
@@ -35,6 +36,7 @@ mod urls;
 mod webhooks;
 
 pub use certs::{CertSettings, MAX_TTL_CEILING};
+pub use client::ClientSettings;
 pub use issuers::{
     IssuerConfig, NonceRule, UsernameClaim, DEFAULT_NONCE_SESSION, MAX_NONCE_SESSION,
 };
@@ -45,6 +47,7 @@ pub use limits::{
 pub use listeners::{TlsFiles, DEFAULT_METRICS_LISTEN};
 
 use certs::RawCerts;
+use client::RawClient;
 use issuers::RawIssuer;
 use limits::Limits;
 use listeners::RawTls;
@@ -123,6 +126,8 @@ pub struct Config {
     /// Names principal templates never expand to: the built-in list and
     /// `reserved_logins`.
     pub reserved_logins: ReservedLogins,
+    /// What `/v1/config` tells clients beyond sign-in (`[client]`).
+    pub client: ClientSettings,
 }
 
 impl Config {
@@ -154,6 +159,7 @@ impl Config {
             jwks_refresh: JwksRefresh::default(),
             webhooks: Vec::new(),
             reserved_logins: ReservedLogins::default(),
+            client: ClientSettings::default(),
         }
     }
 
@@ -232,6 +238,8 @@ struct RawConfig {
     webhook: Vec<RawWebhook>,
     #[serde(default)]
     reserved_logins: Vec<String>,
+    #[serde(default)]
+    client: RawClient,
 }
 
 fn default_policy_dir() -> PathBuf {
@@ -273,6 +281,7 @@ impl RawConfig {
             .map(|w| w.check(base))
             .collect::<Result<Vec<_>, _>>()?;
         let reserved_logins = ReservedLogins::with_extra(&self.reserved_logins)?;
+        let client = self.client.check()?;
         Ok(Config {
             listen,
             metrics_listen,
@@ -296,6 +305,7 @@ impl RawConfig {
             jwks_refresh: limits.jwks_refresh,
             webhooks,
             reserved_logins,
+            client,
         })
     }
 }

@@ -54,7 +54,7 @@ pub enum ServerError {
     #[error("TLS: {0}")]
     Tls(String),
     /// Listening failed.
-    #[error("cannot listen on {addr}: {source}")]
+    #[error("cannot listen on {addr} (`listen` or `metrics_listen` in the config)")]
     Listen {
         /// The address.
         addr: SocketAddr,
@@ -168,6 +168,7 @@ pub fn assemble(parts: CaParts, config: &Config) -> AppState {
     )
     .with_rate_limits(rate_limits.clone())
     .with_access_request_pending(config.access_request_pending)
+    .with_ssh_hosts(config.client.ssh_hosts.clone())
     .with_webhooks(Notifier::start(
         config.webhooks.clone(),
         parts.metrics.clone(),
