@@ -424,7 +424,8 @@ impl<'a> TokenMaker<'a> {
                 &session.info.issuer,
                 &session.info.client_id,
             )
-            .await?;
+            .await?
+            .with_client_secret(session.info.client_secret.as_deref());
             match provider.refresh(&session.refresh_token).await {
                 Ok(tokens) => {
                     // Refresh tokens rotate: keep the new one now.
@@ -454,8 +455,9 @@ impl<'a> TokenMaker<'a> {
                 "pick the identity provider with --issuer (or sign in once with `jit-ssh login`)",
             )
         })?;
-        let provider =
-            Provider::discover(self.ca.http(), &issuer.issuer, &issuer.client_id).await?;
+        let provider = Provider::discover(self.ca.http(), &issuer.issuer, &issuer.client_id)
+            .await?
+            .with_sign_in(issuer)?;
         let scopes = provider.scopes(&issuer.scopes);
         // The token names no key here, so the nonce is only a fresh random value.
         let mut bytes = [0u8; 32];

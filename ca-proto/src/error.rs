@@ -92,6 +92,10 @@ wire_names! {
         StoreUnavailable = "store_unavailable",
         /// A fault inside the CA; the details are in its log.
         Internal = "internal",
+        /// The ID token refers to the user's groups instead of carrying
+        /// them (Entra ID's groups overage); the provider must be set up to
+        /// send fewer.
+        GroupsOverage = "groups_overage",
     }
 }
 

@@ -171,6 +171,8 @@ async fn config(State(shared): State<Arc<Mutex<Shared>>>) -> Json<CaConfig> {
             scopes: ["openid", "email", "profile", "groups", "offline_access"]
                 .map(String::from)
                 .to_vec(),
+            auth_params: Default::default(),
+            public_client_secret: None,
         }],
         user_ca_keys: shared.keys.iter().map(line).collect(),
         host_ca_keys: vec![line(&random_key())],

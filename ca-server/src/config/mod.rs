@@ -36,7 +36,8 @@ mod webhooks;
 
 pub use certs::{CertSettings, MAX_TTL_CEILING};
 pub use issuers::{
-    IssuerConfig, NonceRule, UsernameClaim, DEFAULT_NONCE_SESSION, MAX_NONCE_SESSION,
+    IssuerConfig, NonceRule, ProviderSettings, UsernameClaim, DEFAULT_NONCE_SESSION,
+    MAX_NONCE_SESSION,
 };
 pub use limits::{
     DEFAULT_RATE_LIMIT_PER_ADDRESS, DEFAULT_RATE_LIMIT_PER_IDENTITY, MAX_TOKEN_LEEWAY,
