@@ -121,8 +121,7 @@ pub(super) struct RawIssuer {
     username_claim: Option<String>,
     #[serde(default = "default_groups_claim")]
     groups_claim: String,
-    #[serde(default = "default_scopes")]
-    scopes: Vec<String>,
+    scopes: Option<Vec<String>>,
     #[serde(default)]
     email_domains: Vec<String>,
     #[serde(default = "default_require_nonce")]
@@ -220,7 +219,10 @@ impl RawIssuer {
         let upn_domains = self.checked_upn_domains(&username_claim)?;
         let auth_params = sign_in::auth_params(&self)?;
         let public_client_secret = sign_in::public_client_secret(&self)?;
-        if !self.scopes.iter().any(|s| s == "openid") {
+        let scopes = self.scopes.clone().unwrap_or_else(|| {
+            sign_in::default_scopes(&self.issuer).unwrap_or_else(default_scopes)
+        });
+        if !scopes.iter().any(|s| s == "openid") {
             return Err(format!(
                 "[[oidc]] {}: scopes must include \"openid\"",
                 self.name
@@ -240,7 +242,7 @@ impl RawIssuer {
             client_id: self.client_id,
             username_claim,
             groups_claim: self.groups_claim,
-            scopes: self.scopes,
+            scopes,
             email_domains,
             nonce: NonceRule {
                 required: self.require_nonce,

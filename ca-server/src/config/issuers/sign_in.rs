@@ -94,6 +94,14 @@ pub(super) fn auth_params(raw: &RawIssuer) -> Result<BTreeMap<String, String>, S
     Ok(params)
 }
 
+/// The scopes a provider needs instead of the usual default: Google refuses
+/// scopes it does not know (`groups`, `offline_access`; its refresh tokens
+/// come with `access_type=offline`).
+pub(super) fn default_scopes(issuer: &str) -> Option<Vec<String>> {
+    (issuer.trim_end_matches('/') == GOOGLE)
+        .then(|| ["openid", "email", "profile"].map(String::from).to_vec())
+}
+
 /// `public_client_secret`: non-empty and printable when given.
 pub(super) fn public_client_secret(raw: &RawIssuer) -> Result<Option<String>, String> {
     match &raw.public_client_secret {
