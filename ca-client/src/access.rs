@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use ca_proto::{
     AccessRequestCreate, AccessRequestDecision, AccessRequestView, ErrorCode, RequestStatus,
 };
+use jit_ssh_common::text::escape_control;
 
 use crate::ca::CaClient;
 use crate::commands::{Env, TokenSource};
@@ -325,10 +326,11 @@ fn refused(error: crate::ca::ClientError) -> CliError {
     }
 }
 
-/// One-line description of `request` at `now` for people.
+/// One-line description of `request` at `now` for people, its control
+/// characters escaped.
 pub fn describe(request: &AccessRequestView, now: u64) -> String {
     let mut line = format!(
-        "{}  {}  {}  principals {}  for {}  reason {:?}",
+        "{}  {}  {}  principals {}  for {}  reason \"{}\"",
         request.id,
         request.status,
         request.requester,
@@ -384,7 +386,9 @@ pub fn describe(request: &AccessRequestView, now: u64) -> String {
             request.revoked_serials.join(",")
         ));
     }
-    line
+    // Reasons, comments and names come from other people: a newline or an
+    // escape sequence in them must not forge a line or drive the terminal.
+    escape_control(&line).into_owned()
 }
 
 struct TokenMaker<'a> {

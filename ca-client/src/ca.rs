@@ -4,7 +4,9 @@
 //! The interactive login, agent and renewal live on top of this; scripts and
 //! workloads (a CI job holding an ID token) can use it directly. Errors keep
 //! the difference between "not reachable", "TLS not trusted" and "refused",
-//! because a person fixes each differently.
+//! because a person fixes each differently. A certificate or access request
+//! the CA answers with 503 is asked for once more with the same token, which
+//! the CA answers with what it recorded if the first attempt was committed.
 
 use std::time::{Duration, SystemTime};
 
@@ -171,14 +173,8 @@ impl CaClient {
             proof: sign_proof(key, id_token)?,
         };
         let url = format!("{}/v1/certs/user", self.base);
-        let response = self
-            .http
-            .post(&url)
-            .bearer_auth(id_token)
-            .json(&request)
-            .send()
-            .await;
-        decode(&url, response).await
+        let post = self.http.post(&url).bearer_auth(id_token).json(&request);
+        decode(&url, send_retrying_once(post).await).await
     }
 
     /// `POST /v1/revocations/own`: revokes the certificate `serial` of `key`,
@@ -209,14 +205,8 @@ impl CaClient {
         request: &ca_proto::AccessRequestCreate,
     ) -> Result<ca_proto::AccessRequestView, ClientError> {
         let url = format!("{}/v1/requests", self.base);
-        let response = self
-            .http
-            .post(&url)
-            .bearer_auth(id_token)
-            .json(request)
-            .send()
-            .await;
-        decode(&url, response).await
+        let post = self.http.post(&url).bearer_auth(id_token).json(request);
+        decode(&url, send_retrying_once(post).await).await
     }
 
     /// `GET /v1/requests[?pending=true]`: own requests and those the caller
@@ -313,6 +303,29 @@ pub fn sign_proof(key: &PrivateKey, id_token: &str) -> Result<String, ClientErro
         &proof_message(id_token, &blob),
     )?;
     Ok(signature.to_pem(LineEnding::LF)?)
+}
+
+/// How long the client waits before it sends a request the CA answered
+/// with 503 once more.
+pub const RETRY_PAUSE: Duration = Duration::from_secs(1);
+
+/// Sends `request`, and once more, the same bytes with the same token, when
+/// the CA answers 503 (a timeout, a store that failed for a moment). The CA
+/// may have recorded the certificate or access request before its answer
+/// timed out; it answers a retry with the token that paid for it with what
+/// it recorded, so the retry loses nothing and costs no new sign-in.
+async fn send_retrying_once(
+    request: reqwest::RequestBuilder,
+) -> Result<reqwest::Response, reqwest::Error> {
+    let again = request.try_clone();
+    let response = request.send().await;
+    match (&response, again) {
+        (Ok(first), Some(again)) if first.status() == reqwest::StatusCode::SERVICE_UNAVAILABLE => {
+            tokio::time::sleep(RETRY_PAUSE).await;
+            again.send().await
+        }
+        _ => response,
+    }
 }
 
 async fn decode<T: serde::de::DeserializeOwned>(

@@ -348,6 +348,7 @@ mod tests {
                 principals: certificate.valid_principals().to_vec(),
                 valid_after: certificate.valid_after(),
                 valid_before: certificate.valid_before(),
+                notes: Vec::new(),
             }
         }
 

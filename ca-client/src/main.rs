@@ -15,6 +15,7 @@ use ca_client::error::{CliError, Failure};
 use ca_client::paths::Dirs;
 use ca_client::ui::Ui;
 use clap::Parser;
+use jit_ssh_common::text::escape_control_lines;
 
 use crate::cli::{default_flow, CaArgs, Cli, Command, HostCommand, InteractiveArgs, UserAuthArgs};
 
@@ -23,7 +24,8 @@ fn main() -> ExitCode {
     match run(cli) {
         Ok(code) => code,
         Err(error) => {
-            eprintln!("jit-ssh: {error}");
+            // A CA's or provider's message may carry control characters.
+            eprintln!("jit-ssh: {}", escape_control_lines(&error.to_string()));
             ExitCode::from(error.failure.exit_code())
         }
     }

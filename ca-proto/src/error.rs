@@ -92,6 +92,8 @@ wire_names! {
         StoreUnavailable = "store_unavailable",
         /// A fault inside the CA; the details are in its log.
         Internal = "internal",
+        /// A reason or comment holds a control character other than tab.
+        InvalidText = "invalid_text",
         /// The ID token refers to the user's groups instead of carrying
         /// them (Entra ID's groups overage); the provider must be set up to
         /// send fewer.

@@ -208,6 +208,12 @@ pub struct UserCertResponse {
     pub valid_after: u64,
     /// End of validity (exclusive), seconds since the Unix epoch.
     pub valid_before: u64,
+    /// Things the client should tell its user: principals the policy grants
+    /// but left out of this certificate because their restrictions differ
+    /// (a forced command, source addresses), and how to ask for them.
+    /// Absent when there is nothing to say.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
 }
 
 /// `GET /v1/config` body: everything a client needs to log in with no other

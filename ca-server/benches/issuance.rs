@@ -45,6 +45,7 @@ fn certificate_signing(c: &mut Criterion) {
         critical_options: vec![],
         rules: vec!["bench".into()],
         request_ids: Vec::new(),
+        notes: Vec::new(),
     };
     for (name, algorithm) in [
         ("ed25519", Algorithm::Ed25519),

@@ -366,6 +366,7 @@ fn raw_limits(runtime: &tokio::runtime::Runtime, issuer: &Issuer) -> (f64, f64, 
         critical_options: vec![],
         rules: vec!["bench".into()],
         request_ids: Vec::new(),
+        notes: Vec::new(),
     };
     let now = ca_server::unix_now();
     let signing = rate(window, |i| {

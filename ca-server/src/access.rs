@@ -18,6 +18,7 @@
 
 use serde::Serialize;
 
+use crate::identity::IdentityKey;
 use crate::policy::ApprovedAccess;
 use crate::UnixTime;
 
@@ -79,12 +80,27 @@ impl std::fmt::Display for RequestStatus {
 /// One approver's approval.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Approval {
-    /// `user@issuer`.
+    /// `user@issuer`, or `policy:<rule>`.
     pub approver: String,
+    /// The approver's key; `None` for the policy, and for approvals
+    /// recorded before keys were.
+    #[serde(skip)]
+    pub approver_key: Option<IdentityKey>,
     /// When.
     pub at: UnixTime,
     /// Optional comment.
     pub comment: String,
+}
+
+impl Approval {
+    /// Whether the person with `key`, showing `display`, gave it: by key; an
+    /// approval recorded before keys were, by display name.
+    pub fn is_by(&self, key: &IdentityKey, display: &str) -> bool {
+        match &self.approver_key {
+            Some(approver) => approver == key,
+            None => self.approver == display,
+        }
+    }
 }
 
 /// An access request as recorded.
@@ -94,6 +110,10 @@ pub struct AccessRequest {
     pub id: u64,
     /// `user@issuer` of the requester.
     pub requester: String,
+    /// The requester's key, which decides whose request it is; `None` for
+    /// a request recorded before keys were ([`AccessRequest::is_requester`]).
+    #[serde(skip)]
+    pub requester_key: Option<IdentityKey>,
     /// The principals asked for.
     pub principals: Vec<String>,
     /// Why.
@@ -357,14 +377,33 @@ impl AccessRequest {
         }
     }
 
-    /// Checks that `approver` may add an approval at `now` (the policy has
-    /// already said they are an approver for these principals).
-    pub fn check_approval(&self, approver: &str, now: UnixTime) -> Result<(), RequestError> {
+    /// Whether the person with `key`, showing `display`, made this request:
+    /// by key. A request recorded before keys were is taken to be
+    /// everyone's who shows its display name, which errs towards refusing
+    /// (a self-approval) and lets its likely owner end it.
+    pub fn is_requester(&self, key: &IdentityKey, display: &str) -> bool {
+        match &self.requester_key {
+            Some(requester) => requester == key,
+            None => self.requester == display,
+        }
+    }
+
+    /// Checks that the person with `key`, showing `display`, may add an
+    /// approval at `now` (the policy has already said they are an approver
+    /// for these principals): not their own request, and not approved by
+    /// them before. Both compare keys, so another person who shows the
+    /// requester's display name may approve, once.
+    pub fn check_approval(
+        &self,
+        key: &IdentityKey,
+        display: &str,
+        now: UnixTime,
+    ) -> Result<(), RequestError> {
         self.check_pending(now)?;
-        if approver == self.requester {
+        if self.is_requester(key, display) {
             return Err(RequestError::OwnRequest);
         }
-        if self.approvals.iter().any(|a| a.approver == approver) {
+        if self.approvals.iter().any(|a| a.is_by(key, display)) {
             return Err(RequestError::AlreadyApproved(self.id));
         }
         Ok(())
@@ -396,7 +435,7 @@ impl AccessRequest {
     /// or an administrator) may mark it reviewed: a break-glass request, not
     /// reviewed yet, not their own. Its status does not matter: an ended
     /// emergency still needs its look afterwards.
-    pub fn check_review(&self, reviewer: &str) -> Result<(), RequestError> {
+    pub fn check_review(&self, key: &IdentityKey, reviewer: &str) -> Result<(), RequestError> {
         if !self.break_glass {
             return Err(RequestError::NotBreakGlass(self.id));
         }
@@ -406,7 +445,7 @@ impl AccessRequest {
                 by: review.by.clone(),
             });
         }
-        if reviewer == self.requester {
+        if self.is_requester(key, reviewer) {
             return Err(RequestError::OwnReview);
         }
         Ok(())
@@ -427,10 +466,19 @@ impl AccessRequest {
 mod tests {
     use super::*;
 
+    /// The key of the person shown as `display` in these tests (one each).
+    fn key(display: &str) -> IdentityKey {
+        IdentityKey {
+            issuer: "https://corp.example".into(),
+            subject: format!("sub-{display}"),
+        }
+    }
+
     fn pending() -> AccessRequest {
         AccessRequest {
             id: 7,
             requester: "bob@corp".into(),
+            requester_key: Some(key("bob@corp")),
             principals: vec!["root".into()],
             reason: "INC-1".into(),
             window_secs: 1800,
@@ -457,6 +505,7 @@ mod tests {
             window_end: Some(at + 1800),
             approvals: vec![Approval {
                 approver: "carol@corp".into(),
+                approver_key: Some(key("carol@corp")),
                 at,
                 comment: String::new(),
             }],
@@ -474,7 +523,7 @@ mod tests {
     #[test]
     fn approval_after_expiry_is_refused() {
         assert_eq!(
-            pending().check_approval("carol@corp", 4600),
+            pending().check_approval(&key("carol@corp"), "carol@corp", 4600),
             Err(RequestError::NotPending {
                 id: 7,
                 status: RequestStatus::Expired
@@ -492,11 +541,54 @@ mod tests {
     #[test]
     fn requester_never_approves_own_request() {
         assert_eq!(
-            pending().check_approval("bob@corp", 1001),
+            pending().check_approval(&key("bob@corp"), "bob@corp", 1001),
             Err(RequestError::OwnRequest)
         );
         // Same user name at another issuer is another person.
-        assert_eq!(pending().check_approval("bob@other", 1001), Ok(()));
+        assert_eq!(
+            pending().check_approval(&key("bob@other"), "bob@other", 1001),
+            Ok(())
+        );
+    }
+
+    #[test]
+    fn whose_request_and_whose_approval_is_decided_by_key_not_display_name() {
+        let other_bob = IdentityKey {
+            subject: "sub-another-bob".into(),
+            ..key("bob@corp")
+        };
+        // Another person shown as bob@corp is not bob: may approve, once.
+        let r = pending();
+        assert!(!r.is_requester(&other_bob, "bob@corp"));
+        assert_eq!(r.check_approval(&other_bob, "bob@corp", 1001), Ok(()));
+        let mut approved_once = pending();
+        approved_once.approvals.push(Approval {
+            approver: "bob@corp".into(),
+            approver_key: Some(other_bob.clone()),
+            at: 1001,
+            comment: String::new(),
+        });
+        assert_eq!(
+            approved_once.check_approval(&other_bob, "bob@corp", 1002),
+            Err(RequestError::AlreadyApproved(7))
+        );
+        // bob under another display name is still bob.
+        assert_eq!(
+            r.check_approval(&key("bob@corp"), "robert@corp", 1001),
+            Err(RequestError::OwnRequest)
+        );
+        // A request recorded before keys belongs to its display name:
+        // refusing its self-approval errs on the safe side.
+        let legacy = AccessRequest {
+            requester_key: None,
+            ..pending()
+        };
+        assert!(legacy.is_requester(&other_bob, "bob@corp"));
+        assert_eq!(
+            legacy.check_approval(&other_bob, "bob@corp", 1001),
+            Err(RequestError::OwnRequest)
+        );
+        assert!(!legacy.is_requester(&key("bob@corp"), "robert@corp"));
     }
 
     #[test]
@@ -504,21 +596,25 @@ mod tests {
         let mut r = pending();
         r.approvals.push(Approval {
             approver: "carol@corp".into(),
+            approver_key: Some(key("carol@corp")),
             at: 1001,
             comment: String::new(),
         });
         assert_eq!(
-            r.check_approval("carol@corp", 1002),
+            r.check_approval(&key("carol@corp"), "carol@corp", 1002),
             Err(RequestError::AlreadyApproved(7))
         );
-        assert_eq!(r.check_approval("dave@corp", 1002), Ok(()));
+        assert_eq!(
+            r.check_approval(&key("dave@corp"), "dave@corp", 1002),
+            Ok(())
+        );
     }
 
     #[test]
     fn decided_requests_cannot_be_decided_again() {
         let approved = approved_at(2000);
         assert!(matches!(
-            approved.check_approval("dave@corp", 2001),
+            approved.check_approval(&key("dave@corp"), "dave@corp", 2001),
             Err(RequestError::NotPending {
                 status: RequestStatus::Approved,
                 ..
@@ -598,8 +694,11 @@ mod tests {
             ..approved_at(2000)
         };
         assert!(r.needs_review());
-        assert_eq!(r.check_review("bob@corp"), Err(RequestError::OwnReview));
-        assert_eq!(r.check_review("carol@corp"), Ok(()));
+        assert_eq!(
+            r.check_review(&key("bob@corp"), "bob@corp"),
+            Err(RequestError::OwnReview)
+        );
+        assert_eq!(r.check_review(&key("carol@corp"), "carol@corp"), Ok(()));
         r.review = Some(Review {
             by: "carol@corp".into(),
             at: 2100,
@@ -607,14 +706,14 @@ mod tests {
         });
         assert!(!r.needs_review());
         assert_eq!(
-            r.check_review("dave@corp"),
+            r.check_review(&key("dave@corp"), "dave@corp"),
             Err(RequestError::AlreadyReviewed {
                 id: 7,
                 by: "carol@corp".into()
             })
         );
         assert_eq!(
-            approved_at(2000).check_review("carol@corp"),
+            approved_at(2000).check_review(&key("carol@corp"), "carol@corp"),
             Err(RequestError::NotBreakGlass(7))
         );
         // Reviewing does not depend on the window: an ended one still needs it.
@@ -623,7 +722,7 @@ mod tests {
             ..approved_at(2000)
         };
         assert_eq!(ended.status_at(5000), RequestStatus::Ended);
-        assert_eq!(ended.check_review("carol@corp"), Ok(()));
+        assert_eq!(ended.check_review(&key("carol@corp"), "carol@corp"), Ok(()));
     }
 
     #[test]

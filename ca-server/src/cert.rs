@@ -192,6 +192,7 @@ mod tests {
             critical_options: vec![],
             rules: vec!["eng-own-login".into(), "second-rule".into()],
             request_ids: Vec::new(),
+            notes: Vec::new(),
         };
         let now = 1_800_000_000;
         let spec = CertificateSpec {

@@ -1,7 +1,18 @@
 //! Who is asking: the verified facts of an ID token that policy decides on,
-//! and how the CA spells an identity (`user@issuer`) wherever a person
-//! names one.
+//! the stable key the CA decides by, and how the CA spells an identity
+//! wherever a person names one.
+//!
+//! An identity has two names. Its key, [`IdentityKey`], is the token's
+//! `(iss, sub)`: the issuer promises `sub` is unique and never reassigned,
+//! so every decision about a person (whose request it is, who approved it,
+//! whose grant, whose ban, whose rate limit) compares keys. Its display
+//! name, `user@issuer` ([`Identity::display_name`]), is what people read and
+//! type; two people can share one (with `username_claim = "email"`,
+//! `alice@corp.example` and `alice@contractor.example` are both
+//! `alice@corp`), so it decides nothing on its own, except that a ban by
+//! display name refuses everyone who shows it (docs/security.md).
 
+use serde::Serialize;
 use serde_json::{Map, Value};
 
 use crate::config::{IssuerConfig, UsernameClaim};
@@ -30,6 +41,98 @@ impl Identity {
     pub fn display_name(&self) -> String {
         format!("{}@{}", self.username, self.issuer_name)
     }
+
+    /// The stable key every decision compares: `(iss, sub)`.
+    pub fn key(&self) -> IdentityKey {
+        IdentityKey {
+            issuer: self.issuer.clone(),
+            subject: self.subject.clone(),
+        }
+    }
+}
+
+/// The stable key of an identity: the issuer's URL (the token's `iss`) and
+/// the token's `sub`. Two people never share one; one person keeps it when
+/// the claim their display name comes from changes.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+pub struct IdentityKey {
+    /// The issuer URL, exactly as the token's `iss`.
+    pub issuer: String,
+    /// The token's `sub`.
+    pub subject: String,
+}
+
+impl std::fmt::Display for IdentityKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "sub {:?} of {}", self.subject, self.issuer)
+    }
+}
+
+/// The prefix that names an identity by its subject rather than its display
+/// name: `sub:<sub>@<issuer>`.
+pub const SUBJECT_PREFIX: &str = "sub:";
+
+/// Longest `sub` accepted where a person names one (OpenID Connect caps it
+/// at 255 ASCII characters).
+const MAX_SUBJECT: usize = 255;
+
+/// An identity as an administrator names it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NamedIdentity {
+    /// `user@issuer`: everyone who shows this display name, and every
+    /// `(iss, sub)` the CA has seen showing it.
+    Display(String),
+    /// `sub:<sub>@<issuer>`: exactly one person.
+    Subject {
+        /// The key it resolves to, with the issuer's URL.
+        key: IdentityKey,
+        /// As the CA spells it back: `sub:<sub>@<issuer short name>`.
+        spelled: String,
+    },
+}
+
+/// Reads an identity named by a person: `sub:<sub>@<issuer>` (the subject
+/// form, exact) or `user@issuer` as [`check_identity_spelling`] accepts it.
+/// `<issuer>` is the short name of one of `issuers`; `<sub>` is the token's
+/// `sub` as the audit log shows it (it may itself contain `@`: the issuer is
+/// after the last one). A display name that begins with `sub:` cannot be
+/// named by display; its subject form names its owner.
+pub fn parse_named_identity<'a>(
+    text: &str,
+    issuers: impl IntoIterator<Item = &'a IssuerConfig>,
+) -> Result<NamedIdentity, String> {
+    let issuers: Vec<&IssuerConfig> = issuers.into_iter().collect();
+    let Some(rest) = text.strip_prefix(SUBJECT_PREFIX) else {
+        check_identity_spelling(text, issuers)?;
+        return Ok(NamedIdentity::Display(text.to_string()));
+    };
+    let shown: String = text.chars().take(64).collect();
+    let form = "the subject form is sub:<sub>@<issuer>, with the sub the audit log shows";
+    let Some((subject, issuer_name)) = rest.rsplit_once('@') else {
+        return Err(format!(
+            "identity {shown:?} is not sub:<sub>@<issuer>: {form}"
+        ));
+    };
+    if subject.is_empty() || subject.len() > MAX_SUBJECT || subject.chars().any(|c| c.is_control())
+    {
+        return Err(format!(
+            "identity {shown:?}: a sub is 1 to {MAX_SUBJECT} printable characters; {form}"
+        ));
+    }
+    let Some(issuer) = issuers.iter().find(|i| i.name == issuer_name) else {
+        let names: Vec<&str> = issuers.iter().map(|i| i.name.as_str()).collect();
+        return Err(format!(
+            "identity {shown:?} names no configured issuer (this CA's issuers: {}); {form}",
+            names.join(", ")
+        ));
+    };
+    Ok(NamedIdentity::Subject {
+        key: IdentityKey {
+            issuer: issuer.issuer.clone(),
+            subject: subject.to_string(),
+        },
+        spelled: format!("{SUBJECT_PREFIX}{subject}@{}", issuer.name),
+    })
 }
 
 /// Checks that `text` names an identity exactly as the CA spells it in
@@ -200,6 +303,46 @@ pub(crate) mod tests {
             refused(&long).len() < 400,
             "a long name is not echoed whole"
         );
+    }
+
+    #[test]
+    fn the_subject_form_names_one_key_of_a_configured_issuer() {
+        let issuers = [
+            issuer("corp", UsernameClaim::Email),
+            issuer("github", UsernameClaim::Claim("repository".into())),
+        ];
+        assert_eq!(
+            parse_named_identity("sub:user-alice@corp", &issuers),
+            Ok(NamedIdentity::Subject {
+                key: IdentityKey {
+                    issuer: "https://corp.example".into(),
+                    subject: "user-alice".into(),
+                },
+                spelled: "sub:user-alice@corp".into(),
+            })
+        );
+        // A sub with an @ in it: the issuer is after the last one.
+        assert!(matches!(
+            parse_named_identity("sub:alice@corp.example@corp", &issuers),
+            Ok(NamedIdentity::Subject { key, .. }) if key.subject == "alice@corp.example"
+        ));
+        assert_eq!(
+            parse_named_identity("alice@corp", &issuers),
+            Ok(NamedIdentity::Display("alice@corp".into()))
+        );
+        for (bad, says) in [
+            ("sub:user-alice", "is not sub:<sub>@<issuer>"),
+            ("sub:@corp", "1 to 255 printable"),
+            ("sub:a\nb@corp", "1 to 255 printable"),
+            ("sub:user-alice@CORP", "names no configured issuer"),
+            ("sub:user-alice@elsewhere", "corp, github"),
+            ("Alice@corp", "did you mean alice@corp?"),
+        ] {
+            let message = parse_named_identity(bad, &issuers).expect_err(bad);
+            assert!(message.contains(says), "{bad:?}: {message}");
+        }
+        let long = format!("sub:{}@corp", "x".repeat(256));
+        assert!(parse_named_identity(&long, &issuers).is_err());
     }
 
     #[test]

@@ -15,6 +15,7 @@ use ca_server::store::{self, read_audit, AuditFilter, DATABASE_FILE};
 use ca_server::{audit, server, unix_now};
 use clap::{Parser, Subcommand, ValueEnum};
 use jit_ssh_common::duration::parse_duration;
+use jit_ssh_common::text::{escape_control, escape_control_lines};
 
 #[derive(Parser)]
 #[command(
@@ -45,7 +46,9 @@ struct RevocationArgs {
     #[arg(long)]
     serial: Option<String>,
     /// Every certificate of an identity, and everything it may do at the CA:
-    /// user@issuer as in `jit-ssh-ca audit`, for an [[oidc]] issuer's name.
+    /// user@issuer as in `jit-ssh-ca audit`, for an [[oidc]] issuer's name
+    /// (everyone showing that name, and every subject seen with it), or
+    /// sub:<sub>@<issuer> for exactly one person (the sub the audit shows).
     #[arg(long)]
     identity: Option<String>,
     /// Every certificate for a key, by SHA256:... fingerprint.
@@ -172,6 +175,7 @@ enum Command {
     #[command(after_help = "Examples:\n  \
         jit-ssh-ca revoke --config /etc/jit-ssh-ca/jit-ssh-ca.toml --serial 1783332000482917 --reason \"laptop stolen\"\n  \
         jit-ssh-ca revoke --config /etc/jit-ssh-ca/jit-ssh-ca.toml --identity bob@corp --reason \"left the company\"\n  \
+        jit-ssh-ca revoke --config /etc/jit-ssh-ca/jit-ssh-ca.toml --identity 'sub:00u1a2b3c4@corp' --reason \"account taken over\"\n  \
         jit-ssh-ca revoke --config /etc/jit-ssh-ca/jit-ssh-ca.toml --key-fingerprint SHA256:abc... --reason \"key leaked\"")]
     Revoke {
         #[command(flatten)]
@@ -393,20 +397,26 @@ fn policy(command: PolicyCommand) -> anyhow::Result<()> {
                 bail!("--principal {bad:?} is not a valid login name");
             }
             let ttl = ttl
-                .map(|t| {
-                    parse_duration(&t)
-                        .map_err(anyhow::Error::msg)
-                        .context("--ttl")
-                })
+                .map(|t| cli::parse_ttl(&t).map_err(anyhow::Error::msg))
                 .transpose()?;
             let now = match at {
                 Some(at) => cli::parse_at(&at).map_err(anyhow::Error::msg)?,
                 None => unix_now(),
             };
-            // The approvals the server would count: open windows only.
+            // The approvals the server would count: open windows only, of
+            // requests by this (iss, sub); without a `sub` the claims name
+            // no one whose requests they could be.
             let db = database.unwrap_or_else(|| config.data_dir.join(DATABASE_FILE));
-            let approved = if db.exists() {
-                store::open_grants_offline(&db, &identity.display_name(), now)
+            let has_subject = claims_json
+                .get("sub")
+                .is_some_and(serde_json::Value::is_string);
+            let approved = if !has_subject {
+                eprintln!(
+                    "note: the claims have no sub; held approvals, which belong to an issuer's sub, are not counted"
+                );
+                Vec::new()
+            } else if db.exists() {
+                store::open_grants_offline(&db, &identity.key(), now)
                     .with_context(|| format!("reading held approvals from {}", db.display()))?
                     .iter()
                     .filter_map(|r| r.as_approved(now))
@@ -425,7 +435,7 @@ fn policy(command: PolicyCommand) -> anyhow::Result<()> {
                 approved,
             };
             let (decision, text) = cli::explain(&set, &identity, &request, now);
-            print!("{text}");
+            print!("{}", escape_control_lines(&text));
             match decision {
                 Decision::Allow(_) => Ok(()),
                 Decision::Deny(_) => Err(Exit(3).into()),
@@ -618,12 +628,14 @@ fn revocation(args: RevocationArgs, change: RevocationChange) -> anyhow::Result<
     let done = revocation.write(&db)?;
     match change {
         RevocationChange::Lift => println!(
-            "Lifted the revocation of {target} (KRL version {}).",
+            "Lifted the revocation of {} (KRL version {}).",
+            escape_control(&target.to_string()),
             done.krl_version
         ),
         RevocationChange::Revoke => {
             println!(
-                "Revoked {target}: {} unexpired certificate(s) newly listed in the KRL (version {}){}.",
+                "Revoked {}: {} unexpired certificate(s) newly listed in the KRL (version {}){}.",
+                escape_control(&target.to_string()),
                 done.serials.len(),
                 done.krl_version,
                 match target {
@@ -631,7 +643,8 @@ fn revocation(args: RevocationArgs, change: RevocationChange) -> anyhow::Result<
                     store::RevocationTarget::Key(_) => {
                         "; no new certificates until `jit-ssh-ca unrevoke`"
                     }
-                    store::RevocationTarget::Identity(_) => {
+                    store::RevocationTarget::Identity(_)
+                    | store::RevocationTarget::Subject { .. } => {
                         "; it can do nothing at the CA until `jit-ssh-ca unrevoke`"
                     }
                 }

@@ -1,7 +1,8 @@
 //! Per-identity and per-address request limits, so that one runaway script or
 //! one noisy network cannot slow everybody else down.
 //!
-//! Each key (an identity such as `alice@corp`, or a client address) has its
+//! Each key (an identity's stable key, its issuer and `sub`, never its
+//! display name, which two people may share; or a client address) has its
 //! own token bucket refilled at the configured rate per minute, with a burst
 //! of the same size. Requests over the limit are refused at once with the time
 //! after which a retry can succeed; nothing is queued.
@@ -13,6 +14,8 @@ use std::time::Duration;
 
 use governor::clock::{Clock as _, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota};
+
+use crate::identity::IdentityKey;
 
 /// How long a refused client should wait.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -27,7 +30,7 @@ impl RetryAfter {
 
 /// The limits of one server.
 pub struct RateLimits {
-    per_identity: Option<DefaultKeyedRateLimiter<String>>,
+    per_identity: Option<DefaultKeyedRateLimiter<IdentityKey>>,
     per_address: Option<DefaultKeyedRateLimiter<IpAddr>>,
     clock: DefaultClock,
 }
@@ -63,9 +66,9 @@ impl RateLimits {
         self.check(self.per_address.as_ref(), &key)
     }
 
-    /// Counts a request by `identity`.
-    pub fn check_identity(&self, identity: &str) -> Result<(), RetryAfter> {
-        self.check(self.per_identity.as_ref(), &identity.to_string())
+    /// Counts a request by the identity with key `identity`.
+    pub fn check_identity(&self, identity: &IdentityKey) -> Result<(), RetryAfter> {
+        self.check(self.per_identity.as_ref(), identity)
     }
 
     fn check<K: Hash + Eq + Clone>(
@@ -102,20 +105,33 @@ fn keyed_limiter<K: Hash + Eq + Clone>(per_minute: u32) -> Option<DefaultKeyedRa
 mod tests {
     use super::*;
 
+    fn key(subject: &str) -> IdentityKey {
+        IdentityKey {
+            issuer: "https://corp.example".into(),
+            subject: subject.into(),
+        }
+    }
+
     #[test]
     fn one_identity_over_its_limit_does_not_affect_another() {
         let limits = RateLimits::new(3, 0);
         for _ in 0..3 {
-            assert_eq!(limits.check_identity("alice@corp"), Ok(()));
+            assert_eq!(limits.check_identity(&key("user-alice")), Ok(()));
         }
         let refused = limits
-            .check_identity("alice@corp")
+            .check_identity(&key("user-alice"))
             .expect_err("fourth in a minute");
         assert!(
             refused.0 <= Duration::from_secs(20) && refused.seconds() >= 1,
             "{refused:?}"
         );
-        assert_eq!(limits.check_identity("bob@corp"), Ok(()));
+        assert_eq!(limits.check_identity(&key("user-bob")), Ok(()));
+        // Another issuer's user-alice is someone else.
+        let elsewhere = IdentityKey {
+            issuer: "https://other.example".into(),
+            ..key("user-alice")
+        };
+        assert_eq!(limits.check_identity(&elsewhere), Ok(()));
         assert_eq!(
             limits.check_address(IpAddr::from([10, 0, 0, 1])),
             Ok(()),

@@ -371,6 +371,7 @@ mod tests {
         AccessRequest {
             id: 7,
             requester: "bob@corp".into(),
+            requester_key: None,
             principals: vec!["root".into()],
             reason: "INC-1234: disk full".into(),
             window_secs: 1800,

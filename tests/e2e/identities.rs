@@ -2,8 +2,12 @@
 //! their email accepts only the domains its `email_domains` lists (and only
 //! verified addresses), so another domain's `alice@` never becomes `alice`;
 //! and a provider that calls someone `root` (a `preferred_username` of
-//! `Root`, an address `root@…`) never gets them the principal `root`
+//! `root`, an address `root@…`) never gets them the principal `root`
 //! through a template, while a rule naming `root` literally still grants it.
+//! When an issuer accepts both domains, their two alices are two people
+//! who show one display name, `alice@corp`: the CA tells them apart by
+//! `(iss, sub)` in every decision (grants, approvals, `done`, revocation,
+//! rate limits), and the audit log shows both names.
 //! Tokens come from the real test IdP (tests/idp/users.json: mallory and
 //! alice-contractor).
 
@@ -15,26 +19,8 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use ca_client::{nonce_for, CaClient};
 use e2e::*;
+use serde_json::{json, Value};
 use ssh_key::PrivateKey;
-
-/// Signs `user` in at `idp` and asks `client` for a certificate with
-/// `principals` (none: whatever the policy grants).
-async fn certify(
-    idp: &Idp,
-    client: &CaClient,
-    user: &str,
-    principals: &[&str],
-) -> Result<ca_proto::UserCertResponse, ca_client::ClientError> {
-    let key = PrivateKey::random(&mut rand_core::OsRng, ssh_key::Algorithm::Ed25519).unwrap();
-    let tokens = idp
-        .login(user, "jit-ssh", Some(&nonce_for(&key).unwrap()))
-        .await
-        .unwrap();
-    let principals: Vec<String> = principals.iter().map(|p| p.to_string()).collect();
-    client
-        .request_user_certificate(&tokens.id_token, &key, &principals, None)
-        .await
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_email_named_issuer_accepts_only_its_domains_so_two_alices_stay_two() {
@@ -57,20 +43,20 @@ async fn an_email_named_issuer_accepts_only_its_domains_so_two_alices_stay_two()
     let ca = setup.start();
     let client = CaClient::new(&ca.url, None).unwrap();
 
-    let alice = certify(&idp, &client, "alice", &[]).await.unwrap();
+    let alice = idp.certify(&client, "alice", &[]).await.unwrap();
     assert_eq!(alice.principals, ["alice"]);
     let recorded = setup.audit(&[]).len();
 
     // alice@contractor.example is another person: refused, not merged into
     // alice@corp, with a stable code and a reason naming the domain.
-    let (status, code, message) = refusal(certify(&idp, &client, "alice-contractor", &[]).await);
+    let (status, code, message) = refusal(idp.certify(&client, "alice-contractor", &[]).await);
     assert_eq!((status, code.as_str()), (403, "email_not_accepted"));
     assert!(
         message.contains("email domain \"contractor.example\" is not accepted by this CA (accepted: example.com)"),
         "{message}"
     );
     // dave's address is unverified: refused alike.
-    let (status, code, message) = refusal(certify(&idp, &client, "dave", &[]).await);
+    let (status, code, message) = refusal(idp.certify(&client, "dave", &[]).await);
     assert_eq!((status, code.as_str()), (403, "email_not_accepted"));
     assert!(message.contains("email is not verified"), "{message}");
     // A refusal changes nothing.
@@ -85,9 +71,7 @@ async fn an_email_named_issuer_accepts_only_its_domains_so_two_alices_stay_two()
         .build();
     let ca = both.start();
     let client = CaClient::new(&ca.url, None).unwrap();
-    let contractor = certify(&idp, &client, "alice-contractor", &[])
-        .await
-        .unwrap();
+    let contractor = idp.certify(&client, "alice-contractor", &[]).await.unwrap();
     assert_eq!(contractor.principals, ["alice"]);
 }
 
@@ -115,18 +99,18 @@ async fn a_provider_naming_someone_root_never_gets_root_through_a_template() {
     let ca = setup.start();
     let client = CaClient::new(&ca.url, None).unwrap();
 
-    // mallory's preferred_username is "Root" and her verified email
+    // mallory's preferred_username is "root" and her verified email
     // root@example.com: neither template grants root, so nothing is left.
-    let (status, code, message) = refusal(certify(&idp, &client, "mallory", &[]).await);
+    let (status, code, message) = refusal(idp.certify(&client, "mallory", &[]).await);
     assert_eq!((status, code.as_str()), (403, "denied"), "{message}");
-    let (status, code, message) = refusal(certify(&idp, &client, "mallory", &["root"]).await);
+    let (status, code, message) = refusal(idp.certify(&client, "mallory", &["root"]).await);
     assert_eq!((status, code.as_str()), (403, "denied"));
     assert!(
         message.contains("principal \"root\" is not granted to root@corp: no rule grants it"),
         "{message}"
     );
     // The rule that names root literally still grants it.
-    let carol = certify(&idp, &client, "carol", &["root"]).await.unwrap();
+    let carol = idp.certify(&client, "carol", &["root"]).await.unwrap();
     assert_eq!(carol.principals, ["root"]);
 
     // policy explain, on mallory's real token, shows the drop and why.
@@ -164,5 +148,276 @@ async fn a_provider_naming_someone_root_never_gets_root_through_a_template() {
            rule own: grants []\n  \
            rule root-for-sre-leads: does not apply: groups [\"eng\"] contain none of [\"sre-leads\"]",
         "{err}"
+    );
+}
+
+/// Both alices are eng, so either may approve the other's request for
+/// `deploy`, as may carol (sre-leads), who also administers.
+const TWO_ALICES_POLICY: &str = r#"
+[[rule]]
+name = "own-login"
+principals = ["{username}"]
+[rule.match]
+issuer = ["corp"]
+
+[[rule]]
+name = "deploy-with-approval"
+principals = ["deploy"]
+[rule.approval]
+approver_groups = ["eng", "sre-leads"]
+[rule.match]
+groups_any = ["eng"]
+
+[[admin]]
+name = "leads"
+[admin.match]
+groups_any = ["sre-leads"]
+"#;
+
+/// A CA whose issuer `corp` names users by email and accepts both domains:
+/// alice (alice@example.com, sub user-alice) and alice-contractor
+/// (alice@contractor.example, sub user-alice-contractor) both show as
+/// alice@corp.
+fn two_alices(idp: &Idp) -> CaBuilder {
+    CaSetup::builder()
+        .issuer_with_username_claim("corp", &idp.issuer, "email")
+        .issuer_setting("email_domains = [\"example.com\", \"contractor.example\"]")
+        .policy(TWO_ALICES_POLICY)
+}
+
+/// `path` called by `user` with a fresh ID token from the real sign-in.
+async fn call_as(idp: &Idp, ca: &Ca, user: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+    let token = idp.login(user, "jit-ssh", None).await.unwrap().id_token;
+    ca.call(path, Some(&token), body).await
+}
+
+fn error_code(answer: &Value) -> &str {
+    answer["error"]["code"].as_str().unwrap_or("")
+}
+
+/// The two alices, each with a certificate (both `alice@corp`), and a
+/// pending request of alice's for `deploy`.
+struct TwoAlices {
+    idp: Idp,
+    setup: CaSetup,
+    ca: Ca,
+    client: CaClient,
+    /// The request's id.
+    asked: u64,
+    /// The serial of the other alice's certificate.
+    contractor_serial: String,
+}
+
+async fn two_alices_and_a_request() -> TwoAlices {
+    let idp = Idp::start();
+    let setup = two_alices(&idp).build();
+    let ca = setup.start();
+    let client = CaClient::new(&ca.url, None).unwrap();
+    let alice = idp.certify(&client, "alice", &[]).await.unwrap();
+    assert_eq!(alice.principals, ["alice"]);
+    let contractor = idp.certify(&client, "alice-contractor", &[]).await.unwrap();
+    assert_eq!(contractor.principals, ["alice"], "one display name");
+    let body = json!({"principals": ["deploy"], "reason": "INC-7: release"});
+    let (status, created) = call_as(&idp, &ca, "alice", "/v1/requests", Some(body)).await;
+    assert_eq!(status, 200, "{created}");
+    assert_eq!(created["requester"], "alice@corp");
+    TwoAlices {
+        asked: created["id"].as_u64().unwrap(),
+        contractor_serial: contractor.serial,
+        idp,
+        setup,
+        ca,
+        client,
+    }
+}
+
+impl TwoAlices {
+    async fn call(&self, user: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+        call_as(&self.idp, &self.ca, user, path, body).await
+    }
+
+    async fn certify(
+        &self,
+        user: &str,
+        principals: &[&str],
+    ) -> Result<ca_proto::UserCertResponse, ca_client::ClientError> {
+        self.idp.certify(&self.client, user, principals).await
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_grant_approved_for_one_alice_does_not_let_the_other_certify() {
+    let w = two_alices_and_a_request().await;
+    let approve = format!("/v1/requests/{}/approve", w.asked);
+    let (status, approved) = w.call("carol", &approve, Some(json!({}))).await;
+    assert_eq!(status, 200, "{approved}");
+    assert_eq!(approved["status"], "approved");
+
+    let granted = w.certify("alice", &["deploy"]).await.unwrap();
+    assert_eq!(granted.principals, ["deploy"]);
+    let (status, code, message) = refusal(w.certify("alice-contractor", &["deploy"]).await);
+    assert_eq!(
+        (status, code.as_str()),
+        (403, "approval_required"),
+        "another person's grant certified: {message}"
+    );
+    // Nor does she list it as her own.
+    let (status, listed) = w.call("alice-contractor", "/v1/requests", None).await;
+    assert_eq!(status, 200, "{listed}");
+    assert!(
+        listed["requests"].as_array().unwrap().is_empty(),
+        "{listed}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_other_alice_may_approve_alices_request_and_the_audit_tells_them_apart() {
+    let w = two_alices_and_a_request().await;
+    let approve = format!("/v1/requests/{}/approve", w.asked);
+    // alice may not approve her own request...
+    let (status, answer) = w.call("alice", &approve, Some(json!({}))).await;
+    assert_eq!(
+        (status, error_code(&answer)),
+        (403, "own_request"),
+        "{answer}"
+    );
+    // ...but the other alice is another person, not refused as a
+    // self-approval.
+    let (status, approved) = w.call("alice-contractor", &approve, Some(json!({}))).await;
+    assert_eq!(
+        status, 200,
+        "approving another person's request: {approved}"
+    );
+    assert_eq!(approved["status"], "approved");
+    assert_eq!(approved["approvals"][0]["approver"], "alice@corp");
+
+    // The audit log shows both names: one display name, two subjects.
+    let seen: std::collections::BTreeSet<(String, String)> = w
+        .setup
+        .audit(&["--identity", "alice@corp"])
+        .iter()
+        .map(|e| {
+            assert_eq!(e["identity"], "alice@corp", "{e}");
+            assert_eq!(e["issuer_url"], w.idp.issuer.as_str(), "{e}");
+            let event = e["event"].as_str().unwrap().to_string();
+            (event, e["subject"].as_str().unwrap().to_string())
+        })
+        .collect();
+    for (event, subject) in [
+        ("issued", "user-alice"),
+        ("issued", "user-alice-contractor"),
+        ("request_created", "user-alice"),
+        ("request_approved", "user-alice-contractor"),
+    ] {
+        assert!(
+            seen.contains(&(event.to_string(), subject.to_string())),
+            "{event} by {subject} not in {seen:?}"
+        );
+    }
+    let (status, table, err) = w.setup.cli(&["audit", "--identity", "alice@corp"]);
+    assert!(status.success(), "{err}");
+    let line = table
+        .lines()
+        .find(|l| l.contains("request_approved"))
+        .unwrap_or_else(|| panic!("{table}"));
+    assert!(
+        line.contains("alice@corp") && line.contains("user-alice-contractor"),
+        "{table}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_the_alice_who_asked_ends_her_request() {
+    let w = two_alices_and_a_request().await;
+    let done = format!("/v1/requests/{}/done", w.asked);
+    let (status, answer) = w.call("alice-contractor", &done, Some(json!({}))).await;
+    assert_eq!(
+        (status, error_code(&answer)),
+        (403, "not_requester"),
+        "{answer}"
+    );
+    let (status, ended) = w.call("alice", &done, Some(json!({}))).await;
+    assert_eq!(status, 200, "{ended}");
+    assert_eq!(ended["status"], "ended");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revoking_one_alice_by_subject_revokes_only_her() {
+    let w = two_alices_and_a_request().await;
+    let revoke = json!({"identity": "sub:user-alice-contractor@corp", "reason": "contract ended"});
+    let (status, revoked) = w.call("carol", "/v1/revocations", Some(revoke)).await;
+    assert_eq!(status, 200, "{revoked}");
+    assert_eq!(revoked["kind"], "subject");
+    assert_eq!(revoked["value"], "sub:user-alice-contractor@corp");
+    assert_eq!(
+        revoked["revoked_serials"],
+        json!([w.contractor_serial]),
+        "her certificate, not alice's"
+    );
+    let (status, code, _) = refusal(w.certify("alice-contractor", &[]).await);
+    assert_eq!((status, code.as_str()), (403, "revoked_identity"));
+    let (status, answer) = w.call("alice-contractor", "/v1/requests", None).await;
+    assert_eq!(
+        (status, error_code(&answer)),
+        (403, "revoked_identity"),
+        "{answer}"
+    );
+    // alice, who shows the same display name, is not revoked.
+    let still = w.certify("alice", &[]).await.unwrap();
+    assert_eq!(still.principals, ["alice"]);
+    let (status, listed) = w.call("alice", "/v1/requests", None).await;
+    assert_eq!(status, 200, "{listed}");
+    // A subject of no configured issuer is refused, saying the form.
+    let bad = json!({"identity": "sub:user-alice@elsewhere", "reason": "x"});
+    let (status, answer) = w.call("carol", "/v1/revocations", Some(bad)).await;
+    assert_eq!(status, 400, "{answer}");
+    assert!(
+        answer["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("sub:<sub>@<issuer>"),
+        "{answer}"
+    );
+    // The operator lifts it by the same spelling.
+    let (status, _, err) = w.setup.cli(&[
+        "unrevoke",
+        "--identity",
+        "sub:user-alice-contractor@corp",
+        "--reason",
+        "rehired",
+    ]);
+    assert!(status.success(), "{err}");
+    w.certify("alice-contractor", &[]).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rate_limit_one_person_exhausts_leaves_another_with_the_same_name_alone() {
+    let idp = Idp::start();
+    let setup = two_alices(&idp).rate_limit_per_identity(3).build();
+    let ca = setup.start();
+    // Tokens as the IdP issues them to each (users.json): their own sub,
+    // and an address that makes each alice@corp.
+    let list = |user: &'static str, email: &'static str| {
+        let mut claims = idp.claims(user, "jit-ssh", None, now());
+        claims["email"] = json!(email);
+        let token = idp.sign("RS256", &claims);
+        let ca = &ca;
+        async move { ca.call("/v1/requests", Some(&token), None).await }
+    };
+    let contractor = || list("alice-contractor", "alice@contractor.example");
+    for _ in 0..3 {
+        let (status, answer) = contractor().await;
+        assert_eq!(status, 200, "{answer}");
+    }
+    let (status, answer) = contractor().await;
+    assert_eq!(
+        (status, error_code(&answer)),
+        (429, "rate_limited"),
+        "{answer}"
+    );
+    let (status, answer) = list("alice", "alice@example.com").await;
+    assert_eq!(
+        status, 200,
+        "the other alice@corp has a bucket of her own: {answer}"
     );
 }

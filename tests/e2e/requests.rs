@@ -305,7 +305,7 @@ fn a_waiting_request_returns_when_approved_and_an_admin_can_end_it() {
     let claims = setup.dir.path().join("bob-claims.json");
     std::fs::write(
         &claims,
-        serde_json::json!({"iss": idp.issuer, "preferred_username": "bob", "groups": ["eng", "sre"]})
+        serde_json::json!({"iss": idp.issuer, "sub": "user-bob", "preferred_username": "bob", "groups": ["eng", "sre"]})
             .to_string(),
     )
     .unwrap();

@@ -249,6 +249,7 @@ async fn certify(
         principals,
         valid_after: after,
         valid_before,
+        notes: Vec::new(),
     })
 }
 

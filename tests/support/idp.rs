@@ -153,6 +153,27 @@ impl Idp {
         Ok(response.json().await?)
     }
 
+    /// Signs `user` in (client `jit-ssh`, a nonce for a fresh key) and asks
+    /// `ca` to certify that key for `principals` (none: whatever the policy
+    /// grants). A failed sign-in fails the test.
+    pub async fn certify(
+        &self,
+        ca: &ca_client::CaClient,
+        user: &str,
+        principals: &[&str],
+    ) -> Result<ca_proto::UserCertResponse, ca_client::ClientError> {
+        let key = ssh_key::PrivateKey::random(&mut rand_core::OsRng, ssh_key::Algorithm::Ed25519)
+            .expect("an Ed25519 key");
+        let nonce = ca_client::nonce_for(&key).expect("a nonce for the key");
+        let tokens = self
+            .login(user, "jit-ssh", Some(&nonce))
+            .await
+            .unwrap_or_else(|e| panic!("login {user}: {e}\n{}", self.log()));
+        let principals: Vec<String> = principals.iter().map(|p| p.to_string()).collect();
+        ca.request_user_certificate(&tokens.id_token, &key, &principals, None)
+            .await
+    }
+
     /// Redeems a refresh token for fresh tokens.
     pub async fn refresh(&self, refresh_token: &str, client_id: &str) -> anyhow::Result<Tokens> {
         let response = http_client()

@@ -159,6 +159,11 @@ impl Running {
         })
     }
 
+    /// Its process id.
+    pub fn id(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Sends SIGTERM, as a service manager stopping the process would.
     pub fn terminate(&self) {
         let pid = self.child.id().to_string();

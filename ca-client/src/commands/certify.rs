@@ -50,6 +50,10 @@ pub struct Issued {
     pub certificate_path: Option<PathBuf>,
     /// Whether silent renewal is possible (a refresh token is kept).
     pub renewable: bool,
+    /// What the CA asked to be told: principals it grants but left out of
+    /// this certificate, and how to ask for them.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
 }
 
 /// One line per `login`/renewal for people.
@@ -68,7 +72,7 @@ pub fn describe(issued: &Issued, now: u64) -> String {
         _ if issued.agent_lifetime == Some(false) => "loaded into ssh-agent (no lifetime)".into(),
         _ => format!("loaded into ssh-agent for {left}"),
     };
-    format!(
+    let mut text = format!(
         "Certificate for {} (serial {}, valid {left}) {place}{}",
         issued.principals.join(","),
         issued.serial,
@@ -77,7 +81,12 @@ pub fn describe(issued: &Issued, now: u64) -> String {
         } else {
             ""
         }
-    )
+    );
+    for note in &issued.notes {
+        text.push_str("\nNote: ");
+        text.push_str(note);
+    }
+    text
 }
 
 /// Why [`certify_and_store`] stored nothing.
@@ -156,6 +165,7 @@ pub(super) async fn certify_and_store(
         key_path: None,
         certificate_path: None,
         renewable: false,
+        notes: response.notes.clone(),
     };
     match info.storage {
         Storage::Agent => {

@@ -2,6 +2,11 @@
 //! those one may decide, list unreviewed break-glass requests, and approve,
 //! deny, end or review one; and the wire view of a request.
 //!
+//! Whose request it is, and who approved it, is decided by key `(iss, sub)`
+//! (`AccessRequest::is_requester`), never by display name: another person
+//! who shows the requester's `user@issuer` may approve it, cannot end it,
+//! and its grant is not theirs.
+//!
 //! Every change spends the caller's ID token in the transaction that records
 //! it; reading spends nothing, but refuses a spent token as every call does
 //! (and a revoked identity reads nothing either). The rules of the state
@@ -13,6 +18,7 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 use ca_proto::{AccessApproval, AccessRequestCreate, AccessRequestDecision, AccessRequestView};
+use jit_ssh_common::text::control_refusal;
 
 use crate::access::{
     check_start, instant_approval, AccessRequest, CreateRefusal, InstantApproval, RequestError,
@@ -39,6 +45,9 @@ pub enum AccessError {
     /// The request body makes no sense.
     #[error("{0}")]
     InvalidRequest(String),
+    /// A reason or comment holds a control character other than tab.
+    #[error("{0}")]
+    InvalidText(String),
     /// The caller could not act: token, replay, rate limit or revoked
     /// identity.
     #[error(transparent)]
@@ -154,6 +163,7 @@ impl Authority {
     /// Records a new access request by the bearer of `token` (verified
     /// without nonce binding and spent with the request): the policy must let
     /// the caller ask for every principal, for at most its longest window.
+    /// A retry with the token that created a request returns that request.
     pub async fn create_access_request(
         &self,
         token: &BearerToken,
@@ -161,6 +171,7 @@ impl Authority {
         client_addr: IpAddr,
         now: UnixTime,
     ) -> Result<AccessRequestView, AccessError> {
+        refuse_control("reason", Some(&request.reason))?;
         let principals: BTreeSet<String> = request.principals.iter().cloned().collect();
         let principals: Vec<String> = principals.into_iter().collect();
         if let Some(problem) = principals_problem(&principals, false) {
@@ -169,8 +180,22 @@ impl Authority {
         let from_first_use_asked = request.from_first_use;
         let start = asked_start(&request)?;
         let asked = asked_window(&request)?;
-        let caller = self.authenticate(token, client_addr, now).await?;
+        let verified = self
+            .verifier
+            .verify_unbound(token.expose_secret(), now)
+            .await
+            .map_err(AuthError::Token)?;
+        let caller = self.within_limits(verified)?;
         let acting = Acting::bearer(&caller, client_addr, now);
+        // A retry with the token that created a request (its answer lost)
+        // is answered with that request; any other spent token is refused
+        // by the standing check below.
+        let retry = records::retry(&caller, &acting);
+        if let Some(created) = self.store.retried_request(retry).await? {
+            tracing::info!(id = created.id, requester = %created.requester, "returned the access request a retry's ID token created");
+            return Ok(access_view(&created, now, Vec::new()));
+        }
+        let caller = self.in_standing(caller, client_addr, now).await?;
         let terms = match self
             .policy
             .access_terms(&caller.token.identity, &principals, now)
@@ -260,12 +285,16 @@ impl Authority {
         client_addr: IpAddr,
         now: UnixTime,
     ) -> Result<Vec<AccessRequestView>, AccessError> {
-        let Authenticated { token, name: me } = self.authenticate(token, client_addr, now).await?;
+        let Authenticated {
+            token,
+            name: me,
+            key,
+        } = self.authenticate(token, client_addr, now).await?;
         let identity = token.identity;
         let mut requests = self
             .store
             .requests(
-                Some(me.clone()),
+                Some((key.clone(), me.clone())),
                 now.saturating_sub(REQUEST_LIST_DAYS * 86_400),
             )
             .await?;
@@ -273,7 +302,7 @@ impl Authority {
         // decisions until its start plus the pending time.
         let others = self.store.pending_requests(now).await?;
         requests.extend(others.into_iter().filter(|r| {
-            r.requester != me
+            !r.is_requester(&key, &me)
                 && r.status_at(now) == RequestStatus::Pending
                 && self.policy.approval_rights(&identity, &r.rules).is_some()
         }));
@@ -295,7 +324,11 @@ impl Authority {
         client_addr: IpAddr,
         now: UnixTime,
     ) -> Result<Vec<AccessRequestView>, AccessError> {
-        let Authenticated { token, name: me } = self.authenticate(token, client_addr, now).await?;
+        let Authenticated {
+            token,
+            name: me,
+            key,
+        } = self.authenticate(token, client_addr, now).await?;
         let identity = token.identity;
         let admin = self.policy.admin(&identity).is_some();
         Ok(self
@@ -304,7 +337,7 @@ impl Authority {
             .await?
             .iter()
             .filter(|r| {
-                r.requester != me
+                !r.is_requester(&key, &me)
                     && (admin || self.policy.approval_rights(&identity, &r.rules).is_some())
             })
             .map(|r| access_view(r, now, Vec::new()))
@@ -325,9 +358,11 @@ impl Authority {
         client_addr: IpAddr,
         now: UnixTime,
     ) -> Result<AccessRequestView, AccessError> {
+        refuse_control("comment", body.comment.as_deref())?;
+        refuse_control("reason", body.reason.as_deref())?;
         let caller = self.authenticate(token, client_addr, now).await?;
         let acting = Acting::bearer(&caller, client_addr, now);
-        let (identity, me) = (&caller.token.identity, &caller.name);
+        let (identity, me, key) = (&caller.token.identity, &caller.name, &caller.key);
         let request = self
             .store
             .request(id)
@@ -335,7 +370,7 @@ impl Authority {
             .ok_or(AccessError::Unknown(id))?;
         let (change, rules) = match verb {
             AccessVerb::Approve | AccessVerb::Deny => {
-                if &request.requester == me {
+                if request.is_requester(key, me) {
                     return Err(AccessError::OwnRequest);
                 }
                 let Some(required) = self.policy.approval_rights(identity, &request.rules) else {
@@ -362,7 +397,7 @@ impl Authority {
             }
             AccessVerb::Done => {
                 let admin = self.policy.admin(identity);
-                if &request.requester != me && admin.is_none() {
+                if !request.is_requester(key, me) && admin.is_none() {
                     return Err(AccessError::NotRequester(id));
                 }
                 let reason = checked_text("reason", body.reason.as_deref(), false)?;
@@ -374,7 +409,7 @@ impl Authority {
                 (RequestChange::End { reason }, admin.into_iter().collect())
             }
             AccessVerb::Review => {
-                if &request.requester == me {
+                if request.is_requester(key, me) {
                     return Err(AccessError::Conflict(RequestError::OwnReview));
                 }
                 let approver = self.policy.approval_rights(identity, &request.rules);
@@ -413,7 +448,7 @@ impl Authority {
                     .approvals
                     .iter()
                     .rev()
-                    .find(|a| &a.approver == me)
+                    .find(|a| a.is_by(key, me))
                     .map(|a| a.comment.clone())
                     .unwrap_or_default();
                 Some((EventKind::Approved, comment))
@@ -444,6 +479,16 @@ fn wire_status(status: RequestStatus) -> ca_proto::RequestStatus {
         RequestStatus::Denied => ca_proto::RequestStatus::Denied,
         RequestStatus::Expired => ca_proto::RequestStatus::Expired,
         RequestStatus::Ended => ca_proto::RequestStatus::Ended,
+    }
+}
+
+/// Refuses `text`, the value of `field`, when it holds a control character
+/// other than tab: checked before anything else, so it is refused before
+/// anything is recorded or any token spent.
+fn refuse_control(field: &str, text: Option<&str>) -> Result<(), AccessError> {
+    match text.and_then(|text| control_refusal(field, text)) {
+        Some(refusal) => Err(AccessError::InvalidText(refusal)),
+        None => Ok(()),
     }
 }
 

@@ -11,7 +11,11 @@
 //!
 //! Every use case authenticates its caller the same way ([`AuthError`] is
 //! what that can refuse): the ID token verifies, the identity is within its
-//! rate limit, no unlifted revocation names it, and the token is unspent. A
+//! rate limit, no unlifted revocation names it, and the token is unspent.
+//! A caller is known by two names (identity.rs): the display name
+//! `user@issuer` that records and messages show, and the key `(iss, sub)`
+//! that every decision compares: rate limits, revocations, whose request,
+//! whose approval, whose grant. A
 //! read spends nothing; a change spends the token in the transaction that
 //! records it, where the store checks the revocation again. Every use case
 //! answers only after its change is committed, and
@@ -28,7 +32,7 @@ use crate::access::DEFAULT_PENDING_SECS;
 use crate::ca_keys::CaKeys;
 use crate::cert::SerialSource;
 use crate::config::CertSettings;
-use crate::identity::is_login_name;
+use crate::identity::{is_login_name, IdentityKey};
 use crate::oidc::{TokenError, TokenVerifier, VerifiedToken};
 use crate::policy::Policy;
 use crate::rate_limit::{RateLimits, RetryAfter};
@@ -45,7 +49,7 @@ pub mod revocations;
 pub use access_requests::{
     access_view, AccessError, AccessVerb, MIN_ACCESS_WINDOW, REQUEST_LIST_DAYS,
 };
-pub use issue::{IssueError, MAX_REQUESTED_PRINCIPALS};
+pub use issue::{IssueError, Issued, MAX_REQUESTED_PRINCIPALS};
 pub use revocations::{
     revocation_target, HostRevocation, RevocationChange, RevokeError, KRL_CACHE_SECONDS,
 };
@@ -216,9 +220,23 @@ impl Authority {
         now: UnixTime,
     ) -> Result<Authenticated, AuthError> {
         let caller = self.within_limits(token)?;
+        self.in_standing(caller, client_addr, now).await
+    }
+
+    /// [`Authority::admit`] for a caller already within their rate limit.
+    async fn in_standing(
+        &self,
+        caller: Authenticated,
+        client_addr: IpAddr,
+        now: UnixTime,
+    ) -> Result<Authenticated, AuthError> {
         let refusal = match self
             .store
-            .check_standing(caller.name.clone(), caller.spent_token())
+            .check_standing(
+                caller.name.clone(),
+                caller.key.clone(),
+                caller.spent_token(),
+            )
             .await
         {
             Ok(()) => return Ok(caller),
@@ -237,15 +255,17 @@ impl Authority {
         Err(refusal)
     }
 
-    /// The bearer of a verified `token`, within their identity's rate limit.
-    /// Their standing is not checked here: [`Authority::admit`] does that, or
-    /// the transaction of an act that checks it itself.
+    /// The bearer of a verified `token`, within their identity's rate limit
+    /// (counted by key: two people with one display name have a bucket
+    /// each). Their standing is not checked here: [`Authority::admit`] does
+    /// that, or the transaction of an act that checks it itself.
     fn within_limits(&self, token: VerifiedToken) -> Result<Authenticated, AuthError> {
         let name = token.identity.display_name();
+        let key = token.identity.key();
         self.rate_limits
-            .check_identity(&name)
+            .check_identity(&key)
             .map_err(AuthError::RateLimited)?;
-        Ok(Authenticated { token, name })
+        Ok(Authenticated { token, name, key })
     }
 }
 
@@ -254,8 +274,10 @@ impl Authority {
 struct Authenticated {
     /// The token's facts; its digest is spent with the caller's change.
     token: VerifiedToken,
-    /// `user@issuer`.
+    /// `user@issuer`, for people to read.
     name: String,
+    /// `(iss, sub)`, which every decision about the caller compares.
+    key: IdentityKey,
 }
 
 impl Authenticated {

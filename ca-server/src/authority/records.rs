@@ -17,7 +17,7 @@ use crate::oidc::KeyBinding;
 use crate::policy::Grant;
 use crate::store::{
     Actor, CertificateEntry, DenialRecord, IssuanceRecord, NewRequest, NonceBinding, RequestAction,
-    RequestChange, RevocationRecord, RevocationTarget, SpentToken,
+    RequestChange, Retry, RevocationRecord, RevocationTarget, SpentToken,
 };
 use crate::UnixTime;
 
@@ -39,6 +39,7 @@ impl Acting {
         Acting {
             who: Actor {
                 identity: caller.name.clone(),
+                key: Some(caller.key.clone()),
                 issuer: caller.token.identity.issuer_name.clone(),
                 client_addr: client_addr.to_string(),
                 rules: Vec::new(),
@@ -54,6 +55,7 @@ impl Acting {
         Acting {
             who: Actor {
                 identity: certificate.identity.clone(),
+                key: certificate.key.clone(),
                 issuer: certificate.issuer.clone(),
                 client_addr: client_addr.to_string(),
                 rules: Vec::new(),
@@ -86,6 +88,15 @@ pub(super) fn denial(acting: &Acting, reason: String, rules: Vec<String>) -> Den
     DenialRecord {
         actor: acting.under(rules),
         reason,
+    }
+}
+
+/// A retry by `caller`, whose token was spent already, of the act it paid
+/// for.
+pub(super) fn retry(caller: &Authenticated, acting: &Acting) -> Retry {
+    Retry {
+        actor: acting.who.clone(),
+        spent_token: caller.spent_token(),
     }
 }
 

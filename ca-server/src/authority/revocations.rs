@@ -3,13 +3,15 @@
 //! certificate; the operator on the CA host does what an administrator does,
 //! straight in the database file ([`HostRevocation`]). All three check the
 //! target alike (an identity must be spelled as the CA spells identities,
-//! for a configured issuer) and write the same records and audit events; the
+//! `user@issuer`, or name one person as `sub:<sub>@<issuer>`, for a
+//! configured issuer) and write the same records and audit events; the
 //! signed KRL that hosts poll is built from them and cached briefly.
 //!
 //! An administrator whose own identity is revoked can revoke and lift
-//! nothing, her own revocation included: authentication refuses her, and the
-//! store refuses again in the transaction that would record the change.
-//! Another administrator, or the operator, lifts it.
+//! nothing, her own revocation included: authentication refuses her (by her
+//! key, or her display name), and the store refuses again in the transaction
+//! that would record the change. Another administrator, or the operator,
+//! lifts it.
 
 use std::net::IpAddr;
 use std::path::Path;
@@ -19,10 +21,11 @@ use ca_proto::{
     own_revocation_message, OwnRevocationRequest, RevocationRequest, RevocationResponse,
     OWN_REVOCATION_NAMESPACE,
 };
+use jit_ssh_common::text::control_refusal;
 use ssh_key::{Certificate, HashAlg, SshSig};
 
 use crate::config::IssuerConfig;
-use crate::identity::check_identity_spelling;
+use crate::identity::{parse_named_identity, NamedIdentity};
 use crate::krl::SignedKrl;
 use crate::secret::BearerToken;
 use crate::store::{self, RevocationRecord, RevocationTarget, Revoked, StoreError};
@@ -44,6 +47,9 @@ pub enum RevokeError {
     /// The request body makes no sense.
     #[error("{0}")]
     InvalidRequest(String),
+    /// The reason holds a control character other than tab.
+    #[error("{0}")]
+    InvalidText(String),
     /// The caller could not act: token, replay, rate limit or revoked
     /// identity.
     #[error(transparent)]
@@ -99,12 +105,17 @@ impl RevocationChange {
     }
 }
 
-/// Checks a revocation request's target and reason; an identity must name
-/// one of `issuers` and be spelled as the CA spells identities.
+/// Checks a revocation request's target and reason (no control character
+/// but tab); an identity must name one of `issuers` and be spelled as the CA
+/// spells identities (`user@issuer`), or name one subject
+/// (`sub:<sub>@<issuer>`).
 pub fn revocation_target<'a>(
     request: &RevocationRequest,
     issuers: impl IntoIterator<Item = &'a IssuerConfig>,
 ) -> Result<RevocationTarget, RevokeError> {
+    if let Some(refusal) = control_refusal("reason", &request.reason) {
+        return Err(RevokeError::InvalidText(refusal));
+    }
     let reason = request.reason.trim();
     if reason.is_empty() || reason.len() > MAX_REASON_LEN {
         return Err(RevokeError::InvalidRequest(format!(
@@ -114,9 +125,14 @@ pub fn revocation_target<'a>(
     let target = match (&request.serial, &request.identity, &request.key_fingerprint) {
         (Some(serial), None, None) => RevocationTarget::Serial(decimal_serial(serial)?),
         (None, Some(identity), None) => {
-            let identity = identity.trim();
-            check_identity_spelling(identity, issuers).map_err(RevokeError::InvalidRequest)?;
-            RevocationTarget::Identity(identity.to_string())
+            match parse_named_identity(identity.trim(), issuers)
+                .map_err(RevokeError::InvalidRequest)?
+            {
+                NamedIdentity::Display(name) => RevocationTarget::Identity(name),
+                NamedIdentity::Subject { key, spelled } => {
+                    RevocationTarget::Subject { key, spelled }
+                }
+            }
         }
         (None, None, Some(fingerprint)) => {
             let fingerprint = fingerprint.trim();
@@ -363,12 +379,28 @@ mod tests {
             "",
             "Alice@corp",
             "alice@elsewhere",
+            "sub:user-alice",
+            "sub:user-alice@elsewhere",
         ] {
             assert!(
                 matches!(by_identity(bad), Err(RevokeError::InvalidRequest(_))),
                 "{bad:?}"
             );
         }
+    }
+
+    #[test]
+    fn one_person_can_be_revoked_by_subject() {
+        assert_eq!(
+            by_identity(" sub:user-alice@corp ").expect("subject form"),
+            RevocationTarget::Subject {
+                key: crate::identity::IdentityKey {
+                    issuer: "https://corp.example".into(),
+                    subject: "user-alice".into(),
+                },
+                spelled: "sub:user-alice@corp".into(),
+            }
+        );
     }
 
     #[test]

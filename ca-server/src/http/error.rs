@@ -251,9 +251,11 @@ fn key_code(rejection: &KeyRejection) -> ErrorCode {
         KeyRejection::CertificateOffered => ErrorCode::CertificateOffered,
         KeyRejection::Dsa
         | KeyRejection::RsaSize { .. }
+        | KeyRejection::RsaExponent(_)
         | KeyRejection::WeakEd25519
         | KeyRejection::Unsupported(_) => ErrorCode::WeakKey,
         KeyRejection::Malformed(_)
+        | KeyRejection::EcdsaPoint(_)
         | KeyRejection::ProofMalformed(_)
         | KeyRejection::ProofWrongKey
         | KeyRejection::ProofWrongNamespace(_)
@@ -266,6 +268,7 @@ impl From<RevokeError> for ApiError {
         let message = error.to_string();
         let (status, code) = match error {
             RevokeError::InvalidRequest(_) => (StatusCode::BAD_REQUEST, ErrorCode::InvalidRequest),
+            RevokeError::InvalidText(_) => (StatusCode::BAD_REQUEST, ErrorCode::InvalidText),
             RevokeError::Auth(error) => return ApiError::auth(&error, message),
             RevokeError::NotAdmin(_) => (StatusCode::FORBIDDEN, ErrorCode::NotAdmin),
             RevokeError::NotOwner(_) => (StatusCode::FORBIDDEN, ErrorCode::NotOwner),
@@ -291,6 +294,7 @@ impl From<AccessError> for ApiError {
         let message = error.to_string();
         let (status, code) = match error {
             AccessError::InvalidRequest(_) => (StatusCode::BAD_REQUEST, ErrorCode::InvalidRequest),
+            AccessError::InvalidText(_) => (StatusCode::BAD_REQUEST, ErrorCode::InvalidText),
             AccessError::Auth(error) => return ApiError::auth(&error, message),
             AccessError::NotRequestable(_) => (StatusCode::FORBIDDEN, ErrorCode::NotRequestable),
             AccessError::NotApprover { .. } => (StatusCode::FORBIDDEN, ErrorCode::NotApprover),

@@ -6,7 +6,16 @@
 //!
 //! An identity named by its email is named by a verified address in one of
 //! the issuer's `email_domains`: the login name is the local part, so two
-//! domains' `alice@` would otherwise be one user.
+//! domains' `alice@` would otherwise be one user. A `preferred_username`
+//! must already be a login name: the CA folds no case and rewrites nothing,
+//! so `Alice` is refused rather than made one with `alice`. (The local part
+//! of a verified address is lower-cased: a mailbox at the issuer's own
+//! domains is one mailbox however its name is cased.)
+//!
+//! Policy sees every claim but those no condition could sensibly read
+//! ([`UNMATCHED_CLAIMS`]: the issuer has its own condition, times and the
+//! nonce differ on every sign-in); `sub`, `aud` and `azp` stay matchable,
+//! as workload policies (GitHub Actions) are written on `sub`.
 
 use serde::Deserialize;
 use serde_json::{Map, Value};
@@ -16,22 +25,28 @@ use super::error::TokenError;
 use super::issuer::TrustedIssuer;
 use super::verifier::{KeyBinding, TokenDigest, VerifiedToken};
 use crate::config::{IssuerConfig, UsernameClaim};
-use crate::identity::{is_workload_name, login_name_from_claim, Identity};
+use crate::identity::{is_login_name, is_workload_name, login_name_from_claim, Identity};
 use crate::UnixTime;
+
+/// Registered claims that never reach policy conditions or templates: `iss`
+/// (rules name issuers with `issuer`), the times and the nonce.
+pub const UNMATCHED_CLAIMS: [&str; 5] = ["iss", "exp", "iat", "nbf", "nonce"];
 
 /// Maps the claims of a token already verified to be from `config`'s issuer
 /// to an [`Identity`]: `sub`, the username (a Unix login name, from
 /// `preferred_username` or a verified `email`), email and groups. `claims`
-/// holds every claim but the registered ones. `policy explain` uses the same
-/// mapping, so it decides exactly as the server would.
+/// holds every claim but [`UNMATCHED_CLAIMS`] (`sub` is put back from
+/// `subject`). `policy explain` uses the same mapping, so it decides exactly
+/// as the server would.
 pub fn identity_from_claims(
     config: &IssuerConfig,
     subject: Option<String>,
-    claims: Map<String, Value>,
+    mut claims: Map<String, Value>,
 ) -> Result<Identity, TokenError> {
     let subject = subject
         .filter(|s| !s.is_empty())
         .ok_or(TokenError::MissingClaim("sub"))?;
+    claims.insert("sub".into(), Value::String(subject.clone()));
     let email = claims
         .get("email")
         .and_then(Value::as_str)
@@ -45,7 +60,7 @@ pub fn identity_from_claims(
                 .get("preferred_username")
                 .and_then(Value::as_str)
                 .ok_or(TokenError::MissingClaim("preferred_username"))?;
-            login_name_from_claim(value, false)
+            is_login_name(value).then(|| value.to_string())
         }
         UsernameClaim::Email => {
             let value = email.as_deref().ok_or(TokenError::MissingClaim("email"))?;
@@ -143,8 +158,8 @@ impl TrustedIssuer {
         if !audiences.contains(&config.client_id) {
             return Err(TokenError::WrongAudience);
         }
-        match claims.azp {
-            Some(azp) if azp != config.client_id => return Err(TokenError::WrongAuthorizedParty),
+        match &claims.azp {
+            Some(azp) if *azp != config.client_id => return Err(TokenError::WrongAuthorizedParty),
             None if audiences.len() > 1 => return Err(TokenError::WrongAuthorizedParty),
             _ => {}
         }
@@ -177,8 +192,22 @@ impl TrustedIssuer {
             (Some(_), None) if config.nonce.required => KeyBinding::NonceMissing,
             (Some(_), None) => KeyBinding::NotRequired,
         };
+        // The audience and authorized party reach policy as the token has
+        // them (they were checked above).
+        let mut other = claims.other;
+        let aud: Vec<Value> = audiences.into_iter().map(Value::String).collect();
+        other.insert(
+            "aud".into(),
+            match <[Value; 1]>::try_from(aud) {
+                Ok([one]) => one,
+                Err(many) => Value::Array(many),
+            },
+        );
+        if let Some(azp) = claims.azp {
+            other.insert("azp".into(), Value::String(azp));
+        }
         Ok(VerifiedToken {
-            identity: identity_from_claims(config, claims.sub, claims.other)?,
+            identity: identity_from_claims(config, claims.sub, other)?,
             expires_at: u64::try_from(exp).unwrap_or(0),
             digest,
             key_binding,
@@ -203,13 +232,17 @@ mod tests {
         let identity = identity_from_claims(
             &config,
             Some("u1".into()),
-            claims(json!({"preferred_username": "Alice", "groups": ["eng", 3, "sre"]})),
+            claims(json!({"preferred_username": "alice", "groups": ["eng", 3, "sre"]})),
         )
         .expect("valid");
         assert_eq!(identity.username, "alice");
         assert_eq!(identity.groups, ["eng", "sre"]);
         assert_eq!(identity.display_name(), "alice@corp");
+        // Not folded: `Alice` is no login name, so it names nobody (rather
+        // than being made one with `alice`).
         for bad in [
+            json!({"preferred_username": "Alice"}),
+            json!({"preferred_username": "ALICE"}),
             json!({"preferred_username": "alice@corp"}),
             json!({"preferred_username": "a b"}),
             json!({}),
@@ -285,6 +318,51 @@ mod tests {
                 result.map(|i| i.username),
                 Err(TokenError::EmailNotVerified)
             );
+        }
+    }
+
+    #[test]
+    fn sub_reaches_policy_and_unmatched_claims_do_not() {
+        let config = issuer(UsernameClaim::Claim("repository".into()));
+        let identity = identity_from_claims(
+            &config,
+            Some("repo:acme/app:ref:refs/heads/main".into()),
+            claims(json!({"repository": "acme/app"})),
+        )
+        .expect("valid");
+        assert_eq!(identity.claims["sub"], "repo:acme/app:ref:refs/heads/main");
+    }
+
+    #[tokio::test]
+    async fn aud_and_azp_reach_policy_as_the_token_has_them() {
+        use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        use base64::Engine as _;
+
+        use crate::oidc::testing::{ed25519_key, jwk, signed, verifier, NOW};
+
+        let key = ed25519_key();
+        let verifier = verifier(vec![jwk(Some("k1"), key.verifying_key().as_bytes())]);
+        let payload = URL_SAFE_NO_PAD.encode(
+            json!({"iss": "https://idp.example.com", "sub": "u1", "aud": ["jit-ssh", "other"],
+                "azp": "jit-ssh", "iat": NOW, "exp": NOW + 300, "nonce": "n",
+                "preferred_username": "alice"})
+            .to_string(),
+        );
+        let token = signed(
+            &key,
+            json!({"alg": "EdDSA", "typ": "JWT", "kid": "k1"}),
+            &payload,
+        );
+        let identity = verifier
+            .verify(&token, "n", NOW)
+            .await
+            .expect("valid")
+            .identity;
+        assert_eq!(identity.claims["aud"], json!(["jit-ssh", "other"]));
+        assert_eq!(identity.claims["azp"], "jit-ssh");
+        assert_eq!(identity.claims["sub"], "u1");
+        for unmatched in UNMATCHED_CLAIMS {
+            assert!(!identity.claims.contains_key(unmatched), "{unmatched}");
         }
     }
 

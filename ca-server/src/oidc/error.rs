@@ -75,7 +75,7 @@ pub enum TokenError {
         accepted: String,
     },
     /// The username claim is not usable as a login name.
-    #[error("the username claim cannot name a user (preferred_username and email must be Unix login names: letters, digits, '.', '_', '-', at most 32)")]
+    #[error("the username claim cannot name a user: preferred_username (or the local part of email) must already be a Unix login name (lower-case letters, digits, '.', '_', '-', starting with a letter or '_', at most 32); the CA rewrites no name, so \"Alice\" is refused, not folded to \"alice\"")]
     InvalidUsername,
     /// `preferred_username` is a user principal name of a domain that is
     /// not one of the issuer's `upn_domains`.

@@ -44,7 +44,7 @@ mod verifier;
 #[cfg(test)]
 mod testing;
 
-pub use claims::identity_from_claims;
+pub use claims::{identity_from_claims, UNMATCHED_CLAIMS};
 pub use error::{DiscoveryError, TokenError};
 pub use issuer::{JwksRefresh, DEFAULT_JWKS_MAX_AGE, MIN_JWKS_REFRESH};
 pub use verifier::{KeyBinding, TokenDigest, TokenVerifier, VerifiedToken, MAX_TOKEN_LEN};

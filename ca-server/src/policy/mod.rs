@@ -83,6 +83,9 @@ pub struct Grant {
     /// Approved access requests the certificate's principals come from
     /// (ending one revokes the certificate).
     pub request_ids: Vec<u64>,
+    /// For the client: granted principals this certificate leaves out
+    /// because their restrictions differ, and how to ask for them.
+    pub notes: Vec<String>,
 }
 
 /// Why a request was refused.

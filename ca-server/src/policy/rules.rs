@@ -6,6 +6,7 @@
 //! Conditions are checked cheapest first, and a failed condition can be
 //! described in the rule's own words for `policy explain`.
 
+use std::borrow::Cow;
 use std::fmt;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -15,7 +16,7 @@ use serde_json::Value;
 
 use super::glob::Glob;
 use super::restrict::SourceEntry;
-use super::template::{verified_email, Template};
+use super::template::{claim_text, verified_email, Template};
 use super::window::TimeWindow;
 use crate::identity::Identity;
 use crate::UnixTime;
@@ -47,7 +48,8 @@ pub enum ClaimMatch {
 }
 
 /// Who a rule applies to: every present condition must hold; within a list,
-/// any entry suffices (except `groups_all`).
+/// any entry suffices (except `groups_all`). `claims.email` reads only a
+/// verified email, as `email` does.
 #[derive(Debug, Clone, Default)]
 pub struct Conditions {
     /// Issuer short names (`[[oidc]] name`).
@@ -131,7 +133,7 @@ impl Conditions {
             }
         }
         for (index, (name, matcher)) in self.claims.iter().enumerate() {
-            if !claim_matches(id.claims.get(name), matcher) {
+            if !claim_matches(claim_value(id, name).as_deref(), matcher) {
                 return Err(Failed::Claim(index));
             }
         }
@@ -177,8 +179,11 @@ impl Conditions {
                         format!("{:?}", globs.iter().map(Glob::as_str).collect::<Vec<_>>())
                     }
                 };
-                match id.claims.get(name) {
+                match claim_value(id, name) {
                     Some(value) => format!("claim {name} = {value} does not match {wanted}"),
+                    None if name == "email" => {
+                        format!("claims.email: the token has no verified email (wanted {wanted})")
+                    }
                     None => format!("claim {name} is missing (wanted {wanted})"),
                 }
             }
@@ -186,14 +191,28 @@ impl Conditions {
     }
 }
 
+/// The value a `claims.NAME` condition reads: the claim as the token has
+/// it, except `email`, which is read as the `email` condition reads it (only
+/// when `email_verified` is true, lower-cased): an address the provider did
+/// not verify says nothing about who holds the token.
+fn claim_value<'i>(id: &'i Identity, name: &str) -> Option<Cow<'i, Value>> {
+    if name == "email" {
+        return verified_email(id).map(|e| Cow::Owned(Value::String(e.to_ascii_lowercase())));
+    }
+    id.claims.get(name).map(Cow::Borrowed)
+}
+
 fn claim_matches(value: Option<&Value>, matcher: &ClaimMatch) -> bool {
     match (matcher, value) {
         (ClaimMatch::Bool(want), Some(Value::Bool(got))) => want == got,
-        (ClaimMatch::Globs(globs), Some(Value::String(s))) => globs.iter().any(|g| g.matches(s)),
+        // Integers match as their decimal strings; an empty string is missing.
         (ClaimMatch::Globs(globs), Some(Value::Array(items))) => items
             .iter()
-            .filter_map(Value::as_str)
-            .any(|s| globs.iter().any(|g| g.matches(s))),
+            .filter_map(claim_text)
+            .any(|s| globs.iter().any(|g| g.matches(&s))),
+        (ClaimMatch::Globs(globs), Some(value)) => {
+            claim_text(value).is_some_and(|s| globs.iter().any(|g| g.matches(&s)))
+        }
         _ => false,
     }
 }
@@ -330,16 +349,13 @@ fn of_issuers(issuers: &[String], identity: &Identity) -> bool {
 }
 
 /// Whether `windows` are open at `now`: `None` when none is, otherwise the
-/// latest end among those that are (`Some(None)`: no windows, always open).
+/// end of the continuous run of occurrences `now` is in (`Some(None)`: no
+/// windows, always open).
 pub(super) fn open_window(windows: &[TimeWindow], now: UnixTime) -> Option<Option<UnixTime>> {
     if windows.is_empty() {
         return Some(None);
     }
-    windows
-        .iter()
-        .filter_map(|w| w.end_if_open(now))
-        .max()
-        .map(Some)
+    super::window::open_until(windows, now).map(Some)
 }
 
 /// `windows` as reasons name them.

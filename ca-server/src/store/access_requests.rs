@@ -14,11 +14,12 @@ use rusqlite::{params, Connection, OptionalExtension as _};
 use super::audit::{insert_audit, AuditRow};
 use super::revocations::{revoke_in, RevocationRecord, RevocationTarget, Revoked};
 use super::schema::{json_list, sqlite_error};
-use super::spent::{spend, SpentToken, WriteTx};
+use super::spent::{spend, spend_for, Paid, SpentToken, WriteTx};
 use super::{Actor, StoreError};
 use crate::access::{
     policy_approver, AccessRequest, Approval, InstantApproval, RequestError, RequestStatus, Review,
 };
+use crate::identity::IdentityKey;
 use crate::UnixTime;
 
 /// A new access request, as recorded.
@@ -106,11 +107,16 @@ pub(super) fn create_request_in(
     path: &Path,
 ) -> Result<AccessRequest, StoreError> {
     let err = sqlite_error(path);
-    spend(tx, new.spent_token, path)?;
+    // Refused as a replay before the first write; spent after it, when the
+    // id a retry is answered with is known.
+    if new.spent_token.is_some_and(|t| tx.is_spent(&t.digest)) {
+        return Err(StoreError::Replayed);
+    }
     tx.execute(
         "INSERT INTO access_requests (requester, issuer, principals, reason, window_secs, \
-         rules, status, created_at, expires_at, starts_at, from_first_use) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'pending', ?7, ?8, ?9, ?10)",
+         rules, status, created_at, expires_at, starts_at, from_first_use, requester_issuer, \
+         requester_subject) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'pending', ?7, ?8, ?9, ?10, ?11, ?12)",
         params![
             new.requester.identity,
             new.requester.issuer,
@@ -121,11 +127,14 @@ pub(super) fn create_request_in(
             new.requester.at as i64,
             new.expires_at as i64,
             new.starts_at.map(|t| t as i64),
-            new.from_first_use
+            new.from_first_use,
+            new.requester.key.as_ref().map(|k| k.issuer.as_str()),
+            new.requester.key.as_ref().map(|k| k.subject.as_str())
         ],
     )
     .map_err(&err)?;
     let id = tx.last_insert_rowid() as u64;
+    spend_for(tx, new.spent_token, Paid::Request(id), path)?;
     let detail = format!(
         "request {id}: principals {} for {}s: {}",
         new.principals.join(","),
@@ -140,7 +149,11 @@ pub(super) fn create_request_in(
     if let Some(approval) = &new.approval {
         let (approvers, kind, detail, break_glass) = match approval {
             InstantApproval::BreakGlass => (
-                vec![(new.requester.identity.clone(), "break-glass".to_string())],
+                vec![(
+                    new.requester.identity.clone(),
+                    new.requester.key.as_ref(),
+                    "break-glass".to_string(),
+                )],
                 "request_break_glass",
                 format!(
                     "request {id}: BREAK-GLASS: approved by its requester, needs review: {}",
@@ -151,7 +164,7 @@ pub(super) fn create_request_in(
             InstantApproval::Policy(rules) => (
                 rules
                     .iter()
-                    .map(|rule| (policy_approver(rule), "auto-approved".to_string()))
+                    .map(|rule| (policy_approver(rule), None, "auto-approved".to_string()))
                     .collect(),
                 "request_approved",
                 format!(
@@ -165,13 +178,8 @@ pub(super) fn create_request_in(
                 false,
             ),
         };
-        for (approver, comment) in &approvers {
-            tx.execute(
-                "INSERT INTO request_approvals (request_id, approver, at, comment) \
-                 VALUES (?1, ?2, ?3, ?4)",
-                params![id as i64, approver, new.requester.at as i64, comment],
-            )
-            .map_err(&err)?;
+        for (approver, key, comment) in &approvers {
+            insert_approval(tx, id, approver, *key, new.requester.at, comment).map_err(&err)?;
         }
         let created =
             read_request(tx, id, path)?.ok_or(StoreError::Request(RequestError::Unknown(id)))?;
@@ -188,14 +196,15 @@ pub(super) fn create_request_in(
             ],
         )
         .map_err(&err)?;
-        let actor = approvers
+        let (actor, key) = approvers
             .first()
-            .map(|(a, _)| a.clone())
+            .map(|(a, key, _)| (a.clone(), *key))
             .unwrap_or_default();
         insert_audit(
             tx,
             &AuditRow {
                 identity: &actor,
+                key,
                 ..AuditRow::by(&new.requester, kind, &detail)
             },
             path,
@@ -219,13 +228,12 @@ pub(super) fn change_request_in(
     };
     let (kind, detail) = match &a.change {
         RequestChange::Approve { required, comment } => {
-            request.check_approval(&a.actor.identity, a.actor.at)?;
-            tx.execute(
-                "INSERT INTO request_approvals (request_id, approver, at, comment) \
-                 VALUES (?1, ?2, ?3, ?4)",
-                params![a.id as i64, a.actor.identity, at, comment],
-            )
-            .map_err(&err)?;
+            // Only bearers of ID tokens decide requests, and they have keys;
+            // an actor without one is refused rather than compared by name.
+            let key = a.actor.key.as_ref().ok_or(RequestError::OwnRequest)?;
+            request.check_approval(key, &a.actor.identity, a.actor.at)?;
+            insert_approval(tx, a.id, &a.actor.identity, Some(key), a.actor.at, comment)
+                .map_err(&err)?;
             let approvals = request.approvals.len() + 1;
             if approvals >= (*required).max(1) as usize {
                 let (start, end, expires) = request.approved_window(a.actor.at);
@@ -308,7 +316,8 @@ pub(super) fn change_request_in(
             )
         }
         RequestChange::Review { comment } => {
-            request.check_review(&a.actor.identity)?;
+            let key = a.actor.key.as_ref().ok_or(RequestError::OwnReview)?;
+            request.check_review(key, &a.actor.identity)?;
             tx.execute(
                 "UPDATE access_requests SET reviewed_by = ?2, reviewed_at = ?3, \
                  review_comment = ?4 WHERE id = ?1",
@@ -371,24 +380,35 @@ pub(super) fn read_request(
 }
 
 /// Access requests created at or after `since`, newest first: those of
-/// `requester`, or everyone's.
+/// the requester with this key and display name (one recorded before keys
+/// by its display name), or everyone's.
 pub(super) fn read_requests(
     conn: &Connection,
-    requester: Option<&str>,
+    requester: Option<&(IdentityKey, String)>,
     since: UnixTime,
     path: &Path,
 ) -> Result<Vec<AccessRequest>, StoreError> {
+    let Some((key, display)) = requester else {
+        return select_requests(
+            conn,
+            "created_at >= ?1 ORDER BY id DESC",
+            params![since as i64],
+            path,
+        );
+    };
     select_requests(
         conn,
-        "(?1 IS NULL OR requester = ?1) AND created_at >= ?2 ORDER BY id DESC",
-        params![requester, since as i64],
+        "((requester_issuer = ?1 AND requester_subject = ?2) \
+          OR (requester_issuer IS NULL AND requester = ?3)) AND created_at >= ?4 ORDER BY id DESC",
+        params![key.issuer, key.subject, display, since as i64],
         path,
     )
 }
 
 pub(super) const REQUEST_COLUMNS: &str = "id, requester, principals, reason, window_secs, status, \
      created_at, expires_at, window_start, window_end, closed_by, closed_reason, rules, \
-     break_glass, reviewed_by, reviewed_at, review_comment, starts_at, from_first_use";
+     break_glass, reviewed_by, reviewed_at, review_comment, starts_at, from_first_use, \
+     requester_issuer, requester_subject";
 
 /// An `access_requests` row selected with [`REQUEST_COLUMNS`], without its
 /// approvals.
@@ -399,6 +419,7 @@ pub(super) fn request_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<AccessReq
     Ok(AccessRequest {
         id: row.get::<_, i64>(0)? as u64,
         requester: row.get(1)?,
+        requester_key: key_columns(row.get(19)?, row.get(20)?),
         principals: serde_json::from_str(&principals).unwrap_or_default(),
         reason: row.get(3)?,
         window_secs: row.get::<_, i64>(4)? as u64,
@@ -463,13 +484,48 @@ fn select_requests(
     Ok(requests)
 }
 
+/// A key from its two nullable columns: `None` for a row written before
+/// keys were (or for the policy's approvals).
+fn key_columns(issuer: Option<String>, subject: Option<String>) -> Option<IdentityKey> {
+    Some(IdentityKey {
+        issuer: issuer?,
+        subject: subject?,
+    })
+}
+
+/// Records `approver`'s (with `key`) approval of request `id`.
+fn insert_approval(
+    tx: &rusqlite::Transaction<'_>,
+    id: u64,
+    approver: &str,
+    key: Option<&IdentityKey>,
+    at: UnixTime,
+    comment: &str,
+) -> rusqlite::Result<usize> {
+    tx.execute(
+        "INSERT INTO request_approvals \
+         (request_id, approver, approver_issuer, approver_subject, at, comment) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        params![
+            id as i64,
+            approver,
+            key.map(|k| k.issuer.as_str()),
+            key.map(|k| k.subject.as_str()),
+            at as i64,
+            comment
+        ],
+    )
+}
+
 fn approvals_of(conn: &Connection, id: u64) -> rusqlite::Result<Vec<Approval>> {
     let mut statement = conn.prepare_cached(
-        "SELECT approver, at, comment FROM request_approvals WHERE request_id = ?1 ORDER BY at",
+        "SELECT approver, at, comment, approver_issuer, approver_subject FROM request_approvals \
+         WHERE request_id = ?1 ORDER BY at, rowid",
     )?;
     let rows = statement.query_map([id as i64], |row| {
         Ok(Approval {
             approver: row.get(0)?,
+            approver_key: key_columns(row.get(3)?, row.get(4)?),
             at: row.get::<_, i64>(1)? as u64,
             comment: row.get(2)?,
         })
@@ -481,7 +537,7 @@ fn approvals_of(conn: &Connection, id: u64) -> rusqlite::Result<Vec<Approval>> {
 mod tests {
     use super::*;
     use crate::metrics::Metrics;
-    use crate::store::fixtures::{action, approve, new_request};
+    use crate::store::fixtures::{action, approve, key_of, new_request};
     use crate::store::{read_audit, AuditFilter, Store, DATABASE_FILE};
 
     #[tokio::test]
@@ -541,14 +597,14 @@ mod tests {
         ));
         assert_eq!(
             store
-                .open_grants("bob@corp".into(), 1929)
+                .open_grants(key_of("bob@corp"), 1929)
                 .await
                 .expect("open")
                 .len(),
             1
         );
         assert!(store
-            .open_grants("bob@corp".into(), 1930)
+            .open_grants(key_of("bob@corp"), 1930)
             .await
             .expect("open")
             .is_empty());
@@ -615,12 +671,12 @@ mod tests {
             Err(StoreError::Request(RequestError::Unknown(99)))
         ));
         let all = store
-            .requests(Some("bob@corp".into()), 0)
+            .requests(Some((key_of("bob@corp"), "bob@corp".into())), 0)
             .await
             .expect("list");
         assert_eq!(all.len(), 2);
         assert!(store
-            .requests(Some("alice@corp".into()), 0)
+            .requests(Some((key_of("alice@corp"), "alice@corp".into())), 0)
             .await
             .expect("list")
             .is_empty());
@@ -641,7 +697,7 @@ mod tests {
         // The open window is seen by issuance at once (grants_until raised).
         assert_eq!(
             store
-                .open_grants("bob@corp".into(), 150)
+                .open_grants(key_of("bob@corp"), 150)
                 .await
                 .expect("open")
                 .len(),

@@ -1,7 +1,11 @@
 //! The audit trail: one `audit_events` row per act (issued, denied,
 //! revoked, an access request's every step), written in the same transaction
 //! as the act itself, and read back by `jit-ssh-ca audit` straight from the
-//! database file.
+//! database file. Each row names its actor twice: by display name, for
+//! people, and by key (issuer URL and `sub`), which tells apart two people
+//! who show one display name. Writing a row also remembers that the key was
+//! seen with that display name (`identity_subjects`), which a ban by display
+//! name resolves to keys (revocations.rs).
 
 use std::path::Path;
 
@@ -10,6 +14,7 @@ use serde::Serialize;
 
 use super::schema::{cached, invalid_path, json_list, open_connection, sqlite_error};
 use super::{Actor, StoreError};
+use crate::identity::IdentityKey;
 use crate::UnixTime;
 
 /// One line of `jit-ssh-ca audit`.
@@ -23,6 +28,13 @@ pub struct AuditEntry {
     pub identity: String,
     /// Issuer short name.
     pub issuer: String,
+    /// The issuer URL of the actor's key; absent for the operator and for
+    /// rows written before keys were recorded.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub issuer_url: Option<String>,
+    /// The `sub` of the actor's key; absent as `issuer_url` is.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub subject: Option<String>,
     /// Certificate serial, for issuances.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub serial: Option<String>,
@@ -77,7 +89,8 @@ pub fn read_audit(path: &Path, filter: &AuditFilter) -> Result<Vec<AuditEntry>, 
     let mut statement = conn
         .prepare(
             "SELECT e.at, e.kind, e.identity, e.issuer, e.serial, c.principals, c.valid_after, \
-             c.valid_before, c.key_fingerprint, e.client_addr, e.detail, e.rules \
+             c.valid_before, c.key_fingerprint, e.client_addr, e.detail, e.rules, \
+             e.issuer_url, e.subject \
              FROM audit_events e LEFT JOIN certificates c ON c.serial = e.serial \
              WHERE e.at >= ?1 AND (?2 IS NULL OR e.identity = ?2 OR instr(e.identity, ?2 || '@') = 1) \
              ORDER BY e.at, e.id",
@@ -92,6 +105,8 @@ pub fn read_audit(path: &Path, filter: &AuditFilter) -> Result<Vec<AuditEntry>, 
                 event: row.get(1)?,
                 identity: row.get(2)?,
                 issuer: row.get(3)?,
+                issuer_url: row.get(12)?,
+                subject: row.get(13)?,
                 serial: row.get(4)?,
                 principals: principals.and_then(|p| serde_json::from_str(&p).ok()),
                 valid_after: row.get::<_, Option<i64>>(6)?.map(|v| v as UnixTime),
@@ -111,6 +126,7 @@ pub(super) struct AuditRow<'a> {
     pub(super) at: UnixTime,
     pub(super) kind: &'a str,
     pub(super) identity: &'a str,
+    pub(super) key: Option<&'a IdentityKey>,
     pub(super) issuer: &'a str,
     pub(super) serial: Option<&'a str>,
     pub(super) client_addr: &'a str,
@@ -125,6 +141,7 @@ impl<'a> AuditRow<'a> {
             at: actor.at,
             kind,
             identity: &actor.identity,
+            key: actor.key.as_ref(),
             issuer: &actor.issuer,
             serial: None,
             client_addr: &actor.client_addr,
@@ -134,16 +151,18 @@ impl<'a> AuditRow<'a> {
     }
 }
 
-/// Writes one audit event inside `tx`.
+/// Writes one audit event inside `tx`, and remembers its actor's key as
+/// seen with its display name.
 pub(super) fn insert_audit(
     tx: &rusqlite::Transaction<'_>,
     row: &AuditRow<'_>,
     path: &Path,
 ) -> Result<(), StoreError> {
+    let err = sqlite_error(path);
     cached(
         tx,
-        "INSERT INTO audit_events (at, kind, identity, issuer, serial, client_addr, detail, rules) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        "INSERT INTO audit_events (at, kind, identity, issuer, serial, client_addr, detail, rules, \
+         issuer_url, subject) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
         params![
             row.at as i64,
             row.kind,
@@ -152,10 +171,23 @@ pub(super) fn insert_audit(
             row.serial,
             row.client_addr,
             row.detail,
-            json_list(row.rules)
+            json_list(row.rules),
+            row.key.map(|k| k.issuer.as_str()),
+            row.key.map(|k| k.subject.as_str())
         ],
     )
-    .map_err(sqlite_error(path))?;
+    .map_err(&err)?;
+    if let Some(key) = row.key {
+        // Most acts are by someone already seen under this name: a read of
+        // a small, hot table, and no write.
+        cached(
+            tx,
+            "INSERT INTO identity_subjects (identity, issuer, subject) VALUES (?1, ?2, ?3) \
+             ON CONFLICT DO NOTHING",
+            params![row.identity, key.issuer, key.subject],
+        )
+        .map_err(&err)?;
+    }
     Ok(())
 }
 

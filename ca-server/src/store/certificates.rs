@@ -18,8 +18,10 @@ use super::audit::{insert_audit, AuditRow};
 use super::grants::check_request_window;
 use super::key_bindings::{check_binding, write_binding, NonceBinding};
 use super::schema::{cached, json_list, sqlite_error};
-use super::spent::{spend, SpentToken, WriteTx};
+use super::spent::{spend_for, Paid, SpentToken, WriteTx};
+use super::standing::refuse_revoked;
 use super::{Actor, StoreError};
+use crate::identity::IdentityKey;
 use crate::UnixTime;
 
 /// One issued certificate, as recorded.
@@ -68,6 +70,8 @@ pub struct DenialRecord {
 pub struct CertificateEntry {
     /// `user@issuer`.
     pub identity: String,
+    /// Its identity's key; `None` for a certificate recorded before keys.
+    pub key: Option<IdentityKey>,
     /// Issuer short name.
     pub issuer: String,
     /// The certificate, one OpenSSH line.
@@ -87,23 +91,7 @@ pub(super) fn insert_issuance(
     let err = sqlite_error(path);
     // Checked in the issuing transaction, so that no certificate slips out
     // between a revocation's commit and this one.
-    let banned: Option<String> = tx
-        .prepare_cached(
-            "SELECT kind FROM revocations WHERE lifted_at IS NULL AND \
-             ((kind = 'identity' AND value = ?1) OR (kind = 'key' AND value = ?2)) LIMIT 1",
-        )
-        .and_then(|mut s| {
-            s.query_row(params![r.actor.identity, r.key_fingerprint], |row| {
-                row.get(0)
-            })
-            .optional()
-        })
-        .map_err(&err)?;
-    match banned.as_deref() {
-        Some("identity") => return Err(StoreError::RevokedIdentity(r.actor.identity.clone())),
-        Some(_) => return Err(StoreError::RevokedKey(r.key_fingerprint.clone())),
-        None => {}
-    }
+    refuse_banned(tx, &r.actor, &r.key_fingerprint, path)?;
     if tx.is_spent(&r.spent_token.digest) {
         return Err(StoreError::Replayed);
     }
@@ -112,15 +100,19 @@ pub(super) fn insert_issuance(
     // under a request that `done` ended after the policy looked.
     let mut first_uses = Vec::new();
     for &request_id in &r.request_ids {
-        if let Some(window) = check_request_window(tx, request_id, r.actor.at, path)? {
+        if let Some(window) =
+            check_request_window(tx, request_id, r.actor.key.as_ref(), r.actor.at, path)?
+        {
             first_uses.push((request_id, window));
         }
     }
     let inserted = cached(
         tx,
         "INSERT INTO certificates (serial, key_id, issuer, subject, identity, principals, \
-             valid_after, valid_before, key_fingerprint, client_addr, rule, issued_at, certificate) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13) ON CONFLICT DO NOTHING",
+             valid_after, valid_before, key_fingerprint, client_addr, rule, issued_at, certificate, \
+             issuer_url) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14) \
+             ON CONFLICT DO NOTHING",
         params![
             r.serial,
             r.key_id,
@@ -134,7 +126,8 @@ pub(super) fn insert_issuance(
             r.actor.client_addr,
             r.actor.rules.join(","),
             r.actor.at as i64,
-            r.certificate
+            r.certificate,
+            r.actor.key.as_ref().map(|k| k.issuer.as_str())
         ],
     )
     .map_err(&err)?;
@@ -158,7 +151,8 @@ pub(super) fn insert_issuance(
         .map_err(&err)?;
     }
     write_binding(tx, r, path)?;
-    spend(tx, Some(r.spent_token), path)?;
+    let serial = r.serial.parse().map_or(Paid::Other, Paid::Certificate);
+    spend_for(tx, Some(r.spent_token), serial, path)?;
     insert_audit(
         tx,
         &AuditRow {
@@ -167,6 +161,28 @@ pub(super) fn insert_issuance(
         },
         path,
     )
+}
+
+/// Refuses an issuance to `actor` (their key or display name banned, as
+/// `standing` decides) or for the key `key_fingerprint` while an unlifted
+/// revocation bans it.
+pub(super) fn refuse_banned(
+    tx: &WriteTx<'_>,
+    actor: &Actor,
+    key_fingerprint: &str,
+    path: &Path,
+) -> Result<(), StoreError> {
+    refuse_revoked(tx, &actor.identity, actor.key.as_ref(), path)?;
+    let banned_key: Option<i64> = tx
+        .prepare_cached(
+            "SELECT 1 FROM revocations WHERE lifted_at IS NULL AND kind = 'key' AND value = ?1",
+        )
+        .and_then(|mut s| s.query_row([key_fingerprint], |row| row.get(0)).optional())
+        .map_err(sqlite_error(path))?;
+    match banned_key {
+        Some(_) => Err(StoreError::RevokedKey(key_fingerprint.to_string())),
+        None => Ok(()),
+    }
 }
 
 /// Writes a denial: its audit event.
@@ -185,12 +201,21 @@ pub(super) fn read_certificate(
     path: &Path,
 ) -> Result<Option<CertificateEntry>, StoreError> {
     conn.query_row(
-        "SELECT identity, issuer, certificate, valid_before FROM certificates \
-         WHERE serial = ?1",
+        "SELECT identity, issuer, certificate, valid_before, issuer_url, subject \
+         FROM certificates WHERE serial = ?1",
         [serial],
         |row| {
             Ok(CertificateEntry {
                 identity: row.get(0)?,
+                key: row
+                    .get::<_, Option<String>>(4)?
+                    .map(|issuer| -> rusqlite::Result<IdentityKey> {
+                        Ok(IdentityKey {
+                            issuer,
+                            subject: row.get(5)?,
+                        })
+                    })
+                    .transpose()?,
                 issuer: row.get(1)?,
                 certificate: row.get(2)?,
                 valid_before: row.get::<_, i64>(3)? as UnixTime,

@@ -9,13 +9,26 @@ use super::{
     Actor, IssuanceRecord, NewRequest, NonceBinding, RequestAction, RequestChange,
     RevocationRecord, RevocationTarget, SpentToken,
 };
+use crate::identity::IdentityKey;
 use crate::oidc::TokenDigest;
 use crate::UnixTime;
 
-/// `identity` acting from 127.0.0.1 under `rule` at `at`.
+/// The key of the one person these tests show as `identity` (`user-alice`
+/// for `alice@corp`, as the test IdP's `sub`s).
+pub(super) fn key_of(identity: &str) -> IdentityKey {
+    let user = identity.split('@').next().unwrap_or(identity);
+    IdentityKey {
+        issuer: "https://corp.example".into(),
+        subject: format!("user-{user}"),
+    }
+}
+
+/// `identity` (with its key, [`key_of`]) acting from 127.0.0.1 under
+/// `rule` at `at`.
 pub(super) fn actor(identity: &str, rule: &str, at: UnixTime) -> Actor {
     Actor {
         identity: identity.into(),
+        key: Some(key_of(identity)),
         issuer: "corp".into(),
         client_addr: "127.0.0.1".into(),
         rules: vec![rule.into()],
@@ -38,6 +51,14 @@ pub(super) fn record(serial: &str, digest: u8) -> IssuanceRecord {
         request_ids: Vec::new(),
         nonce_binding: NonceBinding::NotRequired,
     }
+}
+
+/// [`record`] issued to `identity`, with its key ([`key_of`]).
+pub(super) fn record_as(serial: &str, digest: u8, identity: &str) -> IssuanceRecord {
+    let mut r = record(serial, digest);
+    r.actor.identity = identity.into();
+    r.actor.key = Some(key_of(identity));
+    r
 }
 
 /// carol, an administrator under rule `admins`, revoking or lifting

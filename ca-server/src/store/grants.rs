@@ -17,14 +17,16 @@ use super::access_requests::{read_request_row, request_row, REQUEST_COLUMNS};
 use super::schema::{open_current_read_only, sqlite_error};
 use super::StoreError;
 use crate::access::{AccessRequest, RequestError, RequestStatus};
+use crate::identity::IdentityKey;
 use crate::UnixTime;
 
-/// Approved access requests of `requester` whose window is open at `now`,
-/// read directly from the database file (`jit-ssh-ca policy explain`), so
-/// that an explanation counts the approvals the server would.
+/// Approved access requests of the requester with key `requester` whose
+/// window is open at `now`, read directly from the database file
+/// (`jit-ssh-ca policy explain`), so that an explanation counts the
+/// approvals the server would.
 pub fn open_grants_offline(
     path: &Path,
-    requester: &str,
+    requester: &IdentityKey,
     now: UnixTime,
 ) -> Result<Vec<AccessRequest>, StoreError> {
     let conn = open_current_read_only(path)?;
@@ -68,11 +70,14 @@ impl GrantHorizon {
     }
 }
 
-/// Approved access requests of `requester` whose window is open at `now`
-/// (or would open with a certificate issued now, from first use).
+/// Approved access requests of the requester with key `requester` whose
+/// window is open at `now` (or would open with a certificate issued now,
+/// from first use). Compared by key: another person who shows the same
+/// display name holds none of them, and a request recorded before keys
+/// grants nobody.
 pub(super) fn open_grants_in(
     conn: &Connection,
-    requester: &str,
+    requester: &IdentityKey,
     now: UnixTime,
     path: &Path,
 ) -> Result<Vec<AccessRequest>, StoreError> {
@@ -80,12 +85,15 @@ pub(super) fn open_grants_in(
     let mut statement = conn
         .prepare_cached(&format!(
             "SELECT {REQUEST_COLUMNS} FROM access_requests \
-             WHERE requester = ?1 AND status = 'approved' AND (window_end > ?2 \
-             OR (window_end IS NULL AND from_first_use = 1 AND expires_at > ?2))"
+             WHERE requester_issuer = ?1 AND requester_subject = ?2 AND status = 'approved' \
+             AND (window_end > ?3 OR (window_end IS NULL AND from_first_use = 1 AND expires_at > ?3))"
         ))
         .map_err(&err)?;
     let rows = statement
-        .query_map(params![requester, now as i64], request_row)
+        .query_map(
+            params![requester.issuer, requester.subject, now as i64],
+            request_row,
+        )
         .map_err(&err)?;
     let open = rows.collect::<rusqlite::Result<Vec<_>>>().map_err(&err)?;
     Ok(open
@@ -94,12 +102,14 @@ pub(super) fn open_grants_in(
         .collect())
 }
 
-/// Checks, in an issuing transaction, that request `id`'s window is open for
-/// a certificate issued at `at`; returns the window to record when this
+/// Checks, in an issuing transaction, that request `id` is the request of
+/// `requester` (the certificate's key) and its window is open for a
+/// certificate issued at `at`; returns the window to record when this
 /// certificate is its first use.
 pub(super) fn check_request_window(
     tx: &rusqlite::Transaction<'_>,
     id: u64,
+    requester: Option<&IdentityKey>,
     at: UnixTime,
     path: &Path,
 ) -> Result<Option<(UnixTime, UnixTime)>, StoreError> {
@@ -114,6 +124,9 @@ pub(super) fn check_request_window(
     let request = read_request_row(tx, id)
         .map_err(sqlite_error(path))?
         .ok_or_else(closed)?;
+    if requester.is_none() || request.requester_key.as_ref() != requester {
+        return Err(closed());
+    }
     let window = request.open_window(at).ok_or_else(closed)?;
     Ok(request.window_start.is_none().then_some(window))
 }
@@ -123,16 +136,14 @@ mod tests {
     use rusqlite::Connection;
 
     use super::*;
+    use crate::identity::IdentityKey;
     use crate::metrics::Metrics;
-    use crate::store::fixtures::{action, approve, new_request, record};
+    use crate::store::fixtures::{action, approve, key_of, new_request, record, record_as};
     use crate::store::schema::MIGRATIONS;
     use crate::store::{RequestChange, Store, StoreError, DATABASE_FILE};
 
-    #[tokio::test]
-    async fn ending_a_grant_revokes_the_certificates_issued_under_it() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let path = dir.path().join(DATABASE_FILE);
-        let store = Store::open(&path, &Metrics::new()).expect("open");
+    /// bob's request for root, approved by carol at 150 (window 150 to 1950).
+    async fn approved_request(store: &Store) -> u64 {
         let mut new = new_request(100);
         new.spent_token = None;
         let id = store.create_request(new).await.expect("created").id;
@@ -140,12 +151,19 @@ mod tests {
             .change_request(action(id, "carol@corp", approve(1), 150))
             .await
             .expect("approved");
-        let mut under = record("1", 1);
-        under.actor.identity = "bob@corp".into();
+        id
+    }
+
+    #[tokio::test]
+    async fn ending_a_grant_revokes_the_certificates_issued_under_it() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join(DATABASE_FILE);
+        let store = Store::open(&path, &Metrics::new()).expect("open");
+        let id = approved_request(&store).await;
+        let mut under = record_as("1", 1, "bob@corp");
         under.request_ids = vec![id];
         store.record_issuance(under).await.expect("issued");
-        let mut plain = record("2", 2);
-        plain.actor.identity = "bob@corp".into();
+        let plain = record_as("2", 2, "bob@corp");
         store.record_issuance(plain).await.expect("issued");
         let end = RequestChange::End {
             reason: "fixed".into(),
@@ -167,7 +185,7 @@ mod tests {
             "listed in the KRL"
         );
         assert!(store
-            .open_grants("bob@corp".into(), 201)
+            .open_grants(key_of("bob@corp"), 201)
             .await
             .expect("open")
             .is_empty());
@@ -177,8 +195,7 @@ mod tests {
         ));
         // An issuance the policy approved just before the end is refused in
         // its own transaction, leaving no row and its token unspent.
-        let mut late = record("3", 3);
-        late.actor.identity = "bob@corp".into();
+        let mut late = record_as("3", 3, "bob@corp");
         late.request_ids = vec![id];
         assert!(matches!(
             store.record_issuance(late).await,
@@ -209,12 +226,11 @@ mod tests {
         assert_eq!((approved.window_start, approved.window_end), (None, None));
         assert_eq!(approved.expires_at, 150 + 3600, "usable for an hour");
         let open = store
-            .open_grants("bob@corp".into(), 160)
+            .open_grants(key_of("bob@corp"), 160)
             .await
             .expect("open");
         assert_eq!(open.len(), 1, "a grant nobody used yet is open");
-        let mut first = record("1", 1);
-        first.actor.identity = "bob@corp".into();
+        let mut first = record_as("1", 1, "bob@corp");
         first.request_ids = vec![id];
         store.record_issuance(first).await.expect("issued");
         let used = store.request(id).await.expect("read").expect("exists");
@@ -225,12 +241,11 @@ mod tests {
         );
         // After the window, nothing; a later certificate under it is refused.
         assert!(store
-            .open_grants("bob@corp".into(), 1960)
+            .open_grants(key_of("bob@corp"), 1960)
             .await
             .expect("open")
             .is_empty());
-        let mut late = record("2", 2);
-        late.actor.identity = "bob@corp".into();
+        let mut late = record_as("2", 2, "bob@corp");
         late.request_ids = vec![id];
         late.actor.at = 1960;
         assert!(matches!(
@@ -248,7 +263,7 @@ mod tests {
         assert_eq!(r.status_at(200 + 3599), RequestStatus::Approved);
         assert_eq!(r.status_at(200 + 3600), RequestStatus::Expired);
         assert!(store
-            .open_grants("bob@corp".into(), 200 + 3600)
+            .open_grants(key_of("bob@corp"), 200 + 3600)
             .await
             .expect("open")
             .is_empty());
@@ -285,13 +300,13 @@ mod tests {
             .request;
         assert_eq!((r.window_start, r.window_end), (Some(1000), Some(2800)));
         assert!(store
-            .open_grants("bob@corp".into(), 999)
+            .open_grants(key_of("bob@corp"), 999)
             .await
             .expect("open")
             .is_empty());
         assert_eq!(
             store
-                .open_grants("bob@corp".into(), 1000)
+                .open_grants(key_of("bob@corp"), 1000)
                 .await
                 .expect("open")
                 .len(),
@@ -299,8 +314,7 @@ mod tests {
         );
         // Issued under it before the start (a policy that looked too early):
         // refused in the issuing transaction.
-        let mut early = record("1", 1);
-        early.actor.identity = "bob@corp".into();
+        let mut early = record_as("1", 1, "bob@corp");
         early.request_ids = vec![id];
         early.actor.at = 999;
         assert!(matches!(
@@ -314,23 +328,17 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join(DATABASE_FILE);
         let store = Store::open(&path, &Metrics::new()).expect("open");
-        let mut new = new_request(100);
-        new.spent_token = None;
-        let id = store.create_request(new).await.expect("created").id;
-        store
-            .change_request(action(id, "carol@corp", approve(1), 150))
-            .await
-            .expect("approved");
+        approved_request(&store).await;
         let online = store
-            .open_grants("bob@corp".into(), 200)
+            .open_grants(key_of("bob@corp"), 200)
             .await
             .expect("open");
-        let offline = open_grants_offline(&path, "bob@corp", 200).expect("offline");
+        let offline = open_grants_offline(&path, &key_of("bob@corp"), 200).expect("offline");
         assert_eq!(offline, online);
-        assert!(open_grants_offline(&path, "bob@corp", 1950)
+        assert!(open_grants_offline(&path, &key_of("bob@corp"), 1950)
             .expect("offline")
             .is_empty());
-        assert!(open_grants_offline(&path, "alice@corp", 200)
+        assert!(open_grants_offline(&path, &key_of("alice@corp"), 200)
             .expect("offline")
             .is_empty());
 
@@ -344,8 +352,57 @@ mod tests {
                 .expect("version");
         }
         assert!(matches!(
-            open_grants_offline(&old, "bob@corp", 200),
+            open_grants_offline(&old, &key_of("bob@corp"), 200),
             Err(StoreError::OlderSchema(_))
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_grant_is_its_requesters_by_key_and_one_recorded_before_keys_grants_nobody() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join(DATABASE_FILE);
+        let store = Store::open(&path, &Metrics::new()).expect("open");
+        let id = approved_request(&store).await;
+        // Another person who also shows bob@corp holds none of it...
+        let other_bob = IdentityKey {
+            subject: "user-bob-2".into(),
+            ..key_of("bob@corp")
+        };
+        assert!(store
+            .open_grants(other_bob.clone(), 200)
+            .await
+            .expect("open")
+            .is_empty());
+        // ...and cannot certify under it, even naming it.
+        let mut under = record("1", 1);
+        under.actor.identity = "bob@corp".into();
+        under.actor.key = Some(other_bob);
+        under.request_ids = vec![id];
+        assert!(matches!(
+            store.record_issuance(under).await,
+            Err(StoreError::Request(RequestError::Closed { .. }))
+        ));
+        // A request recorded before keys (its key columns empty) grants
+        // nobody, its display name's owner included.
+        drop(store);
+        Connection::open(&path)
+            .expect("open")
+            .execute(
+                "UPDATE access_requests SET requester_issuer = NULL, requester_subject = NULL",
+                [],
+            )
+            .expect("forget the key");
+        let store = Store::open(&path, &Metrics::new()).expect("open");
+        assert!(store
+            .open_grants(key_of("bob@corp"), 200)
+            .await
+            .expect("open")
+            .is_empty());
+        let mut legacy = record_as("2", 2, "bob@corp");
+        legacy.request_ids = vec![id];
+        assert!(matches!(
+            store.record_issuance(legacy).await,
+            Err(StoreError::Request(RequestError::Closed { .. }))
         ));
     }
 }

@@ -66,7 +66,7 @@ pub(super) fn check_binding(
         .and_then(|mut s| {
             s.query_row(
                 params![
-                    r.actor.issuer,
+                    issuer_url(r),
                     r.subject,
                     r.key_fingerprint,
                     r.actor.at as i64
@@ -100,7 +100,7 @@ pub(super) fn write_binding(
         "INSERT INTO nonce_bound_keys (issuer, subject, key_fingerprint, bound_at, expires_at) \
          VALUES (?1, ?2, ?3, ?4, ?5)",
         params![
-            r.actor.issuer,
+            issuer_url(r),
             r.subject,
             r.key_fingerprint,
             r.actor.at as i64,
@@ -109,6 +109,13 @@ pub(super) fn write_binding(
     )
     .map_err(sqlite_error(path))?;
     Ok(())
+}
+
+/// The issuer of `r`'s identity by its URL, the issuer half of its key
+/// (identity.rs); `None`, which binds and matches nothing, for an actor
+/// without a key.
+fn issuer_url(r: &IssuanceRecord) -> Option<&str> {
+    r.actor.key.as_ref().map(|k| k.issuer.as_str())
 }
 
 /// Deletes the bindings whose session ended before `now`.
@@ -156,7 +163,10 @@ mod tests {
         other_subject.subject = "user-mallory".into();
         assert!(unbound(store.record_issuance(other_subject).await));
         let mut other_issuer = issued("5", 5, 150, NonceBinding::Required);
-        other_issuer.actor.issuer = "ci".into();
+        other_issuer.actor.key = Some(crate::identity::IdentityKey {
+            issuer: "https://ci.example".into(),
+            subject: other_issuer.subject.clone(),
+        });
         assert!(unbound(store.record_issuance(other_issuer).await));
         // The session ends at its bound; renewals do not stretch it.
         assert!(unbound(

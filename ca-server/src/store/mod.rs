@@ -38,7 +38,10 @@
 //! file pin them down): an operation answers once its change is durable; an
 //! act's ID token is spent in the same transaction as its record, and a
 //! replay is refused ([`StoreError::Replayed`]) across restarts and across
-//! every operation that spends one; a caller is refused at authentication
+//! every operation that spends one, except that a retry with the token that
+//! paid for a certificate (for the same key) or a new access request is
+//! answered with what it paid for, also across restarts
+//! ([`Store::retried_issuance`], [`Store::retried_request`]); a caller is refused at authentication
 //! when an unlifted revocation names their identity or their token was spent,
 //! and an act paid with an ID token is refused again in its transaction when
 //! its actor's identity is revoked ([`StoreError::RevokedIdentity`]); an
@@ -68,7 +71,8 @@
 //! `krl_version.rs` the KRL version and what publishing one promises;
 //! `standing.rs` whether a caller's identity is revoked or token spent;
 //! `access_requests.rs` access requests and their decisions; `grants.rs`
-//! the open grants issuance uses; `audit.rs` the audit trail; `backup.rs`
+//! the open grants issuance uses; `retries.rs` the answer to a retry with a
+//! spent token of what it paid for; `audit.rs` the audit trail; `backup.rs`
 //! backups.
 
 mod access_requests;
@@ -81,6 +85,7 @@ mod grants;
 mod key_bindings;
 mod krl_version;
 mod lock;
+mod retries;
 mod revocations;
 mod schema;
 mod spent;
@@ -91,6 +96,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use crate::access::{AccessRequest, RequestError};
+use crate::identity::IdentityKey;
 use crate::metrics::Metrics;
 use crate::UnixTime;
 
@@ -100,6 +106,7 @@ pub use backup::backup;
 pub use certificates::{CertificateEntry, DenialRecord, IssuanceRecord};
 pub use grants::open_grants_offline;
 pub use key_bindings::NonceBinding;
+pub use retries::{RecordedCertificate, Retry};
 pub use revocations::{
     lift_offline, revoke_offline, RevocationRecord, RevocationTarget, Revoked, RevokedSet,
 };
@@ -201,8 +208,13 @@ pub struct DatabaseError(rusqlite::Error);
 /// rows and its audit event.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Actor {
-    /// `user@issuer` (`operator@local` for the CLI on the CA host).
+    /// `user@issuer` (`operator@local` for the CLI on the CA host): the
+    /// display name, for people to read.
     pub identity: String,
+    /// The stable key every decision compares (identity.rs); `None` for the
+    /// operator on the CA host, and for the owner of a certificate recorded
+    /// before keys were.
+    pub key: Option<IdentityKey>,
     /// The identity's issuer short name (`local` for the CLI).
     pub issuer: String,
     /// Client address as seen by the CA (`local` for the CLI).
@@ -220,6 +232,7 @@ impl Actor {
     pub fn local_operator(at: UnixTime) -> Actor {
         Actor {
             identity: "operator@local".into(),
+            key: None,
             issuer: "local".into(),
             client_addr: "local".into(),
             rules: Vec::new(),
@@ -277,17 +290,18 @@ impl Store {
         self.last_serial
     }
 
-    /// Refuses a caller whose `identity` is revoked
-    /// ([`StoreError::RevokedIdentity`]) or whose ID `token` was spent
-    /// ([`StoreError::Replayed`]): what every authenticated call checks
-    /// before it acts or reads. Spends nothing.
+    /// Refuses a caller displayed as `identity` with key `key` when a ban
+    /// names either ([`StoreError::RevokedIdentity`]), or whose ID `token`
+    /// was spent ([`StoreError::Replayed`]): what every authenticated call
+    /// checks before it acts or reads. Spends nothing.
     pub async fn check_standing(
         &self,
         identity: String,
+        key: IdentityKey,
         token: SpentToken,
     ) -> Result<(), StoreError> {
         self.writer
-            .read_spent(move |db, path| standing::check_standing(db, &identity, &token, path))
+            .read_spent(move |db, path| standing::check_standing(db, &identity, &key, &token, path))
             .await
     }
 
@@ -295,6 +309,30 @@ impl Store {
     pub async fn record_issuance(&self, record: IssuanceRecord) -> Result<(), StoreError> {
         self.writer
             .batched(record, certificates::insert_issuance)
+            .await
+    }
+
+    /// The certificate `retry`'s token paid for, for a retry of its
+    /// issuance with the same key (`key_fingerprint`); the retry is on
+    /// record once this returns. [`StoreError::Replayed`] when the token
+    /// paid for anything else.
+    pub async fn retried_issuance(
+        &self,
+        retry: Retry,
+        key_fingerprint: String,
+    ) -> Result<RecordedCertificate, StoreError> {
+        self.writer
+            .transaction(move |tx, path| {
+                retries::retry_issuance_in(tx, &retry, &key_fingerprint, path)
+            })
+            .await
+    }
+
+    /// The access request `retry`'s token created, if it created one; the
+    /// retry is on record once this returns.
+    pub async fn retried_request(&self, retry: Retry) -> Result<Option<AccessRequest>, StoreError> {
+        self.writer
+            .transaction(move |tx, path| retries::retry_request_in(tx, &retry, path))
             .await
     }
 
@@ -383,25 +421,27 @@ impl Store {
             .await
     }
 
-    /// Access requests made since `since`, newest first: those of
-    /// `requester`, or everyone's when `None`.
+    /// Access requests made since `since`, newest first: those of the
+    /// requester with this key and display name (a request recorded
+    /// before keys by its display name), or everyone's when `None`.
     pub async fn requests(
         &self,
-        requester: Option<String>,
+        requester: Option<(IdentityKey, String)>,
         since: UnixTime,
     ) -> Result<Vec<AccessRequest>, StoreError> {
         self.writer
             .read(move |conn, path| {
-                access_requests::read_requests(conn, requester.as_deref(), since, path)
+                access_requests::read_requests(conn, requester.as_ref(), since, path)
             })
             .await
     }
 
-    /// Approved access requests of `requester` whose window is open at `now`
-    /// (or would open with a certificate issued now, from first use).
+    /// Approved access requests of the requester with key `requester` whose
+    /// window is open at `now` (or would open with a certificate issued
+    /// now, from first use). A request recorded before keys grants nobody.
     pub async fn open_grants(
         &self,
-        requester: String,
+        requester: IdentityKey,
         now: UnixTime,
     ) -> Result<Vec<AccessRequest>, StoreError> {
         if self.grants.passed(now) {

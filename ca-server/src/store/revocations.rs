@@ -17,6 +17,7 @@ use super::krl_version;
 use super::schema::{open_connection, sqlite_error};
 use super::spent::{spend, SpentToken, WriteTx};
 use super::{Actor, StoreError};
+use crate::identity::IdentityKey;
 use crate::UnixTime;
 
 /// What a revocation names.
@@ -24,28 +25,40 @@ use crate::UnixTime;
 pub enum RevocationTarget {
     /// One certificate.
     Serial(u64),
-    /// Every certificate of `user@issuer`, and future issuance to it.
+    /// Every certificate of `user@issuer`, and everything it would do: of
+    /// whoever shows this display name, and of every key the CA has seen
+    /// showing it, whatever they show later.
     Identity(String),
+    /// Every certificate of one person, and everything they would do:
+    /// `sub:<sub>@<issuer>` (`spelled`), which resolves to `key`.
+    Subject {
+        /// The key it covers.
+        key: IdentityKey,
+        /// As named, `sub:<sub>@<issuer short name>`.
+        spelled: String,
+    },
     /// Every certificate for the key with this `SHA256:...` fingerprint, and
     /// future issuance for it.
     Key(String),
 }
 
 impl RevocationTarget {
-    /// `serial`, `identity` or `key`.
+    /// `serial`, `identity`, `subject` or `key`.
     pub fn kind(&self) -> &'static str {
         match self {
             RevocationTarget::Serial(_) => "serial",
             RevocationTarget::Identity(_) => "identity",
+            RevocationTarget::Subject { .. } => "subject",
             RevocationTarget::Key(_) => "key",
         }
     }
 
-    /// The serial (decimal), identity or fingerprint.
+    /// The serial (decimal), identity, subject form or fingerprint.
     pub fn value(&self) -> String {
         match self {
             RevocationTarget::Serial(serial) => serial.to_string(),
             RevocationTarget::Identity(v) | RevocationTarget::Key(v) => v.clone(),
+            RevocationTarget::Subject { spelled, .. } => spelled.clone(),
         }
     }
 }
@@ -131,6 +144,9 @@ pub(super) fn revoke_in(
     let err = sqlite_error(path);
     spend(tx, r.spent_token, path)?;
     let at = r.actor.at as i64;
+    let insert =
+        "INSERT INTO revocations (kind, value, reason, revoked_by, revoked_at, expires_at) \
+                  VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT DO NOTHING";
     // The certificates this revocation lists: one serial, or every unexpired
     // certificate of the identity or key.
     let certificates: Vec<(String, i64)> = match &r.target {
@@ -149,16 +165,37 @@ pub(super) fn revoke_in(
                 None => return Err(StoreError::UnknownCertificate(serial)),
             }
         }
-        RevocationTarget::Identity(identity) => {
-            unexpired(tx, "identity", identity, at).map_err(&err)?
+        RevocationTarget::Identity(_) | RevocationTarget::Subject { .. } => {
+            tx.execute(
+                insert,
+                params![
+                    r.target.kind(),
+                    r.target.value(),
+                    r.reason,
+                    r.actor.identity,
+                    at,
+                    None::<i64>
+                ],
+            )
+            .map_err(&err)?;
+            ban_identity(tx, &r.target, at).map_err(&err)?
         }
         RevocationTarget::Key(fingerprint) => {
+            tx.execute(
+                insert,
+                params![
+                    "key",
+                    fingerprint,
+                    r.reason,
+                    r.actor.identity,
+                    at,
+                    None::<i64>
+                ],
+            )
+            .map_err(&err)?;
             unexpired(tx, "key_fingerprint", fingerprint, at).map_err(&err)?
         }
     };
-    let insert =
-        "INSERT INTO revocations (kind, value, reason, revoked_by, revoked_at, expires_at) \
-                  VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT DO NOTHING";
     let mut serials = Vec::new();
     // An expired certificate needs no listing: sshd refuses it anyway.
     for (serial, valid_before) in certificates.iter().filter(|(_, until)| *until > at) {
@@ -178,20 +215,6 @@ pub(super) fn revoke_in(
         if inserted > 0 {
             serials.push(serial.clone());
         }
-    }
-    if !matches!(r.target, RevocationTarget::Serial(_)) {
-        tx.execute(
-            insert,
-            params![
-                r.target.kind(),
-                r.target.value(),
-                r.reason,
-                r.actor.identity,
-                at,
-                None::<i64>
-            ],
-        )
-        .map_err(&err)?;
     }
     let detail = format!(
         "{}: {} ({} certificate(s) newly listed)",
@@ -236,6 +259,54 @@ pub(super) fn lift_in(
         serials: Vec::new(),
         krl_version: krl_version::raise(tx, r.actor.at).map_err(&err)?,
     })
+}
+
+/// Records which keys the active ban of `target` (an identity or subject,
+/// its row just written or already there) covers, and returns the unexpired
+/// certificates it revokes at `now`. A ban by display name covers every key
+/// the CA has seen showing that name (`identity_subjects`, kept by every
+/// audited act), so the person stays banned under another name later, and
+/// lists the certificates of those keys and of the display name; a ban by
+/// subject covers its one key and lists that key's certificates only.
+fn ban_identity(
+    tx: &rusqlite::Transaction<'_>,
+    target: &RevocationTarget,
+    now: i64,
+) -> rusqlite::Result<Vec<(String, i64)>> {
+    let id: i64 = tx.query_row(
+        "SELECT id FROM revocations WHERE kind = ?1 AND value = ?2 AND lifted_at IS NULL",
+        params![target.kind(), target.value()],
+        |row| row.get(0),
+    )?;
+    let display = match target {
+        RevocationTarget::Identity(display) => {
+            tx.execute(
+                "INSERT INTO revoked_identities (revocation_id, issuer, subject) \
+                 SELECT ?1, issuer, subject FROM identity_subjects WHERE identity = ?2 \
+                 ON CONFLICT DO NOTHING",
+                params![id, display],
+            )?;
+            Some(display.as_str())
+        }
+        RevocationTarget::Subject { key, .. } => {
+            tx.execute(
+                "INSERT INTO revoked_identities (revocation_id, issuer, subject) \
+                 VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING",
+                params![id, key.issuer, key.subject],
+            )?;
+            None
+        }
+        RevocationTarget::Serial(_) | RevocationTarget::Key(_) => return Ok(Vec::new()),
+    };
+    let mut statement = tx.prepare(
+        "SELECT serial, valid_before FROM certificates c WHERE valid_before > ?1 AND \
+         ((?2 IS NOT NULL AND identity = ?2) OR EXISTS (SELECT 1 FROM revoked_identities ri \
+           WHERE ri.revocation_id = ?3 AND ri.issuer = c.issuer_url AND ri.subject = c.subject))",
+    )?;
+    let rows = statement.query_map(params![now, display, id], |row| {
+        Ok((row.get(0)?, row.get(1)?))
+    })?;
+    rows.collect()
 }
 
 /// The revocation state at `now`, read from `conn`, with the current KRL
@@ -297,8 +368,8 @@ fn audit_revocation(
 mod tests {
     use super::*;
     use crate::metrics::Metrics;
-    use crate::store::fixtures::{record, revocation, token};
-    use crate::store::{read_audit, AuditFilter, Store, DATABASE_FILE};
+    use crate::store::fixtures::{key_of, record, revocation, token};
+    use crate::store::{read_audit, AuditFilter, IssuanceRecord, Store, DATABASE_FILE};
 
     #[tokio::test]
     async fn revocations_list_serials_until_expiry_and_ban_until_lifted() {
@@ -426,5 +497,107 @@ mod tests {
             &revocation(RevocationTarget::Identity("bob@corp".into()), 301)
         )
         .is_ok());
+    }
+
+    /// alice's record as another person who also shows `alice@corp`
+    /// (`sub` `user-alice-2`), or as alice under another display name.
+    fn issued_as(serial: &str, digest: u8, identity: &str, subject: &str) -> IssuanceRecord {
+        let mut r = record(serial, digest);
+        r.actor.identity = identity.into();
+        r.actor.key = Some(IdentityKey {
+            subject: subject.into(),
+            ..key_of("alice@corp")
+        });
+        r.subject = subject.into();
+        r
+    }
+
+    #[tokio::test]
+    async fn a_ban_by_display_name_follows_its_people_and_a_ban_by_subject_one_person() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join(DATABASE_FILE);
+        let store = Store::open(&path, &Metrics::new()).expect("open");
+        let refused = |r: Result<(), StoreError>| matches!(r, Err(StoreError::RevokedIdentity(_)));
+        store
+            .record_issuance(issued_as("1", 1, "alice@corp", "user-alice"))
+            .await
+            .expect("alice");
+        store
+            .record_issuance(issued_as("2", 2, "alice@corp", "user-alice-2"))
+            .await
+            .expect("the other alice@corp");
+        // By subject: the one person, her certificate, her standing.
+        let subject = RevocationTarget::Subject {
+            key: IdentityKey {
+                subject: "user-alice-2".into(),
+                ..key_of("alice@corp")
+            },
+            spelled: "sub:user-alice-2@corp".into(),
+        };
+        let one = store
+            .revoke(revocation(subject.clone(), 200))
+            .await
+            .expect("revoked");
+        assert_eq!(one.serials, ["2"]);
+        assert!(refused(
+            store
+                .record_issuance(issued_as("3", 3, "alice@corp", "user-alice-2"))
+                .await
+        ));
+        // ...whatever name she shows.
+        assert!(refused(
+            store
+                .record_issuance(issued_as("3", 3, "alice.b@corp", "user-alice-2"))
+                .await
+        ));
+        store
+            .record_issuance(issued_as("3", 3, "alice@corp", "user-alice"))
+            .await
+            .expect("alice is someone else");
+        store
+            .lift(revocation(subject, 210))
+            .await
+            .expect("lifted by its spelling");
+        // By display name: everyone showing it, and every key seen with it,
+        // also once they show another name.
+        let display = store
+            .revoke(revocation(
+                RevocationTarget::Identity("alice@corp".into()),
+                220,
+            ))
+            .await
+            .expect("revoked");
+        assert_eq!(display.serials, ["1", "3"], "2 was listed before");
+        for (identity, subject) in [
+            ("alice@corp", "user-alice-3"),
+            ("alice.smith@corp", "user-alice"),
+            ("alice.b@corp", "user-alice-2"),
+        ] {
+            assert!(
+                refused(
+                    store
+                        .record_issuance(issued_as("4", 4, identity, subject))
+                        .await
+                ),
+                "{identity} {subject}"
+            );
+            assert!(matches!(
+                store
+                    .check_standing(
+                        identity.into(),
+                        IdentityKey {
+                            subject: subject.into(),
+                            ..key_of("alice@corp")
+                        },
+                        token(40, u64::MAX / 4)
+                    )
+                    .await,
+                Err(StoreError::RevokedIdentity(_))
+            ));
+        }
+        store
+            .record_issuance(issued_as("4", 4, "bob@corp", "user-bob"))
+            .await
+            .expect("bob was never alice@corp");
     }
 }

@@ -183,6 +183,77 @@ CREATE TABLE nonce_bound_keys (
 );
 CREATE INDEX nonce_bound_keys_expires_at ON nonce_bound_keys (expires_at);
 "#,
+    // 11: identities keyed by (issuer URL, sub) beside their display name
+    // (identity.rs). Rows written before carry no key (NULL): an old
+    // request grants nobody, and counts as its display name's for the
+    // self-approval check and `done`; an old identity ban keeps matching the
+    // display name. Approvals and revocations are rebuilt: two people with
+    // one display name may both approve one request, and a revocation may
+    // name a subject. `revoked_identities` lists the keys each identity ban
+    // covers; `identity_subjects` every key seen with each display name.
+    // Key bindings now name the issuer by its URL: those bound before name
+    // it by its short name, match nothing, and are purged when they end.
+    r#"
+ALTER TABLE certificates ADD COLUMN issuer_url TEXT;
+ALTER TABLE audit_events ADD COLUMN issuer_url TEXT;
+ALTER TABLE audit_events ADD COLUMN subject TEXT;
+ALTER TABLE access_requests ADD COLUMN requester_issuer TEXT;
+ALTER TABLE access_requests ADD COLUMN requester_subject TEXT;
+CREATE INDEX access_requests_requester_key
+    ON access_requests (requester_issuer, requester_subject, created_at);
+CREATE TABLE request_approvals_keyed (
+    request_id       INTEGER NOT NULL REFERENCES access_requests (id),
+    approver         TEXT NOT NULL,
+    approver_issuer  TEXT,
+    approver_subject TEXT,
+    at               INTEGER NOT NULL,
+    comment          TEXT NOT NULL
+);
+INSERT INTO request_approvals_keyed (request_id, approver, at, comment)
+    SELECT request_id, approver, at, comment FROM request_approvals;
+DROP TABLE request_approvals;
+ALTER TABLE request_approvals_keyed RENAME TO request_approvals;
+CREATE INDEX request_approvals_request ON request_approvals (request_id);
+CREATE TABLE revocations_keyed (
+    id          INTEGER PRIMARY KEY,
+    kind        TEXT NOT NULL CHECK (kind IN ('serial', 'identity', 'key', 'subject')),
+    value       TEXT NOT NULL,
+    reason      TEXT NOT NULL,
+    revoked_by  TEXT NOT NULL,
+    revoked_at  INTEGER NOT NULL,
+    expires_at  INTEGER,
+    lifted_by   TEXT,
+    lifted_at   INTEGER
+);
+INSERT INTO revocations_keyed (id, kind, value, reason, revoked_by, revoked_at, expires_at,
+    lifted_by, lifted_at)
+    SELECT id, kind, value, reason, revoked_by, revoked_at, expires_at, lifted_by, lifted_at
+    FROM revocations;
+DROP TABLE revocations;
+ALTER TABLE revocations_keyed RENAME TO revocations;
+CREATE UNIQUE INDEX revocations_active ON revocations (kind, value) WHERE lifted_at IS NULL;
+CREATE TABLE revoked_identities (
+    revocation_id INTEGER NOT NULL REFERENCES revocations (id),
+    issuer        TEXT NOT NULL,
+    subject       TEXT NOT NULL,
+    PRIMARY KEY (revocation_id, issuer, subject)
+) WITHOUT ROWID;
+CREATE INDEX revoked_identities_key ON revoked_identities (issuer, subject);
+CREATE TABLE identity_subjects (
+    identity TEXT NOT NULL,
+    issuer   TEXT NOT NULL,
+    subject  TEXT NOT NULL,
+    PRIMARY KEY (identity, issuer, subject)
+) WITHOUT ROWID;
+"#,
+    // 12: what a spent token paid for, when a retry with it is answered
+    // with what was recorded (retries.rs): the certificate's serial or the
+    // access request's id. Tokens spent before stay spent, paying for
+    // nothing a retry returns.
+    r#"
+ALTER TABLE spent_tokens ADD COLUMN serial TEXT;
+ALTER TABLE spent_tokens ADD COLUMN request_id INTEGER;
+"#,
 ];
 
 /// Opens the database; `read_only` connections neither create nor migrate.
@@ -314,8 +385,9 @@ mod tests {
     use rusqlite::params;
 
     use super::*;
+    use crate::access::RequestError;
     use crate::metrics::Metrics;
-    use crate::store::fixtures::{database_at_version, record};
+    use crate::store::fixtures::{database_at_version, record, token};
     use crate::store::{access_requests, Store, DATABASE_FILE};
 
     #[test]
@@ -391,5 +463,50 @@ mod tests {
             Err(StoreError::Replayed)
         ));
         store.record_issuance(record("2", 6)).await.expect("fresh");
+    }
+
+    #[tokio::test]
+    async fn rows_from_before_identity_keys_migrate_and_fail_closed() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join(DATABASE_FILE);
+        {
+            let conn = database_at_version(&path, 10);
+            conn.execute_batch(
+                "INSERT INTO access_requests (requester, issuer, principals, reason, window_secs, \
+                 rules, status, created_at, expires_at) \
+                 VALUES ('bob@corp', 'corp', '[\"root\"]', 'old', 60, '[]', 'pending', 1, 99999); \
+                 INSERT INTO request_approvals (request_id, approver, at, comment) \
+                 VALUES (1, 'carol@corp', 2, 'ok'); \
+                 INSERT INTO revocations (kind, value, reason, revoked_by, revoked_at) \
+                 VALUES ('identity', 'alice@corp', 'old ban', 'operator@local', 3);",
+            )
+            .expect("rows of version 10");
+        }
+        let store = Store::open(&path, &Metrics::new()).expect("migrated");
+        let request = store.request(1).await.expect("read").expect("kept");
+        assert_eq!(request.requester_key, None);
+        assert_eq!(request.approvals[0].approver_key, None);
+        // The old ban still refuses its display name, whoever shows it.
+        let alice = crate::store::fixtures::key_of("alice@corp");
+        assert!(matches!(
+            store
+                .check_standing("alice@corp".into(), alice.clone(), token(1, u64::MAX / 4))
+                .await,
+            Err(StoreError::RevokedIdentity(_))
+        ));
+        // The old request is its display name's: anyone showing bob@corp
+        // is refused as its requester, and carol's old approval as hers.
+        let other_bob = crate::identity::IdentityKey {
+            subject: "user-bob-2".into(),
+            ..alice
+        };
+        assert_eq!(
+            request.check_approval(&other_bob, "bob@corp", 10),
+            Err(RequestError::OwnRequest)
+        );
+        assert_eq!(
+            request.check_approval(&other_bob, "carol@corp", 10),
+            Err(RequestError::AlreadyApproved(1))
+        );
     }
 }

@@ -18,6 +18,7 @@ use rusqlite::{params, Connection, OptionalExtension as _};
 use super::schema::sqlite_error;
 use super::spent::{SpentToken, WriterDb};
 use super::{Actor, NewRequest, RequestAction, RevocationRecord, StoreError};
+use crate::identity::IdentityKey;
 
 /// Refuses a caller whose identity is revoked, or whose token was spent.
 /// Runs on the serving writer as a read, so it sees every commit the writer
@@ -27,10 +28,11 @@ use super::{Actor, NewRequest, RequestAction, RevocationRecord, StoreError};
 pub(super) fn check_standing(
     db: &WriterDb,
     identity: &str,
+    key: &IdentityKey,
     token: &SpentToken,
     path: &Path,
 ) -> Result<(), StoreError> {
-    refuse_revoked(&db.conn, identity, path)?;
+    refuse_revoked(&db.conn, identity, Some(key), path)?;
     if db.is_spent(&token.digest) {
         return Err(StoreError::Replayed);
     }
@@ -82,20 +84,41 @@ pub(super) fn refuse_revoked_bearer(
     path: &Path,
 ) -> Result<(), StoreError> {
     match act.spent_token() {
-        Some(_) => refuse_revoked(conn, &act.actor().identity, path),
+        Some(_) => {
+            let actor = act.actor();
+            refuse_revoked(conn, &actor.identity, actor.key.as_ref(), path)
+        }
         None => Ok(()),
     }
 }
 
-/// [`StoreError::RevokedIdentity`] when an unlifted revocation names
-/// `identity`.
-fn refuse_revoked(conn: &Connection, identity: &str, path: &Path) -> Result<(), StoreError> {
+/// [`StoreError::RevokedIdentity`] when an unlifted revocation names the
+/// display name `identity`, or covers `key`: a ban by display name covers
+/// every key seen with it when it was made, a ban by subject its one key.
+pub(super) fn refuse_revoked(
+    conn: &Connection,
+    identity: &str,
+    key: Option<&IdentityKey>,
+    path: &Path,
+) -> Result<(), StoreError> {
     let revoked = conn
         .prepare_cached(
-            "SELECT 1 FROM revocations WHERE kind = 'identity' AND value = ?1 \
-             AND lifted_at IS NULL",
+            "SELECT 1 FROM revocations WHERE lifted_at IS NULL AND \
+             ((kind = 'identity' AND value = ?1) OR id IN \
+              (SELECT revocation_id FROM revoked_identities WHERE issuer = ?2 AND subject = ?3)) \
+             LIMIT 1",
         )
-        .and_then(|mut s| s.query_row(params![identity], |_| Ok(())).optional())
+        .and_then(|mut s| {
+            s.query_row(
+                params![
+                    identity,
+                    key.map(|k| k.issuer.as_str()),
+                    key.map(|k| k.subject.as_str())
+                ],
+                |_| Ok(()),
+            )
+            .optional()
+        })
         .map_err(sqlite_error(path))?;
     match revoked {
         Some(()) => Err(StoreError::RevokedIdentity(identity.to_string())),
@@ -107,7 +130,7 @@ fn refuse_revoked(conn: &Connection, identity: &str, path: &Path) -> Result<(), 
 mod tests {
     use super::*;
     use crate::metrics::Metrics;
-    use crate::store::fixtures::{action, actor, approve, new_request, record, token};
+    use crate::store::fixtures::{action, actor, approve, key_of, new_request, record, token};
     use crate::store::{revoke_offline, RevocationTarget, Store, DATABASE_FILE};
 
     fn revocation(target: &str, by: &str, token_byte: Option<u8>) -> RevocationRecord {
@@ -124,7 +147,9 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join(DATABASE_FILE);
         let store = Store::open(&path, &Metrics::new()).expect("open");
-        let check = |who: &str, byte| store.check_standing(who.into(), token(byte, u64::MAX / 4));
+        let check = |who: &str, byte| {
+            store.check_standing(who.into(), key_of(who), token(byte, u64::MAX / 4))
+        };
         check("alice@corp", 1).await.expect("fresh");
         store.record_issuance(record("1", 1)).await.expect("issued");
         assert!(matches!(
@@ -135,7 +160,9 @@ mod tests {
         let mut twin = token(1, u64::MAX / 4);
         twin.digest.whole = [0x55; 32];
         assert!(matches!(
-            store.check_standing("alice@corp".into(), twin).await,
+            store
+                .check_standing("alice@corp".into(), key_of("alice@corp"), twin)
+                .await,
             Err(StoreError::Replayed)
         ));
         // Checking spends nothing.
@@ -200,7 +227,11 @@ mod tests {
         assert!(request.approvals.is_empty());
         for byte in [10, 11, 12, 20] {
             store
-                .check_standing("dave@corp".into(), token(byte, u64::MAX / 4))
+                .check_standing(
+                    "dave@corp".into(),
+                    key_of("dave@corp"),
+                    token(byte, u64::MAX / 4),
+                )
                 .await
                 .expect("unspent");
         }

@@ -5,6 +5,12 @@
 //! approved access request names, one candidate per request; the rest of its
 //! principals, and the rules whose time windows are closed, are kept aside so
 //! that a refusal can say what would have helped.
+//!
+//! Approval binds to the principal, not to the rule that says so: a
+//! principal that any rule applying to the identity grants only with an
+//! approval (whatever its time windows) is granted by no other rule without
+//! one. The strictest rule wins, so `{username}` or a second rule naming
+//! `release` can never hand out what `[rule.approval]` guards.
 
 use std::collections::BTreeMap;
 
@@ -12,6 +18,7 @@ use super::{Ask, Notes};
 use crate::identity::Identity;
 use crate::policy::reserved::ReservedLogins;
 use crate::policy::rules::{open_window, windows_text, AllowRule, Approval};
+use crate::policy::window::format_instant;
 use crate::UnixTime;
 
 /// Principals one allow rule grants for this request.
@@ -48,6 +55,7 @@ impl<'p> Offers<'p> {
             needs_approval: Vec::new(),
             outside_window: Vec::new(),
         };
+        let gated = gated(rules, ask);
         for rule in rules {
             if let Err(failed) = rule.conditions.check(ask.identity) {
                 notes.add(|| {
@@ -70,11 +78,23 @@ impl<'p> Offers<'p> {
                 offers.outside_window.push(rule);
                 continue;
             };
-            let principals = expand(rule, ask.identity, ask.reserved, notes);
+            let mut principals = expand(rule, ask.identity, ask.reserved, notes);
             if let Some(approval) = &rule.approval {
                 offers.approved(rule, approval, principals, window_end, ask, notes);
                 continue;
             }
+            principals.retain(|p| match gated.get(p.as_str()) {
+                Some(by) => {
+                    notes.add(|| {
+                        format!(
+                            "rule {}: {p:?} withheld: rule {by} grants it only with an approved access request (the strictest rule wins)",
+                            rule.name
+                        )
+                    });
+                    false
+                }
+                None => true,
+            });
             notes.add(|| format!("rule {}: grants {:?}", rule.name, principals));
             offers.candidates.push(Candidate {
                 rule,
@@ -111,7 +131,10 @@ impl<'p> Offers<'p> {
             notes.add(|| {
                 format!(
                     "rule {}: grants {:?} by approved access request {} until {}",
-                    rule.name, covered, access.id, access.window_end
+                    rule.name,
+                    covered,
+                    access.id,
+                    format_instant(access.window_end)
                 )
             });
             unapproved.retain(|p| !covered.contains(p));
@@ -144,6 +167,23 @@ impl<'p> Offers<'p> {
         }
         granted
     }
+}
+
+/// The principals that a rule with `[rule.approval]` applying to the
+/// identity names, each with the first such rule: no other rule grants them
+/// without an approved access request. Windows do not count here: a closed
+/// window keeps the approval rule from granting, not from guarding.
+fn gated<'p>(rules: &'p [AllowRule], ask: &Ask<'_>) -> BTreeMap<String, &'p str> {
+    let mut gated = BTreeMap::new();
+    for rule in rules {
+        if rule.approval.is_none() || rule.conditions.check(ask.identity).is_err() {
+            continue;
+        }
+        for p in expand(rule, ask.identity, ask.reserved, &mut Notes::quiet()) {
+            gated.entry(p).or_insert(rule.name.as_str());
+        }
+    }
+    gated
 }
 
 /// The principals `rule` names for `identity`, templates expanded, each once

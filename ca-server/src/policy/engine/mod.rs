@@ -14,12 +14,16 @@
 //!   has time windows, the time is inside one. It grants its principals
 //!   unless it requires an approval, which only an open approved access
 //!   request supplies.
-//! - `select`: no requested principals: every granted principal.
-//!   Requested principals: all of them must be granted, or nothing is.
+//!   A principal that any applying rule grants only with an approval is
+//!   granted by no rule without one (the strictest rule wins).
+//! - `select`: no requested principals: every granted principal that is
+//!   bound by no forced command or source address (the others are named to
+//!   the client). Requested principals: all of them must be granted, and
+//!   bound alike, or nothing is.
 //! - `lifetime` and `merge`: every rule that grants a principal in the
 //!   certificate bounds it: the lifetime is at most the smallest `max_ttl`
-//!   and the earliest window end, extensions and source addresses are
-//!   intersected, and forced commands must agree.
+//!   and the earliest window end, extensions are intersected, and forced
+//!   commands and source addresses are those of the principals.
 //!
 //! `access` answers the questions of access requests (on which terms may
 //! this be asked for, who may approve it) from the same rules.
@@ -122,9 +126,13 @@ impl PolicySet {
         let denies = deny::applying(&self.deny, ask, notes)?;
         let offers = Offers::of(&self.allow, ask, notes);
         let granted = offers.by_principal();
-        let principals = select::principals(ask, &offers, &granted, &denies, notes)?;
+        let bindings = merge::critical_by_principal(&offers, &granted, ask);
+        let select::Selection {
+            principals,
+            notes: client_notes,
+        } = select::principals(ask, &offers, &granted, &bindings, &denies, notes)?;
         let deciding = Deciding::of(&principals, &granted, &offers);
-        let ttl = lifetime::ttl(&self.certs, &deciding, ask, notes);
+        let ttl = lifetime::ttl(&self.certs, &deciding, &self.deny, &principals, ask, notes);
         let Restrictions {
             extensions,
             critical_options,
@@ -144,6 +152,7 @@ impl PolicySet {
             critical_options,
             rules,
             request_ids,
+            notes: client_notes,
         })
     }
 }

@@ -9,10 +9,13 @@
 #![allow(clippy::unwrap_used)]
 
 mod approvals;
+mod combination;
 mod decisions;
 mod issuers;
 mod loading;
 mod properties;
+mod time;
+mod values;
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
