@@ -6,7 +6,8 @@
 //! - `sh`, `bash`, `console` (the lines after `$ `): every simple command is
 //!   either a `jit-ssh`/`jit-ssh-ca` invocation, run with the real binary from
 //!   target/debug in a sandbox (temporary HOME and XDG directories, system
-//!   paths moved into a temporary directory by [`SUBSTITUTIONS`], CA URLs
+//!   paths moved into a temporary directory by `SUBSTITUTIONS`
+//!   (tests/support/doc_sandbox.rs), CA URLs
 //!   pointed at a closed loopback port) and required to get past argument
 //!   parsing (clap answers a usage error with exit 2 and "For more
 //!   information, try '--help'"); or shell plumbing ([`PLUMBING`]); or listed
@@ -24,38 +25,17 @@
 //! - `json`, `http`, `text`, `yaml` hold no commands; any other language is an
 //!   error until this file says how to check it.
 
+#![allow(clippy::unwrap_used)]
+
 use std::collections::BTreeSet;
 use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
-use std::time::Duration;
 
+use e2e::doc_sandbox::Sandbox;
 use e2e::markdown::{blocks, commands, doc_files, simple_commands, Block, DocCommand};
-use e2e::openssh::{current_user, ssh_keygen};
-use e2e::{bin, free_port, repo_root, run, Running, STARTUP};
-use tempfile::TempDir;
-
-/// System paths in the docs and where the sandbox puts them (below its
-/// temporary directory). A command naming another absolute path outside the
-/// sandbox fails with a message asking for a row here.
-const SUBSTITUTIONS: &[(&str, &str)] = &[
-    ("/etc/jit-ssh-ca", "etc/jit-ssh-ca"),
-    ("/etc/jit-ssh/", "etc/jit-ssh/"),
-    ("/etc/ssh", "etc/ssh"),
-    ("/var/lib/jit-ssh-ca", "var/lib/jit-ssh-ca"),
-    ("/backup", "backup"),
-    ("/tmp/jit-dev", "jit-dev"),
-    ("/tmp/jit-sshd", "jit-sshd"),
-    ("/tmp/check", "check"),
-];
-
-/// CA URLs in the docs; the sandbox answers none of them (a closed loopback
-/// port), so a command gets past parsing and stops at its first request.
-const CA_URLS: &[&str] = &[
-    "https://ca.example.com",
-    "http://127.0.0.1:8443",
-    "http://127.0.0.1:18443",
-];
+use e2e::openssh::current_user;
+use e2e::{bin, repo_root, run, STARTUP};
 
 /// Programs that are shell plumbing around the documented steps (files,
 /// variables, text): what they do is the shell's, not jit-ssh's.
@@ -137,7 +117,7 @@ fn every_fenced_command_in_the_docs_is_run_or_listed() {
             (file, text)
         })
         .collect();
-    let sandbox = Sandbox::new();
+    let sandbox = Sandbox::create();
     let mut used = BTreeSet::new();
     let mut problems = Vec::new();
     let mut invocations = 0;
@@ -212,7 +192,7 @@ fn a_new_unlisted_command_in_a_doc_fails_with_its_place() {
     );
     assert!(problems[0].contains("LISTED"), "{}", problems[0]);
     // A usage error from clap is told apart from every other failure.
-    let sandbox = Sandbox::new();
+    let sandbox = Sandbox::create();
     let err = sandbox
         .parses(&["jit-ssh".into(), "login".into(), "--no-such-flag".into()])
         .unwrap_err();
@@ -225,7 +205,7 @@ fn a_new_unlisted_command_in_a_doc_fails_with_its_place() {
 #[test]
 fn toml_snippets_in_the_docs_load() {
     let root = repo_root();
-    let sandbox = Sandbox::new();
+    let sandbox = Sandbox::create();
     let mut checked = 0;
     let mut problems = Vec::new();
     for block in all_blocks(&root).into_iter().filter(|b| b.lang == "toml") {
@@ -256,7 +236,7 @@ fn toml_snippets_in_the_docs_load() {
 #[test]
 fn sshd_config_snippets_in_the_docs_pass_sshd_t() {
     let root = repo_root();
-    let sandbox = Sandbox::new();
+    let sandbox = Sandbox::create();
     let mut checked = 0;
     let mut problems = Vec::new();
     for block in all_blocks(&root).into_iter().filter(|b| b.lang.is_empty()) {
@@ -317,7 +297,7 @@ fn deploy_keys_section_runs_as_written() {
         .into_iter()
         .find(|b| b.lang == "sh" && b.text.contains("jit-ssh-ca init"))
         .expect("docs/deploy.md has the keys block");
-    let sandbox = Sandbox::new();
+    let sandbox = Sandbox::create();
     let user = current_user();
     let (_, group, _) = run(Command::new("id").arg("-gn"), STARTUP).unwrap();
     let mut script = Vec::new();
@@ -584,255 +564,4 @@ fn is_sshd_config(text: &str) -> bool {
             .next()
             .is_some_and(|word| SSHD_KEYWORDS.contains(&word))
     })
-}
-
-/// A temporary directory standing in for the system paths of the docs, and
-/// the environment the binaries run in there.
-struct Sandbox {
-    dir: TempDir,
-    dead_url: String,
-}
-
-impl Sandbox {
-    fn new() -> Sandbox {
-        let dir = tempfile::tempdir().unwrap();
-        for sub in ["home", "config", "data"] {
-            std::fs::create_dir_all(dir.path().join(sub)).unwrap();
-        }
-        Sandbox {
-            dir,
-            dead_url: format!("http://127.0.0.1:{}", free_port()),
-        }
-    }
-
-    /// `text` with the docs' system paths and CA URLs moved into the sandbox.
-    fn localize(&self, text: &str) -> String {
-        let mut text = text.to_string();
-        for url in CA_URLS {
-            text = text.replace(url, &self.dead_url);
-        }
-        for (from, to) in SUBSTITUTIONS {
-            let target = format!("{}/{to}", self.dir.path().display());
-            text = text.replace(from, &target);
-        }
-        text
-    }
-
-    /// Runs a jit-ssh invocation (program name first) in the sandbox and
-    /// fails only when the binary refused its arguments.
-    fn parses(&self, words: &[String]) -> Result<(), String> {
-        let root = self.dir.path().display().to_string();
-        let mut args: Vec<String> = words[1..].iter().map(|w| self.localize(w)).collect();
-        for arg in &args {
-            let value = arg.split_once('=').map_or(arg.as_str(), |(_, v)| v);
-            if value.starts_with('/') && !value.starts_with(&root) && !value.starts_with("/dev/") {
-                return Err(format!(
-                    "names the system path {value}: add a row to SUBSTITUTIONS \
-                     in tests/e2e/docs.rs"
-                ));
-            }
-        }
-        // A server would bind the documented port: give it a free one.
-        let serves = args.first().is_some_and(|a| a == "dev" || a == "serve");
-        if args.first().is_some_and(|a| a == "dev") && !args.iter().any(|a| a == "--listen") {
-            args.extend(["--listen".into(), format!("127.0.0.1:{}", free_port())]);
-        }
-        let mut process = Running::spawn(
-            Command::new(bin(&words[0]))
-                .args(&args)
-                .current_dir(self.dir.path())
-                .env_clear()
-                .env("PATH", std::env::var("PATH").unwrap_or_default())
-                .env("HOME", self.dir.path().join("home"))
-                .env("XDG_CONFIG_HOME", self.dir.path().join("config"))
-                .env("XDG_DATA_HOME", self.dir.path().join("data"))
-                .env("JIT_SSH_CA", &self.dead_url)
-                .env("BROWSER", "false"),
-        )
-        .map_err(|e| e.to_string())?;
-        let status = match process.wait_exit(Duration::from_secs(10)) {
-            Ok(status) => status,
-            // Still serving: its arguments were taken.
-            Err(_) if serves => return Ok(()),
-            Err(e) => return Err(format!("did not finish: {e}")),
-        };
-        process
-            .stderr
-            .wait_closed(STARTUP)
-            .map_err(|e| e.to_string())?;
-        let stderr = process.stderr.text();
-        if status.code() == Some(2) && stderr.contains("For more information, try") {
-            return Err(format!("refused its arguments: {}", stderr.trim()));
-        }
-        Ok(())
-    }
-
-    /// `jit-ssh-ca policy check --config` on a CA config from the docs, with
-    /// the repository's example policies in its policy directory.
-    fn check_config(&self, place: &str, text: &str) -> Result<(), String> {
-        let name = place.replace(['/', ':', '.'], "_");
-        let dir = self.dir.path().join("configs").join(&name);
-        std::fs::create_dir_all(&dir).unwrap();
-        let config = self.localize(text);
-        // The examples go where the config says its policies are; a config
-        // that names no policy_dir gets none, as on a host, and fails.
-        if let Some(policy_dir) = config.lines().find_map(|line| {
-            let value = line.strip_prefix("policy_dir = ")?;
-            let value = value.split('#').next()?.trim().trim_matches('"');
-            Some(PathBuf::from(value))
-        }) {
-            copy_example_policies(&dir.join(policy_dir));
-        }
-        let path = dir.join("ca.toml");
-        std::fs::write(&path, config).unwrap();
-        self.policy_check(&["--config".into(), path.display().to_string()])
-    }
-
-    /// `policy check` on a policy snippet alone; a `[rule.…]` part of a rule
-    /// is checked inside the smallest rule that can hold it.
-    fn check_policy(&self, place: &str, text: &str) -> Result<(), String> {
-        let name = place.replace(['/', ':', '.'], "_");
-        let dir = self.dir.path().join("policy-snippets").join(&name);
-        std::fs::create_dir_all(&dir).unwrap();
-        let policy = if text.trim_start().starts_with("[rule.") {
-            format!(
-                "[[rule]]\nname = \"doc-snippet\"\nprincipals = [\"root\"]\n\
-                 [rule.match]\nissuer = [\"corp\"]\ngroups_any = [\"sre\"]\n{text}\n"
-            )
-        } else {
-            text.to_string()
-        };
-        std::fs::write(dir.join("snippet.toml"), policy).unwrap();
-        // A snippet that grants nothing by itself (an admin rule) is checked
-        // beside one rule that does, as a policy needs.
-        std::fs::write(
-            dir.join("00-grant.toml"),
-            "[[rule]]\nname = \"doc-grant\"\nprincipals = [\"{username}\"]\n\
-             [rule.match]\nissuer = [\"corp\"]\ngroups_any = [\"eng\"]\n",
-        )
-        .unwrap();
-        let config = self.dir.path().join("snippet-ca.toml");
-        std::fs::write(
-            &config,
-            format!(
-                "listen = \"127.0.0.1:8443\"\ndata_dir = \"{}\"\n[[oidc]]\nname = \"corp\"\n\
-                 issuer = \"https://corp.example.com\"\nclient_id = \"jit-ssh\"\n",
-                self.dir.path().join("data").display()
-            ),
-        )
-        .unwrap();
-        self.policy_check(&[
-            "--config".into(),
-            config.display().to_string(),
-            "--policy-dir".into(),
-            dir.display().to_string(),
-        ])
-    }
-
-    fn policy_check(&self, args: &[String]) -> Result<(), String> {
-        let (status, out, err) = run(
-            Command::new(bin("jit-ssh-ca"))
-                .args(["policy", "check"])
-                .args(args),
-            STARTUP,
-        )
-        .map_err(|e| e.to_string())?;
-        if status.success() {
-            Ok(())
-        } else {
-            Err(format!("policy check: {status}: {out}{err}"))
-        }
-    }
-
-    /// A keys.toml snippet holds only lines `jit-ssh-ca init` writes.
-    fn check_keys_toml(&self, text: &str) -> Result<(), String> {
-        let data = self.dir.path().join("init-data");
-        let passphrase = self.dir.path().join("init-passphrase");
-        std::fs::write(&passphrase, "a passphrase of some length\n").unwrap();
-        std::fs::set_permissions(&passphrase, std::fs::Permissions::from_mode(0o600)).unwrap();
-        if !data.join("keys.toml").exists() {
-            let (status, _, err) = run(
-                Command::new(bin("jit-ssh-ca"))
-                    .args(["init", "--data-dir"])
-                    .arg(&data)
-                    .arg("--passphrase-file")
-                    .arg(&passphrase),
-                STARTUP,
-            )
-            .map_err(|e| e.to_string())?;
-            if !status.success() {
-                return Err(format!("init: {err}"));
-            }
-        }
-        let written = std::fs::read_to_string(data.join("keys.toml")).unwrap();
-        let written: BTreeSet<&str> = written.lines().map(str::trim).collect();
-        match text
-            .lines()
-            .map(str::trim)
-            .find(|line| !line.is_empty() && !written.contains(line))
-        {
-            Some(line) => Err(format!("init's keys.toml has no line {line:?}")),
-            None => Ok(()),
-        }
-    }
-
-    /// `sshd -t` on a snippet: its lines with paths moved into the sandbox,
-    /// a host key (generated where the snippet names one), and the files it
-    /// names present.
-    fn sshd_t(&self, text: &str) -> Result<(), String> {
-        let config = self.localize(text);
-        let dir = self.dir.path().join(format!("sshd-{}", free_port()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let mut full = String::new();
-        let mut has_host_key = false;
-        for line in config.lines() {
-            let mut words = line.split_whitespace();
-            if let (Some(keyword), Some(value)) = (words.next(), words.next()) {
-                let path = Path::new(value);
-                if keyword == "HostKey" {
-                    has_host_key = true;
-                    let parent = path.parent().unwrap();
-                    std::fs::create_dir_all(parent).unwrap();
-                    if !path.exists() {
-                        ssh_keygen(
-                            parent,
-                            &path.file_name().unwrap().to_string_lossy(),
-                            &["-t", "ed25519"],
-                        );
-                    }
-                }
-            }
-            full.push_str(line);
-            full.push('\n');
-        }
-        if !has_host_key {
-            let (key, _) = ssh_keygen(&dir, "host_key", &["-t", "ed25519"]);
-            full.push_str(&format!("HostKey {}\n", key.display()));
-        }
-        let path = dir.join("sshd_config");
-        std::fs::write(&path, &full).unwrap();
-        let sshd = ["/usr/sbin/sshd", "/usr/local/sbin/sshd"]
-            .into_iter()
-            .find(|p| Path::new(p).exists())
-            .expect("sshd must be installed (scripts/test installs openssh-server)");
-        std::fs::create_dir_all("/run/sshd").ok();
-        let (status, _, err) = run(Command::new(sshd).arg("-t").arg("-f").arg(&path), STARTUP)
-            .map_err(|e| e.to_string())?;
-        if status.success() {
-            Ok(())
-        } else {
-            Err(format!("sshd -t: {}\n{full}", err.trim()))
-        }
-    }
-}
-
-/// The repository's policies/*.toml, copied into `dir`.
-fn copy_example_policies(dir: &Path) {
-    std::fs::create_dir_all(dir).unwrap();
-    for entry in std::fs::read_dir(repo_root().join("policies")).unwrap() {
-        let path = entry.unwrap().path();
-        if path.extension().is_some_and(|e| e == "toml") {
-            std::fs::copy(&path, dir.join(path.file_name().unwrap())).unwrap();
-        }
-    }
 }
