@@ -413,7 +413,7 @@ fn the_krl_signature_check_in_api_md_runs_as_written() {
         .into_iter()
         .find(|b| b.lang == "sh" && b.text.contains("ssh-keygen -Y verify"))
         .expect("docs/api.md has the KRL check");
-    let dev = e2e::dev::DevCa::start(&[]);
+    let mut dev = e2e::dev::DevCa::start(&[]);
     let dir = tempfile::tempdir().unwrap();
     let script = block.text.replace("https://ca.example.com", &dev.url);
     let (status, out, err) = run(
@@ -428,6 +428,9 @@ fn the_krl_signature_check_in_api_md_runs_as_written() {
         out.contains("Good \"jit-ssh-krl-v1@jit-ssh\" signature for ca"),
         "{out}{err}"
     );
+    // Stopped as systemd would, so that it deletes its throw-away data.
+    dev.process.terminate();
+    dev.process.wait_exit(STARTUP).unwrap();
 }
 
 /// Every fenced shell command of one markdown file, or what could not be read.

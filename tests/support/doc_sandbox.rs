@@ -87,7 +87,7 @@ impl Sandbox {
         // A server would bind the documented port: give it a free one.
         let serves = args.first().is_some_and(|a| a == "dev" || a == "serve");
         if args.first().is_some_and(|a| a == "dev") && !args.iter().any(|a| a == "--listen") {
-            args.extend(["--listen".into(), format!("127.0.0.1:{}", free_port())]);
+            args.extend(["--listen".into(), "127.0.0.1:0".into()]);
         }
         let mut process = Running::spawn(
             Command::new(bin(&words[0]))
@@ -102,12 +102,17 @@ impl Sandbox {
                 .env("BROWSER", "false"),
         )
         .map_err(|e| e.to_string())?;
-        let status = match process.wait_exit(Duration::from_secs(10)) {
-            Ok(status) => status,
-            // Still serving: its arguments were taken.
-            Err(_) if serves => return Ok(()),
-            Err(e) => return Err(format!("did not finish: {e}")),
-        };
+        // A server that comes up took its arguments; it is stopped as a
+        // service manager would, so that it cleans up after itself (dev
+        // mode deletes its throw-away data directory).
+        if serves && process.stderr.wait_for("listening on ", STARTUP).is_ok() {
+            process.terminate();
+            process.wait_exit(STARTUP).map_err(|e| e.to_string())?;
+            return Ok(());
+        }
+        let status = process
+            .wait_exit(Duration::from_secs(10))
+            .map_err(|e| format!("did not finish: {e}"))?;
         process
             .stderr
             .wait_closed(STARTUP)
