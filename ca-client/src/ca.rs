@@ -53,6 +53,15 @@ pub enum ClientError {
     /// The key could not be encoded or could not sign the proof.
     #[error("key: {0}")]
     Key(#[from] ssh_key::Error),
+    /// Something answered at the URL, but not a jit-ssh CA: `/v1/config`
+    /// is not found there, or is not a CA's configuration.
+    #[error("no jit-ssh CA at {url} ({what})")]
+    NotACa {
+        /// The configuration URL tried.
+        url: String,
+        /// What answered instead.
+        what: String,
+    },
 }
 
 impl ClientError {
@@ -61,7 +70,10 @@ impl ClientError {
     pub fn refusal_code(&self) -> Option<ErrorCode> {
         match self {
             ClientError::Refused { code, .. } => Some(ErrorCode::from(code.as_str())),
-            ClientError::Transport { .. } | ClientError::Tls { .. } | ClientError::Key(_) => None,
+            ClientError::Transport { .. }
+            | ClientError::Tls { .. }
+            | ClientError::Key(_)
+            | ClientError::NotACa { .. } => None,
         }
     }
 }
@@ -149,7 +161,37 @@ impl CaClient {
             .and_then(|r| r.headers().get(reqwest::header::DATE))
             .and_then(|v| v.to_str().ok())
             .and_then(|v| httpdate::parse_http_date(v).ok());
-        let config = decode(&url, response).await?;
+        let answered = response.as_ref().ok().map(|r| r.status());
+        // A server that answers, but not as a CA would (a 404, or a page
+        // that is not a CA's configuration), is the wrong URL, not a CA
+        // that refused.
+        let config = decode(&url, response)
+            .await
+            .map_err(|error| match (answered, error) {
+                (Some(status), ClientError::Refused { code, message, .. })
+                    if status == reqwest::StatusCode::NOT_FOUND =>
+                {
+                    ClientError::NotACa {
+                        url: url.clone(),
+                        what: format!("HTTP {status}, {code}: {message}"),
+                    }
+                }
+                (Some(status), ClientError::Transport { message, .. })
+                    if status == reqwest::StatusCode::NOT_FOUND || status.is_success() =>
+                {
+                    // A non-JSON 404's message is its status again.
+                    let what = if status.is_success() {
+                        format!("HTTP {status}, {message}")
+                    } else {
+                        format!("HTTP {status}")
+                    };
+                    ClientError::NotACa {
+                        url: url.clone(),
+                        what,
+                    }
+                }
+                (_, error) => error,
+            })?;
         Ok(FetchedConfig {
             config,
             server_date,

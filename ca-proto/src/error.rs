@@ -94,6 +94,12 @@ wire_names! {
         Internal = "internal",
         /// A reason or comment holds a control character other than tab.
         InvalidText = "invalid_text",
+        /// The endpoint does not take the request's method.
+        MethodNotAllowed = "method_not_allowed",
+        /// Too many header fields, or too many bytes of them.
+        HeadersTooLarge = "headers_too_large",
+        /// The request body did not arrive within the body deadline.
+        BodyTimeout = "body_timeout",
     }
 }
 

@@ -503,6 +503,10 @@ policy_dir = "policies"
 # cert = "/etc/jit-ssh-ca/tls.crt"
 # key  = "/etc/jit-ssh-ca/tls.key"
 
+# [client]
+# ssh_hosts = ["*.corp.example"]   # hosts that trust this CA: `jit-ssh ssh-config --install`
+#                                  # runs jit-ssh before ssh to these only
+
 # [certs]
 # default_ttl = "5m"        # when the client does not ask
 # max_ttl = "60m"           # never more than this (hard ceiling 60m)

@@ -225,13 +225,13 @@ impl SlowDisk {
                     "/dev/null",
                 ])
                 .arg("-p")
-                .arg(ca.process.id().to_string()),
+                .arg(ca.process.pid().to_string()),
         )
         .unwrap();
         // Attached once strace itself has stopped announcing: wait until
         // the CA's threads are all traced.
         eventually(Duration::from_secs(10), || {
-            let tasks = std::fs::read_dir(format!("/proc/{}/task", ca.process.id()))
+            let tasks = std::fs::read_dir(format!("/proc/{}/task", ca.process.pid()))
                 .map_err(|e| e.to_string())?;
             for task in tasks {
                 let status =

@@ -159,8 +159,9 @@ impl Running {
         })
     }
 
-    /// Its process id.
-    pub fn id(&self) -> u32 {
+    /// The process id, for tools that act on a running process (`strace`,
+    /// `prlimit`).
+    pub fn pid(&self) -> u32 {
         self.child.id()
     }
 

@@ -109,6 +109,8 @@ pub struct Authority {
     /// Posts access-request events to the configured webhooks.
     webhooks: Notifier,
     serials: SerialSource,
+    /// Host patterns published to clients (`[client] ssh_hosts`).
+    ssh_hosts: Vec<String>,
 }
 
 impl Authority {
@@ -132,7 +134,15 @@ impl Authority {
             krl_cache: revocations::KrlCache::default(),
             webhooks: Notifier::disabled(),
             serials,
+            ssh_hosts: Vec::new(),
         }
+    }
+
+    /// Publishes `patterns` as the hosts that trust this CA (`/v1/config`
+    /// `ssh_hosts`).
+    pub fn with_ssh_hosts(mut self, patterns: Vec<String>) -> Self {
+        self.ssh_hosts = patterns;
+        self
     }
 
     /// Sends access-request events through `notifier` once they are committed.
@@ -173,6 +183,7 @@ impl Authority {
             proof_namespace: PROOF_NAMESPACE.into(),
             default_ttl: self.certs.default_ttl.as_secs(),
             max_ttl: self.certs.max_ttl.as_secs(),
+            ssh_hosts: self.ssh_hosts.clone(),
         }
     }
 

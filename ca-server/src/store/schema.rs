@@ -254,6 +254,16 @@ CREATE TABLE identity_subjects (
 ALTER TABLE spent_tokens ADD COLUMN serial TEXT;
 ALTER TABLE spent_tokens ADD COLUMN request_id INTEGER;
 "#,
+    // 13: one row the writer rewrites to learn whether the database accepts
+    // writes again after a failed commit (writer.rs). It must change bytes
+    // on disk: SQLite skips writing a row updated to its own value, so a
+    // no-op update commits even on a full disk.
+    r#"
+CREATE TABLE writer_probe (
+    id     INTEGER PRIMARY KEY CHECK (id = 1),
+    writes INTEGER NOT NULL
+);
+"#,
 ];
 
 /// Opens the database; `read_only` connections neither create nor migrate.
