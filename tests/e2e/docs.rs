@@ -72,6 +72,7 @@ const LISTED: &[(&str, &str, Proof)] = &[
     ("docs/benchmarks.md", "ssh-keygen -q -s ca", Proof::NotRun(BENCH)),
     ("docs/benchmarks.md", "ssh-add -t 3600 user", Proof::NotRun(BENCH)),
     ("docs/benchmarks.md", "hyperfine", Proof::NotRun(BENCH)),
+    ("docs/client.md", "cargo install --locked --path ca-client", Proof::Test(INSTALLED)),
     ("docs/client.md", "ssh-add -L", Proof::Test(CLIENT_LOGIN)),
     ("docs/client.md", "ssh -p 2222 root@127.0.0.1", Proof::Test(CLIENT_LOGIN)),
     ("docs/deploy.md", "cargo build --release --locked", Proof::NotRun(BUILD)),
@@ -86,6 +87,7 @@ const LISTED: &[(&str, &str, Proof)] = &[
     ("docs/deploy.md", "shred -u", Proof::NotRun(SYSTEMD)),
     ("docs/deploy.md", "systemctl ", Proof::NotRun(SYSTEMD)),
     ("docs/getting-started.md", "cargo build --release --locked", Proof::NotRun(BUILD)),
+    ("docs/getting-started.md", "cargo install --locked --path ca-client", Proof::Test(INSTALLED)),
     ("docs/getting-started.md", "ssh-keygen -q -t ed25519 -N  -f host_key", Proof::Test(HOST_SETUP)),
     ("docs/getting-started.md", "curl -fsS http://127.0.0.1:8443/v1/ca/user.pub", Proof::Test(HOST_SETUP)),
     ("docs/getting-started.md", "/usr/sbin/sshd -D -e -f", Proof::Test(HOST_SETUP)),
@@ -103,6 +105,7 @@ const SYSTEMD: &str = "changes the host's systemd; the units are contrib/*, whic
 const HOST_SETUP: &str = "dev::getting_started_host_setup_works_as_written";
 const CLIENT_LOGIN: &str =
     "client::browser_login_loads_the_agent_with_a_lifetime_and_logout_leaves_nothing";
+const INSTALLED: &str = "daily::the_block_names_the_jit_ssh_on_path_not_the_build_directory";
 const POP: &str = "issuance::real_tokens_get_certificates_that_openssh_accepts";
 const KRL_CHECK: &str = "docs::the_krl_signature_check_in_api_md_runs_as_written";
 const WEBHOOK: &str = "webhooks::request_events_arrive_signed_at_a_loopback_receiver";
