@@ -2,13 +2,14 @@
 //!
 //! Starts the real `jit-ssh-ca` binary over TLS with a real SQLite store on
 //! disk, trusting a loopback OpenID issuer with a real discovery document and
-//! JWKS (served by this program). Pre-mints unique ID tokens, subject keys and
-//! proofs outside the measured window, then drives C keep-alive HTTPS clients
-//! against `POST /v1/certs/user` for T seconds. In the same run it measures
-//! the raw single-core limit of the work each certificate needs (token
-//! verification, proof verification, certificate signing) and reports
-//! issuance rate ÷ (raw limit × server cores). The last line of output is one
-//! JSON object.
+//! JWKS (served by this program) that signs with `--token-alg` (by default
+//! RS256, what most providers sign with). Pre-mints unique ID tokens, subject
+//! keys and proofs outside the measured window, then drives C keep-alive
+//! HTTPS clients against `POST /v1/certs/user` for T seconds. In the same run
+//! it measures the raw single-core limit of the work each certificate needs
+//! (token verification by the server's own verifier for that algorithm,
+//! proof verification, certificate signing) and reports issuance rate ÷
+//! (raw limit × server cores). The last line of output is one JSON object.
 //!
 //! With `--slow N` it is the soak: N slow connections (`slow.rs`) are held
 //! open against the CA for the whole measured window, and the normal
@@ -46,50 +47,175 @@ mod slow;
 
 const PASSPHRASE: &str = "benchmark passphrase";
 
+#[derive(Debug)]
 struct Args {
     duration: u64,
     concurrency: usize,
     slow: usize,
     tokens: Option<usize>,
     server: PathBuf,
+    token_alg: TokenAlg,
 }
 
-fn parse_args() -> Args {
+/// How the benchmark's issuer signs its ID tokens. RS256 is the default:
+/// it is what the providers people run sign with (Entra ID, Okta, Google,
+/// Keycloak by default, GitHub Actions).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum TokenAlg {
+    Rs256,
+    Es256,
+    EdDsa,
+}
+
+impl TokenAlg {
+    fn name(self) -> &'static str {
+        match self {
+            TokenAlg::Rs256 => "RS256",
+            TokenAlg::Es256 => "ES256",
+            TokenAlg::EdDsa => "EdDSA",
+        }
+    }
+}
+
+impl std::str::FromStr for TokenAlg {
+    type Err = String;
+
+    fn from_str(name: &str) -> Result<TokenAlg, String> {
+        [TokenAlg::Rs256, TokenAlg::Es256, TokenAlg::EdDsa]
+            .into_iter()
+            .find(|alg| alg.name() == name)
+            .ok_or_else(|| format!("--token-alg {name:?}: use RS256, ES256 or EdDSA"))
+    }
+}
+
+const USAGE: &str = "use --duration SECS --concurrency N [--token-alg RS256|ES256|EdDSA] \
+                     [--slow N] [--tokens N] [--server PATH]";
+
+/// The command line (without the program name).
+fn parse_args(arguments: impl IntoIterator<Item = String>) -> Result<Args, String> {
     let mut args = Args {
         duration: 20,
         concurrency: 64,
         slow: 0,
         tokens: None,
         server: PathBuf::from("target/release/jit-ssh-ca"),
+        token_alg: TokenAlg::Rs256,
     };
-    let mut it = std::env::args().skip(1);
+    let mut it = arguments.into_iter();
     while let Some(flag) = it.next() {
-        let mut value = || it.next().unwrap_or_else(|| panic!("{flag} needs a value"));
+        let value = it
+            .next()
+            .ok_or_else(|| format!("{flag} needs a value; {USAGE}"));
+        let number = |what: &str| -> Result<usize, String> {
+            let value = value.clone()?;
+            value
+                .parse()
+                .map_err(|_| format!("{flag} {value:?}: expected {what}"))
+        };
         match flag.as_str() {
-            "--duration" => args.duration = value().parse().expect("--duration SECS"),
-            "--concurrency" => args.concurrency = value().parse().expect("--concurrency N"),
-            "--slow" => args.slow = value().parse().expect("--slow N"),
-            "--tokens" => args.tokens = Some(value().parse().expect("--tokens N")),
-            "--server" => args.server = PathBuf::from(value()),
-            other => panic!("unknown argument {other}; use --duration SECS --concurrency N [--slow N] [--tokens N] [--server PATH]"),
+            "--duration" => args.duration = number("SECS")? as u64,
+            "--concurrency" => args.concurrency = number("N")?,
+            "--slow" => args.slow = number("N")?,
+            "--tokens" => args.tokens = Some(number("N")?),
+            "--server" => args.server = PathBuf::from(value?),
+            "--token-alg" => args.token_alg = value?.parse()?,
+            other => return Err(format!("unknown argument {other}; {USAGE}")),
         }
     }
-    args
+    Ok(args)
 }
 
 /// A loopback OpenID issuer: discovery + JWKS over HTTP, tokens minted here.
 struct Issuer {
     url: String,
-    key: ed25519_dalek::SigningKey,
+    key: IssuerKey,
     kid: String,
+}
+
+/// The issuer's signing key, made with aws-lc (Ed25519 with dalek).
+enum IssuerKey {
+    Rsa(aws_lc_rs::signature::RsaKeyPair),
+    Ecdsa(aws_lc_rs::signature::EcdsaKeyPair),
+    Ed25519(ed25519_dalek::SigningKey),
+}
+
+impl IssuerKey {
+    fn generate(alg: TokenAlg) -> IssuerKey {
+        match alg {
+            TokenAlg::Rs256 => IssuerKey::Rsa(
+                aws_lc_rs::signature::RsaKeyPair::generate(aws_lc_rs::rsa::KeySize::Rsa2048)
+                    .unwrap(),
+            ),
+            TokenAlg::Es256 => IssuerKey::Ecdsa(
+                aws_lc_rs::signature::EcdsaKeyPair::generate(
+                    &aws_lc_rs::signature::ECDSA_P256_SHA256_FIXED_SIGNING,
+                )
+                .unwrap(),
+            ),
+            TokenAlg::EdDsa => {
+                IssuerKey::Ed25519(ed25519_dalek::SigningKey::generate(&mut rand_core::OsRng))
+            }
+        }
+    }
+
+    fn alg(&self) -> TokenAlg {
+        match self {
+            IssuerKey::Rsa(_) => TokenAlg::Rs256,
+            IssuerKey::Ecdsa(_) => TokenAlg::Es256,
+            IssuerKey::Ed25519(_) => TokenAlg::EdDsa,
+        }
+    }
+
+    /// The public key as a JWK (without `kid`, `alg` and `use`).
+    fn jwk(&self) -> Value {
+        use aws_lc_rs::signature::KeyPair as _;
+        match self {
+            IssuerKey::Rsa(key) => {
+                let public =
+                    aws_lc_rs::signature::RsaPublicKeyComponents::<Vec<u8>>::from(key.public_key());
+                json!({"kty": "RSA", "n": URL_SAFE_NO_PAD.encode(public.n),
+                       "e": URL_SAFE_NO_PAD.encode(public.e)})
+            }
+            IssuerKey::Ecdsa(key) => {
+                // The uncompressed point: 0x04, x, y.
+                let point = key.public_key().as_ref();
+                json!({"kty": "EC", "crv": "P-256",
+                       "x": URL_SAFE_NO_PAD.encode(&point[1..33]),
+                       "y": URL_SAFE_NO_PAD.encode(&point[33..65])})
+            }
+            IssuerKey::Ed25519(key) => json!({"kty": "OKP", "crv": "Ed25519",
+                "x": URL_SAFE_NO_PAD.encode(key.verifying_key().as_bytes())}),
+        }
+    }
+
+    /// The JWS signature of `input`, as its algorithm writes it.
+    fn sign(&self, input: &[u8]) -> Vec<u8> {
+        let rng = aws_lc_rs::rand::SystemRandom::new();
+        match self {
+            IssuerKey::Rsa(key) => {
+                let mut signature = vec![0; key.public_modulus_len()];
+                key.sign(
+                    &aws_lc_rs::signature::RSA_PKCS1_SHA256,
+                    &rng,
+                    input,
+                    &mut signature,
+                )
+                .unwrap();
+                signature
+            }
+            IssuerKey::Ecdsa(key) => key.sign(&rng, input).unwrap().as_ref().to_vec(),
+            IssuerKey::Ed25519(key) => key.sign(input).to_bytes().to_vec(),
+        }
+    }
 }
 
 impl Issuer {
     fn jwks(&self) -> Value {
-        json!({"keys": [{
-            "kty": "OKP", "crv": "Ed25519", "alg": "EdDSA", "use": "sig", "kid": self.kid,
-            "x": URL_SAFE_NO_PAD.encode(self.key.verifying_key().as_bytes()),
-        }]})
+        let mut jwk = self.key.jwk();
+        jwk["alg"] = self.key.alg().name().into();
+        jwk["use"] = "sig".into();
+        jwk["kid"] = self.kid.clone().into();
+        json!({ "keys": [jwk] })
     }
 
     fn discovery(&self) -> Value {
@@ -100,12 +226,12 @@ impl Issuer {
             "jwks_uri": format!("{}/jwks", self.url),
             "response_types_supported": ["code"],
             "subject_types_supported": ["public"],
-            "id_token_signing_alg_values_supported": ["EdDSA"],
+            "id_token_signing_alg_values_supported": [self.key.alg().name()],
         })
     }
 
     fn mint(&self, user: &str, nonce: &str, now: u64) -> String {
-        let header = json!({"alg": "EdDSA", "typ": "JWT", "kid": self.kid});
+        let header = json!({"alg": self.key.alg().name(), "typ": "JWT", "kid": self.kid});
         let claims = json!({
             "iss": self.url, "sub": format!("bench-{user}"), "aud": "jit-ssh",
             "iat": now, "exp": now + 900, "nonce": nonce,
@@ -117,18 +243,18 @@ impl Issuer {
             URL_SAFE_NO_PAD.encode(claims.to_string())
         );
         let signature = self.key.sign(input.as_bytes());
-        format!("{input}.{}", URL_SAFE_NO_PAD.encode(signature.to_bytes()))
+        format!("{input}.{}", URL_SAFE_NO_PAD.encode(signature))
     }
 }
 
-fn start_issuer(runtime: &tokio::runtime::Runtime) -> Arc<Issuer> {
+fn start_issuer(runtime: &tokio::runtime::Runtime, alg: TokenAlg) -> Arc<Issuer> {
     let listener = runtime
         .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
         .unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     let issuer = Arc::new(Issuer {
         url,
-        key: ed25519_dalek::SigningKey::generate(&mut rand_core::OsRng),
+        key: IssuerKey::generate(alg),
         kid: "bench-1".into(),
     });
     let served = issuer.clone();
@@ -330,13 +456,13 @@ fn clock_ticks_per_sec() -> u64 {
         .unwrap_or(100)
 }
 
-/// A memory figure of `pid` from /proc (`VmHWM:` the peak resident set,
-/// `VmRSS:` the resident set now), in MB.
-fn memory_mb(pid: u32, field: &str) -> f64 {
+/// A memory figure of `/proc/PID/status` (`VmHWM`, the peak resident set,
+/// or `VmRSS`, the current one), in MB.
+fn status_mb(pid: u32, field: &str) -> f64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
     status
         .lines()
-        .find_map(|l| l.strip_prefix(field))
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
         .map_or(0.0, |kb| kb / 1024.0)
 }
@@ -412,7 +538,9 @@ fn raw_limits(runtime: &tokio::runtime::Runtime, issuer: &Issuer) -> (f64, f64, 
     .unwrap();
     let nonce = subject.expected_nonce();
     let token = issuer.mint("u1", &nonce, now);
-    // One token alone, its signature checked by aws-lc: what a token costs
+    // One token alone, its signature checked by the server's own code
+    // (`TokenVerifier::verify_alone`: jsonwebtoken on aws-lc for RS256 and
+    // ES256, the batches' single Ed25519 check for EdDSA): what a token costs
     // without batching (the server batches EdDSA signatures under load).
     let verifying = rate(window, |_| {
         runtime
@@ -500,7 +628,10 @@ fn percentile(sorted: &[u32], p: f64) -> f64 {
 }
 
 fn main() {
-    let args = parse_args();
+    let args = parse_args(std::env::args().skip(1)).unwrap_or_else(|message| {
+        eprintln!("{message}");
+        std::process::exit(2)
+    });
     assert!(
         args.server.exists(),
         "{} not found: build it with `cargo build --release --bin jit-ssh-ca`",
@@ -512,7 +643,7 @@ fn main() {
         .enable_all()
         .build()
         .unwrap();
-    let issuer = start_issuer(&runtime);
+    let issuer = start_issuer(&runtime, args.token_alg);
     let dir = tempfile::tempdir().unwrap();
 
     let core_to_core_before = core_to_core_ns();
@@ -523,11 +654,22 @@ fn main() {
     // Enough for 0.7 of the raw limit over the whole run, more than runs
     // reach (docs/benchmarks.md; a run that uses them all says so), within
     // memory (~1.5 kB each) and the two minutes the whole benchmark may take.
-    let count = args.tokens.unwrap_or(
-        ((raw_per_core * cores as f64 * args.duration as f64 * 0.7) as usize).min(1_000_000)
-            + args.concurrency,
+    // An RS256 signature costs the issuer far more than its check costs the
+    // CA, so at most a minute of minting on all cores.
+    let count = args.tokens.unwrap_or_else(|| {
+        let minting = rate(Duration::from_millis(300), |i| {
+            issuer.mint("u1", &i.to_string(), 0);
+        });
+        let wanted = (raw_per_core * cores as f64 * args.duration as f64 * 0.7) as usize;
+        wanted
+            .min((minting * cores as f64 * 60.0) as usize)
+            .min(1_000_000)
+            + args.concurrency
+    });
+    eprintln!(
+        "pre-minting {count} unique {} tokens, keys and proofs...",
+        args.token_alg.name()
     );
-    eprintln!("pre-minting {count} unique tokens, keys and proofs...");
     let prepared = Arc::new(prepare(&issuer, count));
 
     let (mut server, url, metrics_url, pid) = start_server(&args.server, dir.path(), &issuer);
@@ -568,7 +710,7 @@ fn main() {
         // Every slow client connected and started its slow part.
         runtime.block_on(async { tokio::time::sleep(Duration::from_secs(3)).await });
     }
-    let rss_before = memory_mb(pid, "VmRSS:");
+    let rss_before = status_mb(pid, "VmRSS");
     let ticks_before = cpu_ticks(pid);
     let own_before = cpu_ticks(std::process::id());
     let machine_before = machine_ticks();
@@ -636,8 +778,8 @@ fn main() {
     let ticks_after = cpu_ticks(pid);
     let own_after = cpu_ticks(std::process::id());
     let machine_after = machine_ticks();
-    let rss = memory_mb(pid, "VmHWM:");
-    let rss_under_load = memory_mb(pid, "VmRSS:");
+    let peak_rss = status_mb(pid, "VmHWM");
+    let rss = status_mb(pid, "VmRSS");
     let closed_slow = slow
         .map(|slow| {
             let closed = slow.closed_by_server.load(Ordering::Relaxed);
@@ -724,7 +866,8 @@ fn main() {
         "core-to-core round trip: {core_to_core_before:.0} ns before the load, {core_to_core_after:.0} ns after"
     );
     eprintln!(
-        "raw single-core rates: sign {signing:.0}/s, token verify {verifying:.0}/s, proof verify {proving:.0}/s -> {raw_per_core:.0} certs/s per core"
+        "raw single-core rates: sign {signing:.0}/s, {} token verify {verifying:.0}/s, proof verify {proving:.0}/s -> {raw_per_core:.0} certs/s per core",
+        args.token_alg.name()
     );
     let summary = json!({
         "certs_per_sec": (certs_per_sec * 10.0).round() / 10.0,
@@ -735,7 +878,8 @@ fn main() {
         "loadgen_cpu_us_per_cert": load_us_per_cert.round(),
         "other_cpu_share": (other_share * 1000.0).round() / 1000.0,
         "records_per_commit": (mean_batch * 10.0).round() / 10.0,
-        "peak_rss_mb": (rss * 10.0).round() / 10.0,
+        "peak_rss_mb": (peak_rss * 10.0).round() / 10.0,
+        "rss_mb": (rss * 10.0).round() / 10.0,
         "raw_limit_per_sec": raw_limit.round(),
         "ratio": ((certs_per_sec / raw_limit) * 1000.0).round() / 1000.0,
         "cores": cores,
@@ -745,8 +889,62 @@ fn main() {
         "failed": failed,
         "slow_connections": args.slow,
         "slow_closed_by_server": closed_slow,
-        "rss_mb_before_after": [(rss_before * 10.0).round() / 10.0, (rss_under_load * 10.0).round() / 10.0],
+        "rss_mb_before_after": [(rss_before * 10.0).round() / 10.0, (rss * 10.0).round() / 10.0],
         "synchronous": "FULL",
+        "token_alg": args.token_alg.name(),
     });
     println!("{summary}");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(line: &str) -> Result<Args, String> {
+        parse_args(line.split_whitespace().map(String::from))
+    }
+
+    #[test]
+    fn token_alg_defaults_to_rs256() {
+        assert_eq!(parse("").unwrap().token_alg, TokenAlg::Rs256);
+        assert_eq!(parse("--duration 5").unwrap().token_alg, TokenAlg::Rs256);
+    }
+
+    #[test]
+    fn token_alg_takes_each_algorithm_by_its_jose_name() {
+        for (name, alg) in [
+            ("RS256", TokenAlg::Rs256),
+            ("ES256", TokenAlg::Es256),
+            ("EdDSA", TokenAlg::EdDsa),
+        ] {
+            let args = parse(&format!("--concurrency 8 --token-alg {name} --duration 3")).unwrap();
+            assert_eq!(args.token_alg, alg, "{name}");
+            assert_eq!((args.concurrency, args.duration), (8, 3), "{name}");
+            assert_eq!(alg.name(), name);
+        }
+    }
+
+    #[test]
+    fn token_alg_refuses_other_names_and_a_missing_value() {
+        for name in ["rs256", "RS384", "HS256", "none", "eddsa"] {
+            let error = parse(&format!("--token-alg {name}")).unwrap_err();
+            assert!(error.contains("RS256, ES256 or EdDSA"), "{name}: {error}");
+        }
+        let error = parse("--token-alg").unwrap_err();
+        assert!(error.contains("--token-alg needs a value"), "{error}");
+        let error = parse("--token-alg ES512").unwrap_err();
+        assert!(error.contains("\"ES512\""), "{error}");
+    }
+
+    #[test]
+    fn other_arguments_are_refused_with_the_usage() {
+        let error = parse("--token-algorithm RS256").unwrap_err();
+        assert!(
+            error.contains("unknown argument --token-algorithm"),
+            "{error}"
+        );
+        assert!(error.contains("--token-alg RS256|ES256|EdDSA"), "{error}");
+        let error = parse("--duration soon").unwrap_err();
+        assert!(error.contains("--duration \"soon\""), "{error}");
+    }
 }
