@@ -188,9 +188,30 @@ impl From<ClientError> for CliError {
                          again gives the same answer: tell the identity provider's administrators"
                     ),
                 ),
-                // Every other refusal (token, proof, key, limits, and codes
-                // of newer CAs this client does not know) is said as the CA
-                // words it.
+                // Refusals of the person, not of this sign-in: another
+                // sign-in with the same account gets the same answer.
+                ErrorCode::EmailNotAccepted | ErrorCode::RevokedIdentity => CliError::new(
+                    Failure::CaRefused,
+                    format!(
+                        "the CA refused the request ({status} {code}): {message}; signing in \
+                         again with this account gives the same answer: ask the CA's operators"
+                    ),
+                ),
+                // A busy or recovering CA or provider: the same request
+                // later may pass, without a new sign-in.
+                ErrorCode::RateLimited
+                | ErrorCode::Overloaded
+                | ErrorCode::IssuerUnavailable
+                | ErrorCode::Timeout
+                | ErrorCode::StoreUnavailable => CliError::new(
+                    Failure::CaRefused,
+                    format!(
+                        "the CA could not answer now ({status} {code}): {message}; try again \
+                         in a minute, and contact the CA's operators if it persists"
+                    ),
+                ),
+                // Every other refusal (token, proof, key, and codes of newer
+                // CAs this client does not know) is said as the CA words it.
                 _ => CliError::new(
                     Failure::CaRefused,
                     format!(
@@ -273,5 +294,35 @@ impl From<AgentError> for CliError {
                 "{error}: start an agent (eval $(ssh-agent)) or use --no-agent to write key files"
             ),
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn refused(code: &str) -> String {
+        CliError::from(ClientError::Refused {
+            status: 403,
+            code: code.to_string(),
+            message: "because".to_string(),
+        })
+        .message
+    }
+
+    #[test]
+    fn a_refusal_says_whether_signing_in_again_can_help() {
+        for code in ["email_not_accepted", "revoked_identity"] {
+            let line = refused(code);
+            assert!(line.contains("gives the same answer"), "{line}");
+            assert!(!line.contains("run `jit-ssh login` again"), "{line}");
+        }
+        for code in ["overloaded", "rate_limited", "store_unavailable"] {
+            let line = refused(code);
+            assert!(line.contains("try again in a minute"), "{line}");
+            assert!(!line.contains("jit-ssh login"), "{line}");
+        }
+        let line = refused("invalid_proof");
+        assert!(line.contains("run `jit-ssh login` again"), "{line}");
     }
 }
