@@ -3,9 +3,9 @@
 //! read) and headers past the CA's limits (431), each with the JSON error
 //! body every refusal carries.
 //!
-//! hyper refuses heads it cannot parse, or larger than its read buffer,
-//! before any of this runs (see `server::serve`); these limits sit below
-//! hyper's so that what reaches the service is answered here, in JSON.
+//! A head that cannot be parsed, or larger than hyper's read buffer, never
+//! gets here: `server::head` answers it, in JSON too; these limits sit
+//! below that one so that what reaches the service is answered here.
 
 use axum::extract::Request;
 use axum::http::header;

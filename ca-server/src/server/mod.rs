@@ -27,6 +27,7 @@ use crate::store::{Store, DATABASE_FILE};
 use crate::webhook::Notifier;
 
 mod connections;
+mod head;
 mod serve;
 
 pub use serve::{bind, serve_router, spawn_monitoring, Monitoring, DRAIN_TIMEOUT};

@@ -1,6 +1,6 @@
 //! Serving HTTP on a listening socket: accepting under the connection caps,
-//! the TLS handshake, hyper's connection with its deadlines and HTTP/2
-//! limits, and a graceful stop.
+//! the TLS handshake, the first HTTP/1 head checked (`head.rs`), hyper's
+//! connection with its deadlines and HTTP/2 limits, and a graceful stop.
 //!
 //! hyper is driven directly (hyper-util's `auto` builder) so that every
 //! deadline is set with a timer: a connection that sends half its headers,
@@ -29,6 +29,7 @@ use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt as _;
 
 use super::connections::{Activity, Caps, Watched};
+use super::head::{check_first, First, Rewind};
 use super::ServerError;
 use crate::config::{ConnectionLimits, TlsFiles};
 use crate::http::{AppState, MAX_HEADERS, MAX_HEADER_BYTES};
@@ -47,8 +48,8 @@ const STREAM_WINDOW: u32 = 16 * 1024;
 const CONNECTION_WINDOW: u32 = 64 * 1024;
 /// hyper's read buffer of one HTTP/1.1 connection: twice the headers the
 /// CA reads, so that headers a little over [`MAX_HEADER_BYTES`] still
-/// reach the service and get a JSON answer; past it hyper itself answers
-/// (see docs/api.md, "Errors").
+/// reach the service and get a JSON answer; past it the first head is
+/// refused in JSON by [`super::head`] (see docs/api.md, "Errors").
 const READ_BUFFER: usize = 2 * MAX_HEADER_BYTES;
 /// Header fields hyper parses before it answers 431 itself: above the
 /// CA's own limit ([`MAX_HEADERS`]), for the same reason.
@@ -258,21 +259,40 @@ impl Served {
             let served = self.clone();
             let builder = builder.clone();
             let watcher = graceful.watcher();
+            let stopped = stopped.clone();
             tokio::spawn(async move {
                 let activity = Activity::new();
                 let stream = Watched::new(stream, activity.clone());
-                let handshake = served.limits.header_read_timeout;
+                let deadline = served.limits.header_read_timeout;
                 match &served.tls {
                     None => {
-                        served
-                            .connection(&builder, stream, peer, activity, watcher)
-                            .await
+                        let mut stream = stream;
+                        if let First::Serve(read) =
+                            first_head(&mut stream, deadline, false, stopped).await
+                        {
+                            let stream = Rewind::new(read, stream);
+                            served
+                                .connection(&builder, stream, peer, activity, watcher)
+                                .await;
+                        }
                     }
                     Some(tls) => {
                         // A failed or too slow handshake is the client's
                         // affair; its connection just closes.
-                        let handshake = tokio::time::timeout(handshake, tls.accept(stream)).await;
-                        if let Ok(Ok(stream)) = handshake {
+                        let handshake = tokio::time::timeout(deadline, tls.accept(stream)).await;
+                        let Ok(Ok(mut stream)) = handshake else {
+                            drop(place);
+                            return;
+                        };
+                        // HTTP/2 is framed: hyper answers a malformed
+                        // stream itself, as the protocol says.
+                        let read = if stream.get_ref().1.alpn_protocol() == Some(b"h2") {
+                            First::Serve(Vec::new())
+                        } else {
+                            first_head(&mut stream, deadline, true, stopped).await
+                        };
+                        if let First::Serve(read) = read {
+                            let stream = Rewind::new(read, stream);
                             served
                                 .connection(&builder, stream, peer, activity, watcher)
                                 .await;
@@ -343,6 +363,24 @@ impl Served {
             _ = connection => {}
             () = activity.idle_for(self.limits.idle_timeout) => {}
         }
+    }
+}
+
+/// The connection's first HTTP/1 head, checked against hyper's limits
+/// (see [`super::head`]). A stop while it is awaited closes the
+/// connection, as hyper's graceful stop closes one with no request yet.
+async fn first_head<S>(
+    stream: &mut S,
+    deadline: Duration,
+    http2: bool,
+    mut stopped: watch::Receiver<bool>,
+) -> First
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    tokio::select! {
+        first = check_first(stream, deadline, READ_BUFFER, HYPER_MAX_HEADERS, http2) => first,
+        _ = stopped.wait_for(|stop| *stop) => First::Done,
     }
 }
 

@@ -386,25 +386,110 @@ async fn every_refusal_the_ca_writes_has_the_json_error_body() {
             request.lines().next().unwrap_or_default()
         );
     }
-    // What hyper refuses before any service runs is answered by hyper,
-    // with the status alone (docs/api.md, "Errors").
-    for (request, status) in [
+    served.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn heads_hyper_would_refuse_get_the_json_error_body_and_keep_alive_still_works() {
+    let served = Served::start(|_| {}).await;
+    for (request, status, expected) in [
         (
             format!(
                 "GET /healthz HTTP/1.1\r\nHost: ca\r\nX-Huge: {}\r\n\r\n",
                 "a".repeat(1024 * 1024)
-            ),
+            )
+            .into_bytes(),
             431,
+            "headers_too_large",
         ),
-        ("GET /he llo HTTP/1.1\r\nHost: ca\r\n\r\n".to_string(), 400),
+        (
+            format!(
+                "GET /healthz HTTP/1.1\r\nHost: ca\r\n{}\r\n",
+                (0..250)
+                    .map(|i| format!("X-H{i}: v\r\n"))
+                    .collect::<String>()
+            )
+            .into_bytes(),
+            431,
+            "headers_too_large",
+        ),
+        (
+            b"GET /he llo HTTP/1.1\r\nHost: ca\r\n\r\n".to_vec(),
+            400,
+            "invalid_request",
+        ),
+        (
+            b"GET / HTTP/1.1 garbage\r\n\r\n".to_vec(),
+            400,
+            "invalid_request",
+        ),
+        (b"\x00\x01\r\n\r\n".to_vec(), 400, "invalid_request"),
+        (
+            b"GET /healthz HTTP/1.1\r\nBad Name: v\r\n\r\n".to_vec(),
+            400,
+            "invalid_request",
+        ),
     ] {
         let mut stream = served.connect().await;
-        // The server may close before it has read all of a huge head.
-        let _ = stream.write_all(request.as_bytes()).await;
+        // The server answers and closes before it has read all of a huge
+        // head: the rest of the write may fail (EPIPE, reset).
+        let _ = stream.write_all(&request).await;
         let (answer, _) = until_closed(&mut stream).await;
-        assert_eq!(parse(&answer).0, status);
+        let (got, body) = parse(&answer);
+        assert_eq!(
+            (got, code(&body).as_str()),
+            (status, expected),
+            "{:?}",
+            String::from_utf8_lossy(&request[..request.len().min(40)])
+        );
+    }
+    // A head that passes is served as sent, and the connection is kept
+    // alive for the next request, even one that arrives in pieces.
+    let mut stream = served.connect().await;
+    for pieces in [
+        &[&b"GET /healthz HTTP/1.1\r\nHost: ca\r\n\r\n"[..]][..],
+        &[
+            &b"GET /heal"[..],
+            &b"thz HTTP/1.1\r\nHo"[..],
+            &b"st: ca\r\n\r\n"[..],
+        ][..],
+    ] {
+        for piece in pieces {
+            stream.write_all(piece).await.expect("write");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let (status, body) = one_answer(&mut stream).await;
+        assert_eq!(status, 200, "{body}");
     }
     served.stop().await;
+}
+
+/// One answer on a kept-alive connection, read by its `Content-Length`.
+async fn one_answer(stream: &mut (impl AsyncRead + Unpin)) -> (u16, String) {
+    let mut answer = Vec::new();
+    let mut buffer = [0u8; 4096];
+    loop {
+        let text = String::from_utf8_lossy(&answer).to_string();
+        if let Some((head, body)) = text.split_once("\r\n\r\n") {
+            let length: usize = head
+                .lines()
+                .find_map(|line| {
+                    let (name, value) = line.split_once(':')?;
+                    name.eq_ignore_ascii_case("content-length")
+                        .then(|| value.trim().parse().ok())?
+                })
+                .unwrap_or_else(|| panic!("no Content-Length: {head:?}"));
+            if body.len() >= length {
+                return parse(&answer);
+            }
+        }
+        let n = tokio::time::timeout(BOUND, stream.read(&mut buffer))
+            .await
+            .expect("answered in time")
+            .expect("read");
+        assert_ne!(n, 0, "closed after {:?}", String::from_utf8_lossy(&answer));
+        answer.extend_from_slice(&buffer[..n]);
+    }
 }
 
 /// The HTTP/2 connection preface and an empty SETTINGS frame.
@@ -464,11 +549,18 @@ async fn http2_over_tls_offers_few_streams_and_small_windows() {
 
     // HTTP/1.1 over the same TLS still works.
     let mut h1 = connector(b"http/1.1")
-        .connect(name, served.connect().await)
+        .connect(name.clone(), served.connect().await)
         .await
         .expect("TLS");
     let request = format!("GET /healthz HTTP/1.1\r\nHost: ca\r\n{CLOSE}\r\n");
     assert_eq!(exchange(&mut h1, request.as_bytes()).await.0, 200);
+    // And a malformed HTTP/1.1 head over TLS gets the JSON error body.
+    let mut h1 = connector(b"http/1.1")
+        .connect(name, served.connect().await)
+        .await
+        .expect("TLS");
+    let (status, body) = exchange(&mut h1, b"GET / HTTP/1.1 garbage\r\n\r\n").await;
+    assert_eq!((status, code(&body).as_str()), (400, "invalid_request"));
     served.stop().await;
 }
 
