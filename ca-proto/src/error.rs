@@ -92,6 +92,9 @@ wire_names! {
         StoreUnavailable = "store_unavailable",
         /// A fault inside the CA; the details are in its log.
         Internal = "internal",
+        /// The access request's policy rules changed since it was made so
+        /// that approvals under them no longer count; ask again.
+        RulesChanged = "rules_changed",
     }
 }
 

@@ -246,6 +246,14 @@ CREATE TABLE identity_subjects (
     PRIMARY KEY (identity, issuer, subject)
 ) WITHOUT ROWID;
 "#,
+    // 12: each access request records what the rules it was made under
+    // required (policy/binding.rs), as a JSON list of requirements, when it
+    // is made and at each approval. Rows from before hold NULL: they fail
+    // closed, granting nothing and taking no more approvals (the requester
+    // asks again).
+    r#"
+ALTER TABLE access_requests ADD COLUMN approved_under TEXT;
+"#,
 ];
 
 /// Opens the database; `read_only` connections neither create nor migrate.
