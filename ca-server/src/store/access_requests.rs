@@ -141,9 +141,10 @@ pub(super) fn create_request_in(
     .map_err(&err)?;
     let id = tx.last_insert_rowid() as u64;
     let detail = format!(
-        "request {id}: principals {} for {}s: {}",
+        "request {id}: principals {} for {}s{}: {}",
         new.principals.join(","),
         new.window_secs,
+        under(&new.approved_under),
         new.reason
     );
     insert_audit(
@@ -274,14 +275,15 @@ pub(super) fn change_request_in(
                 .map_err(&err)?;
                 (
                     "request_approved",
-                    format!("request {}: approved: {comment}", a.id),
+                    format!("request {}: approved{}: {comment}", a.id, under(now)),
                 )
             } else {
                 (
                     "request_approval",
                     format!(
-                        "request {}: approval {approvals} of {required}: {comment}",
-                        a.id
+                        "request {}: approval {approvals} of {required}{}: {comment}",
+                        a.id,
+                        under(now)
                     ),
                 )
             }
@@ -476,6 +478,20 @@ pub(super) fn request_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<AccessReq
             .get::<_, Option<String>>(21)?
             .and_then(|text| serde_json::from_str(&text).ok()),
     })
+}
+
+/// The rules and requirement digests an audit detail names:
+/// ` under sre-root (requirement 3f0c…)`, in the 16 leading hex digits
+/// `policy explain` shows too.
+fn under(requirements: &[RuleRequirement]) -> String {
+    if requirements.is_empty() {
+        return String::new();
+    }
+    let rules: Vec<String> = requirements
+        .iter()
+        .map(|r| format!("{} (requirement {})", r.rule, &r.digest()[..16]))
+        .collect();
+    format!(" under {}", rules.join(", "))
 }
 
 /// Requirements as stored: their JSON list.

@@ -474,6 +474,27 @@ mod binding_tests {
             .expect("approved");
         assert_eq!(changed.request.status, RequestStatus::Approved);
         assert_eq!(changed.request.approved_under, Some(vec![requirement(1)]));
+        // The audit names the rule and the digest of what it required.
+        let details: Vec<String> = crate::store::read_audit(&path, &Default::default())
+            .expect("audit")
+            .into_iter()
+            .map(|e| e.detail)
+            .collect();
+        let digest = |r: RuleRequirement| r.digest()[..16].to_string();
+        assert!(
+            details[0].contains(&format!(
+                "under sre-root-with-approval (requirement {})",
+                digest(requirement(2))
+            )),
+            "{details:?}"
+        );
+        assert!(
+            details.last().expect("an event").contains(&format!(
+                "approved under sre-root-with-approval (requirement {})",
+                digest(requirement(1))
+            )),
+            "{details:?}"
+        );
     }
 
     #[tokio::test]
