@@ -1,7 +1,9 @@
 //! The access request commands: `request`, `requests`, `approve`, `deny`,
 //! `done`, `review`. Each authenticates like `login`: an ID token given by the caller
 //! (`--id-token-file`/`--id-token-env`), else one obtained silently with the
-//! stored refresh token, else an interactive sign-in. The CA spends each
+//! stored refresh token, else an interactive sign-in, which keeps its
+//! sign-in session as `login` does, so an approver's next command needs no
+//! browser. The CA spends each
 //! token on one change and refuses a spent one on every call, reads
 //! included, so every change gets a fresh one. A read spends nothing: one
 //! given token serves `requests` and then one change, and a wait polls with
@@ -13,14 +15,16 @@ use std::time::{Duration, Instant};
 use ca_proto::{
     AccessRequestCreate, AccessRequestDecision, AccessRequestView, ErrorCode, RequestStatus,
 };
+use jit_ssh_common::text::escape_control;
 
 use crate::ca::CaClient;
 use crate::commands::{Env, TokenSource};
 use crate::error::{CliError, Failure};
 use crate::oidc::Provider;
-use crate::session::SessionFiles;
+use crate::session::{SessionFiles, SessionInfo, Storage};
 use jit_ssh_common::duration::format_seconds;
 use jit_ssh_common::Secret;
+use ssh_key::{Algorithm, PrivateKey};
 
 /// How often `request` asks the CA whether its request was decided.
 pub const POLL_INTERVAL: Duration = Duration::from_secs(2);
@@ -307,9 +311,23 @@ fn when_usable(request: &AccessRequestView, now: u64) -> String {
 }
 
 /// A refusal with the CA's words: for these commands the CA's message says
-/// what is wrong (not an approver, expired, own request).
+/// what is wrong (not an approver, expired, own request), turned toward the
+/// person where the CA's words are the policy's: a missing reason names
+/// the flag, a principal no rule offers says whom to ask.
 fn refused(error: crate::ca::ClientError) -> CliError {
     match error {
+        crate::ca::ClientError::Refused { code, message, .. }
+            if ErrorCode::from(code.as_str()) == ErrorCode::NotRequestable =>
+        {
+            CliError::new(
+                Failure::Denied,
+                format!(
+                    "you cannot ask for this: {message}. The CA's policy offers you no such \
+                     principal by access request; ask the CA's operators which principals you \
+                     may request and who approves them"
+                ),
+            )
+        }
         crate::ca::ClientError::Refused {
             status, message, ..
         } if status == 403 || status == 409 || status == 404 => {
@@ -320,15 +338,24 @@ fn refused(error: crate::ca::ClientError) -> CliError {
             status: 400,
             message,
             ..
+        } if message == "reason is required" => CliError::other(
+            "the policy requires a reason for this request: add --reason \"...\" (say why, \
+             e.g. the ticket it is for)",
+        ),
+        crate::ca::ClientError::Refused {
+            status: 400,
+            message,
+            ..
         } => CliError::other(message),
         other => other.into(),
     }
 }
 
-/// One-line description of `request` at `now` for people.
+/// One-line description of `request` at `now` for people, its control
+/// characters escaped.
 pub fn describe(request: &AccessRequestView, now: u64) -> String {
     let mut line = format!(
-        "{}  {}  {}  principals {}  for {}  reason {:?}",
+        "{}  {}  {}  principals {}  for {}  reason \"{}\"",
         request.id,
         request.status,
         request.requester,
@@ -384,7 +411,9 @@ pub fn describe(request: &AccessRequestView, now: u64) -> String {
             request.revoked_serials.join(",")
         ));
     }
-    line
+    // Reasons, comments and names come from other people: a newline or an
+    // escape sequence in them must not forge a line or drive the terminal.
+    escape_control(&line).into_owned()
 }
 
 struct TokenMaker<'a> {
@@ -436,9 +465,12 @@ impl<'a> TokenMaker<'a> {
                     return Ok(tokens.id_token);
                 }
                 Err(crate::oidc::OidcError::RefreshRefused(reason)) => {
+                    // A refused refresh token renews nothing any more:
+                    // forget it, so `status` stops promising silent renewals.
                     self.env.ui.info(&format!(
                         "The sign-in session has ended ({reason}); signing in again."
                     ));
+                    session_files.delete().map_err(CliError::other)?;
                 }
                 Err(e) => return Err(e.into()),
             }
@@ -457,11 +489,12 @@ impl<'a> TokenMaker<'a> {
         let provider =
             Provider::discover(self.ca.http(), &issuer.issuer, &issuer.client_id).await?;
         let scopes = provider.scopes(&issuer.scopes);
-        // The token names no key here, so the nonce is only a fresh random value.
-        let mut bytes = [0u8; 32];
-        rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut bytes);
-        let nonce =
-            base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, bytes);
+        // The token is bound to a fresh key by its nonce, as at `login`, so
+        // that the sign-in session kept below is one `login` could have made.
+        let mut key = PrivateKey::random(&mut rand_core::OsRng, Algorithm::Ed25519)
+            .map_err(|e| CliError::other(format!("generating a key: {e}")))?;
+        key.set_comment("jit-ssh");
+        let nonce = crate::nonce_for(&key)?;
         let browser = self.env.browser.as_deref();
         let tokens = match flow {
             crate::commands::Flow::Browser => {
@@ -475,6 +508,33 @@ impl<'a> TokenMaker<'a> {
                     .await?
             }
         };
+        // Keep the sign-in session, as `login` does: the next command (an
+        // approver's `approve` after `requests`) renews it silently instead
+        // of opening the browser again.
+        if let Some(refresh) = &tokens.refresh_token {
+            let agent_up = self
+                .env
+                .auth_sock
+                .as_deref()
+                .is_some_and(|s| crate::agent::Agent::connect(s).is_ok());
+            let info = SessionInfo {
+                ca_url: self.ca.base_url().to_string(),
+                issuer_name: issuer.name.clone(),
+                issuer: issuer.issuer.clone(),
+                client_id: issuer.client_id.clone(),
+                storage: if agent_up {
+                    Storage::Agent
+                } else {
+                    Storage::Files
+                },
+                confirm: false,
+                principals: Vec::new(),
+                ttl: None,
+            };
+            session_files
+                .save(&info, refresh, &key)
+                .map_err(CliError::other)?;
+        }
         Ok(tokens.id_token)
     }
 }

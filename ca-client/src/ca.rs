@@ -4,7 +4,9 @@
 //! The interactive login, agent and renewal live on top of this; scripts and
 //! workloads (a CI job holding an ID token) can use it directly. Errors keep
 //! the difference between "not reachable", "TLS not trusted" and "refused",
-//! because a person fixes each differently.
+//! because a person fixes each differently. A certificate or access request
+//! the CA answers with 503 is asked for once more with the same token, which
+//! the CA answers with what it recorded if the first attempt was committed.
 
 use std::time::{Duration, SystemTime};
 
@@ -51,6 +53,15 @@ pub enum ClientError {
     /// The key could not be encoded or could not sign the proof.
     #[error("key: {0}")]
     Key(#[from] ssh_key::Error),
+    /// Something answered at the URL, but not a jit-ssh CA: `/v1/config`
+    /// is not found there, or is not a CA's configuration.
+    #[error("no jit-ssh CA at {url} ({what})")]
+    NotACa {
+        /// The configuration URL tried.
+        url: String,
+        /// What answered instead.
+        what: String,
+    },
 }
 
 impl ClientError {
@@ -59,7 +70,10 @@ impl ClientError {
     pub fn refusal_code(&self) -> Option<ErrorCode> {
         match self {
             ClientError::Refused { code, .. } => Some(ErrorCode::from(code.as_str())),
-            ClientError::Transport { .. } | ClientError::Tls { .. } | ClientError::Key(_) => None,
+            ClientError::Transport { .. }
+            | ClientError::Tls { .. }
+            | ClientError::Key(_)
+            | ClientError::NotACa { .. } => None,
         }
     }
 }
@@ -147,7 +161,37 @@ impl CaClient {
             .and_then(|r| r.headers().get(reqwest::header::DATE))
             .and_then(|v| v.to_str().ok())
             .and_then(|v| httpdate::parse_http_date(v).ok());
-        let config = decode(&url, response).await?;
+        let answered = response.as_ref().ok().map(|r| r.status());
+        // A server that answers, but not as a CA would (a 404, or a page
+        // that is not a CA's configuration), is the wrong URL, not a CA
+        // that refused.
+        let config = decode(&url, response)
+            .await
+            .map_err(|error| match (answered, error) {
+                (Some(status), ClientError::Refused { code, message, .. })
+                    if status == reqwest::StatusCode::NOT_FOUND =>
+                {
+                    ClientError::NotACa {
+                        url: url.clone(),
+                        what: format!("HTTP {status}, {code}: {message}"),
+                    }
+                }
+                (Some(status), ClientError::Transport { message, .. })
+                    if status == reqwest::StatusCode::NOT_FOUND || status.is_success() =>
+                {
+                    // A non-JSON 404's message is its status again.
+                    let what = if status.is_success() {
+                        format!("HTTP {status}, {message}")
+                    } else {
+                        format!("HTTP {status}")
+                    };
+                    ClientError::NotACa {
+                        url: url.clone(),
+                        what,
+                    }
+                }
+                (_, error) => error,
+            })?;
         Ok(FetchedConfig {
             config,
             server_date,
@@ -171,14 +215,8 @@ impl CaClient {
             proof: sign_proof(key, id_token)?,
         };
         let url = format!("{}/v1/certs/user", self.base);
-        let response = self
-            .http
-            .post(&url)
-            .bearer_auth(id_token)
-            .json(&request)
-            .send()
-            .await;
-        decode(&url, response).await
+        let post = self.http.post(&url).bearer_auth(id_token).json(&request);
+        decode(&url, send_retrying_once(post).await).await
     }
 
     /// `POST /v1/revocations/own`: revokes the certificate `serial` of `key`,
@@ -209,14 +247,8 @@ impl CaClient {
         request: &ca_proto::AccessRequestCreate,
     ) -> Result<ca_proto::AccessRequestView, ClientError> {
         let url = format!("{}/v1/requests", self.base);
-        let response = self
-            .http
-            .post(&url)
-            .bearer_auth(id_token)
-            .json(request)
-            .send()
-            .await;
-        decode(&url, response).await
+        let post = self.http.post(&url).bearer_auth(id_token).json(request);
+        decode(&url, send_retrying_once(post).await).await
     }
 
     /// `GET /v1/requests[?pending=true]`: own requests and those the caller
@@ -313,6 +345,29 @@ pub fn sign_proof(key: &PrivateKey, id_token: &str) -> Result<String, ClientErro
         &proof_message(id_token, &blob),
     )?;
     Ok(signature.to_pem(LineEnding::LF)?)
+}
+
+/// How long the client waits before it sends a request the CA answered
+/// with 503 once more.
+pub const RETRY_PAUSE: Duration = Duration::from_secs(1);
+
+/// Sends `request`, and once more, the same bytes with the same token, when
+/// the CA answers 503 (a timeout, a store that failed for a moment). The CA
+/// may have recorded the certificate or access request before its answer
+/// timed out; it answers a retry with the token that paid for it with what
+/// it recorded, so the retry loses nothing and costs no new sign-in.
+async fn send_retrying_once(
+    request: reqwest::RequestBuilder,
+) -> Result<reqwest::Response, reqwest::Error> {
+    let again = request.try_clone();
+    let response = request.send().await;
+    match (&response, again) {
+        (Ok(first), Some(again)) if first.status() == reqwest::StatusCode::SERVICE_UNAVAILABLE => {
+            tokio::time::sleep(RETRY_PAUSE).await;
+            again.send().await
+        }
+        _ => response,
+    }
 }
 
 async fn decode<T: serde::de::DeserializeOwned>(

@@ -1,7 +1,8 @@
 //! The `jit-ssh` command line: clap's definitions of every argument (their
 //! doc comments are the `--help` text), and their conversion into what the
-//! library's commands take: the CA target (`--ca`, `JIT_SSH_CA` or
-//! `~/.config/jit-ssh/config.toml`, with `--ca-cert` read), the sign-in flow,
+//! library's commands take: the CA target (`--ca`, `JIT_SSH_CA`,
+//! `~/.config/jit-ssh/config.toml` or the remembered default CA, with
+//! `--ca-cert` read), the sign-in flow,
 //! and the ID token given in a file or a variable.
 
 use std::path::PathBuf;
@@ -9,6 +10,7 @@ use std::time::Duration;
 
 use ca_client::commands::{CaTarget, Flow, TokenSource};
 use ca_client::error::{CliError, EXIT_CODES_HELP};
+use ca_client::known_cas;
 use ca_client::paths::Dirs;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use jit_ssh_common::duration::parse_duration;
@@ -34,13 +36,15 @@ pub struct Cli {
 
 #[derive(Args)]
 pub struct CaArgs {
-    /// Base URL of the CA (else JIT_SSH_CA, else `ca` in ~/.config/jit-ssh/config.toml).
+    /// The CA: its base URL, or the name of a CA a login remembered (its host,
+    /// plus `_PORT`); else JIT_SSH_CA, else `ca` in ~/.config/jit-ssh/config.toml,
+    /// else the CA the first login remembered.
     #[arg(long, env = "JIT_SSH_CA", global = true)]
     pub ca: Option<String>,
     /// PEM file of a private root that signed the CA's (and IdP's) TLS certificate.
     #[arg(long, global = true)]
     pub ca_cert: Option<PathBuf>,
-    /// Print nothing but errors and warnings on stderr.
+    /// Print nothing but errors, warnings and what you must do (where to sign in) on stderr.
     #[arg(long, short, global = true)]
     pub quiet: bool,
 }
@@ -146,14 +150,25 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Print (or --install into ~/.ssh/config) the block that makes plain ssh renew on demand.
+    /// Print (or --install into ~/.ssh/config) the block that makes plain ssh
+    /// renew on demand, for the hosts the CA serves only.
     #[command(
-        after_help = "Examples:\n  jit-ssh ssh-config            # show what would be added\n  jit-ssh ssh-config --install  # add it (idempotent; backs up ~/.ssh/config)"
+        after_help = "Examples:\n  jit-ssh ssh-config            # show what would be added\n  \
+            jit-ssh ssh-config --install  # add it (idempotent; backs up ~/.ssh/config)\n  \
+            jit-ssh ssh-config --install --hosts '*.corp.example,10.1.*'\n  \
+            jit-ssh ssh-config --uninstall  # remove exactly what --install added"
     )]
     SshConfig {
         /// Add it to ~/.ssh/config (idempotent, original backed up) and the host CA to known_hosts.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "uninstall")]
         install: bool,
+        /// Remove the block and the known_hosts lines --install added.
+        #[arg(long)]
+        uninstall: bool,
+        /// OpenSSH host patterns of the CA's hosts (comma-separated, repeatable);
+        /// default: the patterns the CA publishes.
+        #[arg(long, value_name = "PATTERNS")]
+        hosts: Vec<String>,
     },
     /// `ensure`, then run ssh with these arguments.
     #[command(
@@ -335,16 +350,35 @@ pub enum HostCommand {
 }
 
 impl CaArgs {
-    /// The CA to talk to: `--ca`, else `JIT_SSH_CA`, else the config file;
-    /// refused unless it may carry tokens (https, or http on loopback).
+    /// The CA to talk to: `--ca` (a URL, or the name of a remembered CA),
+    /// else `JIT_SSH_CA`, else the config file, else the CA the first
+    /// login remembered; refused unless it may carry tokens (https, or http
+    /// on loopback). A remembered CA brings the TLS root its login was given.
     pub fn target(&self, dirs: &Dirs) -> Result<CaTarget, CliError> {
-        let url = match &self.ca {
-            Some(url) => url.clone(),
-            None => config_file_ca(dirs)?.ok_or_else(|| {
-                CliError::other(
-                    "no CA given: pass --ca URL, set JIT_SSH_CA, or put `ca = \"URL\"` in ~/.config/jit-ssh/config.toml",
-                )
-            })?,
+        let given = match &self.ca {
+            Some(given) => given.clone(),
+            None => match config_file_ca(dirs)? {
+                Some(url) => url,
+                None => {
+                    let known = known_cas::default_ca(dirs).map_err(CliError::other)?;
+                    let known = known.ok_or_else(|| {
+                        CliError::other(
+                            "no CA given: sign in once with `jit-ssh login --ca URL` (it is \
+                             remembered), or pass --ca URL, set JIT_SSH_CA, or put `ca = \"URL\"` \
+                             in ~/.config/jit-ssh/config.toml",
+                        )
+                    })?;
+                    known.url
+                }
+            },
+        };
+        let url = if given.contains("://") {
+            given
+        } else {
+            match known_cas::find(dirs, &given).map_err(CliError::other)? {
+                Some(known) => known.url,
+                None => return Err(not_a_ca_url(dirs, &given)),
+            }
         };
         let parsed = reqwest::Url::parse(&url)
             .map_err(|e| CliError::other(format!("CA URL {url:?} is not a URL: {e}")))?;
@@ -358,10 +392,36 @@ impl CaArgs {
             Some(path) => Some(std::fs::read(path).map_err(|e| {
                 CliError::other(format!("cannot read --ca-cert {}: {e}", path.display()))
             })?),
-            None => None,
+            None => remembered_root(dirs, &url)?,
         };
         Ok(CaTarget { url, root_pem })
     }
+}
+
+/// The TLS root remembered for the CA at `url`, when its login had one.
+fn remembered_root(dirs: &Dirs, url: &str) -> Result<Option<Vec<u8>>, CliError> {
+    let Ok(slug) = ca_client::paths::CaSlug::from_url(url) else {
+        return Ok(None);
+    };
+    Ok(known_cas::find(dirs, &slug.0)
+        .map_err(CliError::other)?
+        .filter(|known| known.url == url.trim_end_matches('/'))
+        .and_then(|known| known.root_pem))
+}
+
+/// The error for a `--ca` that is neither a URL nor a remembered CA's name:
+/// a bare `host:port` most likely lacks its `https://`.
+fn not_a_ca_url(dirs: &Dirs, given: &str) -> CliError {
+    let known: Vec<String> = known_cas::all(dirs).into_iter().map(|c| c.name).collect();
+    let known = if known.is_empty() {
+        String::new()
+    } else {
+        format!(" (remembered CAs: {})", known.join(", "))
+    };
+    CliError::other(format!(
+        "--ca {given:?} is neither a URL nor the name of a remembered CA{known}: \
+         a CA URL starts with its scheme, e.g. --ca https://{given}"
+    ))
 }
 
 /// `ca` in `config.toml`; `None` when the file or the key is absent.

@@ -86,7 +86,8 @@ Exit codes:
   11  the browser came back with a state this login did not send
   12  the device code expired before sign-in finished
   13  the ssh-agent refused the key or cannot be used (try --no-agent)
-  14  not logged in and `ensure --no-login` forbids an interactive login
+  14  not logged in and `ensure --no-login` forbids an interactive login;
+      `status`: a certificate expired and no valid one of its CA replaces it
   15  the CA's certificate is not what was asked for (nothing was stored)
   16  the CA's user-CA key changed outside a published rotation (see --accept-ca-key)
 
@@ -127,6 +128,25 @@ impl std::error::Error for CliError {}
 impl From<ClientError> for CliError {
     fn from(error: ClientError) -> CliError {
         match error {
+            ClientError::NotACa { url, what } => CliError::new(
+                Failure::CaUnreachable,
+                format!(
+                    "no jit-ssh CA at this URL: {url} answered {what}; check the CA URL (--ca, \
+                     JIT_SSH_CA): it is the CA's base URL, e.g. https://ca.example.com"
+                ),
+            ),
+            ClientError::Transport { url, message } | ClientError::Tls { url, message }
+                if is_plain_http_answer(&message) =>
+            {
+                CliError::new(
+                    Failure::CaUnreachable,
+                    format!(
+                        "{url} answered plain HTTP to an https:// request: the server at that \
+                         address does not speak TLS; use the URL its operators give (http:// \
+                         only for a CA on this machine)"
+                    ),
+                )
+            }
             ClientError::Transport { url, message } => CliError::new(
                 Failure::CaUnreachable,
                 format!(
@@ -175,6 +195,12 @@ impl From<ClientError> for CliError {
             ClientError::Key(e) => CliError::other(format!("key error: {e}")),
         }
     }
+}
+
+/// Whether a connection error says the server answered TLS with plain
+/// text (rustls: "received corrupt message of type InvalidContentType").
+fn is_plain_http_answer(message: &str) -> bool {
+    message.contains("InvalidContentType")
 }
 
 impl From<CertificateError> for CliError {

@@ -5,7 +5,8 @@
 //!
 //! Modules, from the wire up: [`ca`] (the CA's HTTP API), [`check`] (what a
 //! certificate from the CA must be before it is stored), [`pins`] (the CA's
-//! user-CA keys pinned at first use), [`oidc`] (the
+//! user-CA keys pinned at first use), [`known_cas`] (the CAs remembered
+//! at login, so later commands need no `--ca`), [`oidc`] (the
 //! identity provider), [`agent`] (ssh-agent protocol), [`session`] and
 //! [`paths`] (what is kept on disk, 0600), [`commands`] (one file per
 //! command family), [`access`] (the access request commands), [`host`] (the
@@ -20,6 +21,7 @@ pub mod check;
 pub mod commands;
 pub mod error;
 pub mod host;
+pub mod known_cas;
 pub mod oidc;
 pub mod paths;
 pub mod pins;

@@ -15,6 +15,7 @@ use ca_client::error::{CliError, Failure};
 use ca_client::paths::Dirs;
 use ca_client::ui::Ui;
 use clap::Parser;
+use jit_ssh_common::text::escape_control_lines;
 
 use crate::cli::{default_flow, CaArgs, Cli, Command, HostCommand, InteractiveArgs, UserAuthArgs};
 
@@ -23,7 +24,8 @@ fn main() -> ExitCode {
     match run(cli) {
         Ok(code) => code,
         Err(error) => {
-            eprintln!("jit-ssh: {error}");
+            // A CA's or provider's message may carry control characters.
+            eprintln!("jit-ssh: {}", escape_control_lines(&error.to_string()));
             ExitCode::from(error.failure.exit_code())
         }
     }
@@ -102,16 +104,33 @@ fn run(cli: Cli) -> Result<ExitCode, CliError> {
             } else {
                 print!("{}", commands::describe_status(&status));
             }
+            if status.needs_login() {
+                return Ok(ExitCode::from(Failure::NotLoggedIn.exit_code()));
+            }
         }
-        Command::SshConfig { install } => {
+        Command::SshConfig {
+            install,
+            uninstall,
+            hosts,
+        } => {
             let target = cli.ca.target(&dirs)?;
+            let hosts = commands::host_patterns(&hosts)?;
+            let action = match (install, uninstall) {
+                (true, _) => commands::SshConfigAction::Install,
+                (_, true) => commands::SshConfigAction::Uninstall,
+                _ => commands::SshConfigAction::Show,
+            };
             let exe = std::env::current_exe()
                 .map_err(|e| CliError::other(format!("cannot find this program's path: {e}")))?;
-            let text = commands::ssh_config(&env, &target, &exe, install)?;
-            if install {
-                env.ui.info(text.trim_end());
-            } else {
+            let (program, warning) = commands::stable_program(&exe, var("PATH").as_deref());
+            if let (Some(warning), false) = (warning, uninstall) {
+                env.ui.warn(&warning);
+            }
+            let text = commands::ssh_config(&env, &target, &program, &hosts, action)?;
+            if action == commands::SshConfigAction::Show {
                 print!("{text}");
+            } else {
+                env.ui.info(text.trim_end());
             }
         }
         Command::Ssh { args } => {

@@ -205,7 +205,7 @@ impl Provider {
             request = request.add_scope(Scope::new(scope.clone()));
         }
         let (url, state, _) = request.url();
-        ui.info(&format!(
+        ui.prompt(&format!(
             "Sign in with your browser. If it does not open, visit:\n  {url}"
         ));
         if let Err(e) = open_url(browser, url.as_str()) {
@@ -276,13 +276,13 @@ impl Provider {
         let complete = details
             .verification_uri_complete()
             .map(|u| u.secret().to_string());
-        ui.info(&format!(
+        ui.prompt(&format!(
             "To sign in, visit {} and enter the code {}",
             details.verification_uri().as_str(),
             details.user_code().secret()
         ));
         if let Some(complete) = &complete {
-            ui.info(&format!("or open {complete}"));
+            ui.prompt(&format!("or open {complete}"));
             ui.qr(complete);
         }
         if browser.is_some() {

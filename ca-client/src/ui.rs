@@ -12,7 +12,7 @@ use std::time::Duration;
 /// Output settings.
 #[derive(Debug, Clone)]
 pub struct Ui {
-    /// Print nothing but errors.
+    /// Print nothing but errors, warnings and prompts.
     pub quiet: bool,
     /// stderr is a terminal (spinner and QR code only then).
     pub tty: bool,
@@ -32,6 +32,13 @@ impl Ui {
         if !self.quiet {
             eprintln!("{message}");
         }
+    }
+
+    /// What the person must do for the command to go on (where to sign in,
+    /// which code to enter); shown even when quiet, because `--quiet`
+    /// means no chatter, never a silent wait for someone who was not told.
+    pub fn prompt(&self, message: &str) {
+        eprintln!("{message}");
     }
 
     /// A warning; shown even when quiet.
@@ -69,9 +76,10 @@ impl Ui {
         }
     }
 
-    /// Prints a QR code of `data` when stderr is a terminal.
+    /// Prints a QR code of `data` when stderr is a terminal (a prompt, so
+    /// also when quiet).
     pub fn qr(&self, data: &str) {
-        if self.quiet || !self.tty {
+        if !self.tty {
             return;
         }
         if let Ok(code) = qrcode::QrCode::new(data.as_bytes()) {

@@ -92,6 +92,14 @@ wire_names! {
         StoreUnavailable = "store_unavailable",
         /// A fault inside the CA; the details are in its log.
         Internal = "internal",
+        /// A reason or comment holds a control character other than tab.
+        InvalidText = "invalid_text",
+        /// The endpoint does not take the request's method.
+        MethodNotAllowed = "method_not_allowed",
+        /// Too many header fields, or too many bytes of them.
+        HeadersTooLarge = "headers_too_large",
+        /// The request body did not arrive within the body deadline.
+        BodyTimeout = "body_timeout",
         /// The access request's policy rules changed since it was made so
         /// that approvals under them no longer count; ask again.
         RulesChanged = "rules_changed",

@@ -230,6 +230,11 @@ pub struct CaConfig {
     pub default_ttl: u64,
     /// Longest lifetime the CA ever gives, in seconds.
     pub max_ttl: u64,
+    /// OpenSSH host patterns of the hosts that trust this CA (`[client]
+    /// ssh_hosts`): `jit-ssh ssh-config` scopes its `Match` block to them.
+    /// Empty when the CA's operators did not say; absent from older CAs.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ssh_hosts: Vec<String>,
 }
 
 /// One trusted OpenID provider as published to clients.

@@ -1,6 +1,8 @@
 //! Policy evaluation: one decision against policies of 10, 100 and 1,000
-//! rules. Run with `cargo bench -p ca-server --bench policy`; the target and
-//! the figures are in docs/benchmarks.md.
+//! rules, and glob matching against an adversarial claim (16 KiB of dashes,
+//! the most a token carries, against patterns of many stars), alone and in a
+//! decision. Run with `cargo bench -p ca-server --bench policy`; the targets
+//! and the figures are in docs/benchmarks.md.
 
 #![allow(clippy::unwrap_used)]
 
@@ -11,6 +13,7 @@ use std::path::PathBuf;
 use ca_server::config::CertSettings;
 use ca_server::identity::Identity;
 use ca_server::policy::file::Source;
+use ca_server::policy::glob::Glob;
 use ca_server::policy::{compile, CertRequest, Decision, Policy as _, PolicyContext};
 use criterion::{criterion_main, BenchmarkId, Criterion};
 
@@ -88,6 +91,52 @@ fn bench(c: &mut Criterion) {
         });
     }
     group.finish();
+
+    // A run of dashes almost matches `*-*-…-prod` at every split: the input
+    // that made the backtracking matcher take time of the fourth power of
+    // its length.
+    let claim = "-".repeat(16 * 1024);
+    let many_stars = |stars: usize| format!("{}prod", "*-".repeat(stars));
+    let mut group = c.benchmark_group("glob, 16 KiB adversarial claim, stars");
+    for stars in [4, 16, 64] {
+        let glob = Glob::new(&many_stars(stars)).unwrap();
+        let mut matching = claim.clone();
+        matching.push_str("-prod");
+        assert!(!glob.matches(&claim) && glob.matches(&matching));
+        group.bench_with_input(BenchmarkId::from_parameter(stars), &glob, |b, glob| {
+            b.iter(|| black_box(glob.matches(black_box(&matching))))
+        });
+    }
+    group.finish();
+    let text = format!(
+        "{}[[rule]]\nname = \"ci-workflow\"\nprincipals = [\"deploy\"]\n[rule.match]\nissuer = [\"corp\"]\nclaims = {{ workflow = \"{}\" }}\n",
+        policy_text(100),
+        many_stars(16)
+    );
+    let set = compile(
+        &[Source {
+            path: PathBuf::from("bench.toml"),
+            text,
+        }],
+        &context,
+    )
+    .unwrap_or_else(|d| panic!("{}", d[0]));
+    // A workload: no groups, only the claim, so the claim rule alone grants.
+    let mut claims = serde_json::Map::new();
+    claims.insert("workflow".into(), format!("{claim}-prod").into());
+    let adversarial = Identity {
+        groups: Vec::new(),
+        claims,
+        ..identity.clone()
+    };
+    let Decision::Allow(grant) = set.evaluate(&adversarial, &request, now) else {
+        panic!("the adversarial identity is granted")
+    };
+    assert_eq!(grant.principals, ["deploy"]);
+    c.bench_function(
+        "policy evaluation, 100 rules + 16 KiB claim vs 16 stars",
+        |b| b.iter(|| black_box(set.evaluate(black_box(&adversarial), black_box(&request), now))),
+    );
 }
 
 // In a private module: the macro's generated function has no doc comment.

@@ -2,12 +2,20 @@
 //! Each line names its actor by display name and by subject (the `sub` its
 //! issuer vouched for, and the issuer's URL), which tells apart two people
 //! who show one display name.
+//!
+//! The table escapes every control character it prints (a reason recorded
+//! with a newline or an escape sequence shows as `\n` or `\x1b`, and can
+//! neither forge a row nor drive the terminal); `--json` keeps the values
+//! as recorded.
 
 use std::fmt::Write as _;
 
+use jit_ssh_common::text::escape_control;
+
 use crate::store::AuditEntry;
 
-/// Renders entries as an aligned text table, oldest first.
+/// Renders entries as an aligned text table, oldest first, with control
+/// characters escaped.
 pub fn render_table(entries: &[AuditEntry]) -> String {
     let mut out = String::new();
     let _ = writeln!(
@@ -37,18 +45,18 @@ pub fn render_table(entries: &[AuditEntry]) -> String {
             out,
             "{:<20}  {:<9}  {:<24}  {:<40}  {:<20}  {:<16}  {:<20}  {:<24}  {}",
             format_utc(e.at),
-            e.event,
-            e.identity,
-            subject,
-            e.serial.as_deref().unwrap_or("-"),
-            principals,
+            escape_control(&e.event),
+            escape_control(&e.identity),
+            escape_control(&subject),
+            escape_control(e.serial.as_deref().unwrap_or("-")),
+            escape_control(&principals),
             until,
-            if e.rules.is_empty() {
+            escape_control(&if e.rules.is_empty() {
                 "-".to_string()
             } else {
                 e.rules.join(",")
-            },
-            e.detail
+            }),
+            escape_control(&e.detail)
         );
     }
     out
@@ -116,6 +124,38 @@ mod tests {
             lines[1].contains("bob@corp  ") && lines[1].contains("user-bob (https://corp.example)")
         );
         assert!(lines[2].contains("denied") && lines[2].contains("not granted"));
+    }
+
+    #[test]
+    fn control_characters_print_escaped_on_their_own_row() {
+        let forged = AuditEntry {
+            at: 1_796_083_199,
+            event: "request_created".into(),
+            identity: "bob@corp".into(),
+            issuer: "corp".into(),
+            issuer_url: Some("https://idp.example".into()),
+            subject: Some("user-bob\u{1b}[2J".into()),
+            serial: None,
+            principals: None,
+            valid_after: None,
+            valid_before: None,
+            key_fingerprint: None,
+            client_addr: "127.0.0.1".into(),
+            detail: "disk full\n2026-12-05 issued mallory@corp\u{1b}[8m".into(),
+            rules: vec!["sre\u{9b}2J".into()],
+        };
+        let table = render_table(&[forged]);
+        assert_eq!(table.lines().count(), 2, "{table}");
+        assert!(
+            !table.contains('\u{1b}') && !table.contains('\u{9b}'),
+            "{table:?}"
+        );
+        assert!(
+            table.contains("disk full\\n2026-12-05 issued mallory@corp\\x1b[8m"),
+            "{table}"
+        );
+        assert!(table.contains("sre\\u{9b}2J"), "{table}");
+        assert!(table.contains("user-bob\\x1b[2J"), "{table}");
     }
 
     #[test]

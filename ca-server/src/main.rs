@@ -15,6 +15,7 @@ use ca_server::store::{self, read_audit, AuditFilter, DATABASE_FILE};
 use ca_server::{audit, server, unix_now};
 use clap::{Parser, Subcommand, ValueEnum};
 use jit_ssh_common::duration::parse_duration;
+use jit_ssh_common::text::{escape_control, escape_control_lines};
 
 #[derive(Parser)]
 #[command(
@@ -396,11 +397,7 @@ fn policy(command: PolicyCommand) -> anyhow::Result<()> {
                 bail!("--principal {bad:?} is not a valid login name");
             }
             let ttl = ttl
-                .map(|t| {
-                    parse_duration(&t)
-                        .map_err(anyhow::Error::msg)
-                        .context("--ttl")
-                })
+                .map(|t| cli::parse_ttl(&t).map_err(anyhow::Error::msg))
                 .transpose()?;
             let now = match at {
                 Some(at) => cli::parse_at(&at).map_err(anyhow::Error::msg)?,
@@ -438,7 +435,7 @@ fn policy(command: PolicyCommand) -> anyhow::Result<()> {
                 approved,
             };
             let (decision, text) = cli::explain(&set, &identity, &request, now);
-            print!("{text}");
+            print!("{}", escape_control_lines(&text));
             match decision {
                 Decision::Allow(_) => Ok(()),
                 Decision::Deny(_) => Err(Exit(3).into()),
@@ -505,6 +502,10 @@ policy_dir = "policies"
 # [tls]
 # cert = "/etc/jit-ssh-ca/tls.crt"
 # key  = "/etc/jit-ssh-ca/tls.key"
+
+# [client]
+# ssh_hosts = ["*.corp.example"]   # hosts that trust this CA: `jit-ssh ssh-config --install`
+#                                  # runs jit-ssh before ssh to these only
 
 # [certs]
 # default_ttl = "5m"        # when the client does not ask
@@ -631,12 +632,14 @@ fn revocation(args: RevocationArgs, change: RevocationChange) -> anyhow::Result<
     let done = revocation.write(&db)?;
     match change {
         RevocationChange::Lift => println!(
-            "Lifted the revocation of {target} (KRL version {}).",
+            "Lifted the revocation of {} (KRL version {}).",
+            escape_control(&target.to_string()),
             done.krl_version
         ),
         RevocationChange::Revoke => {
             println!(
-                "Revoked {target}: {} unexpired certificate(s) newly listed in the KRL (version {}){}.",
+                "Revoked {}: {} unexpired certificate(s) newly listed in the KRL (version {}){}.",
+                escape_control(&target.to_string()),
                 done.serials.len(),
                 done.krl_version,
                 match target {

@@ -3,7 +3,8 @@
 //!
 //! One [`Metrics`] value per server, created at start-up and handed to the
 //! parts that count (no global registry): the HTTP layer counts requests and
-//! outcomes, the store times its commits, the verifier counts JWKS fetches.
+//! outcomes and connections, the store times its commits and says whether
+//! it accepts writes, the verifier counts JWKS fetches.
 
 use prometheus::{
     Encoder as _, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
@@ -33,6 +34,14 @@ pub struct Metrics {
     pub webhook_deliveries: IntCounterVec,
     /// Build information (always 1).
     pub build_info: IntGauge,
+    /// API connections open now.
+    pub connections_open: IntGauge,
+    /// API connections closed as soon as they were accepted, by the cap
+    /// that refused them (`max_connections`, `max_connections_per_address`).
+    pub connections_refused: IntCounterVec,
+    /// 1 while the database accepts writes, 0 once a write has failed and
+    /// until one succeeds again; `/readyz` answers from it.
+    pub store_writable: IntGauge,
 }
 
 impl Metrics {
@@ -98,6 +107,22 @@ impl Metrics {
         )
         .expect("static metric definition");
         build_info.set(1);
+        let connections_open = IntGauge::new("connections_open", "API connections open")
+            .expect("static metric definition");
+        let connections_refused = IntCounterVec::new(
+            Opts::new(
+                "connections_refused_total",
+                "API connections closed at once by a connection cap, by cap",
+            ),
+            &["cap"],
+        )
+        .expect("static metric definition");
+        let store_writable = IntGauge::new(
+            "store_writable",
+            "1 while the database accepts writes, 0 after a failed write until one succeeds",
+        )
+        .expect("static metric definition");
+        store_writable.set(1);
         for collector in [
             Box::new(issued.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(denied.clone()),
@@ -108,6 +133,9 @@ impl Metrics {
             Box::new(policy_reloads.clone()),
             Box::new(webhook_deliveries.clone()),
             Box::new(build_info.clone()),
+            Box::new(connections_open.clone()),
+            Box::new(connections_refused.clone()),
+            Box::new(store_writable.clone()),
         ] {
             // Names are distinct and static: registration cannot collide.
             let _ = registry.register(collector);
@@ -123,6 +151,9 @@ impl Metrics {
             policy_reloads,
             webhook_deliveries,
             build_info,
+            connections_open,
+            connections_refused,
+            store_writable,
         }
     }
 

@@ -1,11 +1,24 @@
 //! The key a certificate is issued for: parsing the OpenSSH line a client sends,
 //! refusing keys too weak to trust, and checking the client holds its private half.
+//!
+//! A key is accepted only if OpenSSH would read it, so that no certificate
+//! is issued that sshd and ssh-keygen refuse: an ECDSA key is an
+//! uncompressed point on its curve, not the point at infinity, with
+//! coordinates as OpenSSH's `sshkey_ec_validate_public` wants them (each
+//! longer than half the group order, and below the order minus one); an RSA
+//! key has an odd public exponent of at least 3 (and at most 2^33 - 1, the
+//! largest the verifier accepts) and a modulus of 2048 to 8192 bits. Each
+//! of these is refused here, before the ID token is looked at, so a bad key
+//! spends nothing. The curve checks are the p256/p384/p521 crates'.
 
 use ca_proto::{proof_message, PROOF_NAMESPACE};
+use p256::elliptic_curve::bigint::ArrayEncoding as _;
+use p256::elliptic_curve::sec1::{FromEncodedPoint, ModulusSize, ToEncodedPoint};
+use p256::elliptic_curve::{AffinePoint, CurveArithmetic, FieldBytesSize};
+use ssh_key::public::{EcdsaPublicKey, KeyData, RsaPublicKey};
+use ssh_key::{Algorithm, EcdsaCurve, HashAlg, PublicKey, SshSig};
 
 use crate::ed25519_batch::Ed25519Check;
-use ssh_key::public::KeyData;
-use ssh_key::{Algorithm, EcdsaCurve, HashAlg, PublicKey, SshSig};
 
 /// Shortest RSA modulus accepted.
 pub const MIN_RSA_BITS: usize = 2048;
@@ -13,6 +26,9 @@ pub const MIN_RSA_BITS: usize = 2048;
 pub const MAX_RSA_BITS: usize = 8192;
 /// Longest OpenSSH public key line accepted.
 const MAX_LINE_LEN: usize = 4096;
+/// Longest RSA public exponent accepted, in bits: the RSA verifier refuses
+/// larger ones, so a proof by such a key could never verify.
+const MAX_RSA_EXPONENT_BITS: usize = 33;
 
 /// Why a subject key or its proof was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -38,6 +54,13 @@ pub enum KeyRejection {
         /// The key's modulus size.
         bits: usize,
     },
+    /// An ECDSA key OpenSSH would not read: a compressed point, or one that
+    /// is not a valid point of its curve.
+    #[error("ECDSA public key {0}; OpenSSH reads only uncompressed points on the curve (generate one with ssh-keygen -t ecdsa)")]
+    EcdsaPoint(&'static str),
+    /// An RSA public exponent that is even, below 3, or too large.
+    #[error("RSA public exponent {0}: it must be odd, at least 3 and below 2^33 (ssh-keygen uses 65537)")]
+    RsaExponent(&'static str),
     /// An algorithm this CA does not certify.
     #[error("{0} keys are not accepted; use Ed25519, ECDSA or RSA (2048+ bits)")]
     Unsupported(String),
@@ -92,15 +115,8 @@ impl SubjectKey {
                 }
                 ed25519 = Some(prepared);
             }
-            KeyData::Ecdsa(ecdsa) => match ecdsa.curve() {
-                EcdsaCurve::NistP256 | EcdsaCurve::NistP384 | EcdsaCurve::NistP521 => {}
-            },
-            KeyData::Rsa(rsa) => {
-                let bits = mpint_bits(rsa.n.as_positive_bytes().unwrap_or_default());
-                if !(MIN_RSA_BITS..=MAX_RSA_BITS).contains(&bits) {
-                    return Err(KeyRejection::RsaSize { bits });
-                }
-            }
+            KeyData::Ecdsa(ecdsa) => check_ecdsa(ecdsa)?,
+            KeyData::Rsa(rsa) => check_rsa(rsa)?,
             KeyData::Dsa(_) => return Err(KeyRejection::Dsa),
             other => {
                 return Err(KeyRejection::Unsupported(other.algorithm().to_string()));
@@ -217,6 +233,73 @@ impl OtherProof<'_> {
     }
 }
 
+/// Refuses an ECDSA key OpenSSH would not read.
+fn check_ecdsa(key: &EcdsaPublicKey) -> Result<(), KeyRejection> {
+    let point = key.as_sec1_bytes();
+    if point.first() != Some(&0x04) {
+        return Err(KeyRejection::EcdsaPoint("is not an uncompressed point"));
+    }
+    match key.curve() {
+        EcdsaCurve::NistP256 => check_point::<p256::NistP256>(point),
+        EcdsaCurve::NistP384 => check_point::<p384::NistP384>(point),
+        EcdsaCurve::NistP521 => check_point::<p521::NistP521>(point),
+    }
+}
+
+/// Refuses an uncompressed SEC1 `point` that is not on curve `C` (the
+/// crate's check: on the curve, not the identity), or whose coordinates
+/// OpenSSH refuses: each must be longer than half the group order, and
+/// below the order minus one.
+fn check_point<C>(point: &[u8]) -> Result<(), KeyRejection>
+where
+    C: CurveArithmetic,
+    FieldBytesSize<C>: ModulusSize,
+    AffinePoint<C>: FromEncodedPoint<C> + ToEncodedPoint<C>,
+{
+    p256::elliptic_curve::PublicKey::<C>::from_sec1_bytes(point)
+        .map_err(|_| KeyRejection::EcdsaPoint("is not a point of its curve"))?;
+    let order = C::ORDER.to_be_byte_array();
+    let coordinates = &point[1..];
+    let (x, y) = coordinates.split_at(coordinates.len() / 2);
+    // The order is wider than a coordinate for P-521 (a whole number of
+    // limbs); its leading bytes are zero.
+    let order = &order[order.len() - x.len()..];
+    let order_bits = mpint_bits(order);
+    // The order is prime, so odd: minus one only clears its lowest bit.
+    let mut order_minus_one = order.to_vec();
+    if let Some(last) = order_minus_one.last_mut() {
+        *last &= !1;
+    }
+    let acceptable = |c: &[u8]| mpint_bits(c) > order_bits / 2 && c < &order_minus_one[..];
+    if !acceptable(x) || !acceptable(y) {
+        return Err(KeyRejection::EcdsaPoint(
+            "has a coordinate OpenSSH refuses (too short, or not below the group order minus one)",
+        ));
+    }
+    Ok(())
+}
+
+/// Refuses an RSA key whose modulus is out of range or whose exponent is
+/// not odd, at least 3 and at most [`MAX_RSA_EXPONENT_BITS`] long.
+fn check_rsa(key: &RsaPublicKey) -> Result<(), KeyRejection> {
+    let bits = mpint_bits(key.n.as_positive_bytes().unwrap_or_default());
+    if !(MIN_RSA_BITS..=MAX_RSA_BITS).contains(&bits) {
+        return Err(KeyRejection::RsaSize { bits });
+    }
+    let e = key.e.as_positive_bytes().unwrap_or_default();
+    let e_bits = mpint_bits(e);
+    if e_bits < 2 {
+        return Err(KeyRejection::RsaExponent("is below 3"));
+    }
+    if e.last().is_some_and(|low| low & 1 == 0) {
+        return Err(KeyRejection::RsaExponent("is even"));
+    }
+    if e_bits > MAX_RSA_EXPONENT_BITS {
+        return Err(KeyRejection::RsaExponent("is too large"));
+    }
+    Ok(())
+}
+
 fn mpint_bits(bytes: &[u8]) -> usize {
     match bytes.iter().position(|b| *b != 0) {
         Some(first) => (bytes.len() - first) * 8 - bytes[first].leading_zeros() as usize,
@@ -251,11 +334,100 @@ mod tests {
             Algorithm::Ecdsa {
                 curve: EcdsaCurve::NistP384,
             },
+            Algorithm::Ecdsa {
+                curve: EcdsaCurve::NistP521,
+            },
         ] {
             let key = random(algorithm);
             let line = key.public_key().to_openssh().expect("line");
             let subject = SubjectKey::parse(&line).expect("accepted");
             assert!(subject.fingerprint().starts_with("SHA256:"));
+        }
+    }
+
+    /// The OpenSSH line of an ECDSA key with the SEC1 `point`.
+    fn ecdsa_line(point: &[u8]) -> String {
+        let key = ssh_key::public::EcdsaPublicKey::from_sec1_bytes(point).expect("sec1");
+        PublicKey::new(KeyData::Ecdsa(key), "")
+            .to_openssh()
+            .expect("line")
+    }
+
+    #[test]
+    fn refuses_ecdsa_points_openssh_cannot_read_on_every_curve() {
+        for curve in [
+            EcdsaCurve::NistP256,
+            EcdsaCurve::NistP384,
+            EcdsaCurve::NistP521,
+        ] {
+            let key = random(Algorithm::Ecdsa { curve });
+            let KeyData::Ecdsa(ecdsa) = key.public_key().key_data() else {
+                panic!("an ECDSA key");
+            };
+            let point = ecdsa.as_sec1_bytes();
+            let mut off_curve = point.to_vec();
+            if let Some(last) = off_curve.last_mut() {
+                *last ^= 1;
+            }
+            let mut zero = vec![0; point.len()];
+            zero[0] = 4;
+            for bad in [off_curve, zero] {
+                assert_eq!(
+                    SubjectKey::parse(&ecdsa_line(&bad)).map(|_| ()),
+                    Err(KeyRejection::EcdsaPoint("is not a point of its curve")),
+                    "{curve:?}"
+                );
+            }
+            let compressed = match ecdsa {
+                ssh_key::public::EcdsaPublicKey::NistP256(p) => p.compress().as_bytes().to_vec(),
+                ssh_key::public::EcdsaPublicKey::NistP384(p) => p.compress().as_bytes().to_vec(),
+                ssh_key::public::EcdsaPublicKey::NistP521(p) => p.compress().as_bytes().to_vec(),
+            };
+            assert_eq!(
+                SubjectKey::parse(&ecdsa_line(&compressed)).map(|_| ()),
+                Err(KeyRejection::EcdsaPoint("is not an uncompressed point")),
+                "{curve:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn refuses_rsa_exponents_openssh_and_the_verifier_refuse() {
+        let line = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../tests/fixtures/keys/rsa2048.pub"
+        ))
+        .expect("fixture");
+        let key = PublicKey::from_openssh(&line).expect("key");
+        let KeyData::Rsa(rsa) = key.key_data() else {
+            panic!("an RSA key");
+        };
+        let with_e = |e: &[u8]| {
+            let key = ssh_key::public::RsaPublicKey {
+                e: ssh_key::Mpint::from_positive_bytes(e).expect("mpint"),
+                n: rsa.n.clone(),
+            };
+            SubjectKey::parse(
+                &PublicKey::new(KeyData::Rsa(key), "")
+                    .to_openssh()
+                    .expect("line"),
+            )
+            .map(|_| ())
+        };
+        for (e, verdict) in [
+            (&[0][..], Err(KeyRejection::RsaExponent("is below 3"))),
+            (&[1], Err(KeyRejection::RsaExponent("is below 3"))),
+            (&[2], Err(KeyRejection::RsaExponent("is even"))),
+            (&[1, 0, 0], Err(KeyRejection::RsaExponent("is even"))),
+            (&[3], Ok(())),
+            (&[1, 0, 1], Ok(())),
+            (&[1, 255, 255, 255, 255], Ok(())),
+            (
+                &[2, 0, 0, 0, 1],
+                Err(KeyRejection::RsaExponent("is too large")),
+            ),
+        ] {
+            assert_eq!(with_e(e), verdict, "e = {e:?}");
         }
     }
 

@@ -10,7 +10,10 @@
 //!   constant time;
 //! - [`duration`]: the one grammar for lengths of time (`"90s"`, `"5m"`,
 //!   `"1h30m"`), read alike from command-line flags, the CA's configuration
-//!   and policy files.
+//!   and policy files;
+//! - [`text`]: the one rule for control characters in text people send each
+//!   other (refused by the CA but for tab, escaped in every human-facing
+//!   table).
 //!
 //! The crate holds no policy of either side: the CA's and the client's own
 //! limits (how large a JWKS may be, how long a certificate may live) stay in
@@ -20,6 +23,7 @@ pub mod duration;
 mod errors;
 pub mod http;
 pub mod secret;
+pub mod text;
 
 pub use errors::error_chain;
 pub use secret::Secret;

@@ -244,7 +244,19 @@ fn the_first_login_at_the_real_ca_pins_its_key_and_logout_keeps_the_pin() {
     assert!(outcome.stderr.contains(&shown), "{}", outcome.stderr);
     let logout = home.run(&["--ca", &ca.url, "logout"]);
     assert!(logout.status.success(), "{}", logout.stderr);
-    assert_eq!(files_under(&home.data_dir()), vec![pins(&home, &ca.url)]);
+    // The pins stay, beside the remembered CA (its URL, and that it is the
+    // default: tests/e2e/daily.rs).
+    let slug = ca_client::paths::CaSlug::from_url(&ca.url).unwrap().0;
+    let mut kept = files_under(&home.data_dir());
+    kept.sort();
+    assert_eq!(
+        kept,
+        vec![
+            home.data_dir().join(&slug).join("ca.json"),
+            pins(&home, &ca.url),
+            home.data_dir().join("default_ca"),
+        ]
+    );
     let outcome = login(&home, &ca.url, &[]);
     assert!(outcome.status.success(), "{}", outcome.stderr);
     assert!(!outcome.stderr.contains("Pinned"), "{}", outcome.stderr);

@@ -137,13 +137,17 @@ fn browser_login_loads_the_agent_with_a_lifetime_and_logout_leaves_nothing() {
     assert_eq!(out["refresh_token_revoked"], true);
     assert!(agent.certificates().is_empty(), "{}", agent.list());
     // Nothing else: the CA's pinned user-CA keys outlive the session, as
-    // ssh's known_hosts does (tests/e2e/certificate_checks.rs).
+    // ssh's known_hosts does (tests/e2e/certificate_checks.rs), and so does
+    // the remembered CA (its URL, and that it is the default), so the next
+    // `jit-ssh login` needs no --ca (tests/e2e/daily.rs).
     let slug = ca_client::paths::CaSlug::from_url(&w.ca.url).unwrap();
-    let pins = home.data_dir().join(slug.0).join("user_ca_keys.json");
+    let pins = home.data_dir().join(&slug.0).join("user_ca_keys.json");
+    let remembered = home.data_dir().join(&slug.0).join("ca.json");
+    let default = home.data_dir().join("default_ca");
     assert!(pins.exists());
     assert!(files_under(home.home())
         .iter()
-        .all(|p| p.ends_with("browser.log") || p == &pins));
+        .all(|p| p.ends_with("browser.log") || p == &pins || p == &remembered || p == &default));
     assert!(!refresh_works(&w.idp, refresh_token.trim()));
     let (ok, _) = w.sshd.login_with_agent(&agent.socket);
     assert!(!ok, "ssh must fail after logout");
@@ -324,12 +328,17 @@ fn workload_id_token_file_gives_key_files_and_ssh_config_installs_once() {
     let ssh_dir = home.home().join(".ssh");
     std::fs::write(ssh_dir.join("config"), "Host example\n  User me\n").unwrap();
     for _ in 0..2 {
-        let install = home.run(&["--ca", &w.ca.url, "ssh-config", "--install"]);
+        // This CA publishes no host patterns: the test names every host.
+        let install = home.run(&["--ca", &w.ca.url, "ssh-config", "--install", "--hosts", "*"]);
         assert!(install.status.success(), "{}", install.stderr);
     }
     let config = std::fs::read_to_string(ssh_dir.join("config")).unwrap();
     assert!(config.starts_with("Host example\n"));
-    assert_eq!(config.matches("Match exec").count(), 1, "{config}");
+    assert_eq!(
+        config.matches("Match host \"*\" exec").count(),
+        1,
+        "{config}"
+    );
     assert!(config.contains("ensure --quiet --ca"));
     assert_eq!(
         std::fs::read_to_string(ssh_dir.join("config.jit-ssh.bak")).unwrap(),

@@ -173,7 +173,7 @@ fn jit_ssh_login_tells_the_person_which_principals_to_ask_for_apart() {
     );
     let output = format!("{}{}", login.stdout, login.stderr);
     assert!(
-        output.contains("Certificate for bob,by-mail,by-subject"),
+        output.contains("Certificate for principals bob, by-mail, by-subject"),
         "{output}"
     );
     assert!(

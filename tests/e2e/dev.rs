@@ -441,7 +441,7 @@ fn readme_quick_start_works_as_written() {
     let login = home.run(&["login", "--ca", &dev.url]);
     assert!(login.status.success(), "{}", login.stderr);
     assert!(
-        login.stderr.contains("Certificate for alice"),
+        login.stderr.contains("Certificate for principal alice"),
         "{}",
         login.stderr
     );

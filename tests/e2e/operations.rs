@@ -261,12 +261,24 @@ async fn logs_never_contain_tokens_keys_or_the_passphrase() {
         .request_user_certificate(&tokens.id_token, &key, &[], None)
         .await
         .unwrap();
-    // A replay and a tampered token go through the error paths, and are
-    // refused as such.
-    let replayed = client
+    // A retry (the spent token for the same key) goes through its own path;
+    // a replay (the spent token for an access request) and a tampered token
+    // go through the error paths, and are refused as such.
+    client
         .request_user_certificate(&tokens.id_token, &key, &[], None)
+        .await
+        .unwrap();
+    let (status, replayed) = ca
+        .call(
+            "/v1/requests",
+            Some(&tokens.id_token),
+            Some(serde_json::json!({"principals": ["root"], "reason": "x"})),
+        )
         .await;
-    assert_eq!(refusal(replayed), (401, "replayed_token".into()));
+    assert_eq!(
+        (status, replayed["error"]["code"].as_str()),
+        (401, Some("replayed_token"))
+    );
     let tampered = format!("{}x", tokens.id_token);
     let refused = client
         .request_user_certificate(&tampered, &key, &[], None)

@@ -1,7 +1,8 @@
 //! End-to-end: the shipped policies/ decide, from the real IdP's `groups`
 //! claim, what a real sshd lets in; `policy check` and `policy explain`
-//! output and exit codes are pinned; the running CA picks up policy edits and
-//! refuses broken ones without losing the last good policy.
+//! output and exit codes are pinned, with windows, claims and checks as
+//! issue 17 fixed them; the running CA picks up policy edits and refuses
+//! broken ones without losing the last good policy.
 
 #![allow(clippy::unwrap_used)]
 
@@ -269,7 +270,7 @@ fn policy_check_and_explain_output_and_exit_codes() {
         format!("error: {b}/a.toml:3:1: unknown field `pricipals`"),
         format!("error: {b}/b.toml:3:15: template \"{{username}}@corp\" can never expand to a login name"),
         format!("error: {b}/b.toml:4:11: max_ttl: invalid duration \"1d\""),
-        format!("error: {b}/b.toml:7:1: window: unknown time zone \"Europe/Berln\""),
+        format!("error: {b}/b.toml:10:13: window: unknown time zone \"Europe/Berln\""),
         // This CA trusts corp and github: a group means nothing without its issuer.
         format!("error: {b}/b.toml:6:14: [rule.match] names no issuer, and this CA trusts 2 issuers (corp, github): groups_any would hold for a token of any of them. Add `issuer = [\"corp\"]` to [rule.match]"),
         "5 error(s); the CA would refuse this policy".to_string(),
@@ -443,4 +444,219 @@ async fn the_running_ca_reloads_edits_and_keeps_the_last_good_policy() {
         "{log}"
     );
     assert_eq!(alice_gets().await.unwrap(), ["alice", "shared"]);
+}
+
+/// Issue 17 items 7 to 10 and its small things, through the binary: what
+/// `policy explain` decides and prints for a deny window ahead, windows that
+/// touch, a window inside New York's repeated hour, an empty claim in a
+/// template and `--ttl 0s`, and what `policy check` reports of rules that can
+/// never match and of a directory with unreadable files.
+#[test]
+fn explain_clips_at_deny_windows_and_joins_touching_windows() {
+    let setup = CaSetup::builder()
+        .issuer("corp", "https://idp.example.com")
+        .policy(
+            r#"
+[[rule]]
+name = "sre"
+principals = ["root", "deploy"]
+max_ttl = "60m"
+[rule.match]
+groups_any = ["sre"]
+[[rule.window]]
+days = ["mon-fri"]
+from = "09:00"
+to = "12:00"
+time_zone = "UTC"
+[[rule.window]]
+days = ["mon-fri"]
+from = "12:00"
+to = "24:00"
+time_zone = "UTC"
+
+[[rule]]
+name = "ny-night"
+principals = ["batch"]
+max_ttl = "60m"
+[rule.match]
+groups_any = ["sre"]
+[[rule.window]]
+days = ["sun"]
+from = "01:00"
+to = "01:45"
+time_zone = "America/New_York"
+
+[[rule]]
+name = "team-login"
+principals = ["ci-{claim.team}"]
+[rule.match]
+groups_any = ["sre"]
+
+[[deny]]
+name = "no-root-at-night"
+principals = ["root"]
+[deny.match]
+groups_any = ["sre"]
+[[deny.window]]
+from = "22:00"
+to = "06:00"
+time_zone = "UTC"
+"#,
+        )
+        .build();
+    let config = setup.config_path.to_str().unwrap();
+    let claims = setup.dir.path().join("sre.json");
+    std::fs::write(
+        &claims,
+        serde_json::json!({"iss": "https://idp.example.com", "preferred_username": "sam", "groups": ["sre"]}).to_string(),
+    )
+    .unwrap();
+    let claims = claims.to_str().unwrap();
+    let explain = |principal: &str, ttl: &str, at: &str| {
+        ca_cli(&[
+            "policy",
+            "explain",
+            "--config",
+            config,
+            "--claims",
+            claims,
+            "--principal",
+            principal,
+            "--ttl",
+            ttl,
+            "--at",
+            at,
+        ])
+    };
+    // Root for an hour at 21:55, the deny window from 22:00: five minutes.
+    let (code, out, err) = explain("root", "1h", "2026-07-06T21:55:00Z");
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains("valid for: 5m (until 2026-07-06T22:00:00Z)")
+            && out.contains(
+                "set by start of deny rule no-root-at-night's window at 2026-07-06T22:00:00Z"
+            ),
+        "{out}"
+    );
+    // deploy at 11:30: 09–12 and 12–24 are one window, so a full hour.
+    let (code, out, err) = explain("deploy", "1h", "2026-07-06T11:30:00Z");
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains("valid for: 1h (until 2026-07-06T12:30:00Z)"),
+        "{out}"
+    );
+    // 01:00–01:45 inside New York's repeated hour opens, the first time round.
+    let (code, out, err) = explain("batch", "1h", "2026-11-01T01:10:00-04:00");
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains("valid for: 35m (until 2026-11-01T05:45:00Z)"),
+        "{out}"
+    );
+    // The server refuses a zero lifetime; so does explain.
+    let (code, out, err) = explain("deploy", "0s", "2026-07-06T11:30:00Z");
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(
+        err.contains("--ttl \"0s\": a certificate lifetime must be at least 1 second"),
+        "{err}"
+    );
+
+    // An empty claim is a missing one: `ci-{claim.team}` gives nothing, and
+    // the trace names the claim.
+    let empty_team = setup.dir.path().join("empty-team.json");
+    std::fs::write(
+        &empty_team,
+        serde_json::json!({"iss": "https://idp.example.com", "preferred_username": "sam", "groups": ["sre"], "team": ""}).to_string(),
+    )
+    .unwrap();
+    let (code, out, err) = ca_cli(&[
+        "policy",
+        "explain",
+        "--config",
+        config,
+        "--claims",
+        empty_team.to_str().unwrap(),
+        "--at",
+        "2026-07-06T11:30:00Z",
+    ]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains("principals: deploy, root\n")
+            && out.contains("{claim.team} in \"ci-{claim.team}\": claim missing or empty"),
+        "{out}"
+    );
+
+    // Rules that can never match are reported where they are written.
+    let never = setup.dir.path().join("never");
+    std::fs::create_dir(&never).unwrap();
+    std::fs::write(
+        never.join("a.toml"),
+        "[[rule]]\nname = \"a\"\nprincipals = [\"ops\"]\n[rule.match]\nusername = [\"ALICE\"]\n\
+         [[deny]]\nname = \"d\"\nprincipals = [\"Ops\", \"ops@host\"]\n",
+    )
+    .unwrap();
+    let (code, out, err) = ca_cli(&[
+        "policy",
+        "check",
+        "--config",
+        config,
+        "--policy-dir",
+        never.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 1, "{out}{err}");
+    let n = never.display();
+    for needle in [
+        format!("error: {n}/a.toml:8:15: principals: \"Ops\" can never match"),
+        format!("error: {n}/a.toml:8:22: principals: \"ops@host\" can never match"),
+    ] {
+        assert!(err.contains(&needle), "missing {needle:?} in\n{err}");
+    }
+    std::fs::write(
+        never.join("a.toml"),
+        "[[rule]]\nname = \"a\"\nprincipals = [\"ops\"]\n[rule.match]\nusername = [\"ALICE\"]\n",
+    )
+    .unwrap();
+    let (code, out, err) = ca_cli(&[
+        "policy",
+        "check",
+        "--config",
+        config,
+        "--policy-dir",
+        never.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains(&format!(
+            "warning: {n}/a.toml:5:13: username \"ALICE\" contains 'A'"
+        )),
+        "{out}"
+    );
+
+    // Every unreadable file is reported, and the problems of the readable.
+    let broken = setup.dir.path().join("unreadable");
+    std::fs::create_dir(&broken).unwrap();
+    std::fs::write(broken.join("a.toml"), [0xff, 0xfe, b'\n']).unwrap();
+    std::fs::write(broken.join("b.toml"), [b'#', 0xc3, b'\n']).unwrap();
+    std::fs::write(
+        broken.join("c.toml"),
+        "[[rule]]\nname = \"c\"\nprincipals = [\"Root\"]\n[rule.match]\ngroups_any = [\"g\"]\n",
+    )
+    .unwrap();
+    let (code, out, err) = ca_cli(&[
+        "policy",
+        "check",
+        "--config",
+        config,
+        "--policy-dir",
+        broken.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 1, "{out}{err}");
+    let b = broken.display();
+    for needle in [
+        format!("error: {b}/a.toml: "),
+        format!("error: {b}/b.toml: "),
+        format!("error: {b}/c.toml:3:15: principal \"Root\" is not a Unix login name"),
+        "3 error(s); the CA would refuse this policy".to_string(),
+    ] {
+        assert!(err.contains(&needle), "missing {needle:?} in\n{err}");
+    }
 }

@@ -40,9 +40,9 @@ impl Outcome {
             .unwrap_or_else(|e| panic!("not JSON ({e}): {}\n{}", self.stdout, self.stderr))
     }
 
-    /// The JSON output of a run that must have succeeded; `what` names the
-    /// step in the failure message.
-    pub fn ok_json(&self, what: &str) -> Value {
+    /// Asserts the run succeeded; `what` names the step in the failure
+    /// message, which shows both outputs.
+    pub fn ok(&self, what: &str) -> &Outcome {
         assert!(
             self.status.success(),
             "{what}: exit {}\nstdout: {}\nstderr: {}",
@@ -50,7 +50,13 @@ impl Outcome {
             self.stdout,
             self.stderr
         );
-        self.json()
+        self
+    }
+
+    /// The JSON output of a run that must have succeeded; `what` names the
+    /// step in the failure message.
+    pub fn ok_json(&self, what: &str) -> Value {
+        self.ok(what).json()
     }
 }
 

@@ -177,6 +177,7 @@ async fn config(State(shared): State<Arc<Mutex<Shared>>>) -> Json<CaConfig> {
         proof_namespace: ca_proto::PROOF_NAMESPACE.into(),
         default_ttl: 300,
         max_ttl: MAX_TTL,
+        ssh_hosts: Vec::new(),
     })
 }
 

@@ -159,6 +159,12 @@ impl Running {
         })
     }
 
+    /// The process id, for tools that act on a running process (`strace`,
+    /// `prlimit`).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Sends SIGTERM, as a service manager stopping the process would.
     pub fn terminate(&self) {
         let pid = self.child.id().to_string();

@@ -72,9 +72,13 @@ pub fn describe(issued: &Issued, now: u64) -> String {
         _ if issued.agent_lifetime == Some(false) => "loaded into ssh-agent (no lifetime)".into(),
         _ => format!("loaded into ssh-agent for {left}"),
     };
+    // "for bob,deploy" read as two identities: say what they are.
+    let principals = match issued.principals.as_slice() {
+        [one] => format!("principal {one}"),
+        many => format!("principals {}", many.join(", ")),
+    };
     let mut text = format!(
-        "Certificate for {} (serial {}, valid {left}) {place}{}",
-        issued.principals.join(","),
+        "Certificate for {principals} (serial {}, valid {left}) {place}{}",
         issued.serial,
         if issued.renewable {
             "; renewed silently by `jit-ssh ensure`"
@@ -154,6 +158,9 @@ pub(super) async fn certify_and_store(
     for note in trust.commit().map_err(CliError::from)? {
         env.ui.info(note);
     }
+    if let Some(note) = lifetime_cap(info.ttl, &certificate, now) {
+        env.ui.info(&note);
+    }
     let mut issued = Issued {
         serial: certificate.serial().to_string(),
         key_id: certificate.key_id().to_string(),
@@ -203,6 +210,29 @@ pub(super) async fn certify_and_store(
         }
     }
     Ok(issued)
+}
+
+/// The line saying the certificate is shorter than the lifetime asked for
+/// (`--ttl`), and which rule capped it (the key ID's `rule=`); `None` when
+/// it is as long as asked. A minute of slack covers the CA's backdating
+/// and the time the request took.
+fn lifetime_cap(asked: Option<u64>, certificate: &Certificate, now: u64) -> Option<String> {
+    let asked = asked?;
+    let granted = certificate.valid_before().saturating_sub(now);
+    if granted + 60 >= asked {
+        return None;
+    }
+    let rule = certificate
+        .key_id()
+        .split_whitespace()
+        .find_map(|field| field.strip_prefix("rule="))
+        .map(|rule| format!(" (policy rule {rule})"))
+        .unwrap_or_default();
+    Some(format!(
+        "Asked for --ttl {}; the CA capped the certificate at {}{rule}, the longest it gives you.",
+        format_seconds(asked),
+        format_seconds(granted)
+    ))
 }
 
 /// Writes `id_ed25519` (0600), its `.pub` and its `-cert.pub` into `dir`;

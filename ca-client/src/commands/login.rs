@@ -12,6 +12,7 @@ use super::certify::{certify_and_store, Issued, NotCertified};
 use super::{ca_trust, fetch_config, runtime, CaTarget, Env, Flow, TokenSource};
 use crate::agent::Agent;
 use crate::error::{CliError, Failure};
+use crate::known_cas::{self, Remembered};
 use crate::oidc::{Provider, Tokens};
 use crate::session::{SessionFiles, SessionInfo, Storage};
 
@@ -138,7 +139,26 @@ pub(super) async fn login_async(
             session.delete().map_err(CliError::other)?;
         }
     }
+    say_remembered(env, target, &slug);
     Ok(issued)
+}
+
+/// Remembers the CA of a successful login, so later commands need no
+/// `--ca`, and says so the first time. Failing to remember is a warning:
+/// the certificate is stored already.
+fn say_remembered(env: &Env, target: &CaTarget, slug: &crate::paths::CaSlug) {
+    match known_cas::remember(&env.dirs, &target.url, target.root_pem.as_deref()) {
+        Ok(Remembered::AsDefault) => env.ui.info(&format!(
+            "Remembered {} as your default CA (name {slug}): later commands need no --ca.",
+            target.url
+        )),
+        Ok(Remembered::Beside) => env.ui.info(&format!(
+            "Remembered {} as CA {slug}: pick it with --ca {slug}.",
+            target.url
+        )),
+        Ok(Remembered::Already) => {}
+        Err(e) => env.ui.warn(&format!("could not remember the CA: {e}")),
+    }
 }
 
 /// Where a login's ID token came from: what to do about a token without a

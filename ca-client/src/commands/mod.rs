@@ -36,8 +36,11 @@ pub use ensure::{
 pub use login::{login, LoginOptions};
 pub use logout::{describe_logged_out, logout, LoggedOut};
 pub use ssh::{exec_ssh, ssh_command};
-pub use ssh_config::{install_block, ssh_config, ssh_config_block};
-pub use status::{describe_status, status, Status, StatusEntry};
+pub use ssh_config::{
+    host_patterns, install_block, ssh_config, ssh_config_block, stable_program, uninstall_block,
+    SshConfigAction,
+};
+pub use status::{describe_status, status, Status, StatusCa, StatusEntry};
 
 /// Clock difference with the CA that earns a warning.
 pub const SKEW_WARNING: u64 = 30;

@@ -1,7 +1,10 @@
 //! `jit-ssh status`: every jit-ssh certificate in the agent and on disk,
-//! whichever CA it came from, and the CAs with a sign-in session that can
-//! renew without a browser. It only reads: nothing is removed or renewed,
-//! and an unreachable agent is reported, not an error.
+//! whichever CA it came from, the CAs a login remembered (and which is the
+//! default), and the CAs with a sign-in session that can renew without a
+//! browser. It only reads: nothing is removed or renewed, and an
+//! unreachable agent is reported, not an error. An expired certificate
+//! that no valid one of its CA replaces gets a hint, and
+//! [`Status::needs_login`] makes the command exit 14.
 
 use std::path::PathBuf;
 
@@ -10,6 +13,7 @@ use ssh_key::Certificate;
 
 use super::{unix_now, Env};
 use crate::agent::Agent;
+use crate::known_cas;
 use crate::session::Storage;
 use jit_ssh_common::duration::format_seconds;
 
@@ -37,11 +41,24 @@ pub struct StatusEntry {
     pub seconds_left: u64,
 }
 
+/// A CA a login remembered.
+#[derive(Debug, Clone, Serialize)]
+pub struct StatusCa {
+    /// Its name (`--ca NAME`).
+    pub name: String,
+    /// Its URL.
+    pub url: String,
+    /// Whether commands without `--ca` use it.
+    pub default: bool,
+}
+
 /// `status` result.
 #[derive(Debug, Clone, Serialize)]
 pub struct Status {
     /// Certificates.
     pub certificates: Vec<StatusEntry>,
+    /// The CAs a login remembered.
+    pub cas: Vec<StatusCa>,
     /// CAs with a renewable sign-in session.
     pub sessions: Vec<String>,
     /// Whether an agent answered.
@@ -100,10 +117,43 @@ pub fn status(env: &Env) -> Status {
             }
         }
     }
+    let cas = known_cas::all(&env.dirs)
+        .into_iter()
+        .map(|known| StatusCa {
+            name: known.name,
+            url: known.url,
+            default: known.default,
+        })
+        .collect();
     Status {
         certificates,
+        cas,
         sessions,
         agent: agent_ok,
+    }
+}
+
+impl Status {
+    /// The CAs whose every certificate here has expired.
+    pub fn expired_cas(&self) -> Vec<String> {
+        let mut expired: Vec<String> = Vec::new();
+        for c in &self.certificates {
+            let ca = c.ca.clone().unwrap_or_default();
+            let replaced = self
+                .certificates
+                .iter()
+                .any(|o| o.ca == c.ca && o.seconds_left > 0);
+            if c.seconds_left == 0 && !replaced && !expired.contains(&ca) {
+                expired.push(ca);
+            }
+        }
+        expired
+    }
+
+    /// Whether a certificate expired with no valid one of its CA beside
+    /// it: `status` then exits 14, as `ensure --no-login` does.
+    pub fn needs_login(&self) -> bool {
+        !self.expired_cas().is_empty()
     }
 }
 
@@ -134,6 +184,28 @@ pub fn describe_status(status: &Status) -> String {
             c.serial,
             c.issuer.as_deref().unwrap_or("?"),
             c.ca.as_deref().unwrap_or("?"),
+        ));
+    }
+    for ca in status.expired_cas() {
+        let hint = if status.sessions.contains(&ca) {
+            format!("`jit-ssh --ca {ca} ensure` renews it without a browser")
+        } else {
+            format!("run `jit-ssh --ca {ca} login` for a new one")
+        };
+        out.push_str(&format!(
+            "The certificate from CA {ca} has expired: {hint}.\n"
+        ));
+    }
+    for ca in &status.cas {
+        out.push_str(&format!(
+            "CA {} at {}{}\n",
+            ca.name,
+            ca.url,
+            if ca.default {
+                " (default: used when no --ca is given)"
+            } else {
+                ""
+            }
         ));
     }
     for s in &status.sessions {

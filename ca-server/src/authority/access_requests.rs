@@ -18,6 +18,7 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 use ca_proto::{AccessApproval, AccessRequestCreate, AccessRequestDecision, AccessRequestView};
+use jit_ssh_common::text::control_refusal;
 
 use crate::access::{
     check_start, instant_approval, AccessRequest, CreateRefusal, InstantApproval, RequestError,
@@ -44,6 +45,9 @@ pub enum AccessError {
     /// The request body makes no sense.
     #[error("{0}")]
     InvalidRequest(String),
+    /// A reason or comment holds a control character other than tab.
+    #[error("{0}")]
+    InvalidText(String),
     /// The caller could not act: token, replay, rate limit or revoked
     /// identity.
     #[error(transparent)]
@@ -159,6 +163,7 @@ impl Authority {
     /// Records a new access request by the bearer of `token` (verified
     /// without nonce binding and spent with the request): the policy must let
     /// the caller ask for every principal, for at most its longest window.
+    /// A retry with the token that created a request returns that request.
     pub async fn create_access_request(
         &self,
         token: &BearerToken,
@@ -166,6 +171,7 @@ impl Authority {
         client_addr: IpAddr,
         now: UnixTime,
     ) -> Result<AccessRequestView, AccessError> {
+        refuse_control("reason", Some(&request.reason))?;
         let principals: BTreeSet<String> = request.principals.iter().cloned().collect();
         let principals: Vec<String> = principals.into_iter().collect();
         if let Some(problem) = principals_problem(&principals, false) {
@@ -174,8 +180,22 @@ impl Authority {
         let from_first_use_asked = request.from_first_use;
         let start = asked_start(&request)?;
         let asked = asked_window(&request)?;
-        let caller = self.authenticate(token, client_addr, now).await?;
+        let verified = self
+            .verifier
+            .verify_unbound(token.expose_secret(), now)
+            .await
+            .map_err(AuthError::Token)?;
+        let caller = self.within_limits(verified)?;
         let acting = Acting::bearer(&caller, client_addr, now);
+        // A retry with the token that created a request (its answer lost)
+        // is answered with that request; any other spent token is refused
+        // by the standing check below.
+        let retry = records::retry(&caller, &acting);
+        if let Some(created) = self.store.retried_request(retry).await? {
+            tracing::info!(id = created.id, requester = %created.requester, "returned the access request a retry's ID token created");
+            return Ok(access_view(&created, now, Vec::new()));
+        }
+        let caller = self.in_standing(caller, client_addr, now).await?;
         let terms = match self
             .policy
             .access_terms(&caller.token.identity, &principals, now)
@@ -339,6 +359,8 @@ impl Authority {
         client_addr: IpAddr,
         now: UnixTime,
     ) -> Result<AccessRequestView, AccessError> {
+        refuse_control("comment", body.comment.as_deref())?;
+        refuse_control("reason", body.reason.as_deref())?;
         let caller = self.authenticate(token, client_addr, now).await?;
         let acting = Acting::bearer(&caller, client_addr, now);
         let (identity, me, key) = (&caller.token.identity, &caller.name, &caller.key);
@@ -468,6 +490,16 @@ fn wire_status(status: RequestStatus) -> ca_proto::RequestStatus {
         RequestStatus::Denied => ca_proto::RequestStatus::Denied,
         RequestStatus::Expired => ca_proto::RequestStatus::Expired,
         RequestStatus::Ended => ca_proto::RequestStatus::Ended,
+    }
+}
+
+/// Refuses `text`, the value of `field`, when it holds a control character
+/// other than tab: checked before anything else, so it is refused before
+/// anything is recorded or any token spent.
+fn refuse_control(field: &str, text: Option<&str>) -> Result<(), AccessError> {
+    match text.and_then(|text| control_refusal(field, text)) {
+        Some(refusal) => Err(AccessError::InvalidText(refusal)),
+        None => Ok(()),
     }
 }
 

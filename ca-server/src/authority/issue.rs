@@ -1,7 +1,10 @@
 //! User certificate issuance, in order: vet the subject key, verify the ID
 //! token, check the proof of possession, ask the policy, sign, record, and
 //! only then answer. On any error nothing was issued and the token is not
-//! spent.
+//! spent. Issuance is idempotent for a token and a key: a retry with the
+//! token that paid for a certificate, for the same key, is answered with
+//! that certificate, byte for byte (the store's `retries.rs`); with another
+//! key it is a replay.
 
 use std::collections::BTreeSet;
 use std::net::IpAddr;
@@ -17,7 +20,7 @@ use crate::subject_key::{KeyRejection, ProofCheck, SubjectKey};
 use crate::UnixTime;
 
 use super::records::{self, Acting, Signed};
-use super::{principals_problem, AuthError, Authority};
+use super::{principals_problem, AuthError, Authenticated, Authority};
 
 /// Most principals one request may name.
 pub const MAX_REQUESTED_PRINCIPALS: usize = 32;
@@ -72,6 +75,16 @@ pub enum IssueError {
     },
 }
 
+/// A certificate for the caller: newly issued, or, for a retry with the
+/// token that paid for it, the one on record.
+#[derive(Debug, Clone)]
+pub struct Issued {
+    /// What the caller is answered.
+    pub certificate: UserCertResponse,
+    /// Whether it is the answer to a retry (issued before, not now).
+    pub retry: bool,
+}
+
 impl From<AuthError> for IssueError {
     fn from(error: AuthError) -> Self {
         IssueError::Auth(error)
@@ -81,13 +94,15 @@ impl From<AuthError> for IssueError {
 impl Authority {
     /// Issues a user certificate. Returns only after the issuance record is
     /// committed; on any error nothing was issued and the token is not spent.
+    /// A retry with the token that paid for a certificate, for the same key,
+    /// returns that certificate (and its retry is on record).
     pub async fn issue_user_certificate(
         &self,
         token: &BearerToken,
         request: UserCertRequest,
         client_addr: IpAddr,
         now: UnixTime,
-    ) -> Result<UserCertResponse, IssueError> {
+    ) -> Result<Issued, IssueError> {
         let mut cert_request = checked_request(&request, client_addr)?;
         let subject = SubjectKey::parse(&request.public_key).map_err(IssueError::SubjectKey)?;
         // An Ed25519 proof's signature is checked in the token's batch (one
@@ -181,14 +196,17 @@ impl Authority {
                         client = %client_addr,
                         "issued user certificate"
                     );
-                    return Ok(UserCertResponse {
-                        serial: serial.to_string(),
-                        key_id: certificate.key_id().to_string(),
-                        principals: grant.principals,
-                        valid_after: certificate.valid_after(),
-                        valid_before: certificate.valid_before(),
-                        certificate: line,
-                        notes: grant.notes,
+                    return Ok(Issued {
+                        certificate: UserCertResponse {
+                            serial: serial.to_string(),
+                            key_id: certificate.key_id().to_string(),
+                            principals: grant.principals,
+                            valid_after: certificate.valid_after(),
+                            valid_before: certificate.valid_before(),
+                            certificate: line,
+                            notes: grant.notes,
+                        },
+                        retry: false,
                     });
                 }
                 Err(StoreError::DuplicateSerial) => continue,
@@ -217,14 +235,72 @@ impl Authority {
                     )));
                 }
                 Err(StoreError::Replayed) => {
-                    self.record_denial(&acting, "replayed ID token", Vec::new())
-                        .await?;
-                    return Err(AuthError::Replayed.into());
+                    return self.retried(&caller, &acting, &key_fingerprint).await;
                 }
                 Err(other) => return Err(IssueError::Store(other)),
             }
         }
         Err(IssueError::Store(StoreError::DuplicateSerial))
+    }
+
+    /// Answers a request whose token was spent already: with the certificate
+    /// it paid for when this is a retry for the same key (its first answer
+    /// lost, say to a timeout that fired as the writer committed), as a
+    /// replay otherwise.
+    async fn retried(
+        &self,
+        caller: &Authenticated,
+        acting: &Acting,
+        key_fingerprint: &str,
+    ) -> Result<Issued, IssueError> {
+        let retry = records::retry(caller, acting);
+        match self
+            .store
+            .retried_issuance(retry, key_fingerprint.to_string())
+            .await
+        {
+            Ok(recorded) => {
+                let certificate = ssh_key::Certificate::from_openssh(&recorded.certificate)
+                    .map_err(IssueError::Signing)?;
+                tracing::info!(
+                    serial = %recorded.serial,
+                    identity = %caller.name,
+                    key = %key_fingerprint,
+                    client = %acting.who.client_addr,
+                    "returned the certificate a retry's ID token paid for"
+                );
+                Ok(Issued {
+                    certificate: UserCertResponse {
+                        serial: recorded.serial,
+                        key_id: certificate.key_id().to_string(),
+                        principals: certificate.valid_principals().to_vec(),
+                        valid_after: certificate.valid_after(),
+                        valid_before: certificate.valid_before(),
+                        certificate: recorded.certificate,
+                        // The first answer's notes were about choosing
+                        // principals; the retry returns what was chosen.
+                        notes: Vec::new(),
+                    },
+                    retry: true,
+                })
+            }
+            Err(StoreError::Replayed) => {
+                self.record_denial(acting, "replayed ID token", Vec::new())
+                    .await?;
+                Err(AuthError::Replayed.into())
+            }
+            Err(StoreError::RevokedIdentity(who)) => {
+                self.record_denial(acting, "revoked identity", Vec::new())
+                    .await?;
+                Err(AuthError::RevokedIdentity(who).into())
+            }
+            Err(StoreError::RevokedKey(key)) => {
+                self.record_denial(acting, "revoked key", Vec::new())
+                    .await?;
+                Err(IssueError::RevokedKey(key))
+            }
+            Err(other) => Err(IssueError::Store(other)),
+        }
     }
 
     /// Logs and records a refused certificate request.

@@ -49,7 +49,7 @@ pub mod revocations;
 pub use access_requests::{
     access_view, AccessError, AccessVerb, MIN_ACCESS_WINDOW, REQUEST_LIST_DAYS,
 };
-pub use issue::{IssueError, MAX_REQUESTED_PRINCIPALS};
+pub use issue::{IssueError, Issued, MAX_REQUESTED_PRINCIPALS};
 pub use revocations::{
     revocation_target, HostRevocation, RevocationChange, RevokeError, KRL_CACHE_SECONDS,
 };
@@ -109,6 +109,8 @@ pub struct Authority {
     /// Posts access-request events to the configured webhooks.
     webhooks: Notifier,
     serials: SerialSource,
+    /// Host patterns published to clients (`[client] ssh_hosts`).
+    ssh_hosts: Vec<String>,
 }
 
 impl Authority {
@@ -132,7 +134,15 @@ impl Authority {
             krl_cache: revocations::KrlCache::default(),
             webhooks: Notifier::disabled(),
             serials,
+            ssh_hosts: Vec::new(),
         }
+    }
+
+    /// Publishes `patterns` as the hosts that trust this CA (`/v1/config`
+    /// `ssh_hosts`).
+    pub fn with_ssh_hosts(mut self, patterns: Vec<String>) -> Self {
+        self.ssh_hosts = patterns;
+        self
     }
 
     /// Sends access-request events through `notifier` once they are committed.
@@ -173,6 +183,7 @@ impl Authority {
             proof_namespace: PROOF_NAMESPACE.into(),
             default_ttl: self.certs.default_ttl.as_secs(),
             max_ttl: self.certs.max_ttl.as_secs(),
+            ssh_hosts: self.ssh_hosts.clone(),
         }
     }
 
@@ -218,6 +229,16 @@ impl Authority {
         now: UnixTime,
     ) -> Result<Authenticated, AuthError> {
         let caller = self.within_limits(token)?;
+        self.in_standing(caller, client_addr, now).await
+    }
+
+    /// [`Authority::admit`] for a caller already within their rate limit.
+    async fn in_standing(
+        &self,
+        caller: Authenticated,
+        client_addr: IpAddr,
+        now: UnixTime,
+    ) -> Result<Authenticated, AuthError> {
         let refusal = match self
             .store
             .check_standing(

@@ -17,7 +17,7 @@ use crate::oidc::KeyBinding;
 use crate::policy::Grant;
 use crate::store::{
     Actor, CertificateEntry, DenialRecord, IssuanceRecord, NewRequest, NonceBinding, RequestAction,
-    RequestChange, RevocationRecord, RevocationTarget, SpentToken,
+    RequestChange, Retry, RevocationRecord, RevocationTarget, SpentToken,
 };
 use crate::UnixTime;
 
@@ -88,6 +88,15 @@ pub(super) fn denial(acting: &Acting, reason: String, rules: Vec<String>) -> Den
     DenialRecord {
         actor: acting.under(rules),
         reason,
+    }
+}
+
+/// A retry by `caller`, whose token was spent already, of the act it paid
+/// for.
+pub(super) fn retry(caller: &Authenticated, acting: &Acting) -> Retry {
+    Retry {
+        actor: acting.who.clone(),
+        spent_token: caller.spent_token(),
     }
 }
 

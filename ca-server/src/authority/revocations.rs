@@ -21,6 +21,7 @@ use ca_proto::{
     own_revocation_message, OwnRevocationRequest, RevocationRequest, RevocationResponse,
     OWN_REVOCATION_NAMESPACE,
 };
+use jit_ssh_common::text::control_refusal;
 use ssh_key::{Certificate, HashAlg, SshSig};
 
 use crate::config::IssuerConfig;
@@ -46,6 +47,9 @@ pub enum RevokeError {
     /// The request body makes no sense.
     #[error("{0}")]
     InvalidRequest(String),
+    /// The reason holds a control character other than tab.
+    #[error("{0}")]
+    InvalidText(String),
     /// The caller could not act: token, replay, rate limit or revoked
     /// identity.
     #[error(transparent)]
@@ -101,13 +105,17 @@ impl RevocationChange {
     }
 }
 
-/// Checks a revocation request's target and reason; an identity must name
-/// one of `issuers` and be spelled as the CA spells identities
-/// (`user@issuer`), or name one subject (`sub:<sub>@<issuer>`).
+/// Checks a revocation request's target and reason (no control character
+/// but tab); an identity must name one of `issuers` and be spelled as the CA
+/// spells identities (`user@issuer`), or name one subject
+/// (`sub:<sub>@<issuer>`).
 pub fn revocation_target<'a>(
     request: &RevocationRequest,
     issuers: impl IntoIterator<Item = &'a IssuerConfig>,
 ) -> Result<RevocationTarget, RevokeError> {
+    if let Some(refusal) = control_refusal("reason", &request.reason) {
+        return Err(RevokeError::InvalidText(refusal));
+    }
     let reason = request.reason.trim();
     if reason.is_empty() || reason.len() > MAX_REASON_LEN {
         return Err(RevokeError::InvalidRequest(format!(

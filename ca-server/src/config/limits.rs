@@ -1,9 +1,12 @@
 //! Limits and timeouts: token clock skew, request deadline and concurrency,
-//! discovery attempts, rate limits, how long an access request waits, and
-//! how often key sets are refetched. Each is bounded here, so the server
-//! never runs with a limit that disables itself (zero in-flight requests, a
-//! zero timeout) or one that defeats its purpose (a minute of token skew, a
-//! key set refetched every second from a remote provider).
+//! discovery attempts, rate limits, how long an access request waits, how
+//! often key sets are refetched, and what one connection may hold (its
+//! header, body and idle deadlines, connections per address and in all).
+//! Each is bounded here, so the server never runs with a limit that disables
+//! itself (zero in-flight requests, a zero timeout, no connection allowed)
+//! or one that defeats its purpose (a minute of token skew, a key set
+//! refetched every second from a remote provider, a connection that may sit
+//! silent for an hour).
 
 use std::time::Duration;
 
@@ -17,9 +20,77 @@ pub const DEFAULT_RATE_LIMIT_PER_IDENTITY: u32 = 30;
 /// Certificate requests per minute one client address may make by default.
 pub const DEFAULT_RATE_LIMIT_PER_ADDRESS: u32 = 600;
 
+/// What one connection may take, and how many there may be: the deadlines
+/// that end a slow or silent client's connection, and the caps past which a
+/// new connection is closed as soon as it is accepted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnectionLimits {
+    /// From a connection's first byte, or the end of its previous request,
+    /// until its request line and headers have all arrived (HTTP/1.1); the
+    /// TLS handshake gets as long.
+    pub header_read_timeout: Duration,
+    /// From the end of the headers until the whole body has arrived.
+    pub body_timeout: Duration,
+    /// Longest a connection may stay open with no request in progress and
+    /// no byte moving either way (HTTP/2 included).
+    pub idle_timeout: Duration,
+    /// Connections open at once, from everyone.
+    pub max_connections: usize,
+    /// Connections open at once from one client address.
+    pub max_connections_per_address: usize,
+}
+
+/// Connections open at once from everyone, by default.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 4096;
+/// Connections open at once from one client address, by default.
+pub const DEFAULT_MAX_CONNECTIONS_PER_ADDRESS: usize = 256;
+/// Longest any connection deadline may be.
+const MAX_CONNECTION_TIMEOUT: Duration = Duration::from_secs(600);
+
+impl Default for ConnectionLimits {
+    fn default() -> ConnectionLimits {
+        ConnectionLimits {
+            header_read_timeout: Duration::from_secs(10),
+            body_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            max_connections_per_address: DEFAULT_MAX_CONNECTIONS_PER_ADDRESS,
+        }
+    }
+}
+
+impl ConnectionLimits {
+    fn check(raw: &RawConfig) -> Result<ConnectionLimits, String> {
+        let deadline = |name: &str, value: &str| {
+            let duration = duration_field(name, value)?;
+            if duration < Duration::from_secs(1) || duration > MAX_CONNECTION_TIMEOUT {
+                return Err(format!("{name} must be between 1s and 10m"));
+            }
+            Ok(duration)
+        };
+        let limits = ConnectionLimits {
+            header_read_timeout: deadline("header_read_timeout", &raw.header_read_timeout)?,
+            body_timeout: deadline("body_timeout", &raw.body_timeout)?,
+            idle_timeout: deadline("idle_timeout", &raw.idle_timeout)?,
+            max_connections: raw.max_connections,
+            max_connections_per_address: raw.max_connections_per_address,
+        };
+        if limits.max_connections == 0 || limits.max_connections_per_address == 0 {
+            return Err(
+                "max_connections and max_connections_per_address must be at least 1".into(),
+            );
+        }
+        if limits.max_connections_per_address > limits.max_connections {
+            return Err("max_connections_per_address must be at most max_connections".into());
+        }
+        Ok(limits)
+    }
+}
+
 /// The checked limits, each becoming the [`Config`](super::Config) field
 /// of the same name.
 pub(super) struct Limits {
+    pub(super) connections: ConnectionLimits,
     pub(super) token_leeway: Duration,
     pub(super) request_timeout: Duration,
     pub(super) max_in_flight: usize,
@@ -76,6 +147,7 @@ impl Limits {
             return Err("jwks_refresh_max must be at most 24h".into());
         }
         Ok(Limits {
+            connections: ConnectionLimits::check(raw)?,
             token_leeway,
             request_timeout,
             max_in_flight: raw.max_in_flight,
@@ -109,6 +181,21 @@ pub(super) fn default_jwks_refresh_min() -> String {
 pub(super) fn default_jwks_refresh_max() -> String {
     "24h".into()
 }
+pub(super) fn default_header_read_timeout() -> String {
+    "10s".into()
+}
+pub(super) fn default_body_timeout() -> String {
+    "10s".into()
+}
+pub(super) fn default_idle_timeout() -> String {
+    "60s".into()
+}
+pub(super) fn default_max_connections() -> usize {
+    DEFAULT_MAX_CONNECTIONS
+}
+pub(super) fn default_max_connections_per_address() -> usize {
+    DEFAULT_MAX_CONNECTIONS_PER_ADDRESS
+}
 pub(super) fn default_rate_limit_per_identity() -> u32 {
     DEFAULT_RATE_LIMIT_PER_IDENTITY
 }
@@ -122,6 +209,47 @@ mod tests {
 
     use crate::config::testing::{parse, MINIMAL};
     use crate::oidc::JwksRefresh;
+
+    use super::ConnectionLimits;
+
+    #[test]
+    fn connection_limits_default_and_refuse_what_disables_them() {
+        let config = parse(MINIMAL).expect("valid");
+        assert_eq!(config.connections, ConnectionLimits::default());
+        let with = |lines: &str| parse(&MINIMAL.replace("data_dir", &format!("{lines}\ndata_dir")));
+        let config = with(
+            "header_read_timeout = \"2s\"\nbody_timeout = \"3s\"\nidle_timeout = \"4s\"\n\
+             max_connections = 10\nmax_connections_per_address = 5",
+        )
+        .expect("valid");
+        assert_eq!(
+            config.connections,
+            ConnectionLimits {
+                header_read_timeout: Duration::from_secs(2),
+                body_timeout: Duration::from_secs(3),
+                idle_timeout: Duration::from_secs(4),
+                max_connections: 10,
+                max_connections_per_address: 5,
+            }
+        );
+        for (bad, says) in [
+            ("header_read_timeout = \"0s\"", "header_read_timeout"),
+            ("body_timeout = \"1h\"", "body_timeout"),
+            ("idle_timeout = \"500ms\"", "idle_timeout"),
+            ("max_connections = 0", "max_connections"),
+            (
+                "max_connections_per_address = 0",
+                "max_connections_per_address",
+            ),
+            (
+                "max_connections = 4\nmax_connections_per_address = 5",
+                "at most",
+            ),
+        ] {
+            let err = with(bad).expect_err(bad);
+            assert!(err.contains(says), "{bad}: {err}");
+        }
+    }
 
     #[test]
     fn jwks_refresh_bounds_go_below_five_minutes_only_for_loopback_providers() {

@@ -10,7 +10,7 @@
 //! concern checks its own part, in its own file: `listeners.rs` (`listen`,
 //! `metrics_listen`, `[tls]`), `issuers.rs` (`[[oidc]]`), `certs.rs`
 //! (`[certs]`), `limits.rs` (limits and timeouts), `webhooks.rs`
-//! (`[[webhook]]`), and `urls.rs` (the https-or-loopback rule issuers and
+//! (`[[webhook]]`), `client.rs` (`[client]`: what `/v1/config` tells clients), and `urls.rs` (the https-or-loopback rule issuers and
 //! webhooks share); `reserved_logins` is checked by the policy's
 //! [`ReservedLogins`].
 
@@ -26,6 +26,7 @@ use crate::policy::reserved::ReservedLogins;
 use crate::webhook::WebhookTarget;
 
 mod certs;
+mod client;
 mod issuers;
 mod limits;
 mod listeners;
@@ -35,15 +36,18 @@ mod urls;
 mod webhooks;
 
 pub use certs::{CertSettings, MAX_TTL_CEILING};
+pub use client::ClientSettings;
 pub use issuers::{
     IssuerConfig, NonceRule, UsernameClaim, DEFAULT_NONCE_SESSION, MAX_NONCE_SESSION,
 };
 pub use limits::{
+    ConnectionLimits, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_CONNECTIONS_PER_ADDRESS,
     DEFAULT_RATE_LIMIT_PER_ADDRESS, DEFAULT_RATE_LIMIT_PER_IDENTITY, MAX_TOKEN_LEEWAY,
 };
 pub use listeners::{TlsFiles, DEFAULT_METRICS_LISTEN};
 
 use certs::RawCerts;
+use client::RawClient;
 use issuers::RawIssuer;
 use limits::Limits;
 use listeners::RawTls;
@@ -105,6 +109,8 @@ pub struct Config {
     pub request_timeout: Duration,
     /// Requests processed at once; more are answered 429.
     pub max_in_flight: usize,
+    /// Connection deadlines and caps.
+    pub connections: ConnectionLimits,
     /// Attempts at OpenID discovery per issuer before start-up fails.
     pub discovery_attempts: u32,
     /// Certificate requests per minute per identity (0: unlimited).
@@ -120,6 +126,8 @@ pub struct Config {
     /// Names principal templates never expand to: the built-in list and
     /// `reserved_logins`.
     pub reserved_logins: ReservedLogins,
+    /// What `/v1/config` tells clients beyond sign-in (`[client]`).
+    pub client: ClientSettings,
 }
 
 impl Config {
@@ -143,6 +151,7 @@ impl Config {
             token_leeway: MAX_TOKEN_LEEWAY,
             request_timeout: Duration::from_secs(10),
             max_in_flight: limits::default_max_in_flight(),
+            connections: ConnectionLimits::default(),
             discovery_attempts: limits::default_discovery_attempts(),
             rate_limit_per_identity: DEFAULT_RATE_LIMIT_PER_IDENTITY,
             rate_limit_per_address: DEFAULT_RATE_LIMIT_PER_ADDRESS,
@@ -150,6 +159,7 @@ impl Config {
             jwks_refresh: JwksRefresh::default(),
             webhooks: Vec::new(),
             reserved_logins: ReservedLogins::default(),
+            client: ClientSettings::default(),
         }
     }
 
@@ -202,6 +212,16 @@ struct RawConfig {
     request_timeout: String,
     #[serde(default = "limits::default_max_in_flight")]
     max_in_flight: usize,
+    #[serde(default = "limits::default_header_read_timeout")]
+    header_read_timeout: String,
+    #[serde(default = "limits::default_body_timeout")]
+    body_timeout: String,
+    #[serde(default = "limits::default_idle_timeout")]
+    idle_timeout: String,
+    #[serde(default = "limits::default_max_connections")]
+    max_connections: usize,
+    #[serde(default = "limits::default_max_connections_per_address")]
+    max_connections_per_address: usize,
     #[serde(default = "limits::default_discovery_attempts")]
     discovery_attempts: u32,
     #[serde(default = "limits::default_rate_limit_per_identity")]
@@ -218,6 +238,8 @@ struct RawConfig {
     webhook: Vec<RawWebhook>,
     #[serde(default)]
     reserved_logins: Vec<String>,
+    #[serde(default)]
+    client: RawClient,
 }
 
 fn default_policy_dir() -> PathBuf {
@@ -259,6 +281,7 @@ impl RawConfig {
             .map(|w| w.check(base))
             .collect::<Result<Vec<_>, _>>()?;
         let reserved_logins = ReservedLogins::with_extra(&self.reserved_logins)?;
+        let client = self.client.check()?;
         Ok(Config {
             listen,
             metrics_listen,
@@ -274,6 +297,7 @@ impl RawConfig {
             token_leeway: limits.token_leeway,
             request_timeout: limits.request_timeout,
             max_in_flight: limits.max_in_flight,
+            connections: limits.connections,
             discovery_attempts: limits.discovery_attempts,
             rate_limit_per_identity: limits.rate_limit_per_identity,
             rate_limit_per_address: limits.rate_limit_per_address,
@@ -281,6 +305,7 @@ impl RawConfig {
             jwks_refresh: limits.jwks_refresh,
             webhooks,
             reserved_logins,
+            client,
         })
     }
 }

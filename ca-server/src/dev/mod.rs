@@ -74,9 +74,32 @@ pub enum DevError {
         /// What went wrong.
         message: String,
     },
+    /// A port could not be bound (taken, most often): says the flag that
+    /// picks another, and the OS's reason once.
+    #[error("cannot listen on {addr}: {reason}; pick a free port with {flag} 127.0.0.1:PORT")]
+    Listen {
+        /// The address.
+        addr: SocketAddr,
+        /// The flag that sets it.
+        flag: &'static str,
+        /// The OS's reason (not a `source`: it is said once, here).
+        reason: std::io::Error,
+    },
     /// Starting or serving failed.
     #[error(transparent)]
     Server(#[from] ServerError),
+}
+
+/// [`bind`], its failure naming `flag`.
+fn bind_flag(addr: SocketAddr, flag: &'static str) -> Result<std::net::TcpListener, DevError> {
+    bind(addr).map_err(|error| match error {
+        ServerError::Listen { addr, source } => DevError::Listen {
+            addr,
+            flag,
+            reason: source,
+        },
+        other => DevError::Server(other),
+    })
 }
 
 /// Runs the dev CA until `shutdown` completes. `on_ready` receives the banner
@@ -96,6 +119,10 @@ pub async fn run(
     } else {
         options.users.clone()
     };
+    // Both ports first: a taken port must fail before a data directory
+    // gets keys and a passphrase for a CA that never starts.
+    let listener = bind_flag(options.listen, "--listen")?;
+    let metrics_listener = bind_flag(options.metrics_listen, "--metrics-listen")?;
     let temporary;
     let (data_dir, kept) = match &options.data_dir {
         Some(dir) => (dir.clone(), true),
@@ -110,7 +137,6 @@ pub async fn run(
         }
     };
     let passphrase = dev_passphrase(&data_dir)?;
-    let listener = bind(options.listen)?;
     let local = listener
         .local_addr()
         .map_err(|e| DevError::Invalid(e.to_string()))?;
@@ -148,12 +174,14 @@ pub async fn run(
         Some(dir) => dir.clone(),
         None => example_policy_dir(&data_dir)?,
     };
-    let metrics_listener = bind(options.metrics_listen)?;
     let mut config =
         Config::with_defaults(local, data_dir.clone(), policy_dir, vec![issuer.clone()]);
     config.metrics_listen = metrics_listener
         .local_addr()
         .map_err(|e| DevError::Invalid(e.to_string()))?;
+    // The dev CA's hosts are test sshds on this machine: `jit-ssh
+    // ssh-config --install` scopes its block to them.
+    config.client.ssh_hosts = vec!["127.0.0.1".into(), "localhost".into()];
     let policy = load_policy(&config)?;
     let keys = ca_keys::load(&data_dir, &passphrase).map_err(ServerError::from)?;
     let metrics = Metrics::new();
@@ -184,14 +212,14 @@ pub async fn run(
         },
         &config,
     );
-    let ready = state.ready.clone();
+    let serving = state.clone();
     let monitoring = spawn_monitoring(
         metrics_listener,
         host::answer_only_for(monitoring_app(state.clone()), config.metrics_listen),
     )?;
     let router = host::answer_only_for(app(state).merge(idp::router(provider)), local);
     on_ready(banner);
-    let served = serve_router(listener, None, router, ready, shutdown).await;
+    let served = serve_router(listener, None, router, &serving, shutdown).await;
     monitoring.stop();
     served.map_err(DevError::from)
 }

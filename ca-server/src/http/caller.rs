@@ -4,7 +4,10 @@
 //!
 //! [`Caller`] fixes the order in which an authenticated request is refused:
 //! the address's rate limit, then the in-flight limit, then the bearer
-//! token; the body is read after it, by [`JsonBody`].
+//! token; the body is read after it, by [`JsonBody`], within the body
+//! deadline. (Extractors of the request's parts run before the one that
+//! reads its body, so no byte of a body is read for a caller refused by
+//! its address, the in-flight limit or a missing token.)
 
 use std::net::{IpAddr, SocketAddr};
 
@@ -73,15 +76,20 @@ impl FromRequestParts<AppState> for Caller {
 }
 
 /// A JSON request body: unreadable, oversized or with unknown fields, it is
-/// refused as `invalid_request` or `body_too_large`.
+/// refused as `invalid_request` or `body_too_large`; not all there within
+/// the body deadline (`body_timeout`), as `408 body_timeout`.
 #[derive(Debug)]
 pub struct JsonBody<T>(pub T);
 
-impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
+impl<T: DeserializeOwned> FromRequest<AppState> for JsonBody<T> {
     type Rejection = ApiError;
 
-    async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
-        let Json(value) = Json::<T>::from_request(request, state).await?;
+    async fn from_request(request: Request, state: &AppState) -> Result<Self, ApiError> {
+        let deadline = state.connections.body_timeout;
+        let read = Json::<T>::from_request(request, state);
+        let Json(value) = tokio::time::timeout(deadline, read)
+            .await
+            .map_err(|_| ApiError::body_timeout())??;
         Ok(JsonBody(value))
     }
 }

@@ -18,7 +18,7 @@ use crate::rate_limit::RetryAfter;
 use crate::store::StoreError;
 use crate::subject_key::KeyRejection;
 
-use super::MAX_BODY_BYTES;
+use super::{MAX_BODY_BYTES, MAX_HEADERS, MAX_HEADER_BYTES};
 
 /// A refusal on its way to the client.
 #[derive(Debug)]
@@ -86,6 +86,45 @@ impl ApiError {
         )
     }
 
+    /// The body did not arrive within the body deadline.
+    pub fn body_timeout() -> ApiError {
+        ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            ErrorCode::BodyTimeout,
+            "the request body did not arrive in time",
+        )
+    }
+
+    /// The body is, or is declared, over [`MAX_BODY_BYTES`].
+    pub fn body_too_large() -> ApiError {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            ErrorCode::BodyTooLarge,
+            format!("request bodies are limited to {MAX_BODY_BYTES} bytes"),
+        )
+    }
+
+    /// Too many header fields, or too many bytes of them.
+    pub fn headers_too_large() -> ApiError {
+        ApiError::new(
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            ErrorCode::HeadersTooLarge,
+            format!(
+                "requests are limited to {MAX_HEADERS} header fields and {MAX_HEADER_BYTES} \
+                 bytes of headers"
+            ),
+        )
+    }
+
+    /// A known path with a method it does not take.
+    pub fn method_not_allowed() -> ApiError {
+        ApiError::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            ErrorCode::MethodNotAllowed,
+            "this endpoint does not take that method; see docs/api.md",
+        )
+    }
+
     /// No such route.
     pub fn not_found() -> ApiError {
         ApiError::new(
@@ -120,9 +159,12 @@ impl ApiError {
         )
     }
 
-    /// The database failed: logged with `what`, answered with `message`.
+    /// The database failed: answered with `message`. The store's writer
+    /// logs each change between accepting writes and not, with SQLite's
+    /// reason, so a full disk is one line rather than one per request; the
+    /// request's own line is for debugging.
     fn store_unavailable(error: &StoreError, what: &str, message: &str) -> ApiError {
-        tracing::error!(%error, "{what}");
+        tracing::debug!(%error, "{what}");
         ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             ErrorCode::StoreUnavailable,
@@ -200,11 +242,7 @@ impl ApiError {
 impl From<JsonRejection> for ApiError {
     fn from(rejection: JsonRejection) -> ApiError {
         if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                ErrorCode::BodyTooLarge,
-                format!("request bodies are limited to {MAX_BODY_BYTES} bytes"),
-            )
+            ApiError::body_too_large()
         } else {
             ApiError::invalid_request(rejection.body_text())
         }
@@ -244,9 +282,11 @@ fn key_code(rejection: &KeyRejection) -> ErrorCode {
         KeyRejection::CertificateOffered => ErrorCode::CertificateOffered,
         KeyRejection::Dsa
         | KeyRejection::RsaSize { .. }
+        | KeyRejection::RsaExponent(_)
         | KeyRejection::WeakEd25519
         | KeyRejection::Unsupported(_) => ErrorCode::WeakKey,
         KeyRejection::Malformed(_)
+        | KeyRejection::EcdsaPoint(_)
         | KeyRejection::ProofMalformed(_)
         | KeyRejection::ProofWrongKey
         | KeyRejection::ProofWrongNamespace(_)
@@ -259,6 +299,7 @@ impl From<RevokeError> for ApiError {
         let message = error.to_string();
         let (status, code) = match error {
             RevokeError::InvalidRequest(_) => (StatusCode::BAD_REQUEST, ErrorCode::InvalidRequest),
+            RevokeError::InvalidText(_) => (StatusCode::BAD_REQUEST, ErrorCode::InvalidText),
             RevokeError::Auth(error) => return ApiError::auth(&error, message),
             RevokeError::NotAdmin(_) => (StatusCode::FORBIDDEN, ErrorCode::NotAdmin),
             RevokeError::NotOwner(_) => (StatusCode::FORBIDDEN, ErrorCode::NotOwner),
@@ -284,6 +325,7 @@ impl From<AccessError> for ApiError {
         let message = error.to_string();
         let (status, code) = match error {
             AccessError::InvalidRequest(_) => (StatusCode::BAD_REQUEST, ErrorCode::InvalidRequest),
+            AccessError::InvalidText(_) => (StatusCode::BAD_REQUEST, ErrorCode::InvalidText),
             AccessError::Auth(error) => return ApiError::auth(&error, message),
             AccessError::NotRequestable(_) => (StatusCode::FORBIDDEN, ErrorCode::NotRequestable),
             AccessError::NotApprover { .. } => (StatusCode::FORBIDDEN, ErrorCode::NotApprover),

@@ -7,6 +7,11 @@
 //! domain error becomes HTTP in `error.rs`, once. The endpoints that do
 //! domain work answer `503 timeout` past the configured request timeout (a
 //! tower layer), and every request gets an id and metrics (`observe.rs`).
+//! Before routing, a request whose head is over a limit (a declared body
+//! over [`MAX_BODY_BYTES`], headers over [`MAX_HEADERS`] or
+//! [`MAX_HEADER_BYTES`]) is refused (`edge.rs`); a known path with another
+//! method is answered `405 method_not_allowed`: every refusal has the JSON
+//! error body.
 //!
 //! The CA serves two routers on two listeners: [`app`], the API, and
 //! [`monitoring_app`], the only one that serves `/metrics`. Metrics name the
@@ -29,10 +34,12 @@ use tower::timeout::TimeoutLayer;
 use tower::ServiceBuilder;
 
 use crate::authority::{AccessVerb, Authority};
+use crate::config::ConnectionLimits;
 use crate::metrics::Metrics;
 use crate::rate_limit::RateLimits;
 
 mod caller;
+mod edge;
 mod error;
 mod issue;
 mod observe;
@@ -45,6 +52,11 @@ pub use error::ApiError;
 
 /// Largest request body accepted.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
+/// Most header fields one request may carry.
+pub const MAX_HEADERS: usize = 100;
+/// Largest header section (names and values) one request may carry: an ID
+/// token with many group claims fits with room to spare.
+pub const MAX_HEADER_BYTES: usize = 32 * 1024;
 
 /// Shared state of the handlers. The middleware and the handler of every
 /// request each clone it, so its parts sit behind one reference count: a
@@ -76,6 +88,9 @@ pub struct SharedState {
     pub in_flight: Arc<Semaphore>,
     /// Longest time one request doing domain work may take.
     pub request_timeout: Duration,
+    /// Connection deadlines (the body's is checked by [`JsonBody`]) and
+    /// caps, for the server that serves [`app`].
+    pub connections: ConnectionLimits,
     /// Counters and histograms, served at `/metrics` by [`monitoring_app`].
     pub metrics: Arc<Metrics>,
     /// What `/readyz` answers; cleared first when shutting down.
@@ -120,7 +135,9 @@ pub fn app(state: AppState) -> Router {
             observe::observe,
         ))
         .fallback(public::not_found)
+        .method_not_allowed_fallback(public::method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(middleware::from_fn(edge::refuse_oversized))
         .with_state(state)
 }
 
@@ -134,6 +151,7 @@ pub fn monitoring_app(state: AppState) -> Router {
         .route("/healthz", get(public::healthz))
         .route("/readyz", get(public::readyz))
         .fallback(public::not_found)
+        .method_not_allowed_fallback(public::method_not_allowed)
         .with_state(state)
 }
 

@@ -14,6 +14,7 @@ use axum::response::Response;
 use tracing::Instrument as _;
 
 use super::error::Refused;
+use super::issue::Retried;
 use super::AppState;
 
 /// Runs `request` inside its id's span and records its metrics.
@@ -44,7 +45,7 @@ pub(super) async fn observe(
     let mut response = next.run(request).instrument(span).await;
     let status = response.status();
     if route == "/v1/certs/user" {
-        if status.is_success() {
+        if status.is_success() && response.extensions().get::<Retried>().is_none() {
             state.metrics.issued.inc();
         } else if let Some(Refused(code)) = response.extensions().get::<Refused>() {
             state

@@ -15,16 +15,22 @@ pub(super) async fn healthz() -> Json<serde_json::Value> {
     Json(serde_json::json!({ "status": "ok" }))
 }
 
+/// Ready while not shutting down and while the database accepts writes
+/// (the store's writer keeps `store_writable`): a CA whose every issuance
+/// would fail is taken out of rotation rather than left to answer 503s.
 pub(super) async fn readyz(State(state): State<AppState>) -> Response {
-    if state.ready.load(Ordering::Relaxed) {
-        Json(serde_json::json!({ "status": "ready" })).into_response()
+    let status = if !state.ready.load(Ordering::Relaxed) {
+        "shutting down"
+    } else if state.metrics.store_writable.get() == 0 {
+        "database not accepting writes"
     } else {
-        (
-            StatusCode::SERVICE_UNAVAILABLE,
-            Json(serde_json::json!({ "status": "shutting down" })),
-        )
-            .into_response()
-    }
+        return Json(serde_json::json!({ "status": "ready" })).into_response();
+    };
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        Json(serde_json::json!({ "status": status })),
+    )
+        .into_response()
 }
 
 pub(super) async fn metrics(State(state): State<AppState>) -> Response {
@@ -58,4 +64,8 @@ fn key_lines(lines: Vec<String>) -> Response {
 
 pub(super) async fn not_found() -> ApiError {
     ApiError::not_found()
+}
+
+pub(super) async fn method_not_allowed() -> ApiError {
+    ApiError::method_not_allowed()
 }

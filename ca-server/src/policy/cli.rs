@@ -4,13 +4,15 @@
 
 use std::fmt::Write as _;
 use std::path::Path;
+use std::time::Duration;
 
-use jit_ssh_common::duration::format_duration;
+use jit_ssh_common::duration::{format_duration, parse_duration};
 use serde_json::{Map, Value};
 
 use super::engine::Trace;
 use super::file::{load_dir, PolicyContext};
 use super::reserved::ReservedLogins;
+use super::window::format_instant;
 use super::{CertRequest, Decision};
 use crate::config::{CertSettings, Config, IssuerConfig};
 use crate::identity::Identity;
@@ -157,7 +159,12 @@ pub fn explain(
             identity.groups.join(", ")
         }
     );
-    let _ = writeln!(out, "at: {}  from: {}", rfc3339(now), request.client_addr);
+    let _ = writeln!(
+        out,
+        "at: {}  from: {}",
+        format_instant(now),
+        request.client_addr
+    );
     match &decision {
         Decision::Allow(grant) => {
             let _ = writeln!(out, "decision: ALLOW");
@@ -166,7 +173,7 @@ pub fn explain(
                 out,
                 "valid for: {} (until {})",
                 format_duration(grant.ttl),
-                rfc3339(now + grant.ttl.as_secs())
+                format_instant(now + grant.ttl.as_secs())
             );
             let _ = writeln!(out, "rules: {}", grant.rules.join(", "));
             let _ = writeln!(out, "extensions: {}", list_or_none(&grant.extensions));
@@ -202,7 +209,7 @@ pub fn explain(
                 "request {} ({}) until {}",
                 a.id,
                 a.principals.join(", "),
-                rfc3339(a.window_end)
+                format_instant(a.window_end)
             )
         })
         .collect();
@@ -222,11 +229,16 @@ fn list_or_none(items: &[String]) -> String {
     }
 }
 
-fn rfc3339(unix: UnixTime) -> String {
-    i64::try_from(unix)
-        .ok()
-        .and_then(|s| jiff::Timestamp::from_second(s).ok())
-        .map_or_else(|| unix.to_string(), |t| t.to_string())
+/// Parses `--ttl` as the server reads a request's lifetime: a duration of
+/// at least one second (the server refuses `ttl: 0`, so explain must too).
+pub fn parse_ttl(text: &str) -> Result<Duration, String> {
+    let ttl = parse_duration(text).map_err(|e| format!("--ttl: {e}"))?;
+    if ttl.is_zero() {
+        return Err(format!(
+            "--ttl {text:?}: a certificate lifetime must be at least 1 second (the CA refuses 0)"
+        ));
+    }
+    Ok(ttl)
 }
 
 /// Parses `--at` (RFC 3339) into Unix seconds.

@@ -11,6 +11,16 @@
 //! read and hashed. That costs a few kilobytes of reads per interval, needs
 //! no extra dependency, and, unlike inotify, also sees edits on network file
 //! systems, bind mounts and Kubernetes ConfigMap symlink swaps.
+//!
+//! A poll takes a change only once the files have held still: the same
+//! names, sizes, modification times and contents at two polls in a row. A
+//! file rewritten in place can be caught half-written at a line boundary, and
+//! half a policy file is often valid TOML that means something else (an
+//! empty deny file denies nothing; an approval rule cut before its
+//! `[rule.approval]` grants freely). Files replaced atomically (write, then
+//! rename; docs/policies.md) are never seen half-written; the wait covers
+//! editors and tools that do not. SIGHUP is the admin saying the edit is
+//! done, so it takes the files as they are at once.
 
 use crate::metrics::Metrics;
 use std::path::{Path, PathBuf};
@@ -33,6 +43,9 @@ pub const POLL_INTERVAL: Duration = Duration::from_secs(2);
 pub enum ReloadOutcome {
     /// The files are as last read.
     Unchanged,
+    /// The files changed since the last poll; they are taken once they are
+    /// found unchanged at the next one.
+    Settling,
     /// A new policy is in force.
     Reloaded {
         /// Allow plus deny rules in it.
@@ -47,15 +60,23 @@ pub struct ReloadablePolicy {
     current: ArcSwap<PolicySet>,
     dir: PathBuf,
     context: PolicyContext,
+    seen: Mutex<Seen>,
+}
+
+/// What the polls have seen of the files.
+struct Seen {
     /// Fingerprint of the files last attempted, good or bad, so a broken edit
     /// is reported once rather than every interval.
-    last_seen: Mutex<Fingerprint>,
+    attempted: Fingerprint,
+    /// Fingerprint of a change seen at the last poll and not attempted yet:
+    /// attempted when the next poll sees the same.
+    pending: Option<Fingerprint>,
 }
 
 impl ReloadablePolicy {
     /// Loads `dir`; fails (listing every problem) unless the policy is valid.
     pub fn load(dir: &Path, context: PolicyContext) -> Result<Self, Vec<Diagnostic>> {
-        let (sources, fingerprint) = stable_read(dir).map_err(|d| vec![d])?;
+        let (sources, fingerprint) = stable_read(dir)?;
         let set = compile(&sources, &context)?;
         for warning in set.warnings() {
             tracing::warn!("policy: {warning}");
@@ -64,7 +85,10 @@ impl ReloadablePolicy {
             current: ArcSwap::from_pointee(set),
             dir: dir.to_path_buf(),
             context,
-            last_seen: Mutex::new(fingerprint),
+            seen: Mutex::new(Seen {
+                attempted: fingerprint,
+                pending: None,
+            }),
         })
     }
 
@@ -78,19 +102,29 @@ impl ReloadablePolicy {
         &self.dir
     }
 
-    /// Re-reads the directory; with `force`, even if it looks unchanged (and
-    /// then a still-broken policy is reported again).
+    /// Re-reads the directory. A poll (`force` false) takes a change only
+    /// when the previous poll saw the files exactly as they are now; with
+    /// `force` (SIGHUP), the files are taken at once, even if they look
+    /// unchanged (and then a still-broken policy is reported again).
     pub fn reload(&self, force: bool) -> ReloadOutcome {
         let (sources, fingerprint) = match stable_read(&self.dir) {
             Ok(read) => read,
-            Err(diagnostic) => return ReloadOutcome::Refused(vec![diagnostic]),
+            Err(diagnostics) => return ReloadOutcome::Refused(diagnostics),
         };
         {
-            let mut last = self.last_seen.lock().unwrap_or_else(|p| p.into_inner());
-            if !force && *last == fingerprint {
-                return ReloadOutcome::Unchanged;
+            let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+            if !force {
+                if seen.attempted == fingerprint {
+                    seen.pending = None;
+                    return ReloadOutcome::Unchanged;
+                }
+                if seen.pending != Some(fingerprint) {
+                    seen.pending = Some(fingerprint);
+                    return ReloadOutcome::Settling;
+                }
             }
-            *last = fingerprint;
+            seen.attempted = fingerprint;
+            seen.pending = None;
         }
         match compile(&sources, &self.context) {
             Ok(set) => {
@@ -109,6 +143,10 @@ impl ReloadablePolicy {
     pub fn reload_and_log(&self, force: bool, metrics: &Metrics) {
         match self.reload(force) {
             ReloadOutcome::Unchanged => {}
+            ReloadOutcome::Settling => tracing::debug!(
+                dir = %self.dir.display(),
+                "policy files changed; taken once they are unchanged at the next poll"
+            ),
             ReloadOutcome::Reloaded { rules } => {
                 metrics.policy_reloads.with_label_values(&["ok"]).inc();
                 tracing::info!(dir = %self.dir.display(), rules, "policy reloaded")
@@ -129,7 +167,7 @@ impl ReloadablePolicy {
 
 /// Reads until two consecutive reads agree, so a multi-file change that is
 /// being written while it is read is not taken half-way.
-fn stable_read(dir: &Path) -> Result<(Vec<Source>, Fingerprint), Diagnostic> {
+fn stable_read(dir: &Path) -> Result<(Vec<Source>, Fingerprint), Vec<Diagnostic>> {
     let mut previous = read_dir(dir)?;
     for _ in 0..5 {
         let again = read_dir(dir)?;
@@ -321,6 +359,10 @@ mod tests {
                 _ => "v1",
             };
             swap_link(root.path(), target);
+            // The first poll sees the change; the second, finding it held
+            // still, takes it.
+            let first = policy.reload(false);
+            assert!(matches!(first, ReloadOutcome::Settling), "{first:?}");
             let outcome = policy.reload(false);
             if target == "broken" {
                 assert!(matches!(outcome, ReloadOutcome::Refused(_)), "{outcome:?}");
@@ -337,6 +379,7 @@ mod tests {
         assert!(decisions.load(Ordering::Relaxed) > 100);
         // After a refused reload the last good policy is still in force.
         swap_link(root.path(), "broken");
+        assert!(matches!(policy.reload(false), ReloadOutcome::Settling));
         assert!(matches!(policy.reload(false), ReloadOutcome::Refused(_)));
         assert_eq!(policy.current().allow_rules()[0].name, "a-1");
     }
@@ -375,6 +418,7 @@ mod tests {
         let policy = ReloadablePolicy::load(root.path(), context()).expect("loads");
         assert!(matches!(policy.reload(false), ReloadOutcome::Unchanged));
         std::fs::write(root.path().join("b.toml"), "[[rule]]\nname = ").expect("write");
+        assert!(matches!(policy.reload(false), ReloadOutcome::Settling));
         assert!(matches!(policy.reload(false), ReloadOutcome::Refused(_)));
         assert!(matches!(policy.reload(false), ReloadOutcome::Unchanged));
         assert!(matches!(policy.reload(true), ReloadOutcome::Refused(_)));
@@ -385,5 +429,125 @@ mod tests {
         };
         assert!(d[0].message.contains("no *.toml"), "{}", d[0]);
         assert_eq!(policy.current().allow_rules().len(), 2);
+    }
+
+    fn request(principals: &[&str]) -> CertRequest {
+        CertRequest {
+            principals: principals.iter().map(|p| p.to_string()).collect(),
+            ttl: None,
+            client_addr: [127, 0, 0, 1].into(),
+            approved: Vec::new(),
+        }
+    }
+
+    fn in_groups(groups: &[&str]) -> Identity {
+        Identity {
+            groups: groups.iter().map(|g| g.to_string()).collect(),
+            ..identity()
+        }
+    }
+
+    const ENG: &str = "[[rule]]\nname = \"eng\"\nprincipals = [\"{username}\", \"deploy\"]\n\
+        [rule.match]\nissuer = [\"corp\"]\ngroups_any = [\"eng\"]\n";
+    const DENY: &str = "[[deny]]\nname = \"contractors-never-deploy\"\nprincipals = [\"deploy\"]\n\
+        [deny.match]\nissuer = [\"corp\"]\ngroups_any = [\"contractors\"]\n";
+    const SRE_ROOT_CUT: &str = "[[rule]]\nname = \"sre-root\"\nprincipals = [\"root\"]\n\
+        [rule.match]\nissuer = [\"corp\"]\ngroups_any = [\"sre\"]\n";
+    const SRE_ROOT_APPROVAL: &str = "[rule.approval]\napprover_groups = [\"sre-leads\"]\n\
+        approver_issuer = [\"corp\"]\n";
+
+    /// Issue 17 item 6: a file rewritten in place and caught half-written is
+    /// valid TOML that means something else. Polls take only files that held
+    /// still across two polls, so the half file is never in force.
+    #[test]
+    fn a_half_written_file_is_never_taken() {
+        let root = tempfile::tempdir().expect("tempdir");
+        let dir = root.path();
+        std::fs::write(dir.join("10-eng.toml"), ENG).expect("write");
+        std::fs::write(dir.join("90-deny.toml"), DENY).expect("write");
+        let policy = ReloadablePolicy::load(dir, context()).expect("loads");
+        let contractor = in_groups(&["eng", "contractors"]);
+        let denied = |policy: &ReloadablePolicy| {
+            matches!(
+                policy.evaluate(&contractor, &request(&["deploy"]), 1_800_000_000),
+                Decision::Deny(_)
+            )
+        };
+        assert!(denied(&policy));
+
+        // The deny file truncated by an in-place rewrite: "0 deny rules".
+        std::fs::write(dir.join("90-deny.toml"), "").expect("truncate");
+        assert!(matches!(policy.reload(false), ReloadOutcome::Settling));
+        assert!(denied(&policy), "the empty deny file was taken");
+        // The rest of it arrives before the next poll: it is a change again,
+        // so it waits one more poll, and then the complete file is in force.
+        std::fs::write(
+            dir.join("90-deny.toml"),
+            DENY.replace("never-deploy", "no-deploy"),
+        )
+        .expect("write");
+        assert!(matches!(policy.reload(false), ReloadOutcome::Settling));
+        assert!(denied(&policy));
+        assert!(matches!(
+            policy.reload(false),
+            ReloadOutcome::Reloaded { rules: 2 }
+        ));
+        assert!(denied(&policy));
+        assert_eq!(
+            policy.current().deny_rules()[0].name,
+            "contractors-no-deploy"
+        );
+
+        // An approval rule cut before its `[rule.approval]` would grant root
+        // with no approval.
+        let sre = in_groups(&["sre"]);
+        std::fs::write(dir.join("20-sre.toml"), SRE_ROOT_CUT).expect("write");
+        assert!(matches!(policy.reload(false), ReloadOutcome::Settling));
+        std::fs::write(
+            dir.join("20-sre.toml"),
+            format!("{SRE_ROOT_CUT}{SRE_ROOT_APPROVAL}"),
+        )
+        .expect("write");
+        assert!(matches!(policy.reload(false), ReloadOutcome::Settling));
+        assert!(
+            matches!(
+                policy.evaluate(&sre, &request(&["root"]), 1_800_000_000),
+                Decision::Deny(_)
+            ),
+            "root was granted without approval from a half-written file"
+        );
+        assert!(matches!(
+            policy.reload(false),
+            ReloadOutcome::Reloaded { .. }
+        ));
+        let set = policy.current();
+        let rule = set
+            .allow_rules()
+            .iter()
+            .find(|r| r.name == "sre-root")
+            .expect("the complete rule is in force");
+        assert!(rule.approval.is_some());
+        assert!(matches!(
+            policy.evaluate(&sre, &request(&["root"]), 1_800_000_000),
+            Decision::Deny(_)
+        ));
+        // Held still: nothing more to take.
+        assert!(matches!(policy.reload(false), ReloadOutcome::Unchanged));
+    }
+
+    /// SIGHUP is the admin saying the edit is done: it takes the files at
+    /// once, without waiting for a second look.
+    #[test]
+    fn a_forced_reload_takes_the_files_at_once() {
+        let root = tempfile::tempdir().expect("tempdir");
+        write_version(root.path(), "1");
+        let policy = ReloadablePolicy::load(root.path(), context()).expect("loads");
+        write_version(root.path(), "2");
+        assert!(matches!(
+            policy.reload(true),
+            ReloadOutcome::Reloaded { rules: 2 }
+        ));
+        assert_eq!(policy.current().allow_rules()[0].name, "a-2");
+        assert!(matches!(policy.reload(false), ReloadOutcome::Unchanged));
     }
 }

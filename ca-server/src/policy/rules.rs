@@ -16,7 +16,7 @@ use serde_json::Value;
 
 use super::glob::Glob;
 use super::restrict::SourceEntry;
-use super::template::{verified_email, Template};
+use super::template::{claim_text, verified_email, Template};
 use super::window::TimeWindow;
 use crate::identity::Identity;
 use crate::UnixTime;
@@ -205,11 +205,14 @@ fn claim_value<'i>(id: &'i Identity, name: &str) -> Option<Cow<'i, Value>> {
 fn claim_matches(value: Option<&Value>, matcher: &ClaimMatch) -> bool {
     match (matcher, value) {
         (ClaimMatch::Bool(want), Some(Value::Bool(got))) => want == got,
-        (ClaimMatch::Globs(globs), Some(Value::String(s))) => globs.iter().any(|g| g.matches(s)),
+        // Integers match as their decimal strings; an empty string is missing.
         (ClaimMatch::Globs(globs), Some(Value::Array(items))) => items
             .iter()
-            .filter_map(Value::as_str)
-            .any(|s| globs.iter().any(|g| g.matches(s))),
+            .filter_map(claim_text)
+            .any(|s| globs.iter().any(|g| g.matches(&s))),
+        (ClaimMatch::Globs(globs), Some(value)) => {
+            claim_text(value).is_some_and(|s| globs.iter().any(|g| g.matches(&s)))
+        }
         _ => false,
     }
 }
@@ -346,16 +349,13 @@ fn of_issuers(issuers: &[String], identity: &Identity) -> bool {
 }
 
 /// Whether `windows` are open at `now`: `None` when none is, otherwise the
-/// latest end among those that are (`Some(None)`: no windows, always open).
+/// end of the continuous run of occurrences `now` is in (`Some(None)`: no
+/// windows, always open).
 pub(super) fn open_window(windows: &[TimeWindow], now: UnixTime) -> Option<Option<UnixTime>> {
     if windows.is_empty() {
         return Some(None);
     }
-    windows
-        .iter()
-        .filter_map(|w| w.end_if_open(now))
-        .max()
-        .map(Some)
+    super::window::open_until(windows, now).map(Some)
 }
 
 /// `windows` as reasons name them.

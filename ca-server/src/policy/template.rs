@@ -178,25 +178,21 @@ impl Template {
                         };
                     }
                 },
-                Part::Claim(name) => match identity.claims.get(name) {
-                    Some(Value::String(s)) => vec![s.clone()],
-                    Some(Value::Array(items)) => items
-                        .iter()
-                        .filter_map(|v| v.as_str().map(String::from))
-                        .collect(),
-                    _ => Vec::new(),
-                },
+                Part::Claim(name) => {
+                    let values = claim_values(name, identity.claims.get(name), &mut dropped);
+                    if values.is_empty() {
+                        dropped.push(format!(
+                            "{{claim.{name}}} in {:?}: claim missing or empty",
+                            self.text
+                        ));
+                        return Expansion {
+                            principals: Vec::new(),
+                            dropped,
+                        };
+                    }
+                    values
+                }
             };
-            if values.is_empty() {
-                dropped.push(format!(
-                    "{{claim.*}} in {:?}: claim missing or empty",
-                    self.text
-                ));
-                return Expansion {
-                    principals: Vec::new(),
-                    dropped,
-                };
-            }
             let mut next = Vec::new();
             'outer: for prefix in &partial {
                 for value in &values {
@@ -229,6 +225,56 @@ impl Template {
             principals,
             dropped,
         }
+    }
+}
+
+/// The values a claim gives a template: a string, an integer as its decimal
+/// string, or each such item of a list. An empty string is a missing value,
+/// never an empty part of a name (`ci-{claim.team}` with an empty team gives
+/// nothing, not `ci-`); every other value is left out and said in `dropped`,
+/// for the trace.
+fn claim_values(name: &str, value: Option<&Value>, dropped: &mut Vec<String>) -> Vec<String> {
+    match value {
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::Array(items)) => items
+            .iter()
+            .enumerate()
+            .filter_map(|(index, item)| match scalar(item) {
+                Ok(text) => Some(text),
+                Err(what) => {
+                    dropped.push(format!("claim {name}[{index}] is {what}, left out"));
+                    None
+                }
+            })
+            .collect(),
+        Some(one) => match scalar(one) {
+            Ok(text) => vec![text],
+            Err(what) => {
+                dropped.push(format!("claim {name} is {what}"));
+                Vec::new()
+            }
+        },
+    }
+}
+
+/// A claim value as text to match or expand: a non-empty string, or an
+/// integer as its decimal string. Anything else (an empty string, a
+/// boolean, a fraction, null, a list or an object) is not one.
+pub fn claim_text(value: &Value) -> Option<String> {
+    scalar(value).ok()
+}
+
+/// A claim value as a name part, or what it is instead.
+fn scalar(value: &Value) -> Result<String, &'static str> {
+    match value {
+        Value::String(s) if s.is_empty() => Err("an empty string"),
+        Value::String(s) => Ok(s.clone()),
+        Value::Number(n) if n.is_i64() || n.is_u64() => Ok(n.to_string()),
+        Value::Number(_) => Err("a fractional number, not a string or integer"),
+        Value::Bool(_) => Err("a boolean, not a string or integer"),
+        Value::Null => Err("null"),
+        Value::Array(_) => Err("a nested list"),
+        Value::Object(_) => Err("an object, not a string or integer"),
     }
 }
 
@@ -282,7 +328,8 @@ mod tests {
     #[test]
     fn expansion_table() {
         let verified = json!({"email": "Alice.B@example.com", "email_verified": true,
-            "repo_owner": "acme", "teams": ["web", "db", "Bad Team", 7], "empty": []});
+            "repo_owner": "acme", "teams": ["web", "db", "Bad Team", 7.5, true, ""], "empty": [],
+            "uid": 1001, "team": "", "ids": [7, "", "x"]});
         let unverified = json!({"email": "root@evil.example", "email_verified": false});
         let cases: &[(&str, &Value, &[&str])] = &[
             ("deploy", &verified, &["deploy"]),
@@ -299,11 +346,66 @@ mod tests {
                 &verified,
                 &["acme-web", "acme-db"],
             ),
+            // Integers expand to their decimal strings.
+            ("u{claim.uid}", &verified, &["u1001"]),
+            ("id-{claim.ids}", &verified, &["id-7", "id-x"]),
+            // An empty string is a missing value, not an empty part.
+            ("ci-{claim.team}", &verified, &[]),
         ];
         for (text, claims, expected) in cases {
             let template = Template::parse(text).expect(text);
             let got = template.expand(&identity((*claims).clone()), &ReservedLogins::default());
             assert_eq!(got.principals, *expected, "{text} with {claims}");
+        }
+    }
+
+    /// Issue 17 item 8: an empty claim is missing, and the trace names the
+    /// claim and every list item left out.
+    #[test]
+    fn empty_and_non_string_values_are_reported_by_claim() {
+        let who = identity(json!({"team": "", "teams": ["web", 7.5, "", {"a": 1}], "flag": true}));
+        let cases: &[(&str, &[&str], &[&str])] = &[
+            (
+                "ci-{claim.team}",
+                &[],
+                &[
+                    "claim team is an empty string",
+                    "{claim.team} in \"ci-{claim.team}\": claim missing or empty",
+                ],
+            ),
+            (
+                "t-{claim.teams}",
+                &["t-web"],
+                &[
+                    "claim teams[1] is a fractional number",
+                    "claim teams[2] is an empty string",
+                    "claim teams[3] is an object",
+                ],
+            ),
+            (
+                "f-{claim.flag}",
+                &[],
+                &["claim flag is a boolean", "{claim.flag} in"],
+            ),
+            ("m-{claim.missing}", &[], &["{claim.missing} in"]),
+        ];
+        for (text, principals, dropped) in cases {
+            let got = Template::parse(text)
+                .expect(text)
+                .expand(&who, &ReservedLogins::default());
+            assert_eq!(got.principals, *principals, "{text}");
+            assert_eq!(
+                got.dropped.len(),
+                dropped.len(),
+                "{text}: {:?}",
+                got.dropped
+            );
+            for (line, want) in got.dropped.iter().zip(dropped.iter()) {
+                assert!(
+                    line.starts_with(want),
+                    "{text}: {line:?} should start with {want:?}"
+                );
+            }
         }
     }
 

@@ -2,15 +2,26 @@
 //!
 //! Windows are wall-clock times in an IANA time zone (through `jiff` and the
 //! system's tz database, with a bundled copy as fallback), so "09:00" stays
-//! 09:00 local across daylight-saving changes. Where a local time does not
-//! exist or exists twice, the window is taken in its narrower reading: it
-//! starts at the later instant and ends at the earlier one. A window whose end
-//! is not after its start (`22:00`–`06:00`) runs overnight into the next day;
-//! `days` name the day it starts.
+//! 09:00 local across daylight-saving changes. A window whose end is not
+//! after its start (`22:00`–`06:00`) runs overnight into the next day; `days`
+//! name the day it starts.
+//!
+//! On the days the clocks change, a local time may occur twice (clocks go
+//! back) or not at all (clocks go forward). Both starts and ends are read the
+//! way iCalendar (RFC 5545) reads them: a repeated time is its first
+//! occurrence, and a skipped time is read with the offset in force before the
+//! change (02:30 in a gap from 02:00 to 03:00 is 03:30 by the new clock). So
+//! a window never opens before the clock first shows its start, a window
+//! inside the repeated hour opens (the first time round), and a window whose
+//! end falls in the skipped hour lasts as long as written instead of ending
+//! an hour early. A window that starts where another ends (09:00–12:00 and
+//! 12:00–17:00, or a daily 00:00–24:00 from one day to the next) is one
+//! continuous window: [`open_until`] follows such a run to its real end.
+//! The same reading of start and end makes a joint exact on DST days too.
 
 use std::fmt;
 
-use jiff::civil::{Time, Weekday};
+use jiff::civil::{Date, DateTime, Time, Weekday};
 use jiff::tz::TimeZone;
 use jiff::Timestamp;
 
@@ -27,29 +38,59 @@ pub struct TimeWindow {
     zone: TimeZone,
 }
 
+/// The part of a window a problem is in, so a policy diagnostic can point
+/// at the key rather than the table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WindowField {
+    /// `days`.
+    Days,
+    /// `from`.
+    From,
+    /// `to`.
+    To,
+    /// `time_zone`.
+    TimeZone,
+}
+
 impl TimeWindow {
     /// Builds a window from its parts as written in a policy file.
     pub fn parse(days: &[String], from: &str, to: &str, time_zone: &str) -> Result<Self, String> {
+        Self::parse_fields(days, from, to, time_zone).map_err(|(_, message)| message)
+    }
+
+    /// As [`TimeWindow::parse`], saying which part is wrong.
+    pub fn parse_fields(
+        days: &[String],
+        from: &str,
+        to: &str,
+        time_zone: &str,
+    ) -> Result<Self, (WindowField, String)> {
         let zone = TimeZone::get(time_zone).map_err(|_| {
-            format!("unknown time zone {time_zone:?} (use an IANA name such as \"Europe/Berlin\" or \"UTC\")")
+            (WindowField::TimeZone, format!("unknown time zone {time_zone:?} (use an IANA name such as \"Europe/Berlin\" or \"UTC\")"))
         })?;
         // Without allow_24, parse_time never returns None.
-        let start = parse_time(from, false)?.unwrap_or(Time::midnight());
-        let end = parse_time(to, true)?;
+        let start = parse_time(from, false)
+            .map_err(|e| (WindowField::From, e))?
+            .unwrap_or(Time::midnight());
+        let end = parse_time(to, true).map_err(|e| (WindowField::To, e))?;
         if Some(start) == end {
-            return Err(format!(
-                "window {from}–{to} is empty; leave out [[window]] for a rule that applies at any time"
+            return Err((
+                WindowField::To,
+                format!(
+                    "window {from}–{to} is empty; leave out [[window]] for a rule that applies at any time"
+                ),
             ));
         }
         let mut day_set = [false; 7];
         if days.is_empty() {
             day_set = [true; 7];
         }
+        let day = |text: &str| parse_day(text).map_err(|e| (WindowField::Days, e));
         for entry in days {
             let (first, last) = match entry.split_once('-') {
-                Some((a, b)) => (parse_day(a)?, parse_day(b)?),
+                Some((a, b)) => (day(a)?, day(b)?),
                 None => {
-                    let d = parse_day(entry)?;
+                    let d = day(entry)?;
                     (d, d)
                 }
             };
@@ -72,37 +113,96 @@ impl TimeWindow {
     }
 
     /// When `now` is inside an occurrence of this window, that occurrence's
-    /// end (Unix seconds); otherwise `None`.
+    /// end (Unix seconds); otherwise `None`. An occurrence is half-open: it
+    /// includes its start and excludes its end.
     pub fn end_if_open(&self, now: UnixTime) -> Option<UnixTime> {
         let now_ts = Timestamp::from_second(i64::try_from(now).ok()?).ok()?;
         let today = self.zone.to_datetime(now_ts).date();
-        let mut best: Option<i64> = None;
         // An occurrence that began yesterday may still be open (overnight).
-        for start_day in [today.yesterday().ok()?, today] {
-            if !self.days[day_index(start_day.weekday())] {
-                continue;
-            }
-            let start = self
-                .zone
-                .to_ambiguous_timestamp(start_day.to_datetime(self.start))
-                .later()
-                .ok()?;
-            let end_day_time = match self.end {
-                Some(end) if end > self.start => start_day.to_datetime(end),
-                Some(end) => start_day.tomorrow().ok()?.to_datetime(end),
-                None => start_day.tomorrow().ok()?.to_datetime(Time::midnight()),
-            };
-            let end = self
-                .zone
-                .to_ambiguous_timestamp(end_day_time)
-                .earlier()
-                .ok()?;
-            if start <= now_ts && now_ts < end {
-                best = Some(best.map_or(end.as_second(), |b| b.max(end.as_second())));
-            }
-        }
-        best.and_then(|b| u64::try_from(b).ok())
+        [today.yesterday().ok()?, today]
+            .into_iter()
+            .filter_map(|day| self.occurrence(day))
+            .filter(|(start, end)| *start <= now_ts && now_ts < *end)
+            .map(|(_, end)| end.as_second())
+            .max()
+            .and_then(|end| u64::try_from(end).ok())
     }
+
+    /// The start of the first occurrence that starts after `now` (Unix
+    /// seconds), if one starts within the next eight days.
+    pub fn next_start(&self, now: UnixTime) -> Option<UnixTime> {
+        let now_ts = Timestamp::from_second(i64::try_from(now).ok()?).ok()?;
+        let mut day = self.zone.to_datetime(now_ts).date();
+        for _ in 0..8 {
+            if let Some((start, end)) = self.occurrence(day) {
+                // An occurrence the clock change made empty never starts.
+                if start > now_ts && start < end {
+                    return u64::try_from(start.as_second()).ok();
+                }
+            }
+            day = day.tomorrow().ok()?;
+        }
+        None
+    }
+
+    /// The occurrence starting on `day`, if `days` names it: its start and
+    /// end instants, with repeated and skipped local times read as the
+    /// module documentation says.
+    fn occurrence(&self, day: Date) -> Option<(Timestamp, Timestamp)> {
+        if !self.days[day_index(day.weekday())] {
+            return None;
+        }
+        let start = self.instant(day.to_datetime(self.start))?;
+        let end_day_time = match self.end {
+            Some(end) if end > self.start => day.to_datetime(end),
+            Some(end) => day.tomorrow().ok()?.to_datetime(end),
+            None => day.tomorrow().ok()?.to_datetime(Time::midnight()),
+        };
+        Some((start, self.instant(end_day_time)?))
+    }
+
+    /// The instant a local date and time names: the first of two, or for
+    /// one the clocks skip, the reading with the offset before the change.
+    fn instant(&self, local: DateTime) -> Option<Timestamp> {
+        self.zone.to_ambiguous_timestamp(local).compatible().ok()
+    }
+}
+
+/// An instant as people read it in traces and reports: RFC 3339 in UTC
+/// (`2026-07-06T22:00:00Z`), or the raw seconds when it is out of range.
+pub fn format_instant(unix: UnixTime) -> String {
+    i64::try_from(unix)
+        .ok()
+        .and_then(|s| Timestamp::from_second(s).ok())
+        .map_or_else(|| unix.to_string(), |t| t.to_string())
+}
+
+/// How far [`open_until`] follows a run of adjacent occurrences: beyond
+/// anything a window end bounds (certificates live at most an hour, access
+/// request windows at most a week), so a run longer than this is as good as
+/// endless.
+const RUN_HORIZON: UnixTime = 8 * 24 * 3600;
+
+/// When `now` is inside an occurrence of one of `windows`, the end of the
+/// continuous run of occurrences it is in (occurrences that touch or
+/// overlap, of the same window or of different ones, are one run), at most
+/// about eight days ahead; otherwise `None`.
+pub fn open_until(windows: &[TimeWindow], now: UnixTime) -> Option<UnixTime> {
+    let open_at = |t: UnixTime| windows.iter().filter_map(|w| w.end_if_open(t)).max();
+    let mut end = open_at(now)?;
+    while end < now.saturating_add(RUN_HORIZON) {
+        match open_at(end) {
+            Some(next) if next > end => end = next,
+            _ => break,
+        }
+    }
+    Some(end)
+}
+
+/// The start of the next occurrence of one of `windows` after `now`, if any
+/// starts within the next eight days.
+pub fn next_start(windows: &[TimeWindow], now: UnixTime) -> Option<UnixTime> {
+    windows.iter().filter_map(|w| w.next_start(now)).min()
 }
 
 impl fmt::Display for TimeWindow {
@@ -218,17 +318,67 @@ mod tests {
             Some(at("2026-10-25T03:00:00Z"))
         );
         // An end inside the spring gap (02:30 does not exist) is read with
-        // the summer offset: 00:30Z, before the gap, never after it.
+        // the winter offset in force before the gap: 01:30Z (03:30 CEST), so
+        // the window lasts the 90 minutes written. (It used to end at 00:30Z,
+        // an hour early: issue 17 item 10.)
         let gap = TimeWindow::parse(&[], "01:00", "02:30", "Europe/Berlin").expect("window");
         assert_eq!(
             gap.end_if_open(at("2026-03-29T00:10:00Z")),
-            Some(at("2026-03-29T00:30:00Z"))
+            Some(at("2026-03-29T01:30:00Z"))
         );
-        assert_eq!(gap.end_if_open(at("2026-03-29T00:30:00Z")), None);
+        assert_eq!(
+            gap.end_if_open(at("2026-03-29T01:00:00Z")),
+            Some(at("2026-03-29T01:30:00Z"))
+        );
+        assert_eq!(gap.end_if_open(at("2026-03-29T01:30:00Z")), None);
         // An end in the autumn fold (02:30 happens twice) takes the first one.
         assert_eq!(
             gap.end_if_open(at("2026-10-24T23:30:00Z")),
             Some(at("2026-10-25T00:30:00Z"))
+        );
+    }
+
+    #[test]
+    fn runs_of_touching_windows_and_next_starts() {
+        let morning = TimeWindow::parse(&[], "09:00", "12:00", "UTC").expect("window");
+        let afternoon = TimeWindow::parse(&[], "12:00", "17:00", "UTC").expect("window");
+        let both = [morning.clone(), afternoon];
+        assert_eq!(
+            open_until(&both, at("2026-07-06T11:00:00Z")),
+            Some(at("2026-07-06T17:00:00Z"))
+        );
+        assert_eq!(
+            open_until(&both, at("2026-07-06T12:00:00Z")),
+            Some(at("2026-07-06T17:00:00Z"))
+        );
+        assert_eq!(open_until(&both, at("2026-07-06T17:00:00Z")), None);
+        assert_eq!(
+            open_until(std::slice::from_ref(&morning), at("2026-07-06T11:00:00Z")),
+            Some(at("2026-07-06T12:00:00Z"))
+        );
+        // A daily 00:00–24:00 never ends; the run is followed about eight
+        // days ahead, past anything a window end bounds.
+        let always = TimeWindow::parse(&[], "00:00", "24:00", "Europe/Berlin").expect("window");
+        let now = at("2026-07-06T21:30:00Z");
+        let end = open_until(&[always], now).expect("open");
+        assert!(end >= now + 8 * 24 * 3600, "{end}");
+        // Next starts: later today, tomorrow, after a weekend, none.
+        assert_eq!(
+            morning.next_start(at("2026-07-06T08:00:00Z")),
+            Some(at("2026-07-06T09:00:00Z"))
+        );
+        assert_eq!(
+            morning.next_start(at("2026-07-06T09:00:00Z")),
+            Some(at("2026-07-07T09:00:00Z"))
+        );
+        let office = berlin_office();
+        assert_eq!(
+            office.next_start(at("2026-07-10T16:00:00Z")),
+            Some(at("2026-07-13T07:00:00Z"))
+        );
+        assert_eq!(
+            next_start(&[office, morning], at("2026-07-11T10:00:00Z")),
+            Some(at("2026-07-12T09:00:00Z"))
         );
     }
 

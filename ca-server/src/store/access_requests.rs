@@ -14,7 +14,7 @@ use rusqlite::{params, Connection, OptionalExtension as _};
 use super::audit::{insert_audit, AuditRow};
 use super::revocations::{revoke_in, RevocationRecord, RevocationTarget, Revoked};
 use super::schema::{json_list, sqlite_error};
-use super::spent::{spend, SpentToken, WriteTx};
+use super::spent::{spend, spend_for, Paid, SpentToken, WriteTx};
 use super::{Actor, StoreError};
 use crate::access::{
     policy_approver, AccessRequest, Approval, InstantApproval, RequestError, RequestStatus, Review,
@@ -116,7 +116,11 @@ pub(super) fn create_request_in(
     path: &Path,
 ) -> Result<AccessRequest, StoreError> {
     let err = sqlite_error(path);
-    spend(tx, new.spent_token, path)?;
+    // Refused as a replay before the first write; spent after it, when the
+    // id a retry is answered with is known.
+    if new.spent_token.is_some_and(|t| tx.is_spent(&t.digest)) {
+        return Err(StoreError::Replayed);
+    }
     tx.execute(
         "INSERT INTO access_requests (requester, issuer, principals, reason, window_secs, \
          rules, status, created_at, expires_at, starts_at, from_first_use, requester_issuer, \
@@ -140,6 +144,7 @@ pub(super) fn create_request_in(
     )
     .map_err(&err)?;
     let id = tx.last_insert_rowid() as u64;
+    spend_for(tx, new.spent_token, Paid::Request(id), path)?;
     let detail = format!(
         "request {id}: principals {} for {}s{}: {}",
         new.principals.join(","),

@@ -18,7 +18,7 @@ use super::audit::{insert_audit, AuditRow};
 use super::grants::check_request_window;
 use super::key_bindings::{check_binding, write_binding, NonceBinding};
 use super::schema::{cached, json_list, sqlite_error};
-use super::spent::{spend, SpentToken, WriteTx};
+use super::spent::{spend_for, Paid, SpentToken, WriteTx};
 use super::standing::refuse_revoked;
 use super::{Actor, StoreError};
 use crate::identity::IdentityKey;
@@ -91,19 +91,7 @@ pub(super) fn insert_issuance(
     let err = sqlite_error(path);
     // Checked in the issuing transaction, so that no certificate slips out
     // between a revocation's commit and this one.
-    refuse_revoked(tx, &r.actor.identity, r.actor.key.as_ref(), path)?;
-    let banned_key: Option<i64> = tx
-        .prepare_cached(
-            "SELECT 1 FROM revocations WHERE lifted_at IS NULL AND kind = 'key' AND value = ?1",
-        )
-        .and_then(|mut s| {
-            s.query_row([&r.key_fingerprint], |row| row.get(0))
-                .optional()
-        })
-        .map_err(&err)?;
-    if banned_key.is_some() {
-        return Err(StoreError::RevokedKey(r.key_fingerprint.clone()));
-    }
+    refuse_banned(tx, &r.actor, &r.key_fingerprint, path)?;
     if tx.is_spent(&r.spent_token.digest) {
         return Err(StoreError::Replayed);
     }
@@ -163,7 +151,8 @@ pub(super) fn insert_issuance(
         .map_err(&err)?;
     }
     write_binding(tx, r, path)?;
-    spend(tx, Some(r.spent_token), path)?;
+    let serial = r.serial.parse().map_or(Paid::Other, Paid::Certificate);
+    spend_for(tx, Some(r.spent_token), serial, path)?;
     insert_audit(
         tx,
         &AuditRow {
@@ -172,6 +161,28 @@ pub(super) fn insert_issuance(
         },
         path,
     )
+}
+
+/// Refuses an issuance to `actor` (their key or display name banned, as
+/// `standing` decides) or for the key `key_fingerprint` while an unlifted
+/// revocation bans it.
+pub(super) fn refuse_banned(
+    tx: &WriteTx<'_>,
+    actor: &Actor,
+    key_fingerprint: &str,
+    path: &Path,
+) -> Result<(), StoreError> {
+    refuse_revoked(tx, &actor.identity, actor.key.as_ref(), path)?;
+    let banned_key: Option<i64> = tx
+        .prepare_cached(
+            "SELECT 1 FROM revocations WHERE lifted_at IS NULL AND kind = 'key' AND value = ?1",
+        )
+        .and_then(|mut s| s.query_row([key_fingerprint], |row| row.get(0)).optional())
+        .map_err(sqlite_error(path))?;
+    match banned_key {
+        Some(_) => Err(StoreError::RevokedKey(key_fingerprint.to_string())),
+        None => Ok(()),
+    }
 }
 
 /// Writes a denial: its audit event.

@@ -498,11 +498,11 @@ mod binding_tests {
     }
 
     #[tokio::test]
-    async fn requests_from_before_migration_12_record_no_requirement() {
+    async fn requests_from_before_migration_14_record_no_requirement() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join(DATABASE_FILE);
         {
-            let conn = database_at_version(&path, 11);
+            let conn = database_at_version(&path, 13);
             conn.execute_batch(
                 "INSERT INTO access_requests (requester, issuer, principals, reason, window_secs, \
                  rules, status, created_at, expires_at, window_start, window_end, \
@@ -511,7 +511,7 @@ mod binding_tests {
                  '[\"sre-root-with-approval\"]', 'approved', 1, 99999, 2, 99999, \
                  'https://corp.example', 'sub-bob');",
             )
-            .expect("a row of version 11");
+            .expect("a row of version 13");
         }
         let store = Store::open(&path, &Metrics::new()).expect("migrated");
         let request = store.request(1).await.expect("read").expect("kept");

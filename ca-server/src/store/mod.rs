@@ -38,7 +38,10 @@
 //! file pin them down): an operation answers once its change is durable; an
 //! act's ID token is spent in the same transaction as its record, and a
 //! replay is refused ([`StoreError::Replayed`]) across restarts and across
-//! every operation that spends one; a caller is refused at authentication
+//! every operation that spends one, except that a retry with the token that
+//! paid for a certificate (for the same key) or a new access request is
+//! answered with what it paid for, also across restarts
+//! ([`Store::retried_issuance`], [`Store::retried_request`]); a caller is refused at authentication
 //! when an unlifted revocation names their identity or their token was spent,
 //! and an act paid with an ID token is refused again in its transaction when
 //! its actor's identity is revoked ([`StoreError::RevokedIdentity`]); an
@@ -68,7 +71,8 @@
 //! `krl_version.rs` the KRL version and what publishing one promises;
 //! `standing.rs` whether a caller's identity is revoked or token spent;
 //! `access_requests.rs` access requests and their decisions; `grants.rs`
-//! the open grants issuance uses; `audit.rs` the audit trail; `backup.rs`
+//! the open grants issuance uses; `retries.rs` the answer to a retry with a
+//! spent token of what it paid for; `audit.rs` the audit trail; `backup.rs`
 //! backups.
 
 mod access_requests;
@@ -81,6 +85,7 @@ mod grants;
 mod key_bindings;
 mod krl_version;
 mod lock;
+mod retries;
 mod revocations;
 mod schema;
 mod spent;
@@ -101,6 +106,7 @@ pub use backup::backup;
 pub use certificates::{CertificateEntry, DenialRecord, IssuanceRecord};
 pub use grants::open_grants_offline;
 pub use key_bindings::NonceBinding;
+pub use retries::{RecordedCertificate, Retry};
 pub use revocations::{
     lift_offline, revoke_offline, RevocationRecord, RevocationTarget, Revoked, RevokedSet,
 };
@@ -303,6 +309,30 @@ impl Store {
     pub async fn record_issuance(&self, record: IssuanceRecord) -> Result<(), StoreError> {
         self.writer
             .batched(record, certificates::insert_issuance)
+            .await
+    }
+
+    /// The certificate `retry`'s token paid for, for a retry of its
+    /// issuance with the same key (`key_fingerprint`); the retry is on
+    /// record once this returns. [`StoreError::Replayed`] when the token
+    /// paid for anything else.
+    pub async fn retried_issuance(
+        &self,
+        retry: Retry,
+        key_fingerprint: String,
+    ) -> Result<RecordedCertificate, StoreError> {
+        self.writer
+            .transaction(move |tx, path| {
+                retries::retry_issuance_in(tx, &retry, &key_fingerprint, path)
+            })
+            .await
+    }
+
+    /// The access request `retry`'s token created, if it created one; the
+    /// retry is on record once this returns.
+    pub async fn retried_request(&self, retry: Retry) -> Result<Option<AccessRequest>, StoreError> {
+        self.writer
+            .transaction(move |tx, path| retries::retry_request_in(tx, &retry, path))
             .await
     }
 

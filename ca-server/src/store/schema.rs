@@ -246,7 +246,25 @@ CREATE TABLE identity_subjects (
     PRIMARY KEY (identity, issuer, subject)
 ) WITHOUT ROWID;
 "#,
-    // 12: each access request records what the rules it was made under
+    // 12: what a spent token paid for, when a retry with it is answered
+    // with what was recorded (retries.rs): the certificate's serial or the
+    // access request's id. Tokens spent before stay spent, paying for
+    // nothing a retry returns.
+    r#"
+ALTER TABLE spent_tokens ADD COLUMN serial TEXT;
+ALTER TABLE spent_tokens ADD COLUMN request_id INTEGER;
+"#,
+    // 13: one row the writer rewrites to learn whether the database accepts
+    // writes again after a failed commit (writer.rs). It must change bytes
+    // on disk: SQLite skips writing a row updated to its own value, so a
+    // no-op update commits even on a full disk.
+    r#"
+CREATE TABLE writer_probe (
+    id     INTEGER PRIMARY KEY CHECK (id = 1),
+    writes INTEGER NOT NULL
+);
+"#,
+    // 14: each access request records what the rules it was made under
     // required (policy/binding.rs), as a JSON list of requirements, when it
     // is made and at each approval. Rows from before hold NULL: they fail
     // closed, granting nothing and taking no more approvals (the requester

@@ -7,9 +7,14 @@
 //! a replay there; `spent_tokens` on disk is the same set in the order it was
 //! spent, read back at the next start. Digests are forgotten two minutes after
 //! their token expires, by the writer's upkeep.
+//!
+//! A spent token also remembers what it paid for when that is a certificate
+//! or a new access request ([`Paid`]): a client whose answer was lost (a
+//! timeout after the commit) retries with the same token, and is given what
+//! was recorded instead of a replay refusal (retries.rs).
 
 use std::cell::RefCell;
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::path::Path;
 
 use rusqlite::{params, Connection};
@@ -33,21 +38,51 @@ pub struct SpentToken {
     pub expires_at: UnixTime,
 }
 
-/// Spends `token` in `tx`: refuses a replay, then appends its digest to
-/// `spent_tokens`.
+/// What a spent token paid for, as far as a retry with it needs to know:
+/// the two acts a client retries when their answer is lost.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Paid {
+    /// An act no retry returns (a revocation, a decision), or one spent
+    /// before tokens remembered what they paid for.
+    Other,
+    /// The certificate with this serial.
+    Certificate(u64),
+    /// The access request with this id.
+    Request(u64),
+}
+
+/// Spends `token` in `tx` on an act no retry returns: refuses a replay, then
+/// appends its digest to `spent_tokens`.
 pub(super) fn spend(
     tx: &WriteTx<'_>,
     token: Option<SpentToken>,
     path: &Path,
 ) -> Result<(), StoreError> {
+    spend_for(tx, token, Paid::Other, path)
+}
+
+/// Spends `token` in `tx` on `paid`: refuses a replay, then appends its
+/// digest and what it paid for to `spent_tokens`.
+pub(super) fn spend_for(
+    tx: &WriteTx<'_>,
+    token: Option<SpentToken>,
+    paid: Paid,
+    path: &Path,
+) -> Result<(), StoreError> {
     let Some(SpentToken { digest, expires_at }) = token else {
         return Ok(());
     };
-    tx.spending.borrow_mut().spend(&digest)?;
+    tx.spending.borrow_mut().spend(&digest, paid)?;
+    let (serial, request_id) = match paid {
+        Paid::Other => (None, None),
+        Paid::Certificate(serial) => (Some(serial.to_string()), None),
+        Paid::Request(id) => (None, Some(id as i64)),
+    };
     cached(
         tx,
-        "INSERT INTO spent_tokens (digest, expires_at) VALUES (?1, ?2)",
-        params![&digest.signed[..], expires_at as i64],
+        "INSERT INTO spent_tokens (digest, expires_at, serial, request_id) \
+         VALUES (?1, ?2, ?3, ?4)",
+        params![&digest.signed[..], expires_at as i64, serial, request_id],
     )
     .map_err(sqlite_error(path))?;
     Ok(())
@@ -83,6 +118,13 @@ impl<'c> WriteTx<'c> {
         spending.spent.as_ref().is_some_and(|s| s.holds(digest))
     }
 
+    /// What the token with this digest paid for, if it was spent (under
+    /// the digest tokens are spent under now).
+    pub(super) fn paid_for(&self, digest: &TokenDigest) -> Option<Paid> {
+        let spending = self.spending.borrow();
+        spending.spent.as_ref()?.paid_for(digest)
+    }
+
     pub(super) fn commit(self) -> rusqlite::Result<()> {
         let WriteTx { tx, spending } = self;
         tx.commit()?;
@@ -107,9 +149,9 @@ struct Spending<'c> {
 }
 
 impl Spending<'_> {
-    fn spend(&mut self, digest: &TokenDigest) -> Result<(), StoreError> {
+    fn spend(&mut self, digest: &TokenDigest, paid: Paid) -> Result<(), StoreError> {
         let spent = self.spent.as_mut().ok_or(StoreError::NoSpentTokens)?;
-        if spent.contains(&digest.whole) || !spent.insert(&digest.signed) {
+        if spent.contains(&digest.whole) || !spent.insert(&digest.signed, paid) {
             return Err(StoreError::Replayed);
         }
         self.added.push(digest.signed);
@@ -134,9 +176,9 @@ impl Drop for Spending<'_> {
 /// digest, a key half the size of the whole digest: equal digests have equal
 /// prefixes, and two tokens sharing one by chance is out of reach (a chance
 /// of 2^-65 after 2^32 tokens), so a replay is always refused and an honest
-/// token never is.
+/// token never is. Beside each is what it paid for, which a retry returns.
 #[derive(Debug, Default)]
-pub(super) struct SpentTokens(HashSet<u128>);
+pub(super) struct SpentTokens(HashMap<u128, Paid>);
 
 impl SpentTokens {
     fn prefix(digest: &[u8; 32]) -> u128 {
@@ -145,13 +187,26 @@ impl SpentTokens {
         u128::from_le_bytes(prefix)
     }
 
-    /// Adds a digest; false if it was there already.
-    fn insert(&mut self, digest: &[u8; 32]) -> bool {
-        self.0.insert(Self::prefix(digest))
+    /// Adds a digest and what it paid for; false if it was there already
+    /// (and then changes nothing).
+    fn insert(&mut self, digest: &[u8; 32], paid: Paid) -> bool {
+        match self.0.entry(Self::prefix(digest)) {
+            std::collections::hash_map::Entry::Occupied(_) => false,
+            std::collections::hash_map::Entry::Vacant(entry) => {
+                entry.insert(paid);
+                true
+            }
+        }
     }
 
     fn contains(&self, digest: &[u8; 32]) -> bool {
-        self.0.contains(&Self::prefix(digest))
+        self.0.contains_key(&Self::prefix(digest))
+    }
+
+    /// What the token of `digest` paid for, if it was spent under
+    /// [`TokenDigest::signed`].
+    fn paid_for(&self, digest: &TokenDigest) -> Option<Paid> {
+        self.0.get(&Self::prefix(&digest.signed)).copied()
     }
 
     /// Whether the token of `digest` was spent, under either of its
@@ -202,14 +257,25 @@ pub(super) fn load_spent_tokens(conn: &Connection, path: &Path) -> Result<SpentT
     let err = sqlite_error(path);
     delete_spent_before(conn, spent_token_cutoff()).map_err(&err)?;
     let mut statement = conn
-        .prepare("SELECT digest FROM spent_tokens")
+        .prepare("SELECT digest, serial, request_id FROM spent_tokens")
         .map_err(&err)?;
     let mut spent = SpentTokens::default();
-    for digest in statement
-        .query_map([], |row| row.get::<_, [u8; 32]>(0))
-        .map_err(&err)?
-    {
-        spent.insert(&digest.map_err(&err)?);
+    let rows = statement
+        .query_map([], |row| {
+            let digest: [u8; 32] = row.get(0)?;
+            let serial: Option<String> = row.get(1)?;
+            let request_id: Option<i64> = row.get(2)?;
+            let paid = match (serial.and_then(|s| s.parse().ok()), request_id) {
+                (Some(serial), _) => Paid::Certificate(serial),
+                (None, Some(id)) => Paid::Request(id as u64),
+                (None, None) => Paid::Other,
+            };
+            Ok((digest, paid))
+        })
+        .map_err(&err)?;
+    for row in rows {
+        let (digest, paid) = row.map_err(&err)?;
+        spent.insert(&digest, paid);
     }
     Ok(spent)
 }
@@ -366,6 +432,10 @@ mod tests {
         spend(&tx, Some(token(1, 10_000)), &path).expect("unspent after the rollback");
         tx.commit().expect("commit");
         assert!(db.spent.contains(&token(1, 10_000).digest.signed));
+        assert_eq!(
+            db.spent.paid_for(&token(1, 10_000).digest),
+            Some(Paid::Other)
+        );
         assert_eq!(spent_on_disk(&db), 1);
     }
 

@@ -6,8 +6,14 @@
 //! one fsync, yet each caller is answered only after the transaction holding
 //! its own rows has committed. A record that is refused writes nothing and is
 //! answered alone; a failure of SQLite fails the whole batch, and every
-//! caller in it is told so. The writer knows jobs only by how they run
+//! caller in it is told why. The writer knows jobs only by how they run
 //! (batched, exclusive, or read); the tables hand it the work.
+//!
+//! The writer also says whether the database accepts writes (the
+//! `store_writable` metric, which `/readyz` answers from): a failed commit
+//! turns it off, logged once with SQLite's reason ("database or disk is
+//! full"), and the writer then tries a small write every [`PROBE_INTERVAL`]
+//! until one commits, which turns it on again.
 
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
@@ -36,6 +42,8 @@ const LINGER_NAP: Duration = Duration::from_micros(100);
 const MIN_LINGER_BATCH: usize = 8;
 /// How often the writer's upkeep runs (it forgets expired spent tokens).
 const UPKEEP_INTERVAL: Duration = Duration::from_secs(60);
+/// How often a writer whose last commit failed tries a write of its own.
+const PROBE_INTERVAL: Duration = Duration::from_secs(1);
 
 /// How a caller is answered: with the result of its work.
 type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
@@ -84,6 +92,10 @@ impl Writer {
                     db,
                     _lock: lock,
                     path,
+                    health: Health {
+                        metrics: metrics.clone(),
+                        failing: false,
+                    },
                     metrics,
                     upkeep,
                 }
@@ -133,8 +145,15 @@ impl Writer {
         &self,
         work: impl FnOnce(&WriteTx<'_>, &Path) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
-        self.exclusive(move |db, path| db.in_transaction(path, |tx| work(tx, path)))
-            .await
+        self.ask(move |done: Reply<T>| {
+            Job::Transaction(Box::new(move |thread: &mut WriterThread| {
+                let path = thread.path.clone();
+                let result = thread.db.in_transaction(&path, |tx| work(tx, &path));
+                thread.health.note(&result);
+                let _ = done.send(result);
+            }))
+        })
+        .await
     }
 
     /// Runs `work`, a read, without cutting the waiting group commit short:
@@ -177,6 +196,9 @@ enum Job {
     Exclusive(ExclusiveWork),
     /// A read that may run ahead of the waiting batch; it answers for itself.
     Read(ReadWork),
+    /// A write transaction that runs alone, as `Exclusive`, whose outcome
+    /// also tells whether the database accepts writes.
+    Transaction(Box<dyn FnOnce(&mut WriterThread) + Send>),
 }
 
 /// A record waiting in a batch, with the way to write it and its caller.
@@ -214,8 +236,60 @@ struct WriterThread {
     /// Held while the writer runs (dropped after `conn`).
     _lock: std::fs::File,
     path: PathBuf,
+    health: Health,
     metrics: Metrics,
     upkeep: fn(&mut WriterDb),
+}
+
+/// Whether the database accepts writes, as the last write found it.
+struct Health {
+    metrics: Metrics,
+    failing: bool,
+}
+
+impl Health {
+    /// Notes how a write went; logs only a change (a full disk fails every
+    /// commit, and one line says so).
+    fn note<T>(&mut self, outcome: &Result<T, StoreError>) {
+        match outcome {
+            Err(error @ StoreError::Database { .. }) => {
+                if !self.failing {
+                    tracing::error!(
+                        %error,
+                        "the database does not accept writes: issuance and changes answer \
+                         503 store_unavailable, and /readyz fails, until a write succeeds"
+                    );
+                }
+                self.failing = true;
+                self.metrics.store_writable.set(0);
+            }
+            // A refusal (a replayed token...) is the record's, not the
+            // database's.
+            Err(_) => {}
+            Ok(_) => {
+                if self.failing {
+                    tracing::info!("the database accepts writes again");
+                }
+                self.failing = false;
+                self.metrics.store_writable.set(1);
+            }
+        }
+    }
+}
+
+/// `error` again, for each caller of a failed batch: SQLite's reason when
+/// it gave one.
+fn retold(error: &StoreError) -> StoreError {
+    match error {
+        StoreError::Database {
+            path,
+            source: super::DatabaseError(rusqlite::Error::SqliteFailure(code, message)),
+        } => StoreError::Database {
+            path: path.clone(),
+            source: super::DatabaseError(rusqlite::Error::SqliteFailure(*code, message.clone())),
+        },
+        _ => StoreError::Closed,
+    }
 }
 
 impl WriterThread {
@@ -223,8 +297,16 @@ impl WriterThread {
         let mut last_upkeep = std::time::Instant::now();
         let mut last_batch = 0;
         loop {
-            let first = match queue.recv_timeout(UPKEEP_INTERVAL) {
+            let wait = match self.health.failing {
+                true => PROBE_INTERVAL,
+                false => UPKEEP_INTERVAL,
+            };
+            let first = match queue.recv_timeout(wait) {
                 Ok(job) => job,
+                Err(mpsc::RecvTimeoutError::Timeout) if self.health.failing => {
+                    self.probe();
+                    continue;
+                }
                 Err(mpsc::RecvTimeoutError::Timeout) => {
                     (self.upkeep)(&mut self.db);
                     last_upkeep = std::time::Instant::now();
@@ -251,6 +333,12 @@ impl WriterThread {
                             self.commit_batch(std::mem::take(&mut batch));
                         }
                         work(&mut self.db, &self.path);
+                    }
+                    Job::Transaction(work) => {
+                        if !batch.is_empty() {
+                            self.commit_batch(std::mem::take(&mut batch));
+                        }
+                        work(&mut self);
                     }
                 }
                 if batch.len() < MAX_BATCH {
@@ -311,9 +399,7 @@ impl WriterThread {
             }
             tx.commit().map_err(&err)
         })();
-        if let Err(error) = &outcome {
-            tracing::error!(%error, "database commit failed");
-        }
+        self.health.note(&outcome);
         self.metrics
             .commit_seconds
             .observe(started.elapsed().as_secs_f64());
@@ -322,10 +408,27 @@ impl WriterThread {
         for job in batch {
             let result = match &outcome {
                 Ok(()) => results.next().unwrap_or(Err(StoreError::Closed)),
-                Err(_) => Err(StoreError::Closed),
+                Err(error) => Err(retold(error)),
             };
             job.answer(result);
         }
+    }
+
+    /// A write that means nothing but must reach the disk (a counter in a
+    /// table of its own: a row updated to its own value would commit
+    /// without writing), to learn whether the database accepts writes
+    /// again.
+    fn probe(&mut self) {
+        let path = self.path.clone();
+        let outcome = self.db.in_transaction(&path, |tx| {
+            tx.execute(
+                "INSERT INTO writer_probe (id, writes) VALUES (1, 1) \
+                 ON CONFLICT (id) DO UPDATE SET writes = writes + 1",
+                [],
+            )
+            .map_err(sqlite_error(&path))
+        });
+        self.health.note(&outcome);
     }
 }
 

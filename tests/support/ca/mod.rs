@@ -116,6 +116,22 @@ impl CaSetup {
         .unwrap_or_else(|(e, log)| panic!("CA did not start: {e}\n{log}"))
     }
 
+    /// Starts `jit-ssh-ca serve` with SIGXFSZ ignored (as a shell's
+    /// `trap '' XFSZ` leaves it across `exec`), so that a file-size limit
+    /// put on the running CA (`prlimit --fsize`) fails its writes, as a
+    /// full disk does, rather than killing it.
+    pub fn start_ignoring_sigxfsz(&self) -> Ca {
+        CaSetup::started(
+            Command::new("sh")
+                .arg("-c")
+                .arg("trap '' XFSZ && exec \"$0\" serve --config \"$1\"")
+                .arg(bin("jit-ssh-ca"))
+                .arg(&self.config_path)
+                .env("RUST_LOG", "info"),
+        )
+        .unwrap_or_else(|(e, log)| panic!("CA did not start: {e}\n{log}"))
+    }
+
     /// Spawns `command` (a `serve`) with the test passphrase in its
     /// environment and waits until it listens.
     fn started(command: &mut Command) -> Result<Ca, (anyhow::Error, String)> {

@@ -24,6 +24,7 @@ use super::{Ask, Notes};
 use crate::identity::Identity;
 use crate::policy::reserved::ReservedLogins;
 use crate::policy::rules::{open_window, windows_text, AllowRule, Approval};
+use crate::policy::window::format_instant;
 use crate::policy::{ApprovedAccess, RuleRequirement};
 use crate::UnixTime;
 
@@ -146,7 +147,10 @@ impl<'p> Offers<'p> {
             notes.add(|| {
                 format!(
                     "rule {}: grants {:?} by approved access request {} until {}",
-                    rule.name, covered, access.id, access.window_end
+                    rule.name,
+                    covered,
+                    access.id,
+                    format_instant(access.window_end)
                 )
             });
             unapproved.retain(|p| !covered.contains(p));

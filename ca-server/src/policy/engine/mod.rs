@@ -132,7 +132,7 @@ impl PolicySet {
             notes: client_notes,
         } = select::principals(ask, &offers, &granted, &bindings, &denies, notes)?;
         let deciding = Deciding::of(&principals, &granted, &offers);
-        let ttl = lifetime::ttl(&self.certs, &deciding, ask, notes);
+        let ttl = lifetime::ttl(&self.certs, &deciding, &self.deny, &principals, ask, notes);
         let Restrictions {
             extensions,
             critical_options,

@@ -13,7 +13,7 @@ use toml::Spanned;
 
 use super::issuers::Table;
 use super::raw::{
-    RawAdmin, RawAllow, RawApproval, RawClaim, RawDeny, RawMatch, RawWindow, Strings,
+    RawAdmin, RawAllow, RawApproval, RawClaim, RawDeny, RawMatch, RawScalar, RawWindow, Strings,
 };
 use super::{Diagnostic, PolicyContext, Source};
 use crate::config::MAX_TTL_CEILING;
@@ -23,7 +23,7 @@ use crate::policy::rules::{
     AdminRule, AllowRule, Approval, AutoApproval, ClaimMatch, Conditions, DenyRule, Location,
 };
 use crate::policy::template::{is_claim_name, Template};
-use crate::policy::window::TimeWindow;
+use crate::policy::window::{TimeWindow, WindowField};
 
 /// Longest access window of a rule that names no `max_window`.
 pub const DEFAULT_MAX_WINDOW: Duration = Duration::from_secs(3600);
@@ -187,6 +187,7 @@ impl Compiler<'_> {
                     claims.push((name.clone(), ClaimMatch::Bool(*b)));
                     continue;
                 }
+                RawClaim::Integer(n) => vec![n.to_string()],
                 RawClaim::One(s) => vec![s.clone()],
                 RawClaim::Many(list) if list.is_empty() => {
                     self.error(
@@ -195,7 +196,7 @@ impl Compiler<'_> {
                     );
                     continue;
                 }
-                RawClaim::Many(list) => list.clone(),
+                RawClaim::Many(list) => list.iter().map(RawScalar::text).collect(),
             };
             let mut globs = Vec::new();
             for text in texts {
@@ -206,9 +207,11 @@ impl Compiler<'_> {
             }
             claims.push((name.clone(), ClaimMatch::Globs(globs)));
         }
+        let usernames = self.globs("username", &m.username, false);
+        self.check_usernames(&m.username, &usernames);
         Conditions {
             issuers,
-            usernames: self.globs("username", &m.username, false),
+            usernames,
             emails: self.globs("email", &m.email, true),
             email_domains,
             groups_any: self.plain("groups_any", &m.groups_any),
@@ -241,13 +244,65 @@ impl Compiler<'_> {
         conditions
     }
 
+    /// Username globs that can never match a person's login name: a
+    /// character no name can hold is an error; an upper-case letter is a
+    /// warning, since only a workload's name (an issuer whose
+    /// `username_claim` is another claim) keeps its case.
+    fn check_usernames(&mut self, raw: &Option<Spanned<Strings>>, globs: &[Glob]) {
+        let items = raw.iter().flat_map(|l| l.get_ref());
+        for (item, glob) in items.zip(globs) {
+            let text = item.get_ref();
+            if let Some(bad) = glob.literal_chars().find(|c| !workload_char(*c)) {
+                self.error(
+                    item.span(),
+                    format!(
+                        "username {text:?} can never match: no username contains {bad:?} \
+                         (login names are a-z, 0-9, '_', '.', '-'; workload names printable \
+                         ASCII without spaces, quotes or backslashes)"
+                    ),
+                );
+            } else if let Some(upper) = glob.literal_chars().find(char::is_ascii_uppercase) {
+                self.warn(
+                    item.span(),
+                    format!(
+                        "username {text:?} contains {upper:?}: people's login names are lower \
+                         case, so it can only match a workload's name; write {:?} to match a person",
+                        text.to_ascii_lowercase()
+                    ),
+                );
+            }
+        }
+    }
+
+    fn warn(&mut self, span: Range<usize>, message: impl Into<String>) {
+        let location = Some(self.locator.at(span));
+        self.warnings.push(Diagnostic {
+            location,
+            message: message.into(),
+        });
+    }
+
     fn windows(&mut self, raw: &[Spanned<RawWindow>]) -> Vec<TimeWindow> {
         let mut out = Vec::new();
         for w in raw {
             let r = w.get_ref();
-            match TimeWindow::parse(&r.days, &r.from, &r.to, &r.time_zone) {
+            let days = r.days.as_ref().map_or(&[][..], |d| d.get_ref().as_slice());
+            match TimeWindow::parse_fields(
+                days,
+                r.from.get_ref(),
+                r.to.get_ref(),
+                r.time_zone.get_ref(),
+            ) {
                 Ok(window) => out.push(window),
-                Err(e) => self.error(w.span(), format!("window: {e}")),
+                Err((field, e)) => {
+                    let span = match field {
+                        WindowField::Days => r.days.as_ref().map_or(w.span(), Spanned::span),
+                        WindowField::From => r.from.span(),
+                        WindowField::To => r.to.span(),
+                        WindowField::TimeZone => r.time_zone.span(),
+                    };
+                    self.error(span, format!("window: {e}"))
+                }
             }
         }
         out
@@ -484,9 +539,38 @@ impl Compiler<'_> {
             }
             for p in list.get_ref() {
                 match Glob::new(p.get_ref()) {
-                    Ok(g) => principals.push(g),
+                    Ok(g) => {
+                        if let Some(bad) = g.literal_chars().find(|c| !login_char(*c)) {
+                            self.error(
+                                p.span(),
+                                format!(
+                                    "principals: {:?} can never match: principals are login \
+                                     names (a-z, 0-9, '_', '.', '-'), and it contains {bad:?}",
+                                    p.get_ref()
+                                ),
+                            );
+                        }
+                        principals.push(g)
+                    }
                     Err(e) => self.error(p.span(), format!("principals: {e}")),
                 }
+            }
+        }
+        if !conditions.claims.is_empty() && conditions.issuers.is_empty() {
+            if let Some((name, span)) = raw
+                .conditions
+                .as_ref()
+                .and_then(|m| m.get_ref().claims.as_ref())
+                .and_then(|c| c.iter().next())
+                .map(|(name, value)| (name.clone(), value.span()))
+            {
+                self.error(
+                    span,
+                    format!(
+                        "claims.{name} in a deny rule needs an `issuer` condition too: a claim \
+                         means what its issuer says, and another issuer's `{name}` is another thing"
+                    ),
+                );
             }
         }
         DenyRule {
@@ -497,4 +581,14 @@ impl Compiler<'_> {
             windows: self.windows(&raw.window),
         }
     }
+}
+
+/// Whether `c` can be in a login name.
+fn login_char(c: char) -> bool {
+    c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '_' | '.' | '-')
+}
+
+/// Whether `c` can be in a workload's name (`identity::is_workload_name`).
+fn workload_char(c: char) -> bool {
+    c.is_ascii_graphic() && c != '"' && c != '\\'
 }

@@ -64,13 +64,24 @@ impl fmt::Display for Diagnostic {
     }
 }
 
-/// Reads and compiles `dir`.
+/// Reads and compiles `dir`. When some files cannot be read, the policy is
+/// refused with every one of them and every problem in the files that could
+/// be read, so one run of `policy check` lists everything to fix.
 pub fn load_dir(
     dir: &Path,
     context: &PolicyContext,
 ) -> Result<(PolicySet, Fingerprint), Vec<Diagnostic>> {
-    let (sources, fingerprint) = read_dir(dir).map_err(|d| vec![d])?;
-    compile(&sources, context).map(|set| (set, fingerprint))
+    let read = read::read_each(dir)?;
+    if read.unreadable.is_empty() {
+        return compile(&read.sources, context).map(|set| (set, read.fingerprint));
+    }
+    let mut problems = read.unreadable;
+    if let Err(diagnostics) = compile(&read.sources, context) {
+        // Problems of the policy as a whole (no rule grants anything) have
+        // no location, and say nothing true while files are missing from it.
+        problems.extend(diagnostics.into_iter().filter(|d| d.location.is_some()));
+    }
+    Err(problems)
 }
 
 /// Parses and checks every source into one policy, or reports every problem.

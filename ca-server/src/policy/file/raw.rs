@@ -73,22 +73,41 @@ pub(super) struct RawMatch {
     pub(super) claims: Option<BTreeMap<String, Spanned<RawClaim>>>,
 }
 
+/// A claim condition's value: an integer stands for its decimal string,
+/// which is also how an integer claim is matched.
 #[derive(Deserialize)]
 #[serde(untagged)]
 pub(super) enum RawClaim {
     Bool(bool),
+    Integer(i64),
     One(String),
-    Many(Vec<String>),
+    Many(Vec<RawScalar>),
+}
+
+/// One value of a claim condition's list.
+#[derive(Deserialize)]
+#[serde(untagged)]
+pub(super) enum RawScalar {
+    Integer(i64),
+    Text(String),
+}
+
+impl RawScalar {
+    pub(super) fn text(&self) -> String {
+        match self {
+            RawScalar::Integer(n) => n.to_string(),
+            RawScalar::Text(s) => s.clone(),
+        }
+    }
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawWindow {
-    #[serde(default)]
-    pub(super) days: Vec<String>,
-    pub(super) from: String,
-    pub(super) to: String,
-    pub(super) time_zone: String,
+    pub(super) days: Option<Spanned<Vec<String>>>,
+    pub(super) from: Spanned<String>,
+    pub(super) to: Spanned<String>,
+    pub(super) time_zone: Spanned<String>,
 }
 
 #[derive(Deserialize)]

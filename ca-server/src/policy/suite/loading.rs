@@ -11,7 +11,7 @@ fn diagnostics_name_file_line_and_column() {
         ("[[rule]]\nname = \"a\"\nprincipals = [\"x\"]\nmax_ttl = \"1d\"\n[rule.match]\ngroups_any = [\"g\"]\n", "p.toml:4:11: max_ttl: invalid duration \"1d\""),
         ("[[rule]]\nname = \"a\"\nprincipals = [\"x\"]\nmax_ttl = \"2h\"\n[rule.match]\ngroups_any = [\"g\"]\n", "p.toml:4:11: max_ttl 2h is above the CA's hard ceiling"),
         ("[[rule]]\nname = \"a\"\nprincipals = [\"x\"]\n[rule.match]\nusername = [\"[ab\"]\n", "p.toml:5:13: username: glob \"[ab\" has an unclosed `[`"),
-        ("[[rule]]\nname = \"a\"\nprincipals = [\"x\"]\n[rule.match]\ngroups_any = [\"g\"]\n[[rule.window]]\nfrom = \"09:00\"\nto = \"17:00\"\ntime_zone = \"Europe/Berlim\"\n", "p.toml:6:1: window: unknown time zone \"Europe/Berlim\""),
+        ("[[rule]]\nname = \"a\"\nprincipals = [\"x\"]\n[rule.match]\ngroups_any = [\"g\"]\n[[rule.window]]\nfrom = \"09:00\"\nto = \"17:00\"\ntime_zone = \"Europe/Berlim\"\n", "p.toml:9:13: window: unknown time zone \"Europe/Berlim\""),
         ("[[rule]]\nname = \"a\"\nprincipals = [\"{username}@corp\"]\n[rule.match]\ngroups_any = [\"g\"]\n", "p.toml:3:15: template \"{username}@corp\" can never expand to a login name"),
         ("[[rule]]\nname = \"a\"\nprincipals = [\"x\"]\n[rule.match]\ngroups_any = [\"g\"]\n[[rule]]\nname = \"a\"\nprincipals = [\"y\"]\n[rule.match]\ngroups_any = [\"g\"]\n", "p.toml:7:8: duplicate rule name \"a\" (first defined at p.toml:2:8)"),
         ("[[rule]]\nname = \"a\"\nprincipals = [\"root\"]\n[rule.match]\ngroups_any = [\"ops\"]\n[[deny]]\nname = \"d\"\nprincipals = [\"root\"]\n", "p.toml:2:8: rule \"a\" is shadowed by deny rule \"d\""),

@@ -15,6 +15,8 @@ mod decisions;
 mod issuers;
 mod loading;
 mod properties;
+mod time;
+mod values;
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};

@@ -9,6 +9,10 @@
 //! verification, proof verification, certificate signing) and reports
 //! issuance rate ÷ (raw limit × server cores). The last line of output is one
 //! JSON object.
+//!
+//! With `--slow N` it is the soak: N slow connections (`slow.rs`) are held
+//! open against the CA for the whole measured window, and the normal
+//! clients' latency shows what they cost everyone else.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
@@ -38,11 +42,14 @@ use rustls_pki_types::pem::PemObject as _;
 use serde_json::{json, Value};
 use ssh_key::{Algorithm, HashAlg, LineEnding, PrivateKey};
 
+mod slow;
+
 const PASSPHRASE: &str = "benchmark passphrase";
 
 struct Args {
     duration: u64,
     concurrency: usize,
+    slow: usize,
     tokens: Option<usize>,
     server: PathBuf,
 }
@@ -51,6 +58,7 @@ fn parse_args() -> Args {
     let mut args = Args {
         duration: 20,
         concurrency: 64,
+        slow: 0,
         tokens: None,
         server: PathBuf::from("target/release/jit-ssh-ca"),
     };
@@ -60,9 +68,10 @@ fn parse_args() -> Args {
         match flag.as_str() {
             "--duration" => args.duration = value().parse().expect("--duration SECS"),
             "--concurrency" => args.concurrency = value().parse().expect("--concurrency N"),
+            "--slow" => args.slow = value().parse().expect("--slow N"),
             "--tokens" => args.tokens = Some(value().parse().expect("--tokens N")),
             "--server" => args.server = PathBuf::from(value()),
-            other => panic!("unknown argument {other}; use --duration SECS --concurrency N [--tokens N] [--server PATH]"),
+            other => panic!("unknown argument {other}; use --duration SECS --concurrency N [--slow N] [--tokens N] [--server PATH]"),
         }
     }
     args
@@ -321,11 +330,13 @@ fn clock_ticks_per_sec() -> u64 {
         .unwrap_or(100)
 }
 
-fn peak_rss_mb(pid: u32) -> f64 {
+/// A memory figure of `pid` from /proc (`VmHWM:` the peak resident set,
+/// `VmRSS:` the resident set now), in MB.
+fn memory_mb(pid: u32, field: &str) -> f64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
     status
         .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .find_map(|l| l.strip_prefix(field))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
         .map_or(0.0, |kb| kb / 1024.0)
 }
@@ -546,6 +557,17 @@ fn main() {
         }
         connections
     });
+    let slow = (args.slow > 0).then(|| {
+        let _entered = runtime.enter();
+        let clients = slow::SlowClients::start(args.slow, authority.parse().unwrap(), tls.clone());
+        eprintln!("holding {} slow connections...", args.slow);
+        clients
+    });
+    if slow.is_some() {
+        // Every slow client connected and started its slow part.
+        runtime.block_on(async { tokio::time::sleep(Duration::from_secs(3)).await });
+    }
+    let rss_before = memory_mb(pid, "VmRSS:");
     let ticks_before = cpu_ticks(pid);
     let own_before = cpu_ticks(std::process::id());
     let machine_before = machine_ticks();
@@ -613,7 +635,15 @@ fn main() {
     let ticks_after = cpu_ticks(pid);
     let own_after = cpu_ticks(std::process::id());
     let machine_after = machine_ticks();
-    let rss = peak_rss_mb(pid);
+    let rss = memory_mb(pid, "VmHWM:");
+    let rss_under_load = memory_mb(pid, "VmRSS:");
+    let closed_slow = slow
+        .map(|slow| {
+            let closed = slow.closed_by_server.load(Ordering::Relaxed);
+            slow.stop();
+            closed
+        })
+        .unwrap_or(0);
     let exhausted = next.load(Ordering::Relaxed) >= prepared.len();
 
     let mut latencies: Vec<u32> = results.iter().flat_map(|r| r.0.iter().copied()).collect();
@@ -712,6 +742,9 @@ fn main() {
         "concurrency": args.concurrency,
         "duration_s": args.duration,
         "failed": failed,
+        "slow_connections": args.slow,
+        "slow_closed_by_server": closed_slow,
+        "rss_mb_before_after": [(rss_before * 10.0).round() / 10.0, (rss_under_load * 10.0).round() / 10.0],
         "synchronous": "FULL",
     });
     println!("{summary}");
