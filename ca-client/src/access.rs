@@ -453,7 +453,8 @@ impl<'a> TokenMaker<'a> {
                 &session.info.issuer,
                 &session.info.client_id,
             )
-            .await?;
+            .await?
+            .with_client_secret(session.info.client_secret.as_deref());
             match provider.refresh(&session.refresh_token).await {
                 Ok(tokens) => {
                     // Refresh tokens rotate: keep the new one now.
@@ -486,8 +487,9 @@ impl<'a> TokenMaker<'a> {
                 "pick the identity provider with --issuer (or sign in once with `jit-ssh login`)",
             )
         })?;
-        let provider =
-            Provider::discover(self.ca.http(), &issuer.issuer, &issuer.client_id).await?;
+        let provider = Provider::discover(self.ca.http(), &issuer.issuer, &issuer.client_id)
+            .await?
+            .with_sign_in(issuer)?;
         let scopes = provider.scopes(&issuer.scopes);
         // The token is bound to a fresh key by its nonce, as at `login`, so
         // that the sign-in session kept below is one `login` could have made.
@@ -522,6 +524,7 @@ impl<'a> TokenMaker<'a> {
                 issuer_name: issuer.name.clone(),
                 issuer: issuer.issuer.clone(),
                 client_id: issuer.client_id.clone(),
+                client_secret: issuer.public_client_secret.clone(),
                 storage: if agent_up {
                     Storage::Agent
                 } else {

@@ -181,6 +181,13 @@ impl From<ClientError> for CliError {
                          granted (drop --principal to get all of them)"
                     ),
                 ),
+                ErrorCode::GroupsOverage => CliError::new(
+                    Failure::CaRefused,
+                    format!(
+                        "the CA refused the request ({status} {code}): {message}; signing in \
+                         again gives the same answer: tell the identity provider's administrators"
+                    ),
+                ),
                 // Every other refusal (token, proof, key, limits, and codes
                 // of newer CAs this client does not know) is said as the CA
                 // words it.

@@ -6,10 +6,18 @@
 //! The ID token's `nonce` is always the one derived from the session key
 //! (`ca_proto::nonce_for_key`); the CA checks it, so the client does not
 //! verify the token itself (it would need the same keys the CA already uses).
+//!
+//! What the CA publishes for an issuer shapes the exchange: the browser
+//! sign-in carries its `auth_params` (`prompt=consent`, without which strict
+//! providers grant no refresh token), and its public-client secret goes to
+//! the token and revocation endpoints of providers that demand one of
+//! installed apps (Google), which document it as not confidential.
 
 use std::borrow::Cow;
+use std::collections::BTreeMap;
 use std::time::Duration;
 
+use ca_proto::IssuerInfo;
 use jit_ssh_common::http::OidcHttp;
 use jit_ssh_common::secret::constant_time_eq;
 use jit_ssh_common::{error_chain, Secret};
@@ -20,9 +28,10 @@ use openidconnect::core::{
     CoreResponseMode, CoreResponseType, CoreSubjectIdentifierType,
 };
 use openidconnect::{
-    AdditionalProviderMetadata, AuthorizationCode, ClientId, CsrfToken, DeviceAuthorizationUrl,
-    DeviceCodeErrorResponseType, IssuerUrl, Nonce, OAuth2TokenResponse as _, PkceCodeChallenge,
-    ProviderMetadata, RedirectUrl, RefreshToken, RequestTokenError, Scope, TokenResponse as _,
+    AdditionalProviderMetadata, AuthType, AuthorizationCode, ClientId, ClientSecret, CsrfToken,
+    DeviceAuthorizationUrl, DeviceCodeErrorResponseType, IssuerUrl, Nonce,
+    OAuth2TokenResponse as _, PkceCodeChallenge, ProviderMetadata, RedirectUrl, RefreshToken,
+    RequestTokenError, Scope, TokenResponse as _,
 };
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
@@ -117,7 +126,49 @@ pub struct Provider {
     pub metadata: Metadata,
     /// OAuth client ID the CA told us to use.
     pub client_id: String,
+    /// The public-client secret the CA published for this issuer, if any.
+    client_secret: Option<String>,
+    /// Extra parameters of the browser sign-in's authorization request.
+    auth_params: BTreeMap<String, String>,
     http: reqwest::Client,
+}
+
+/// Authorization parameters this client sets itself, which no published
+/// `auth_params` may replace.
+const OWN_PARAMS: &[&str] = &[
+    "client_id",
+    "redirect_uri",
+    "response_type",
+    "response_mode",
+    "scope",
+    "state",
+    "nonce",
+    "code_challenge",
+    "code_challenge_method",
+    "request",
+    "request_uri",
+];
+
+/// The one line `login` prints when the provider granted no refresh token:
+/// silent renewal is off, why, and who can change it.
+pub fn renewal_off_note(issuer: &IssuerInfo) -> String {
+    let why = match issuer.auth_params.get("prompt") {
+        Some(prompt) if prompt.split(' ').any(|p| p == "consent") => format!(
+            "it was asked for offline_access with prompt={prompt}: the provider's \
+             administrators must allow client {} the refresh_token grant",
+            issuer.client_id
+        ),
+        _ => format!(
+            "it was asked for offline_access without prompt=consent, which strict providers \
+             require: the CA's operators can set prompt = \"consent\" for issuer {}",
+            issuer.name
+        ),
+    };
+    format!(
+        "Silent renewal is off: the identity provider {} granted no refresh token ({why}), so \
+         `jit-ssh ensure` will need the browser when this certificate expires.",
+        issuer.issuer
+    )
 }
 
 impl Provider {
@@ -138,8 +189,36 @@ impl Provider {
         Ok(Provider {
             metadata,
             client_id: client_id.to_string(),
+            client_secret: None,
+            auth_params: BTreeMap::new(),
             http: http.clone(),
         })
+    }
+
+    /// What the CA published for signing in with `issuer`: its
+    /// authorization parameters and public-client secret.
+    pub fn with_sign_in(mut self, issuer: &IssuerInfo) -> Result<Provider, OidcError> {
+        if let Some(own) = issuer
+            .auth_params
+            .keys()
+            .find(|k| OWN_PARAMS.contains(&k.as_str()))
+        {
+            return Err(OidcError::Local(format!(
+                "the CA publishes the sign-in parameter {own:?} for issuer {}, which this \
+                 client sets itself",
+                issuer.name
+            )));
+        }
+        self.auth_params = issuer.auth_params.clone();
+        self.client_secret = issuer.public_client_secret.clone();
+        Ok(self)
+    }
+
+    /// The public-client secret a stored session's issuer needs at the
+    /// token endpoint (renewal, revocation).
+    pub fn with_client_secret(mut self, secret: Option<&str>) -> Provider {
+        self.client_secret = secret.map(str::to_string);
+        self
     }
 
     /// `scopes`, plus `offline_access` when the provider offers it.
@@ -165,11 +244,29 @@ impl Provider {
         openidconnect::EndpointMaybeSet,
         openidconnect::EndpointMaybeSet,
     > {
-        CoreClient::from_provider_metadata(
+        let client = CoreClient::from_provider_metadata(
             self.metadata.clone(),
             ClientId::new(self.client_id.clone()),
-            None,
-        )
+            self.client_secret.clone().map(ClientSecret::new),
+        );
+        if self.secret_in_body() {
+            client.set_auth_type(AuthType::RequestBody)
+        } else {
+            client
+        }
+    }
+
+    /// Whether a client secret goes in the request body
+    /// (`client_secret_post`): only where the provider offers that and not
+    /// `client_secret_basic`, which is the default of RFC 6749 and OpenID
+    /// discovery.
+    fn secret_in_body(&self) -> bool {
+        self.metadata
+            .token_endpoint_auth_methods_supported()
+            .is_some_and(|methods| {
+                methods.contains(&CoreClientAuthMethod::ClientSecretPost)
+                    && !methods.contains(&CoreClientAuthMethod::ClientSecretBasic)
+            })
     }
 
     /// Authorization code + PKCE with a loopback redirect: opens `url` with
@@ -203,6 +300,9 @@ impl Provider {
             .set_pkce_challenge(challenge);
         for scope in scopes.iter().filter(|s| *s != "openid") {
             request = request.add_scope(Scope::new(scope.clone()));
+        }
+        for (name, value) in &self.auth_params {
+            request = request.add_extra_param(name.clone(), value.clone());
         }
         let (url, state, _) = request.url();
         ui.prompt(&format!(
@@ -353,14 +453,30 @@ impl Provider {
                 "refusing to send the refresh token to a non-https revocation endpoint {url}"
             )));
         }
-        let response = self
-            .http
-            .post(url)
-            .form(&[
-                ("token", refresh_token.expose_secret()),
-                ("token_type_hint", "refresh_token"),
-                ("client_id", self.client_id.as_str()),
-            ])
+        let mut form = vec![
+            ("token", refresh_token.expose_secret()),
+            ("token_type_hint", "refresh_token"),
+        ];
+        let mut request = self.http.post(url);
+        match &self.client_secret {
+            Some(secret) if self.secret_in_body() => {
+                form.extend([
+                    ("client_id", self.client_id.as_str()),
+                    ("client_secret", secret),
+                ]);
+            }
+            // RFC 6749 §2.3.1: both form-encoded inside the Basic credentials.
+            Some(secret) => {
+                let encode = |s: &str| {
+                    openidconnect::url::form_urlencoded::byte_serialize(s.as_bytes())
+                        .collect::<String>()
+                };
+                request = request.basic_auth(encode(&self.client_id), Some(encode(secret)));
+            }
+            None => form.push(("client_id", self.client_id.as_str())),
+        }
+        let response = request
+            .form(&form)
             .send()
             .await
             .map_err(|e| self.unreachable(error_chain(&e)))?;

@@ -34,6 +34,10 @@ pub struct SessionInfo {
     pub issuer: String,
     /// OAuth client ID.
     pub client_id: String,
+    /// The issuer's public-client secret (not confidential: the CA
+    /// publishes it to everyone), which its token endpoint requires.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_secret: Option<String>,
     /// Where renewals put the certificate.
     pub storage: Storage,
     /// `--confirm` was asked.

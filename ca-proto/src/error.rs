@@ -100,6 +100,10 @@ wire_names! {
         HeadersTooLarge = "headers_too_large",
         /// The request body did not arrive within the body deadline.
         BodyTimeout = "body_timeout",
+        /// The ID token refers to the user's groups instead of carrying
+        /// them (Entra ID's groups overage); the provider must be set up to
+        /// send fewer.
+        GroupsOverage = "groups_overage",
         /// The access request's policy rules changed since it was made so
         /// that approvals under them no longer count; ask again.
         RulesChanged = "rules_changed",

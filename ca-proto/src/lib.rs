@@ -7,6 +7,8 @@
 //! sends a field the server does not understand gets an error rather than a
 //! certificate that silently ignores what it asked for.
 
+use std::collections::BTreeMap;
+
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use serde::{Deserialize, Serialize};
@@ -248,6 +250,19 @@ pub struct IssuerInfo {
     pub client_id: String,
     /// Scopes clients should request.
     pub scopes: Vec<String>,
+    /// Extra parameters of the browser sign-in's authorization request, such
+    /// as `prompt=consent`, without which strict providers (OpenID Connect
+    /// Core §11) grant no refresh token, or Google's `access_type=offline`.
+    /// Never one the client sets itself (`client_id`, `redirect_uri`,
+    /// `scope`, `state`, `nonce`, PKCE, `response_type`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub auth_params: BTreeMap<String, String>,
+    /// The client secret of an installed-app (public) client whose provider
+    /// requires one at its token endpoint although it is not confidential
+    /// (Google). It is published to every client, so it is no credential:
+    /// neither the CA nor the client relies on it for anything.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub public_client_secret: Option<String>,
 }
 
 /// SSHSIG namespace of an owner's request to revoke their own certificate.

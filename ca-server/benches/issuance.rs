@@ -94,6 +94,7 @@ fn token_verification(c: &mut Criterion) {
             email_domains: Vec::new(),
             scopes: vec!["openid".into()],
             nonce: ca_server::config::NonceRule::default(),
+            provider: ca_server::config::ProviderSettings::default(),
         },
         format!("{issuer}/jwks"),
         jwks.to_string().as_bytes(),

@@ -252,6 +252,7 @@ pub(crate) mod tests {
             email_domains: Vec::new(),
             scopes: vec!["openid".into()],
             nonce: crate::config::NonceRule::default(),
+            provider: crate::config::ProviderSettings::default(),
         }
     }
 

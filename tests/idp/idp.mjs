@@ -13,6 +13,8 @@
 //   pipe to our stdin; when it dies the pipe closes and we exit). Do not start it with stdin
 //   connected to /dev/null: that is an immediate EOF and the IdP exits right away.
 // * State (sessions, grants, codes, tokens) is in memory only.
+// * Refresh tokens as oidc-provider ships: OIDC Core §11, offline_access is ignored unless the
+//   authorization request says prompt=consent (the device flow has no prompt and keeps it).
 
 import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
@@ -55,7 +57,10 @@ const idTokenTtl = Number(args['id-token-ttl']);
 if (!Number.isInteger(idTokenTtl) || idTokenTtl <= 0) fail(`invalid --id-token-ttl ${args['id-token-ttl']}`);
 
 // ---------------------------------------------------------------------------------------------
-// Users: { "<username>": { sub, name, email, email_verified, groups } }
+// Users: { "<username>": { sub, name, email, email_verified, groups, hd, _claim_names,
+// _claim_sources } }: hd as Google's ID tokens carry it, _claim_names/_claim_sources as Entra ID's
+// groups overage (OIDC Core §5.6.2 distributed claims). A user whose preferred_username is null
+// has none (Google's tokens carry none); otherwise it defaults to the user's key.
 let users;
 try {
   users = JSON.parse(fs.readFileSync(args.users, 'utf8'));
@@ -65,7 +70,7 @@ try {
 const usersBySub = new Map();
 for (const [username, u] of Object.entries(users)) {
   u.sub ||= `user-${username}`;
-  u.preferred_username ||= username;
+  if (u.preferred_username === undefined) u.preferred_username = username;
   usersBySub.set(u.sub, u);
 }
 
@@ -118,7 +123,7 @@ const publicClient = (clientId, extra = {}) => ({
 
 const SCOPE_CLAIMS = {
   openid: ['sub'],
-  email: ['email', 'email_verified'],
+  email: ['email', 'email_verified', 'hd'],
   profile: ['name', 'preferred_username'],
   groups: ['groups'],
 };
@@ -130,6 +135,14 @@ const configuration = {
     publicClient('jit-ssh-es384', { id_token_signed_response_alg: 'ES384' }),
     publicClient('jit-ssh-eddsa', { id_token_signed_response_alg: 'EdDSA' }),
     publicClient('other-app'),
+    // Google's installed-app shape: a native client that must present its (not confidential)
+    // client secret at the token endpoint.
+    publicClient('jit-ssh-google', {
+      client_secret: 'GOCSPX-public-installed-app-secret',
+      token_endpoint_auth_method: 'client_secret_basic',
+    }),
+    // A client its administrators did not allow the refresh_token grant.
+    publicClient('jit-ssh-no-refresh', { grant_types: ['authorization_code'] }),
   ],
   clientDefaults: { id_token_signed_response_alg: 'RS256' },
   jwks: { keys: keys.map((k) => k.jwk) },
@@ -180,10 +193,13 @@ const configuration = {
         return {
           sub,
           name: u.name,
-          preferred_username: u.preferred_username,
+          preferred_username: u.preferred_username ?? undefined,
           email: u.email,
           email_verified: u.email_verified,
           groups: u.groups,
+          hd: u.hd,
+          _claim_names: u._claim_names,
+          _claim_sources: u._claim_sources,
         };
       },
     };
@@ -325,20 +341,6 @@ provider.use(async (ctx, next) => {
   ctx.status = 405;
   ctx.body = 'method not allowed\n';
   return undefined;
-});
-
-// OIDC Core: offline_access is dropped unless prompt=consent was requested. Our login route
-// always records consent, so when a client asks for offline_access without any prompt we add
-// prompt=consent ourselves (GET /auth only) so that refresh tokens are issued.
-provider.use(async (ctx, next) => {
-  if (ctx.method === 'GET' && ctx.path === '/auth') {
-    const q = new URLSearchParams(ctx.querystring);
-    if ((q.get('scope') || '').split(' ').includes('offline_access') && !q.has('prompt')) {
-      q.set('prompt', 'consent');
-      ctx.querystring = q.toString();
-    }
-  }
-  return next();
 });
 
 server.on('request', provider.callback());

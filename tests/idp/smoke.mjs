@@ -175,7 +175,7 @@ async function interactionLogin(jar, issuer, interactionUrl, username) {
   return new URL(login.location, issuer).href;
 }
 
-async function authCodeFlow(ctx, { clientId, username, scope = 'openid email profile groups offline_access' }) {
+async function authCodeFlow(ctx, { clientId, username, scope = 'openid email profile groups offline_access', prompt = 'consent' }) {
   const { issuer, disco } = ctx;
   const jar = new Jar();
   const verifier = b64u(crypto.randomBytes(32));
@@ -193,6 +193,7 @@ async function authCodeFlow(ctx, { clientId, username, scope = 'openid email pro
     nonce,
     code_challenge: challenge,
     code_challenge_method: 'S256',
+    ...(prompt ? { prompt } : {}),
   }).toString();
 
   // 1. GET /auth -> 303 /interaction/:uid (sets _interaction + _interaction_resume cookies)
@@ -310,6 +311,11 @@ async function main() {
   const other = await authCodeFlow(ctx, { clientId: 'other-app', username: 'alice', scope: 'openid email profile groups' });
   check('other-app id_token aud = other-app', decodeJwt(other.tokens.id_token).payload.aud === 'other-app');
   check('no refresh_token without offline_access', other.tokens.refresh_token === undefined);
+  // As shipped (OIDC Core §11): offline_access without prompt=consent is ignored.
+  const noPrompt = await authCodeFlow(ctx, { clientId: 'jit-ssh', username: 'bob', prompt: null });
+  check('no refresh_token for offline_access without prompt=consent', noPrompt.tokens.refresh_token === undefined);
+  const noGrant = await authCodeFlow(ctx, { clientId: 'jit-ssh-no-refresh', username: 'bob' });
+  check('no refresh_token for a client without the refresh_token grant', noGrant.tokens.refresh_token === undefined);
 
   // Negative: PKCE is required, unknown user rejected
   {
@@ -325,7 +331,7 @@ async function main() {
     u.searchParams.set('code_challenge_method', 'S256');
     const r2 = await req(jar, 'GET', u.href);
     const uid = new URL(r2.location, issuer).pathname.split('/')[2];
-    const bad = await req(jar, 'POST', `${issuer}/interaction/${uid}/login`, { form: { login: 'mallory' } });
+    const bad = await req(jar, 'POST', `${issuer}/interaction/${uid}/login`, { form: { login: 'nobody' } });
     check('unknown user -> 400', bad.status === 400, bad.status);
     const wrongRedirect = new URL(u.href);
     wrongRedirect.searchParams.set('redirect_uri', 'http://127.0.0.1:45678/other');

@@ -171,6 +171,10 @@ async fn config(State(shared): State<Arc<Mutex<Shared>>>) -> Json<CaConfig> {
             scopes: ["openid", "email", "profile", "groups", "offline_access"]
                 .map(String::from)
                 .to_vec(),
+            // As the real CA publishes by default: without it the test IdP,
+            // as shipped, grants no refresh token.
+            auth_params: [("prompt".to_string(), "consent".to_string())].into(),
+            public_client_secret: None,
         }],
         user_ca_keys: shared.keys.iter().map(line).collect(),
         host_ca_keys: vec![line(&random_key())],

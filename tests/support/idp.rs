@@ -105,6 +105,8 @@ impl Idp {
             ("response_type", "code".into()),
             ("redirect_uri", REDIRECT_URI.into()),
             ("scope", "openid email profile groups offline_access".into()),
+            // OIDC Core §11: without it the provider ignores offline_access.
+            ("prompt", "consent".into()),
             ("state", state.clone()),
             ("code_challenge", pkce.challenge.clone()),
             ("code_challenge_method", "S256".into()),

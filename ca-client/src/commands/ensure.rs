@@ -117,7 +117,8 @@ pub fn ensure(env: &Env, target: &CaTarget, options: &EnsureOptions) -> Result<E
             let trust = ca_trust(env, target, &slug, &config, &[])?;
             let provider =
                 Provider::discover(ca.http(), &session.info.issuer, &session.info.client_id)
-                    .await?;
+                    .await?
+                    .with_client_secret(session.info.client_secret.as_deref());
             let tokens = match provider.refresh(&session.refresh_token).await {
                 Ok(tokens) => tokens,
                 Err(crate::oidc::OidcError::RefreshRefused(reason)) => {

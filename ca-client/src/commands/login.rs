@@ -92,7 +92,9 @@ pub(super) async fn login_async(
             refresh_token: None,
         },
         TokenSource::Interactive { flow, timeout } => {
-            let provider = Provider::discover(ca.http(), &issuer.issuer, &issuer.client_id).await?;
+            let provider = Provider::discover(ca.http(), &issuer.issuer, &issuer.client_id)
+                .await?
+                .with_sign_in(issuer)?;
             let scopes = provider.scopes(&issuer.scopes);
             let browser = env.browser.as_deref();
             match flow {
@@ -115,6 +117,7 @@ pub(super) async fn login_async(
         issuer_name: issuer.name.clone(),
         issuer: issuer.issuer.clone(),
         client_id: issuer.client_id.clone(),
+        client_secret: issuer.public_client_secret.clone(),
         storage,
         confirm: options.confirm,
         principals: options.principals.clone(),
@@ -137,6 +140,9 @@ pub(super) async fn login_async(
         None => {
             // A previous login's session belongs to a key that is now replaced.
             session.delete().map_err(CliError::other)?;
+            if !matches!(origin, Origin::Given) {
+                env.ui.warn(&crate::oidc::renewal_off_note(issuer));
+            }
         }
     }
     say_remembered(env, target, &slug);

@@ -64,7 +64,8 @@ pub fn logout(env: &Env, target: &CaTarget) -> Result<LoggedOut, CliError> {
             let ca = target.client()?;
             let provider =
                 Provider::discover(ca.http(), &session.info.issuer, &session.info.client_id)
-                    .await?;
+                    .await?
+                    .with_client_secret(session.info.client_secret.as_deref());
             Ok::<_, CliError>(provider.revoke(&session.refresh_token).await?)
         });
         match result {

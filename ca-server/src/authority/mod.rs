@@ -176,6 +176,8 @@ impl Authority {
                     issuer: i.issuer.clone(),
                     client_id: i.client_id.clone(),
                     scopes: i.scopes.clone(),
+                    auth_params: i.provider.auth_params.clone(),
+                    public_client_secret: i.provider.public_client_secret.clone(),
                 })
                 .collect(),
             user_ca_keys: self.keys.user.trusted_lines(),

@@ -3,14 +3,22 @@
 //! http only on loopback); its username claim can name a user, and an
 //! email-named issuer lists the domains whose addresses name users; its
 //! nonce rule (`require_nonce`, `nonce_session`) is bounded.
+//!
+//! It also says what clients send when they sign in ([`sign_in`]): the
+//! extra authorization parameters a provider needs before it grants a
+//! refresh token, and the public-client secret some providers demand of
+//! installed apps. Microsoft Entra ID issuers must name one tenant, and
+//! say explicitly how a user principal name becomes a login name.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::time::Duration;
 
 use serde::Deserialize;
 
 use super::duration_field;
 use super::urls::https_or_loopback;
+
+mod sign_in;
 
 /// Which claim names the user.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -49,6 +57,27 @@ pub struct IssuerConfig {
     pub email_domains: Vec<String>,
     /// Whether a certificate needs a token bound to its key by a nonce.
     pub nonce: NonceRule,
+    /// What this provider needs in particular (sign-in parameters, public
+    /// client secret, user principal names).
+    pub provider: ProviderSettings,
+}
+
+/// The settings particular to some providers; the default suits a provider
+/// that needs none of them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ProviderSettings {
+    /// With `username_claim = "preferred_username"`: when not empty,
+    /// `preferred_username` is a user principal name (`user@domain`, as
+    /// Entra ID writes it) whose domain must be one of these, lower-cased,
+    /// and whose local part is the login name.
+    pub upn_domains: Vec<String>,
+    /// Extra parameters of the browser sign-in's authorization request
+    /// (`prompt`, Google's `access_type`), published to clients.
+    pub auth_params: BTreeMap<String, String>,
+    /// The public-client secret clients present at the provider's token
+    /// endpoint (Google's installed apps). Published to everyone: not a
+    /// credential, and the CA never uses it.
+    pub public_client_secret: Option<String>,
 }
 
 /// How an issuer's ID tokens must be bound to the key they certify
@@ -89,22 +118,22 @@ pub(super) struct RawIssuer {
     name: String,
     issuer: String,
     client_id: String,
-    #[serde(default = "default_username_claim")]
-    username_claim: String,
+    username_claim: Option<String>,
     #[serde(default = "default_groups_claim")]
     groups_claim: String,
-    #[serde(default = "default_scopes")]
-    scopes: Vec<String>,
+    scopes: Option<Vec<String>>,
     #[serde(default)]
     email_domains: Vec<String>,
     #[serde(default = "default_require_nonce")]
     require_nonce: bool,
     #[serde(default = "default_nonce_session")]
     nonce_session: String,
-}
-
-fn default_username_claim() -> String {
-    "preferred_username".into()
+    #[serde(default)]
+    upn_domains: Vec<String>,
+    prompt: Option<String>,
+    #[serde(default)]
+    auth_params: BTreeMap<String, String>,
+    public_client_secret: Option<String>,
 }
 fn default_groups_claim() -> String {
     "groups".into()
@@ -169,20 +198,31 @@ impl RawIssuer {
         if self.client_id.is_empty() {
             return Err(format!("[[oidc]] {}: client_id is empty", self.name));
         }
-        let username_claim = match self.username_claim.as_str() {
+        sign_in::check_entra(&self)?;
+        let username_claim_text = self
+            .username_claim
+            .clone()
+            .unwrap_or_else(|| "preferred_username".into());
+        let username_claim = match username_claim_text.as_str() {
             "preferred_username" => UsernameClaim::PreferredUsername,
             "email" => UsernameClaim::Email,
             "" | "iss" | "aud" | "azp" | "exp" | "iat" | "nbf" | "nonce" | "sub" => {
                 return Err(format!(
                     "[[oidc]] {}: username_claim {:?} cannot name a user \
                      (use \"preferred_username\", \"email\", or a claim such as \"repository\")",
-                    self.name, self.username_claim
+                    self.name, username_claim_text
                 ))
             }
             other => UsernameClaim::Claim(other.to_string()),
         };
         let email_domains = self.checked_email_domains(&username_claim)?;
-        if !self.scopes.iter().any(|s| s == "openid") {
+        let upn_domains = self.checked_upn_domains(&username_claim)?;
+        let auth_params = sign_in::auth_params(&self)?;
+        let public_client_secret = sign_in::public_client_secret(&self)?;
+        let scopes = self.scopes.clone().unwrap_or_else(|| {
+            sign_in::default_scopes(&self.issuer).unwrap_or_else(default_scopes)
+        });
+        if !scopes.iter().any(|s| s == "openid") {
             return Err(format!(
                 "[[oidc]] {}: scopes must include \"openid\"",
                 self.name
@@ -202,13 +242,34 @@ impl RawIssuer {
             client_id: self.client_id,
             username_claim,
             groups_claim: self.groups_claim,
-            scopes: self.scopes,
+            scopes,
             email_domains,
             nonce: NonceRule {
                 required: self.require_nonce,
                 session,
             },
+            provider: ProviderSettings {
+                upn_domains,
+                auth_params,
+                public_client_secret,
+            },
         })
+    }
+
+    /// `upn_domains`, lower-cased: only with `username_claim =
+    /// "preferred_username"`, the claim it reads.
+    fn checked_upn_domains(&self, username_claim: &UsernameClaim) -> Result<Vec<String>, String> {
+        if self.upn_domains.is_empty() {
+            return Ok(Vec::new());
+        }
+        if *username_claim != UsernameClaim::PreferredUsername {
+            return Err(format!(
+                "[[oidc]] {}: upn_domains applies only with username_claim = \"preferred_username\" \
+                 (it says that claim is a user principal name, user@domain)",
+                self.name
+            ));
+        }
+        checked_domains(&self.name, "upn_domains", &self.upn_domains)
     }
 
     /// `email_domains`, lower-cased: required with `username_claim =
@@ -233,32 +294,38 @@ impl RawIssuer {
                  the provider vouches for would be the same user"
             ));
         }
-        let mut domains = Vec::new();
-        for domain in &self.email_domains {
-            let lowered = domain.to_ascii_lowercase();
-            let well_formed = lowered.contains('.')
-                && lowered.len() <= 253
-                && lowered.split('.').all(|label| {
-                    !label.is_empty()
-                        && label.len() <= 63
-                        && !label.starts_with('-')
-                        && !label.ends_with('-')
-                        && label
-                            .chars()
-                            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
-                });
-            if !well_formed {
-                return Err(format!(
-                    "[[oidc]] {name}: email_domains entry {domain:?} is not a domain name \
-                     (write the part after '@', e.g. \"corp.example\"; no wildcards)"
-                ));
-            }
-            if !domains.contains(&lowered) {
-                domains.push(lowered);
-            }
-        }
-        Ok(domains)
+        checked_domains(name, "email_domains", &self.email_domains)
     }
+}
+
+/// A list of domain names, lower-cased and without repeats; `field` names it
+/// in the error.
+fn checked_domains(name: &str, field: &str, listed: &[String]) -> Result<Vec<String>, String> {
+    let mut domains = Vec::new();
+    for domain in listed {
+        let lowered = domain.to_ascii_lowercase();
+        let well_formed = lowered.contains('.')
+            && lowered.len() <= 253
+            && lowered.split('.').all(|label| {
+                !label.is_empty()
+                    && label.len() <= 63
+                    && !label.starts_with('-')
+                    && !label.ends_with('-')
+                    && label
+                        .chars()
+                        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+            });
+        if !well_formed {
+            return Err(format!(
+                "[[oidc]] {name}: {field} entry {domain:?} is not a domain name \
+                     (write the part after '@', e.g. \"corp.example\"; no wildcards)"
+            ));
+        }
+        if !domains.contains(&lowered) {
+            domains.push(lowered);
+        }
+    }
+    Ok(domains)
 }
 
 #[cfg(test)]

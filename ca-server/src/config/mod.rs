@@ -38,7 +38,8 @@ mod webhooks;
 pub use certs::{CertSettings, MAX_TTL_CEILING};
 pub use client::ClientSettings;
 pub use issuers::{
-    IssuerConfig, NonceRule, UsernameClaim, DEFAULT_NONCE_SESSION, MAX_NONCE_SESSION,
+    IssuerConfig, NonceRule, ProviderSettings, UsernameClaim, DEFAULT_NONCE_SESSION,
+    MAX_NONCE_SESSION,
 };
 pub use limits::{
     ConnectionLimits, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_CONNECTIONS_PER_ADDRESS,

@@ -169,6 +169,7 @@ pub async fn run(
             required: false,
             ..NonceRule::default()
         },
+        provider: crate::config::ProviderSettings::default(),
     };
     let policy_dir = match &options.policy_dir {
         Some(dir) => dir.clone(),

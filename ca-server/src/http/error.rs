@@ -212,8 +212,15 @@ impl ApiError {
             // The token is genuine; the CA does not accept its address as
             // naming a user, and signing in again will not change that.
             AuthError::Token(
-                TokenError::EmailNotVerified | TokenError::EmailDomainNotAccepted { .. },
+                TokenError::EmailNotVerified
+                | TokenError::EmailDomainNotAccepted { .. }
+                | TokenError::UpnDomainNotAccepted { .. },
             ) => (StatusCode::FORBIDDEN, ErrorCode::EmailNotAccepted),
+            // Signing in again gives the same token: only the identity
+            // provider's configuration can change the answer.
+            AuthError::Token(TokenError::GroupsOverage(_)) => {
+                (StatusCode::FORBIDDEN, ErrorCode::GroupsOverage)
+            }
             AuthError::Replayed => (StatusCode::UNAUTHORIZED, ErrorCode::ReplayedToken),
             AuthError::RateLimited(_) => (StatusCode::TOO_MANY_REQUESTS, ErrorCode::RateLimited),
             AuthError::RevokedIdentity(_) => (StatusCode::FORBIDDEN, ErrorCode::RevokedIdentity),

@@ -52,6 +52,9 @@ pub fn identity_from_claims(
         .and_then(Value::as_str)
         .map(String::from);
     let username = match &config.username_claim {
+        UsernameClaim::PreferredUsername if !config.provider.upn_domains.is_empty() => {
+            super::shapes::upn_login_name(&claims, &config.provider.upn_domains)?
+        }
         UsernameClaim::PreferredUsername => {
             let value = claims
                 .get("preferred_username")
@@ -85,6 +88,7 @@ pub fn identity_from_claims(
         }
     }
     .ok_or(TokenError::InvalidUsername)?;
+    super::shapes::refuse_groups_overage(&config.groups_claim, &claims)?;
     let groups = match claims.get(&config.groups_claim) {
         Some(Value::Array(items)) => items
             .iter()

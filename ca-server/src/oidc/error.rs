@@ -77,6 +77,20 @@ pub enum TokenError {
     /// The username claim is not usable as a login name.
     #[error("the username claim cannot name a user: preferred_username (or the local part of email) must already be a Unix login name (lower-case letters, digits, '.', '_', '-', starting with a letter or '_', at most 32); the CA rewrites no name, so \"Alice\" is refused, not folded to \"alice\"")]
     InvalidUsername,
+    /// `preferred_username` is a user principal name of a domain that is
+    /// not one of the issuer's `upn_domains`.
+    #[error("the token's user principal name is of domain {domain:?}, which this CA does not accept (accepted: {accepted}); its users are named by the name's local part, so only listed domains may sign in")]
+    UpnDomainNotAccepted {
+        /// The name's domain, lower-cased.
+        domain: String,
+        /// The issuer's `upn_domains`, comma-separated.
+        accepted: String,
+    },
+    /// The groups claim is not in the token but announced as held elsewhere
+    /// (Entra ID's groups overage: `_claim_names`), so the user's groups
+    /// are unknown.
+    #[error("the ID token does not carry the user's {0:?} claim but refers to it elsewhere (a groups overage: the user is in more groups than the token can hold); the CA does not fetch them and will not decide as if there were none. The identity provider's administrators should emit only the groups assigned to the application, or app roles, instead of every group")]
+    GroupsOverage(String),
     /// The issuer's keys cannot be fetched right now.
     #[error("identity provider {0} is unavailable")]
     IssuerUnavailable(String),

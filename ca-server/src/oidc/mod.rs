@@ -37,6 +37,7 @@
 mod claims;
 mod error;
 mod issuer;
+mod shapes;
 mod signature;
 mod verifier;
 

@@ -28,6 +28,7 @@ pub(super) fn issuer(username_claim: UsernameClaim) -> IssuerConfig {
         groups_claim: "groups".into(),
         scopes: vec!["openid".into()],
         nonce: crate::config::NonceRule::default(),
+        provider: crate::config::ProviderSettings::default(),
     }
 }
 

@@ -96,6 +96,7 @@ pub async fn configured_fixture(configure: impl FnOnce(&mut Config)) -> Fixture 
         email_domains: Vec::new(),
         scopes: vec!["openid".into()],
         nonce: ca_server::config::NonceRule::default(),
+        provider: ca_server::config::ProviderSettings::default(),
     };
     let mut config = Config::with_defaults(
         SocketAddr::from(([127, 0, 0, 1], 0)),

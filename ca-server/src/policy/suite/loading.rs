@@ -182,6 +182,7 @@ fn identity_from_claims_matches_the_servers_mapping() {
         email_domains: Vec::new(),
         scopes: vec!["openid".into()],
         nonce: crate::config::NonceRule::default(),
+        provider: crate::config::ProviderSettings::default(),
     }];
     let id = cli::identity_from_claims(
         &issuers,
