@@ -479,7 +479,9 @@ fn getting_started_host_setup_works_as_written() {
     let commands = localize(&commands);
     let (setup, sshd_line) = commands.trim_end().rsplit_once('\n').unwrap();
     let (status, _, err) = run(
-        Command::new("bash").args(["-euo", "pipefail", "-c", setup]),
+        Command::new("bash")
+            .args(["-euo", "pipefail", "-c", setup])
+            .env("USER", current_user()),
         STARTUP,
     )
     .unwrap();
@@ -506,4 +508,12 @@ fn getting_started_host_setup_works_as_written() {
     assert!(login.status.success(), "{}", login.stderr);
     let (ok, err) = ssh_with_agent(port, &current_user(), &agent.socket);
     assert!(ok, "ssh as in step 4: {err}\n{}", sshd.stderr.text());
+    // The principals file is per account (`%u`): alice's certificate opens
+    // no account but the one whose file names her (nobody is not locked).
+    let (ok, err) = ssh_with_agent(port, "nobody", &agent.socket);
+    assert!(
+        !ok && err.contains("Permission denied"),
+        "alice's certificate opened another account: {err}\n{}",
+        sshd.stderr.text()
+    );
 }

@@ -25,6 +25,18 @@ pub struct DevCa {
     pub process: Running,
 }
 
+/// Stops the CA as a user's Ctrl-C would (SIGTERM), so that dev mode
+/// removes its temporary data directory; a CA that does not exit in time is
+/// killed when its `Running` drops.
+impl Drop for DevCa {
+    fn drop(&mut self) {
+        let pid = self.process.pid().to_string();
+        // Never panic in drop: a CA that exited already is what is wanted.
+        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        let _ = self.process.wait_exit(Duration::from_secs(5));
+    }
+}
+
 impl DevCa {
     /// Runs `jit-ssh-ca dev --listen 127.0.0.1:0 ARGS...`.
     pub fn start(args: &[&str]) -> DevCa {

@@ -5,7 +5,8 @@
 //! One module per party: [`process`] (children and their output), [`wait`]
 //! (bounded waits), [`idp`], [`ca`] (set-up builder, the running CA and its
 //! command line), [`openssh`], [`tls`], [`http_stub`] (a stand-in HTTP
-//! server), [`jws`] (other spellings of a real token), [`client`] (the
+//! server), [`jws`] (other spellings of a real token), [`markdown`] and
+//! [`doc_sandbox`] (the commands in the docs), [`client`] (the
 //! `jit-ssh` binary), [`fake_ca`] (a CA that answers bad certificates on
 //! purpose) and [`dev`] (`jit-ssh-ca dev`).
 //! Every process started here is killed when its handle drops, and every
@@ -17,10 +18,12 @@
 pub mod ca;
 pub mod client;
 pub mod dev;
+pub mod doc_sandbox;
 pub mod fake_ca;
 pub mod http_stub;
 pub mod idp;
 pub mod jws;
+pub mod markdown;
 pub mod openssh;
 pub mod process;
 pub mod tls;
