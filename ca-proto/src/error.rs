@@ -104,6 +104,9 @@ wire_names! {
         /// them (Entra ID's groups overage); the provider must be set up to
         /// send fewer.
         GroupsOverage = "groups_overage",
+        /// The access request's policy rules changed since it was made so
+        /// that approvals under them no longer count; ask again.
+        RulesChanged = "rules_changed",
     }
 }
 

@@ -19,7 +19,7 @@
 use serde::Serialize;
 
 use crate::identity::IdentityKey;
-use crate::policy::ApprovedAccess;
+use crate::policy::{ApprovedAccess, HowApproved, RuleRequirement};
 use crate::UnixTime;
 
 /// How long a request waits for a decision unless configured otherwise.
@@ -138,6 +138,12 @@ pub struct AccessRequest {
     pub closed_reason: Option<String>,
     /// The policy rules whose approvers decide it, fixed when it was made.
     pub rules: Vec<String>,
+    /// What each of `rules` required when it was made, and again at each
+    /// approval (the last one recorded is what its approvals were counted
+    /// under); `None` for a request recorded before this was, which grants
+    /// nothing and can no longer be approved.
+    #[serde(skip)]
+    pub approved_under: Option<Vec<RuleRequirement>>,
     /// Approved by its requester alone, under a rule with `break_glass`.
     pub break_glass: bool,
     /// The window opens no earlier than this (scheduled).
@@ -292,6 +298,15 @@ pub enum RequestError {
     /// Nobody reviews their own break-glass access.
     #[error("you cannot review your own break-glass access; an approver of its rule or an administrator must")]
     OwnReview,
+    /// The rules it was made under have changed so that approvals given
+    /// under them would no longer count.
+    #[error("access request {id} can no longer be approved: {why}; the requester must ask again")]
+    RulesChanged {
+        /// The request.
+        id: u64,
+        /// Which rule changed, and how.
+        why: String,
+    },
 }
 
 impl AccessRequest {
@@ -335,6 +350,15 @@ impl AccessRequest {
             id: self.id,
             principals: self.principals.clone(),
             window_end: end,
+            approved_under: self.approved_under.clone(),
+            how: HowApproved {
+                window_secs: self.window_secs,
+                break_glass: self.break_glass,
+                by_policy: self
+                    .approvals
+                    .iter()
+                    .any(|a| a.approver_key.is_none() && a.approver.starts_with("policy:")),
+            },
         })
     }
 
@@ -407,6 +431,45 @@ impl AccessRequest {
             return Err(RequestError::AlreadyApproved(self.id));
         }
         Ok(())
+    }
+
+    /// Checks that approvals given now would still count under the rules
+    /// the request was made under: `current` is what each of
+    /// [`AccessRequest::rules`] requires now (`None`: gone). Each must ask
+    /// no more than what was recorded ([`RuleRequirement::beyond`]);
+    /// returns what to record with the approval.
+    pub fn rules_now(
+        &self,
+        current: Vec<Option<RuleRequirement>>,
+    ) -> Result<Vec<RuleRequirement>, RequestError> {
+        let changed = |why: String| RequestError::RulesChanged { id: self.id, why };
+        let Some(recorded) = &self.approved_under else {
+            return Err(changed(
+                "it was made before approvals were bound to their rules".into(),
+            ));
+        };
+        let how = HowApproved {
+            window_secs: self.window_secs,
+            break_glass: false,
+            by_policy: false,
+        };
+        let mut now = Vec::with_capacity(current.len());
+        for (name, requirement) in self.rules.iter().zip(current) {
+            let requirement = requirement.ok_or_else(|| {
+                changed(format!(
+                    "rule {name}, under which it was made, is gone (removed, renamed or without [rule.approval])"
+                ))
+            })?;
+            let then = recorded
+                .iter()
+                .find(|r| &r.rule == name)
+                .ok_or_else(|| changed(format!("nothing was recorded for rule {name}")))?;
+            if let Some(more) = requirement.beyond(then, how) {
+                return Err(changed(format!("rule tightened: {more}")));
+            }
+            now.push(requirement);
+        }
+        Ok(now)
     }
 
     /// Checks that the request may be denied at `now`.
@@ -491,6 +554,7 @@ mod tests {
             closed_by: None,
             closed_reason: None,
             rules: vec!["sre-root-with-approval".into()],
+            approved_under: None,
             break_glass: false,
             review: None,
             starts_at: None,

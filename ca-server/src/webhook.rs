@@ -384,6 +384,7 @@ mod tests {
             closed_by: None,
             closed_reason: None,
             rules: vec!["root".into()],
+            approved_under: None,
             break_glass: false,
             starts_at: None,
             from_first_use: false,

@@ -242,6 +242,7 @@ impl Authority {
             reason,
             window_secs: window.as_secs(),
             rules: terms.rules,
+            approved_under: terms.requirements,
             expires_at: starts_at.unwrap_or(now).max(now) + self.pending_secs,
             approval: approval.clone(),
             starts_at,
@@ -373,7 +374,9 @@ impl Authority {
                 if request.is_requester(key, me) {
                     return Err(AccessError::OwnRequest);
                 }
-                let Some(required) = self.policy.approval_rights(identity, &request.rules) else {
+                let Some((required, rules_now)) =
+                    self.policy.approver_terms(identity, &request.rules)
+                else {
                     let reason = format!("not an approver of access request {id}");
                     self.store
                         .record_denial(records::denial(&acting, reason, request.rules.clone()))
@@ -384,9 +387,17 @@ impl Authority {
                     });
                 };
                 let change = if verb == AccessVerb::Approve {
+                    // An approval counts only under the rules as they read
+                    // now, and only while they ask no more than when the
+                    // request was made.
+                    let now_required = request
+                        .rules_now(rules_now)
+                        .map_err(AccessError::Conflict)?;
                     RequestChange::Approve {
                         required,
                         comment: checked_text("comment", body.comment.as_deref(), false)?,
+                        seen: request.approved_under.clone(),
+                        now: now_required,
                     }
                 } else {
                     RequestChange::Deny {

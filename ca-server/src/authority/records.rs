@@ -146,6 +146,8 @@ pub(super) struct Asked {
     pub window_secs: u64,
     /// The policy rules whose approvers decide it.
     pub rules: Vec<String>,
+    /// What each of `rules` requires.
+    pub approved_under: Vec<crate::policy::RuleRequirement>,
     /// When it expires unless decided.
     pub expires_at: UnixTime,
     /// Approved at once, or `None` to wait for approvers.
@@ -172,6 +174,7 @@ pub(super) fn new_request(acting: Acting, asked: Asked) -> NewRequest {
         approval: asked.approval,
         starts_at: asked.starts_at,
         from_first_use: asked.from_first_use,
+        approved_under: asked.approved_under,
     }
 }
 

@@ -371,6 +371,7 @@ fn conflict_parts(conflict: &RequestError) -> (StatusCode, ErrorCode) {
         RequestError::NotBreakGlass(_) => (StatusCode::CONFLICT, ErrorCode::NotBreakGlass),
         RequestError::AlreadyReviewed { .. } => (StatusCode::CONFLICT, ErrorCode::AlreadyReviewed),
         RequestError::OwnReview => (StatusCode::FORBIDDEN, ErrorCode::OwnRequest),
+        RequestError::RulesChanged { .. } => (StatusCode::CONFLICT, ErrorCode::RulesChanged),
         // The store reports these as their own AccessError variants.
         RequestError::Unknown(_) => (StatusCode::CONFLICT, ErrorCode::UnknownRequest),
         RequestError::OwnRequest => (StatusCode::CONFLICT, ErrorCode::OwnRequest),

@@ -7,6 +7,7 @@
 //! [`PolicySet`], [`engine`] evaluates it, [`reload`] swaps it atomically
 //! when the files change). docs/policies.md describes the language.
 
+pub mod binding;
 pub mod cli;
 pub mod engine;
 pub mod file;
@@ -24,6 +25,7 @@ mod suite;
 use std::net::IpAddr;
 use std::time::Duration;
 
+pub use binding::{HowApproved, RuleRequirement};
 pub use engine::PolicySet;
 pub use file::{compile, load_dir, Diagnostic, PolicyContext};
 pub use reload::ReloadablePolicy;
@@ -56,7 +58,9 @@ pub struct CertRequest {
 }
 
 /// An approved access request, as policy sees it: it lets a rule with
-/// `[rule.approval]` grant these principals until `window_end`.
+/// `[rule.approval]` grant these principals until `window_end`, while the
+/// rules that guard them are those it was approved under and ask no more
+/// than they did then ([`binding`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApprovedAccess {
     /// The request.
@@ -65,6 +69,11 @@ pub struct ApprovedAccess {
     pub principals: Vec<String>,
     /// End of its window.
     pub window_end: UnixTime,
+    /// What each rule it was approved under required then; `None` for a
+    /// request recorded before requirements were, which grants nothing.
+    pub approved_under: Option<Vec<RuleRequirement>>,
+    /// How it was approved.
+    pub how: HowApproved,
 }
 
 /// What the certificate will carry.
@@ -140,6 +149,19 @@ pub trait Policy: Send + Sync {
         let _ = (approver, rules);
         None
     }
+
+    /// [`Policy::approval_rights`] and, from the same policy, what each of
+    /// `rules` requires now (`None`: gone, or without `[rule.approval]`):
+    /// what an approval by `approver` is checked and recorded against.
+    /// `None` when they may not approve (the default).
+    fn approver_terms(
+        &self,
+        approver: &Identity,
+        rules: &[String],
+    ) -> Option<(u32, Vec<Option<RuleRequirement>>)> {
+        let _ = (approver, rules);
+        None
+    }
 }
 
 /// What the policy says about one access request.
@@ -163,6 +185,9 @@ pub struct AccessTerms {
     /// Whether the window opens with the first certificate that uses it (a
     /// rule sets `window_from_first_use = true`).
     pub from_first_use: bool,
+    /// What each of `rules` requires, in the same order; recorded with the
+    /// request.
+    pub requirements: Vec<RuleRequirement>,
 }
 
 /// The example policies shipped in `policies/`, built into the binary so that

@@ -202,6 +202,15 @@ impl Policy for ReloadablePolicy {
     fn approval_rights(&self, approver: &Identity, rules: &[String]) -> Option<u32> {
         self.current.load().approval_rights(approver, rules)
     }
+
+    fn approver_terms(
+        &self,
+        approver: &Identity,
+        rules: &[String],
+    ) -> Option<(u32, Vec<Option<super::RuleRequirement>>)> {
+        // One snapshot: who may approve and what they approve under.
+        Policy::approver_terms(&**self.current.load(), approver, rules)
+    }
 }
 
 /// Reloads `policy` on SIGHUP and whenever its files change, until the

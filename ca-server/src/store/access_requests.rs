@@ -20,6 +20,7 @@ use crate::access::{
     policy_approver, AccessRequest, Approval, InstantApproval, RequestError, RequestStatus, Review,
 };
 use crate::identity::IdentityKey;
+use crate::policy::RuleRequirement;
 use crate::UnixTime;
 
 /// A new access request, as recorded.
@@ -45,6 +46,8 @@ pub struct NewRequest {
     pub starts_at: Option<UnixTime>,
     /// The window opens with the first certificate under it.
     pub from_first_use: bool,
+    /// What each of the requester's rules requires now.
+    pub approved_under: Vec<RuleRequirement>,
 }
 
 /// What is done to an existing access request.
@@ -58,6 +61,12 @@ pub enum RequestChange {
         required: u32,
         /// Optional comment.
         comment: String,
+        /// What the request's rules required as the approver's check read
+        /// them on record; the approval is refused if that record changed
+        /// since.
+        seen: Option<Vec<RuleRequirement>>,
+        /// What they require now (no more than `seen`), recorded with it.
+        now: Vec<RuleRequirement>,
     },
     /// Denies it.
     Deny {
@@ -115,8 +124,8 @@ pub(super) fn create_request_in(
     tx.execute(
         "INSERT INTO access_requests (requester, issuer, principals, reason, window_secs, \
          rules, status, created_at, expires_at, starts_at, from_first_use, requester_issuer, \
-         requester_subject) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'pending', ?7, ?8, ?9, ?10, ?11, ?12)",
+         requester_subject, approved_under) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'pending', ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
         params![
             new.requester.identity,
             new.requester.issuer,
@@ -129,16 +138,18 @@ pub(super) fn create_request_in(
             new.starts_at.map(|t| t as i64),
             new.from_first_use,
             new.requester.key.as_ref().map(|k| k.issuer.as_str()),
-            new.requester.key.as_ref().map(|k| k.subject.as_str())
+            new.requester.key.as_ref().map(|k| k.subject.as_str()),
+            requirements_json(&new.approved_under)
         ],
     )
     .map_err(&err)?;
     let id = tx.last_insert_rowid() as u64;
     spend_for(tx, new.spent_token, Paid::Request(id), path)?;
     let detail = format!(
-        "request {id}: principals {} for {}s: {}",
+        "request {id}: principals {} for {}s{}: {}",
         new.principals.join(","),
         new.window_secs,
+        under(&new.approved_under),
         new.reason
     );
     insert_audit(
@@ -227,11 +238,30 @@ pub(super) fn change_request_in(
         krl_version: 0,
     };
     let (kind, detail) = match &a.change {
-        RequestChange::Approve { required, comment } => {
+        RequestChange::Approve {
+            required,
+            comment,
+            seen,
+            now,
+        } => {
             // Only bearers of ID tokens decide requests, and they have keys;
             // an actor without one is refused rather than compared by name.
             let key = a.actor.key.as_ref().ok_or(RequestError::OwnRequest)?;
             request.check_approval(key, &a.actor.identity, a.actor.at)?;
+            // Another approval under another reading of the rules came
+            // first: this one was checked against a record that is gone.
+            if request.approved_under != *seen {
+                return Err(RequestError::RulesChanged {
+                    id: a.id,
+                    why: "what its rules require was recorded again while you approved".into(),
+                }
+                .into());
+            }
+            tx.execute(
+                "UPDATE access_requests SET approved_under = ?2 WHERE id = ?1",
+                params![a.id as i64, requirements_json(now)],
+            )
+            .map_err(&err)?;
             insert_approval(tx, a.id, &a.actor.identity, Some(key), a.actor.at, comment)
                 .map_err(&err)?;
             let approvals = request.approvals.len() + 1;
@@ -250,14 +280,15 @@ pub(super) fn change_request_in(
                 .map_err(&err)?;
                 (
                     "request_approved",
-                    format!("request {}: approved: {comment}", a.id),
+                    format!("request {}: approved{}: {comment}", a.id, under(now)),
                 )
             } else {
                 (
                     "request_approval",
                     format!(
-                        "request {}: approval {approvals} of {required}: {comment}",
-                        a.id
+                        "request {}: approval {approvals} of {required}{}: {comment}",
+                        a.id,
+                        under(now)
                     ),
                 )
             }
@@ -408,7 +439,7 @@ pub(super) fn read_requests(
 pub(super) const REQUEST_COLUMNS: &str = "id, requester, principals, reason, window_secs, status, \
      created_at, expires_at, window_start, window_end, closed_by, closed_reason, rules, \
      break_glass, reviewed_by, reviewed_at, review_comment, starts_at, from_first_use, \
-     requester_issuer, requester_subject";
+     requester_issuer, requester_subject, approved_under";
 
 /// An `access_requests` row selected with [`REQUEST_COLUMNS`], without its
 /// approvals.
@@ -447,7 +478,30 @@ pub(super) fn request_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<AccessReq
         },
         starts_at: row.get::<_, Option<i64>>(17)?.map(|t| t as u64),
         from_first_use: row.get::<_, i64>(18)? != 0,
+        // Unreadable counts as absent, which fails closed.
+        approved_under: row
+            .get::<_, Option<String>>(21)?
+            .and_then(|text| serde_json::from_str(&text).ok()),
     })
+}
+
+/// The rules and requirement digests an audit detail names:
+/// ` under sre-root (requirement 3f0c…)`, in the 16 leading hex digits
+/// `policy explain` shows too.
+fn under(requirements: &[RuleRequirement]) -> String {
+    if requirements.is_empty() {
+        return String::new();
+    }
+    let rules: Vec<String> = requirements
+        .iter()
+        .map(|r| format!("{} (requirement {})", r.rule, &r.digest()[..16]))
+        .collect();
+    format!(" under {}", rules.join(", "))
+}
+
+/// Requirements as stored: their JSON list.
+fn requirements_json(requirements: &[RuleRequirement]) -> String {
+    serde_json::to_string(requirements).unwrap_or_else(|_| "[]".into())
 }
 
 /// The request `id` without its approvals.
@@ -517,7 +571,7 @@ fn insert_approval(
     )
 }
 
-fn approvals_of(conn: &Connection, id: u64) -> rusqlite::Result<Vec<Approval>> {
+pub(super) fn approvals_of(conn: &Connection, id: u64) -> rusqlite::Result<Vec<Approval>> {
     let mut statement = conn.prepare_cached(
         "SELECT approver, at, comment, approver_issuer, approver_subject FROM request_approvals \
          WHERE request_id = ?1 ORDER BY at, rowid",

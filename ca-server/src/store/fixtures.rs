@@ -83,6 +83,7 @@ pub(super) fn new_request(at: UnixTime) -> NewRequest {
         approval: None,
         starts_at: None,
         from_first_use: false,
+        approved_under: Vec::new(),
     }
 }
 
@@ -99,6 +100,8 @@ pub(super) fn approve(required: u32) -> RequestChange {
     RequestChange::Approve {
         required,
         comment: "ok".into(),
+        seen: Some(Vec::new()),
+        now: Vec::new(),
     }
 }
 

@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use rusqlite::{params, Connection};
 
-use super::access_requests::{read_request_row, request_row, REQUEST_COLUMNS};
+use super::access_requests::{approvals_of, read_request_row, request_row, REQUEST_COLUMNS};
 use super::schema::{open_current_read_only, sqlite_error};
 use super::StoreError;
 use crate::access::{AccessRequest, RequestError, RequestStatus};
@@ -72,9 +72,9 @@ impl GrantHorizon {
 
 /// Approved access requests of the requester with key `requester` whose
 /// window is open at `now` (or would open with a certificate issued now,
-/// from first use). Compared by key: another person who shows the same
-/// display name holds none of them, and a request recorded before keys
-/// grants nobody.
+/// from first use), with their approvals. Compared by key: another person
+/// who shows the same display name holds none of them, and a request
+/// recorded before keys grants nobody.
 pub(super) fn open_grants_in(
     conn: &Connection,
     requester: &IdentityKey,
@@ -96,10 +96,16 @@ pub(super) fn open_grants_in(
         )
         .map_err(&err)?;
     let open = rows.collect::<rusqlite::Result<Vec<_>>>().map_err(&err)?;
-    Ok(open
+    let mut open: Vec<AccessRequest> = open
         .into_iter()
         .filter(|r| r.open_window(now).is_some())
-        .collect())
+        .collect();
+    // Who approved decides what of its rules must still hold (an approval
+    // by the policy needs `[rule.approval.auto]` unchanged).
+    for request in &mut open {
+        request.approvals = approvals_of(conn, request.id).map_err(&err)?;
+    }
+    Ok(open)
 }
 
 /// Checks, in an issuing transaction, that request `id` is the request of
@@ -403,6 +409,118 @@ mod tests {
         assert!(matches!(
             store.record_issuance(legacy).await,
             Err(StoreError::Request(RequestError::Closed { .. }))
+        ));
+    }
+}
+
+#[cfg(test)]
+mod binding_tests {
+    use crate::access::{RequestError, RequestStatus};
+    use crate::metrics::Metrics;
+    use crate::policy::RuleRequirement;
+    use crate::store::fixtures::{action, database_at_version, new_request};
+    use crate::store::{RequestChange, Store, StoreError, DATABASE_FILE};
+
+    fn requirement(min_approvals: u32) -> RuleRequirement {
+        RuleRequirement {
+            rule: "sre-root-with-approval".into(),
+            min_approvals,
+            approver_groups: vec!["sre-leads".into()],
+            approver_issuers: vec!["corp".into()],
+            approver_users: Vec::new(),
+            max_window_secs: 3600,
+            break_glass: false,
+            auto: None,
+            requester: "{}".into(),
+        }
+    }
+
+    fn approve_seen(seen: Option<Vec<RuleRequirement>>, now: RuleRequirement) -> RequestChange {
+        RequestChange::Approve {
+            required: now.min_approvals,
+            comment: "ok".into(),
+            seen,
+            now: vec![now],
+        }
+    }
+
+    #[tokio::test]
+    async fn an_approval_records_the_requirement_it_was_counted_under_unless_the_record_moved() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join(DATABASE_FILE);
+        let store = Store::open(&path, &Metrics::new()).expect("open");
+        let mut new = new_request(100);
+        new.approved_under = vec![requirement(2)];
+        let id = store.create_request(new).await.expect("created").id;
+        let read = store.request(id).await.expect("read").expect("there");
+        assert_eq!(read.approved_under, Some(vec![requirement(2)]));
+        // Checked against a record that is not the one on file: refused,
+        // nothing recorded.
+        let stale = approve_seen(Some(vec![requirement(3)]), requirement(2));
+        assert!(matches!(
+            store
+                .change_request(action(id, "carol@corp", stale, 110))
+                .await,
+            Err(StoreError::Request(RequestError::RulesChanged { .. }))
+        ));
+        let read = store.request(id).await.expect("read").expect("there");
+        assert!(read.approvals.is_empty());
+        // Checked against the record on file: counted, and the rule as it
+        // read then (loosened to one approval) is what it is now bound to.
+        let fresh = approve_seen(Some(vec![requirement(2)]), requirement(1));
+        let changed = store
+            .change_request(action(id, "carol@corp", fresh, 120))
+            .await
+            .expect("approved");
+        assert_eq!(changed.request.status, RequestStatus::Approved);
+        assert_eq!(changed.request.approved_under, Some(vec![requirement(1)]));
+        // The audit names the rule and the digest of what it required.
+        let details: Vec<String> = crate::store::read_audit(&path, &Default::default())
+            .expect("audit")
+            .into_iter()
+            .map(|e| e.detail)
+            .collect();
+        let digest = |r: RuleRequirement| r.digest()[..16].to_string();
+        assert!(
+            details[0].contains(&format!(
+                "under sre-root-with-approval (requirement {})",
+                digest(requirement(2))
+            )),
+            "{details:?}"
+        );
+        assert!(
+            details.last().expect("an event").contains(&format!(
+                "approved under sre-root-with-approval (requirement {})",
+                digest(requirement(1))
+            )),
+            "{details:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn requests_from_before_migration_14_record_no_requirement() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join(DATABASE_FILE);
+        {
+            let conn = database_at_version(&path, 13);
+            conn.execute_batch(
+                "INSERT INTO access_requests (requester, issuer, principals, reason, window_secs, \
+                 rules, status, created_at, expires_at, window_start, window_end, \
+                 requester_issuer, requester_subject) \
+                 VALUES ('bob@corp', 'corp', '[\"root\"]', 'old', 3600, \
+                 '[\"sre-root-with-approval\"]', 'approved', 1, 99999, 2, 99999, \
+                 'https://corp.example', 'sub-bob');",
+            )
+            .expect("a row of version 13");
+        }
+        let store = Store::open(&path, &Metrics::new()).expect("migrated");
+        let request = store.request(1).await.expect("read").expect("kept");
+        assert_eq!(request.approved_under, None);
+        let access = request.as_approved(100).expect("its window is open");
+        assert_eq!(access.approved_under, None, "which grants nothing");
+        assert!(matches!(
+            request.rules_now(vec![Some(requirement(1))]),
+            Err(RequestError::RulesChanged { .. })
         ));
     }
 }

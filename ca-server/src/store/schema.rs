@@ -264,6 +264,14 @@ CREATE TABLE writer_probe (
     writes INTEGER NOT NULL
 );
 "#,
+    // 14: each access request records what the rules it was made under
+    // required (policy/binding.rs), as a JSON list of requirements, when it
+    // is made and at each approval. Rows from before hold NULL: they fail
+    // closed, granting nothing and taking no more approvals (the requester
+    // asks again).
+    r#"
+ALTER TABLE access_requests ADD COLUMN approved_under TEXT;
+"#,
 ];
 
 /// Opens the database; `read_only` connections neither create nor migrate.

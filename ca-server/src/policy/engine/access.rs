@@ -9,7 +9,7 @@ use super::allow::expand;
 use super::{Notes, PolicySet};
 use crate::identity::Identity;
 use crate::policy::rules::{open_window, AllowRule, Approval};
-use crate::policy::AccessTerms;
+use crate::policy::{AccessTerms, RuleRequirement};
 use crate::UnixTime;
 
 impl PolicySet {
@@ -63,11 +63,13 @@ impl PolicySet {
                     break_glass: true,
                     auto_approved_by: Vec::new(),
                     from_first_use: false,
+                    requirements: Vec::new(),
                 });
                 if t.rules.contains(&rule.name) {
                     continue;
                 }
                 t.rules.push(rule.name.clone());
+                t.requirements.push(RuleRequirement::of(rule, approval));
                 t.max_window = t.max_window.min(approval.max_window);
                 t.reason_required |= approval.reason_required;
                 t.min_approvals = t.min_approvals.max(approval.min_approvals);
@@ -111,5 +113,19 @@ impl PolicySet {
             needed = needed.max(approval.min_approvals);
         }
         Some(needed)
+    }
+
+    /// What each of `rules` requires now; `None` for one that is gone or
+    /// has no `[rule.approval]`.
+    pub fn requirements(&self, rules: &[String]) -> Vec<Option<RuleRequirement>> {
+        rules
+            .iter()
+            .map(|name| {
+                let rule = self.allow.iter().find(|rule| &rule.name == name)?;
+                rule.approval
+                    .as_ref()
+                    .map(|approval| RuleRequirement::of(rule, approval))
+            })
+            .collect()
     }
 }

@@ -11,6 +11,12 @@
 //! approval (whatever its time windows) is granted by no other rule without
 //! one. The strictest rule wins, so `{username}` or a second rule naming
 //! `release` can never hand out what `[rule.approval]` guards.
+//!
+//! An approval is bound to the rules it was approved under
+//! ([`crate::policy::binding`]): a request grants a principal only while
+//! each of those rules is still there, still matches the requester and asks
+//! no more than it did, and every rule that now guards the principal is one
+//! of them. Otherwise it grants nothing, and the trace says why.
 
 use std::collections::BTreeMap;
 
@@ -19,6 +25,7 @@ use crate::identity::Identity;
 use crate::policy::reserved::ReservedLogins;
 use crate::policy::rules::{open_window, windows_text, AllowRule, Approval};
 use crate::policy::window::format_instant;
+use crate::policy::{ApprovedAccess, RuleRequirement};
 use crate::UnixTime;
 
 /// Principals one allow rule grants for this request.
@@ -56,6 +63,12 @@ impl<'p> Offers<'p> {
             outside_window: Vec::new(),
         };
         let gated = gated(rules, ask);
+        let holding: Vec<Vec<String>> = ask
+            .request
+            .approved
+            .iter()
+            .map(|access| holding(rules, access, ask, notes))
+            .collect();
         for rule in rules {
             if let Err(failed) = rule.conditions.check(ask.identity) {
                 notes.add(|| {
@@ -80,7 +93,7 @@ impl<'p> Offers<'p> {
             };
             let mut principals = expand(rule, ask.identity, ask.reserved, notes);
             if let Some(approval) = &rule.approval {
-                offers.approved(rule, approval, principals, window_end, ask, notes);
+                offers.approved(rule, approval, principals, window_end, &holding, ask, notes);
                 continue;
             }
             principals.retain(|p| match gated.get(p.as_str()) {
@@ -107,22 +120,25 @@ impl<'p> Offers<'p> {
     }
 
     /// What `rule`, which needs `approval`, offers: each open approved
-    /// request grants the rule's principals it names, until the earlier of
-    /// its window's end and the rule's.
+    /// request grants the rule's principals it names and still holds
+    /// (`holding`, by request), until the earlier of its window's end and
+    /// the rule's.
+    #[allow(clippy::too_many_arguments)]
     fn approved(
         &mut self,
         rule: &'p AllowRule,
         approval: &Approval,
         principals: Vec<String>,
         window_end: Option<UnixTime>,
+        holding: &[Vec<String>],
         ask: &Ask<'_>,
         notes: &mut Notes<'_>,
     ) {
         let mut unapproved = principals.clone();
-        for access in &ask.request.approved {
+        for (access, held) in ask.request.approved.iter().zip(holding) {
             let covered: Vec<String> = principals
                 .iter()
-                .filter(|p| access.principals.contains(p))
+                .filter(|p| held.contains(p))
                 .cloned()
                 .collect();
             if covered.is_empty() || access.window_end <= ask.now {
@@ -167,6 +183,96 @@ impl<'p> Offers<'p> {
         }
         granted
     }
+}
+
+/// The principals of `access` it still grants to the identity of `ask`:
+/// none when a rule it was approved under is gone, no longer matches the
+/// identity, or asks more than it did; of the rest, those that every rule
+/// with `[rule.approval]` now guarding them was among its rules.
+fn holding(
+    rules: &[AllowRule],
+    access: &ApprovedAccess,
+    ask: &Ask<'_>,
+    notes: &mut Notes<'_>,
+) -> Vec<String> {
+    let id = access.id;
+    let lapsed = |why: String, notes: &mut Notes<'_>| {
+        notes.add(|| format!("approved access request {id}: no longer holds: {why}"));
+        Vec::new()
+    };
+    let Some(under) = &access.approved_under else {
+        return lapsed(
+            "it was recorded before approvals were bound to their rules; ask again".into(),
+            notes,
+        );
+    };
+    for then in under {
+        let Some((rule, approval)) = rules
+            .iter()
+            .find(|r| r.name == then.rule)
+            .and_then(|r| r.approval.as_ref().map(|a| (r, a)))
+        else {
+            return lapsed(
+                format!(
+                    "rule {}, under which it was approved, is gone (removed, renamed or without [rule.approval])",
+                    then.rule
+                ),
+                notes,
+            );
+        };
+        if let Err(failed) = rule.conditions.check(ask.identity) {
+            return lapsed(
+                format!(
+                    "the requester no longer matches rule {}: {}",
+                    rule.name,
+                    rule.conditions.describe(failed, ask.identity)
+                ),
+                notes,
+            );
+        }
+        if let Some(more) = RuleRequirement::of(rule, approval).beyond(then, access.how) {
+            return lapsed(format!("rule tightened: {more}"), notes);
+        }
+    }
+    let mut held = Vec::new();
+    for p in &access.principals {
+        let guarding: Vec<&AllowRule> = rules
+            .iter()
+            .filter(|r| r.approval.is_some() && r.conditions.check(ask.identity).is_ok())
+            .filter(|r| expand(r, ask.identity, ask.reserved, &mut Notes::quiet()).contains(p))
+            .collect();
+        if guarding.is_empty() {
+            notes.add(|| {
+                format!("approved access request {id}: {p:?}: no rule with [rule.approval] that applies grants it now")
+            });
+            continue;
+        }
+        match guarding
+            .iter()
+            .find(|r| !under.iter().any(|then| then.rule == r.name))
+        {
+            Some(other) => notes.add(|| {
+                format!(
+                    "approved access request {id}: {p:?}: no longer held: rule {} guards it now and it was not approved under that rule",
+                    other.name
+                )
+            }),
+            None => held.push(p.clone()),
+        }
+    }
+    if !held.is_empty() {
+        notes.add(|| {
+            let digests: Vec<String> = under
+                .iter()
+                .map(|r| format!("{} (requirement {})", r.rule, &r.digest()[..16]))
+                .collect();
+            format!(
+                "approved access request {id}: still holds for {held:?}: approved under {}, which ask no more now",
+                digests.join(", ")
+            )
+        });
+    }
+    held
 }
 
 /// The principals that a rule with `[rule.approval]` applying to the

@@ -236,4 +236,12 @@ impl super::Policy for PolicySet {
     fn approval_rights(&self, approver: &Identity, rules: &[String]) -> Option<u32> {
         PolicySet::approval_rights(self, approver, rules)
     }
+
+    fn approver_terms(
+        &self,
+        approver: &Identity,
+        rules: &[String],
+    ) -> Option<(u32, Vec<Option<super::RuleRequirement>>)> {
+        PolicySet::approval_rights(self, approver, rules).map(|n| (n, self.requirements(rules)))
+    }
 }

@@ -8,11 +8,7 @@ fn approved_access_grants_its_principals_until_the_window_ends() {
     let set = shipped();
     let bob = person("bob", &["eng", "sre"], json!({}));
     let now = MONDAY_NOON_BERLIN;
-    let access = |end: UnixTime| ApprovedAccess {
-        id: 42,
-        principals: vec!["root".into()],
-        window_end: end,
-    };
+    let access = |end: UnixTime| bound(&set, &bob, &approved(42, &["root"], end), now);
     // Asked for explicitly: granted, capped at the window's end.
     let g = allowed(set.evaluate(
         &bob,

@@ -33,7 +33,11 @@ fn check_cases(set: &PolicySet, cases: Vec<Case>) {
     let now = MONDAY_NOON_BERLIN;
     for case in cases {
         let request = CertRequest {
-            approved: case.approved.clone(),
+            approved: case
+                .approved
+                .iter()
+                .map(|a| bound(set, &case.identity, a, now))
+                .collect(),
             ..ask(case.principals)
         };
         let decision = set.evaluate(&case.identity, &request, now);
@@ -87,11 +91,7 @@ fn check_cases(set: &PolicySet, cases: Vec<Case>) {
 }
 
 fn approved_for(principal: &str) -> Vec<ApprovedAccess> {
-    vec![ApprovedAccess {
-        id: 7,
-        principals: vec![principal.into()],
-        window_end: MONDAY_NOON_BERLIN + 3600,
-    }]
+    vec![approved(7, &[principal], MONDAY_NOON_BERLIN + 3600)]
 }
 
 /// The shipped engineers' rule, a release account that needs approval,

@@ -9,6 +9,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod approvals;
+mod binding;
 mod combination;
 mod decisions;
 mod issuers;
@@ -107,6 +108,43 @@ fn ask(principals: &[&str]) -> CertRequest {
         ttl: None,
         client_addr: IpAddr::from([192, 0, 2, 10]),
         approved: Vec::new(),
+    }
+}
+
+/// Approved by people, for a window of an hour.
+const BY_PEOPLE: HowApproved = HowApproved {
+    window_secs: 3600,
+    break_glass: false,
+    by_policy: false,
+};
+
+/// An access request `id` for `principals`, approved by people for a window
+/// ending at `end`, recorded with nothing it was approved under (a row from
+/// before requirements were recorded); [`bound`] binds it.
+fn approved(id: u64, principals: &[&str], end: UnixTime) -> ApprovedAccess {
+    ApprovedAccess {
+        id,
+        principals: principals.iter().map(|p| p.to_string()).collect(),
+        window_end: end,
+        approved_under: None,
+        how: BY_PEOPLE,
+    }
+}
+
+/// `access` as approved under the rules `who` would ask for its principals
+/// under, as `set` reads at `now`.
+fn bound(
+    set: &PolicySet,
+    who: &Identity,
+    access: &ApprovedAccess,
+    now: UnixTime,
+) -> ApprovedAccess {
+    let terms = set
+        .access_terms(who, &access.principals, now)
+        .unwrap_or_else(|e| panic!("{e}"));
+    ApprovedAccess {
+        approved_under: Some(terms.requirements),
+        ..access.clone()
     }
 }
 
