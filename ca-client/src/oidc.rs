@@ -133,22 +133,6 @@ pub struct Provider {
     http: reqwest::Client,
 }
 
-/// Authorization parameters this client sets itself, which no published
-/// `auth_params` may replace.
-const OWN_PARAMS: &[&str] = &[
-    "client_id",
-    "redirect_uri",
-    "response_type",
-    "response_mode",
-    "scope",
-    "state",
-    "nonce",
-    "code_challenge",
-    "code_challenge_method",
-    "request",
-    "request_uri",
-];
-
 /// The one line `login` prints when the provider granted no refresh token:
 /// silent renewal is off, why, and who can change it.
 pub fn renewal_off_note(issuer: &IssuerInfo) -> String {
@@ -201,7 +185,7 @@ impl Provider {
         if let Some(own) = issuer
             .auth_params
             .keys()
-            .find(|k| OWN_PARAMS.contains(&k.as_str()))
+            .find(|k| ca_proto::CLIENT_AUTH_PARAMS.contains(&k.as_str()))
         {
             return Err(OidcError::Local(format!(
                 "the CA publishes the sign-in parameter {own:?} for issuer {}, which this \

@@ -21,6 +21,23 @@ mod wire_name;
 pub use error::{ErrorBody, ErrorCode, ErrorDetail};
 pub use wire_name::OtherName;
 
+/// Authorization request parameters the client sets itself (OAuth 2.0,
+/// PKCE, OpenID Connect and JAR): a CA's published `auth_params` never
+/// carries one, and a client refuses a CA that does.
+pub const CLIENT_AUTH_PARAMS: &[&str] = &[
+    "client_id",
+    "redirect_uri",
+    "response_type",
+    "response_mode",
+    "scope",
+    "state",
+    "nonce",
+    "code_challenge",
+    "code_challenge_method",
+    "request",
+    "request_uri",
+];
+
 use wire_name::wire_names;
 
 /// The SSHSIG namespace of the proof-of-possession signature.

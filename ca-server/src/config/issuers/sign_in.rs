@@ -21,22 +21,6 @@ use std::collections::BTreeMap;
 
 use super::RawIssuer;
 
-/// Authorization parameters the client sets itself and a CA cannot change.
-const RESERVED: &[&str] = &[
-    "client_id",
-    "redirect_uri",
-    "response_type",
-    "response_mode",
-    "scope",
-    "state",
-    "nonce",
-    "code_challenge",
-    "code_challenge_method",
-    "request",
-    "request_uri",
-    "prompt",
-];
-
 /// The `prompt` values a browser sign-in may send (`none` would forbid the
 /// sign-in the person is there to make).
 const PROMPTS: &[&str] = &["login", "consent", "select_account"];
@@ -53,7 +37,7 @@ pub(super) fn auth_params(raw: &RawIssuer) -> Result<BTreeMap<String, String>, S
     let name = &raw.name;
     let mut params = BTreeMap::new();
     for (key, value) in &raw.auth_params {
-        if RESERVED.contains(&key.as_str()) {
+        if key == "prompt" || ca_proto::CLIENT_AUTH_PARAMS.contains(&key.as_str()) {
             let hint = if key == "prompt" {
                 " (set prompt = \"...\" in the [[oidc]] table instead)"
             } else {
