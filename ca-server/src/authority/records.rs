@@ -205,7 +205,6 @@ pub(super) fn issuance(
         actor: acting.under(signed.grant.rules.clone()),
         serial: signed.serial.to_string(),
         key_id: signed.certificate.key_id().to_string(),
-        subject: caller.token.identity.subject.clone(),
         principals: signed.grant.principals.clone(),
         valid_after: signed.certificate.valid_after(),
         valid_before: signed.certificate.valid_before(),

@@ -34,8 +34,6 @@ pub struct IssuanceRecord {
     pub serial: String,
     /// Key ID in the certificate.
     pub key_id: String,
-    /// Token `sub`.
-    pub subject: String,
     /// Principals in the certificate.
     pub principals: Vec<String>,
     /// Start of validity.
@@ -53,6 +51,19 @@ pub struct IssuanceRecord {
     /// Whether the token bound the key by its nonce, or needs it bound
     /// before (key_bindings.rs).
     pub nonce_binding: NonceBinding,
+}
+
+impl IssuanceRecord {
+    /// The token's `sub`, as the owner's key names it (an issuance always
+    /// has an owner with a key; the empty string never matches one).
+    pub fn subject(&self) -> &str {
+        self.actor.key.as_ref().map_or("", |k| k.subject.as_str())
+    }
+
+    /// The issuer's URL, as the owner's key names it.
+    pub fn issuer_url(&self) -> Option<&str> {
+        self.actor.key.as_ref().map(|k| k.issuer.as_str())
+    }
 }
 
 /// A refused request by an authenticated identity.
@@ -117,7 +128,7 @@ pub(super) fn insert_issuance(
             r.serial,
             r.key_id,
             r.actor.issuer,
-            r.subject,
+            r.subject(),
             r.actor.identity,
             json_list(&r.principals),
             r.valid_after as i64,
@@ -127,7 +138,7 @@ pub(super) fn insert_issuance(
             r.actor.rules.join(","),
             r.actor.at as i64,
             r.certificate,
-            r.actor.key.as_ref().map(|k| k.issuer.as_str())
+            r.issuer_url()
         ],
     )
     .map_err(&err)?;

@@ -41,7 +41,6 @@ pub(super) fn record(serial: &str, digest: u8) -> IssuanceRecord {
         actor: actor("alice@corp", "builtin-username", 160),
         serial: serial.into(),
         key_id: format!("jit-ssh user=alice issuer=corp serial={serial}"),
-        subject: "user-alice".into(),
         principals: vec!["alice".into()],
         valid_after: 100,
         valid_before: 400,

@@ -66,8 +66,8 @@ pub(super) fn check_binding(
         .and_then(|mut s| {
             s.query_row(
                 params![
-                    issuer_url(r),
-                    r.subject,
+                    r.issuer_url(),
+                    r.subject(),
                     r.key_fingerprint,
                     r.actor.at as i64
                 ],
@@ -100,8 +100,8 @@ pub(super) fn write_binding(
         "INSERT INTO nonce_bound_keys (issuer, subject, key_fingerprint, bound_at, expires_at) \
          VALUES (?1, ?2, ?3, ?4, ?5)",
         params![
-            issuer_url(r),
-            r.subject,
+            r.issuer_url(),
+            r.subject(),
             r.key_fingerprint,
             r.actor.at as i64,
             until as i64
@@ -114,10 +114,6 @@ pub(super) fn write_binding(
 /// The issuer of `r`'s identity by its URL, the issuer half of its key
 /// (identity.rs); `None`, which binds and matches nothing, for an actor
 /// without a key.
-fn issuer_url(r: &IssuanceRecord) -> Option<&str> {
-    r.actor.key.as_ref().map(|k| k.issuer.as_str())
-}
-
 /// Deletes the bindings whose session ended before `now`.
 pub(super) fn purge_ended(conn: &Connection, now: UnixTime) -> rusqlite::Result<usize> {
     conn.execute(
@@ -160,12 +156,12 @@ mod tests {
         other_key.key_fingerprint = "SHA256:other".into();
         assert!(unbound(store.record_issuance(other_key).await));
         let mut other_subject = issued("4", 4, 150, NonceBinding::Required);
-        other_subject.subject = "user-mallory".into();
+        other_subject.actor.key.as_mut().expect("a key").subject = "user-mallory".into();
         assert!(unbound(store.record_issuance(other_subject).await));
         let mut other_issuer = issued("5", 5, 150, NonceBinding::Required);
         other_issuer.actor.key = Some(crate::identity::IdentityKey {
             issuer: "https://ci.example".into(),
-            subject: other_issuer.subject.clone(),
+            subject: other_issuer.subject().to_string(),
         });
         assert!(unbound(store.record_issuance(other_issuer).await));
         // The session ends at its bound; renewals do not stretch it.

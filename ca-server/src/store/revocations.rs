@@ -508,7 +508,6 @@ mod tests {
             subject: subject.into(),
             ..key_of("alice@corp")
         });
-        r.subject = subject.into();
         r
     }
 
