@@ -503,11 +503,12 @@ fn refuse_control(field: &str, text: Option<&str>) -> Result<(), AccessError> {
     }
 }
 
-/// Free text trimmed: at most [`MAX_REASON_LEN`] characters, no NUL, and
-/// present when `required`.
+/// Free text trimmed: at most [`MAX_REASON_LEN`] characters, and present
+/// when `required` (control characters, NUL among them, were refused
+/// before, by [`refuse_control`]).
 fn checked_text(field: &str, text: Option<&str>, required: bool) -> Result<String, AccessError> {
     let text = text.unwrap_or("").trim();
-    if text.len() > MAX_REASON_LEN || text.contains('\0') {
+    if text.len() > MAX_REASON_LEN {
         return Err(AccessError::InvalidRequest(format!(
             "{field} must be at most {MAX_REASON_LEN} characters"
         )));
